@@ -1,0 +1,102 @@
+//! The one error shape every byos service answers with.
+//!
+//! Each crate has its own typed errors and converts them into an [`ApiError`], which carries what
+//! Azure would send: HTTP status, error code, message, and for denials byos's explanation. Rendering
+//! an `ApiError` to bytes happens in one place (`byos-http`), in the wire format of the API
+//! that was called.
+
+use serde_json::Value;
+
+/// Which protocol family's error body to render.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ErrorFormat {
+    /// Resource manager: `{"error":{"code","message","target"?,"details"?,"additionalInfo"?}}`.
+    #[default]
+    Arm,
+    /// Microsoft Entra token endpoints: `{"error","error_description","error_codes",...}`.
+    Entra,
+    /// Managed-identity endpoints (App Service / IMDS): `{"error","error_description"}` without codes.
+    ManagedIdentity,
+}
+
+/// An error as Azure reports it, plus byos's explanation for denials.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+    pub target: Option<String>,
+    /// ARM `additionalInfo` entries (`{"type", "info"}`); byos puts its access explanations here.
+    pub additional_info: Vec<Value>,
+    /// For Entra errors: the AADSTS number(s).
+    pub error_codes: Vec<u32>,
+    /// `WWW-Authenticate` challenge to send with a 401.
+    pub challenge: Option<String>,
+    pub format: ErrorFormat,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: code.into(),
+            message: message.into(),
+            target: None,
+            additional_info: Vec::new(),
+            error_codes: Vec::new(),
+            challenge: None,
+            format: ErrorFormat::Arm,
+        }
+    }
+
+    pub fn bad_request(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(400, code, message)
+    }
+
+    pub fn not_found(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(404, code, message)
+    }
+
+    pub fn conflict(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(409, code, message)
+    }
+
+    /// A 500 whose details stay in the log; the caller only learns that something failed.
+    pub fn internal() -> Self {
+        Self::new(500, "InternalServerError", "The server encountered an internal error. Please retry the request.")
+    }
+
+    pub fn with_format(mut self, format: ErrorFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    pub fn with_target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+
+    pub fn with_challenge(mut self, challenge: impl Into<String>) -> Self {
+        self.challenge = Some(challenge.into());
+        self
+    }
+
+    pub fn with_error_code(mut self, aadsts: u32) -> Self {
+        self.error_codes.push(aadsts);
+        self
+    }
+
+    /// Attaches byos's explanation of a denial (`{"type":"ByosAccessExplanation","info":...}`).
+    pub fn with_explanation(mut self, info: Value) -> Self {
+        self.additional_info.push(serde_json::json!({"type": "ByosAccessExplanation", "info": info}));
+        self
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}

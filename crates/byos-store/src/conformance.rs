@@ -1,0 +1,62 @@
+//! The suite every [`MetaStore`] adapter must pass. Each check panics with a message naming the
+//! broken rule, so adapters' tests are one line: `conformance::run(&store).await`.
+
+use crate::{Batch, MetaStore, StoreError, Table};
+
+const T: Table = Table("conformance");
+const OTHER: Table = Table("conformance_other");
+
+/// Runs every check against `store`, which must start empty.
+pub async fn run(store: &dyn MetaStore) {
+    missing_tables_read_as_empty(store).await;
+    put_get_delete(store).await;
+    scan_is_prefix_bounded_and_ordered(store).await;
+    failed_guard_writes_nothing(store).await;
+}
+
+async fn missing_tables_read_as_empty(store: &dyn MetaStore) {
+    assert!(matches!(store.get(Table("never_written"), "k").await, Ok(None)), "missing table must read as empty");
+    assert!(matches!(store.scan(Table("never_written"), "").await, Ok(v) if v.is_empty()));
+}
+
+async fn put_get_delete(store: &dyn MetaStore) {
+    commit(store, Batch::new().put(T, "a", b"1".to_vec())).await;
+    assert_eq!(get(store, T, "a").await.as_deref(), Some(&b"1"[..]), "put then get");
+    assert_eq!(get(store, OTHER, "a").await, None, "tables are separate");
+    commit(store, Batch::new().put(T, "a", b"2".to_vec())).await;
+    assert_eq!(get(store, T, "a").await.as_deref(), Some(&b"2"[..]), "put overwrites");
+    commit(store, Batch::new().delete(T, "a")).await;
+    assert_eq!(get(store, T, "a").await, None, "delete removes");
+}
+
+async fn scan_is_prefix_bounded_and_ordered(store: &dyn MetaStore) {
+    let batch = ["p/b", "p/a", "q/a", "p", "o/z"].iter().fold(Batch::new(), |b, k| b.put(T, *k, k.as_bytes().to_vec()));
+    commit(store, batch).await;
+    let keys: Vec<String> = match store.scan(T, "p/").await {
+        Ok(rows) => rows.into_iter().map(|(k, _)| k).collect(),
+        Err(e) => panic!("scan failed: {e}"),
+    };
+    assert_eq!(keys, ["p/a", "p/b"], "scan returns exactly the prefix, in key order");
+}
+
+async fn failed_guard_writes_nothing(store: &dyn MetaStore) {
+    commit(store, Batch::new().put(T, "guarded", b"x".to_vec())).await;
+    let batch = Batch::new().put(T, "side-effect", b"y".to_vec()).expect_absent(T, "guarded");
+    assert!(matches!(store.commit(batch).await, Err(StoreError::Conflict { .. })), "guard must fail");
+    assert_eq!(get(store, T, "side-effect").await, None, "a failed batch must write nothing");
+    commit(store, Batch::new().expect_absent(T, "fresh").put(T, "fresh", b"z".to_vec())).await;
+    assert!(get(store, T, "fresh").await.is_some(), "a passing guard lets the batch apply");
+}
+
+async fn commit(store: &dyn MetaStore, batch: Batch) {
+    if let Err(e) = store.commit(batch).await {
+        panic!("commit failed: {e}");
+    }
+}
+
+async fn get(store: &dyn MetaStore, table: Table, key: &str) -> Option<Vec<u8>> {
+    match store.get(table, key).await {
+        Ok(v) => v,
+        Err(e) => panic!("get failed: {e}"),
+    }
+}

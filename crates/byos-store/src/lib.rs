@@ -1,0 +1,87 @@
+//! The metadata store: named tables of string keys to versioned byte records, with atomic, durable,
+//! guarded batches.
+//!
+//! Domain crates own their record formats (each carries a version marker); the store only moves bytes.
+//! [`MetaStore`] is a small async trait so that a PostgreSQL adapter can follow the embedded one
+//! ([`RedbStore`]) without touching callers. Every adapter must pass [`conformance::run`].
+//!
+//! Failure contract: a `commit` either applies every operation of its batch durably or none; a failed
+//! guard yields [`StoreError::Conflict`] and changes nothing.
+
+pub mod conformance;
+mod mem;
+mod redb_store;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+pub use mem::MemStore;
+pub use redb_store::RedbStore;
+
+/// A table name. Tables are created on first use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Table(pub &'static str);
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// A guard of the batch did not hold; nothing was written.
+    #[error("conflict on {table}/{key}: {reason}")]
+    Conflict { table: &'static str, key: String, reason: &'static str },
+    /// The backing store failed; the message is for logs, never for API callers.
+    #[error("metadata store failure: {0}")]
+    Backend(String),
+}
+
+/// One step of a [`Batch`].
+#[derive(Clone, Debug)]
+pub enum Op {
+    Put { table: Table, key: String, value: Vec<u8> },
+    Delete { table: Table, key: String },
+    /// The key must not exist when the batch applies.
+    ExpectAbsent { table: Table, key: String },
+}
+
+/// Operations applied atomically, in order, by [`MetaStore::commit`].
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn put(mut self, table: Table, key: impl Into<String>, value: Vec<u8>) -> Self {
+        self.ops.push(Op::Put { table, key: key.into(), value });
+        self
+    }
+
+    pub fn delete(mut self, table: Table, key: impl Into<String>) -> Self {
+        self.ops.push(Op::Delete { table, key: key.into() });
+        self
+    }
+
+    pub fn expect_absent(mut self, table: Table, key: impl Into<String>) -> Self {
+        self.ops.push(Op::ExpectAbsent { table, key: key.into() });
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// A metadata store. Keys are compared as byte strings; `scan` returns keys in ascending order.
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    async fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every record whose key starts with `prefix`, in key order.
+    async fn scan(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Applies `batch` atomically and durably (on return, it survives a crash).
+    async fn commit(&self, batch: Batch) -> Result<(), StoreError>;
+}
+
+pub type SharedStore = Arc<dyn MetaStore>;

@@ -1,0 +1,63 @@
+//! An in-memory adapter: same contract as the embedded one, minus durability across processes.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::{Batch, MetaStore, Op, StoreError, Table};
+
+type Tables = BTreeMap<(&'static str, String), Vec<u8>>;
+
+#[derive(Default)]
+pub struct MemStore {
+    tables: Mutex<Tables>,
+}
+
+impl MemStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Tables>, StoreError> {
+        self.tables.lock().map_err(|_| StoreError::Backend("memory store lock poisoned".into()))
+    }
+}
+
+#[async_trait]
+impl MetaStore for MemStore {
+    async fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock()?.get(&(table.0, key.to_owned())).cloned())
+    }
+
+    async fn scan(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let tables = self.lock()?;
+        Ok(tables
+            .range((table.0, prefix.to_owned())..)
+            .take_while(|((t, k), _)| *t == table.0 && k.starts_with(prefix))
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut tables = self.lock()?;
+        let mut staged = tables.clone();
+        for op in batch.ops {
+            match op {
+                Op::Put { table, key, value } => {
+                    staged.insert((table.0, key), value);
+                }
+                Op::Delete { table, key } => {
+                    staged.remove(&(table.0, key));
+                }
+                Op::ExpectAbsent { table, key } => {
+                    if staged.contains_key(&(table.0, key.clone())) {
+                        return Err(StoreError::Conflict { table: table.0, key, reason: "already exists" });
+                    }
+                }
+            }
+        }
+        *tables = staged;
+        Ok(())
+    }
+}

@@ -1,0 +1,178 @@
+"""Fixtures for the Azure-SDK-for-Python tests against a real `byos serve`.
+
+One byos server runs for the whole session (own temp data dir, `--port 0`); tests keep out of each
+other's way by using resource-group and principal names with random suffixes. Tests that stop or
+restart a server get their own instance from `private_server`.
+
+The binary comes from $BYOS_BIN (scripts/test.sh sets it), else <repo>/target/debug/byos.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import requests
+
+import byos_support as bs
+
+# Never send loopback traffic through a proxy someone configured for the outside world.
+os.environ["NO_PROXY"] = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1", "localhost"]))
+os.environ["no_proxy"] = os.environ["NO_PROXY"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def byos_bin() -> Path:
+    path = Path(os.environ.get("BYOS_BIN") or REPO_ROOT / "target" / "debug" / "byos")
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise RuntimeError(f"byos binary not found at {path}: run `cargo build --bin byos` or set BYOS_BIN")
+    return path
+
+
+@pytest.fixture(scope="session")
+def server(byos_bin, tmp_path_factory) -> bs.ByosServer:
+    srv = bs.ByosServer(byos_bin, tmp_path_factory.mktemp("byos-data"))
+    srv.start()
+    yield srv
+    rc = srv.stop()
+    assert rc == 0, f"byos serve exited with {rc} on SIGTERM\n{srv.log_tail()}"
+
+
+@pytest.fixture(scope="session")
+def boot(server) -> dict:
+    return server.boot
+
+
+@pytest.fixture(scope="session")
+def sub(boot) -> str:
+    return boot["subscription_id"]
+
+
+@pytest.fixture(scope="session")
+def ca(boot) -> str:
+    return boot["ca_file"]
+
+
+@pytest.fixture(scope="session")
+def admin_cred(boot):
+    return bs.admin_credential(boot)
+
+
+@pytest.fixture(scope="session")
+def admin_token(admin_cred) -> str:
+    return admin_cred.get_token(bs.MGMT_SCOPE).token
+
+
+# ---- client factories (for any credential) and the admin's clients ----------------------------
+
+
+@pytest.fixture(scope="session")
+def arm_client(boot) -> Callable:
+    return lambda cred: bs.resource_client(boot, cred)
+
+
+@pytest.fixture(scope="session")
+def auth_client(boot) -> Callable:
+    return lambda cred: bs.authorization_client(boot, cred)
+
+
+@pytest.fixture(scope="session")
+def msi_client(boot) -> Callable:
+    return lambda cred: bs.identity_client(boot, cred)
+
+
+@pytest.fixture(scope="session")
+def admin_arm(arm_client, admin_cred):
+    return arm_client(admin_cred)
+
+
+@pytest.fixture(scope="session")
+def admin_auth(auth_client, admin_cred):
+    return auth_client(admin_cred)
+
+
+@pytest.fixture(scope="session")
+def admin_msi(msi_client, admin_cred):
+    return msi_client(admin_cred)
+
+
+# ---- things tests create ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def new_principal(server, boot) -> Callable[[str], bs.Principal]:
+    """`new_principal(name)`: a fresh service principal with no roles (via `byos principal create`)."""
+
+    def create(name: str) -> bs.Principal:
+        info = server.create_principal(bs.unique(f"byos-test-{name}"))
+        for key in ("client_id", "client_secret", "object_id", "display_name"):
+            assert info.get(key), f"`principal create` output lacks {key}: {info}"
+        cred = bs.client_secret_credential(boot, info["client_id"], info["client_secret"])
+        return bs.Principal(info["client_id"], info["client_secret"], info["object_id"], info["display_name"], cred)
+
+    return create
+
+
+@pytest.fixture(scope="session")
+def make_rg(admin_arm, boot) -> Callable[..., str]:
+    """`make_rg(prefix="rg", tags=None)`: create a uniquely named resource group as admin; returns its name."""
+    return lambda prefix="rg", tags=None: bs.create_resource_group(admin_arm, boot, prefix, tags)
+
+
+@pytest.fixture(scope="session")
+def make_identity(admin_msi, boot):
+    """`make_identity(rg)`: create a user-assigned identity in `rg` as admin; returns the SDK Identity."""
+    from azure.mgmt.msi.models import Identity
+
+    def create(rg: str):
+        return admin_msi.user_assigned_identities.create_or_update(
+            rg, bs.unique("byos-test-id"), Identity(location=boot["location"])
+        )
+
+    return create
+
+
+@pytest.fixture(scope="session")
+def assign(admin_auth, sub) -> Callable:
+    """`assign(scope, role_guid, principal_id)`: the admin creates a role assignment."""
+    return lambda scope, role_guid, principal_id, **kw: bs.assign_role(
+        admin_auth, scope, role_guid, principal_id, sub=sub, **kw
+    )
+
+
+# ---- the token service --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def oidc(boot, ca) -> dict:
+    """The tenant's OpenID Connect discovery document."""
+    url = f"{boot['authority'].rstrip('/')}/{boot['tenant_id']}/v2.0/.well-known/openid-configuration"
+    resp = requests.get(url, verify=ca, timeout=30)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+# ---- private servers, for tests that stop or restart one -----------------------------------------
+
+
+@pytest.fixture
+def private_server(byos_bin, tmp_path) -> Callable[[], bs.ByosServer]:
+    """`private_server()`: a started server with its own data dir; stopped (and checked) at teardown."""
+    servers: list[bs.ByosServer] = []
+
+    def start() -> bs.ByosServer:
+        srv = bs.ByosServer(byos_bin, tmp_path / f"byos-data-{len(servers)}")
+        srv.data_dir.mkdir()
+        servers.append(srv)
+        srv.start()
+        return srv
+
+    yield start
+    for srv in servers:
+        if srv.proc is not None:
+            rc = srv.stop()
+            assert rc == 0, f"byos serve exited with {rc} on SIGTERM\n{srv.log_tail()}"
