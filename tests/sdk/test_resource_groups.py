@@ -93,6 +93,7 @@ def test_malformed_json_body_is_400_and_creates_nothing(boot, admin_token, admin
         "/subscriptions/{sub}/resourcegroups/{rg}/providers/Microsoft.ByosNoSuchProvider/widgets/w1",
         "/subscriptions/{sub}/no-such-collection",
     ],
+    ids=["unknown-provider", "unknown-provider-in-group", "unknown-collection"],
 )
 def test_unknown_path_is_a_4xx_arm_error(boot, admin_token, make_rg, path):
     url = path.format(sub=boot["subscription_id"], rg=make_rg("unknown-path"))

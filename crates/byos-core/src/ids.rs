@@ -97,7 +97,7 @@ impl Scope {
     }
 
     /// The resource group name, when the scope is at or below a resource group.
-    pub fn resource_group(&self) -> Option<&str> {
+    pub fn resource_group_name(&self) -> Option<&str> {
         let parts: Vec<&str> = self.text[1..].split('/').collect();
         match parts.as_slice() {
             [s, _, g, name, ..] if s.eq_ignore_ascii_case("subscriptions") && g.eq_ignore_ascii_case("resourceGroups") => {
@@ -226,8 +226,8 @@ mod tests {
     fn scope_parts() {
         let s = scope("/subscriptions/S1/resourceGroups/G1/providers/Microsoft.X/t/n");
         assert_eq!(s.subscription_id(), Some("S1"));
-        assert_eq!(s.resource_group(), Some("G1"));
-        assert_eq!(scope("/subscriptions/S1").resource_group(), None);
+        assert_eq!(s.resource_group_name(), Some("G1"));
+        assert_eq!(scope("/subscriptions/S1").resource_group_name(), None);
     }
 
     #[test]
