@@ -242,7 +242,8 @@ def expect_http_error(call: Callable[[], Any]) -> HttpResponseError:
 def expect_arm_error(call: Callable[[], Any], status: int, code: str) -> dict[str, Any]:
     """`call` must fail with an ARM error of this status and code; returns the raw `error` object."""
     exc = expect_http_error(call)
-    body = exc.response.json()
+    # Not exc.response.json(): legacy-transport responses (azure-mgmt-authorization) only have text().
+    body = json.loads(exc.response.text())
     assert exc.status_code == status, f"expected {status} {code}, got {exc.status_code}: {body}"
     assert body["error"]["code"] == code, body
     assert exc.error is not None and exc.error.code == code
@@ -384,10 +385,6 @@ def assign_role(auth, scope: str, role_guid: str, principal_id: str, *, sub: str
     return auth.role_assignments.create(scope, name or str(uuid.uuid4()), params)
 
 
-def arm_get(boot: dict[str, Any], path: str, token: str | None, **kwargs) -> requests.Response:
-    return arm_request(boot, "GET", path, token, **kwargs)
-
-
 def arm_request(boot: dict[str, Any], method: str, path: str, token: str | None, **kwargs) -> requests.Response:
     """A raw HTTPS request to byos's ARM endpoint, optionally with a bearer token."""
     headers = dict(kwargs.pop("headers", {}))
@@ -395,3 +392,7 @@ def arm_request(boot: dict[str, Any], method: str, path: str, token: str | None,
         headers["Authorization"] = f"Bearer {token}"
     return requests.request(method, boot["resource_manager"].rstrip("/") + path, headers=headers,
                             verify=boot["ca_file"], timeout=30, **kwargs)
+
+
+def arm_get(boot: dict[str, Any], path: str, token: str | None, **kwargs) -> requests.Response:
+    return arm_request(boot, "GET", path, token, **kwargs)

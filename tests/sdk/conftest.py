@@ -176,3 +176,16 @@ def private_server(byos_bin, tmp_path) -> Callable[[], bs.ByosServer]:
         if srv.proc is not None:
             rc = srv.stop()
             assert rc == 0, f"byos serve exited with {rc} on SIGTERM\n{srv.log_tail()}"
+
+
+# ---- diagnostics ------------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """When a test fails, attach the tail of the session server's log to its report."""
+    outcome = yield
+    report = outcome.get_result()
+    srv = item.funcargs.get("server") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(srv, bs.ByosServer):
+        report.sections.append(("byos server log", srv.log_tail(60)))

@@ -54,10 +54,14 @@ def test_get_and_list_user_assigned_identities(admin_msi, make_rg, make_identity
     assert [i.name for i in admin_msi.user_assigned_identities.list_by_resource_group(rg)] == [identity.name]
 
 
-def test_deleting_a_resource_group_deletes_its_identities(admin_arm, admin_msi, make_rg, make_identity):
+def test_deleting_a_resource_group_deletes_its_identities(admin_arm, admin_msi, make_rg, make_identity, boot):
     rg = make_rg("msi-cascade")
     identity = make_identity(rg)
     admin_arm.resource_groups.begin_delete(rg).result()
+
+    assert identity.id.lower() not in {i.id.lower() for i in admin_msi.user_assigned_identities.list_by_subscription()}
+    # A new group of the same name must not bring the identity back.
+    admin_arm.resource_groups.create_or_update(rg, {"location": boot["location"]})
     with pytest.raises(ResourceNotFoundError):
         admin_msi.user_assigned_identities.get(rg, identity.name)
 

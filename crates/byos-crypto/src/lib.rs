@@ -67,3 +67,21 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     out.copy_from_slice(digest.as_ref());
     out
 }
+
+/// An HMAC-SHA256 key, for values byos derives and later checks (identity headers).
+pub struct MacKey(aws_lc_rs::hmac::Key);
+
+impl MacKey {
+    pub fn new(key: &[u8]) -> Self {
+        MacKey(aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key))
+    }
+
+    pub fn sign(&self, data: &[u8]) -> Vec<u8> {
+        aws_lc_rs::hmac::sign(&self.0, data).as_ref().to_vec()
+    }
+
+    /// Checks `tag` in constant time.
+    pub fn verify(&self, data: &[u8], tag: &[u8]) -> bool {
+        aws_lc_rs::hmac::verify(&self.0, data, tag).is_ok()
+    }
+}

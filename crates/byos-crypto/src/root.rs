@@ -31,6 +31,8 @@ pub enum SealPurpose {
     TokenSigningKey,
     CaKey,
     IdentityHeaderKey,
+    /// A secret byos must hand out again on every start (the bootstrap admin's client secret).
+    BootstrapSecret,
 }
 
 impl SealPurpose {
@@ -39,6 +41,7 @@ impl SealPurpose {
             SealPurpose::TokenSigningKey => "token-signing-key",
             SealPurpose::CaKey => "ca-key",
             SealPurpose::IdentityHeaderKey => "identity-header-key",
+            SealPurpose::BootstrapSecret => "bootstrap-secret",
         }
     }
 }

@@ -1,0 +1,106 @@
+//! HTTP plumbing shared by every byos API. This is the one place where an
+//! [`ApiError`](byos_core::ApiError) becomes bytes on the wire, in the format of the API called.
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use byos_core::{ApiError, ErrorFormat, NetworkOrigin};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// The largest JSON body any control-plane API accepts.
+pub const MAX_JSON_BODY: usize = 1 << 20;
+
+/// An error on its way to the client. Handlers return `Result<_, Failure>`.
+#[derive(Debug)]
+pub struct Failure(pub ApiError);
+
+impl<E: Into<ApiError>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.into())
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        render_error(&self.0)
+    }
+}
+
+/// Renders an error in the wire format of its API, with a request id like Azure's.
+pub fn render_error(e: &ApiError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let body = match e.format {
+        ErrorFormat::Arm => arm_body(e),
+        ErrorFormat::Entra => entra_body(e, &request_id),
+        ErrorFormat::ManagedIdentity => json!({"error": e.code, "error_description": e.message}),
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    let headers = response.headers_mut();
+    insert_header(headers, "x-ms-request-id", &request_id);
+    insert_header(headers, "x-ms-failure-cause", &e.code);
+    if let Some(challenge) = &e.challenge {
+        insert_header(headers, header::WWW_AUTHENTICATE.as_str(), challenge);
+    }
+    if e.status >= 500 {
+        tracing::warn!(status = e.status, code = %e.code, request_id, "request failed");
+    }
+    response
+}
+
+fn arm_body(e: &ApiError) -> Value {
+    let mut error = json!({"code": e.code, "message": e.message});
+    if let Some(target) = &e.target {
+        error["target"] = json!(target);
+    }
+    if !e.additional_info.is_empty() {
+        error["additionalInfo"] = json!(e.additional_info);
+    }
+    json!({"error": error})
+}
+
+fn entra_body(e: &ApiError, request_id: &str) -> Value {
+    json!({
+        "error": e.code,
+        "error_description": e.message,
+        "error_codes": e.error_codes,
+        "timestamp": byos_core::time::rfc3339_now(),
+        "trace_id": request_id,
+        "correlation_id": request_id,
+    })
+}
+
+fn insert_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+/// Parses a JSON request body into `T`, answering malformed or mistyped input as ARM does.
+pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Failure> {
+    if body.len() > MAX_JSON_BODY {
+        return Err(Failure(ApiError::new(413, "RequestEntityTooLarge", format!("The request content exceeds the maximum size of {MAX_JSON_BODY} bytes."))));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        Failure(ApiError::bad_request("InvalidRequestContent", format!("The request content was invalid and could not be deserialized: '{e}'.")))
+    })
+}
+
+/// The bearer token of the `Authorization` header, if it carries one.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The network origin of a request, put into its extensions by the listener that accepted it.
+pub fn origin_of(extensions: &axum::http::Extensions) -> NetworkOrigin {
+    extensions.get::<NetworkOrigin>().cloned().unwrap_or(NetworkOrigin { ip: None, tls: false })
+}
+
+/// A JSON response with the given status.
+pub fn json_response(status: u16, body: &Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    (status, axum::Json(body)).into_response()
+}

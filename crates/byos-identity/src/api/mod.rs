@@ -1,0 +1,1 @@
+//! Wire APIs of the directory.

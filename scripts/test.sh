@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Run every test: the Rust workspace's own tests, then the Azure SDK for Python tests (tests/sdk)
+# against a debug build of byos. Run from anywhere; extra arguments go to pytest (e.g. -k rbac -x).
+# Needs: cargo (Rust toolchain), python3 (3.11) with venv. Exits non-zero if anything fails.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+VENV=.venv
+REQUIREMENTS=tests/sdk/requirements.txt
+STAMP=$VENV/.requirements.sha256
+PYTHON=${PYTHON:-python3}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# ---- Python environment for the SDK tests (reinstalled only when the requirements change) ----------
+if ! "$VENV/bin/python" -c '' 2>/dev/null; then
+    step "creating $VENV"
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+want=$( { sha256sum "$REQUIREMENTS"; "$VENV/bin/python" -VV; } | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want" ]; then
+    step "installing $REQUIREMENTS into $VENV"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet -r "$REQUIREMENTS"
+    echo "$want" > "$STAMP"
+fi
+
+# ---- Rust ---------------------------------------------------------------------------------------------
+step "cargo build --bin byos"
+cargo build --bin byos
+
+if cargo nextest --version >/dev/null 2>&1; then
+    step "cargo nextest run --workspace"
+    cargo nextest run --workspace
+else
+    step "cargo test --workspace"
+    cargo test --workspace
+fi
+
+# ---- Azure SDK for Python against byos -------------------------------------------------------------
+target_dir=${CARGO_TARGET_DIR:-target}
+case $target_dir in /*) ;; *) target_dir=$PWD/$target_dir ;; esac
+export BYOS_BIN=$target_dir/debug/byos
+
+step "pytest tests/sdk (BYOS_BIN=$BYOS_BIN)"
+rc=0
+"$VENV/bin/python" -m pytest tests/sdk -q -p no:cacheprovider "$@" || rc=$?
+if [ "$rc" -eq 5 ]; then
+    echo "error: pytest collected no tests in tests/sdk" >&2
+    exit 1
+fi
+exit "$rc"
