@@ -1,0 +1,121 @@
+//! The resource manager: the ARM wire protocol and the resources every other service builds on.
+//!
+//! One handler ([`router`]) takes every ARM request: it authenticates the bearer token
+//! ([`context`]), checks `api-version`, parses the path ([`path`]) and dispatches to the owner of
+//! the addressed resource: subscriptions ([`subscriptions`]), resource groups ([`groups`]), RBAC
+//! resources ([`rbac`]) or a resource provider ([`Provider`]; today [`managed_identity`]).
+//! Every handler authorizes through the one door before it reads or writes anything.
+
+pub mod context;
+pub mod groups;
+pub mod managed_identity;
+pub mod path;
+pub mod rbac;
+pub mod records;
+pub mod subscriptions;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use byos_authz::Door;
+use byos_core::ApiError;
+use byos_http::Failure;
+use byos_identity::Directory;
+use byos_store::SharedStore;
+
+pub use context::ArmRequest;
+pub use records::ResourceRecord;
+
+/// A resource provider namespace (`Microsoft.ManagedIdentity`, later `Microsoft.Storage`, ...).
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// The namespace, as ARM spells it.
+    fn namespace(&self) -> &'static str;
+    /// Handles `{sub}[/resourceGroups/{group}]/providers/{namespace}/{rest...}`.
+    async fn handle(&self, arm: &Arm, request: &ArmRequest, group: Option<&str>, rest: &[String]) -> Result<Response, Failure>;
+}
+
+/// Fixed facts of this deployment.
+#[derive(Clone, Debug)]
+pub struct Deployment {
+    pub subscription_id: String,
+    pub location: String,
+    /// Base URL of the resource manager (`https://127.0.0.1:8443`).
+    pub base_url: String,
+    pub authority: String,
+}
+
+/// The resource manager's shared state.
+pub struct Arm {
+    pub directory: Arc<Directory>,
+    pub door: Arc<Door>,
+    pub store: SharedStore,
+    pub deployment: Deployment,
+    providers: Vec<Arc<dyn Provider>>,
+    /// Serializes every read-check-write sequence on ARM metadata, so checks stay true until commit.
+    pub(crate) write_lock: tokio::sync::Mutex<()>,
+}
+
+impl Arm {
+    /// Loads RBAC state into the door and wires the built-in providers.
+    pub async fn open(directory: Arc<Directory>, door: Arc<Door>, store: SharedStore, deployment: Deployment) -> Result<Arc<Self>, ApiError> {
+        rbac::load_into_door(&store, &door).await?;
+        Ok(Arc::new(Arm {
+            directory,
+            door,
+            store,
+            deployment,
+            providers: vec![Arc::new(managed_identity::UserAssignedIdentities)],
+            write_lock: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    fn provider(&self, namespace: &str) -> Option<&Arc<dyn Provider>> {
+        self.providers.iter().find(|p| p.namespace().eq_ignore_ascii_case(namespace))
+    }
+}
+
+/// The ARM router: `/metadata/endpoints` plus one handler for everything else.
+pub fn router(arm: Arc<Arm>) -> Router {
+    Router::new()
+        .route("/metadata/endpoints", axum::routing::get(subscriptions::cloud_metadata))
+        .fallback(handle)
+        .with_state(arm)
+}
+
+async fn handle(State(arm): State<Arc<Arm>>, request: Request) -> Response {
+    match dispatch(&arm, request).await {
+        Ok(response) => response,
+        Err(failure) => failure.into_response(),
+    }
+}
+
+async fn dispatch(arm: &Arm, request: Request) -> Result<Response, Failure> {
+    use path::Target;
+    let request = ArmRequest::from_http(arm, request).await?;
+    match path::parse(&request.path) {
+        Target::Subscriptions => subscriptions::list(arm, &request),
+        Target::Subscription { sub } => subscriptions::get(arm, &request, &sub),
+        Target::ResourceGroups { sub } => groups::list(arm, &request, &sub).await,
+        Target::ResourceGroup { sub, group } => groups::handle(arm, &request, &sub, &group).await,
+        Target::GroupResources { sub, group } => groups::list_resources(arm, &request, &sub, &group).await,
+        Target::RoleAssignments { scope } => rbac::assignments::list(arm, &request, &scope),
+        Target::RoleAssignment { scope, name } => rbac::assignments::handle(arm, &request, &scope, &name).await,
+        Target::RoleDefinitions { scope } => rbac::definitions::list(arm, &request, &scope),
+        Target::RoleDefinition { scope, id } => rbac::definitions::handle(arm, &request, &scope, &id).await,
+        Target::Provider { sub, group, namespace, rest } => {
+            subscriptions::require(arm, &sub)?;
+            let provider = arm.provider(&namespace).ok_or_else(|| {
+                ApiError::bad_request("NoRegisteredProviderFound", format!("No registered resource provider found for namespace '{namespace}'."))
+            })?;
+            provider.handle(arm, &request, group.as_deref(), &rest).await
+        }
+        Target::Unknown => Err(Failure(ApiError::not_found(
+            "InvalidResourceType",
+            format!("The resource path '{}' does not address a resource type byos knows.", request.path),
+        ))),
+    }
+}

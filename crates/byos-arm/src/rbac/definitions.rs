@@ -1,0 +1,206 @@
+//! `{scope}/providers/Microsoft.Authorization/roleDefinitions[/{id}]`: every built-in role, plus
+//! custom roles (PUT / GET / DELETE).
+
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use byos_authz::{Action, Permission, RoleDefinition, RoleType};
+use byos_core::{ApiError, Scope};
+use byos_http::{Failure, json_response};
+use byos_store::Batch;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{DEFINITIONS, DefinitionRecord, RECORD_VERSION, definition_id};
+use crate::groups::method_not_allowed;
+use crate::records::{encode, store_error};
+use crate::{Arm, ArmRequest};
+
+const READ: Action = Action::control("Microsoft.Authorization/roleDefinitions/read");
+const WRITE: Action = Action::control("Microsoft.Authorization/roleDefinitions/write");
+const DELETE: Action = Action::control("Microsoft.Authorization/roleDefinitions/delete");
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DefinitionBody {
+    properties: DefinitionProperties,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DefinitionProperties {
+    role_name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default, rename = "type")]
+    role_type: Option<String>,
+    #[serde(default)]
+    permissions: Vec<Permission>,
+    #[serde(default)]
+    assignable_scopes: Vec<String>,
+}
+
+fn wire(scope: &Scope, d: &RoleDefinition) -> Value {
+    let permissions: Vec<Value> = d
+        .permissions
+        .iter()
+        .map(|p| {
+            let mut block = json!({"actions": p.actions, "notActions": p.not_actions, "dataActions": p.data_actions, "notDataActions": p.not_data_actions});
+            if let Some(condition) = &p.condition {
+                block["condition"] = json!(condition);
+                block["conditionVersion"] = json!(p.condition_version);
+            }
+            block
+        })
+        .collect();
+    json!({
+        "id": definition_id(scope, d.id),
+        "name": d.id,
+        "type": "Microsoft.Authorization/roleDefinitions",
+        "properties": {
+            "roleName": d.role_name,
+            "type": d.role_type.as_str(),
+            "description": d.description,
+            "assignableScopes": d.assignable_scopes,
+            "permissions": permissions,
+            "createdOn": d.created_on,
+            "updatedOn": d.updated_on,
+            "createdBy": null,
+            "updatedBy": null,
+        },
+    })
+}
+
+/// Whether a definition is visible from `scope`: built-ins everywhere, custom roles where one of
+/// their assignable scopes is at, above or below it.
+fn visible_from(d: &RoleDefinition, scope: &Scope) -> bool {
+    d.role_type == RoleType::BuiltInRole
+        || d.assignable_scopes.iter().filter_map(|s| Scope::parse(s).ok()).any(|s| s.covers(scope) || scope.covers(&s))
+}
+
+pub async fn handle(arm: &Arm, request: &ArmRequest, scope: &Scope, id: &str) -> Result<Response, Failure> {
+    match request.method {
+        Method::GET => {
+            request.authorize(arm, &READ, scope)?;
+            let definition = id.parse().ok().and_then(|id| arm.door.definition(id)).filter(|d| visible_from(d, scope));
+            let definition = definition.ok_or_else(|| not_found(id))?;
+            Ok(json_response(200, &wire(scope, &definition)))
+        }
+        Method::PUT => {
+            request.authorize(arm, &WRITE, scope)?;
+            put(arm, request, scope, id).await
+        }
+        Method::DELETE => {
+            request.authorize(arm, &DELETE, scope)?;
+            delete(arm, scope, id).await
+        }
+        ref other => Err(method_not_allowed(other)),
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::not_found("RoleDefinitionDoesNotExist", format!("The specified role definition with ID '{id}' does not exist."))
+}
+
+async fn put(arm: &Arm, request: &ArmRequest, scope: &Scope, id: &str) -> Result<Response, Failure> {
+    let id: Uuid = id.parse().map_err(|_| ApiError::bad_request("InvalidRoleDefinitionId", format!("The role definition ID '{id}' is not valid. It must be a GUID.")))?;
+    let body: DefinitionBody = request.json()?;
+    let props = body.properties;
+    let invalid = |m: String| Failure(ApiError::bad_request("InvalidRoleDefinition", m));
+    if props.role_name.trim().is_empty() {
+        return Err(invalid("The role name must not be empty.".into()));
+    }
+    if props.role_type.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("CustomRole")) {
+        return Err(invalid("Only custom roles (type 'CustomRole') can be created or updated.".into()));
+    }
+    if props.assignable_scopes.is_empty() {
+        return Err(invalid("The role definition must have at least one assignable scope.".into()));
+    }
+    for text in &props.assignable_scopes {
+        let assignable = Scope::parse(text).map_err(|e| invalid(format!("The assignable scope '{text}' is invalid: {e}.")))?;
+        if !assignable.subscription_id().is_some_and(|s| s.eq_ignore_ascii_case(&arm.deployment.subscription_id)) {
+            return Err(invalid(format!("The assignable scope '{text}' must be at or below the subscription '{}'.", arm.deployment.subscription_id)));
+        }
+        request.authorize(arm, &WRITE, &assignable)?;
+    }
+    let _guard = arm.write_lock.lock().await;
+    let existing = arm.door.definition(id);
+    if existing.as_ref().is_some_and(|d| d.role_type == RoleType::BuiltInRole) {
+        return Err(Failure(ApiError::new(403, "RoleDefinitionIsBuiltIn", format!("The built-in role definition '{id}' cannot be modified."))));
+    }
+    let name_taken = arm.door.definitions().iter().any(|d| d.id != id && d.role_name.eq_ignore_ascii_case(props.role_name.trim()));
+    if name_taken {
+        return Err(Failure(ApiError::conflict("RoleDefinitionWithSameNameExists", "A custom role with the same name already exists in this directory.")));
+    }
+    let now = byos_core::time::rfc3339_now();
+    let definition = RoleDefinition {
+        id,
+        role_name: props.role_name.trim().to_owned(),
+        description: props.description.unwrap_or_default(),
+        role_type: RoleType::CustomRole,
+        permissions: props.permissions,
+        assignable_scopes: props.assignable_scopes,
+        created_on: existing.as_ref().and_then(|d| d.created_on.clone()).or_else(|| Some(now.clone())),
+        updated_on: Some(now),
+    };
+    let key = id.to_string();
+    let record = DefinitionRecord { v: RECORD_VERSION, definition: definition.clone() };
+    arm.store.commit(Batch::new().put(DEFINITIONS, key.clone(), encode(&key, &record)?)).await.map_err(store_error)?;
+    arm.door.put_definition(definition.clone());
+    tracing::info!(role = %definition.role_name, %id, "custom role written");
+    Ok(json_response(if existing.is_some() { 200 } else { 201 }, &wire(scope, &definition)))
+}
+
+async fn delete(arm: &Arm, scope: &Scope, id: &str) -> Result<Response, Failure> {
+    let _guard = arm.write_lock.lock().await;
+    let Some(definition) = id.parse().ok().and_then(|id| arm.door.definition(id)) else {
+        return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+    };
+    if definition.role_type == RoleType::BuiltInRole {
+        return Err(Failure(ApiError::new(403, "RoleDefinitionIsBuiltIn", format!("The built-in role definition '{id}' cannot be deleted."))));
+    }
+    if arm.door.assignments().iter().any(|a| a.role_definition_id == definition.id) {
+        return Err(Failure(ApiError::conflict(
+            "RoleDefinitionHasAssignments",
+            format!("There are existing role assignments referencing role '{}'. Delete them first.", definition.role_name),
+        )));
+    }
+    arm.store.commit(Batch::new().delete(DEFINITIONS, definition.id.to_string())).await.map_err(store_error)?;
+    arm.door.remove_definition(definition.id);
+    Ok(json_response(200, &wire(scope, &definition)))
+}
+
+/// The subset of `$filter` ARM supports here: `roleName eq '...'` and `type eq '...'`.
+fn matches_filter(d: &RoleDefinition, filter: Option<&String>) -> Result<bool, ApiError> {
+    let Some(text) = filter.map(|t| t.trim()).filter(|t| !t.is_empty()) else { return Ok(true) };
+    let mut ok = true;
+    for clause in text.split(" and ").map(str::trim) {
+        let (field, value) = clause
+            .split_once(" eq ")
+            .map(|(f, v)| (f.trim(), v.trim().trim_matches('\'')))
+            .ok_or_else(|| ApiError::bad_request("InvalidFilterInQueryString", format!("The filter '{text}' is not supported.")))?;
+        ok &= match field {
+            f if f.eq_ignore_ascii_case("roleName") => d.role_name.eq_ignore_ascii_case(value),
+            f if f.eq_ignore_ascii_case("type") => d.role_type.as_str().eq_ignore_ascii_case(value),
+            _ => return Err(ApiError::bad_request("InvalidFilterInQueryString", format!("The filter '{text}' is not supported."))),
+        };
+    }
+    Ok(ok)
+}
+
+pub fn list(arm: &Arm, request: &ArmRequest, scope: &Scope) -> Result<Response, Failure> {
+    if request.method != Method::GET {
+        return Err(method_not_allowed(&request.method));
+    }
+    request.authorize(arm, &READ, scope)?;
+    let filter = request.query.get("$filter");
+    let mut definitions = Vec::new();
+    for d in arm.door.definitions() {
+        if visible_from(&d, scope) && matches_filter(&d, filter)? {
+            definitions.push(d);
+        }
+    }
+    definitions.sort_by(|a, b| a.role_name.cmp(&b.role_name));
+    let value: Vec<Value> = definitions.iter().map(|d| wire(scope, d)).collect();
+    Ok(json_response(200, &json!({"value": value})))
+}
