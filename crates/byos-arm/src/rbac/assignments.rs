@@ -144,15 +144,40 @@ async fn create(arm: &Arm, request: &ArmRequest, scope: &Scope, name: &str) -> R
         created_on: byos_core::time::rfc3339_now(),
         created_by: request.caller.object_id,
     };
-    let key = name.to_string();
+    insert(arm, &assignment).await?;
+    tracing::info!(assignment = %name, principal = %assignment.principal_id, role = %role.role_name, scope = %scope, "role assignment created");
+    Ok(json_response(201, &wire(&assignment)))
+}
+
+/// Stores a validated assignment, then lets the door use it.
+async fn insert(arm: &Arm, assignment: &RoleAssignment) -> Result<(), ApiError> {
+    let key = assignment.name.to_string();
     let record = AssignmentRecord { v: RECORD_VERSION, assignment: assignment.clone() };
     arm.store
         .commit(Batch::new().expect_absent(ASSIGNMENTS, key.clone()).put(ASSIGNMENTS, key.clone(), encode(&key, &record)?))
         .await
         .map_err(store_error)?;
-    arm.door.put_assignment(assignment.clone()).map_err(|_| ApiError::internal())?;
-    tracing::info!(assignment = %name, principal = %assignment.principal_id, role = %role.role_name, scope = %scope, "role assignment created");
-    Ok(json_response(201, &wire(&assignment)))
+    arm.door.put_assignment(assignment.clone()).map_err(|_| ApiError::internal())
+}
+
+/// Makes sure `principal` holds `role` at `scope` (the bootstrap admin's Owner role).
+pub async fn ensure(arm: &Arm, principal: Uuid, role: Uuid, scope: &Scope) -> Result<(), ApiError> {
+    let _guard = arm.write_lock.lock().await;
+    let held = arm.door.assignments().iter().any(|a| a.principal_id == principal && a.role_definition_id == role && Scope::parse(&a.scope).is_ok_and(|s| &s == scope));
+    if held {
+        return Ok(());
+    }
+    let assignment = RoleAssignment {
+        name: Uuid::new_v4(),
+        scope: scope.as_str().to_owned(),
+        role_definition_id: role,
+        principal_id: principal,
+        principal_type: "ServicePrincipal".into(),
+        description: Some("byos bootstrap".into()),
+        created_on: byos_core::time::rfc3339_now(),
+        created_by: None,
+    };
+    insert(arm, &assignment).await
 }
 
 /// An assignment needs its scope to exist: the subscription and, below it, the resource group.

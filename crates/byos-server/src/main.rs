@@ -1,0 +1,170 @@
+//! `byos`: the command line. Parses arguments and the environment, then hands over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use byos_server::{ServeConfig, control};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "byos", version, about = "A self-hosted bring-your-own-storage cloud for AI services, speaking Azure's wire protocols")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct DataDir {
+    /// Where byos keeps everything (metadata, encrypted data, CA).
+    #[arg(long, default_value = "./byos-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server.
+    Serve {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Main HTTPS port; 0 picks a free port (see bootstrap.json).
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Manage service principals.
+    Principal {
+        #[command(subcommand)]
+        command: PrincipalCommand,
+    },
+    /// Manage how workloads act as managed identities.
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCommand,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum PrincipalCommand {
+    /// Create a service principal with no roles; prints its client id, secret and object id.
+    Create {
+        #[command(flatten)]
+        dir: DataDir,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum IdentityCommand {
+    /// Print `export` lines that let a workload obtain tokens as a managed identity.
+    Env {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Resource id, client id or object id of the managed identity.
+        #[arg(long)]
+        identity: String,
+    },
+    /// Bind a managed identity to this host, so the IMDS endpoint serves it.
+    BindHost {
+        #[command(flatten)]
+        dir: DataDir,
+        #[arg(long)]
+        identity: String,
+    },
+    /// Remove a managed identity's IMDS binding to this host.
+    UnbindHost {
+        #[command(flatten)]
+        dir: DataDir,
+        #[arg(long)]
+        identity: String,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BYOS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Single-quotes a value for a POSIX shell.
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
+        _ = int.recv() => tracing::info!("SIGINT received, stopping"),
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { dir, port, log_format } => {
+            init_logging(log_format);
+            let server = byos_server::start(ServeConfig::new(dir.data_dir, port)).await?;
+            wait_for_stop_signal().await?;
+            server.shutdown().await;
+        }
+        Command::Principal { command: PrincipalCommand::Create { dir, name } } => {
+            let created = control::call(&dir.data_dir, "POST", "/operator/principals", Some(json!({"name": name}))).await?;
+            println!("{created}");
+        }
+        Command::Identity { command } => identity(command).await?,
+    }
+    Ok(())
+}
+
+async fn identity(command: IdentityCommand) -> anyhow::Result<()> {
+    match command {
+        IdentityCommand::Env { dir, identity } => {
+            let query = format!("/operator/identities/env?identity={}", percent_encode(&identity));
+            let env = control::call(&dir.data_dir, "GET", &query, None).await?;
+            let field = |name: &str| env.get(name).and_then(|v| v.as_str()).map(str::to_owned).context("incomplete answer from the server");
+            println!("export IDENTITY_ENDPOINT={}", shell_quote(&field("identity_endpoint")?));
+            println!("export IDENTITY_HEADER={}", shell_quote(&field("identity_header")?));
+        }
+        IdentityCommand::BindHost { dir, identity } => set_binding(&dir.data_dir, &identity, true).await?,
+        IdentityCommand::UnbindHost { dir, identity } => set_binding(&dir.data_dir, &identity, false).await?,
+    }
+    Ok(())
+}
+
+async fn set_binding(data_dir: &std::path::Path, identity: &str, bound: bool) -> anyhow::Result<()> {
+    let answer = control::call(data_dir, "POST", "/operator/identities/host-binding", Some(json!({"identity": identity, "bound": bound}))).await?;
+    println!("{answer}");
+    Ok(())
+}
+
+/// Percent-encodes a query value (resource ids contain '/').
+fn percent_encode(value: &str) -> String {
+    value.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("byos: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! `byos serve`: opens the data dir, wires every service, binds the listeners, writes
+//! `bootstrap.json`, and shuts down cleanly on request.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use byos_arm::{Arm, Deployment};
+use byos_authz::{Door, builtin};
+use byos_core::Scope;
+use byos_crypto::RootKey;
+use byos_identity::Directory;
+use byos_identity::api::IdentityState;
+use byos_store::{Batch, RedbStore, SharedStore, Table};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::bootstrap::{self, Admin, Bootstrap};
+use crate::{control, listener, tls};
+
+const DEPLOYMENT: Table = Table("deployment");
+const DEPLOYMENT_KEY: &str = "deployment";
+const ADMIN_KEY: &str = "admin";
+const DEFAULT_LOCATION: &str = "eastus";
+/// How long in-flight requests get to finish after a stop is requested.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Validated settings of `byos serve`.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    /// Main HTTPS port; 0 picks a free one.
+    pub port: u16,
+    pub bind: IpAddr,
+}
+
+impl ServeConfig {
+    pub fn new(data_dir: PathBuf, port: u16) -> Self {
+        ServeConfig { data_dir, port, bind: IpAddr::V4(Ipv4Addr::LOCALHOST) }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct DeploymentRecord {
+    v: u32,
+    subscription_id: String,
+    location: String,
+}
+
+/// A started server: its addresses and the handle that stops it.
+pub struct RunningServer {
+    pub data_dir: PathBuf,
+    pub base_url: String,
+    pub tenant_id: String,
+    pub subscription_id: String,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    graceful: Arc<GracefulShutdown>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets in-flight requests finish (bounded), removes the ready marker.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        match Arc::try_unwrap(self.graceful) {
+            Ok(graceful) => {
+                if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+                    tracing::warn!("in-flight requests did not finish in time; aborting them");
+                }
+            }
+            Err(_) => tracing::warn!("connections still referenced at shutdown"),
+        }
+        bootstrap::remove(&self.data_dir);
+        let _ = std::fs::remove_file(control::socket_path(&self.data_dir));
+        tracing::info!("byos stopped");
+    }
+}
+
+fn prepare_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir.join("keys"))?;
+    dir.canonicalize().with_context(|| format!("resolving data dir {}", dir.display()))
+}
+
+async fn load_or_create_deployment(store: &SharedStore) -> anyhow::Result<DeploymentRecord> {
+    if let Some(bytes) = store.get(DEPLOYMENT, DEPLOYMENT_KEY).await? {
+        return Ok(serde_json::from_slice(&bytes).context("reading the deployment record")?);
+    }
+    let record = DeploymentRecord { v: 1, subscription_id: uuid::Uuid::new_v4().to_string(), location: DEFAULT_LOCATION.into() };
+    store.commit(Batch::new().expect_absent(DEPLOYMENT, DEPLOYMENT_KEY).put(DEPLOYMENT, DEPLOYMENT_KEY, serde_json::to_vec(&record)?)).await?;
+    Ok(record)
+}
+
+/// Opens the control socket, refusing to run twice on one data dir.
+async fn bind_control_socket(data_dir: &Path) -> anyhow::Result<UnixListener> {
+    let path = control::socket_path(data_dir);
+    if tokio::net::UnixStream::connect(&path).await.is_ok() {
+        anyhow::bail!("another byos server is already running on data dir {}", data_dir.display());
+    }
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).with_context(|| format!("binding the control socket {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Starts every service and listener; returns once `bootstrap.json` is written.
+pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
+    let data_dir = prepare_data_dir(&config.data_dir)?;
+    bootstrap::remove(&data_dir);
+    let control_listener = bind_control_socket(&data_dir).await?;
+    let root = RootKey::load_or_create(&data_dir.join("keys").join("root.key"))?;
+    let store: SharedStore = Arc::new(RedbStore::open(&data_dir.join("meta.redb"))?);
+
+    let tcp = TcpListener::bind(SocketAddr::new(config.bind, config.port)).await.with_context(|| format!("binding port {}", config.port))?;
+    let address = tcp.local_addr()?;
+    let base_url = format!("https://{address}");
+
+    let deployment = load_or_create_deployment(&store).await?;
+    let directory = Arc::new(Directory::open(Arc::clone(&store), &root, &base_url).await?);
+    let door = Arc::new(Door::new());
+    let arm_deployment = Deployment {
+        subscription_id: deployment.subscription_id.clone(),
+        location: deployment.location.clone(),
+        base_url: base_url.clone(),
+        authority: base_url.clone(),
+    };
+    let arm = Arm::open(Arc::clone(&directory), Arc::clone(&door), Arc::clone(&store), arm_deployment).await?;
+    let (admin, admin_secret) = directory.ensure_sealed_service_principal(&root, DEPLOYMENT, ADMIN_KEY, "byos-admin").await?;
+    byos_arm::rbac::assignments::ensure(&arm, admin.object_id, builtin::OWNER, &Scope::subscription(&deployment.subscription_id)).await?;
+
+    let ca = tls::CertificateAuthority::load_or_create(&store, &root).await?;
+    let ca_file = data_dir.join("ca.crt");
+    std::fs::write(&ca_file, &ca.cert_pem)?;
+    let hosts = vec!["127.0.0.1".to_owned(), "::1".to_owned(), "localhost".to_owned(), address.ip().to_string()];
+    let tls_config = ca.server_config(&hosts)?;
+
+    let identity = IdentityState { directory: Arc::clone(&directory), door: Arc::clone(&door), authority: base_url.clone() };
+    let public = byos_identity::api::public_router(identity.clone()).merge(byos_arm::router(Arc::clone(&arm)));
+    let operator = byos_identity::api::operator::router(identity);
+
+    let (stop, stop_rx) = watch::channel(false);
+    let graceful = Arc::new(GracefulShutdown::new());
+    let tasks = vec![
+        tokio::spawn(listener::serve_tls(tcp, tls_config, public, stop_rx.clone(), Arc::clone(&graceful))),
+        tokio::spawn(listener::serve_control(control_listener, operator, stop_rx, Arc::clone(&graceful))),
+    ];
+
+    let boot = Bootstrap {
+        version: 1,
+        tenant_id: directory.tenant_id().to_string(),
+        subscription_id: deployment.subscription_id.clone(),
+        location: deployment.location.clone(),
+        ca_file: ca_file.display().to_string(),
+        authority: base_url.clone(),
+        resource_manager: base_url.clone(),
+        managed_identity_endpoint: format!("{base_url}/msi/token"),
+        imds_endpoint: base_url.clone(),
+        control_socket: control::socket_path(&data_dir).display().to_string(),
+        admin: Admin { client_id: admin.client_id.to_string(), client_secret: admin_secret.to_string(), object_id: admin.object_id.to_string() },
+    };
+    bootstrap::write(&data_dir, &boot)?;
+    tracing::info!(%base_url, data_dir = %data_dir.display(), "byos ready");
+    Ok(RunningServer {
+        data_dir,
+        base_url,
+        tenant_id: boot.tenant_id.clone(),
+        subscription_id: deployment.subscription_id,
+        stop,
+        tasks,
+        graceful,
+    })
+}
