@@ -14,6 +14,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,7 +31,15 @@ fn service<E: Clone + Send + Sync + 'static>(
 }
 
 /// Serves HTTPS on `listener` until `stop` flips, then lets in-flight connections finish.
-pub async fn serve_tls(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: Router, mut stop: watch::Receiver<bool>, graceful: Arc<GracefulShutdown>) {
+/// How a listener hands its connections to the server's shutdown: `graceful` lets them be told to
+/// finish, `tracker` lets shutdown wait until their tasks (and the state they hold) are gone.
+#[derive(Clone)]
+pub struct Connections {
+    pub graceful: Arc<GracefulShutdown>,
+    pub tracker: TaskTracker,
+}
+
+pub async fn serve_tls(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: Router, mut stop: watch::Receiver<bool>, connections: Connections) {
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -45,8 +54,8 @@ pub async fn serve_tls(listener: TcpListener, tls: Arc<rustls::ServerConfig>, ro
             _ = stop.changed() => break,
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, router, graceful) = (acceptor.clone(), router.clone(), Arc::clone(&graceful));
-        tokio::spawn(async move {
+        let (acceptor, router, watcher) = (acceptor.clone(), router.clone(), connections.graceful.watcher());
+        connections.tracker.spawn(async move {
             let tls_stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -55,7 +64,7 @@ pub async fn serve_tls(listener: TcpListener, tls: Arc<rustls::ServerConfig>, ro
             let origin = NetworkOrigin { ip: Some(peer.ip()), tls: true };
             let builder = auto::Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service(router, origin));
-            if let Err(e) = graceful.watch(connection.into_owned()).await {
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
@@ -63,7 +72,7 @@ pub async fn serve_tls(listener: TcpListener, tls: Arc<rustls::ServerConfig>, ro
 }
 
 /// Serves the operator API on the control socket until `stop` flips.
-pub async fn serve_control(listener: UnixListener, router: Router, mut stop: watch::Receiver<bool>, graceful: Arc<GracefulShutdown>) {
+pub async fn serve_control(listener: UnixListener, router: Router, mut stop: watch::Receiver<bool>, connections: Connections) {
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -76,12 +85,12 @@ pub async fn serve_control(listener: UnixListener, router: Router, mut stop: wat
             },
             _ = stop.changed() => break,
         };
-        let (router, graceful) = (router.clone(), Arc::clone(&graceful));
-        tokio::spawn(async move {
+        let (router, watcher) = (router.clone(), connections.graceful.watcher());
+        connections.tracker.spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());
             let svc = service(router, OperatorSocket);
             let connection = builder.serve_connection(TokioIo::new(stream), svc);
-            if let Err(e) = graceful.watch(connection.into_owned()).await {
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(error = %e, "control connection ended with an error");
             }
         });

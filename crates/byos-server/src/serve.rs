@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 use crate::bootstrap::{self, Admin, Bootstrap};
 use crate::{control, listener, tls};
@@ -61,6 +62,7 @@ pub struct RunningServer {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     graceful: Arc<GracefulShutdown>,
+    connections: TaskTracker,
 }
 
 impl RunningServer {
@@ -70,14 +72,18 @@ impl RunningServer {
         for task in self.tasks {
             let _ = task.await;
         }
+        // The accept loops have ended, so this is the last reference to the shutdown signal.
         match Arc::try_unwrap(self.graceful) {
             Ok(graceful) => {
                 if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
                     tracing::warn!("in-flight requests did not finish in time; aborting them");
                 }
             }
-            Err(_) => tracing::warn!("connections still referenced at shutdown"),
+            Err(_) => tracing::error!("shutdown signal still shared after the listeners stopped"),
         }
+        // Connection tasks hold the services (and through them the store); wait until they are gone.
+        self.connections.close();
+        self.connections.wait().await;
         bootstrap::remove(&self.data_dir);
         let _ = std::fs::remove_file(control::socket_path(&self.data_dir));
         tracing::info!("byos stopped");
@@ -150,9 +156,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
 
     let (stop, stop_rx) = watch::channel(false);
     let graceful = Arc::new(GracefulShutdown::new());
+    let connections = listener::Connections { graceful: Arc::clone(&graceful), tracker: TaskTracker::new() };
     let tasks = vec![
-        tokio::spawn(listener::serve_tls(tcp, tls_config, public, stop_rx.clone(), Arc::clone(&graceful))),
-        tokio::spawn(listener::serve_control(control_listener, operator, stop_rx, Arc::clone(&graceful))),
+        tokio::spawn(listener::serve_tls(tcp, tls_config, public, stop_rx.clone(), connections.clone())),
+        tokio::spawn(listener::serve_control(control_listener, operator, stop_rx, connections.clone())),
     ];
 
     let boot = Bootstrap {
@@ -178,5 +185,6 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         stop,
         tasks,
         graceful,
+        connections: connections.tracker.clone(),
     })
 }

@@ -1,0 +1,169 @@
+//! The real server, in-process on a loopback port, driven over HTTPS: start-up, the token
+//! service, ARM semantics and denials, the control socket, restart.
+
+use anyhow::Context;
+use byos_testkit::TestServer;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const API: &str = "api-version=2021-04-01";
+
+async fn get_json(client: &reqwest::Client, url: String, token: &str) -> anyhow::Result<(StatusCode, Value)> {
+    let response = client.get(url).bearer_auth(token).send().await?;
+    let status = response.status();
+    Ok((status, response.json().await.unwrap_or(Value::Null)))
+}
+
+fn group_url(server: &TestServer, group: &str) -> String {
+    format!("{}/subscriptions/{}/resourcegroups/{group}?{API}", server.base_url, server.boot_str(&["subscription_id"]))
+}
+
+#[tokio::test]
+async fn admin_manages_groups_and_new_principals_get_explained_denials() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client()?;
+    let admin = server.admin_token(&client).await?;
+    let created = client.put(group_url(&server, "rg1")).bearer_auth(&admin).json(&json!({"location": "eastus"})).send().await?;
+    assert_eq!(created.status(), StatusCode::CREATED);
+
+    let principal = byos_server::control::call(&server.data_dir, "POST", "/operator/principals", Some(json!({"name": "app"}))).await?;
+    let (id, secret) = (principal["client_id"].as_str().context("client_id")?, principal["client_secret"].as_str().context("secret")?);
+    let token = server.token(&client, id, secret, "https://management.azure.com").await?;
+    let (status, body) = get_json(&client, group_url(&server, "rg1"), &token).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["code"], "AuthorizationFailed");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("'Microsoft.Resources/subscriptions/resourceGroups/read'"), "{message}");
+    assert_eq!(body["error"]["additionalInfo"][0]["type"], "ByosAccessExplanation");
+    assert_eq!(body["error"]["additionalInfo"][0]["info"]["caller"]["objectId"], principal["object_id"]);
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_tokens_and_bad_requests_get_arm_errors() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client()?;
+    let admin = server.admin_token(&client).await?;
+
+    let mut forged = admin.clone();
+    forged.insert(forged.len() / 2, 'x');
+    let (status, body) = get_json(&client, group_url(&server, "any"), &forged).await?;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("InvalidAuthenticationToken")));
+
+    let admin_id = server.boot_str(&["admin", "client_id"]);
+    let storage_token = server.token(&client, &admin_id, &server.boot_str(&["admin", "client_secret"]), "https://storage.azure.com").await?;
+    let (status, body) = get_json(&client, group_url(&server, "any"), &storage_token).await?;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("InvalidAuthenticationTokenAudience")));
+
+    let no_version = group_url(&server, "any").replace(&format!("?{API}"), "");
+    let (status, body) = get_json(&client, no_version, &admin).await?;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("MissingApiVersionParameter")));
+
+    let bad_json = client.put(group_url(&server, "half")).bearer_auth(&admin).body("{\"location\": ").send().await?;
+    assert_eq!(bad_json.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(bad_json.json::<Value>().await?["error"]["code"], "InvalidRequestContent");
+    let (status, _) = get_json(&client, group_url(&server, "half"), &admin).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a rejected PUT must not leave a group behind");
+
+    let huge = client.put(group_url(&server, "huge")).bearer_auth(&admin).body(vec![b' '; 2 << 20]).send().await?;
+    assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let bad_assignment = format!(
+        "{}/subscriptions/{}/providers/Microsoft.Authorization/roleAssignments/not-a-guid?{API}",
+        server.base_url,
+        server.boot_str(&["subscription_id"])
+    );
+    let response = client.put(bad_assignment).bearer_auth(&admin).json(&json!({"properties": {}})).send().await?;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.json::<Value>().await?["error"]["code"], "InvalidRoleAssignmentId");
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn token_endpoint_speaks_entra_errors() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client()?;
+    let url = format!("{}/{}/oauth2/v2.0/token", server.base_url, server.boot_str(&["tenant_id"]));
+    let admin_id = server.boot_str(&["admin", "client_id"]);
+    let form = [("grant_type", "client_credentials"), ("client_id", admin_id.as_str()), ("client_secret", "wrong"), ("scope", "https://management.azure.com/.default")];
+    let response = client.post(&url).form(&form).send().await?;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = response.json().await?;
+    assert_eq!(body["error"], "invalid_client");
+    assert_eq!(body["error_codes"][0], 7000215);
+
+    let no_default = [("grant_type", "client_credentials"), ("client_id", admin_id.as_str()), ("client_secret", "x"), ("scope", "user.read")];
+    let body: Value = client.post(&url).form(&no_default).send().await?.json().await?;
+    assert_eq!(body["error"], "invalid_scope");
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn imds_serves_no_identity_until_one_is_bound() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client()?;
+    let url = format!("{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com", server.base_url);
+    let response = client.get(&url).header("Metadata", "true").send().await?;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await?;
+    assert!(body["error_description"].as_str().unwrap_or_default().contains("bind-host"), "{body}");
+    let missing_header = client.get(&url).send().await?;
+    assert_eq!(missing_header.status(), StatusCode::BAD_REQUEST);
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn restart_keeps_tenant_principals_and_groups() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let first = TestServer::start_in(dir.path()).await?;
+    let client = first.client()?;
+    let admin = first.admin_token(&client).await?;
+    client.put(group_url(&first, "kept")).bearer_auth(&admin).json(&json!({"location": "eastus"})).send().await?.error_for_status()?;
+    let boot_before = first.boot.clone();
+    first.stop().await;
+    assert!(!dir.path().join("bootstrap.json").exists(), "a stopped server must not look ready");
+
+    let second = TestServer::start_in(dir.path()).await?;
+    for field in ["tenant_id", "subscription_id"] {
+        assert_eq!(second.boot[field], boot_before[field]);
+    }
+    assert_eq!(second.boot["admin"], boot_before["admin"]);
+    let client = second.client()?;
+    let admin = second.admin_token(&client).await?;
+    let (status, body) = get_json(&client, group_url(&second, "kept"), &admin).await?;
+    assert_eq!((status, body["name"].as_str()), (StatusCode::OK, Some("kept")));
+    second.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn control_commands_fail_clearly_without_a_server() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let err = byos_server::control::call(dir.path(), "POST", "/operator/principals", Some(json!({"name": "x"}))).await.err();
+    let message = err.map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("no byos server is running"), "{message}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn secrets_and_keys_are_not_stored_in_plaintext() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start_in(dir.path()).await?;
+    let secret = server.boot_str(&["admin", "client_secret"]);
+    server.stop().await;
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path)?.filter_map(|e| e.ok().map(|e| e.path())));
+            continue;
+        }
+        let bytes = std::fs::read(&path)?;
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "admin secret in plaintext in {}", path.display());
+        assert!(!bytes.windows(11).any(|w| w == b"PRIVATE KEY"), "PEM private key in {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! Test support: [`TestServer`] starts the real server (all services, real TLS, real store) in this
+//! process on a free loopback port, in a temporary data dir, and hands out HTTPS clients that trust
+//! its CA. Used by integration tests and benchmarks; never by the server itself.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use byos_server::{RunningServer, ServeConfig};
+use serde_json::Value;
+
+/// A running in-process byos with its bootstrap facts.
+pub struct TestServer {
+    server: Option<RunningServer>,
+    _dir: Option<tempfile::TempDir>,
+    pub data_dir: PathBuf,
+    /// The parsed `bootstrap.json`.
+    pub boot: Value,
+    pub base_url: String,
+    ca_pem: Vec<u8>,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh temporary data dir.
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let data_dir = dir.path().to_path_buf();
+        let mut server = Self::start_in(&data_dir).await?;
+        server._dir = Some(dir);
+        Ok(server)
+    }
+
+    /// Starts a server on `data_dir` (kept after the server stops).
+    pub async fn start_in(data_dir: &Path) -> anyhow::Result<Self> {
+        let server = byos_server::start(ServeConfig::new(data_dir.to_path_buf(), 0)).await?;
+        let boot: Value = serde_json::from_slice(&std::fs::read(data_dir.join("bootstrap.json"))?)?;
+        let ca_file = boot["ca_file"].as_str().context("bootstrap.json has no ca_file")?;
+        let ca_pem = std::fs::read(ca_file)?;
+        Ok(TestServer { base_url: server.base_url.clone(), server: Some(server), _dir: None, data_dir: data_dir.to_path_buf(), boot, ca_pem })
+    }
+
+    /// A new HTTPS client (its own connection pool) that trusts byos's CA.
+    pub fn client(&self) -> anyhow::Result<reqwest::Client> {
+        let ca = reqwest::Certificate::from_pem(&self.ca_pem)?;
+        Ok(reqwest::Client::builder().tls_certs_only([ca]).build()?)
+    }
+
+    /// `boot[a][b]...` as a string.
+    pub fn boot_str(&self, path: &[&str]) -> String {
+        path.iter().fold(&self.boot, |v, k| &v[*k]).as_str().unwrap_or_default().to_owned()
+    }
+
+    /// A token for `client_id`/`secret` with audience `resource` through the token endpoint.
+    pub async fn token(&self, client: &reqwest::Client, client_id: &str, secret: &str, resource: &str) -> anyhow::Result<String> {
+        let url = format!("{}/{}/oauth2/v2.0/token", self.base_url, self.boot_str(&["tenant_id"]));
+        let scope = format!("{resource}/.default");
+        let form = [("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", secret), ("scope", scope.as_str())];
+        let response = client.post(url).form(&form).send().await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        if !status.is_success() {
+            bail!("token request failed: {status} {body}");
+        }
+        Ok(body["access_token"].as_str().context("no access_token")?.to_owned())
+    }
+
+    /// A resource-manager token for the bootstrap admin.
+    pub async fn admin_token(&self, client: &reqwest::Client) -> anyhow::Result<String> {
+        self.token(client, &self.boot_str(&["admin", "client_id"]), &self.boot_str(&["admin", "client_secret"]), "https://management.azure.com").await
+    }
+
+    /// Stops the server the way SIGTERM does.
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+}
