@@ -37,7 +37,7 @@ impl ArmRequest {
         let query: HashMap<String, String> = parts.uri.query().map(|q| serde_urlencoded::from_str(q).unwrap_or_default()).unwrap_or_default();
         check_api_version(&query)?;
         let body = axum::body::to_bytes(body, MAX_JSON_BODY).await.map_err(|_| {
-            Failure(ApiError::new(413, "RequestEntityTooLarge", format!("The request content exceeds the maximum size of {MAX_JSON_BODY} bytes.")))
+            Failure::from(ApiError::new(413, "RequestEntityTooLarge", format!("The request content exceeds the maximum size of {MAX_JSON_BODY} bytes.")))
         })?;
         Ok(ArmRequest { method: parts.method, path: parts.uri.path().to_owned(), query, headers: parts.headers, body, caller })
     }
@@ -61,7 +61,7 @@ impl ArmRequest {
 impl Arm {
     /// Authorizes `action` at `scope` for `caller` through the one door, as an ARM error on denial.
     pub fn authorize(&self, caller: &Caller, action: &Action, scope: &Scope) -> Result<(), Failure> {
-        self.door.authorize(caller, action, scope).map(|_| ()).map_err(|denial| Failure(authorization_failed(&denial)))
+        self.door.authorize(caller, action, scope).map(|_| ()).map_err(|denial| Failure::from(authorization_failed(&denial)))
     }
 }
 
@@ -87,7 +87,7 @@ fn authenticate(arm: &Arm, headers: &HeaderMap, extensions: &axum::http::Extensi
         arm.directory.tenant_id()
     );
     let Some(token) = bearer_token(headers) else {
-        return Err(Failure(
+        return Err(Failure::from(
             ApiError::new(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
                 .with_challenge(challenge)
                 .with_explanation(json!({"reason": "no bearer token in the Authorization header"})),
@@ -97,7 +97,7 @@ fn authenticate(arm: &Arm, headers: &HeaderMap, extensions: &axum::http::Extensi
     let own_audience_slash = format!("{own_audience}/");
     let mut audiences: Vec<&str> = ARM_AUDIENCES.to_vec();
     audiences.extend([own_audience, own_audience_slash.as_str()]);
-    arm.directory.authenticate(token, &audiences, origin_of(extensions)).map_err(|e| Failure(token_error(&e).with_challenge(challenge)))
+    arm.directory.authenticate(token, &audiences, origin_of(extensions)).map_err(|e| Failure::from(token_error(&e).with_challenge(challenge)))
 }
 
 /// ARM's 401 for each way a token can fail, plus byos's explanation.
@@ -131,7 +131,7 @@ fn time_from_unix(unix: i64) -> Option<String> {
 /// `api-version` is required; any well-formed date version (`2024-01-01[-preview]`) is accepted.
 fn check_api_version(query: &HashMap<String, String>) -> Result<(), Failure> {
     let Some(version) = query.get("api-version") else {
-        return Err(Failure(ApiError::bad_request(
+        return Err(Failure::from(ApiError::bad_request(
             "MissingApiVersionParameter",
             "The api-version query parameter (?api-version=) is required for all requests.",
         )));
@@ -141,7 +141,7 @@ fn check_api_version(query: &HashMap<String, String>) -> Result<(), Failure> {
         && date.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() })
         && (version.len() == 10 || version[10..].starts_with('-'));
     if !well_formed {
-        return Err(Failure(ApiError::bad_request(
+        return Err(Failure::from(ApiError::bad_request(
             "InvalidApiVersionParameter",
             format!("The api-version '{version}' is invalid. The supported versions are in the form 'yyyy-mm-dd' or 'yyyy-mm-dd-preview'."),
         )));

@@ -97,7 +97,7 @@ async fn put(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> Result<
     let created = existing.is_none();
     let record = match existing {
         Some(old) if !old.location.eq_ignore_ascii_case(&location) => {
-            return Err(Failure(ApiError::conflict(
+            return Err(Failure::from(ApiError::conflict(
                 "InvalidResourceGroupLocation",
                 format!("Invalid resource group location '{location}'. The Resource group already exists in location '{}'.", old.location),
             )));
@@ -174,7 +174,7 @@ pub async fn list_resources(arm: &Arm, request: &ArmRequest, sub: &str, group: &
 }
 
 pub fn method_not_allowed(method: &Method) -> Failure {
-    Failure(ApiError::new(405, "MethodNotAllowed", format!("The HTTP method '{method}' is not supported for this resource.")))
+    Failure::from(ApiError::new(405, "MethodNotAllowed", format!("The HTTP method '{method}' is not supported for this resource.")))
 }
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ async fn dispatch(arm: &Arm, request: Request) -> Result<Response, Failure> {
             })?;
             provider.handle(arm, &request, group.as_deref(), &rest).await
         }
-        Target::Unknown => Err(Failure(ApiError::not_found(
+        Target::Unknown => Err(Failure::from(ApiError::not_found(
             "InvalidResourceType",
             format!("The resource path '{}' does not address a resource type byos knows.", request.path),
         ))),

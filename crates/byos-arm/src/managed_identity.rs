@@ -67,7 +67,7 @@ impl Provider for UserAssignedIdentities {
                     ref other => Err(method_not_allowed(other)),
                 }
             }
-            _ => Err(Failure(ApiError::bad_request(
+            _ => Err(Failure::from(ApiError::bad_request(
                 "InvalidResourceType",
                 format!("The resource type '{}' could not be found in the namespace '{NAMESPACE}'.", rest.first().map(String::as_str).unwrap_or_default()),
             ))),
@@ -112,7 +112,7 @@ async fn put(arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<Respons
         return Ok(json_response(200, &record.to_wire()));
     }
     if request.method == Method::PATCH {
-        return Err(Failure(resource_not_found(FULL_TYPE, &id.name, &id.resource_group)));
+        return Err(Failure::from(resource_not_found(FULL_TYPE, &id.name, &id.resource_group)));
     }
     let location = body.location.filter(|l| !l.trim().is_empty()).unwrap_or(group.location);
     let principal = arm.directory.new_managed_identity(&id.to_string(), &id.name, false);
@@ -230,7 +230,7 @@ pub async fn plan_identity(
     let kinds: Vec<String> = requested.kind.split(',').map(|k| k.trim().to_ascii_lowercase()).collect();
     let (system, user) = (kinds.iter().any(|k| k == "systemassigned"), kinds.iter().any(|k| k == "userassigned"));
     if !kinds.iter().all(|k| k == "systemassigned" || k == "userassigned" || k == "none") || (kinds.iter().any(|k| k == "none") && kinds.len() > 1) {
-        return Err(Failure(ApiError::bad_request(
+        return Err(Failure::from(ApiError::bad_request(
             "InvalidIdentityType",
             format!("The identity type '{}' is invalid. Use None, SystemAssigned, UserAssigned or 'SystemAssigned, UserAssigned'.", requested.kind),
         )));
@@ -271,7 +271,7 @@ fn canonical_type(system: bool, user: bool) -> &'static str {
 /// Resolves each requested user-assigned identity, checking the caller may assign it.
 async fn user_assigned(arm: &Arm, caller: &Caller, requested: &Map<String, Value>) -> Result<Map<String, Value>, Failure> {
     if requested.is_empty() {
-        return Err(Failure(ApiError::bad_request("InvalidIdentity", "The identity type UserAssigned needs at least one entry in userAssignedIdentities.")));
+        return Err(Failure::from(ApiError::bad_request("InvalidIdentity", "The identity type UserAssigned needs at least one entry in userAssignedIdentities.")));
     }
     let mut resolved = Map::new();
     for id in requested.keys() {

@@ -188,13 +188,9 @@ impl Door {
     }
 
     /// Decides whether `caller` may perform `action` at `scope`. The only authorization function.
-    pub fn authorize(&self, caller: &Caller, action: &Action, scope: &Scope) -> Result<Grant, Denial> {
-        let deny = |considered, reason: String| Denial {
-            caller: caller.clone(),
-            action: action.clone(),
-            scope: scope.clone(),
-            considered,
-            reason,
+    pub fn authorize(&self, caller: &Caller, action: &Action, scope: &Scope) -> Result<Grant, Box<Denial>> {
+        let deny = |considered, reason: String| {
+            Box::new(Denial { caller: caller.clone(), action: action.clone(), scope: scope.clone(), considered, reason })
         };
         match (caller.auth, action.kind) {
             (AuthMethod::OperatorSocket, ActionKind::Operator) => return Ok(Grant::Operator),

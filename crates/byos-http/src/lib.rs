@@ -13,11 +13,11 @@ pub const MAX_JSON_BODY: usize = 1 << 20;
 
 /// An error on its way to the client. Handlers return `Result<_, Failure>`.
 #[derive(Debug)]
-pub struct Failure(pub ApiError);
+pub struct Failure(pub Box<ApiError>);
 
 impl<E: Into<ApiError>> From<E> for Failure {
     fn from(e: E) -> Self {
-        Failure(e.into())
+        Failure(Box::new(e.into()))
     }
 }
 
@@ -80,10 +80,10 @@ fn insert_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
 /// Parses a JSON request body into `T`, answering malformed or mistyped input as ARM does.
 pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Failure> {
     if body.len() > MAX_JSON_BODY {
-        return Err(Failure(ApiError::new(413, "RequestEntityTooLarge", format!("The request content exceeds the maximum size of {MAX_JSON_BODY} bytes."))));
+        return Err(Failure::from(ApiError::new(413, "RequestEntityTooLarge", format!("The request content exceeds the maximum size of {MAX_JSON_BODY} bytes."))));
     }
     serde_json::from_slice(body).map_err(|e| {
-        Failure(ApiError::bad_request("InvalidRequestContent", format!("The request content was invalid and could not be deserialized: '{e}'.")))
+        Failure::from(ApiError::bad_request("InvalidRequestContent", format!("The request content was invalid and could not be deserialized: '{e}'.")))
     })
 }
 

@@ -99,7 +99,7 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
 
 async fn load_or_create_deployment(store: &SharedStore) -> anyhow::Result<DeploymentRecord> {
     if let Some(bytes) = store.get(DEPLOYMENT, DEPLOYMENT_KEY).await? {
-        return Ok(serde_json::from_slice(&bytes).context("reading the deployment record")?);
+        return serde_json::from_slice(&bytes).context("reading the deployment record");
     }
     let record = DeploymentRecord { v: 1, subscription_id: uuid::Uuid::new_v4().to_string(), location: DEFAULT_LOCATION.into() };
     store.commit(Batch::new().expect_absent(DEPLOYMENT, DEPLOYMENT_KEY).put(DEPLOYMENT, DEPLOYMENT_KEY, serde_json::to_vec(&record)?)).await?;
@@ -117,6 +117,15 @@ async fn bind_control_socket(data_dir: &Path) -> anyhow::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
+}
+
+/// Turns a panic inside one request into a 500 for that request alone; the server keeps serving.
+fn panic_guard() -> tower_http::catch_panic::CatchPanicLayer<fn(Box<dyn std::any::Any + Send>) -> axum::response::Response> {
+    fn on_panic(_: Box<dyn std::any::Any + Send>) -> axum::response::Response {
+        tracing::error!("a request handler panicked");
+        byos_http::render_error(&byos_core::ApiError::internal())
+    }
+    tower_http::catch_panic::CatchPanicLayer::custom(on_panic as fn(_) -> _)
 }
 
 /// Starts every service and listener; returns once `bootstrap.json` is written.
@@ -151,8 +160,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let tls_config = ca.server_config(&hosts)?;
 
     let identity = IdentityState { directory: Arc::clone(&directory), door: Arc::clone(&door), authority: base_url.clone() };
-    let public = byos_identity::api::public_router(identity.clone()).merge(byos_arm::router(Arc::clone(&arm)));
-    let operator = byos_identity::api::operator::router(identity);
+    let public = byos_identity::api::public_router(identity.clone()).merge(byos_arm::router(Arc::clone(&arm))).layer(panic_guard());
+    let operator = byos_identity::api::operator::router(identity).layer(panic_guard());
 
     let (stop, stop_rx) = watch::channel(false);
     let graceful = Arc::new(GracefulShutdown::new());

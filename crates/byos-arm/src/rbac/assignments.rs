@@ -101,14 +101,14 @@ async fn create(arm: &Arm, request: &ArmRequest, scope: &Scope, name: &str) -> R
     let body: CreateBody = request.json()?;
     let props = body.properties;
     if props.condition.is_some() {
-        return Err(Failure(ApiError::bad_request("InvalidRoleAssignmentRequest", "byos does not evaluate role assignment conditions yet; create the assignment without one.")));
+        return Err(Failure::from(ApiError::bad_request("InvalidRoleAssignmentRequest", "byos does not evaluate role assignment conditions yet; create the assignment without one.")));
     }
     let role = role_guid(&props.role_definition_id)
         .and_then(|id| arm.door.definition(id))
         .ok_or_else(|| ApiError::bad_request("RoleDefinitionDoesNotExist", format!("The specified role definition with ID '{}' does not exist.", props.role_definition_id)))?;
     let assignable = role.assignable_scopes.iter().filter_map(|s| Scope::parse(s).ok()).any(|s| s.covers(scope));
     if !assignable {
-        return Err(Failure(ApiError::bad_request(
+        return Err(Failure::from(ApiError::bad_request(
             "InvalidCreateRoleAssignmentRequest",
             format!("The role '{}' is not available to be assigned at the scope '{scope}'.", role.role_name),
         )));
@@ -126,10 +126,10 @@ async fn create(arm: &Arm, request: &ArmRequest, scope: &Scope, name: &str) -> R
         a.principal_id == principal.object_id && a.role_definition_id == role.id && Scope::parse(&a.scope).is_ok_and(|s| &s == scope)
     });
     if duplicate {
-        return Err(Failure(ApiError::conflict("RoleAssignmentExists", "The role assignment already exists.")));
+        return Err(Failure::from(ApiError::conflict("RoleAssignmentExists", "The role assignment already exists.")));
     }
     if existing.iter().any(|a| a.name == name) {
-        return Err(Failure(ApiError::bad_request(
+        return Err(Failure::from(ApiError::bad_request(
             "RoleAssignmentUpdateNotPermitted",
             "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
         )));

@@ -106,7 +106,7 @@ async fn put(arm: &Arm, request: &ArmRequest, scope: &Scope, id: &str) -> Result
     let id: Uuid = id.parse().map_err(|_| ApiError::bad_request("InvalidRoleDefinitionId", format!("The role definition ID '{id}' is not valid. It must be a GUID.")))?;
     let body: DefinitionBody = request.json()?;
     let props = body.properties;
-    let invalid = |m: String| Failure(ApiError::bad_request("InvalidRoleDefinition", m));
+    let invalid = |m: String| Failure::from(ApiError::bad_request("InvalidRoleDefinition", m));
     if props.role_name.trim().is_empty() {
         return Err(invalid("The role name must not be empty.".into()));
     }
@@ -126,11 +126,11 @@ async fn put(arm: &Arm, request: &ArmRequest, scope: &Scope, id: &str) -> Result
     let _guard = arm.write_lock.lock().await;
     let existing = arm.door.definition(id);
     if existing.as_ref().is_some_and(|d| d.role_type == RoleType::BuiltInRole) {
-        return Err(Failure(ApiError::new(403, "RoleDefinitionIsBuiltIn", format!("The built-in role definition '{id}' cannot be modified."))));
+        return Err(Failure::from(ApiError::new(403, "RoleDefinitionIsBuiltIn", format!("The built-in role definition '{id}' cannot be modified."))));
     }
     let name_taken = arm.door.definitions().iter().any(|d| d.id != id && d.role_name.eq_ignore_ascii_case(props.role_name.trim()));
     if name_taken {
-        return Err(Failure(ApiError::conflict("RoleDefinitionWithSameNameExists", "A custom role with the same name already exists in this directory.")));
+        return Err(Failure::from(ApiError::conflict("RoleDefinitionWithSameNameExists", "A custom role with the same name already exists in this directory.")));
     }
     let now = byos_core::time::rfc3339_now();
     let definition = RoleDefinition {
@@ -157,10 +157,10 @@ async fn delete(arm: &Arm, scope: &Scope, id: &str) -> Result<Response, Failure>
         return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
     };
     if definition.role_type == RoleType::BuiltInRole {
-        return Err(Failure(ApiError::new(403, "RoleDefinitionIsBuiltIn", format!("The built-in role definition '{id}' cannot be deleted."))));
+        return Err(Failure::from(ApiError::new(403, "RoleDefinitionIsBuiltIn", format!("The built-in role definition '{id}' cannot be deleted."))));
     }
     if arm.door.assignments().iter().any(|a| a.role_definition_id == definition.id) {
-        return Err(Failure(ApiError::conflict(
+        return Err(Failure::from(ApiError::conflict(
             "RoleDefinitionHasAssignments",
             format!("There are existing role assignments referencing role '{}'. Delete them first.", definition.role_name),
         )));

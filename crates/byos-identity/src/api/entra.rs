@@ -26,7 +26,7 @@ pub fn router() -> Router<IdentityState> {
 }
 
 fn entra_error(status: u16, code: &str, aadsts: u32, message: String) -> Failure {
-    Failure(ApiError::new(status, code, format!("AADSTS{aadsts}: {message}")).with_error_code(aadsts).with_format(ErrorFormat::Entra))
+    Failure::from(ApiError::new(status, code, format!("AADSTS{aadsts}: {message}")).with_error_code(aadsts).with_format(ErrorFormat::Entra))
 }
 
 /// Resolves the tenant segment: our tenant id, or the `organizations` / `common` aliases.
@@ -111,7 +111,7 @@ async fn token(State(state): State<IdentityState>, Path(tenant): Path<String>, b
     }
     let (access_token, _) = state.directory.tokens().mint(&principal, &audience, byos_core::time::unix_now()).map_err(|e| {
         tracing::error!(error = %e, "token signing failed");
-        Failure(ApiError::internal().with_format(ErrorFormat::Entra))
+        Failure::from(ApiError::internal().with_format(ErrorFormat::Entra))
     })?;
     tracing::debug!(client_id, audience, "token issued");
     Ok(json_response(

@@ -23,7 +23,7 @@ pub fn router() -> Router<IdentityState> {
 }
 
 fn mi_error(status: u16, code: &str, message: impl Into<String>) -> Failure {
-    Failure(ApiError::new(status, code, message).with_format(ErrorFormat::ManagedIdentity))
+    Failure::from(ApiError::new(status, code, message).with_format(ErrorFormat::ManagedIdentity))
 }
 
 fn resource_param(query: &HashMap<String, String>) -> Result<&str, Failure> {
@@ -37,7 +37,7 @@ fn resource_param(query: &HashMap<String, String>) -> Result<&str, Failure> {
 fn mint(state: &IdentityState, principal: &Principal, resource: &str) -> Result<(String, i64), Failure> {
     state.directory.tokens().mint(principal, resource, byos_core::time::unix_now()).map_err(|e| {
         tracing::error!(error = %e, "token signing failed");
-        Failure(ApiError::internal().with_format(ErrorFormat::ManagedIdentity))
+        Failure::from(ApiError::internal().with_format(ErrorFormat::ManagedIdentity))
     })
 }
 

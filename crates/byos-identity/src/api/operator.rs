@@ -35,7 +35,7 @@ pub fn router(state: IdentityState) -> Router {
 fn authorize(state: &IdentityState, extensions: &Extensions, action: &Action) -> Result<(), Failure> {
     let caller = if extensions.get::<OperatorSocket>().is_some() { Caller::operator() } else { Caller::anonymous(byos_http::origin_of(extensions)) };
     state.door.authorize(&caller, action, &Scope::root()).map(|_| ()).map_err(|denial| {
-        Failure(ApiError::new(403, "AuthorizationFailed", denial.reason.clone()).with_explanation(denial.explanation()))
+        Failure::from(ApiError::new(403, "AuthorizationFailed", denial.reason.clone()).with_explanation(denial.explanation()))
     })
 }
 
@@ -49,7 +49,7 @@ async fn create_principal(State(state): State<IdentityState>, extensions: Extens
     authorize(&state, &extensions, &PRINCIPALS_WRITE)?;
     let request: CreatePrincipal = parse_json(&body)?;
     if request.name.trim().is_empty() || request.name.len() > 256 {
-        return Err(Failure(ApiError::bad_request("InvalidName", "A principal name must be 1 to 256 characters.")));
+        return Err(Failure::from(ApiError::bad_request("InvalidName", "A principal name must be 1 to 256 characters.")));
     }
     let (principal, secret) = state.directory.create_service_principal(&request.name).await?;
     tracing::info!(object_id = %principal.object_id, name = %request.name, "service principal created");
