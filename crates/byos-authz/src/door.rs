@@ -3,10 +3,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use byos_core::{AuthMethod, Caller, Scope};
+use byos_core::{AuthMethod, Caller, Scope, SignatureKind};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::guard::ResourceGuard;
 use crate::matching::Pattern;
 use crate::roles::{BUILTIN_ROLES, Permission, RoleAssignment, RoleDefinition};
 use crate::{Action, ActionKind};
@@ -68,16 +69,39 @@ struct Policy {
     assignments: HashMap<Uuid, Vec<(Scope, RoleAssignment)>>,
 }
 
-/// What allowed an access: the assignment that granted it, or the operator's socket.
+/// What allowed an access.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Grant {
     Assignment { assignment: Uuid, role: Uuid },
     Operator,
+    AccountKey,
+    Signature,
+    Anonymous,
+}
+
+/// Which check refused an access; services map it to their protocol's error code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DenialKind {
+    /// The resource's network rules (firewall, public network access).
+    Network,
+    /// Key-based credentials on a resource that disallows them.
+    KeyBasedNotPermitted,
+    /// Anonymous access on a resource that disallows public access.
+    PublicAccessNotPermitted,
+    /// No credentials, and anonymous access does not cover the action.
+    NoCredentials,
+    /// A signature that does not permit the action at the scope.
+    SignaturePermission,
+    /// No role assignment grants the action (for signatures: the delegating principal's).
+    Permission,
+    /// The operator socket asking for a resource action, or anyone else for an operator action.
+    NotOperator,
 }
 
 /// A refused access, with everything needed to explain it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Denial {
+    pub kind: DenialKind,
     pub caller: Caller,
     pub action: Action,
     pub scope: Scope,
@@ -96,6 +120,7 @@ impl Denial {
                 "authentication": self.caller.auth,
                 "sourceIp": self.caller.origin.ip,
             },
+            "check": format!("{:?}", self.kind),
             "action": self.action.name,
             "isDataAction": self.action.kind == ActionKind::Data,
             "scope": self.scope.as_str(),
@@ -187,26 +212,79 @@ impl Door {
             .is_some_and(|list| list.iter().any(|(s, _)| s.covers(scope) || scope.covers(s)))
     }
 
-    /// Decides whether `caller` may perform `action` at `scope`. The only authorization function.
+    /// Decides whether `caller` may perform `action` at `scope` (no resource-side rules).
     pub fn authorize(&self, caller: &Caller, action: &Action, scope: &Scope) -> Result<Grant, Box<Denial>> {
-        let deny = |considered, reason: String| {
-            Box::new(Denial { caller: caller.clone(), action: action.clone(), scope: scope.clone(), considered, reason })
+        self.authorize_access(caller, action, scope, None)
+    }
+
+    /// The only authorization function: network rules and accepted credentials of the resource
+    /// (`guard`), then what the caller's credential permits, then RBAC.
+    pub fn authorize_access(&self, caller: &Caller, action: &Action, scope: &Scope, guard: Option<&ResourceGuard>) -> Result<Grant, Box<Denial>> {
+        let deny = |kind, considered, reason: String| {
+            Box::new(Denial { kind, caller: caller.clone(), action: action.clone(), scope: scope.clone(), considered, reason })
         };
         match (caller.auth, action.kind) {
             (AuthMethod::OperatorSocket, ActionKind::Operator) => return Ok(Grant::Operator),
             (AuthMethod::OperatorSocket, _) => {
-                return Err(deny(vec![], "the operator socket manages byos itself and has no access to resources or data".into()));
+                return Err(deny(DenialKind::NotOperator, vec![], "the operator socket manages byos itself and has no access to resources or data".into()));
             }
             (_, ActionKind::Operator) => {
-                return Err(deny(vec![], "operator actions are available only through the local control socket".into()));
+                return Err(deny(DenialKind::NotOperator, vec![], "operator actions are available only through the local control socket".into()));
             }
-            (AuthMethod::Anonymous, _) => return Err(deny(vec![], "the request carries no credentials".into())),
-            (AuthMethod::BearerToken, _) => {}
+            _ => {}
         }
-        let Some(principal) = caller.object_id else {
-            return Err(deny(vec![], "the token names no principal".into()));
-        };
+        if let Some(guard) = guard {
+            if let Some(why) = crate::guard::network_refusal(guard, caller) {
+                return Err(deny(DenialKind::Network, vec![], why));
+            }
+            let key_based = caller.auth == AuthMethod::SharedKey || caller.signed.as_ref().is_some_and(|s| s.key_based);
+            if key_based && !guard.allow_key_based {
+                return Err(deny(DenialKind::KeyBasedNotPermitted, vec![], "allowSharedKeyAccess is false: account keys and key-signed SAS are refused".into()));
+            }
+        }
         let wanted = action.name.to_ascii_lowercase();
+        match caller.auth {
+            AuthMethod::SharedKey if guard.is_some() => Ok(Grant::AccountKey),
+            AuthMethod::SharedKey => Err(deny(DenialKind::Permission, vec![], "account keys grant nothing outside their account".into())),
+            AuthMethod::Anonymous => match guard {
+                Some(g) if !g.allow_public_access => {
+                    Err(deny(DenialKind::PublicAccessNotPermitted, vec![], "allowBlobPublicAccess is false: anonymous requests are refused".into()))
+                }
+                Some(g) if g.anonymous_permits.iter().any(|p| Pattern::new(p).matches(&wanted)) => Ok(Grant::Anonymous),
+                _ => Err(deny(DenialKind::NoCredentials, vec![], "the request carries no credentials and public access does not cover this operation".into())),
+            },
+            AuthMethod::SharedAccessSignature => {
+                let Some(signed) = caller.signed.as_ref() else {
+                    return Err(deny(DenialKind::SignaturePermission, vec![], "the signature grants nothing".into()));
+                };
+                let covers = Scope::parse(&signed.scope).is_ok_and(|s| s.covers(scope));
+                if !covers || !signed.permits.iter().any(|p| Pattern::new(p).matches(&wanted)) {
+                    let reason = format!("the signature (permits {:?} at '{}') does not permit '{}' at '{}'", signed.permits, signed.scope, action.name, scope);
+                    return Err(deny(DenialKind::SignaturePermission, vec![], reason));
+                }
+                match signed.kind {
+                    // A user delegation SAS grants at most what its delegating principal holds now.
+                    SignatureKind::UserDelegation => self.rbac(caller, action, &wanted, scope, &deny).map(|_| Grant::Signature),
+                    _ => Ok(Grant::Signature),
+                }
+            }
+            AuthMethod::BearerToken => self.rbac(caller, action, &wanted, scope, &deny),
+            AuthMethod::OperatorSocket => Err(deny(DenialKind::NotOperator, vec![], "unreachable".into())),
+        }
+    }
+
+    /// Role-based check for the caller's principal.
+    fn rbac(
+        &self,
+        caller: &Caller,
+        action: &Action,
+        wanted: &str,
+        scope: &Scope,
+        deny: &dyn Fn(DenialKind, Vec<Value>, String) -> Box<Denial>,
+    ) -> Result<Grant, Box<Denial>> {
+        let Some(principal) = caller.object_id else {
+            return Err(deny(DenialKind::Permission, vec![], "the credential names no principal".into()));
+        };
         let policy = self.read();
         let assignments = policy.assignments.get(&principal).map(Vec::as_slice).unwrap_or_default();
         let mut considered = Vec::with_capacity(assignments.len());
@@ -215,7 +293,7 @@ impl Door {
             let outcome = if !assignment_scope.covers(scope) {
                 "scope does not cover the requested scope".to_owned()
             } else {
-                match role.map(|r| role_verdict(r, &wanted, action.kind)) {
+                match role.map(|r| role_verdict(r, wanted, action.kind)) {
                     Some(RoleVerdict::Granted) => {
                         return Ok(Grant::Assignment { assignment: assignment.name, role: assignment.role_definition_id });
                     }
@@ -236,7 +314,7 @@ impl Door {
         } else {
             format!("none of the {} role assignments of principal {principal} grants '{}' at '{}'", considered.len(), action.name, scope)
         };
-        Err(deny(considered, reason))
+        Err(deny(DenialKind::Permission, considered, reason))
     }
 }
 
@@ -279,6 +357,7 @@ mod tests {
             kind: Some(PrincipalKind::ServicePrincipal),
             auth: AuthMethod::BearerToken,
             origin: NetworkOrigin { ip: None, tls: true },
+            signed: None,
         }
     }
 
@@ -380,5 +459,47 @@ mod tests {
         assert!(door.authorize(&caller(p), &read, &scope(SUB)).is_err());
         assert!(door.authorize(&Caller::operator(), &read, &scope(SUB)).is_err());
         assert!(door.authorize(&Caller::operator(), &Action::operator("byos/principals/write"), &Scope::root()).is_ok());
+    }
+
+    /// Credentials x resource rules for data actions: the storage lock matrix.
+    #[test]
+    fn data_access_matrix() {
+        use crate::guard::ResourceGuard;
+        use byos_core::{SignatureKind, SignedGrant};
+        let door = Door::new();
+        let account = format!("{SUB}/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/a");
+        let container = scope(&format!("{account}/blobServices/default/containers/c"));
+        let read = Action::data("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read");
+        let write = Action::data("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write");
+        let origin = NetworkOrigin { ip: Some([127, 0, 0, 1].into()), tls: true };
+        let open = ResourceGuard { allow_key_based: true, allow_public_access: true, ..ResourceGuard::default() };
+        let locked = ResourceGuard { allow_key_based: false, allow_public_access: false, ..ResourceGuard::default() };
+        let public_read = ResourceGuard { anonymous_permits: vec![read.name.to_string()], ..open.clone() };
+        let sas = |kind, permits: &[&str], oid| Caller {
+            object_id: oid,
+            auth: AuthMethod::SharedAccessSignature,
+            signed: Some(SignedGrant { kind, permits: permits.iter().map(|p| p.to_string()).collect(), scope: account.clone(), key_based: kind != SignatureKind::UserDelegation }),
+            ..Caller::anonymous(origin.clone())
+        };
+        let delegator = Uuid::new_v4();
+        let read_pattern = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read";
+        let table: Vec<(&str, Caller, &Action, &ResourceGuard, Result<(), DenialKind>)> = vec![
+            ("account key", Caller::account_key(origin.clone()), &write, &open, Ok(())),
+            ("account key, key access off", Caller::account_key(origin.clone()), &write, &locked, Err(DenialKind::KeyBasedNotPermitted)),
+            ("service sas, key access off", sas(SignatureKind::Service, &[read_pattern], None), &read, &locked, Err(DenialKind::KeyBasedNotPermitted)),
+            ("account sas read", sas(SignatureKind::Account, &[read_pattern], None), &read, &open, Ok(())),
+            ("account sas write", sas(SignatureKind::Account, &[read_pattern], None), &write, &open, Err(DenialKind::SignaturePermission)),
+            ("delegation sas without rbac", sas(SignatureKind::UserDelegation, &[read_pattern], Some(delegator)), &read, &locked, Err(DenialKind::Permission)),
+            ("anonymous, public off", Caller::anonymous(origin.clone()), &read, &locked, Err(DenialKind::PublicAccessNotPermitted)),
+            ("anonymous, public read", Caller::anonymous(origin.clone()), &read, &public_read, Ok(())),
+            ("anonymous write, public read", Caller::anonymous(origin.clone()), &write, &public_read, Err(DenialKind::NoCredentials)),
+        ];
+        for (name, caller, action, guard, expected) in &table {
+            let got = door.authorize_access(caller, action, &container, Some(guard)).map(|_| ()).map_err(|d| d.kind);
+            assert_eq!(&got, expected, "{name}");
+        }
+        assign(&door, delegator, builtin::STORAGE_BLOB_DATA_READER, &account);
+        let with_rbac = door.authorize_access(&sas(SignatureKind::UserDelegation, &[read_pattern], Some(delegator)), &read, &container, Some(&locked));
+        assert!(with_rbac.is_ok(), "a delegation SAS works while its delegator holds the role, even with key access off");
     }
 }

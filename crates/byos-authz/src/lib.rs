@@ -8,10 +8,13 @@
 //! considered and why none granted the action.
 
 mod door;
+pub mod guard;
 mod matching;
 mod roles;
 
-pub use door::{Denial, Door, Grant};
+pub use door::{Denial, DenialKind, Door, Grant};
+pub use guard::{Firewall, ResourceGuard};
+pub use ipnet::IpNet;
 pub use roles::{
     BUILTIN_ROLES, Permission, RoleAssignment, RoleDefinition, RoleType, builtin, parse_builtin_roles,
 };

@@ -30,6 +30,35 @@ pub enum AuthMethod {
     OperatorSocket,
     /// No credentials were presented.
     Anonymous,
+    /// A storage account key (Shared Key signature).
+    SharedKey,
+    /// A shared access signature; what it grants is in [`Caller::signed`].
+    SharedAccessSignature,
+}
+
+/// Which kind of shared access signature a caller presented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SignatureKind {
+    /// Signed with an account key, for the account.
+    Account,
+    /// Signed with an account key, for one container or blob.
+    Service,
+    /// Signed with a user delegation key: bounded by the delegating principal's own RBAC grants.
+    UserDelegation,
+}
+
+/// What a verified signature (SAS) allows: data-action patterns at or below a scope.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedGrant {
+    pub kind: SignatureKind,
+    /// Action patterns the signature permits (as in a role's `dataActions`).
+    pub permits: Vec<String>,
+    /// The scope the signature covers (an account, a container, a blob).
+    pub scope: String,
+    /// Whether the signature is key-based (refused when the resource disallows key-based access).
+    pub key_based: bool,
 }
 
 /// Where the request came from, as seen by the listener that accepted it.
@@ -66,6 +95,8 @@ pub struct Caller {
     pub kind: Option<PrincipalKind>,
     pub auth: AuthMethod,
     pub origin: NetworkOrigin,
+    /// For shared access signatures: what the signature grants.
+    pub signed: Option<SignedGrant>,
 }
 
 impl Caller {
@@ -78,12 +109,18 @@ impl Caller {
             kind: None,
             auth: AuthMethod::OperatorSocket,
             origin: NetworkOrigin::local_socket(),
+            signed: None,
         }
     }
 
     /// A caller that presented no credentials.
     pub fn anonymous(origin: NetworkOrigin) -> Self {
-        Caller { object_id: None, client_id: None, tenant_id: None, kind: None, auth: AuthMethod::Anonymous, origin }
+        Caller { object_id: None, client_id: None, tenant_id: None, kind: None, auth: AuthMethod::Anonymous, origin, signed: None }
+    }
+
+    /// A caller holding an account key.
+    pub fn account_key(origin: NetworkOrigin) -> Self {
+        Caller { auth: AuthMethod::SharedKey, ..Self::anonymous(origin) }
     }
 }
 
@@ -91,6 +128,9 @@ impl fmt::Display for Caller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.auth, self.object_id) {
             (AuthMethod::OperatorSocket, _) => write!(f, "operator (local socket)"),
+            (AuthMethod::SharedKey, _) => write!(f, "account key holder"),
+            (AuthMethod::SharedAccessSignature, Some(oid)) => write!(f, "signature delegated by principal {oid}"),
+            (AuthMethod::SharedAccessSignature, None) => write!(f, "signature holder"),
             (_, Some(oid)) => write!(f, "principal {oid}"),
             _ => write!(f, "anonymous"),
         }

@@ -4,8 +4,10 @@
 //!   key material byos keeps (token-signing keys, the CA key, managed-identity secrets) so that no key
 //!   leaves memory unencrypted.
 //! - [`secret`]: generation, salted hashing and constant-time checking of client secrets.
+//! - [`envelope`]: per-segment data keys wrapped by an account KEK, chunked AES-256-GCM at rest.
 //! - [`signing`]: RSA token-signing keys (RS256) with their JWK form, parsed once and reused.
 
+pub mod envelope;
 pub mod root;
 pub mod secret;
 pub mod signing;

@@ -33,6 +33,8 @@ pub enum SealPurpose {
     IdentityHeaderKey,
     /// A secret byos must hand out again on every start (the bootstrap admin's client secret).
     BootstrapSecret,
+    /// A storage account's key-encryption key and shared keys.
+    AccountSecrets,
 }
 
 impl SealPurpose {
@@ -42,6 +44,7 @@ impl SealPurpose {
             SealPurpose::CaKey => "ca-key",
             SealPurpose::IdentityHeaderKey => "identity-header-key",
             SealPurpose::BootstrapSecret => "bootstrap-secret",
+            SealPurpose::AccountSecrets => "account-secrets",
         }
     }
 }

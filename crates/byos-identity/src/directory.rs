@@ -252,6 +252,7 @@ impl Directory {
             kind: Some(principal.caller_kind()),
             auth: AuthMethod::BearerToken,
             origin,
+            signed: None,
         })
     }
 

@@ -5,11 +5,14 @@
 //! [`MetaStore`] is a small async trait so that a PostgreSQL adapter can follow the embedded one
 //! ([`RedbStore`]) without touching callers. Every adapter must pass [`conformance::run`].
 //!
+//! Customer data lives in the [`objects`] store (encrypted segments), not in the metadata store.
+//!
 //! Failure contract: a `commit` either applies every operation of its batch durably or none; a failed
 //! guard yields [`StoreError::Conflict`] and changes nothing.
 
 pub mod conformance;
 mod mem;
+pub mod objects;
 mod redb_store;
 
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 pub use mem::MemStore;
+pub use objects::{DirObjectStore, MemObjectStore, ObjectError, ObjectStore, ObjectWriter, SharedObjects};
 pub use redb_store::RedbStore;
 
 /// A table name. Tables are created on first use.

@@ -23,3 +23,15 @@ async fn redb_store_keeps_commits_across_reopen() -> Result<(), Box<dyn std::err
     assert_eq!(reopened.get(Table("t"), "k").await?.as_deref(), Some(&b"v"[..]));
     Ok(())
 }
+
+#[tokio::test]
+async fn mem_objects_conform() {
+    byos_store::objects::conformance(&byos_store::MemObjectStore::new()).await;
+}
+
+#[tokio::test]
+async fn dir_objects_conform() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    byos_store::objects::conformance(&byos_store::DirObjectStore::open(dir.path())?).await;
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! The object store: immutable byte objects (encrypted segments) addressed by id.
+//!
+//! Failure contract: an object becomes readable only after [`ObjectWriter::finish`] returned, and
+//! then it is durable; a writer dropped before `finish` leaves nothing readable. Reads of a missing
+//! object fail with [`ObjectError::NotFound`].
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ObjectError {
+    #[error("object {0} not found")]
+    NotFound(String),
+    #[error("object store failure: {0}")]
+    Backend(String),
+}
+
+fn backend(e: impl std::fmt::Display) -> ObjectError {
+    ObjectError::Backend(e.to_string())
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Starts a new object; nothing is visible until the writer finishes.
+    async fn create(&self, id: &str) -> Result<Box<dyn ObjectWriter>, ObjectError>;
+    /// Reads up to `len` bytes at `offset` (fewer only at the end of the object).
+    async fn read_at(&self, id: &str, offset: u64, len: usize) -> Result<Vec<u8>, ObjectError>;
+    async fn delete(&self, id: &str) -> Result<(), ObjectError>;
+}
+
+#[async_trait]
+pub trait ObjectWriter: Send {
+    async fn write(&mut self, bytes: Vec<u8>) -> Result<(), ObjectError>;
+    /// Makes the object durable and visible.
+    async fn finish(self: Box<Self>) -> Result<(), ObjectError>;
+}
+
+pub type SharedObjects = Arc<dyn ObjectStore>;
+
+/// Objects as files under a directory, fanned out by the id's first two characters.
+pub struct DirObjectStore {
+    root: PathBuf,
+}
+
+impl DirObjectStore {
+    pub fn open(root: &Path) -> Result<Self, ObjectError> {
+        std::fs::create_dir_all(root.join("tmp")).map_err(backend)?;
+        Ok(DirObjectStore { root: root.to_path_buf() })
+    }
+
+    fn path(&self, id: &str) -> Result<PathBuf, ObjectError> {
+        if id.len() < 3 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(ObjectError::Backend(format!("invalid object id {id}")));
+        }
+        Ok(self.root.join(&id[..2]).join(id))
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ObjectError> + Send + 'static) -> Result<T, ObjectError> {
+    tokio::task::spawn_blocking(f).await.map_err(backend)?
+}
+
+#[async_trait]
+impl ObjectStore for DirObjectStore {
+    async fn create(&self, id: &str) -> Result<Box<dyn ObjectWriter>, ObjectError> {
+        let target = self.path(id)?;
+        let temp = self.root.join("tmp").join(format!("{id}.part"));
+        let temp_for_open = temp.clone();
+        let file = blocking(move || std::fs::File::create(&temp_for_open).map_err(backend)).await?;
+        Ok(Box::new(DirWriter { file: Some(file), temp, target, finished: false }))
+    }
+
+    async fn read_at(&self, id: &str, offset: u64, len: usize) -> Result<Vec<u8>, ObjectError> {
+        let path = self.path(id)?;
+        let id = id.to_owned();
+        blocking(move || {
+            let file = std::fs::File::open(&path).map_err(|e| if e.kind() == std::io::ErrorKind::NotFound { ObjectError::NotFound(id) } else { backend(e) })?;
+            let mut buf = vec![0u8; len];
+            let mut filled = 0;
+            while filled < len {
+                let n = file.read_at(&mut buf[filled..], offset + filled as u64).map_err(backend)?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            buf.truncate(filled);
+            Ok(buf)
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), ObjectError> {
+        let path = self.path(id)?;
+        blocking(move || match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(backend(e)),
+        })
+        .await
+    }
+}
+
+struct DirWriter {
+    file: Option<std::fs::File>,
+    temp: PathBuf,
+    target: PathBuf,
+    finished: bool,
+}
+
+#[async_trait]
+impl ObjectWriter for DirWriter {
+    async fn write(&mut self, bytes: Vec<u8>) -> Result<(), ObjectError> {
+        let mut file = self.file.take().ok_or_else(|| ObjectError::Backend("writer already failed".into()))?;
+        let file = blocking(move || {
+            file.write_all(&bytes).map_err(backend)?;
+            Ok(file)
+        })
+        .await?;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<(), ObjectError> {
+        let file = self.file.take().ok_or_else(|| ObjectError::Backend("writer already failed".into()))?;
+        let (temp, target) = (self.temp.clone(), self.target.clone());
+        blocking(move || {
+            file.sync_all().map_err(backend)?;
+            let dir = target.parent().ok_or_else(|| ObjectError::Backend("object path has no parent".into()))?;
+            std::fs::create_dir_all(dir).map_err(backend)?;
+            std::fs::rename(&temp, &target).map_err(backend)?;
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(backend)
+        })
+        .await?;
+        self.finished = true;
+        Ok(())
+    }
+}
+
+impl Drop for DirWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// Objects in memory, for tests.
+#[derive(Default)]
+pub struct MemObjectStore {
+    objects: Arc<Mutex<HashMap<String, Arc<Vec<u8>>>>>,
+}
+
+impl MemObjectStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemObjectStore {
+    async fn create(&self, id: &str) -> Result<Box<dyn ObjectWriter>, ObjectError> {
+        Ok(Box::new(MemWriter { id: id.to_owned(), buffer: Vec::new(), objects: Arc::clone(&self.objects) }))
+    }
+
+    async fn read_at(&self, id: &str, offset: u64, len: usize) -> Result<Vec<u8>, ObjectError> {
+        let objects = self.objects.lock().map_err(backend)?;
+        let object = objects.get(id).ok_or_else(|| ObjectError::NotFound(id.to_owned()))?;
+        let start = (offset as usize).min(object.len());
+        Ok(object[start..(start + len).min(object.len())].to_vec())
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), ObjectError> {
+        self.objects.lock().map_err(backend)?.remove(id);
+        Ok(())
+    }
+}
+
+struct MemWriter {
+    id: String,
+    buffer: Vec<u8>,
+    objects: Arc<Mutex<HashMap<String, Arc<Vec<u8>>>>>,
+}
+
+#[async_trait]
+impl ObjectWriter for MemWriter {
+    async fn write(&mut self, bytes: Vec<u8>) -> Result<(), ObjectError> {
+        self.buffer.extend_from_slice(&bytes);
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<(), ObjectError> {
+        let MemWriter { id, buffer, objects } = *self;
+        objects.lock().map_err(backend)?.insert(id, Arc::new(buffer));
+        Ok(())
+    }
+}
+
+/// The suite every [`ObjectStore`] adapter must pass.
+pub async fn conformance(store: &dyn ObjectStore) {
+    let mut writer = match store.create("ab-object-1").await {
+        Ok(w) => w,
+        Err(e) => panic!("create failed: {e}"),
+    };
+    assert!(matches!(writer.write(b"hello ".to_vec()).await, Ok(())));
+    assert!(matches!(store.read_at("ab-object-1", 0, 5).await, Err(ObjectError::NotFound(_))), "unfinished objects are invisible");
+    assert!(matches!(writer.write(b"world".to_vec()).await, Ok(())));
+    assert!(writer.finish().await.is_ok());
+    assert_eq!(store.read_at("ab-object-1", 6, 100).await.ok().as_deref(), Some(&b"world"[..]), "short read at the end");
+    assert!(store.delete("ab-object-1").await.is_ok());
+    assert!(matches!(store.read_at("ab-object-1", 0, 1).await, Err(ObjectError::NotFound(_))));
+    let abandoned = store.create("ab-object-2").await;
+    drop(abandoned);
+    assert!(matches!(store.read_at("ab-object-2", 0, 1).await, Err(ObjectError::NotFound(_))), "dropped writers leave nothing");
+}
