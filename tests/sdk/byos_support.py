@@ -6,14 +6,19 @@ Fixtures live in conftest.py; everything here is ordinary code so test modules c
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
+import re
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -25,6 +30,7 @@ from azure.core.exceptions import HttpResponseError
 
 HERE = Path(__file__).resolve().parent
 MI_PROBE = HERE / "mi_probe.py"
+BLOB_PROBE = HERE / "blob_probe.py"
 
 MGMT_SCOPE = "https://management.azure.com/.default"
 STORAGE_SCOPE = "https://storage.azure.com/.default"
@@ -396,3 +402,315 @@ def arm_request(boot: dict[str, Any], method: str, path: str, token: str | None,
 
 def arm_get(boot: dict[str, Any], path: str, token: str | None, **kwargs) -> requests.Response:
     return arm_request(boot, "GET", path, token, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Storage: accounts (azure-mgmt-storage) and the Blob data plane (azure-storage-blob)
+
+STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+STORAGE_ACCOUNT_WRITE = "Microsoft.Storage/storageAccounts/write"
+STORAGE_LIST_KEYS = "Microsoft.Storage/storageAccounts/listKeys/action"
+STORAGE_ACCOUNT_TYPE = "Microsoft.Storage/storageAccounts"
+# Every denial on the data plane (401, 403, and the 409 of the public-access lock) carries byos's own
+# explanation of which rule refused the request.
+DENIAL_HEADER = "x-byos-denial"
+# The service version azure-storage-blob sends by default; raw requests send the same.
+BLOB_API_VERSION = "2026-10-06"
+MIB = 1024 * 1024
+
+
+def storage_account_name(tag: str = "") -> str:
+    """A fresh, valid storage account name (3-24 lowercase letters and digits): 'bt' + tag + random hex."""
+    tag = re.sub(r"[^a-z0-9]", "", tag.lower())[:8]
+    return f"bt{tag}{uuid.uuid4().hex}"[:24]
+
+
+def storage_account_id(sub: str, rg: str, name: str) -> str:
+    return f"{rg_scope(sub, rg)}/providers/{STORAGE_ACCOUNT_TYPE}/{name}"
+
+
+def blob_container_scope(account_id: str, container: str) -> str:
+    """The RBAC scope of one blob container, under the account's resource id."""
+    return f"{account_id}/blobServices/default/containers/{container}"
+
+
+def storage_client(boot: dict[str, Any], credential):
+    from azure.mgmt.storage import StorageManagementClient
+
+    return StorageManagementClient(credential, boot["subscription_id"], **_mgmt_kwargs(boot))
+
+
+@dataclass
+class StorageAccountRef:
+    """A storage account a test created: where it is, its ARM view at creation, and its keys then."""
+
+    rg: str
+    name: str
+    id: str
+    blob_url: str  # properties.primaryEndpoints.blob, e.g. https://127.0.0.1:PORT/name/
+    resource: Any  # the SDK's StorageAccount as begin_create returned it
+    keys: dict[str, str]  # key name -> value, from listKeys right after creation
+
+    def shared_key(self, key_name: str = "key1") -> dict[str, str]:
+        """The credential azure-storage-blob takes for Shared Key authorization."""
+        return {"account_name": self.name, "account_key": self.keys[key_name]}
+
+    def container_url(self, container: str) -> str:
+        return f"{self.blob_url.rstrip('/')}/{container}"
+
+    def blob_url_of(self, container: str, blob: str) -> str:
+        return f"{self.container_url(container)}/{urllib.parse.quote(blob)}"
+
+
+def account_keys(storage, rg: str, name: str) -> dict[str, str]:
+    """listKeys as {key name: value}."""
+    return {k.key_name: k.value for k in storage.storage_accounts.list_keys(rg, name).keys_property}
+
+
+def storage_create_parameters(boot: dict[str, Any], **properties):
+    """StorageAccountCreateParameters for a Standard_LRS StorageV2 account in the tenant's location;
+    `properties` are the flattened model's keyword arguments (identity=..., allow_blob_public_access=...)."""
+    from azure.mgmt.storage.models import Sku, StorageAccountCreateParameters
+
+    return StorageAccountCreateParameters(
+        sku=Sku(name="Standard_LRS"), kind="StorageV2", location=boot["location"], **properties
+    )
+
+
+def create_storage_account(storage, boot: dict[str, Any], rg: str, name: str | None = None,
+                           **properties) -> StorageAccountRef:
+    """Create an account (as whoever `storage` authenticates) and read its keys."""
+    name = name or storage_account_name()
+    account = storage.storage_accounts.begin_create(rg, name, storage_create_parameters(boot, **properties)).result()
+    assert account.primary_endpoints is not None and account.primary_endpoints.blob, account
+    return StorageAccountRef(rg, name, account.id, account.primary_endpoints.blob, account,
+                             account_keys(storage, rg, name))
+
+
+def update_storage_account(storage, account: StorageAccountRef, **properties):
+    """PATCH the account with StorageAccountUpdateParameters(**properties); returns the updated account."""
+    from azure.mgmt.storage.models import StorageAccountUpdateParameters
+
+    return storage.storage_accounts.update(account.rg, account.name, StorageAccountUpdateParameters(**properties))
+
+
+def utc_in(**delta) -> dt.datetime:
+    """Now (UTC) plus a timedelta, e.g. utc_in(hours=1) or utc_in(minutes=-5)."""
+    return dt.datetime.now(dt.timezone.utc) + dt.timedelta(**delta)
+
+
+# ---- the source address a data-plane client connects from ------------------------------------------
+
+
+def source_address_transport(source_ip: str, ca_file: str):
+    """An azure-core transport whose connections come from `source_ip` (any 127.0.0.0/8 address works on
+    Linux: the whole range is routed to lo), so the tests can exercise the account firewall."""
+    from azure.core.pipeline.transport import RequestsTransport
+    from requests.adapters import HTTPAdapter
+
+    class SourceAddressAdapter(HTTPAdapter):
+        def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
+            pool_kwargs["source_address"] = (source_ip, 0)
+            super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+
+    session = requests.Session()
+    session.mount("https://", SourceAddressAdapter())
+    session.mount("http://", SourceAddressAdapter())
+    return RequestsTransport(session=session, connection_verify=ca_file)
+
+
+# ---- Blob clients ---------------------------------------------------------------------------------------
+
+
+def _blob_client_kwargs(ca_file: str, source_ip: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    # No retries: a wrong answer should fail the test at once, not after the SDK's exponential back-off
+    # (15 s and up). Nothing else about the clients changes.
+    kwargs.setdefault("retry_total", 0)
+    if source_ip is not None:
+        kwargs["transport"] = source_address_transport(source_ip, ca_file)
+    else:
+        kwargs["connection_verify"] = ca_file
+    return kwargs
+
+
+def blob_service(account_url: str, credential, ca_file: str, *, source_ip: str | None = None, **kwargs):
+    """BlobServiceClient(account_url, credential=...) trusting byos's CA; `credential` is a key dict, a
+    TokenCredential, a SAS string or None (anonymous). `source_ip` picks the client's TCP source address."""
+    from azure.storage.blob import BlobServiceClient
+
+    return BlobServiceClient(account_url, credential=credential, **_blob_client_kwargs(ca_file, source_ip, kwargs))
+
+
+def blob_at(url: str, credential, ca_file: str, *, source_ip: str | None = None, **kwargs):
+    """BlobClient.from_blob_url (a SAS may be in the URL or the credential)."""
+    from azure.storage.blob import BlobClient
+
+    return BlobClient.from_blob_url(url, credential=credential, **_blob_client_kwargs(ca_file, source_ip, kwargs))
+
+
+def container_at(url: str, credential, ca_file: str, *, source_ip: str | None = None, **kwargs):
+    """ContainerClient.from_container_url."""
+    from azure.storage.blob import ContainerClient
+
+    return ContainerClient.from_container_url(url, credential=credential,
+                                              **_blob_client_kwargs(ca_file, source_ip, kwargs))
+
+
+def new_container(service, prefix: str = "c", **kwargs):
+    """Create a uniquely named container through a BlobServiceClient; returns its ContainerClient."""
+    return service.create_container(unique(f"byos-{prefix}"), **kwargs)
+
+
+def put_blob(service, container: str, blob: str, data: bytes | str = b"hello", **kwargs):
+    """Upload (overwriting) one blob through a BlobServiceClient; returns its BlobClient."""
+    client = service.get_blob_client(container, blob)
+    client.upload_blob(data, overwrite=True, **kwargs)
+    return client
+
+
+def read_blob(service, container: str, blob: str) -> bytes:
+    return service.get_blob_client(container, blob).download_blob().readall()
+
+
+# ---- SAS ---------------------------------------------------------------------------------------------------
+
+
+def with_sas(url: str, sas: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{sas.lstrip('?')}"
+
+
+def with_tampered_sas_signature(sas: str) -> str:
+    """The same SAS with one bit of its signature flipped (still valid base64, same length)."""
+    params = urllib.parse.parse_qsl(sas.lstrip("?"), keep_blank_values=True)
+    out = []
+    for name, value in params:
+        if name == "sig":
+            raw = bytearray(base64.b64decode(value))
+            raw[0] ^= 0x01
+            value = base64.b64encode(bytes(raw)).decode()
+        out.append((name, value))
+    assert any(name == "sig" for name, _ in params), sas
+    return urllib.parse.urlencode(out)
+
+
+# ---- data-plane errors --------------------------------------------------------------------------------
+
+
+def _code_text(code: Any) -> str | None:
+    return None if code is None else str(getattr(code, "value", code))
+
+
+def _codes(code: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    return (code,) if isinstance(code, str) else tuple(code)
+
+
+def assert_denial_explained(headers) -> str:
+    """A data-plane denial must say why, in byos's x-byos-denial header."""
+    explanation = headers.get(DENIAL_HEADER)
+    assert explanation and explanation.strip(), f"no {DENIAL_HEADER} header on a denial: {dict(headers)}"
+    return explanation
+
+
+def expect_blob_error(call: Callable[[], Any], status: int, code: str | tuple[str, ...]) -> HttpResponseError:
+    """`call` must fail with this status and storage error code (SDK `.error_code` and `x-ms-error-code`);
+    `code` may be a tuple of acceptable codes."""
+    exc = expect_http_error(call)
+    headers = exc.response.headers if exc.response is not None else {}
+    detail = f"{exc.status_code} {_code_text(getattr(exc, 'error_code', None))}: {exc.message[:500]}"
+    assert exc.status_code == status, f"expected {status} {code}, got {detail}"
+    assert _code_text(getattr(exc, "error_code", None)) in _codes(code), f"expected {code}, got {detail}"
+    assert headers.get("x-ms-error-code") in _codes(code), f"x-ms-error-code: {headers.get('x-ms-error-code')}"
+    return exc
+
+
+def expect_blob_denial(call: Callable[[], Any], status: int, code: str | tuple[str, ...]) -> HttpResponseError:
+    """Like expect_blob_error, and the denial is explained in x-byos-denial."""
+    exc = expect_blob_error(call, status, code)
+    assert_denial_explained(exc.response.headers)
+    return exc
+
+
+def expect_blob_denial_status(call: Callable[[], Any], status: int) -> HttpResponseError:
+    """`call` must be denied with this status (any code), explained in x-byos-denial."""
+    exc = expect_http_error(call)
+    assert exc.status_code == status, f"expected {status}, got {exc.status_code}: {exc.message[:500]}"
+    assert_denial_explained(exc.response.headers)
+    return exc
+
+
+def expect_blob_refusal(call: Callable[[], Any], statuses: tuple[int, ...] = (401, 403, 404)) -> HttpResponseError:
+    """`call` must be refused with one of `statuses` (Azure hides some resources from anonymous callers
+    behind a 404); a 401/403 must be explained in x-byos-denial."""
+    exc = expect_http_error(call)
+    assert exc.status_code in statuses, f"expected one of {statuses}, got {exc.status_code}: {exc.message[:500]}"
+    if exc.status_code in (401, 403):
+        assert_denial_explained(exc.response.headers)
+    return exc
+
+
+def blob_error_code(resp: requests.Response) -> str | None:
+    """The storage error code of a raw response: x-ms-error-code, which must agree with the XML body."""
+    header = resp.headers.get("x-ms-error-code")
+    if resp.content:
+        body_code = ET.fromstring(resp.content).findtext("Code")
+        assert body_code == header, f"x-ms-error-code {header!r} but <Code>{body_code}</Code>"
+    return header
+
+
+def assert_raw_blob_error(resp: requests.Response, status: int, code: str | tuple[str, ...] | None = None) -> None:
+    """A raw data-plane response must be this error (and explain itself if it is a 401/403 denial)."""
+    assert resp.status_code == status, f"expected {status} {code}, got {resp.status_code}: {resp.text[:500]}"
+    if code is not None:
+        assert blob_error_code(resp) in _codes(code), resp.headers
+    if status in (401, 403):
+        assert_denial_explained(resp.headers)
+
+
+def raw_blob_request(method: str, url: str, ca_file: str, *, headers: dict[str, str] | None = None,
+                     **kwargs) -> requests.Response:
+    """A raw HTTPS request to the Blob endpoint with the headers every SDK request has."""
+    all_headers = {
+        "x-ms-version": BLOB_API_VERSION,
+        "x-ms-date": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()),
+    }
+    all_headers.update(headers or {})
+    return requests.request(method, url, headers=all_headers, verify=ca_file, timeout=30, **kwargs)
+
+
+# ---- a managed-identity workload that reads a blob ------------------------------------------------------
+
+
+def run_blob_probe(env: dict[str, str], account_url: str, container: str, blob: str,
+                   *, client_id: str | None = None) -> dict[str, Any]:
+    """Run blob_probe.py with `env` (from `byos identity env`); returns its JSON report:
+    {"ok": true, "data": ...} | {"ok": false, "status", "code", "denial"} | {"token_error": ...}."""
+    cmd = [sys.executable, str(BLOB_PROBE), "--account-url", account_url, "--container", container, "--blob", blob]
+    if client_id:
+        cmd += ["--client-id", client_id]
+    res = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, f"blob_probe crashed ({res.returncode}):\n{res.stderr}"
+    return json.loads(res.stdout)
+
+
+# ---- encryption at rest ---------------------------------------------------------------------------------
+
+
+def scan_files_for(root: Path, needles: dict[str, bytes]) -> tuple[dict[str, list[str]], int]:
+    """Every regular file under `root` (symlinks and sockets skipped), read in binary, searched for each
+    needle. Returns ({needle name: [files containing it]}, total bytes scanned)."""
+    found: dict[str, list[str]] = {name: [] for name in needles}
+    scanned = 0
+    for dirpath, _dirs, files in os.walk(root, followlinks=False):
+        for file_name in files:
+            path = Path(dirpath) / file_name
+            try:
+                if not stat.S_ISREG(path.lstat().st_mode):
+                    continue
+                data = path.read_bytes()
+            except FileNotFoundError:  # a temp file the server removed while we walked
+                continue
+            scanned += len(data)
+            for name, needle in needles.items():
+                if needle in data:
+                    found[name].append(str(path))
+    return found, scanned

@@ -144,6 +144,64 @@ def assign(admin_auth, sub) -> Callable:
     )
 
 
+# ---- storage accounts and blobs ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def storage_client(boot) -> Callable:
+    """`storage_client(cred)`: a StorageManagementClient (azure-mgmt-storage) for any credential."""
+    return lambda cred: bs.storage_client(boot, cred)
+
+
+@pytest.fixture(scope="session")
+def admin_storage(storage_client, admin_cred):
+    return storage_client(admin_cred)
+
+
+@pytest.fixture(scope="session")
+def make_account(admin_storage, make_rg, boot) -> Callable[..., bs.StorageAccountRef]:
+    """`make_account(rg=None, tag="", **properties)`: the admin creates a Standard_LRS StorageV2 account
+    (in a new resource group unless `rg` is given; `properties` as StorageAccountCreateParameters takes
+    them, e.g. identity=Identity(type="SystemAssigned"), allow_blob_public_access=True)."""
+
+    def create(rg: str | None = None, tag: str = "", **properties) -> bs.StorageAccountRef:
+        return bs.create_storage_account(admin_storage, boot, rg or make_rg("st"), bs.storage_account_name(tag),
+                                         **properties)
+
+    return create
+
+
+@pytest.fixture(scope="session")
+def shared_account(make_account) -> bs.StorageAccountRef:
+    """One account with default settings for data-plane tests that change nothing account-wide
+    (each test uses its own containers and principals)."""
+    return make_account(tag="shared")
+
+
+@pytest.fixture(scope="session")
+def shared_service(shared_account, ca):
+    """A Shared Key BlobServiceClient on `shared_account`."""
+    return bs.blob_service(shared_account.blob_url, shared_account.shared_key(), ca)
+
+
+@pytest.fixture
+def container(shared_service):
+    """A fresh container on `shared_account` (a ContainerClient using Shared Key)."""
+    return bs.new_container(shared_service)
+
+
+@pytest.fixture(scope="session")
+def principal_with_role(new_principal, assign) -> Callable:
+    """`principal_with_role(name, role_guid, scope)`: a new principal holding that role at that scope;
+    returns (Principal, RoleAssignment)."""
+
+    def create(name: str, role_guid: str, scope: str):
+        principal = new_principal(name)
+        return principal, assign(scope, role_guid, principal.object_id)
+
+    return create
+
+
 # ---- the token service --------------------------------------------------------------------------
 
 

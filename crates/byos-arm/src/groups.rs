@@ -145,12 +145,20 @@ async fn delete(arm: &Arm, sub: &str, group: &str) -> Result<Response, Failure> 
     let mut principals = Vec::new();
     for resource in &resources {
         batch = arm.delete_resource_ops(batch, resource);
+        if let Some(provider) = arm.provider_for_type(&resource.resource_type) {
+            batch = provider.delete_ops(arm, resource, batch).await?;
+        }
         principals.extend(resource.owned_principals.iter().copied());
     }
     let (batch, assignments) = rbac::assignments::delete_under_ops(arm, batch, &group_scope(sub, group));
     arm.commit_and_forget(batch, &principals).await?;
     for name in assignments {
         arm.door.remove_assignment(name);
+    }
+    for resource in &resources {
+        if let Some(provider) = arm.provider_for_type(&resource.resource_type) {
+            provider.deleted(resource).await;
+        }
     }
     tracing::info!(group = %record.id, resources = resources.len(), "resource group deleted");
     Ok(axum::http::StatusCode::OK.into_response())

@@ -36,6 +36,18 @@ pub trait Provider: Send + Sync + 'static {
     fn namespace(&self) -> &'static str;
     /// Handles `{sub}[/resourceGroups/{group}]/providers/{namespace}/{rest...}`.
     async fn handle(&self, arm: &Arm, request: &ArmRequest, group: Option<&str>, rest: &[String]) -> Result<Response, Failure>;
+    /// Adds the deletion of the provider's own records about `resource` to `batch` (used when the
+    /// resource group holding it is deleted).
+    async fn delete_ops(&self, _arm: &Arm, _resource: &ResourceRecord, batch: byos_store::Batch) -> Result<byos_store::Batch, ApiError> {
+        Ok(batch)
+    }
+    /// Called once the deletion of `resource` is committed (drop caches, remove stored objects).
+    async fn deleted(&self, _resource: &ResourceRecord) {}
+    /// Subscription-level actions (`/subscriptions/{s}/providers/{namespace}/{action}`), e.g.
+    /// `checkNameAvailability`, are routed to [`Provider::handle`] with `group: None`.
+    fn owns_type(&self, full_type: &str) -> bool {
+        full_type.len() > self.namespace().len() && full_type[..self.namespace().len()].eq_ignore_ascii_case(self.namespace())
+    }
 }
 
 /// Fixed facts of this deployment.
@@ -61,16 +73,26 @@ pub struct Arm {
 
 impl Arm {
     /// Loads RBAC state into the door and wires the built-in providers.
-    pub async fn open(directory: Arc<Directory>, door: Arc<Door>, store: SharedStore, deployment: Deployment) -> Result<Arc<Self>, ApiError> {
+    pub async fn open(
+        directory: Arc<Directory>,
+        door: Arc<Door>,
+        store: SharedStore,
+        deployment: Deployment,
+        mut providers: Vec<Arc<dyn Provider>>,
+    ) -> Result<Arc<Self>, ApiError> {
         rbac::load_into_door(&store, &door).await?;
-        Ok(Arc::new(Arm {
-            directory,
-            door,
-            store,
-            deployment,
-            providers: vec![Arc::new(managed_identity::UserAssignedIdentities)],
-            write_lock: tokio::sync::Mutex::new(()),
-        }))
+        providers.push(Arc::new(managed_identity::UserAssignedIdentities));
+        Ok(Arc::new(Arm { directory, door, store, deployment, providers, write_lock: tokio::sync::Mutex::new(()) }))
+    }
+
+    /// The provider owning resources of `full_type` (`Namespace/type`).
+    pub fn provider_for_type(&self, full_type: &str) -> Option<&Arc<dyn Provider>> {
+        self.providers.iter().find(|p| p.owns_type(full_type))
+    }
+
+    /// Serializes read-check-write sequences on ARM metadata across all providers.
+    pub async fn write_guard(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.write_lock.lock().await
     }
 
     fn provider(&self, namespace: &str) -> Option<&Arc<dyn Provider>> {

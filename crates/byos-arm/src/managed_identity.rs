@@ -127,6 +127,7 @@ async fn put(arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<Respons
         identity: None,
         owned_principals: vec![principal.object_id],
         created_on: byos_core::time::rfc3339_now(),
+        extra: Map::new(),
     };
     let batch = Batch::new().expect_absent(RESOURCES, key.clone()).put(RESOURCES, key.clone(), records::encode(&key, &record)?);
     arm.store.commit(arm.directory.put_ops(batch, &principal)?).await.map_err(records::store_error)?;

@@ -64,6 +64,9 @@ pub struct ResourceRecord {
     #[serde(default)]
     pub owned_principals: Vec<Uuid>,
     pub created_on: String,
+    /// Further top-level ARM fields of the type (`sku`, `kind`, ...).
+    #[serde(default)]
+    pub extra: Map<String, Value>,
 }
 
 impl ResourceRecord {
@@ -75,6 +78,9 @@ impl ResourceRecord {
         });
         if let Some(identity) = &self.identity {
             wire["identity"] = identity.clone();
+        }
+        for (k, v) in &self.extra {
+            wire[k] = v.clone();
         }
         wire
     }

@@ -17,6 +17,8 @@ pub enum ErrorFormat {
     Entra,
     /// Managed-identity endpoints (App Service / IMDS): `{"error","error_description"}` without codes.
     ManagedIdentity,
+    /// Storage services: `<Error><Code/><Message/></Error>` XML with an `x-ms-error-code` header.
+    StorageXml,
 }
 
 /// An error as Azure reports it, plus byos's explanation for denials.
@@ -32,6 +34,10 @@ pub struct ApiError {
     pub error_codes: Vec<u32>,
     /// `WWW-Authenticate` challenge to send with a 401.
     pub challenge: Option<String>,
+    /// Storage's `AuthenticationErrorDetail` (what was signed, what was expected).
+    pub detail: Option<String>,
+    /// Further response headers (e.g. `x-byos-denial`, `Content-Range` for a 416).
+    pub headers: Vec<(&'static str, String)>,
     pub format: ErrorFormat,
 }
 
@@ -45,6 +51,8 @@ impl ApiError {
             additional_info: Vec::new(),
             error_codes: Vec::new(),
             challenge: None,
+            detail: None,
+            headers: Vec::new(),
             format: ErrorFormat::Arm,
         }
     }
@@ -78,6 +86,16 @@ impl ApiError {
 
     pub fn with_challenge(mut self, challenge: impl Into<String>) -> Self {
         self.challenge = Some(challenge.into());
+        self
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
         self
     }
 

@@ -62,8 +62,13 @@ impl Kek {
 
     /// Wraps a data key: `"BYWK" | v1 | nonce | AES-256-GCM(dek)`, with `context` as AAD.
     pub fn wrap(&self, dek: &DataKey, context: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.seal_value(dek.bytes.as_slice(), context)
+    }
+
+    /// Encrypts a small value (e.g. blob metadata) directly under the KEK, bound to `context`.
+    pub fn seal_value(&self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let nonce = random_bytes::<NONCE_LEN>()?;
-        let mut body = dek.bytes.to_vec();
+        let mut body = plaintext.to_vec();
         self.key
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context), &mut body)
             .map_err(|_| CryptoError::Unseal)?;
@@ -75,8 +80,9 @@ impl Kek {
         Ok(out)
     }
 
-    pub fn unwrap(&self, wrapped: &[u8], context: &[u8]) -> Result<DataKey, CryptoError> {
-        let rest = wrapped.strip_prefix(WRAP_MAGIC.as_slice()).ok_or(CryptoError::Unseal)?;
+    /// Decrypts a value sealed by [`Kek::seal_value`] or [`Kek::wrap`] under the same context.
+    pub fn open_value(&self, sealed: &[u8], context: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let rest = sealed.strip_prefix(WRAP_MAGIC.as_slice()).ok_or(CryptoError::Unseal)?;
         let (&version, rest) = rest.split_first().ok_or(CryptoError::Unseal)?;
         if version != WRAP_VERSION {
             return Err(CryptoError::UnknownVersion(version));
@@ -87,12 +93,18 @@ impl Kek {
         let (nonce, body) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Unseal)?;
         let mut body = Zeroizing::new(body.to_vec());
-        let plain = self.key.open_in_place(nonce, Aad::from(context), &mut body).map_err(|_| CryptoError::Unseal)?;
-        let mut bytes = Zeroizing::new([0u8; 32]);
+        let len = self.key.open_in_place(nonce, Aad::from(context), &mut body).map_err(|_| CryptoError::Unseal)?.len();
+        body.truncate(len);
+        Ok(body)
+    }
+
+    pub fn unwrap(&self, wrapped: &[u8], context: &[u8]) -> Result<DataKey, CryptoError> {
+        let plain = self.open_value(wrapped, context)?;
         if plain.len() != 32 {
             return Err(CryptoError::Unseal);
         }
-        bytes.copy_from_slice(plain);
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        bytes.copy_from_slice(&plain);
         DataKey::from_bytes(bytes)
     }
 }

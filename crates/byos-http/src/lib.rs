@@ -31,13 +31,19 @@ impl IntoResponse for Failure {
 pub fn render_error(e: &ApiError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let request_id = uuid::Uuid::new_v4().to_string();
-    let body = match e.format {
-        ErrorFormat::Arm => arm_body(e),
-        ErrorFormat::Entra => entra_body(e, &request_id),
-        ErrorFormat::ManagedIdentity => json!({"error": e.code, "error_description": e.message}),
+    let mut response = match e.format {
+        ErrorFormat::Arm => (status, axum::Json(arm_body(e))).into_response(),
+        ErrorFormat::Entra => (status, axum::Json(entra_body(e, &request_id))).into_response(),
+        ErrorFormat::ManagedIdentity => (status, axum::Json(json!({"error": e.code, "error_description": e.message}))).into_response(),
+        ErrorFormat::StorageXml => (status, [(header::CONTENT_TYPE, "application/xml")], storage_body(e, &request_id)).into_response(),
     };
-    let mut response = (status, axum::Json(body)).into_response();
     let headers = response.headers_mut();
+    if e.format == ErrorFormat::StorageXml {
+        insert_header(headers, "x-ms-error-code", &e.code);
+    }
+    for (name, value) in &e.headers {
+        insert_header(headers, name, value);
+    }
     insert_header(headers, "x-ms-request-id", &request_id);
     insert_header(headers, "x-ms-failure-cause", &e.code);
     if let Some(challenge) = &e.challenge {
@@ -69,6 +75,32 @@ fn entra_body(e: &ApiError, request_id: &str) -> Value {
         "trace_id": request_id,
         "correlation_id": request_id,
     })
+}
+
+fn storage_body(e: &ApiError, request_id: &str) -> String {
+    let detail = e.detail.as_deref().map(|d| format!("<AuthenticationErrorDetail>{}</AuthenticationErrorDetail>", xml_escape(d))).unwrap_or_default();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{}</Code><Message>{}\nRequestId:{request_id}\nTime:{}</Message>{detail}</Error>",
+        xml_escape(&e.code),
+        xml_escape(&e.message),
+        byos_core::time::rfc3339_now()
+    )
+}
+
+/// Escapes text for an XML element or attribute.
+pub fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn insert_header(headers: &mut HeaderMap, name: &'static str, value: &str) {

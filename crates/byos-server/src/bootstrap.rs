@@ -29,6 +29,8 @@ pub struct Bootstrap {
     pub managed_identity_endpoint: String,
     /// byos extension: where the IMDS protocol is served (set `AZURE_POD_IDENTITY_AUTHORITY_HOST` to it).
     pub imds_endpoint: String,
+    /// byos extension: the Blob service listener (accounts are `{blob_endpoint}/{name}/`).
+    pub blob_endpoint: String,
     /// byos extension: the operator's control socket.
     pub control_socket: String,
     pub admin: Admin,

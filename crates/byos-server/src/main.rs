@@ -28,9 +28,12 @@ enum Command {
     Serve {
         #[command(flatten)]
         dir: DataDir,
-        /// Main HTTPS port; 0 picks a free port (see bootstrap.json).
+        /// Main HTTPS port; 0 picks a free port for every listener (see bootstrap.json).
         #[arg(long, default_value_t = 8443)]
         port: u16,
+        /// HTTPS port of the Blob service.
+        #[arg(long, default_value_t = byos_server::serve::DEFAULT_BLOB_PORT)]
+        blob_port: u16,
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
@@ -118,9 +121,9 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { dir, port, log_format } => {
+        Command::Serve { dir, port, blob_port, log_format } => {
             init_logging(log_format);
-            let server = byos_server::start(ServeConfig::new(dir.data_dir, port)).await?;
+            let server = byos_server::start(ServeConfig { blob_port, ..ServeConfig::new(dir.data_dir, port) }).await?;
             wait_for_stop_signal().await?;
             server.shutdown().await;
         }

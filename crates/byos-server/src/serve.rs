@@ -35,14 +35,22 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,
-    /// Main HTTPS port; 0 picks a free one.
+    /// Main HTTPS port; 0 picks a free one for every listener.
     pub port: u16,
+    /// The Blob service's HTTPS port (ignored when `port` is 0).
+    pub blob_port: u16,
     pub bind: IpAddr,
 }
 
+pub const DEFAULT_BLOB_PORT: u16 = 8444;
+
 impl ServeConfig {
     pub fn new(data_dir: PathBuf, port: u16) -> Self {
-        ServeConfig { data_dir, port, bind: IpAddr::V4(Ipv4Addr::LOCALHOST) }
+        ServeConfig { data_dir, port, blob_port: DEFAULT_BLOB_PORT, bind: IpAddr::V4(Ipv4Addr::LOCALHOST) }
+    }
+
+    fn effective_blob_port(&self) -> u16 {
+        if self.port == 0 { 0 } else { self.blob_port }
     }
 }
 
@@ -139,17 +147,33 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let tcp = TcpListener::bind(SocketAddr::new(config.bind, config.port)).await.with_context(|| format!("binding port {}", config.port))?;
     let address = tcp.local_addr()?;
     let base_url = format!("https://{address}");
+    let blob_port = config.effective_blob_port();
+    let blob_tcp = TcpListener::bind(SocketAddr::new(config.bind, blob_port)).await.with_context(|| format!("binding the blob port {blob_port}"))?;
+    let blob_url = format!("https://{}", blob_tcp.local_addr()?);
+    let objects: byos_store::SharedObjects = Arc::new(byos_store::DirObjectStore::open(&data_dir.join("objects"))?);
+    let root = Arc::new(root);
 
     let deployment = load_or_create_deployment(&store).await?;
     let directory = Arc::new(Directory::open(Arc::clone(&store), &root, &base_url).await?);
     let door = Arc::new(Door::new());
+    let storage = byos_storage::StorageService::new(
+        Arc::clone(&store),
+        objects,
+        Arc::clone(&root),
+        Arc::clone(&door),
+        Arc::clone(&directory),
+        blob_url.clone(),
+        base_url.clone(),
+    );
+    let providers: Vec<Arc<dyn byos_arm::Provider>> = vec![Arc::new(byos_storage::provider::StorageProvider(Arc::clone(&storage)))];
     let arm_deployment = Deployment {
         subscription_id: deployment.subscription_id.clone(),
         location: deployment.location.clone(),
         base_url: base_url.clone(),
         authority: base_url.clone(),
     };
-    let arm = Arm::open(Arc::clone(&directory), Arc::clone(&door), Arc::clone(&store), arm_deployment).await?;
+    let arm = Arm::open(Arc::clone(&directory), Arc::clone(&door), Arc::clone(&store), arm_deployment, providers).await?;
+    storage.load(&arm).await?;
     let (admin, admin_secret) = directory.ensure_sealed_service_principal(&root, DEPLOYMENT, ADMIN_KEY, "byos-admin").await?;
     byos_arm::rbac::assignments::ensure(&arm, admin.object_id, builtin::OWNER, &Scope::subscription(&deployment.subscription_id)).await?;
 
@@ -162,12 +186,14 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let identity = IdentityState { directory: Arc::clone(&directory), door: Arc::clone(&door), authority: base_url.clone() };
     let public = byos_identity::api::public_router(identity.clone()).merge(byos_arm::router(Arc::clone(&arm))).layer(panic_guard());
     let operator = byos_identity::api::operator::router(identity).layer(panic_guard());
+    let blob = byos_storage::blob::router(Arc::clone(&storage)).layer(panic_guard());
 
     let (stop, stop_rx) = watch::channel(false);
     let graceful = Arc::new(GracefulShutdown::new());
     let connections = listener::Connections { graceful: Arc::clone(&graceful), tracker: TaskTracker::new() };
     let tasks = vec![
-        tokio::spawn(listener::serve_tls(tcp, tls_config, public, stop_rx.clone(), connections.clone())),
+        tokio::spawn(listener::serve_tls(tcp, Arc::clone(&tls_config), public, stop_rx.clone(), connections.clone())),
+        tokio::spawn(listener::serve_tls(blob_tcp, tls_config, blob, stop_rx.clone(), connections.clone())),
         tokio::spawn(listener::serve_control(control_listener, operator, stop_rx, connections.clone())),
     ];
 
@@ -181,6 +207,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         resource_manager: base_url.clone(),
         managed_identity_endpoint: format!("{base_url}/msi/token"),
         imds_endpoint: base_url.clone(),
+        blob_endpoint: blob_url,
         control_socket: control::socket_path(&data_dir).display().to_string(),
         admin: Admin { client_id: admin.client_id.to_string(), client_secret: admin_secret.to_string(), object_id: admin.object_id.to_string() },
     };

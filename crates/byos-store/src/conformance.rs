@@ -37,6 +37,15 @@ async fn scan_is_prefix_bounded_and_ordered(store: &dyn MetaStore) {
         Err(e) => panic!("scan failed: {e}"),
     };
     assert_eq!(keys, ["p/a", "p/b"], "scan returns exactly the prefix, in key order");
+    let page = |after, limit| async move {
+        match store.scan_page(T, "p/", after, limit).await {
+            Ok(rows) => rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            Err(e) => panic!("scan_page failed: {e}"),
+        }
+    };
+    assert_eq!(page(None, 1).await, ["p/a"], "a page is limited");
+    assert_eq!(page(Some("p/a"), 10).await, ["p/b"], "a page starts after the marker");
+    assert_eq!(page(Some("a"), 10).await, ["p/a", "p/b"], "a marker before the prefix starts at the prefix");
 }
 
 async fn failed_guard_writes_nothing(store: &dyn MetaStore) {

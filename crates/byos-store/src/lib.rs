@@ -84,6 +84,8 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every record whose key starts with `prefix`, in key order.
     async fn scan(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// At most `limit` records whose key starts with `prefix` and sorts after `after`, in key order.
+    async fn scan_page(&self, table: Table, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Applies `batch` atomically and durably (on return, it survives a crash).
     async fn commit(&self, batch: Batch) -> Result<(), StoreError>;
 }

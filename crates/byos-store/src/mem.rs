@@ -39,6 +39,18 @@ impl MetaStore for MemStore {
             .collect())
     }
 
+    async fn scan_page(&self, table: Table, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let tables = self.lock()?;
+        let start = after.filter(|a| *a >= prefix).unwrap_or(prefix).to_owned();
+        Ok(tables
+            .range((table.0, start)..)
+            .filter(|((_, k), _)| after != Some(k.as_str()))
+            .take_while(|((t, k), _)| *t == table.0 && k.starts_with(prefix))
+            .take(limit)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
     async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         let mut tables = self.lock()?;
         let mut staged = tables.clone();

@@ -28,19 +28,31 @@ impl RedbStore {
     }
 
     fn scan_sync(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.page_sync(table, prefix, None, usize::MAX)
+    }
+
+    fn page_sync(&self, table: Table, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;
         let t = match txn.open_table(definition(table)) {
             Ok(t) => t,
             Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(backend(e)),
         };
+        let start = after.filter(|a| *a >= prefix).unwrap_or(prefix);
         let mut out = Vec::new();
-        for entry in t.range(prefix..).map_err(backend)? {
-            let (k, v) = entry.map_err(backend)?;
-            if !k.value().starts_with(prefix) {
+        for entry in t.range(start..).map_err(backend)? {
+            if out.len() >= limit {
                 break;
             }
-            out.push((k.value().to_owned(), v.value().to_vec()));
+            let (k, v) = entry.map_err(backend)?;
+            let key = k.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if Some(key) == after {
+                continue;
+            }
+            out.push((key.to_owned(), v.value().to_vec()));
         }
         Ok(out)
     }
@@ -82,6 +94,10 @@ impl MetaStore for RedbStore {
 
     async fn scan(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.scan_sync(table, prefix)
+    }
+
+    async fn scan_page(&self, table: Table, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.page_sync(table, prefix, after, limit)
     }
 
     async fn commit(&self, batch: Batch) -> Result<(), StoreError> {

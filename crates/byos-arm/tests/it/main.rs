@@ -19,7 +19,7 @@ async fn arm() -> anyhow::Result<Arc<Arm>> {
     let store: SharedStore = Arc::new(MemStore::new());
     let directory = Arc::new(Directory::open(Arc::clone(&store), &RootKey::ephemeral()?, "https://127.0.0.1:1").await?);
     let deployment = Deployment { subscription_id: SUB.into(), location: "eastus".into(), base_url: "https://127.0.0.1:1".into(), authority: "https://127.0.0.1:1".into() };
-    Ok(Arm::open(directory, Arc::new(Door::new()), store, deployment).await?)
+    Ok(Arm::open(directory, Arc::new(Door::new()), store, deployment, vec![]).await?)
 }
 
 fn operator_of_nothing() -> Caller {
@@ -40,6 +40,7 @@ async fn apply(arm: &Arm, requested: serde_json::Value, current: Option<&byos_ar
         identity: plan.wire.clone(),
         owned_principals: plan.owned.clone(),
         created_on: String::new(),
+        extra: Default::default(),
     };
     arm.store.commit(plan.ops(arm, Batch::new())?).await?;
     plan.applied(arm);

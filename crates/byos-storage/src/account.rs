@@ -1,0 +1,373 @@
+//! Storage account settings (the ARM `properties` byos enforces), their validation, and the
+//! account's secrets: two shared keys, the key-encryption key, the user-delegation root.
+
+use byos_authz::{Firewall, IpNet, ResourceGuard};
+use byos_core::ApiError;
+use byos_crypto::envelope::Kek;
+use byos_crypto::{MacKey, RootKey, SealPurpose, b64url, b64url_decode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+/// Azure's rule: 3-24 lowercase letters and digits.
+pub fn validate_name(name: &str) -> Result<(), ApiError> {
+    if (3..=24).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "AccountNameInvalid",
+            format!("{name} is not a valid storage account name. Storage account name must be between 3 and 24 characters in length and use numbers and lower-case letters only."),
+        ))
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IpRule {
+    pub value: String,
+    #[serde(default = "allow")]
+    pub action: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceAccessRule {
+    pub tenant_id: Uuid,
+    pub resource_id: String,
+}
+
+fn allow() -> String {
+    "Allow".into()
+}
+
+fn azure_services() -> String {
+    "AzureServices".into()
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkAcls {
+    #[serde(default = "azure_services")]
+    pub bypass: String,
+    #[serde(default = "allow")]
+    pub default_action: String,
+    #[serde(default)]
+    pub ip_rules: Vec<IpRule>,
+    #[serde(default)]
+    pub virtual_network_rules: Vec<Value>,
+    #[serde(default)]
+    pub resource_access_rules: Vec<ResourceAccessRule>,
+}
+
+impl Default for NetworkAcls {
+    fn default() -> Self {
+        NetworkAcls { bypass: azure_services(), default_action: allow(), ip_rules: vec![], virtual_network_rules: vec![], resource_access_rules: vec![] }
+    }
+}
+
+/// The account properties byos stores and enforces.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountSettings {
+    pub v: u32,
+    pub allow_blob_public_access: bool,
+    pub allow_shared_key_access: bool,
+    pub public_network_access: String,
+    pub network_acls: NetworkAcls,
+    pub minimum_tls_version: String,
+    pub supports_https_traffic_only: bool,
+    pub access_tier: String,
+    pub creation_time: String,
+}
+
+impl Default for AccountSettings {
+    fn default() -> Self {
+        AccountSettings {
+            v: 1,
+            allow_blob_public_access: false,
+            allow_shared_key_access: true,
+            public_network_access: "Enabled".into(),
+            network_acls: NetworkAcls::default(),
+            minimum_tls_version: "TLS1_2".into(),
+            supports_https_traffic_only: true,
+            access_tier: "Hot".into(),
+            creation_time: byos_core::time::rfc3339_now(),
+        }
+    }
+}
+
+fn invalid(property: &str, why: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("InvalidRequestPropertyValue", format!("The value of property '{property}' is invalid: {why}."))
+}
+
+fn bool_prop(props: &Map<String, Value>, name: &str) -> Result<Option<bool>, ApiError> {
+    match props.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(invalid(name, format!("expected true or false, got {other}"))),
+    }
+}
+
+fn one_of(props: &Map<String, Value>, name: &str, allowed: &[&str]) -> Result<Option<String>, ApiError> {
+    match props.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => allowed
+            .iter()
+            .find(|a| a.eq_ignore_ascii_case(s))
+            .map(|a| Some((*a).to_owned()))
+            .ok_or_else(|| invalid(name, format!("'{s}' is not one of {allowed:?}"))),
+        Some(other) => Err(invalid(name, format!("expected a string, got {other}"))),
+    }
+}
+
+impl AccountSettings {
+    /// Applies the `properties` of a PUT or PATCH: present fields replace, absent ones stay.
+    pub fn apply(&mut self, props: &Map<String, Value>) -> Result<(), ApiError> {
+        if let Some(b) = bool_prop(props, "allowBlobPublicAccess")? {
+            self.allow_blob_public_access = b;
+        }
+        // `allowSharedKeyAccess: null` means true, as in Azure.
+        if props.contains_key("allowSharedKeyAccess") {
+            self.allow_shared_key_access = bool_prop(props, "allowSharedKeyAccess")?.unwrap_or(true);
+        }
+        if let Some(v) = one_of(props, "publicNetworkAccess", &["Enabled", "Disabled"])? {
+            self.public_network_access = v;
+        }
+        if let Some(v) = one_of(props, "minimumTlsVersion", &["TLS1_0", "TLS1_1", "TLS1_2", "TLS1_3"])? {
+            self.minimum_tls_version = v;
+        }
+        if let Some(v) = one_of(props, "accessTier", &["Hot", "Cool", "Cold", "Premium"])? {
+            self.access_tier = v;
+        }
+        if let Some(b) = bool_prop(props, "supportsHttpsTrafficOnly")? {
+            self.supports_https_traffic_only = b;
+        }
+        match props.get("networkAcls") {
+            None | Some(Value::Null) => {}
+            Some(acls) => self.network_acls = parse_acls(acls)?,
+        }
+        if let Some(encryption) = props.get("encryption").filter(|e| !e.is_null()) {
+            check_encryption(encryption)?;
+        }
+        Ok(())
+    }
+
+    /// The ARM `properties` as returned to clients.
+    pub fn to_wire(&self, blob_endpoint: &str, location: &str) -> Value {
+        json!({
+            "provisioningState": "Succeeded",
+            "creationTime": self.creation_time,
+            "primaryEndpoints": {"blob": blob_endpoint},
+            "primaryLocation": location,
+            "statusOfPrimary": "available",
+            "allowBlobPublicAccess": self.allow_blob_public_access,
+            "allowSharedKeyAccess": self.allow_shared_key_access,
+            "publicNetworkAccess": self.public_network_access,
+            "minimumTlsVersion": self.minimum_tls_version,
+            "supportsHttpsTrafficOnly": self.supports_https_traffic_only,
+            "accessTier": self.access_tier,
+            "networkAcls": self.network_acls,
+            "encryption": {
+                "keySource": "Microsoft.Storage",
+                "requireInfrastructureEncryption": false,
+                "services": {"blob": {"enabled": true, "keyType": "Account", "lastEnabledTime": self.creation_time}},
+            },
+        })
+    }
+
+    /// The resource-side inputs of the door for this account.
+    pub fn guard(&self, anonymous_permits: Vec<String>) -> ResourceGuard {
+        let deny = self.network_acls.default_action.eq_ignore_ascii_case("Deny");
+        let firewall = deny.then(|| Firewall {
+            ip_rules: self.network_acls.ip_rules.iter().filter_map(|r| parse_ip_rule(&r.value).ok()).collect(),
+            bypass_azure_services: self.network_acls.bypass.split(',').any(|b| b.trim().eq_ignore_ascii_case("AzureServices")),
+            resource_rules: self.network_acls.resource_access_rules.iter().map(|r| (r.tenant_id, r.resource_id.clone())).collect(),
+        });
+        // Resource-instance rules also apply when public network access is disabled.
+        let firewall = match (firewall, self.public_network_access == "Disabled") {
+            (None, true) => Some(Firewall {
+                resource_rules: self.network_acls.resource_access_rules.iter().map(|r| (r.tenant_id, r.resource_id.clone())).collect(),
+                ..Firewall::default()
+            }),
+            (f, _) => f,
+        };
+        ResourceGuard {
+            public_network_disabled: self.public_network_access == "Disabled",
+            firewall,
+            allow_key_based: self.allow_shared_key_access,
+            allow_public_access: self.allow_blob_public_access,
+            anonymous_permits,
+        }
+    }
+}
+
+fn parse_ip_rule(value: &str) -> Result<IpNet, ApiError> {
+    let net = if value.contains('/') { value.parse::<IpNet>().ok() } else { value.parse::<std::net::IpAddr>().ok().map(IpNet::from) };
+    net.filter(|n| n.addr().is_ipv4())
+        .ok_or_else(|| ApiError::bad_request("NetworkAclsValidationFailure", format!("Values for request parameters are invalid: networkAcls.ipRule[*].value '{value}' is not an IPv4 address or CIDR range.")))
+}
+
+fn parse_acls(value: &Value) -> Result<NetworkAcls, ApiError> {
+    let acls: NetworkAcls = serde_json::from_value(value.clone()).map_err(|e| invalid("networkAcls", e))?;
+    if !["Allow", "Deny"].iter().any(|a| a.eq_ignore_ascii_case(&acls.default_action)) {
+        return Err(invalid("networkAcls.defaultAction", "expected Allow or Deny"));
+    }
+    for part in acls.bypass.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if !["None", "Logging", "Metrics", "AzureServices"].iter().any(|a| a.eq_ignore_ascii_case(part)) {
+            return Err(invalid("networkAcls.bypass", format!("'{part}' is not one of None, Logging, Metrics, AzureServices")));
+        }
+    }
+    for rule in &acls.ip_rules {
+        parse_ip_rule(&rule.value)?;
+    }
+    for rule in &acls.resource_access_rules {
+        byos_core::Scope::parse(&rule.resource_id).map_err(|e| invalid("networkAcls.resourceAccessRules.resourceId", e))?;
+    }
+    Ok(acls)
+}
+
+fn check_encryption(encryption: &Value) -> Result<(), ApiError> {
+    let source = encryption.get("keySource").and_then(Value::as_str).unwrap_or("Microsoft.Storage");
+    if source.eq_ignore_ascii_case("Microsoft.Storage") {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "InvalidEncryptionKeySource",
+            format!("The key source '{source}' is not supported yet; byos encrypts every account with service-managed keys (Microsoft.Storage)."),
+        ))
+    }
+}
+
+/// An account's secrets. Stored only sealed under the root key.
+pub struct AccountSecrets {
+    pub keys: [Zeroizing<String>; 2],
+    pub kek: Kek,
+    /// Derives user delegation keys (so byos need not store them).
+    pub delegation: MacKey,
+    raw: SecretsRecord,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct SecretsRecord {
+    v: u32,
+    key1: String,
+    key2: String,
+    kek: String,
+    delegation: String,
+}
+
+impl Drop for SecretsRecord {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.key1.zeroize();
+        self.key2.zeroize();
+        self.kek.zeroize();
+        self.delegation.zeroize();
+    }
+}
+
+/// A fresh shared key: 64 random bytes, base64 (as Azure's account keys).
+pub fn new_shared_key() -> Result<String, ApiError> {
+    use base64::Engine;
+    let bytes = byos_crypto::random_bytes::<64>().map_err(|_| ApiError::internal())?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+impl AccountSecrets {
+    pub fn generate() -> Result<Self, ApiError> {
+        let record = SecretsRecord {
+            v: 1,
+            key1: new_shared_key()?,
+            key2: new_shared_key()?,
+            kek: b64url(&byos_crypto::random_bytes::<32>().map_err(|_| ApiError::internal())?),
+            delegation: b64url(&byos_crypto::random_bytes::<32>().map_err(|_| ApiError::internal())?),
+        };
+        Self::from_record(record)
+    }
+
+    fn from_record(raw: SecretsRecord) -> Result<Self, ApiError> {
+        let kek = Zeroizing::new(b64url_decode(&raw.kek).ok_or_else(ApiError::internal)?);
+        let delegation = Zeroizing::new(b64url_decode(&raw.delegation).ok_or_else(ApiError::internal)?);
+        Ok(AccountSecrets {
+            keys: [Zeroizing::new(raw.key1.clone()), Zeroizing::new(raw.key2.clone())],
+            kek: Kek::from_bytes(&kek).map_err(|_| ApiError::internal())?,
+            delegation: MacKey::new(&delegation),
+            raw,
+        })
+    }
+
+    /// The same secrets with key `index` (0 or 1) replaced.
+    pub fn with_new_key(&self, index: usize) -> Result<Self, ApiError> {
+        let mut raw = self.raw.clone();
+        if index == 0 {
+            raw.key1 = new_shared_key()?;
+        } else {
+            raw.key2 = new_shared_key()?;
+        }
+        Self::from_record(raw)
+    }
+
+    pub fn seal(&self, root: &RootKey) -> Result<Vec<u8>, ApiError> {
+        let json = Zeroizing::new(serde_json::to_vec(&self.raw).map_err(|_| ApiError::internal())?);
+        root.seal(SealPurpose::AccountSecrets, &json).map_err(|_| ApiError::internal())
+    }
+
+    pub fn open(root: &RootKey, sealed: &[u8]) -> Result<Self, ApiError> {
+        let json = root.open(SealPurpose::AccountSecrets, sealed).map_err(|e| {
+            tracing::error!(error = %e, "cannot open account secrets");
+            ApiError::internal()
+        })?;
+        let raw: SecretsRecord = serde_json::from_slice(&json).map_err(|_| ApiError::internal())?;
+        Self::from_record(raw)
+    }
+
+    /// The decoded bytes of shared key `index`, for HMAC.
+    pub fn key_bytes(&self, index: usize) -> Option<Zeroizing<Vec<u8>>> {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.decode(self.keys.get(index)?.as_bytes()).ok().map(Zeroizing::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["abc", "acct123", &"a".repeat(24)] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ab", "Abc", "a-b", &"a".repeat(25), "ünï"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn settings_merge_and_validate() {
+        let mut s = AccountSettings::default();
+        let props = json!({"allowSharedKeyAccess": false, "networkAcls": {"defaultAction": "Deny", "ipRules": [{"value": "127.0.0.0/30"}]}});
+        assert!(s.apply(props.as_object().unwrap_or(&Map::new())).is_ok());
+        assert!(!s.allow_shared_key_access);
+        let guard = s.guard(vec![]);
+        assert!(guard.firewall.is_some_and(|f| f.ip_rules.len() == 1 && f.bypass_azure_services));
+        assert!(s.apply(json!({"allowSharedKeyAccess": null}).as_object().unwrap_or(&Map::new())).is_ok());
+        assert!(s.allow_shared_key_access, "null means true");
+        for bad in [json!({"networkAcls": {"defaultAction": "Maybe"}}), json!({"networkAcls": {"ipRules": [{"value": "300.0.0.1"}]}}), json!({"allowBlobPublicAccess": "yes"}), json!({"encryption": {"keySource": "Microsoft.Keyvault"}})] {
+            assert!(s.clone().apply(bad.as_object().unwrap_or(&Map::new())).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_seal_and_rotate() -> Result<(), ApiError> {
+        let root = RootKey::ephemeral().map_err(|_| ApiError::internal())?;
+        let secrets = AccountSecrets::generate()?;
+        let opened = AccountSecrets::open(&root, &secrets.seal(&root)?)?;
+        assert_eq!(opened.keys[0].as_str(), secrets.keys[0].as_str());
+        let rotated = secrets.with_new_key(0)?;
+        assert_ne!(rotated.keys[0].as_str(), secrets.keys[0].as_str());
+        assert_eq!(rotated.keys[1].as_str(), secrets.keys[1].as_str());
+        assert_eq!(rotated.key_bytes(0).map(|k| k.len()), Some(64));
+        Ok(())
+    }
+}

@@ -1,0 +1,562 @@
+//! Block blobs: Put Blob, Put Block, Put Block List, Get Block List, Get Blob (ranges), properties,
+//! metadata, delete, and List Blobs (prefix, delimiter, marker, metadata).
+//!
+//! Writes stream the body through a [`SegmentWriter`] (bounded memory), make the segment durable,
+//! then commit the metadata record; only then is the request acknowledged. Replaced segments are
+//! removed after the commit that stops referencing them.
+
+use std::collections::{BTreeMap, HashSet};
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use byos_core::ApiError;
+use byos_http::Failure;
+use byos_store::Batch;
+use futures_util::StreamExt;
+
+use super::containers::{self, metadata_xml, xml_response};
+use super::data::{self, BLOBS, BLOCKS, BlobRecord, BlockRecord, ContentHeaders, Segment, SegmentWriter, blob_key, block_key, decode, encode, store_err};
+use super::errors::{bad_request, blob_not_found, err};
+use super::xml::{self, Access, BlockSource, Current, escape};
+use super::BlobRequest;
+use crate::{Account, StorageService};
+
+/// Azure's limits: a Put Blob body and a single block.
+const MAX_PUT_BLOB: u64 = 5000 * 1024 * 1024;
+const MAX_BLOCK: u64 = 4000 * 1024 * 1024;
+const MAX_BLOCK_LIST_BODY: usize = 8 * 1024 * 1024;
+const BLOCK_PREFIX: &str = "block:";
+
+fn validate_blob_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.chars().count() > 1024 || name.chars().any(|c| c.is_control()) {
+        return Err(bad_request("InvalidResourceName", "The specified resource name contains invalid characters."));
+    }
+    Ok(())
+}
+
+async fn load(service: &StorageService, account: &Account, container: &str, blob: &str) -> Result<Option<BlobRecord>, ApiError> {
+    match service.store.get(BLOBS, &blob_key(&account.name, container, blob)).await.map_err(store_err)? {
+        Some(bytes) => Ok(Some(decode(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
+/// The blob, or `BlobNotFound` / `ContainerNotFound` as Azure tells them apart.
+async fn require(service: &StorageService, request: &BlobRequest) -> Result<BlobRecord, ApiError> {
+    match load(service, &request.account, request.container(), request.blob()).await? {
+        Some(record) => Ok(record),
+        None => {
+            containers::require(service, &request.account, request.container()).await?;
+            Err(blob_not_found())
+        }
+    }
+}
+
+fn current(record: &Option<BlobRecord>) -> Option<Current<'_>> {
+    record.as_ref().map(|r| Current { etag: &r.etag, last_modified_nanos: r.last_modified })
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Content headers of a write: the `x-ms-blob-*` forms win over the request's own headers.
+fn content_headers(request: &BlobRequest, from_request_headers: bool) -> ContentHeaders {
+    let pick = |blob_header: &str, plain: &str| {
+        request.header(blob_header).or_else(|| if from_request_headers { request.header(plain) } else { None }).map(str::to_owned)
+    };
+    ContentHeaders {
+        content_type: pick("x-ms-blob-content-type", "content-type"),
+        content_encoding: pick("x-ms-blob-content-encoding", "content-encoding"),
+        content_language: pick("x-ms-blob-content-language", "content-language"),
+        content_md5: request.header("x-ms-blob-content-md5").map(str::to_owned),
+        content_disposition: pick("x-ms-blob-content-disposition", "content-disposition"),
+        cache_control: pick("x-ms-blob-cache-control", "cache-control"),
+    }
+}
+
+/// Streams the request body into a new segment, enforcing `limit` and a sent Content-MD5.
+async fn receive_segment(service: &StorageService, request: &BlobRequest, segment_id: &str, limit: u64) -> Result<(Segment, [u8; 16]), ApiError> {
+    let mut writer = SegmentWriter::create(service, &request.account, request.container(), request.blob(), segment_id).await?;
+    let mut stream = request.take_body().into_data_stream();
+    while let Some(frame) = stream.next().await {
+        let frame = frame.map_err(|_| bad_request("IncompleteBody", "The request body is incomplete."))?;
+        if writer.len() + frame.len() as u64 > limit {
+            return Err(err(413, "RequestBodyTooLarge", format!("The request body is too large and exceeds the maximum permissible limit of {limit} bytes.")));
+        }
+        writer.push(&frame).await?;
+    }
+    let (segment, md5) = writer.finish().await?;
+    if let Some(sent) = request.header("content-md5") {
+        if sent != b64(&md5) {
+            data::delete_objects(service, [segment.object.clone()]).await;
+            return Err(bad_request("Md5Mismatch", "The MD5 value specified in the request did not match with the MD5 value calculated by the server."));
+        }
+    }
+    Ok((segment, md5))
+}
+
+fn respond(status: StatusCode, headers: Vec<(&'static str, String)>) -> Response {
+    let mut response = status.into_response();
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    response
+}
+
+fn write_stamp(record: &BlobRecord) -> Vec<(&'static str, String)> {
+    vec![("etag", record.etag.clone()), ("last-modified", xml::http_date_nanos(record.last_modified)), ("x-ms-request-server-encrypted", "true".into())]
+}
+
+/// Objects referenced by `old` but not by `new`.
+fn orphaned(old: &[Segment], new: &[Segment]) -> Vec<String> {
+    let kept: HashSet<&str> = new.iter().map(|s| s.object.as_str()).collect();
+    let mut seen = HashSet::new();
+    old.iter().filter(|s| !kept.contains(s.object.as_str()) && seen.insert(s.object.clone())).map(|s| s.object.clone()).collect()
+}
+
+/// Staged blocks of a blob: (block id, record).
+async fn staged_blocks(service: &StorageService, account: &Account, container: &str, blob: &str) -> Result<Vec<(String, BlockRecord)>, ApiError> {
+    let prefix = format!("{}{}", blob_key(&account.name, container, blob), data::BLOCK_SEPARATOR);
+    let rows = service.store.scan(BLOCKS, &prefix).await.map_err(store_err)?;
+    rows.into_iter().map(|(k, v)| Ok((k[prefix.len()..].to_owned(), decode::<BlockRecord>(&v)?))).collect()
+}
+
+/// Commits a new version of a blob: the record, the removal of its staged blocks, and afterwards
+/// the removal of objects nothing references any more.
+async fn commit_blob(service: &StorageService, request: &BlobRequest, record: BlobRecord) -> Result<BlobRecord, ApiError> {
+    let (account, container, blob) = (&request.account, request.container(), request.blob());
+    let _guard = service.meta_lock.lock().await;
+    containers::require(service, account, container).await?;
+    let old = load(service, account, container, blob).await?;
+    xml::check_conditions(&request.headers, current(&old), Access::Write)?;
+    let mut batch = Batch::new().put(BLOBS, blob_key(&account.name, container, blob), encode(&record)?);
+    let mut garbage = old.map(|o| orphaned(&o.segments, &record.segments)).unwrap_or_default();
+    for (id, block) in staged_blocks(service, account, container, blob).await? {
+        batch = batch.delete(BLOCKS, block_key(&account.name, container, blob, &id));
+        if !record.segments.iter().any(|s| s.object == block.segment.object) {
+            garbage.push(block.segment.object);
+        }
+    }
+    service.store.commit(batch).await.map_err(store_err)?;
+    drop(_guard);
+    data::delete_objects(service, garbage).await;
+    Ok(record)
+}
+
+pub async fn put(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
+    validate_blob_name(request.blob())?;
+    match request.header("x-ms-blob-type") {
+        Some("BlockBlob") | None => {}
+        Some(other) => return Err(Failure::from(bad_request("UnsupportedBlobType", format!("byos stores block blobs only; '{other}' is not supported.")))),
+    }
+    containers::require(service, &request.account, request.container()).await?;
+    let existing = load(service, &request.account, request.container(), request.blob()).await?;
+    xml::check_conditions(&request.headers, current(&existing), Access::Write)?;
+    let segment_id = format!("put:{}", uuid::Uuid::new_v4().simple());
+    let (segment, md5) = receive_segment(service, request, &segment_id, MAX_PUT_BLOB).await?;
+    let metadata = xml::metadata_from_headers(&request.headers)?;
+    let mut content = content_headers(request, true);
+    content.content_md5 = content.content_md5.or_else(|| Some(b64(&md5)));
+    let now = xml::now_nanos();
+    let record = BlobRecord {
+        v: data::RECORD_VERSION,
+        name: request.blob().to_owned(),
+        size: segment.len,
+        etag: data::new_etag(),
+        created: existing.as_ref().map(|e| e.created).unwrap_or(now),
+        last_modified: now,
+        content,
+        sealed_metadata: data::seal_metadata(&request.account, request.container(), Some(request.blob()), &metadata)?,
+        segments: vec![segment],
+    };
+    let record = commit_blob(service, request, record).await?;
+    let mut headers = write_stamp(&record);
+    headers.push(("content-md5", b64(&md5)));
+    Ok(respond(StatusCode::CREATED, headers))
+}
+
+/// A block id: base64 of at most 64 bytes.
+fn parse_block_id(id: Option<&str>) -> Result<String, ApiError> {
+    let invalid = || bad_request("InvalidBlockId", "The specified block ID is invalid. The block ID must be Base64-encoded.");
+    let id = id.filter(|i| !i.is_empty()).ok_or_else(invalid)?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(id).map_err(|_| invalid())?;
+    if decoded.is_empty() || decoded.len() > 64 {
+        return Err(invalid());
+    }
+    Ok(id.to_owned())
+}
+
+pub async fn put_block(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
+    validate_blob_name(request.blob())?;
+    let id = parse_block_id(request.param("blockid"))?;
+    containers::require(service, &request.account, request.container()).await?;
+    let (segment, md5) = receive_segment(service, request, &format!("{BLOCK_PREFIX}{id}"), MAX_BLOCK).await?;
+    let (account, container, blob) = (&request.account, request.container(), request.blob());
+    let key = block_key(&account.name, container, blob, &id);
+    let record = BlockRecord { v: data::RECORD_VERSION, segment, created: byos_core::time::unix_now() };
+    let replaced = {
+        let _guard = service.meta_lock.lock().await;
+        let old: Option<BlockRecord> = service.store.get(BLOCKS, &key).await.map_err(store_err)?.map(|b| decode(&b)).transpose()?;
+        service.store.commit(Batch::new().put(BLOCKS, key, encode(&record)?)).await.map_err(store_err)?;
+        old
+    };
+    if let Some(old) = replaced {
+        // The staged block may also be part of the committed blob; keep its object then.
+        let committed = load(service, account, container, blob).await?.is_some_and(|b| b.segments.iter().any(|s| s.object == old.segment.object));
+        if !committed {
+            data::delete_objects(service, [old.segment.object]).await;
+        }
+    }
+    Ok(respond(StatusCode::CREATED, vec![("content-md5", b64(&md5)), ("x-ms-request-server-encrypted", "true".into())]))
+}
+
+pub async fn put_block_list(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
+    validate_blob_name(request.blob())?;
+    let body = axum::body::to_bytes(request.take_body(), MAX_BLOCK_LIST_BODY).await.map_err(|_| bad_request("RequestBodyTooLarge", "The block list is too large."))?;
+    let entries = xml::parse_block_list(&body)?;
+    let (account, container, blob) = (&request.account, request.container(), request.blob());
+    containers::require(service, account, container).await?;
+    let existing = load(service, account, container, blob).await?;
+    xml::check_conditions(&request.headers, current(&existing), Access::Write)?;
+    let staged = staged_blocks(service, account, container, blob).await?;
+    let committed: Vec<&Segment> = existing.as_ref().map(|e| e.segments.iter().filter(|s| s.segment_id.starts_with(BLOCK_PREFIX)).collect()).unwrap_or_default();
+    let find_staged = |id: &str| staged.iter().find(|(sid, _)| sid == id).map(|(_, b)| b.segment.clone());
+    let find_committed = |id: &str| committed.iter().find(|s| s.segment_id[BLOCK_PREFIX.len()..] == *id).map(|s| (*s).clone());
+    let mut segments = Vec::with_capacity(entries.len());
+    for (source, id) in &entries {
+        let found = match source {
+            BlockSource::Uncommitted => find_staged(id),
+            BlockSource::Committed => find_committed(id),
+            BlockSource::Latest => find_staged(id).or_else(|| find_committed(id)),
+        };
+        segments.push(found.ok_or_else(|| bad_request("InvalidBlockList", "The specified block list is invalid."))?);
+    }
+    let metadata = xml::metadata_from_headers(&request.headers)?;
+    let now = xml::now_nanos();
+    let record = BlobRecord {
+        v: data::RECORD_VERSION,
+        name: blob.to_owned(),
+        size: segments.iter().map(|s| s.len).sum(),
+        etag: data::new_etag(),
+        created: existing.as_ref().map(|e| e.created).unwrap_or(now),
+        last_modified: now,
+        content: content_headers(request, false),
+        sealed_metadata: data::seal_metadata(account, container, Some(blob), &metadata)?,
+        segments,
+    };
+    let record = commit_blob(service, request, record).await?;
+    Ok(respond(StatusCode::CREATED, write_stamp(&record)))
+}
+
+pub async fn get_block_list(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
+    let (account, container, blob) = (&request.account, request.container(), request.blob());
+    let kind = request.param("blocklisttype").unwrap_or("committed").to_ascii_lowercase();
+    if !["committed", "uncommitted", "all"].contains(&kind.as_str()) {
+        return Err(Failure::from(super::errors::invalid_query("blocklisttype")));
+    }
+    let existing = load(service, account, container, blob).await?;
+    let staged = staged_blocks(service, account, container, blob).await?;
+    if existing.is_none() && staged.is_empty() {
+        return Err(Failure::from(require(service, request).await.err().unwrap_or_else(blob_not_found)));
+    }
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
+    if kind != "uncommitted" {
+        out.push_str("<CommittedBlocks>");
+        for s in existing.iter().flat_map(|e| e.segments.iter()).filter(|s| s.segment_id.starts_with(BLOCK_PREFIX)) {
+            out.push_str(&format!("<Block><Name>{}</Name><Size>{}</Size></Block>", escape(&s.segment_id[BLOCK_PREFIX.len()..]), s.len));
+        }
+        out.push_str("</CommittedBlocks>");
+    }
+    if kind != "committed" {
+        out.push_str("<UncommittedBlocks>");
+        for (id, block) in &staged {
+            out.push_str(&format!("<Block><Name>{}</Name><Size>{}</Size></Block>", escape(id), block.segment.len));
+        }
+        out.push_str("</UncommittedBlocks>");
+    }
+    out.push_str("</BlockList>");
+    let mut response = xml_response(out);
+    if let Some(e) = &existing {
+        for (name, value) in [("etag", e.etag.clone()), ("last-modified", xml::http_date_nanos(e.last_modified)), ("x-ms-blob-content-length", e.size.to_string())] {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, v);
+            }
+        }
+    }
+    Ok(response)
+}
+
+/// Parses `bytes=a-b` / `bytes=a-`; `None` for an absent or unparseable range (Azure then serves
+/// the whole blob).
+fn parse_range(text: Option<&str>) -> Option<(u64, Option<u64>)> {
+    let spec = text?.trim().strip_prefix("bytes=")?;
+    let (start, end) = spec.split_once('-')?;
+    let start = start.trim().parse().ok()?;
+    let end = end.trim();
+    if end.is_empty() {
+        return Some((start, None));
+    }
+    Some((start, Some(end.parse().ok()?)))
+}
+
+/// Properties every GET / HEAD of a blob carries.
+fn blob_headers(account: &Account, container: &str, record: &BlobRecord) -> Result<Vec<(String, String)>, ApiError> {
+    let mut headers: Vec<(String, String)> = vec![
+        ("etag".into(), record.etag.clone()),
+        ("last-modified".into(), xml::http_date_nanos(record.last_modified)),
+        ("x-ms-creation-time".into(), xml::http_date_nanos(record.created)),
+        ("x-ms-blob-type".into(), "BlockBlob".into()),
+        ("accept-ranges".into(), "bytes".into()),
+        ("x-ms-server-encrypted".into(), "true".into()),
+        ("x-ms-lease-state".into(), "available".into()),
+        ("x-ms-lease-status".into(), "unlocked".into()),
+        ("content-type".into(), record.content.content_type.clone().unwrap_or_else(|| "application/octet-stream".into())),
+    ];
+    let c = &record.content;
+    for (name, value) in [("content-encoding", &c.content_encoding), ("content-language", &c.content_language), ("content-disposition", &c.content_disposition), ("cache-control", &c.cache_control)] {
+        if let Some(v) = value {
+            headers.push((name.into(), v.clone()));
+        }
+    }
+    let committed = record.segments.iter().filter(|s| s.segment_id.starts_with(BLOCK_PREFIX)).count();
+    if committed > 0 {
+        headers.push(("x-ms-blob-committed-block-count".into(), committed.to_string()));
+    }
+    for (name, value) in data::open_metadata(account, container, Some(&record.name), record.sealed_metadata.as_deref())? {
+        headers.push((format!("x-ms-meta-{name}"), value));
+    }
+    Ok(headers)
+}
+
+fn apply_headers(response: &mut Response, headers: Vec<(String, String)>) {
+    for (name, value) in headers {
+        if let (Ok(n), Ok(v)) = (axum::http::HeaderName::try_from(name), HeaderValue::from_str(&value)) {
+            response.headers_mut().insert(n, v);
+        }
+    }
+}
+
+pub async fn get(service: &StorageService, request: &BlobRequest, with_body: bool) -> Result<Response, Failure> {
+    let record = require(service, request).await?;
+    xml::check_conditions(&request.headers, Some(Current { etag: &record.etag, last_modified_nanos: record.last_modified }), Access::Read)?;
+    let (account, container) = (&request.account, request.container());
+    let mut headers = blob_headers(account, container, &record)?;
+    let range = if with_body { parse_range(request.header("x-ms-range").or_else(|| request.header("range"))) } else { None };
+    let (status, start, end) = match range {
+        Some((start, _)) if start >= record.size => {
+            return Err(Failure::from(err(416, "InvalidRange", "The range specified is invalid for the current size of the resource.").with_header("content-range", format!("bytes */{}", record.size))));
+        }
+        Some((start, end)) => {
+            let end = end.map(|e| e.min(record.size - 1)).unwrap_or(record.size - 1);
+            if end < start {
+                return Err(Failure::from(err(416, "InvalidRange", "The range specified is invalid for the current size of the resource.").with_header("content-range", format!("bytes */{}", record.size))));
+            }
+            headers.push(("content-range".into(), format!("bytes {start}-{end}/{}", record.size)));
+            (StatusCode::PARTIAL_CONTENT, start, end + 1)
+        }
+        None => {
+            if let Some(md5) = &record.content.content_md5 {
+                headers.push(("content-md5".into(), md5.clone()));
+            }
+            (StatusCode::OK, 0, record.size)
+        }
+    };
+    headers.push(("content-length".into(), (end - start).to_string()));
+    let body = if with_body && end > start {
+        Body::from_stream(data::read_range(service, account, container, &record.name, &record.segments, start, end)?)
+    } else {
+        Body::empty()
+    };
+    let mut response = (status, body).into_response();
+    apply_headers(&mut response, headers);
+    Ok(response)
+}
+
+pub async fn metadata(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
+    let record = require(service, request).await?;
+    let mut response = StatusCode::OK.into_response();
+    let mut headers = vec![("etag".to_owned(), record.etag.clone()), ("last-modified".to_owned(), xml::http_date_nanos(record.last_modified))];
+    for (name, value) in data::open_metadata(&request.account, request.container(), Some(&record.name), record.sealed_metadata.as_deref())? {
+        headers.push((format!("x-ms-meta-{name}"), value));
+    }
+    apply_headers(&mut response, headers);
+    Ok(response)
+}
+
+/// Changes a blob's record (not its data) under the metadata lock.
+async fn update_record(service: &StorageService, request: &BlobRequest, change: impl FnOnce(&mut BlobRecord) -> Result<(), ApiError>) -> Result<Response, Failure> {
+    let _guard = service.meta_lock.lock().await;
+    let mut record = require(service, request).await?;
+    xml::check_conditions(&request.headers, Some(Current { etag: &record.etag, last_modified_nanos: record.last_modified }), Access::Write)?;
+    change(&mut record)?;
+    record.etag = data::new_etag();
+    record.last_modified = xml::now_nanos();
+    let key = blob_key(&request.account.name, request.container(), request.blob());
+    service.store.commit(Batch::new().put(BLOBS, key, encode(&record)?)).await.map_err(store_err)?;
+    Ok(respond(StatusCode::OK, write_stamp(&record)))
+}
+
+pub async fn set_metadata(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
+    let metadata = xml::metadata_from_headers(&request.headers)?;
+    let sealed = data::seal_metadata(&request.account, request.container(), Some(request.blob()), &metadata)?;
+    update_record(service, request, |r| {
+        r.sealed_metadata = sealed;
+        Ok(())
+    })
+    .await
+}
+
+pub async fn set_properties(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
+    let content = content_headers(request, false);
+    update_record(service, request, |r| {
+        r.content = content;
+        Ok(())
+    })
+    .await
+}
+
+pub async fn delete(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
+    let (account, container, blob) = (&request.account, request.container(), request.blob());
+    let garbage = {
+        let _guard = service.meta_lock.lock().await;
+        let record = require(service, request).await?;
+        xml::check_conditions(&request.headers, Some(Current { etag: &record.etag, last_modified_nanos: record.last_modified }), Access::Write)?;
+        let mut batch = Batch::new().delete(BLOBS, blob_key(&account.name, container, blob));
+        let mut garbage = orphaned(&record.segments, &[]);
+        for (id, block) in staged_blocks(service, account, container, blob).await? {
+            batch = batch.delete(BLOCKS, block_key(&account.name, container, blob, &id));
+            garbage.push(block.segment.object);
+        }
+        service.store.commit(batch).await.map_err(store_err)?;
+        garbage
+    };
+    data::delete_objects(service, garbage).await;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// One entry of a listing page.
+enum Listed {
+    Blob(BlobRecord),
+    Prefix(String),
+}
+
+pub async fn list(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
+    let (account, container) = (&request.account, request.container());
+    containers::require(service, account, container).await?;
+    let prefix = request.param("prefix").unwrap_or_default();
+    let delimiter = request.param("delimiter").filter(|d| !d.is_empty());
+    let marker = request.param("marker").filter(|m| !m.is_empty());
+    let max = containers::max_results(request)?;
+    let include_metadata = request.param("include").is_some_and(|i| i.split(',').any(|p| p == "metadata"));
+    let base = format!("{}/", data::container_key(&account.name, container));
+    let key_prefix = format!("{base}{prefix}");
+    let mut after = marker.map(|m| format!("{base}{m}"));
+    let mut items: Vec<Listed> = Vec::new();
+    let mut more = false;
+    'scan: loop {
+        let rows = service.store.scan_page(BLOBS, &key_prefix, after.as_deref(), 1000).await.map_err(store_err)?;
+        let Some((last, _)) = rows.last() else { break };
+        after = Some(last.clone());
+        for (key, bytes) in &rows {
+            let name = &key[base.len()..];
+            if marker.is_some_and(|m| delimiter.is_some_and(|d| m.ends_with(d)) && name.starts_with(m)) {
+                continue;
+            }
+            let collapsed = delimiter.and_then(|d| name[prefix.len()..].find(d).map(|at| name[..prefix.len() + at + d.len()].to_owned()));
+            let item = match collapsed {
+                Some(p) if matches!(items.last(), Some(Listed::Prefix(last)) if *last == p) => continue,
+                Some(p) => Listed::Prefix(p),
+                None => Listed::Blob(decode(bytes)?),
+            };
+            if items.len() == max {
+                more = true;
+                break 'scan;
+            }
+            items.push(item);
+        }
+    }
+    let mut out = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ServiceEndpoint=\"{}\" ContainerName=\"{}\"><Prefix>{}</Prefix>",
+        escape(&service.endpoint(&account.name)),
+        escape(container),
+        escape(prefix)
+    );
+    if let Some(m) = marker {
+        out.push_str(&format!("<Marker>{}</Marker>", escape(m)));
+    }
+    if request.param("maxresults").is_some() {
+        out.push_str(&format!("<MaxResults>{max}</MaxResults>"));
+    }
+    if let Some(d) = delimiter {
+        out.push_str(&format!("<Delimiter>{}</Delimiter>", escape(d)));
+    }
+    out.push_str("<Blobs>");
+    for item in &items {
+        match item {
+            Listed::Prefix(p) => out.push_str(&format!("<BlobPrefix><Name>{}</Name></BlobPrefix>", escape(p))),
+            Listed::Blob(b) => out.push_str(&blob_xml(account, container, b, include_metadata)?),
+        }
+    }
+    out.push_str("</Blobs>");
+    let next = if more {
+        items.last().map(|i| match i {
+            Listed::Blob(b) => b.name.clone(),
+            Listed::Prefix(p) => p.clone(),
+        })
+    } else {
+        None
+    };
+    out.push_str(&format!("<NextMarker>{}</NextMarker></EnumerationResults>", escape(&next.unwrap_or_default())));
+    Ok(xml_response(out))
+}
+
+fn blob_xml(account: &Account, container: &str, b: &BlobRecord, include_metadata: bool) -> Result<String, ApiError> {
+    let c = &b.content;
+    let opt = |tag: &str, v: &Option<String>| format!("<{tag}>{}</{tag}>", escape(v.as_deref().unwrap_or_default()));
+    let mut out = format!(
+        "<Blob><Name>{}</Name><Properties><Creation-Time>{}</Creation-Time><Last-Modified>{}</Last-Modified><Etag>{}</Etag><Content-Length>{}</Content-Length><Content-Type>{}</Content-Type>{}{}{}{}{}<BlobType>BlockBlob</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred><LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState><ServerEncrypted>true</ServerEncrypted></Properties>",
+        escape(&b.name),
+        xml::http_date_nanos(b.created),
+        xml::http_date_nanos(b.last_modified),
+        escape(&b.etag),
+        b.size,
+        escape(c.content_type.as_deref().unwrap_or("application/octet-stream")),
+        opt("Content-Encoding", &c.content_encoding),
+        opt("Content-Language", &c.content_language),
+        opt("Content-MD5", &c.content_md5),
+        opt("Cache-Control", &c.cache_control),
+        opt("Content-Disposition", &c.content_disposition),
+    );
+    if include_metadata {
+        let metadata: BTreeMap<String, String> = data::open_metadata(account, container, Some(&b.name), b.sealed_metadata.as_deref())?;
+        out.push_str(&metadata_xml(&metadata));
+    }
+    out.push_str("</Blob>");
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(Some("bytes=0-99")), Some((0, Some(99))));
+        assert_eq!(parse_range(Some("bytes=5-")), Some((5, None)));
+        assert_eq!(parse_range(Some("bytes=100-50")), Some((100, Some(50))));
+        assert_eq!(parse_range(Some("items=0-1")), None);
+        assert_eq!(parse_range(None), None);
+    }
+
+    #[test]
+    fn block_ids() {
+        assert!(parse_block_id(Some("QUFB")).is_ok());
+        assert!(parse_block_id(Some("%%%notbase64")).is_err());
+        assert!(parse_block_id(Some("")).is_err());
+    }
+}

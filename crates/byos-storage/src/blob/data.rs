@@ -1,0 +1,356 @@
+//! Blob metadata records and encrypted segments.
+//!
+//! Metadata lives in three tables keyed by `{account}/{container}[/{blob}]`: containers, blobs, and
+//! staged (uncommitted) blocks. Data lives in the object store as encrypted segments (see
+//! `byos_crypto::envelope`): a Put Blob body is one segment, a staged block is one segment, and a
+//! committed blob is an ordered list of segments. Customer metadata values are sealed under the
+//! account KEK; names are kept in the clear because listing needs them.
+
+use std::collections::BTreeMap;
+
+use byos_core::ApiError;
+use byos_crypto::envelope::{CHUNK_SIZE, DataKey, TAG_LEN, chunk_offset, parse_segment_header, segment_header};
+use byos_crypto::{b64url, b64url_decode};
+use byos_store::{Batch, ObjectWriter, Table};
+use bytes::Bytes;
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+
+use super::errors::internal;
+use crate::{Account, StorageService};
+
+pub const CONTAINERS: Table = Table("blob_containers");
+pub const BLOBS: Table = Table("blobs");
+pub const BLOCKS: Table = Table("blob_blocks");
+pub const RECORD_VERSION: u32 = 1;
+/// Separates a blob's key from a staged block's id (blob names cannot contain control characters).
+pub const BLOCK_SEPARATOR: char = '\u{1}';
+/// Plaintext handed to the object store per write, and produced per read step of a download.
+const IO_CHUNKS: usize = 16;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Segment {
+    pub object: String,
+    pub wrapped_dek: String,
+    pub len: u64,
+    pub chunk_size: u32,
+    pub segment_id: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub v: u32,
+    pub name: String,
+    #[serde(default)]
+    pub public_access: Option<String>,
+    #[serde(default)]
+    pub sealed_metadata: Option<String>,
+    pub etag: String,
+    pub last_modified: i64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ContentHeaders {
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_language: Option<String>,
+    pub content_md5: Option<String>,
+    pub content_disposition: Option<String>,
+    pub cache_control: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlobRecord {
+    pub v: u32,
+    pub name: String,
+    pub size: u64,
+    pub etag: String,
+    pub created: i64,
+    pub last_modified: i64,
+    pub content: ContentHeaders,
+    #[serde(default)]
+    pub sealed_metadata: Option<String>,
+    /// In order; segments of committed blocks have ids `block:{block id}`.
+    pub segments: Vec<Segment>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlockRecord {
+    pub v: u32,
+    pub segment: Segment,
+    pub created: i64,
+}
+
+pub fn container_key(account: &str, container: &str) -> String {
+    format!("{account}/{container}")
+}
+
+pub fn blob_key(account: &str, container: &str, blob: &str) -> String {
+    format!("{account}/{container}/{blob}")
+}
+
+pub fn block_key(account: &str, container: &str, blob: &str, block_id: &str) -> String {
+    format!("{}{BLOCK_SEPARATOR}{block_id}", blob_key(account, container, blob))
+}
+
+pub fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(record).map_err(|_| internal())
+}
+
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        tracing::error!(error = %e, "stored blob record is corrupt");
+        internal()
+    })
+}
+
+pub fn store_err(e: byos_store::StoreError) -> ApiError {
+    match e {
+        byos_store::StoreError::Conflict { .. } => super::errors::err(409, "OperationConflict", "A concurrent operation changed the resource; retry the request."),
+        byos_store::StoreError::Backend(detail) => {
+            tracing::error!(%detail, "metadata store failure");
+            internal()
+        }
+    }
+}
+
+fn object_err(e: byos_store::ObjectError) -> ApiError {
+    tracing::error!(error = %e, "object store failure");
+    internal()
+}
+
+/// A fresh ETag in Azure's style.
+pub fn new_etag() -> String {
+    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    let salt = u16::from_be_bytes(byos_crypto::random_bytes::<2>().unwrap_or([0, 0]));
+    format!("\"0x8D{:X}{:04X}\"", nanos as u64 & 0xFFFF_FFFF_FFFF, salt)
+}
+
+fn segment_context(kind: &str, account: &str, container: &str, blob: &str, segment_id: &str) -> Vec<u8> {
+    format!("byos-{kind}-v1|{account}|{container}|{blob}|{segment_id}").into_bytes()
+}
+
+fn metadata_context(account: &str, container: &str, blob: Option<&str>) -> Vec<u8> {
+    format!("byos-meta-v1|{account}|{container}|{}", blob.unwrap_or("")).into_bytes()
+}
+
+/// Seals `metadata` (name -> value) under the account KEK, bound to its container or blob.
+pub fn seal_metadata(account: &Account, container: &str, blob: Option<&str>, metadata: &BTreeMap<String, String>) -> Result<Option<String>, ApiError> {
+    if metadata.is_empty() {
+        return Ok(None);
+    }
+    let json = zeroize::Zeroizing::new(serde_json::to_vec(metadata).map_err(|_| internal())?);
+    let sealed = account.secrets.kek.seal_value(&json, &metadata_context(&account.name, container, blob)).map_err(|_| internal())?;
+    Ok(Some(b64url(&sealed)))
+}
+
+pub fn open_metadata(account: &Account, container: &str, blob: Option<&str>, sealed: Option<&str>) -> Result<BTreeMap<String, String>, ApiError> {
+    let Some(sealed) = sealed else { return Ok(BTreeMap::new()) };
+    let bytes = b64url_decode(sealed).ok_or_else(internal)?;
+    let json = account.secrets.kek.open_value(&bytes, &metadata_context(&account.name, container, blob)).map_err(|_| internal())?;
+    serde_json::from_slice(&json).map_err(|_| internal())
+}
+
+/// Streams plaintext into one encrypted segment; bounded memory (a few chunks).
+pub struct SegmentWriter {
+    writer: Box<dyn ObjectWriter>,
+    dek: DataKey,
+    aad: Vec<u8>,
+    pending: Vec<u8>,
+    sealed: Vec<u8>,
+    index: u64,
+    len: u64,
+    md5: Md5,
+    object: String,
+    wrapped_dek: String,
+    segment_id: String,
+}
+
+impl SegmentWriter {
+    pub async fn create(service: &StorageService, account: &Account, container: &str, blob: &str, segment_id: &str) -> Result<Self, ApiError> {
+        let object = uuid::Uuid::new_v4().simple().to_string();
+        let dek = DataKey::generate().map_err(|_| internal())?;
+        let wrap_context = segment_context("dek", &account.name, container, blob, segment_id);
+        let wrapped = account.secrets.kek.wrap(&dek, &wrap_context).map_err(|_| internal())?;
+        let writer = service.objects.create(&object).await.map_err(object_err)?;
+        Ok(SegmentWriter {
+            writer,
+            dek,
+            aad: segment_context("seg", &account.name, container, blob, segment_id),
+            pending: Vec::with_capacity(CHUNK_SIZE),
+            sealed: segment_header(CHUNK_SIZE).to_vec(),
+            index: 0,
+            len: 0,
+            md5: Md5::new(),
+            object,
+            wrapped_dek: b64url(&wrapped),
+            segment_id: segment_id.to_owned(),
+        })
+    }
+
+    pub async fn push(&mut self, mut data: &[u8]) -> Result<(), ApiError> {
+        self.md5.update(data);
+        self.len += data.len() as u64;
+        while !data.is_empty() {
+            let take = (CHUNK_SIZE - self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.pending.len() == CHUNK_SIZE {
+                self.seal_pending()?;
+                if self.sealed.len() >= IO_CHUNKS * (CHUNK_SIZE + TAG_LEN) {
+                    let out = std::mem::take(&mut self.sealed);
+                    self.writer.write(out).await.map_err(object_err)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn seal_pending(&mut self) -> Result<(), ApiError> {
+        let mut chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK_SIZE));
+        self.dek.seal_chunk(&self.aad, self.index, &mut chunk).map_err(|_| internal())?;
+        self.sealed.extend_from_slice(&chunk);
+        self.index += 1;
+        Ok(())
+    }
+
+    /// Makes the segment durable; returns it with the MD5 of its plaintext.
+    pub async fn finish(mut self) -> Result<(Segment, [u8; 16]), ApiError> {
+        if !self.pending.is_empty() {
+            self.seal_pending()?;
+        }
+        if !self.sealed.is_empty() {
+            let out = std::mem::take(&mut self.sealed);
+            self.writer.write(out).await.map_err(object_err)?;
+        }
+        self.writer.finish().await.map_err(object_err)?;
+        let md5: [u8; 16] = self.md5.finalize().into();
+        Ok((Segment { object: self.object, wrapped_dek: self.wrapped_dek, len: self.len, chunk_size: CHUNK_SIZE as u32, segment_id: self.segment_id }, md5))
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// Where a read is in a blob's segments.
+struct ReadState {
+    objects: byos_store::SharedObjects,
+    segments: Vec<(Segment, DataKey, Vec<u8>)>,
+    /// Next plaintext offset to produce, and the end (exclusive), in blob coordinates.
+    position: u64,
+    end: u64,
+}
+
+/// Opens the data keys of a blob's segments (fails if the account's key cannot unwrap them).
+fn open_segments(account: &Account, container: &str, blob: &str, segments: &[Segment]) -> Result<Vec<(Segment, DataKey, Vec<u8>)>, ApiError> {
+    segments
+        .iter()
+        .map(|s| {
+            let wrapped = b64url_decode(&s.wrapped_dek).ok_or_else(internal)?;
+            let dek = account.secrets.kek.unwrap(&wrapped, &segment_context("dek", &account.name, container, blob, &s.segment_id)).map_err(|_| internal())?;
+            Ok((s.clone(), dek, segment_context("seg", &account.name, container, blob, &s.segment_id)))
+        })
+        .collect()
+}
+
+/// The plaintext of `[start, end)` of a blob, as a stream of decrypted pieces.
+pub fn read_range(
+    service: &StorageService,
+    account: &Account,
+    container: &str,
+    blob: &str,
+    segments: &[Segment],
+    start: u64,
+    end: u64,
+) -> Result<impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static, ApiError> {
+    let state = ReadState { objects: service.objects.clone(), segments: open_segments(account, container, blob, segments)?, position: start, end };
+    Ok(futures_util::stream::try_unfold(state, |mut state| async move {
+        if state.position >= state.end {
+            return Ok(None);
+        }
+        let piece = next_piece(&mut state).await.map_err(|e| std::io::Error::other(e.message))?;
+        Ok(Some((piece, state)))
+    }))
+}
+
+/// Reads and decrypts up to `IO_CHUNKS` chunks from the segment holding `state.position`.
+async fn next_piece(state: &mut ReadState) -> Result<Bytes, ApiError> {
+    let mut segment_start = 0u64;
+    for (segment, dek, aad) in &state.segments {
+        let segment_end = segment_start + segment.len;
+        if state.position >= segment_end {
+            segment_start = segment_end;
+            continue;
+        }
+        let chunk_size = segment.chunk_size as u64;
+        let local = state.position - segment_start;
+        let local_end = (state.end - segment_start).min(segment.len);
+        let first = local / chunk_size;
+        let last = ((local_end - 1) / chunk_size).min(first + IO_CHUNKS as u64 - 1);
+        let offset = chunk_offset(segment.chunk_size as usize, first);
+        let span = (last - first + 1) as usize * (segment.chunk_size as usize + TAG_LEN);
+        let raw = state.objects.read_at(&segment.object, offset, span).await.map_err(object_err)?;
+        if first == 0 {
+            let header = state.objects.read_at(&segment.object, 0, byos_crypto::envelope::SEGMENT_HEADER_LEN as usize).await.map_err(object_err)?;
+            parse_segment_header(&header).map_err(|_| internal())?;
+        }
+        let mut out = Vec::with_capacity(((last - first + 1) * chunk_size) as usize);
+        for (i, index) in (first..=last).enumerate() {
+            let plain_len = (segment.len - index * chunk_size).min(chunk_size) as usize;
+            let at = i * (segment.chunk_size as usize + TAG_LEN);
+            let mut sealed = raw.get(at..at + plain_len + TAG_LEN).ok_or_else(|| {
+                tracing::error!(object = %segment.object, "encrypted segment is truncated");
+                internal()
+            })?.to_vec();
+            let n = dek.open_chunk(aad, index, &mut sealed).map_err(|_| {
+                tracing::error!(object = %segment.object, chunk = index, "chunk failed authentication");
+                internal()
+            })?;
+            out.extend_from_slice(&sealed[..n]);
+        }
+        let piece_start = (local - first * chunk_size) as usize;
+        let piece_end = ((local_end - first * chunk_size) as usize).min(out.len());
+        let piece = Bytes::from(out).slice(piece_start..piece_end);
+        state.position += piece.len() as u64;
+        return Ok(piece);
+    }
+    Err(internal())
+}
+
+/// Adds the deletion of every container, blob and staged block of an account to `batch`, and
+/// remembers their objects for [`delete_account_objects`].
+pub async fn account_metadata_delete_ops(service: &StorageService, account: &str, mut batch: Batch) -> Result<Batch, ApiError> {
+    let prefix = format!("{account}/");
+    let mut objects = Vec::new();
+    for (key, _) in service.store.scan(CONTAINERS, &prefix).await.map_err(store_err)? {
+        batch = batch.delete(CONTAINERS, key);
+    }
+    for (key, bytes) in service.store.scan(BLOBS, &prefix).await.map_err(store_err)? {
+        let record: BlobRecord = decode(&bytes)?;
+        objects.extend(record.segments.into_iter().map(|s| s.object));
+        batch = batch.delete(BLOBS, key);
+    }
+    for (key, bytes) in service.store.scan(BLOCKS, &prefix).await.map_err(store_err)? {
+        let record: BlockRecord = decode(&bytes)?;
+        objects.push(record.segment.object);
+        batch = batch.delete(BLOCKS, key);
+    }
+    service.pending_object_deletes.lock().unwrap_or_else(|e| e.into_inner()).insert(account.to_owned(), objects);
+    Ok(batch)
+}
+
+/// Removes the objects of a deleted account (after its metadata deletion committed).
+pub async fn delete_account_objects(service: &StorageService, account: &str) {
+    let objects = service.pending_object_deletes.lock().unwrap_or_else(|e| e.into_inner()).remove(account).unwrap_or_default();
+    delete_objects(service, objects).await;
+}
+
+/// Best-effort removal of objects no committed record references any more.
+pub async fn delete_objects(service: &StorageService, objects: impl IntoIterator<Item = String>) {
+    for object in objects {
+        if let Err(e) = service.objects.delete(&object).await {
+            tracing::warn!(object, error = %e, "could not delete an unreferenced object");
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Storage accounts and the Blob service.
+//!
+//! - [`provider`]: the `Microsoft.Storage` ARM provider (accounts, keys, blob service properties).
+//! - [`account`]: the settings byos enforces and the account's sealed secrets.
+//! - [`blob`]: the Blob REST data plane on its own listener: authentication (Shared Key, SAS, bearer,
+//!   anonymous), the account's locks (evaluated by the one door), containers and block blobs,
+//!   encrypted at rest in chunks under per-segment data keys.
+
+pub mod account;
+pub mod blob;
+pub mod provider;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use byos_arm::Arm;
+use byos_authz::Door;
+use byos_core::ApiError;
+use byos_crypto::RootKey;
+use byos_identity::Directory;
+use byos_store::{SharedObjects, SharedStore, Table};
+
+use account::{AccountSecrets, AccountSettings};
+use blob::cors::CorsRule;
+
+pub const ACCOUNT_TYPE: &str = "Microsoft.Storage/storageAccounts";
+pub(crate) const NAMES: Table = Table("storage_names");
+pub(crate) const SECRETS: Table = Table("storage_secrets");
+pub(crate) const BLOB_SERVICES: Table = Table("storage_blob_services");
+
+/// A storage account as the data plane needs it, cached in memory and replaced on every change.
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub settings: AccountSettings,
+    pub secrets: AccountSecrets,
+    pub cors: Vec<CorsRule>,
+}
+
+/// The storage service: shared by the ARM provider and the blob listener.
+pub struct StorageService {
+    pub(crate) store: SharedStore,
+    pub(crate) objects: SharedObjects,
+    pub(crate) root: Arc<RootKey>,
+    pub(crate) door: Arc<Door>,
+    pub(crate) directory: Arc<Directory>,
+    /// `https://127.0.0.1:{blob port}`; an account's endpoint is `{blob_base}/{name}/`.
+    pub(crate) blob_base: String,
+    /// The token authority (for bearer challenges).
+    pub(crate) authority: String,
+    accounts: RwLock<HashMap<String, Arc<Account>>>,
+    /// Objects of accounts being deleted, removed once the deletion commits.
+    pub(crate) pending_object_deletes: std::sync::Mutex<HashMap<String, Vec<String>>>,
+    /// Serializes read-modify-write sequences on blob metadata (data streams outside it).
+    pub(crate) meta_lock: tokio::sync::Mutex<()>,
+}
+
+impl StorageService {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: SharedStore,
+        objects: SharedObjects,
+        root: Arc<RootKey>,
+        door: Arc<Door>,
+        directory: Arc<Directory>,
+        blob_base: String,
+        authority: String,
+    ) -> Arc<Self> {
+        Arc::new(StorageService {
+            store,
+            objects,
+            root,
+            door,
+            directory,
+            blob_base,
+            authority,
+            accounts: RwLock::new(HashMap::new()),
+            pending_object_deletes: std::sync::Mutex::new(HashMap::new()),
+            meta_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Loads every account into memory (at start-up, once the resource manager is open).
+    pub async fn load(&self, arm: &Arm) -> Result<(), ApiError> {
+        for record in arm.resources_under("/subscriptions/").await? {
+            if record.resource_type.eq_ignore_ascii_case(ACCOUNT_TYPE) {
+                self.refresh(&record).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn endpoint(&self, name: &str) -> String {
+        format!("{}/{name}/", self.blob_base)
+    }
+
+    pub fn account(&self, name: &str) -> Option<Arc<Account>> {
+        self.accounts.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    /// Re-reads an account's committed state into the cache.
+    pub(crate) async fn refresh(&self, record: &byos_arm::ResourceRecord) -> Result<Arc<Account>, ApiError> {
+        let key = record.id.to_ascii_lowercase();
+        let settings: AccountSettings = serde_json::from_value(record.properties.clone()).map_err(|e| {
+            tracing::error!(account = %record.id, error = %e, "stored account settings are corrupt");
+            ApiError::internal()
+        })?;
+        let sealed = self.store.get(SECRETS, &key).await.map_err(byos_arm::records::store_error)?.ok_or_else(ApiError::internal)?;
+        let secrets = AccountSecrets::open(&self.root, &sealed)?;
+        let cors = match self.store.get(BLOB_SERVICES, &key).await.map_err(byos_arm::records::store_error)? {
+            Some(bytes) => blob::cors::decode_rules(&bytes)?,
+            None => Vec::new(),
+        };
+        let account = Arc::new(Account { id: record.id.clone(), name: record.name.clone(), settings, secrets, cors });
+        self.accounts.write().unwrap_or_else(|e| e.into_inner()).insert(record.name.clone(), Arc::clone(&account));
+        Ok(account)
+    }
+
+    pub(crate) fn forget(&self, name: &str) {
+        self.accounts.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+    }
+}

@@ -1,0 +1,328 @@
+//! The `Microsoft.Storage` ARM provider: storage accounts, their keys and blob service properties.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use byos_arm::managed_identity::plan_identity;
+use byos_arm::records::{self, RESOURCES, ResourceRecord, encode, resource_key, resource_not_found, store_error, validate_tags};
+use byos_arm::{Arm, ArmRequest, Provider};
+use byos_authz::Action;
+use byos_core::{ApiError, ResourceId, Scope};
+use byos_http::{Failure, json_response};
+use byos_store::Batch;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::account::{AccountSecrets, AccountSettings, validate_name};
+use crate::blob::cors;
+use crate::{ACCOUNT_TYPE, BLOB_SERVICES, NAMES, SECRETS, StorageService};
+
+const NAMESPACE: &str = "Microsoft.Storage";
+const READ: Action = Action::control("Microsoft.Storage/storageAccounts/read");
+const WRITE: Action = Action::control("Microsoft.Storage/storageAccounts/write");
+const DELETE: Action = Action::control("Microsoft.Storage/storageAccounts/delete");
+const LIST_KEYS: Action = Action::control("Microsoft.Storage/storageAccounts/listKeys/action");
+const REGENERATE_KEY: Action = Action::control("Microsoft.Storage/storageAccounts/regenerateKey/action");
+const CHECK_NAME: Action = Action::control("Microsoft.Storage/checkNameAvailability/read");
+const BLOB_SERVICE_READ: Action = Action::control("Microsoft.Storage/storageAccounts/blobServices/read");
+const BLOB_SERVICE_WRITE: Action = Action::control("Microsoft.Storage/storageAccounts/blobServices/write");
+
+/// The provider, holding the storage service it keeps in step.
+pub struct StorageProvider(pub Arc<StorageService>);
+
+#[derive(Deserialize)]
+struct AccountBody {
+    location: Option<String>,
+    #[serde(default)]
+    tags: Option<Map<String, Value>>,
+    #[serde(default)]
+    sku: Option<Value>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    identity: Option<Value>,
+    #[serde(default)]
+    properties: Option<Map<String, Value>>,
+}
+
+#[async_trait]
+impl Provider for StorageProvider {
+    fn namespace(&self) -> &'static str {
+        NAMESPACE
+    }
+
+    async fn handle(&self, arm: &Arm, request: &ArmRequest, group: Option<&str>, rest: &[String]) -> Result<Response, Failure> {
+        let sub = arm.deployment.subscription_id.clone();
+        let parts: Vec<&str> = rest.iter().map(String::as_str).collect();
+        let is = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        match (group, parts.as_slice()) {
+            (None, [action]) if is(action, "checkNameAvailability") => self.check_name(arm, request, &sub).await,
+            (_, [t]) if is(t, "storageAccounts") => self.list(arm, request, &sub, group).await,
+            (Some(group), [t, name, tail @ ..]) if is(t, "storageAccounts") => {
+                let id = ResourceId::new(&sub, group, NAMESPACE, "storageAccounts", name);
+                match tail {
+                    [] => self.account_op(arm, request, &id).await,
+                    [op] if is(op, "listKeys") => self.list_keys(arm, request, &id).await,
+                    [op] if is(op, "regenerateKey") => self.regenerate_key(arm, request, &id).await,
+                    [s] if is(s, "blobServices") => self.blob_services(arm, request, &id, true).await,
+                    [s, d] if is(s, "blobServices") && is(d, "default") => self.blob_services(arm, request, &id, false).await,
+                    _ => Err(unknown_type(rest)),
+                }
+            }
+            _ => Err(unknown_type(rest)),
+        }
+    }
+
+    async fn delete_ops(&self, _arm: &Arm, resource: &ResourceRecord, batch: Batch) -> Result<Batch, ApiError> {
+        self.data_delete_ops(resource, batch).await
+    }
+
+    async fn deleted(&self, resource: &ResourceRecord) {
+        self.0.forget(&resource.name);
+        crate::blob::data::delete_account_objects(&self.0, &resource.name).await;
+    }
+}
+
+fn unknown_type(rest: &[String]) -> Failure {
+    Failure::from(ApiError::bad_request(
+        "InvalidResourceType",
+        format!("The resource type '{}' could not be found in the namespace '{NAMESPACE}'.", rest.join("/")),
+    ))
+}
+
+fn method_not_allowed(method: &Method) -> Failure {
+    Failure::from(ApiError::new(405, "MethodNotAllowed", format!("The HTTP method '{method}' is not supported for this resource.")))
+}
+
+impl StorageProvider {
+    fn service(&self) -> &StorageService {
+        &self.0
+    }
+
+    /// The account as ARM returns it.
+    fn wire(&self, record: &ResourceRecord) -> Result<Value, ApiError> {
+        let settings: AccountSettings = serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+        let mut wire = record.to_wire();
+        wire["properties"] = settings.to_wire(&self.service().endpoint(&record.name), &record.location);
+        Ok(wire)
+    }
+
+    async fn require(&self, arm: &Arm, id: &ResourceId) -> Result<ResourceRecord, ApiError> {
+        arm.resource(&id.to_string()).await?.ok_or_else(|| resource_not_found(ACCOUNT_TYPE, &id.name, &id.resource_group))
+    }
+
+    async fn account_op(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<Response, Failure> {
+        match request.method {
+            Method::GET => {
+                request.authorize(arm, &READ, &id.scope())?;
+                Ok(json_response(200, &self.wire(&self.require(arm, id).await?)?))
+            }
+            Method::PUT | Method::PATCH => {
+                request.authorize(arm, &WRITE, &id.scope())?;
+                self.put(arm, request, id).await
+            }
+            Method::DELETE => {
+                request.authorize(arm, &DELETE, &id.scope())?;
+                self.delete(arm, id).await
+            }
+            ref other => Err(method_not_allowed(other)),
+        }
+    }
+
+    async fn put(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<Response, Failure> {
+        validate_name(&id.name)?;
+        let body: AccountBody = request.json()?;
+        if let Some(tags) = &body.tags {
+            validate_tags(tags)?;
+        }
+        let _guard = arm.write_guard().await;
+        let group = arm.require_group(&id.subscription_id, &id.resource_group).await?;
+        let current = arm.resource(&id.to_string()).await?;
+        if current.is_none() && request.method == Method::PATCH {
+            return Err(Failure::from(resource_not_found(ACCOUNT_TYPE, &id.name, &id.resource_group)));
+        }
+        let key = resource_key(&id.to_string());
+        let name_owner = self.service().store.get(NAMES, &id.name).await.map_err(store_error)?;
+        if current.is_none() && name_owner.is_some() {
+            return Err(Failure::from(ApiError::conflict("StorageAccountAlreadyTaken", format!("The storage account named {} is already taken.", id.name))));
+        }
+        let mut settings: AccountSettings = match &current {
+            Some(record) => serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?,
+            None => AccountSettings::default(),
+        };
+        settings.apply(&body.properties.clone().unwrap_or_default())?;
+        let plan = plan_identity(arm, &request.caller, &id.to_string(), body.identity.as_ref(), current.as_ref()).await?;
+        let mut extra = current.as_ref().map(|r| r.extra.clone()).unwrap_or_default();
+        if let Some(sku) = body.sku.clone() {
+            let name = sku.get("name").and_then(Value::as_str).unwrap_or("Standard_LRS").to_owned();
+            let tier = if name.starts_with("Premium") { "Premium" } else { "Standard" };
+            extra.insert("sku".into(), json!({"name": name, "tier": tier}));
+        }
+        extra.entry("sku").or_insert_with(|| json!({"name": "Standard_LRS", "tier": "Standard"}));
+        if let Some(kind) = body.kind.clone() {
+            extra.insert("kind".into(), json!(kind));
+        }
+        extra.entry("kind").or_insert_with(|| json!("StorageV2"));
+        let record = ResourceRecord {
+            v: records::RECORD_VERSION,
+            id: id.to_string(),
+            name: id.name.clone(),
+            resource_type: ACCOUNT_TYPE.into(),
+            location: current.as_ref().map(|r| r.location.clone()).or(body.location.filter(|l| !l.is_empty())).unwrap_or(group.location),
+            tags: body.tags.or_else(|| current.as_ref().map(|r| r.tags.clone())).unwrap_or_default(),
+            properties: serde_json::to_value(&settings).map_err(|_| ApiError::internal())?,
+            identity: plan.wire.clone(),
+            owned_principals: plan.owned.clone(),
+            created_on: current.as_ref().map(|r| r.created_on.clone()).unwrap_or_else(byos_core::time::rfc3339_now),
+            extra,
+        };
+        let mut batch = Batch::new().put(RESOURCES, key.clone(), encode(&key, &record)?);
+        if current.is_none() {
+            let secrets = AccountSecrets::generate()?;
+            batch = batch
+                .expect_absent(NAMES, id.name.clone())
+                .put(NAMES, id.name.clone(), id.to_string().into_bytes())
+                .put(SECRETS, key.clone(), secrets.seal(&self.service().root)?);
+        }
+        batch = plan.ops(arm, batch)?;
+        self.service().store.commit(batch).await.map_err(store_error)?;
+        plan.applied(arm);
+        self.service().refresh(&record).await?;
+        tracing::info!(account = %record.id, created = current.is_none(), "storage account written");
+        Ok(json_response(200, &self.wire(&record)?))
+    }
+
+    async fn delete(&self, arm: &Arm, id: &ResourceId) -> Result<Response, Failure> {
+        let _guard = arm.write_guard().await;
+        let Some(record) = arm.resource(&id.to_string()).await? else {
+            return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+        };
+        let batch = self.data_delete_ops(&record, arm.delete_resource_ops(Batch::new(), &record)).await?;
+        arm.commit_and_forget(batch, &record.owned_principals).await?;
+        self.deleted(&record).await;
+        tracing::info!(account = %record.id, "storage account deleted");
+        Ok(axum::http::StatusCode::OK.into_response())
+    }
+
+    /// Everything byos keeps for an account besides its ARM record.
+    async fn data_delete_ops(&self, record: &ResourceRecord, batch: Batch) -> Result<Batch, ApiError> {
+        let key = record.id.to_ascii_lowercase();
+        let batch = batch.delete(NAMES, record.name.clone()).delete(SECRETS, key.clone()).delete(BLOB_SERVICES, key);
+        crate::blob::data::account_metadata_delete_ops(&self.0, &record.name, batch).await
+    }
+
+    async fn list(&self, arm: &Arm, request: &ArmRequest, sub: &str, group: Option<&str>) -> Result<Response, Failure> {
+        if request.method != Method::GET {
+            return Err(method_not_allowed(&request.method));
+        }
+        let prefix = match group {
+            Some(group) => {
+                arm.require_group(sub, group).await?;
+                records::group_resources_prefix(sub, group)
+            }
+            None => format!("/subscriptions/{sub}/resourcegroups/"),
+        };
+        let mut value = Vec::new();
+        for record in arm.resources_under(&prefix).await? {
+            let readable = Scope::parse(&record.id).is_ok_and(|s| request.may(arm, &READ, &s));
+            if record.resource_type.eq_ignore_ascii_case(ACCOUNT_TYPE) && readable {
+                value.push(self.wire(&record)?);
+            }
+        }
+        Ok(json_response(200, &json!({"value": value})))
+    }
+
+    async fn check_name(&self, arm: &Arm, request: &ArmRequest, sub: &str) -> Result<Response, Failure> {
+        request.authorize(arm, &CHECK_NAME, &Scope::subscription(sub))?;
+        #[derive(Deserialize)]
+        struct Check {
+            name: String,
+        }
+        let check: Check = request.json()?;
+        let answer = match validate_name(&check.name) {
+            Err(e) => json!({"nameAvailable": false, "reason": "AccountNameInvalid", "message": e.message}),
+            Ok(()) if self.service().store.get(NAMES, &check.name).await.map_err(store_error)?.is_some() => {
+                json!({"nameAvailable": false, "reason": "AlreadyExists", "message": format!("The storage account named {} is already taken.", check.name)})
+            }
+            Ok(()) => json!({"nameAvailable": true}),
+        };
+        Ok(json_response(200, &answer))
+    }
+
+    fn keys_wire(&self, secrets: &AccountSecrets, created: &str) -> Value {
+        json!({"keys": [
+            {"creationTime": created, "keyName": "key1", "value": secrets.keys[0].as_str(), "permissions": "FULL"},
+            {"creationTime": created, "keyName": "key2", "value": secrets.keys[1].as_str(), "permissions": "FULL"},
+        ]})
+    }
+
+    async fn list_keys(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<Response, Failure> {
+        if request.method != Method::POST {
+            return Err(method_not_allowed(&request.method));
+        }
+        request.authorize(arm, &LIST_KEYS, &id.scope())?;
+        let record = self.require(arm, id).await?;
+        let account = self.service().account(&record.name).ok_or_else(ApiError::internal)?;
+        Ok(json_response(200, &self.keys_wire(&account.secrets, &record.created_on)))
+    }
+
+    async fn regenerate_key(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<Response, Failure> {
+        if request.method != Method::POST {
+            return Err(method_not_allowed(&request.method));
+        }
+        request.authorize(arm, &REGENERATE_KEY, &id.scope())?;
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Regenerate {
+            key_name: String,
+        }
+        let body: Regenerate = request.json()?;
+        let index = match body.key_name.to_ascii_lowercase().as_str() {
+            "key1" => 0,
+            "key2" => 1,
+            other => return Err(Failure::from(ApiError::bad_request("InvalidKeyName", format!("The key name '{other}' is invalid; use key1 or key2.")))),
+        };
+        let _guard = arm.write_guard().await;
+        let record = self.require(arm, id).await?;
+        let account = self.service().account(&record.name).ok_or_else(ApiError::internal)?;
+        let secrets = account.secrets.with_new_key(index)?;
+        let key = record.id.to_ascii_lowercase();
+        self.service().store.commit(Batch::new().put(SECRETS, key, secrets.seal(&self.service().root)?)).await.map_err(store_error)?;
+        self.service().refresh(&record).await?;
+        tracing::info!(account = %record.id, key = body.key_name, "account key regenerated");
+        Ok(json_response(200, &self.keys_wire(&secrets, &record.created_on)))
+    }
+
+    async fn blob_services(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId, list: bool) -> Result<Response, Failure> {
+        let scope = id.scope().child("blobServices/default");
+        let record = match request.method {
+            Method::GET => {
+                request.authorize(arm, &BLOB_SERVICE_READ, &scope)?;
+                self.require(arm, id).await?
+            }
+            Method::PUT | Method::PATCH if !list => {
+                request.authorize(arm, &BLOB_SERVICE_WRITE, &scope)?;
+                let body: Value = request.json()?;
+                let rules = cors::rules_from_arm(body.pointer("/properties/cors"))?;
+                let _guard = arm.write_guard().await;
+                let record = self.require(arm, id).await?;
+                let key = record.id.to_ascii_lowercase();
+                self.service().store.commit(Batch::new().put(BLOB_SERVICES, key, cors::encode_rules(&rules)?)).await.map_err(store_error)?;
+                self.service().refresh(&record).await?;
+                record
+            }
+            ref other => return Err(method_not_allowed(other)),
+        };
+        let account = self.service().account(&record.name).ok_or_else(ApiError::internal)?;
+        let service = json!({
+            "id": format!("{}/blobServices/default", record.id),
+            "name": "default",
+            "type": "Microsoft.Storage/storageAccounts/blobServices",
+            "sku": record.extra.get("sku"),
+            "properties": {"cors": {"corsRules": cors::rules_to_arm(&account.cors)}, "deleteRetentionPolicy": {"enabled": false}},
+        });
+        Ok(json_response(200, &if list { json!({"value": [service]}) } else { service }))
+    }
+}
