@@ -483,7 +483,8 @@ mod tests {
         };
         let delegator = Uuid::new_v4();
         let read_pattern = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read";
-        let table: Vec<(&str, Caller, &Action, &ResourceGuard, Result<(), DenialKind>)> = vec![
+        type Row<'a> = (&'a str, Caller, &'a Action, &'a ResourceGuard, Result<(), DenialKind>);
+        let table: Vec<Row> = vec![
             ("account key", Caller::account_key(origin.clone()), &write, &open, Ok(())),
             ("account key, key access off", Caller::account_key(origin.clone()), &write, &locked, Err(DenialKind::KeyBasedNotPermitted)),
             ("service sas, key access off", sas(SignatureKind::Service, &[read_pattern], None), &read, &locked, Err(DenialKind::KeyBasedNotPermitted)),

@@ -28,6 +28,8 @@ const DEPLOYMENT: Table = Table("deployment");
 const DEPLOYMENT_KEY: &str = "deployment";
 const ADMIN_KEY: &str = "admin";
 const DEFAULT_LOCATION: &str = "eastus";
+/// How often expired blocks and orphaned objects are swept.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(3600);
 /// How long in-flight requests get to finish after a stop is requested.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -69,6 +71,7 @@ pub struct RunningServer {
     pub subscription_id: String,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    housekeeping: JoinHandle<()>,
     graceful: Arc<GracefulShutdown>,
     connections: TaskTracker,
 }
@@ -77,6 +80,7 @@ impl RunningServer {
     /// Stops accepting, lets in-flight requests finish (bounded), removes the ready marker.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        self.housekeeping.abort();
         for task in self.tasks {
             let _ = task.await;
         }
@@ -174,6 +178,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     };
     let arm = Arm::open(Arc::clone(&directory), Arc::clone(&door), Arc::clone(&store), arm_deployment, providers).await?;
     storage.load(&arm).await?;
+    let housekeeping = byos_storage::blob::sweep::spawn(Arc::clone(&storage), HOUSEKEEPING_INTERVAL);
     let (admin, admin_secret) = directory.ensure_sealed_service_principal(&root, DEPLOYMENT, ADMIN_KEY, "byos-admin").await?;
     byos_arm::rbac::assignments::ensure(&arm, admin.object_id, builtin::OWNER, &Scope::subscription(&deployment.subscription_id)).await?;
 
@@ -220,6 +225,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         subscription_id: deployment.subscription_id,
         stop,
         tasks,
+        housekeeping,
         graceful,
         connections: connections.tracker.clone(),
     })

@@ -32,6 +32,8 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Reads up to `len` bytes at `offset` (fewer only at the end of the object).
     async fn read_at(&self, id: &str, offset: u64, len: usize) -> Result<Vec<u8>, ObjectError>;
     async fn delete(&self, id: &str) -> Result<(), ObjectError>;
+    /// Every finished object with its age, for garbage collection.
+    async fn list(&self) -> Result<Vec<(String, std::time::Duration)>, ObjectError>;
 }
 
 #[async_trait]
@@ -49,8 +51,14 @@ pub struct DirObjectStore {
 }
 
 impl DirObjectStore {
+    /// Opens the store, discarding partial objects a previous run left behind (a crash during
+    /// an upload): nothing references them, and nothing can be writing them yet.
     pub fn open(root: &Path) -> Result<Self, ObjectError> {
-        std::fs::create_dir_all(root.join("tmp")).map_err(backend)?;
+        let tmp = root.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(backend)?;
+        for entry in std::fs::read_dir(&tmp).map_err(backend)?.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
         Ok(DirObjectStore { root: root.to_path_buf() })
     }
 
@@ -105,6 +113,25 @@ impl ObjectStore for DirObjectStore {
         })
         .await
     }
+
+    async fn list(&self) -> Result<Vec<(String, std::time::Duration)>, ObjectError> {
+        let root = self.root.clone();
+        blocking(move || list_dir(&root)).await
+    }
+}
+
+fn list_dir(root: &Path) -> Result<Vec<(String, std::time::Duration)>, ObjectError> {
+    let mut out = Vec::new();
+    for fan in std::fs::read_dir(root).map_err(backend)?.flatten() {
+        if fan.file_name() == "tmp" || !fan.path().is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(fan.path()).map_err(backend)?.flatten() {
+            let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).unwrap_or_default();
+            out.push((entry.file_name().to_string_lossy().into_owned(), age));
+        }
+    }
+    Ok(out)
 }
 
 struct DirWriter {
@@ -180,6 +207,10 @@ impl ObjectStore for MemObjectStore {
         self.objects.lock().map_err(backend)?.remove(id);
         Ok(())
     }
+
+    async fn list(&self) -> Result<Vec<(String, std::time::Duration)>, ObjectError> {
+        Ok(self.objects.lock().map_err(backend)?.keys().map(|k| (k.clone(), std::time::Duration::MAX)).collect())
+    }
 }
 
 struct MemWriter {
@@ -212,6 +243,7 @@ pub async fn conformance(store: &dyn ObjectStore) {
     assert!(matches!(store.read_at("ab-object-1", 0, 5).await, Err(ObjectError::NotFound(_))), "unfinished objects are invisible");
     assert!(matches!(writer.write(b"world".to_vec()).await, Ok(())));
     assert!(writer.finish().await.is_ok());
+    assert!(store.list().await.is_ok_and(|l| l.iter().any(|(id, _)| id == "ab-object-1")), "finished objects are listed");
     assert_eq!(store.read_at("ab-object-1", 6, 100).await.ok().as_deref(), Some(&b"world"[..]), "short read at the end");
     assert!(store.delete("ab-object-1").await.is_ok());
     assert!(matches!(store.read_at("ab-object-1", 0, 1).await, Err(ObjectError::NotFound(_))));

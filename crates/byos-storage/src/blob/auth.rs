@@ -98,11 +98,10 @@ fn verify_shared_key(account: &Account, method: &Method, uri: &Uri, headers: &He
     let presented = base64::engine::general_purpose::STANDARD.decode(signature).map_err(|_| authentication_failed("The signature is not valid base64."))?;
     let string_to_sign = shared_key_string(&account.name, method, uri, headers, query);
     for index in 0..2 {
-        if let Some(key) = account.secrets.key_bytes(index) {
-            if MacKey::new(&key).verify(string_to_sign.as_bytes(), &presented) {
+        if let Some(key) = account.secrets.key_bytes(index)
+            && MacKey::new(&key).verify(string_to_sign.as_bytes(), &presented) {
                 return Ok(());
             }
-        }
     }
     Err(authentication_failed(format!(
         "The MAC signature found in the HTTP request '{signature}' is not the same as any computed signature. Server used following string to sign: '{}'.",

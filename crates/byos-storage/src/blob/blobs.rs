@@ -83,18 +83,17 @@ async fn receive_segment(service: &StorageService, request: &BlobRequest, segmen
     let mut stream = request.take_body().into_data_stream();
     while let Some(frame) = stream.next().await {
         let frame = frame.map_err(|_| bad_request("IncompleteBody", "The request body is incomplete."))?;
-        if writer.len() + frame.len() as u64 > limit {
+        if writer.written() + frame.len() as u64 > limit {
             return Err(err(413, "RequestBodyTooLarge", format!("The request body is too large and exceeds the maximum permissible limit of {limit} bytes.")));
         }
         writer.push(&frame).await?;
     }
     let (segment, md5) = writer.finish().await?;
-    if let Some(sent) = request.header("content-md5") {
-        if sent != b64(&md5) {
+    if let Some(sent) = request.header("content-md5")
+        && sent != b64(&md5) {
             data::delete_objects(service, [segment.object.clone()]).await;
             return Err(bad_request("Md5Mismatch", "The MD5 value specified in the request did not match with the MD5 value calculated by the server."));
         }
-    }
     Ok((segment, md5))
 }
 
@@ -441,7 +440,7 @@ pub async fn delete(service: &StorageService, request: &BlobRequest) -> Result<R
 
 /// One entry of a listing page.
 enum Listed {
-    Blob(BlobRecord),
+    Blob(Box<BlobRecord>),
     Prefix(String),
 }
 
@@ -471,7 +470,7 @@ pub async fn list(service: &StorageService, request: &BlobRequest) -> Result<Res
             let item = match collapsed {
                 Some(p) if matches!(items.last(), Some(Listed::Prefix(last)) if *last == p) => continue,
                 Some(p) => Listed::Prefix(p),
-                None => Listed::Blob(decode(bytes)?),
+                None => Listed::Blob(Box::new(decode(bytes)?)),
             };
             if items.len() == max {
                 more = true;

@@ -161,7 +161,7 @@ pub async fn get_acl(service: &StorageService, request: &BlobRequest) -> Result<
 }
 
 pub async fn set_acl(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
-    let public_access = public_access_header(&request)?;
+    let public_access = public_access_header(request)?;
     let body = axum::body::to_bytes(request.take_body(), 64 * 1024).await.map_err(|_| bad_request("RequestBodyTooLarge", "The request body is too large."))?;
     if xml::check_signed_identifiers(&body)? > 0 {
         return Err(Failure::from(bad_request("InvalidXmlDocument", "byos does not support stored access policies (signed identifiers) yet.")));

@@ -228,7 +228,8 @@ impl SegmentWriter {
         Ok((Segment { object: self.object, wrapped_dek: self.wrapped_dek, len: self.len, chunk_size: CHUNK_SIZE as u32, segment_id: self.segment_id }, md5))
     }
 
-    pub fn len(&self) -> u64 {
+    /// Plaintext bytes written so far.
+    pub fn written(&self) -> u64 {
         self.len
     }
 }

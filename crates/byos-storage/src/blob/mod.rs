@@ -13,6 +13,7 @@ pub mod errors;
 pub mod ops;
 pub mod sas;
 pub mod service;
+pub mod sweep;
 pub mod xml;
 
 use std::sync::Arc;
@@ -111,11 +112,10 @@ async fn handle(State(service): State<Arc<StorageService>>, request: Request) ->
     if let Ok(date) = HeaderValue::from_str(&xml::http_date(time::OffsetDateTime::now_utc())) {
         headers.insert("date", date);
     }
-    if !headers.contains_key("x-ms-request-id") {
-        if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+    if !headers.contains_key("x-ms-request-id")
+        && let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
             headers.insert("x-ms-request-id", id);
         }
-    }
     if let (Some(account), false) = (account, method == Method::OPTIONS) {
         cors::decorate(&account.cors, origin_header.as_deref(), method.as_str(), headers);
     }

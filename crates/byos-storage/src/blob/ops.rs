@@ -190,11 +190,7 @@ pub async fn authorize(service: &StorageService, request: &BlobRequest, op: Op, 
 async fn public_permits(service: &StorageService, request: &BlobRequest, d: &Descriptor) -> Result<Vec<String>, ApiError> {
     let Some(container) = &request.container else { return Ok(vec![]) };
     let level = containers::public_access(service, &request.account, container).await?;
-    let admitted = match (d.public, level.as_deref()) {
-        (Public::Blob, Some("blob" | "container")) => true,
-        (Public::Container, Some("container")) => true,
-        _ => false,
-    };
+    let admitted = matches!((d.public, level.as_deref()), (Public::Blob, Some("blob" | "container")) | (Public::Container, Some("container")));
     Ok(if admitted { vec![d.action.to_owned()] } else { vec![] })
 }
 

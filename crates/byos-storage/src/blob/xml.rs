@@ -76,30 +76,26 @@ pub fn check_conditions(headers: &HeaderMap, current: Option<Current<'_>>, acces
             _ => return Err(condition_not_met()),
         }
     }
-    if let Some(unwanted) = get("if-none-match") {
-        if let Some(c) = &current {
-            if etag_matches(unwanted, c.etag) {
+    if let Some(unwanted) = get("if-none-match")
+        && let Some(c) = &current
+            && etag_matches(unwanted, c.etag) {
                 return Err(match (access, unwanted.trim()) {
                     (Access::Read, _) => not_modified(),
                     (Access::Write, "*") => err(409, "BlobAlreadyExists", "The specified blob already exists."),
                     (Access::Write, _) => condition_not_met(),
                 });
             }
-        }
-    }
     let modified_after = |text: &str, c: &Current<'_>| {
         parse_http_date(text).map(|since| c.last_modified_nanos / 1_000_000_000 > since.unix_timestamp())
     };
-    if let (Some(since), Some(c)) = (get("if-modified-since"), &current) {
-        if modified_after(since, c) == Some(false) {
+    if let (Some(since), Some(c)) = (get("if-modified-since"), &current)
+        && modified_after(since, c) == Some(false) {
             return Err(if access == Access::Read { not_modified() } else { condition_not_met() });
         }
-    }
-    if let (Some(since), Some(c)) = (get("if-unmodified-since"), &current) {
-        if modified_after(since, c) == Some(true) {
+    if let (Some(since), Some(c)) = (get("if-unmodified-since"), &current)
+        && modified_after(since, c) == Some(true) {
             return Err(condition_not_met());
         }
-    }
     Ok(())
 }
 
@@ -134,11 +130,10 @@ fn children(body: &[u8], root: &str) -> Result<Vec<(String, String)>, ApiError> 
             }
             Event::Text(t) if depth == 2 => text.push_str(&t.decode().map_err(|_| invalid_xml())?),
             Event::End(_) => {
-                if depth == 2 {
-                    if let Some(name) = current.take() {
+                if depth == 2
+                    && let Some(name) = current.take() {
                         out.push((name, text.trim().to_owned()));
                     }
-                }
                 depth -= 1;
             }
             Event::Empty(e) if depth == 1 => out.push((String::from_utf8_lossy(e.local_name().as_ref()).into_owned(), String::new())),

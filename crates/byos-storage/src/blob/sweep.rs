@@ -1,0 +1,92 @@
+//! Housekeeping: staged blocks that were never committed expire (after 7 days, as in Azure), and
+//! objects no record references (left by a crash between writing data and committing its record)
+//! are removed once they are old enough that no upload can still be about to reference them.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use byos_core::ApiError;
+use byos_store::Batch;
+
+use super::data::{self, BLOBS, BLOCKS, BlobRecord, BlockRecord, decode, store_err};
+use crate::StorageService;
+
+/// How long an uncommitted block is kept.
+pub const BLOCK_LIFETIME_SECS: i64 = 7 * 24 * 3600;
+/// How old an unreferenced object must be before it is collected.
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
+
+/// Deletes staged blocks created before `cutoff` (Unix seconds); returns how many.
+pub async fn expire_blocks(service: &StorageService, cutoff: i64) -> Result<usize, ApiError> {
+    let _guard = service.meta_lock.lock().await;
+    let mut batch = Batch::new();
+    let mut objects = Vec::new();
+    for (key, bytes) in service.store.scan(BLOCKS, "").await.map_err(store_err)? {
+        let block: BlockRecord = decode(&bytes)?;
+        if block.created < cutoff {
+            objects.push(block.segment.object);
+            batch = batch.delete(BLOCKS, key);
+        }
+    }
+    let expired = objects.len();
+    service.store.commit(batch).await.map_err(store_err)?;
+    drop(_guard);
+    data::delete_objects(service, collectable(service, objects).await?).await;
+    Ok(expired)
+}
+
+/// Of `objects`, those no blob record references (a committed blob may share a staged block's object).
+async fn collectable(service: &StorageService, objects: Vec<String>) -> Result<Vec<String>, ApiError> {
+    if objects.is_empty() {
+        return Ok(objects);
+    }
+    let referenced = referenced_objects(service, false).await?;
+    Ok(objects.into_iter().filter(|o| !referenced.contains(o)).collect())
+}
+
+async fn referenced_objects(service: &StorageService, with_blocks: bool) -> Result<HashSet<String>, ApiError> {
+    let mut referenced = HashSet::new();
+    for (_, bytes) in service.store.scan(BLOBS, "").await.map_err(store_err)? {
+        let blob: BlobRecord = decode(&bytes)?;
+        referenced.extend(blob.segments.into_iter().map(|s| s.object));
+    }
+    if with_blocks {
+        for (_, bytes) in service.store.scan(BLOCKS, "").await.map_err(store_err)? {
+            let block: BlockRecord = decode(&bytes)?;
+            referenced.insert(block.segment.object);
+        }
+    }
+    Ok(referenced)
+}
+
+/// Deletes objects older than `grace` that nothing references; returns how many.
+pub async fn collect_orphans(service: &StorageService, grace: Duration) -> Result<usize, ApiError> {
+    let listed = service.objects.list().await.map_err(|e| {
+        tracing::warn!(error = %e, "cannot list objects");
+        super::errors::internal()
+    })?;
+    let referenced = referenced_objects(service, true).await?;
+    let orphans: Vec<String> = listed.into_iter().filter(|(id, age)| *age >= grace && !referenced.contains(id)).map(|(id, _)| id).collect();
+    let count = orphans.len();
+    data::delete_objects(service, orphans).await;
+    Ok(count)
+}
+
+/// Runs both sweeps every `interval` until the service is dropped.
+pub fn spawn(service: std::sync::Arc<StorageService>, interval: Duration) -> tokio::task::JoinHandle<()> {
+    let weak = std::sync::Arc::downgrade(&service);
+    drop(service);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            ticker.tick().await;
+            let Some(service) = weak.upgrade() else { return };
+            let cutoff = byos_core::time::unix_now() - BLOCK_LIFETIME_SECS;
+            match (expire_blocks(&service, cutoff).await, collect_orphans(&service, ORPHAN_GRACE).await) {
+                (Ok(blocks), Ok(orphans)) if blocks + orphans > 0 => tracing::info!(blocks, orphans, "blob housekeeping removed expired blocks and orphaned objects"),
+                (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "blob housekeeping failed"),
+                _ => {}
+            }
+        }
+    })
+}
