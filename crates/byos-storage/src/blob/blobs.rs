@@ -77,9 +77,11 @@ fn content_headers(request: &BlobRequest, from_request_headers: bool) -> Content
     }
 }
 
-/// Streams the request body into a new segment, enforcing `limit` and a sent Content-MD5.
-async fn receive_segment(service: &StorageService, request: &BlobRequest, segment_id: &str, limit: u64) -> Result<(Segment, [u8; 16]), ApiError> {
-    let mut writer = SegmentWriter::create(service, &request.account, request.container(), request.blob(), segment_id).await?;
+/// Streams the request body into a new segment, enforcing `limit` and a sent Content-MD5; the MD5
+/// is computed when `keep_md5` (Put Blob stores it) or when the client sent one to check.
+async fn receive_segment(service: &StorageService, request: &BlobRequest, segment_id: &str, limit: u64, keep_md5: bool) -> Result<(Segment, Option<[u8; 16]>), ApiError> {
+    let sent_md5 = request.header("content-md5").map(str::to_owned);
+    let mut writer = SegmentWriter::create(service, &request.account, request.container(), request.blob(), segment_id, keep_md5 || sent_md5.is_some()).await?;
     let mut stream = request.take_body().into_data_stream();
     while let Some(frame) = stream.next().await {
         let frame = frame.map_err(|_| bad_request("IncompleteBody", "The request body is incomplete."))?;
@@ -89,8 +91,8 @@ async fn receive_segment(service: &StorageService, request: &BlobRequest, segmen
         writer.push(&frame).await?;
     }
     let (segment, md5) = writer.finish().await?;
-    if let Some(sent) = request.header("content-md5")
-        && sent != b64(&md5) {
+    if let (Some(sent), Some(md5)) = (&sent_md5, &md5)
+        && *sent != b64(md5) {
             data::delete_objects(service, [segment.object.clone()]).await;
             return Err(bad_request("Md5Mismatch", "The MD5 value specified in the request did not match with the MD5 value calculated by the server."));
         }
@@ -157,10 +159,10 @@ pub async fn put(service: &StorageService, request: &BlobRequest) -> Result<Resp
     let existing = load(service, &request.account, request.container(), request.blob()).await?;
     xml::check_conditions(&request.headers, current(&existing), Access::Write)?;
     let segment_id = format!("put:{}", uuid::Uuid::new_v4().simple());
-    let (segment, md5) = receive_segment(service, request, &segment_id, MAX_PUT_BLOB).await?;
+    let (segment, md5) = receive_segment(service, request, &segment_id, MAX_PUT_BLOB, true).await?;
     let metadata = xml::metadata_from_headers(&request.headers)?;
     let mut content = content_headers(request, true);
-    content.content_md5 = content.content_md5.or_else(|| Some(b64(&md5)));
+    content.content_md5 = content.content_md5.or_else(|| md5.map(|m| b64(&m)));
     let now = xml::now_nanos();
     let record = BlobRecord {
         v: data::RECORD_VERSION,
@@ -175,7 +177,7 @@ pub async fn put(service: &StorageService, request: &BlobRequest) -> Result<Resp
     };
     let record = commit_blob(service, request, record).await?;
     let mut headers = write_stamp(&record);
-    headers.push(("content-md5", b64(&md5)));
+    headers.extend(md5.map(|m| ("content-md5", b64(&m))));
     Ok(respond(StatusCode::CREATED, headers))
 }
 
@@ -194,7 +196,7 @@ pub async fn put_block(service: &StorageService, request: &BlobRequest) -> Resul
     validate_blob_name(request.blob())?;
     let id = parse_block_id(request.param("blockid"))?;
     containers::require(service, &request.account, request.container()).await?;
-    let (segment, md5) = receive_segment(service, request, &format!("{BLOCK_PREFIX}{id}"), MAX_BLOCK).await?;
+    let (segment, md5) = receive_segment(service, request, &format!("{BLOCK_PREFIX}{id}"), MAX_BLOCK, false).await?;
     let (account, container, blob) = (&request.account, request.container(), request.blob());
     let key = block_key(&account.name, container, blob, &id);
     let record = BlockRecord { v: data::RECORD_VERSION, segment, created: byos_core::time::unix_now() };
@@ -211,7 +213,9 @@ pub async fn put_block(service: &StorageService, request: &BlobRequest) -> Resul
             data::delete_objects(service, [old.segment.object]).await;
         }
     }
-    Ok(respond(StatusCode::CREATED, vec![("content-md5", b64(&md5)), ("x-ms-request-server-encrypted", "true".into())]))
+    let mut headers = vec![("x-ms-request-server-encrypted", "true".to_owned())];
+    headers.extend(md5.map(|m| ("content-md5", b64(&m))));
+    Ok(respond(StatusCode::CREATED, headers))
 }
 
 pub async fn put_block_list(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use byos_core::ApiError;
-use byos_crypto::envelope::{CHUNK_SIZE, DataKey, TAG_LEN, chunk_offset, parse_segment_header, segment_header};
+use byos_crypto::envelope::{CHUNK_SIZE, DataKey, SEGMENT_HEADER_LEN, TAG_LEN, chunk_offset, parse_segment_header, segment_header};
 use byos_crypto::{b64url, b64url_decode};
 use byos_store::{Batch, ObjectWriter, Table};
 use bytes::Bytes;
@@ -160,14 +160,15 @@ pub struct SegmentWriter {
     sealed: Vec<u8>,
     index: u64,
     len: u64,
-    md5: Md5,
+    /// Only when the MD5 is stored (Put Blob) or must be checked (a sent Content-MD5).
+    md5: Option<Md5>,
     object: String,
     wrapped_dek: String,
     segment_id: String,
 }
 
 impl SegmentWriter {
-    pub async fn create(service: &StorageService, account: &Account, container: &str, blob: &str, segment_id: &str) -> Result<Self, ApiError> {
+    pub async fn create(service: &StorageService, account: &Account, container: &str, blob: &str, segment_id: &str, hash_md5: bool) -> Result<Self, ApiError> {
         let object = uuid::Uuid::new_v4().simple().to_string();
         let dek = DataKey::generate().map_err(|_| internal())?;
         let wrap_context = segment_context("dek", &account.name, container, blob, segment_id);
@@ -181,7 +182,7 @@ impl SegmentWriter {
             sealed: segment_header(CHUNK_SIZE).to_vec(),
             index: 0,
             len: 0,
-            md5: Md5::new(),
+            md5: hash_md5.then(Md5::new),
             object,
             wrapped_dek: b64url(&wrapped),
             segment_id: segment_id.to_owned(),
@@ -189,7 +190,9 @@ impl SegmentWriter {
     }
 
     pub async fn push(&mut self, mut data: &[u8]) -> Result<(), ApiError> {
-        self.md5.update(data);
+        if let Some(md5) = self.md5.as_mut() {
+            md5.update(data);
+        }
         self.len += data.len() as u64;
         while !data.is_empty() {
             let take = (CHUNK_SIZE - self.pending.len()).min(data.len());
@@ -214,8 +217,8 @@ impl SegmentWriter {
         Ok(())
     }
 
-    /// Makes the segment durable; returns it with the MD5 of its plaintext.
-    pub async fn finish(mut self) -> Result<(Segment, [u8; 16]), ApiError> {
+    /// Makes the segment durable; returns it with the MD5 of its plaintext, if it was asked for.
+    pub async fn finish(mut self) -> Result<(Segment, Option<[u8; 16]>), ApiError> {
         if !self.pending.is_empty() {
             self.seal_pending()?;
         }
@@ -224,7 +227,7 @@ impl SegmentWriter {
             self.writer.write(out).await.map_err(object_err)?;
         }
         self.writer.finish().await.map_err(object_err)?;
-        let md5: [u8; 16] = self.md5.finalize().into();
+        let md5 = self.md5.map(|m| m.finalize().into());
         Ok((Segment { object: self.object, wrapped_dek: self.wrapped_dek, len: self.len, chunk_size: CHUNK_SIZE as u32, segment_id: self.segment_id }, md5))
     }
 
@@ -289,13 +292,15 @@ async fn next_piece(state: &mut ReadState) -> Result<Bytes, ApiError> {
         let local_end = (state.end - segment_start).min(segment.len);
         let first = local / chunk_size;
         let last = ((local_end - 1) / chunk_size).min(first + IO_CHUNKS as u64 - 1);
-        let offset = chunk_offset(segment.chunk_size as usize, first);
-        let span = (last - first + 1) as usize * (segment.chunk_size as usize + TAG_LEN);
+        // Reading from the start includes the header, which is checked in the same read.
+        let header_len = if first == 0 { SEGMENT_HEADER_LEN as usize } else { 0 };
+        let offset = chunk_offset(segment.chunk_size as usize, first) - header_len as u64;
+        let span = header_len + (last - first + 1) as usize * (segment.chunk_size as usize + TAG_LEN);
         let raw = state.objects.read_at(&segment.object, offset, span).await.map_err(object_err)?;
-        if first == 0 {
-            let header = state.objects.read_at(&segment.object, 0, byos_crypto::envelope::SEGMENT_HEADER_LEN as usize).await.map_err(object_err)?;
-            parse_segment_header(&header).map_err(|_| internal())?;
+        if header_len > 0 && parse_segment_header(&raw).map_err(|_| internal())? != segment.chunk_size as usize {
+            return Err(internal());
         }
+        let raw = raw.get(header_len..).ok_or_else(internal)?;
         let mut out = Vec::with_capacity(((last - first + 1) * chunk_size) as usize);
         for (i, index) in (first..=last).enumerate() {
             let plain_len = (segment.len - index * chunk_size).min(chunk_size) as usize;
