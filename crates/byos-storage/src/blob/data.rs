@@ -26,7 +26,7 @@ pub const RECORD_VERSION: u32 = 1;
 /// Separates a blob's key from a staged block's id (blob names cannot contain control characters).
 pub const BLOCK_SEPARATOR: char = '\u{1}';
 /// Plaintext handed to the object store per write, and produced per read step of a download.
-const IO_CHUNKS: usize = 16;
+const IO_CHUNKS: usize = 8;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Segment {
@@ -151,13 +151,17 @@ pub fn open_metadata(account: &Account, container: &str, blob: Option<&str>, sea
     serde_json::from_slice(&json).map_err(|_| internal())
 }
 
-/// Streams plaintext into one encrypted segment; bounded memory (a few chunks).
+/// Streams plaintext into one encrypted segment; bounded memory (one I/O unit of chunks).
+///
+/// Plaintext is appended straight into the output buffer and each full chunk is sealed where it
+/// lies, so data is copied once on its way from the request to the object store.
 pub struct SegmentWriter {
     writer: Box<dyn ObjectWriter>,
     dek: DataKey,
     aad: Vec<u8>,
-    pending: Vec<u8>,
-    sealed: Vec<u8>,
+    /// Sealed chunks, then the plaintext of the chunk being filled (from `open_chunk`).
+    buffer: Vec<u8>,
+    open_chunk: usize,
     index: u64,
     len: u64,
     /// Only when the MD5 is stored (Put Blob) or must be checked (a sent Content-MD5).
@@ -167,6 +171,8 @@ pub struct SegmentWriter {
     segment_id: String,
 }
 
+const UNIT: usize = IO_CHUNKS * (CHUNK_SIZE + TAG_LEN);
+
 impl SegmentWriter {
     pub async fn create(service: &StorageService, account: &Account, container: &str, blob: &str, segment_id: &str, hash_md5: bool) -> Result<Self, ApiError> {
         let object = uuid::Uuid::new_v4().simple().to_string();
@@ -174,12 +180,15 @@ impl SegmentWriter {
         let wrap_context = segment_context("dek", &account.name, container, blob, segment_id);
         let wrapped = account.secrets.kek.wrap(&dek, &wrap_context).map_err(|_| internal())?;
         let writer = service.objects.create(&object).await.map_err(object_err)?;
+        let mut buffer = Vec::with_capacity(UNIT + SEGMENT_HEADER_LEN as usize);
+        buffer.extend_from_slice(&segment_header(CHUNK_SIZE));
+        let open_chunk = buffer.len();
         Ok(SegmentWriter {
             writer,
             dek,
             aad: segment_context("seg", &account.name, container, blob, segment_id),
-            pending: Vec::with_capacity(CHUNK_SIZE),
-            sealed: segment_header(CHUNK_SIZE).to_vec(),
+            buffer,
+            open_chunk,
             index: 0,
             len: 0,
             md5: hash_md5.then(Md5::new),
@@ -195,36 +204,38 @@ impl SegmentWriter {
         }
         self.len += data.len() as u64;
         while !data.is_empty() {
-            let take = (CHUNK_SIZE - self.pending.len()).min(data.len());
-            self.pending.extend_from_slice(&data[..take]);
+            let filled = self.buffer.len() - self.open_chunk;
+            let take = (CHUNK_SIZE - filled).min(data.len());
+            self.buffer.extend_from_slice(&data[..take]);
             data = &data[take..];
-            if self.pending.len() == CHUNK_SIZE {
-                self.seal_pending()?;
-                if self.sealed.len() >= IO_CHUNKS * (CHUNK_SIZE + TAG_LEN) {
-                    let out = std::mem::take(&mut self.sealed);
-                    self.writer.write(out).await.map_err(object_err)?;
+            if self.buffer.len() - self.open_chunk == CHUNK_SIZE {
+                self.seal_open_chunk()?;
+                if self.buffer.len() >= UNIT {
+                    let full = std::mem::replace(&mut self.buffer, Vec::with_capacity(UNIT));
+                    self.open_chunk = 0;
+                    self.writer.write(full).await.map_err(object_err)?;
                 }
             }
         }
         Ok(())
     }
 
-    fn seal_pending(&mut self) -> Result<(), ApiError> {
-        let mut chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK_SIZE));
-        self.dek.seal_chunk(&self.aad, self.index, &mut chunk).map_err(|_| internal())?;
-        self.sealed.extend_from_slice(&chunk);
+    fn seal_open_chunk(&mut self) -> Result<(), ApiError> {
+        let tag = self.dek.seal_chunk_in(&self.aad, self.index, &mut self.buffer[self.open_chunk..]).map_err(|_| internal())?;
+        self.buffer.extend_from_slice(&tag);
+        self.open_chunk = self.buffer.len();
         self.index += 1;
         Ok(())
     }
 
     /// Makes the segment durable; returns it with the MD5 of its plaintext, if it was asked for.
     pub async fn finish(mut self) -> Result<(Segment, Option<[u8; 16]>), ApiError> {
-        if !self.pending.is_empty() {
-            self.seal_pending()?;
+        if self.buffer.len() > self.open_chunk {
+            self.seal_open_chunk()?;
         }
-        if !self.sealed.is_empty() {
-            let out = std::mem::take(&mut self.sealed);
-            self.writer.write(out).await.map_err(object_err)?;
+        if !self.buffer.is_empty() {
+            let rest = std::mem::take(&mut self.buffer);
+            self.writer.write(rest).await.map_err(object_err)?;
         }
         self.writer.finish().await.map_err(object_err)?;
         let md5 = self.md5.map(|m| m.finalize().into());
@@ -269,17 +280,19 @@ pub fn read_range(
     end: u64,
 ) -> Result<impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static, ApiError> {
     let state = ReadState { objects: service.objects.clone(), segments: open_segments(account, container, blob, segments)?, position: start, end };
-    Ok(futures_util::stream::try_unfold(state, |mut state| async move {
+    let pieces = futures_util::stream::try_unfold(state, |mut state| async move {
         if state.position >= state.end {
             return Ok(None);
         }
-        let piece = next_piece(&mut state).await.map_err(|e| std::io::Error::other(e.message))?;
-        Ok(Some((piece, state)))
-    }))
+        let pieces = next_pieces(&mut state).await.map_err(|e| std::io::Error::other(e.message))?;
+        Ok::<_, std::io::Error>(Some((futures_util::stream::iter(pieces.into_iter().map(Ok)), state)))
+    });
+    Ok(futures_util::TryStreamExt::try_flatten(pieces))
 }
 
-/// Reads and decrypts up to `IO_CHUNKS` chunks from the segment holding `state.position`.
-async fn next_piece(state: &mut ReadState) -> Result<Bytes, ApiError> {
+/// Reads and decrypts up to `IO_CHUNKS` chunks from the segment holding `state.position`; returns
+/// the plaintext of each chunk as a slice of the one buffer read from the object.
+async fn next_pieces(state: &mut ReadState) -> Result<Vec<Bytes>, ApiError> {
     let mut segment_start = 0u64;
     for (segment, dek, aad) in &state.segments {
         let segment_end = segment_start + segment.len;
@@ -296,30 +309,34 @@ async fn next_piece(state: &mut ReadState) -> Result<Bytes, ApiError> {
         let header_len = if first == 0 { SEGMENT_HEADER_LEN as usize } else { 0 };
         let offset = chunk_offset(segment.chunk_size as usize, first) - header_len as u64;
         let span = header_len + (last - first + 1) as usize * (segment.chunk_size as usize + TAG_LEN);
-        let raw = state.objects.read_at(&segment.object, offset, span).await.map_err(object_err)?;
+        let mut raw = state.objects.read_at(&segment.object, offset, span).await.map_err(object_err)?;
         if header_len > 0 && parse_segment_header(&raw).map_err(|_| internal())? != segment.chunk_size as usize {
             return Err(internal());
         }
-        let raw = raw.get(header_len..).ok_or_else(internal)?;
-        let mut out = Vec::with_capacity(((last - first + 1) * chunk_size) as usize);
-        for (i, index) in (first..=last).enumerate() {
+        // Decrypt each chunk in place; the pieces are slices of the buffer, no further copy.
+        let mut ranges = Vec::with_capacity((last - first + 1) as usize);
+        let mut at = header_len;
+        for index in first..=last {
             let plain_len = (segment.len - index * chunk_size).min(chunk_size) as usize;
-            let at = i * (segment.chunk_size as usize + TAG_LEN);
-            let mut sealed = raw.get(at..at + plain_len + TAG_LEN).ok_or_else(|| {
+            let sealed = raw.get_mut(at..at + plain_len + TAG_LEN).ok_or_else(|| {
                 tracing::error!(object = %segment.object, "encrypted segment is truncated");
                 internal()
-            })?.to_vec();
-            let n = dek.open_chunk(aad, index, &mut sealed).map_err(|_| {
+            })?;
+            let n = dek.open_chunk(aad, index, sealed).map_err(|_| {
                 tracing::error!(object = %segment.object, chunk = index, "chunk failed authentication");
                 internal()
             })?;
-            out.extend_from_slice(&sealed[..n]);
+            // Only the wanted part of the first and last chunk is returned.
+            let chunk_start = segment_start + index * chunk_size;
+            let from = state.position.max(chunk_start) - chunk_start;
+            let to = (state.end.min(chunk_start + n as u64) - chunk_start) as usize;
+            ranges.push(at + from as usize..at + to);
+            at += plain_len + TAG_LEN;
         }
-        let piece_start = (local - first * chunk_size) as usize;
-        let piece_end = ((local_end - first * chunk_size) as usize).min(out.len());
-        let piece = Bytes::from(out).slice(piece_start..piece_end);
-        state.position += piece.len() as u64;
-        return Ok(piece);
+        let buffer = Bytes::from(raw);
+        let pieces: Vec<Bytes> = ranges.into_iter().filter(|r| !r.is_empty()).map(|r| buffer.slice(r)).collect();
+        state.position += pieces.iter().map(|p| p.len() as u64).sum::<u64>();
+        return Ok(pieces);
     }
     Err(internal())
 }
