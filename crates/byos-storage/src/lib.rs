@@ -51,8 +51,6 @@ pub struct StorageService {
     accounts: RwLock<HashMap<String, Arc<Account>>>,
     /// Objects of accounts being deleted, removed once the deletion commits.
     pub(crate) pending_object_deletes: std::sync::Mutex<HashMap<String, Vec<String>>>,
-    /// Serializes read-modify-write sequences on blob metadata (data streams outside it).
-    pub(crate) meta_lock: tokio::sync::Mutex<()>,
 }
 
 impl StorageService {
@@ -76,7 +74,6 @@ impl StorageService {
             authority,
             accounts: RwLock::new(HashMap::new()),
             pending_object_deletes: std::sync::Mutex::new(HashMap::new()),
-            meta_lock: tokio::sync::Mutex::new(()),
         })
     }
 

@@ -12,6 +12,8 @@ pub async fn run(store: &dyn MetaStore) {
     put_get_delete(store).await;
     scan_is_prefix_bounded_and_ordered(store).await;
     failed_guard_writes_nothing(store).await;
+    unchanged_guards(store).await;
+    concurrent_commits_each_hold(store).await;
 }
 
 async fn missing_tables_read_as_empty(store: &dyn MetaStore) {
@@ -55,6 +57,28 @@ async fn failed_guard_writes_nothing(store: &dyn MetaStore) {
     assert_eq!(get(store, T, "side-effect").await, None, "a failed batch must write nothing");
     commit(store, Batch::new().expect_absent(T, "fresh").put(T, "fresh", b"z".to_vec())).await;
     assert!(get(store, T, "fresh").await.is_some(), "a passing guard lets the batch apply");
+}
+
+async fn unchanged_guards(store: &dyn MetaStore) {
+    commit(store, Batch::new().put(T, "cas", b"v1".to_vec())).await;
+    let stale = Batch::new().expect_unchanged(T, "cas", Some(b"v0".to_vec())).put(T, "cas", b"x".to_vec());
+    assert!(matches!(store.commit(stale).await, Err(StoreError::Conflict { .. })), "a stale read must not win");
+    commit(store, Batch::new().expect_unchanged(T, "cas", Some(b"v1".to_vec())).put(T, "cas", b"v2".to_vec())).await;
+    assert_eq!(get(store, T, "cas").await.as_deref(), Some(&b"v2"[..]));
+    commit(store, Batch::new().expect_unchanged(T, "cas-new", None).put(T, "cas-new", b"n".to_vec())).await;
+    assert!(get(store, T, "cas-new").await.is_some(), "None means absent");
+}
+
+/// Many commits at once (as concurrent requests make them): each applies or conflicts on its own.
+async fn concurrent_commits_each_hold(store: &dyn MetaStore) {
+    let commits = (0..32).map(|i| {
+        let key = format!("race-{}", i % 16);
+        store.commit(Batch::new().expect_absent(T, key.clone()).put(T, key, vec![i as u8]))
+    });
+    let results = futures_util::future::join_all(commits).await;
+    let applied = results.iter().filter(|r| r.is_ok()).count();
+    let conflicts = results.iter().filter(|r| matches!(r, Err(StoreError::Conflict { .. }))).count();
+    assert_eq!((applied, conflicts), (16, 16), "exactly one commit per key wins");
 }
 
 async fn commit(store: &dyn MetaStore, batch: Batch) {

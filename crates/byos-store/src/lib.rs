@@ -8,7 +8,9 @@
 //! Customer data lives in the [`objects`] store (encrypted segments), not in the metadata store.
 //!
 //! Failure contract: a `commit` either applies every operation of its batch durably or none; a failed
-//! guard yields [`StoreError::Conflict`] and changes nothing.
+//! guard yields [`StoreError::Conflict`] and changes nothing. Guards are evaluated against the state
+//! before the batch, then its writes apply in order. Concurrent commits may be made durable together
+//! (group commit); each still succeeds or fails on its own.
 
 pub mod conformance;
 mod mem;
@@ -45,6 +47,9 @@ pub enum Op {
     Delete { table: Table, key: String },
     /// The key must not exist when the batch applies.
     ExpectAbsent { table: Table, key: String },
+    /// The key must hold exactly `value` (`None`: be absent) when the batch applies: optimistic
+    /// concurrency for read-check-write sequences.
+    ExpectUnchanged { table: Table, key: String, value: Option<Vec<u8>> },
 }
 
 /// Operations applied atomically, in order, by [`MetaStore::commit`].
@@ -71,6 +76,16 @@ impl Batch {
     pub fn expect_absent(mut self, table: Table, key: impl Into<String>) -> Self {
         self.ops.push(Op::ExpectAbsent { table, key: key.into() });
         self
+    }
+
+    pub fn expect_unchanged(mut self, table: Table, key: impl Into<String>, value: Option<Vec<u8>>) -> Self {
+        self.ops.push(Op::ExpectUnchanged { table, key: key.into(), value });
+        self
+    }
+
+    /// The batch's guards, which are all checked before any of its writes is applied.
+    pub fn guards(&self) -> impl Iterator<Item = &Op> {
+        self.ops.iter().filter(|op| matches!(op, Op::ExpectAbsent { .. } | Op::ExpectUnchanged { .. }))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -53,23 +53,28 @@ impl MetaStore for MemStore {
 
     async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         let mut tables = self.lock()?;
-        let mut staged = tables.clone();
+        for guard in batch.guards() {
+            match guard {
+                Op::ExpectAbsent { table, key } if tables.contains_key(&(table.0, key.clone())) => {
+                    return Err(StoreError::Conflict { table: table.0, key: key.clone(), reason: "already exists" });
+                }
+                Op::ExpectUnchanged { table, key, value } if tables.get(&(table.0, key.clone())) != value.as_ref() => {
+                    return Err(StoreError::Conflict { table: table.0, key: key.clone(), reason: "changed concurrently" });
+                }
+                _ => {}
+            }
+        }
         for op in batch.ops {
             match op {
                 Op::Put { table, key, value } => {
-                    staged.insert((table.0, key), value);
+                    tables.insert((table.0, key), value);
                 }
                 Op::Delete { table, key } => {
-                    staged.remove(&(table.0, key));
+                    tables.remove(&(table.0, key));
                 }
-                Op::ExpectAbsent { table, key } => {
-                    if staged.contains_key(&(table.0, key.clone())) {
-                        return Err(StoreError::Conflict { table: table.0, key, reason: "already exists" });
-                    }
-                }
+                Op::ExpectAbsent { .. } | Op::ExpectUnchanged { .. } => {}
             }
         }
-        *tables = staged;
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ use crate::{Batch, MetaStore, Op, StoreError, Table};
 
 pub struct RedbStore {
     db: Arc<Database>,
+    queue: Arc<std::sync::Mutex<CommitQueue>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -24,7 +25,7 @@ impl RedbStore {
     /// Opens (or creates) the database file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = Database::create(path).map_err(backend)?;
-        Ok(RedbStore { db: Arc::new(db) })
+        Ok(RedbStore { db: Arc::new(db), queue: Arc::default() })
     }
 
     fn scan_sync(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
@@ -57,27 +58,63 @@ impl RedbStore {
         Ok(out)
     }
 
-    fn commit_sync(db: &Database, batch: Batch) -> Result<(), StoreError> {
+    /// Applies several batches in one write transaction and one fsync. A batch whose guard fails
+    /// is skipped (and reported), without affecting the others.
+    fn commit_group(db: &Database, batches: Vec<Batch>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let txn = db.begin_write().map_err(backend)?;
-        for op in batch.ops {
-            match op {
-                Op::Put { table, key, value } => {
-                    txn.open_table(definition(table)).map_err(backend)?.insert(key.as_str(), value.as_slice()).map_err(backend)?;
-                }
-                Op::Delete { table, key } => {
-                    txn.open_table(definition(table)).map_err(backend)?.remove(key.as_str()).map_err(backend)?;
-                }
-                Op::ExpectAbsent { table, key } => {
-                    let exists = txn.open_table(definition(table)).map_err(backend)?.get(key.as_str()).map_err(backend)?.is_some();
-                    if exists {
-                        // Dropping the transaction without commit aborts every staged operation.
-                        return Err(StoreError::Conflict { table: table.0, key, reason: "already exists" });
-                    }
-                }
+        let mut results = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let outcome = check_guards(&txn, &batch);
+            if outcome.is_ok() {
+                apply(&txn, batch)?;
             }
+            results.push(outcome);
         }
-        txn.commit().map_err(backend)
+        txn.commit().map_err(backend)?;
+        Ok(results)
     }
+}
+
+fn check_guards(txn: &redb::WriteTransaction, batch: &Batch) -> Result<(), StoreError> {
+    for guard in batch.guards() {
+        let (table, key) = match guard {
+            Op::ExpectAbsent { table, key } | Op::ExpectUnchanged { table, key, .. } => (*table, key),
+            _ => continue,
+        };
+        let t = txn.open_table(definition(table)).map_err(backend)?;
+        let current = t.get(key.as_str()).map_err(backend)?.map(|v| v.value().to_vec());
+        let (holds, reason) = match guard {
+            Op::ExpectAbsent { .. } => (current.is_none(), "already exists"),
+            Op::ExpectUnchanged { value, .. } => (current == *value, "changed concurrently"),
+            _ => (true, ""),
+        };
+        if !holds {
+            return Err(StoreError::Conflict { table: table.0, key: key.clone(), reason });
+        }
+    }
+    Ok(())
+}
+
+fn apply(txn: &redb::WriteTransaction, batch: Batch) -> Result<(), StoreError> {
+    for op in batch.ops {
+        match op {
+            Op::Put { table, key, value } => {
+                txn.open_table(definition(table)).map_err(backend)?.insert(key.as_str(), value.as_slice()).map_err(backend)?;
+            }
+            Op::Delete { table, key } => {
+                txn.open_table(definition(table)).map_err(backend)?.remove(key.as_str()).map_err(backend)?;
+            }
+            Op::ExpectAbsent { .. } | Op::ExpectUnchanged { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// Commits waiting to be made durable together, and whether a committer is running.
+#[derive(Default)]
+struct CommitQueue {
+    waiting: Vec<(Batch, tokio::sync::oneshot::Sender<Result<(), StoreError>>)>,
+    committing: bool,
 }
 
 #[async_trait]
@@ -104,10 +141,44 @@ impl MetaStore for RedbStore {
         if batch.is_empty() {
             return Ok(());
         }
-        // A durable commit waits for fsync; keep it off the async workers.
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || Self::commit_sync(&db, batch))
-            .await
-            .map_err(|e| StoreError::Backend(format!("commit task failed: {e}")))?
+        let (done, result) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut queue = self.queue.lock().map_err(|_| StoreError::Backend("commit queue poisoned".into()))?;
+            queue.waiting.push((batch, done));
+            !std::mem::replace(&mut queue.committing, true)
+        };
+        if lead {
+            // The first committer drains the queue on the blocking pool (commits wait for fsync);
+            // batches arriving meanwhile share the next transaction.
+            let (db, queue) = (Arc::clone(&self.db), Arc::clone(&self.queue));
+            tokio::task::spawn_blocking(move || drain(&db, &queue));
+        }
+        result.await.map_err(|_| StoreError::Backend("the commit was abandoned".into()))?
+    }
+}
+
+fn drain(db: &Database, queue: &std::sync::Mutex<CommitQueue>) {
+    loop {
+        let waiting = {
+            let Ok(mut q) = queue.lock() else { return };
+            if q.waiting.is_empty() {
+                q.committing = false;
+                return;
+            }
+            std::mem::take(&mut q.waiting)
+        };
+        let (batches, senders): (Vec<Batch>, Vec<_>) = waiting.into_iter().unzip();
+        match RedbStore::commit_group(db, batches) {
+            Ok(results) => {
+                for (sender, result) in senders.into_iter().zip(results) {
+                    let _ = sender.send(result);
+                }
+            }
+            Err(e) => {
+                for sender in senders {
+                    let _ = sender.send(Err(StoreError::Backend(e.to_string())));
+                }
+            }
+        }
     }
 }

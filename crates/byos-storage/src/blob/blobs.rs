@@ -131,23 +131,33 @@ async fn staged_blocks(service: &StorageService, account: &Account, container: &
 }
 
 /// Commits a new version of a blob: the record, the removal of its staged blocks, and afterwards
-/// the removal of objects nothing references any more.
+/// the removal of objects nothing references any more. Guarded on the container and the previous
+/// version, so it either replaces exactly what the conditions were checked against or retries.
 async fn commit_blob(service: &StorageService, request: &BlobRequest, record: BlobRecord) -> Result<BlobRecord, ApiError> {
     let (account, container, blob) = (&request.account, request.container(), request.blob());
-    let _guard = service.meta_lock.lock().await;
-    containers::require(service, account, container).await?;
-    let old = load(service, account, container, blob).await?;
-    xml::check_conditions(&request.headers, current(&old), Access::Write)?;
-    let mut batch = Batch::new().put(BLOBS, blob_key(&account.name, container, blob), encode(&record)?);
-    let mut garbage = old.map(|o| orphaned(&o.segments, &record.segments)).unwrap_or_default();
-    for (id, block) in staged_blocks(service, account, container, blob).await? {
-        batch = batch.delete(BLOCKS, block_key(&account.name, container, blob, &id));
-        if !record.segments.iter().any(|s| s.object == block.segment.object) {
-            garbage.push(block.segment.object);
+    let key = blob_key(&account.name, container, blob);
+    let record_bytes = encode(&record)?;
+    let garbage = data::optimistic(service, || async {
+        let parent = containers::read_container(service, account, container).await?;
+        if parent.record.is_none() {
+            return Err(super::errors::container_not_found());
         }
-    }
-    service.store.commit(batch).await.map_err(store_err)?;
-    drop(_guard);
+        let old: data::Read<BlobRecord> = data::read(service, BLOBS, &key).await?;
+        xml::check_conditions(&request.headers, current(&old.record), Access::Write)?;
+        let mut batch = Batch::new()
+            .expect_unchanged(data::CONTAINERS, data::container_key(&account.name, container), parent.bytes)
+            .expect_unchanged(BLOBS, key.clone(), old.bytes)
+            .put(BLOBS, key.clone(), record_bytes.clone());
+        let mut garbage = old.record.map(|o| orphaned(&o.segments, &record.segments)).unwrap_or_default();
+        for (id, block) in staged_blocks(service, account, container, blob).await? {
+            batch = batch.delete(BLOCKS, block_key(&account.name, container, blob, &id));
+            if !record.segments.iter().any(|s| s.object == block.segment.object) {
+                garbage.push(block.segment.object);
+            }
+        }
+        Ok((batch, garbage))
+    })
+    .await?;
     data::delete_objects(service, garbage).await;
     Ok(record)
 }
@@ -202,13 +212,12 @@ pub async fn put_block(service: &StorageService, request: &BlobRequest) -> Resul
     let (segment, md5) = receive_segment(service, request, &format!("{BLOCK_PREFIX}{id}"), MAX_BLOCK).await?;
     let (account, container, blob) = (&request.account, request.container(), request.blob());
     let key = block_key(&account.name, container, blob, &id);
-    let record = BlockRecord { v: data::RECORD_VERSION, segment, created: byos_core::time::unix_now() };
-    let replaced = {
-        let _guard = service.meta_lock.lock().await;
-        let old: Option<BlockRecord> = service.store.get(BLOCKS, &key).await.map_err(store_err)?.map(|b| decode(&b)).transpose()?;
-        service.store.commit(Batch::new().put(BLOCKS, key, encode(&record)?)).await.map_err(store_err)?;
-        old
-    };
+    let record = encode(&BlockRecord { v: data::RECORD_VERSION, segment, created: byos_core::time::unix_now() })?;
+    let replaced = data::optimistic(service, || async {
+        let old: data::Read<BlockRecord> = data::read(service, BLOCKS, &key).await?;
+        Ok((Batch::new().expect_unchanged(BLOCKS, key.clone(), old.bytes).put(BLOCKS, key.clone(), record.clone()), old.record))
+    })
+    .await?;
     if let Some(old) = replaced {
         // The staged block may also be part of the committed blob; keep its object then.
         let committed = load(service, account, container, blob).await?.is_some_and(|b| b.segments.iter().any(|s| s.object == old.segment.object));
@@ -394,53 +403,50 @@ pub async fn metadata(service: &StorageService, request: &BlobRequest) -> Result
     Ok(response)
 }
 
-/// Changes a blob's record (not its data) under the metadata lock.
-async fn update_record(service: &StorageService, request: &BlobRequest, change: impl FnOnce(&mut BlobRecord) -> Result<(), ApiError>) -> Result<Response, Failure> {
-    let _guard = service.meta_lock.lock().await;
-    let mut record = require(service, request).await?;
-    xml::check_conditions(&request.headers, Some(Current { etag: &record.etag, last_modified_nanos: record.last_modified }), Access::Write)?;
-    change(&mut record)?;
-    record.etag = data::new_etag();
-    record.last_modified = xml::now_nanos();
+/// Changes a blob's record (not its data), guarded on the version the conditions were checked on.
+async fn update_record(service: &StorageService, request: &BlobRequest, change: impl Fn(&mut BlobRecord)) -> Result<Response, Failure> {
     let key = blob_key(&request.account.name, request.container(), request.blob());
-    service.store.commit(Batch::new().put(BLOBS, key, encode(&record)?)).await.map_err(store_err)?;
+    let record = data::optimistic(service, || async {
+        let read: data::Read<BlobRecord> = data::read(service, BLOBS, &key).await?;
+        let Some(mut record) = read.record else { return Err(require(service, request).await.err().unwrap_or_else(blob_not_found)) };
+        xml::check_conditions(&request.headers, Some(Current { etag: &record.etag, last_modified_nanos: record.last_modified }), Access::Write)?;
+        change(&mut record);
+        record.etag = data::new_etag();
+        record.last_modified = xml::now_nanos();
+        let batch = Batch::new().expect_unchanged(BLOBS, key.clone(), read.bytes).put(BLOBS, key.clone(), encode(&record)?);
+        Ok((batch, record))
+    })
+    .await?;
     Ok(respond(StatusCode::OK, write_stamp(&record)))
 }
 
 pub async fn set_metadata(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
     let metadata = xml::metadata_from_headers(&request.headers)?;
     let sealed = data::seal_metadata(&request.account, request.container(), Some(request.blob()), &metadata)?;
-    update_record(service, request, |r| {
-        r.sealed_metadata = sealed;
-        Ok(())
-    })
-    .await
+    update_record(service, request, |r| r.sealed_metadata = sealed.clone()).await
 }
 
 pub async fn set_properties(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
     let content = content_headers(request, false);
-    update_record(service, request, |r| {
-        r.content = content;
-        Ok(())
-    })
-    .await
+    update_record(service, request, |r| r.content = content.clone()).await
 }
 
 pub async fn delete(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
     let (account, container, blob) = (&request.account, request.container(), request.blob());
-    let garbage = {
-        let _guard = service.meta_lock.lock().await;
-        let record = require(service, request).await?;
+    let key = blob_key(&account.name, container, blob);
+    let garbage = data::optimistic(service, || async {
+        let read: data::Read<BlobRecord> = data::read(service, BLOBS, &key).await?;
+        let Some(record) = read.record else { return Err(require(service, request).await.err().unwrap_or_else(blob_not_found)) };
         xml::check_conditions(&request.headers, Some(Current { etag: &record.etag, last_modified_nanos: record.last_modified }), Access::Write)?;
-        let mut batch = Batch::new().delete(BLOBS, blob_key(&account.name, container, blob));
+        let mut batch = Batch::new().expect_unchanged(BLOBS, key.clone(), read.bytes).delete(BLOBS, key.clone());
         let mut garbage = orphaned(&record.segments, &[]);
         for (id, block) in staged_blocks(service, account, container, blob).await? {
             batch = batch.delete(BLOCKS, block_key(&account.name, container, blob, &id));
             garbage.push(block.segment.object);
         }
-        service.store.commit(batch).await.map_err(store_err)?;
-        garbage
-    };
+        Ok((batch, garbage))
+    })
+    .await?;
     data::delete_objects(service, garbage).await;
     Ok(StatusCode::ACCEPTED.into_response())
 }

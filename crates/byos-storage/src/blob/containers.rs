@@ -23,14 +23,35 @@ pub fn validate_name(name: &str) -> Result<(), ApiError> {
 }
 
 pub async fn load(service: &StorageService, account: &Account, container: &str) -> Result<Option<ContainerRecord>, ApiError> {
-    match service.store.get(CONTAINERS, &container_key(&account.name, container)).await.map_err(store_err)? {
-        Some(bytes) => Ok(Some(decode(&bytes)?)),
-        None => Ok(None),
+    Ok(read_container(service, account, container).await?.record)
+}
+
+/// The container record (a container being deleted counts as absent) with its stored bytes.
+pub async fn read_container(service: &StorageService, account: &Account, container: &str) -> Result<data::Read<ContainerRecord>, ApiError> {
+    let mut read: data::Read<ContainerRecord> = data::read(service, CONTAINERS, &container_key(&account.name, container)).await?;
+    if read.record.as_ref().is_some_and(|c| c.deleting) {
+        read.record = None;
     }
+    Ok(read)
 }
 
 pub async fn require(service: &StorageService, account: &Account, container: &str) -> Result<ContainerRecord, ApiError> {
     load(service, account, container).await?.ok_or_else(container_not_found)
+}
+
+/// Changes a container's record with optimistic concurrency.
+async fn update(service: &StorageService, account: &Account, container: &str, change: impl Fn(&mut ContainerRecord)) -> Result<ContainerRecord, ApiError> {
+    let key = container_key(&account.name, container);
+    data::optimistic(service, || async {
+        let read = read_container(service, account, container).await?;
+        let mut record = read.record.ok_or_else(container_not_found)?;
+        change(&mut record);
+        record.etag = data::new_etag();
+        record.last_modified = xml::now_nanos();
+        let batch = Batch::new().expect_unchanged(CONTAINERS, key.clone(), read.bytes).put(CONTAINERS, key.clone(), encode(&record)?);
+        Ok((batch, record))
+    })
+    .await
 }
 
 /// The container's public access level (`blob` / `container`), if any.
@@ -83,6 +104,7 @@ pub async fn create(service: &StorageService, request: &BlobRequest) -> Result<R
         sealed_metadata: data::seal_metadata(account, name, None, &metadata)?,
         etag: data::new_etag(),
         last_modified: xml::now_nanos(),
+        deleting: false,
     };
     let key = container_key(&account.name, name);
     let result = save(service, account, &record, Batch::new().expect_absent(CONTAINERS, key)).await;
@@ -97,21 +119,30 @@ pub async fn create(service: &StorageService, request: &BlobRequest) -> Result<R
 
 pub async fn delete(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
     let (account, name) = (&request.account, request.container());
-    let _guard = service.meta_lock.lock().await;
-    let record = require(service, account, name).await?;
-    xml::check_conditions(&request.headers, Some(xml::Current { etag: &record.etag, last_modified_nanos: record.last_modified }), xml::Access::Write)?;
-    let prefix = format!("{}/", container_key(&account.name, name));
-    let mut batch = Batch::new().delete(CONTAINERS, container_key(&account.name, name));
+    let key = container_key(&account.name, name);
+    // First mark it deleting: blob commits guard on the container record, so none can slip in
+    // between the scan below and the deletion.
+    let marked = data::optimistic(service, || async {
+        let read = read_container(service, account, name).await?;
+        let mut record = read.record.ok_or_else(container_not_found)?;
+        xml::check_conditions(&request.headers, Some(xml::Current { etag: &record.etag, last_modified_nanos: record.last_modified }), xml::Access::Write)?;
+        record.deleting = true;
+        let bytes = encode(&record)?;
+        Ok((Batch::new().expect_unchanged(CONTAINERS, key.clone(), read.bytes).put(CONTAINERS, key.clone(), bytes.clone()), bytes))
+    })
+    .await?;
+    let prefix = format!("{key}/");
+    let mut batch = Batch::new().expect_unchanged(CONTAINERS, key.clone(), Some(marked)).delete(CONTAINERS, key.clone());
     let mut objects = Vec::new();
-    for (key, bytes) in service.store.scan(BLOBS, &prefix).await.map_err(store_err)? {
+    for (blob_key, bytes) in service.store.scan(BLOBS, &prefix).await.map_err(store_err)? {
         let blob: BlobRecord = decode(&bytes)?;
         objects.extend(blob.segments.into_iter().map(|s| s.object));
-        batch = batch.delete(BLOBS, key);
+        batch = batch.delete(BLOBS, blob_key);
     }
-    for (key, bytes) in service.store.scan(BLOCKS, &prefix).await.map_err(store_err)? {
+    for (block_key, bytes) in service.store.scan(BLOCKS, &prefix).await.map_err(store_err)? {
         let block: BlockRecord = decode(&bytes)?;
         objects.push(block.segment.object);
-        batch = batch.delete(BLOCKS, key);
+        batch = batch.delete(BLOCKS, block_key);
     }
     service.store.commit(batch).await.map_err(store_err)?;
     data::delete_objects(service, objects).await;
@@ -139,12 +170,8 @@ pub async fn properties(service: &StorageService, request: &BlobRequest) -> Resu
 pub async fn set_metadata(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
     let account = &request.account;
     let metadata = xml::metadata_from_headers(&request.headers)?;
-    let _guard = service.meta_lock.lock().await;
-    let mut record = require(service, account, request.container()).await?;
-    record.sealed_metadata = data::seal_metadata(account, &record.name, None, &metadata)?;
-    record.etag = data::new_etag();
-    record.last_modified = xml::now_nanos();
-    save(service, account, &record, Batch::new()).await?;
+    let sealed = data::seal_metadata(account, request.container(), None, &metadata)?;
+    let record = update(service, account, request.container(), |r| r.sealed_metadata = sealed.clone()).await?;
     Ok(with_headers(StatusCode::OK, stamp(&record)))
 }
 
@@ -166,13 +193,7 @@ pub async fn set_acl(service: &StorageService, request: &BlobRequest) -> Result<
     if xml::check_signed_identifiers(&body)? > 0 {
         return Err(Failure::from(bad_request("InvalidXmlDocument", "byos does not support stored access policies (signed identifiers) yet.")));
     }
-    let account = &request.account;
-    let _guard = service.meta_lock.lock().await;
-    let mut record = require(service, account, request.container.as_deref().unwrap_or_default()).await?;
-    record.public_access = public_access;
-    record.etag = data::new_etag();
-    record.last_modified = xml::now_nanos();
-    save(service, account, &record, Batch::new()).await?;
+    let record = update(service, &request.account, request.container(), |r| r.public_access = public_access.clone()).await?;
     Ok(with_headers(StatusCode::OK, stamp(&record)))
 }
 
@@ -208,6 +229,9 @@ pub async fn list(service: &StorageService, request: &BlobRequest) -> Result<Res
     out.push_str("<Containers>");
     for (_, bytes) in rows.iter().take(max) {
         let c: ContainerRecord = decode(bytes)?;
+        if c.deleting {
+            continue;
+        }
         out.push_str(&format!(
             "<Container><Name>{}</Name><Properties><Last-Modified>{}</Last-Modified><Etag>{}</Etag><LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState>{}<HasImmutabilityPolicy>false</HasImmutabilityPolicy><HasLegalHold>false</HasLegalHold></Properties>",
             escape(&c.name),

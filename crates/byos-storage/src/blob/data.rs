@@ -47,6 +47,10 @@ pub struct ContainerRecord {
     pub sealed_metadata: Option<String>,
     pub etag: String,
     pub last_modified: i64,
+    /// Set while the container is being deleted: it then counts as gone, and the change makes
+    /// every in-flight blob commit into it fail its guard.
+    #[serde(default)]
+    pub deleting: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -91,6 +95,41 @@ pub fn blob_key(account: &str, container: &str, blob: &str) -> String {
 
 pub fn block_key(account: &str, container: &str, blob: &str, block_id: &str) -> String {
     format!("{}{BLOCK_SEPARATOR}{block_id}", blob_key(account, container, blob))
+}
+
+/// How often a read-check-write is retried when concurrent writers keep changing its inputs.
+const MAX_ATTEMPTS: usize = 32;
+
+/// Runs a read-check-write until its guarded batch commits: `attempt` reads what it needs, checks,
+/// and returns a batch whose `expect_unchanged` guards name everything it read, plus its result.
+/// A conflict means another writer got in between; the attempt then runs again on fresh state.
+/// Nothing is locked, so writers never wait for each other's fsync (commits are grouped).
+pub async fn optimistic<T, F, Fut>(service: &StorageService, mut attempt: F) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(Batch, T), ApiError>>,
+{
+    for _ in 0..MAX_ATTEMPTS {
+        let (batch, out) = attempt().await?;
+        match service.store.commit(batch).await {
+            Ok(()) => return Ok(out),
+            Err(byos_store::StoreError::Conflict { .. }) => tokio::task::yield_now().await,
+            Err(e) => return Err(store_err(e)),
+        }
+    }
+    Err(super::errors::err(409, "OperationConflict", "The resource kept changing during the operation; retry the request."))
+}
+
+/// A record with the exact bytes it was read from (for `expect_unchanged` guards).
+pub struct Read<T> {
+    pub record: Option<T>,
+    pub bytes: Option<Vec<u8>>,
+}
+
+pub async fn read<T: for<'de> Deserialize<'de>>(service: &StorageService, table: Table, key: &str) -> Result<Read<T>, ApiError> {
+    let bytes = service.store.get(table, key).await.map_err(store_err)?;
+    let record = bytes.as_deref().map(decode).transpose()?;
+    Ok(Read { record, bytes })
 }
 
 pub fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, ApiError> {

@@ -18,19 +18,21 @@ pub const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 
 /// Deletes staged blocks created before `cutoff` (Unix seconds); returns how many.
 pub async fn expire_blocks(service: &StorageService, cutoff: i64) -> Result<usize, ApiError> {
-    let _guard = service.meta_lock.lock().await;
-    let mut batch = Batch::new();
-    let mut objects = Vec::new();
-    for (key, bytes) in service.store.scan(BLOCKS, "").await.map_err(store_err)? {
-        let block: BlockRecord = decode(&bytes)?;
-        if block.created < cutoff {
-            objects.push(block.segment.object);
-            batch = batch.delete(BLOCKS, key);
+    let objects = data::optimistic(service, || async {
+        let mut batch = Batch::new();
+        let mut objects = Vec::new();
+        for (key, bytes) in service.store.scan(BLOCKS, "").await.map_err(store_err)? {
+            let block: BlockRecord = decode(&bytes)?;
+            if block.created < cutoff {
+                objects.push(block.segment.object);
+                // A block re-staged meanwhile is fresh: the guard makes this sweep start over.
+                batch = batch.expect_unchanged(BLOCKS, key.clone(), Some(bytes)).delete(BLOCKS, key);
+            }
         }
-    }
+        Ok((batch, objects))
+    })
+    .await?;
     let expired = objects.len();
-    service.store.commit(batch).await.map_err(store_err)?;
-    drop(_guard);
     data::delete_objects(service, collectable(service, objects).await?).await;
     Ok(expired)
 }
