@@ -130,32 +130,51 @@ async fn staged_blocks(service: &StorageService, account: &Account, container: &
     rows.into_iter().map(|(k, v)| Ok((k[prefix.len()..].to_owned(), decode::<BlockRecord>(&v)?))).collect()
 }
 
-/// Commits a new version of a blob: the record, the removal of its staged blocks, and afterwards
-/// the removal of objects nothing references any more. Guarded on the container and the previous
-/// version, so it either replaces exactly what the conditions were checked against or retries.
-async fn commit_blob(service: &StorageService, request: &BlobRequest, record: BlobRecord) -> Result<BlobRecord, ApiError> {
+/// Staged blocks of a blob with their stored bytes (for guards).
+async fn staged_blocks_raw(service: &StorageService, account: &Account, container: &str, blob: &str) -> Result<Vec<(String, Vec<u8>, BlockRecord)>, ApiError> {
+    let prefix = format!("{}{}", blob_key(&account.name, container, blob), data::BLOCK_SEPARATOR);
+    let rows = service.store.scan(BLOCKS, &prefix).await.map_err(store_err)?;
+    rows.into_iter().map(|(k, v)| Ok((k[prefix.len()..].to_owned(), v.clone(), decode::<BlockRecord>(&v)?))).collect()
+}
+
+/// Commits a new version of a blob, built by `build` from the current version and the staged
+/// blocks; removes the staged blocks, and afterwards the objects nothing references any more.
+///
+/// Guards: the container (a deletion in between wins), every staged block consumed or discarded
+/// (two block-list commits cannot both take them), and the previous version when the request was
+/// conditional or the new version reuses its blocks. Unconditional writes otherwise race as in
+/// Azure (last writer wins); a version replaced between our read and our commit leaves its
+/// objects to the orphan sweeper.
+async fn commit_blob<F>(service: &StorageService, request: &BlobRequest, build: F) -> Result<BlobRecord, ApiError>
+where
+    F: Fn(Option<&BlobRecord>, &[(String, Vec<u8>, BlockRecord)]) -> Result<BlobRecord, ApiError>,
+{
     let (account, container, blob) = (&request.account, request.container(), request.blob());
     let key = blob_key(&account.name, container, blob);
-    let record_bytes = encode(&record)?;
-    let garbage = data::optimistic(service, || async {
+    let (record, garbage) = data::optimistic(service, || async {
         let parent = containers::read_container(service, account, container).await?;
         if parent.record.is_none() {
             return Err(super::errors::container_not_found());
         }
         let old: data::Read<BlobRecord> = data::read(service, BLOBS, &key).await?;
         xml::check_conditions(&request.headers, current(&old.record), Access::Write)?;
-        let mut batch = Batch::new()
-            .expect_unchanged(data::CONTAINERS, data::container_key(&account.name, container), parent.bytes)
-            .expect_unchanged(BLOBS, key.clone(), old.bytes)
-            .put(BLOBS, key.clone(), record_bytes.clone());
+        let staged = staged_blocks_raw(service, account, container, blob).await?;
+        let record = build(old.record.as_ref(), &staged)?;
+        let reuses_old = old.record.as_ref().is_some_and(|o| o.segments.iter().any(|s| record.segments.iter().any(|n| n.object == s.object)));
+        let mut batch = Batch::new().expect_unchanged(data::CONTAINERS, data::container_key(&account.name, container), parent.bytes);
+        if reuses_old || xml::is_conditional(&request.headers) {
+            batch = batch.expect_unchanged(BLOBS, key.clone(), old.bytes.clone());
+        }
+        batch = batch.put(BLOBS, key.clone(), encode(&record)?);
         let mut garbage = old.record.map(|o| orphaned(&o.segments, &record.segments)).unwrap_or_default();
-        for (id, block) in staged_blocks(service, account, container, blob).await? {
-            batch = batch.delete(BLOCKS, block_key(&account.name, container, blob, &id));
+        for (id, bytes, block) in staged {
+            let block_key = block_key(&account.name, container, blob, &id);
+            batch = batch.expect_unchanged(BLOCKS, block_key.clone(), Some(bytes)).delete(BLOCKS, block_key);
             if !record.segments.iter().any(|s| s.object == block.segment.object) {
                 garbage.push(block.segment.object);
             }
         }
-        Ok((batch, garbage))
+        Ok((batch, (record, garbage)))
     })
     .await?;
     data::delete_objects(service, garbage).await;
@@ -176,19 +195,29 @@ pub async fn put(service: &StorageService, request: &BlobRequest) -> Result<Resp
     let metadata = xml::metadata_from_headers(&request.headers)?;
     let mut content = content_headers(request, true);
     content.content_md5 = content.content_md5.or_else(|| md5.map(|m| b64(&m)));
+    let sealed_metadata = data::seal_metadata(&request.account, request.container(), Some(request.blob()), &metadata)?;
     let now = xml::now_nanos();
-    let record = BlobRecord {
-        v: data::RECORD_VERSION,
-        name: request.blob().to_owned(),
-        size: segment.len,
-        etag: data::new_etag(),
-        created: existing.as_ref().map(|e| e.created).unwrap_or(now),
-        last_modified: now,
-        content,
-        sealed_metadata: data::seal_metadata(&request.account, request.container(), Some(request.blob()), &metadata)?,
-        segments: vec![segment],
+    let record = commit_blob(service, request, |old, _| {
+        Ok(BlobRecord {
+            v: data::RECORD_VERSION,
+            name: request.blob().to_owned(),
+            size: segment.len,
+            etag: data::new_etag(),
+            created: old.map(|e| e.created).unwrap_or(now),
+            last_modified: now,
+            content: content.clone(),
+            sealed_metadata: sealed_metadata.clone(),
+            segments: vec![segment.clone()],
+        })
+    })
+    .await;
+    let record = match record {
+        Ok(record) => record,
+        Err(e) => {
+            data::delete_objects(service, [segment.object.clone()]).await;
+            return Err(Failure::from(e));
+        }
     };
-    let record = commit_blob(service, request, record).await?;
     let mut headers = write_stamp(&record);
     headers.extend(md5.map(|m| ("content-md5", b64(&m))));
     Ok(respond(StatusCode::CREATED, headers))
@@ -235,36 +264,37 @@ pub async fn put_block_list(service: &StorageService, request: &BlobRequest) -> 
     let body = axum::body::to_bytes(request.take_body(), MAX_BLOCK_LIST_BODY).await.map_err(|_| bad_request("RequestBodyTooLarge", "The block list is too large."))?;
     let entries = xml::parse_block_list(&body)?;
     let (account, container, blob) = (&request.account, request.container(), request.blob());
-    containers::require(service, account, container).await?;
-    let existing = load(service, account, container, blob).await?;
-    xml::check_conditions(&request.headers, current(&existing), Access::Write)?;
-    let staged = staged_blocks(service, account, container, blob).await?;
-    let committed: Vec<&Segment> = existing.as_ref().map(|e| e.segments.iter().filter(|s| s.segment_id.starts_with(BLOCK_PREFIX)).collect()).unwrap_or_default();
-    let find_staged = |id: &str| staged.iter().find(|(sid, _)| sid == id).map(|(_, b)| b.segment.clone());
-    let find_committed = |id: &str| committed.iter().find(|s| s.segment_id[BLOCK_PREFIX.len()..] == *id).map(|s| (*s).clone());
-    let mut segments = Vec::with_capacity(entries.len());
-    for (source, id) in &entries {
-        let found = match source {
-            BlockSource::Uncommitted => find_staged(id),
-            BlockSource::Committed => find_committed(id),
-            BlockSource::Latest => find_staged(id).or_else(|| find_committed(id)),
-        };
-        segments.push(found.ok_or_else(|| bad_request("InvalidBlockList", "The specified block list is invalid."))?);
-    }
     let metadata = xml::metadata_from_headers(&request.headers)?;
+    let sealed_metadata = data::seal_metadata(account, container, Some(blob), &metadata)?;
+    let content = content_headers(request, false);
     let now = xml::now_nanos();
-    let record = BlobRecord {
-        v: data::RECORD_VERSION,
-        name: blob.to_owned(),
-        size: segments.iter().map(|s| s.len).sum(),
-        etag: data::new_etag(),
-        created: existing.as_ref().map(|e| e.created).unwrap_or(now),
-        last_modified: now,
-        content: content_headers(request, false),
-        sealed_metadata: data::seal_metadata(account, container, Some(blob), &metadata)?,
-        segments,
-    };
-    let record = commit_blob(service, request, record).await?;
+    let record = commit_blob(service, request, |old, staged| {
+        let find_staged = |id: &str| staged.iter().find(|(sid, _, _)| sid == id).map(|(_, _, b)| b.segment.clone());
+        let find_committed = |id: &str| {
+            old.and_then(|o| o.segments.iter().find(|s| s.segment_id.strip_prefix(BLOCK_PREFIX) == Some(id)).cloned())
+        };
+        let mut segments = Vec::with_capacity(entries.len());
+        for (source, id) in &entries {
+            let found = match source {
+                BlockSource::Uncommitted => find_staged(id),
+                BlockSource::Committed => find_committed(id),
+                BlockSource::Latest => find_staged(id).or_else(|| find_committed(id)),
+            };
+            segments.push(found.ok_or_else(|| bad_request("InvalidBlockList", "The specified block list is invalid."))?);
+        }
+        Ok(BlobRecord {
+            v: data::RECORD_VERSION,
+            name: blob.to_owned(),
+            size: segments.iter().map(|s| s.len).sum(),
+            etag: data::new_etag(),
+            created: old.map(|e| e.created).unwrap_or(now),
+            last_modified: now,
+            content: content.clone(),
+            sealed_metadata: sealed_metadata.clone(),
+            segments,
+        })
+    })
+    .await?;
     Ok(respond(StatusCode::CREATED, write_stamp(&record)))
 }
 

@@ -66,6 +66,13 @@ fn etag_matches(list: &str, etag: &str) -> bool {
     list.split(',').map(str::trim).any(|t| t == "*" || t == etag || t.trim_matches('"') == etag.trim_matches('"'))
 }
 
+const CONDITIONAL_HEADERS: [&str; 4] = ["if-match", "if-none-match", "if-modified-since", "if-unmodified-since"];
+
+/// Whether the request carries any condition.
+pub fn is_conditional(headers: &HeaderMap) -> bool {
+    CONDITIONAL_HEADERS.iter().any(|h| headers.contains_key(*h))
+}
+
 /// Applies `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`.
 pub fn check_conditions(headers: &HeaderMap, current: Option<Current<'_>>, access: Access) -> Result<(), ApiError> {
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
