@@ -18,6 +18,8 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Plaintext rustls may buffer per connection (its default is 64 KiB).
+const TLS_BUFFER_LIMIT: usize = 1024 * 1024;
 
 /// Wraps `router` as a hyper service that stamps every request with `extension`.
 fn service<E: Clone + Send + Sync + 'static>(
@@ -56,11 +58,13 @@ pub async fn serve_tls(listener: TcpListener, tls: Arc<rustls::ServerConfig>, ro
         let _ = tcp.set_nodelay(true);
         let (acceptor, router, watcher) = (acceptor.clone(), router.clone(), connections.graceful.watcher());
         connections.tracker.spawn(async move {
-            let tls_stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let mut tls_stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
+            // Let a whole blob piece be encrypted per write instead of 64 KiB at a time.
+            tls_stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
             let origin = NetworkOrigin { ip: Some(peer.ip()), tls: true };
             let builder = auto::Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service(router, origin));

@@ -110,7 +110,7 @@ impl ObjectStore for DirObjectStore {
 }
 
 /// Reads up to this many bytes on the calling task instead of the blocking pool.
-const INLINE_READ_LIMIT: usize = 600 * 1024;
+const INLINE_READ_LIMIT: usize = 1100 * 1024;
 
 /// Reads up to `len` bytes at `offset` without zero-filling the buffer first.
 fn read_file_at(path: &Path, id: &str, offset: u64, len: usize) -> Result<Vec<u8>, ObjectError> {

@@ -26,7 +26,7 @@ pub const RECORD_VERSION: u32 = 1;
 /// Separates a blob's key from a staged block's id (blob names cannot contain control characters).
 pub const BLOCK_SEPARATOR: char = '\u{1}';
 /// Plaintext handed to the object store per write, and produced per read step of a download.
-const IO_CHUNKS: usize = 8;
+const IO_CHUNKS: usize = 16;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Segment {
