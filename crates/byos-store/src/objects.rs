@@ -156,7 +156,7 @@ impl ObjectWriter for DirWriter {
         let file = self.file.take().ok_or_else(|| ObjectError::Backend("writer already failed".into()))?;
         let (temp, target) = (self.temp.clone(), self.target.clone());
         blocking(move || {
-            file.sync_all().map_err(backend)?;
+            file.sync_data().map_err(backend)?;
             let dir = target.parent().ok_or_else(|| ObjectError::Backend("object path has no parent".into()))?;
             std::fs::create_dir_all(dir).map_err(backend)?;
             std::fs::rename(&temp, &target).map_err(backend)?;

@@ -77,14 +77,20 @@ fn content_headers(request: &BlobRequest, from_request_headers: bool) -> Content
     }
 }
 
-/// Streams the request body into a new segment, enforcing `limit` and a sent Content-MD5.
+/// Streams the request body into a new segment, enforcing `limit` and the checksums the client sent
+/// (`Content-MD5`, `x-ms-content-crc64`).
 ///
-/// The MD5 is computed only when the client sent one to check: Azure computes it for every Put
-/// Blob, but it cost a third of the CPU of a durable 1 MiB PUT here (see BENCHMARKS.md), and the
-/// clients validate content by sending their own.
-async fn receive_segment(service: &StorageService, request: &BlobRequest, segment_id: &str, limit: u64) -> Result<(Segment, Option<[u8; 16]>), ApiError> {
+/// Nothing is computed that the client did not send: Azure computes an MD5 for every Put Blob, but
+/// it cost a third of the CPU of a durable 1 MiB PUT here (see BENCHMARKS.md), and the clients
+/// validate content by sending their own checksums.
+async fn receive_segment(service: &StorageService, request: &BlobRequest, segment_id: &str, limit: u64) -> Result<(Segment, data::Computed), ApiError> {
     let sent_md5 = request.header("content-md5").map(str::to_owned);
-    let mut writer = SegmentWriter::create(service, &request.account, request.container(), request.blob(), segment_id, sent_md5.is_some()).await?;
+    let sent_crc64 = match request.header("x-ms-content-crc64") {
+        Some(text) => Some(parse_crc64(text)?),
+        None => None,
+    };
+    let checksums = data::Checksums { md5: sent_md5.is_some(), crc64: sent_crc64.is_some() };
+    let mut writer = SegmentWriter::create(service, &request.account, request.container(), request.blob(), segment_id, checksums).await?;
     let mut stream = request.take_body().into_data_stream();
     while let Some(frame) = stream.next().await {
         let frame = frame.map_err(|_| bad_request("IncompleteBody", "The request body is incomplete."))?;
@@ -93,13 +99,33 @@ async fn receive_segment(service: &StorageService, request: &BlobRequest, segmen
         }
         writer.push(&frame).await?;
     }
-    let (segment, md5) = writer.finish().await?;
-    if let (Some(sent), Some(md5)) = (&sent_md5, &md5)
-        && *sent != b64(md5) {
-            data::delete_objects(service, [segment.object.clone()]).await;
-            return Err(bad_request("Md5Mismatch", "The MD5 value specified in the request did not match with the MD5 value calculated by the server."));
-        }
-    Ok((segment, md5))
+    let (segment, computed) = writer.finish().await?;
+    let mismatch = if sent_md5.is_some() && sent_md5 != computed.md5.map(|m| b64(&m)) {
+        Some(bad_request("Md5Mismatch", "The MD5 value specified in the request did not match with the MD5 value calculated by the server."))
+    } else if sent_crc64.is_some() && sent_crc64 != computed.crc64 {
+        Some(bad_request("Crc64Mismatch", "The CRC64 value specified in the request did not match with the CRC64 value calculated by the server."))
+    } else {
+        None
+    };
+    if let Some(error) = mismatch {
+        data::delete_objects(service, [segment.object.clone()]).await;
+        return Err(error);
+    }
+    Ok((segment, computed))
+}
+
+/// `x-ms-content-crc64`: base64 of the CRC's 8 little-endian bytes.
+fn parse_crc64(text: &str) -> Result<u64, ApiError> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text).ok().and_then(|b| <[u8; 8]>::try_from(b).ok());
+    bytes.map(u64::from_le_bytes).ok_or_else(|| super::errors::invalid_header("x-ms-content-crc64"))
+}
+
+/// The checksum headers of a write response, for the checksums that were computed.
+fn checksum_headers(computed: &data::Computed) -> Vec<(&'static str, String)> {
+    let mut headers = Vec::new();
+    headers.extend(computed.md5.map(|m| ("content-md5", b64(&m))));
+    headers.extend(computed.crc64.map(|c| ("x-ms-content-crc64", b64(&c.to_le_bytes()))));
+    headers
 }
 
 fn respond(status: StatusCode, headers: Vec<(&'static str, String)>) -> Response {
@@ -191,10 +217,10 @@ pub async fn put(service: &StorageService, request: &BlobRequest) -> Result<Resp
     let existing = load(service, &request.account, request.container(), request.blob()).await?;
     xml::check_conditions(&request.headers, current(&existing), Access::Write)?;
     let segment_id = format!("put:{}", uuid::Uuid::new_v4().simple());
-    let (segment, md5) = receive_segment(service, request, &segment_id, MAX_PUT_BLOB).await?;
+    let (segment, checksums) = receive_segment(service, request, &segment_id, MAX_PUT_BLOB).await?;
     let metadata = xml::metadata_from_headers(&request.headers)?;
     let mut content = content_headers(request, true);
-    content.content_md5 = content.content_md5.or_else(|| md5.map(|m| b64(&m)));
+    content.content_md5 = content.content_md5.or_else(|| checksums.md5.map(|m| b64(&m)));
     let sealed_metadata = data::seal_metadata(&request.account, request.container(), Some(request.blob()), &metadata)?;
     let now = xml::now_nanos();
     let record = commit_blob(service, request, |old, _| {
@@ -219,7 +245,7 @@ pub async fn put(service: &StorageService, request: &BlobRequest) -> Result<Resp
         }
     };
     let mut headers = write_stamp(&record);
-    headers.extend(md5.map(|m| ("content-md5", b64(&m))));
+    headers.extend(checksum_headers(&checksums));
     Ok(respond(StatusCode::CREATED, headers))
 }
 
@@ -238,7 +264,7 @@ pub async fn put_block(service: &StorageService, request: &BlobRequest) -> Resul
     validate_blob_name(request.blob())?;
     let id = parse_block_id(request.param("blockid"))?;
     containers::require(service, &request.account, request.container()).await?;
-    let (segment, md5) = receive_segment(service, request, &format!("{BLOCK_PREFIX}{id}"), MAX_BLOCK).await?;
+    let (segment, checksums) = receive_segment(service, request, &format!("{BLOCK_PREFIX}{id}"), MAX_BLOCK).await?;
     let (account, container, blob) = (&request.account, request.container(), request.blob());
     let key = block_key(&account.name, container, blob, &id);
     let record = encode(&BlockRecord { v: data::RECORD_VERSION, segment, created: byos_core::time::unix_now() })?;
@@ -255,7 +281,7 @@ pub async fn put_block(service: &StorageService, request: &BlobRequest) -> Resul
         }
     }
     let mut headers = vec![("x-ms-request-server-encrypted", "true".to_owned())];
-    headers.extend(md5.map(|m| ("content-md5", b64(&m))));
+    headers.extend(checksum_headers(&checksums));
     Ok(respond(StatusCode::CREATED, headers))
 }
 

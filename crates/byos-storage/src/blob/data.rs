@@ -158,6 +158,23 @@ fn object_err(e: byos_store::ObjectError) -> ApiError {
     internal()
 }
 
+/// Azure Storage's CRC64 (the NVMe polynomial, reflected; sent as 8 little-endian bytes).
+pub static CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_NVME);
+
+/// Which checksums a segment writer computes (the ones the client sent, to check them).
+#[derive(Clone, Copy, Default)]
+pub struct Checksums {
+    pub md5: bool,
+    pub crc64: bool,
+}
+
+/// What a finished segment's plaintext hashed to, for the checksums that were asked for.
+#[derive(Clone, Copy, Default)]
+pub struct Computed {
+    pub md5: Option<[u8; 16]>,
+    pub crc64: Option<u64>,
+}
+
 /// A fresh ETag in Azure's style.
 pub fn new_etag() -> String {
     let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
@@ -203,8 +220,10 @@ pub struct SegmentWriter {
     open_chunk: usize,
     index: u64,
     len: u64,
-    /// Only when the MD5 is stored (Put Blob) or must be checked (a sent Content-MD5).
+    /// Only when the client sent a Content-MD5 to check.
     md5: Option<Md5>,
+    /// Only when the client sent an `x-ms-content-crc64` to check.
+    crc64: Option<crc::Digest<'static, u64>>,
     object: String,
     wrapped_dek: String,
     segment_id: String,
@@ -213,7 +232,7 @@ pub struct SegmentWriter {
 const UNIT: usize = IO_CHUNKS * (CHUNK_SIZE + TAG_LEN);
 
 impl SegmentWriter {
-    pub async fn create(service: &StorageService, account: &Account, container: &str, blob: &str, segment_id: &str, hash_md5: bool) -> Result<Self, ApiError> {
+    pub async fn create(service: &StorageService, account: &Account, container: &str, blob: &str, segment_id: &str, checksums: Checksums) -> Result<Self, ApiError> {
         let object = uuid::Uuid::new_v4().simple().to_string();
         let dek = DataKey::generate().map_err(|_| internal())?;
         let wrap_context = segment_context("dek", &account.name, container, blob, segment_id);
@@ -230,7 +249,8 @@ impl SegmentWriter {
             open_chunk,
             index: 0,
             len: 0,
-            md5: hash_md5.then(Md5::new),
+            md5: checksums.md5.then(Md5::new),
+            crc64: checksums.crc64.then(|| CRC64.digest()),
             object,
             wrapped_dek: b64url(&wrapped),
             segment_id: segment_id.to_owned(),
@@ -240,6 +260,9 @@ impl SegmentWriter {
     pub async fn push(&mut self, mut data: &[u8]) -> Result<(), ApiError> {
         if let Some(md5) = self.md5.as_mut() {
             md5.update(data);
+        }
+        if let Some(crc) = self.crc64.as_mut() {
+            crc.update(data);
         }
         self.len += data.len() as u64;
         while !data.is_empty() {
@@ -267,8 +290,8 @@ impl SegmentWriter {
         Ok(())
     }
 
-    /// Makes the segment durable; returns it with the MD5 of its plaintext, if it was asked for.
-    pub async fn finish(mut self) -> Result<(Segment, Option<[u8; 16]>), ApiError> {
+    /// Makes the segment durable; returns it with the checksums that were asked for.
+    pub async fn finish(mut self) -> Result<(Segment, Computed), ApiError> {
         if self.buffer.len() > self.open_chunk {
             self.seal_open_chunk()?;
         }
@@ -277,8 +300,8 @@ impl SegmentWriter {
             self.writer.write(rest).await.map_err(object_err)?;
         }
         self.writer.finish().await.map_err(object_err)?;
-        let md5 = self.md5.map(|m| m.finalize().into());
-        Ok((Segment { object: self.object, wrapped_dek: self.wrapped_dek, len: self.len, chunk_size: CHUNK_SIZE as u32, segment_id: self.segment_id }, md5))
+        let computed = Computed { md5: self.md5.map(|m| m.finalize().into()), crc64: self.crc64.map(|c| c.finalize()) };
+        Ok((Segment { object: self.object, wrapped_dek: self.wrapped_dek, len: self.len, chunk_size: CHUNK_SIZE as u32, segment_id: self.segment_id }, computed))
     }
 
     /// Plaintext bytes written so far.

@@ -140,6 +140,11 @@ async fn dispatch(service: &StorageService, account: Option<Arc<Account>>, reque
         }
         return Ok(response);
     }
+    // A structured-message body (crc64 validation of streams) is framed; storing it as data would
+    // corrupt the blob, so it is refused until byos decodes the format.
+    if parts.headers.contains_key("x-ms-structured-body") {
+        return Err(Failure::from(err(400, "UnsupportedHeader", "One of the headers specified in the request is not supported. Header: x-ms-structured-body")));
+    }
     let origin = origin_of(&parts.extensions);
     let authenticated = auth::authenticate(service, &account, &parts.method, &parts.uri, &parts.headers, origin)?;
     let (container, blob) = split_path(parts.uri.path(), &account.name)?;
