@@ -67,35 +67,12 @@ impl Kek {
 
     /// Encrypts a small value (e.g. blob metadata) directly under the KEK, bound to `context`.
     pub fn seal_value(&self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let nonce = random_bytes::<NONCE_LEN>()?;
-        let mut body = plaintext.to_vec();
-        self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context), &mut body)
-            .map_err(|_| CryptoError::Unseal)?;
-        let mut out = Vec::with_capacity(5 + NONCE_LEN + body.len());
-        out.extend_from_slice(WRAP_MAGIC);
-        out.push(WRAP_VERSION);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&body);
-        Ok(out)
+        crate::sealed_box::seal(&self.key, WRAP_MAGIC, WRAP_VERSION, context, plaintext)
     }
 
     /// Decrypts a value sealed by [`Kek::seal_value`] or [`Kek::wrap`] under the same context.
     pub fn open_value(&self, sealed: &[u8], context: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let rest = sealed.strip_prefix(WRAP_MAGIC.as_slice()).ok_or(CryptoError::Unseal)?;
-        let (&version, rest) = rest.split_first().ok_or(CryptoError::Unseal)?;
-        if version != WRAP_VERSION {
-            return Err(CryptoError::UnknownVersion(version));
-        }
-        if rest.len() < NONCE_LEN {
-            return Err(CryptoError::Unseal);
-        }
-        let (nonce, body) = rest.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Unseal)?;
-        let mut body = Zeroizing::new(body.to_vec());
-        let len = self.key.open_in_place(nonce, Aad::from(context), &mut body).map_err(|_| CryptoError::Unseal)?.len();
-        body.truncate(len);
-        Ok(body)
+        crate::sealed_box::open(&self.key, WRAP_MAGIC, WRAP_VERSION, context, sealed)
     }
 
     pub fn unwrap(&self, wrapped: &[u8], context: &[u8]) -> Result<DataKey, CryptoError> {
@@ -117,11 +94,6 @@ impl DataKey {
     fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> Result<Self, CryptoError> {
         let key = aead_key(bytes.as_slice())?;
         Ok(DataKey { bytes, key })
-    }
-
-    /// Encrypts chunk `index` of a segment in place, appending the tag.
-    pub fn seal_chunk(&self, segment_aad: &[u8], index: u64, chunk: &mut Vec<u8>) -> Result<(), CryptoError> {
-        self.key.seal_in_place_append_tag(chunk_nonce(index), chunk_aad(segment_aad, index), chunk).map_err(|_| CryptoError::Unseal)
     }
 
     /// Encrypts chunk `index` in place where it lies (inside a larger buffer); returns its tag.
@@ -184,11 +156,18 @@ pub fn chunk_offset(chunk_size: usize, index: u64) -> u64 {
 mod tests {
     use super::*;
 
+    /// A sealed chunk as stored: ciphertext followed by its tag.
+    fn sealed(dek: &DataKey, aad: &[u8], index: u64, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut chunk = plaintext.to_vec();
+        let tag = dek.seal_chunk_in(aad, index, &mut chunk)?;
+        chunk.extend_from_slice(&tag);
+        Ok(chunk)
+    }
+
     #[test]
     fn chunks_round_trip_and_are_bound_to_position_and_segment() -> Result<(), CryptoError> {
         let dek = DataKey::generate()?;
-        let mut chunk = b"customer data".to_vec();
-        dek.seal_chunk(b"acct/c/b/seg", 3, &mut chunk)?;
+        let mut chunk = sealed(&dek, b"acct/c/b/seg", 3, b"customer data")?;
         let mut moved = chunk.clone();
         assert!(dek.open_chunk(b"acct/c/b/seg", 4, &mut moved).is_err(), "another position must not decrypt");
         let mut other = chunk.clone();
@@ -204,8 +183,7 @@ mod tests {
         let dek = DataKey::generate()?;
         let wrapped = kek.wrap(&dek, b"ctx")?;
         let back = kek.unwrap(&wrapped, b"ctx")?;
-        let mut chunk = b"x".to_vec();
-        dek.seal_chunk(b"s", 0, &mut chunk)?;
+        let mut chunk = sealed(&dek, b"s", 0, b"x")?;
         assert!(back.open_chunk(b"s", 0, &mut chunk).is_ok());
         assert!(kek.unwrap(&wrapped, b"other").is_err());
         assert!(Kek::generate()?.0.unwrap(&wrapped, b"ctx").is_err());

@@ -15,7 +15,7 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use zeroize::Zeroizing;
 
 use crate::{CryptoError, random_bytes};
@@ -94,40 +94,17 @@ impl RootKey {
 
     /// Encrypts `plaintext` for storage; see the module docs for the format.
     pub fn seal(&self, purpose: SealPurpose, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let nonce_bytes = random_bytes::<NONCE_LEN>()?;
-        let mut out = Vec::with_capacity(SEAL_MAGIC.len() + 1 + NONCE_LEN + plaintext.len() + 16);
-        out.extend_from_slice(SEAL_MAGIC);
-        out.push(SEAL_VERSION);
-        out.extend_from_slice(&nonce_bytes);
-        let mut body = plaintext.to_vec();
-        self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), aad(purpose), &mut body)
-            .map_err(|_| CryptoError::Unseal)?;
-        out.extend_from_slice(&body);
-        Ok(out)
+        crate::sealed_box::seal(&self.key, SEAL_MAGIC, SEAL_VERSION, &aad(purpose), plaintext)
     }
 
     /// Decrypts a blob produced by [`RootKey::seal`] for the same purpose.
     pub fn open(&self, purpose: SealPurpose, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let rest = sealed.strip_prefix(SEAL_MAGIC.as_slice()).ok_or(CryptoError::Unseal)?;
-        let (&version, rest) = rest.split_first().ok_or(CryptoError::Unseal)?;
-        if version != SEAL_VERSION {
-            return Err(CryptoError::UnknownVersion(version));
-        }
-        if rest.len() < NONCE_LEN {
-            return Err(CryptoError::Unseal);
-        }
-        let (nonce, body) = rest.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Unseal)?;
-        let mut body = Zeroizing::new(body.to_vec());
-        let plain_len = self.key.open_in_place(nonce, aad(purpose), &mut body).map_err(|_| CryptoError::Unseal)?.len();
-        body.truncate(plain_len);
-        Ok(body)
+        crate::sealed_box::open(&self.key, SEAL_MAGIC, SEAL_VERSION, &aad(purpose), sealed)
     }
 }
 
-fn aad(purpose: SealPurpose) -> Aad<Vec<u8>> {
-    Aad::from(format!("byos-seal-v1:{}", purpose.label()).into_bytes())
+fn aad(purpose: SealPurpose) -> Vec<u8> {
+    format!("byos-seal-v1:{}", purpose.label()).into_bytes()
 }
 
 /// Writes the key file through a temporary file and a rename, readable by the owner only.

@@ -20,7 +20,7 @@ use super::containers::{self, metadata_xml, xml_response};
 use super::data::{self, BLOBS, BLOCKS, BlobRecord, BlockRecord, ContentHeaders, Segment, SegmentWriter, blob_key, block_key, decode, encode, store_err};
 use super::errors::{bad_request, blob_not_found, err};
 use super::xml::{self, Access, BlockSource, Current, escape};
-use super::BlobRequest;
+use super::{BlobRequest, respond};
 use crate::{Account, StorageService};
 
 /// Azure's limits: a Put Blob body and a single block.
@@ -126,16 +126,6 @@ fn checksum_headers(computed: &data::Computed) -> Vec<(&'static str, String)> {
     headers.extend(computed.md5.map(|m| ("content-md5", b64(&m))));
     headers.extend(computed.crc64.map(|c| ("x-ms-content-crc64", b64(&c.to_le_bytes()))));
     headers
-}
-
-fn respond(status: StatusCode, headers: Vec<(&'static str, String)>) -> Response {
-    let mut response = status.into_response();
-    for (name, value) in headers {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, v);
-        }
-    }
-    response
 }
 
 fn write_stamp(record: &BlobRecord) -> Vec<(&'static str, String)> {
@@ -404,14 +394,6 @@ fn blob_headers(account: &Account, container: &str, record: &BlobRecord) -> Resu
     Ok(headers)
 }
 
-fn apply_headers(response: &mut Response, headers: Vec<(String, String)>) {
-    for (name, value) in headers {
-        if let (Ok(n), Ok(v)) = (axum::http::HeaderName::try_from(name), HeaderValue::from_str(&value)) {
-            response.headers_mut().insert(n, v);
-        }
-    }
-}
-
 pub async fn get(service: &StorageService, request: &BlobRequest, with_body: bool) -> Result<Response, Failure> {
     let record = require(service, request).await?;
     xml::check_conditions(&request.headers, Some(Current { etag: &record.etag, last_modified_nanos: record.last_modified }), Access::Read)?;
@@ -443,20 +425,18 @@ pub async fn get(service: &StorageService, request: &BlobRequest, with_body: boo
     } else {
         Body::empty()
     };
-    let mut response = (status, body).into_response();
-    apply_headers(&mut response, headers);
+    let mut response = respond(status, headers);
+    *response.body_mut() = body;
     Ok(response)
 }
 
 pub async fn metadata(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
     let record = require(service, request).await?;
-    let mut response = StatusCode::OK.into_response();
     let mut headers = vec![("etag".to_owned(), record.etag.clone()), ("last-modified".to_owned(), xml::http_date_nanos(record.last_modified))];
     for (name, value) in data::open_metadata(&request.account, request.container(), Some(&record.name), record.sealed_metadata.as_deref())? {
         headers.push((format!("x-ms-meta-{name}"), value));
     }
-    apply_headers(&mut response, headers);
-    Ok(response)
+    Ok(respond(StatusCode::OK, headers))
 }
 
 /// Changes a blob's record (not its data), guarded on the version the conditions were checked on.

@@ -73,16 +73,6 @@ fn public_access_header(request: &BlobRequest) -> Result<Option<String>, ApiErro
     }
 }
 
-fn with_headers(status: StatusCode, headers: Vec<(&'static str, String)>) -> Response {
-    let mut response = status.into_response();
-    for (name, value) in headers {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, v);
-        }
-    }
-    response
-}
-
 fn stamp(record: &ContainerRecord) -> Vec<(&'static str, String)> {
     vec![("etag", record.etag.clone()), ("last-modified", xml::http_date_nanos(record.last_modified))]
 }
@@ -112,7 +102,7 @@ pub async fn create(service: &StorageService, request: &BlobRequest) -> Result<R
         Err(e) if e.status == 409 => Err(Failure::from(err(409, "ContainerAlreadyExists", "The specified container already exists."))),
         other => {
             other?;
-            Ok(with_headers(StatusCode::CREATED, stamp(&record)))
+            Ok(super::respond(StatusCode::CREATED, stamp(&record)))
         }
     }
 }
@@ -158,7 +148,7 @@ pub async fn properties(service: &StorageService, request: &BlobRequest) -> Resu
     if let Some(level) = &record.public_access {
         headers.push(("x-ms-blob-public-access", level.clone()));
     }
-    let mut response = with_headers(StatusCode::OK, headers);
+    let mut response = super::respond(StatusCode::OK, headers);
     for (name, value) in data::open_metadata(account, &record.name, None, record.sealed_metadata.as_deref())? {
         if let (Ok(n), Ok(v)) = (axum::http::HeaderName::try_from(format!("x-ms-meta-{name}")), HeaderValue::from_str(&value)) {
             response.headers_mut().insert(n, v);
@@ -172,7 +162,7 @@ pub async fn set_metadata(service: &StorageService, request: &BlobRequest) -> Re
     let metadata = xml::metadata_from_headers(&request.headers)?;
     let sealed = data::seal_metadata(account, request.container(), None, &metadata)?;
     let record = update(service, account, request.container(), |r| r.sealed_metadata = sealed.clone()).await?;
-    Ok(with_headers(StatusCode::OK, stamp(&record)))
+    Ok(super::respond(StatusCode::OK, stamp(&record)))
 }
 
 pub async fn get_acl(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
@@ -182,7 +172,7 @@ pub async fn get_acl(service: &StorageService, request: &BlobRequest) -> Result<
     if let Some(level) = &record.public_access {
         headers.push(("x-ms-blob-public-access", level.clone()));
     }
-    let mut response = with_headers(StatusCode::OK, headers);
+    let mut response = super::respond(StatusCode::OK, headers);
     *response.body_mut() = axum::body::Body::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><SignedIdentifiers />");
     Ok(response)
 }
@@ -194,7 +184,7 @@ pub async fn set_acl(service: &StorageService, request: &BlobRequest) -> Result<
         return Err(Failure::from(bad_request("InvalidXmlDocument", "byos does not support stored access policies (signed identifiers) yet.")));
     }
     let record = update(service, &request.account, request.container(), |r| r.public_access = public_access.clone()).await?;
-    Ok(with_headers(StatusCode::OK, stamp(&record)))
+    Ok(super::respond(StatusCode::OK, stamp(&record)))
 }
 
 /// Parses `maxresults` (1..=5000, default 5000).

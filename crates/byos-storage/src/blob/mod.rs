@@ -51,6 +51,17 @@ pub fn split_path(path: &str, account: &str) -> Result<(Option<String>, Option<S
     }
 }
 
+/// A response with `status` and `headers` (values that are not valid header text are left out).
+pub fn respond<N: AsRef<str>>(status: axum::http::StatusCode, headers: impl IntoIterator<Item = (N, String)>) -> Response {
+    let mut response = status.into_response();
+    for (name, value) in headers {
+        if let (Ok(n), Ok(v)) = (axum::http::HeaderName::try_from(name.as_ref()), HeaderValue::from_str(&value)) {
+            response.headers_mut().insert(n, v);
+        }
+    }
+    response
+}
+
 /// The RBAC scope of a container.
 pub fn container_scope(account: &Account, container: &str) -> Scope {
     Scope::parse(&format!("{}/blobServices/default/containers/{container}", account.id)).unwrap_or_else(|_| Scope::root())
