@@ -245,14 +245,15 @@ def expect_http_error(call: Callable[[], Any]) -> HttpResponseError:
     return info.value
 
 
-def expect_arm_error(call: Callable[[], Any], status: int, code: str) -> dict[str, Any]:
-    """`call` must fail with an ARM error of this status and code; returns the raw `error` object."""
+def expect_arm_error(call: Callable[[], Any], status: int, code: str | tuple[str, ...]) -> dict[str, Any]:
+    """`call` must fail with an ARM error of this status and code (or one of a tuple of acceptable codes);
+    returns the raw `error` object."""
     exc = expect_http_error(call)
     # Not exc.response.json(): legacy-transport responses (azure-mgmt-authorization) only have text().
     body = json.loads(exc.response.text())
     assert exc.status_code == status, f"expected {status} {code}, got {exc.status_code}: {body}"
-    assert body["error"]["code"] == code, body
-    assert exc.error is not None and exc.error.code == code
+    assert body["error"]["code"] in _codes(code), body
+    assert exc.error is not None and exc.error.code == body["error"]["code"]
     return body["error"]
 
 
@@ -695,9 +696,10 @@ def run_blob_probe(env: dict[str, str], account_url: str, container: str, blob: 
 # ---- encryption at rest ---------------------------------------------------------------------------------
 
 
-def scan_files_for(root: Path, needles: dict[str, bytes]) -> tuple[dict[str, list[str]], int]:
+def scan_files_for(root: Path, needles: dict[str, bytes | re.Pattern[bytes]]) -> tuple[dict[str, list[str]], int]:
     """Every regular file under `root` (symlinks and sockets skipped), read in binary, searched for each
-    needle. Returns ({needle name: [files containing it]}, total bytes scanned)."""
+    needle: a byte string, or a compiled bytes regex for patterns with wildcards (e.g. a DER header whose
+    length bytes vary). Returns ({needle name: [files containing it]}, total bytes scanned)."""
     found: dict[str, list[str]] = {name: [] for name in needles}
     scanned = 0
     for dirpath, _dirs, files in os.walk(root, followlinks=False):
@@ -711,6 +713,236 @@ def scan_files_for(root: Path, needles: dict[str, bytes]) -> tuple[dict[str, lis
                 continue
             scanned += len(data)
             for name, needle in needles.items():
-                if needle in data:
+                if needle.search(data) if isinstance(needle, re.Pattern) else needle in data:
                     found[name].append(str(path))
     return found, scanned
+
+
+# --------------------------------------------------------------------------------------------------
+# Key Vault: vaults (azure-mgmt-keyvault) and the keys data plane (azure-keyvault-keys)
+
+KEYVAULT_RESOURCE = "https://vault.azure.net"
+KEYVAULT_SCOPE = f"{KEYVAULT_RESOURCE}/.default"
+# The data-plane api-version raw requests send (the SDK sends its own newer default; byos takes both).
+KEYVAULT_API_VERSION = "7.5"
+VAULT_TYPE = "Microsoft.KeyVault/vaults"
+VAULT_WRITE = "Microsoft.KeyVault/vaults/write"
+# Every vault is served on its own port of 127.0.0.1, with prefix-less paths (azure-keyvault-keys parses
+# key ids as {vault root}/keys/{name}/{version}).
+VAULT_URI_PATTERN = r"https://127\.0\.0\.1:(\d+)/"
+DEFAULT_VAULT_RETENTION_DAYS = 90
+
+KEY_VAULT_ADMINISTRATOR = "00482a5a-887f-4fb3-b363-3b7fe8e74483"
+KEY_VAULT_CRYPTO_OFFICER = "14b46e9e-c2b7-41b4-b07b-48a6ebf60603"
+KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER = "e147488a-f6f5-4113-8e2d-b22465e65bf6"
+
+# A DER PKCS#8 PrivateKeyInfo of an RSA key: SEQUENCE (long length), INTEGER 0, AlgorithmIdentifier rsaEncryption.
+PKCS8_RSA_DER_PATTERN = re.compile(
+    rb"\x30\x82..\x02\x01\x00\x30\x0d\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01", re.DOTALL
+)
+# The members only a private JWK has (a key kept as plaintext JSON would show them).
+PRIVATE_JWK_MEMBER_PATTERN = re.compile(rb'"(?:dp|dq|qi)"\s*:')
+
+
+def keyvault_mgmt_client(boot: dict[str, Any], credential):
+    from azure.mgmt.keyvault import KeyVaultManagementClient
+
+    return KeyVaultManagementClient(credential, boot["subscription_id"], **_mgmt_kwargs(boot))
+
+
+def vault_name(tag: str = "") -> str:
+    """A fresh, valid vault name (3-24 characters, a letter first): 'kv' + tag + random hex."""
+    tag = re.sub(r"[^a-z0-9]", "", tag.lower())[:8]
+    return f"kv{tag}{uuid.uuid4().hex}"[:24]
+
+
+def vault_id(sub: str, rg: str, name: str) -> str:
+    return f"{rg_scope(sub, rg)}/providers/{VAULT_TYPE}/{name}"
+
+
+def vault_scope(sub: str, rg: str, name: str) -> str:
+    """The RBAC scope of a vault (its resource id): Key Vault data-plane roles are assigned here."""
+    return vault_id(sub, rg, name)
+
+
+def key_permissions(*keys: str):
+    """An access policy's Permissions with these key permissions (the model calls the field keys_property;
+    on the wire it is `keys`)."""
+    from azure.mgmt.keyvault.models import Permissions
+
+    return Permissions(keys_property=list(keys))
+
+
+def access_policy(tenant_id: str, object_id: str, keys: list[str] | tuple[str, ...] = ("all",)):
+    """An AccessPolicyEntry granting `object_id` these key permissions."""
+    from azure.mgmt.keyvault.models import AccessPolicyEntry
+
+    return AccessPolicyEntry(tenant_id=tenant_id, object_id=object_id, permissions=key_permissions(*keys))
+
+
+def vault_properties(boot: dict[str, Any], **properties):
+    """VaultProperties for a standard vault in the tenant; `properties` as VaultProperties takes them
+    (access_policies=..., enable_rbac_authorization=..., create_mode="recover", ...)."""
+    from azure.mgmt.keyvault.models import Sku, VaultProperties
+
+    return VaultProperties(tenant_id=boot["tenant_id"], sku=Sku(family="A", name="standard"), **properties)
+
+
+def vault_create_parameters(boot: dict[str, Any], tags: dict[str, str] | None = None, **properties):
+    from azure.mgmt.keyvault.models import VaultCreateOrUpdateParameters
+
+    return VaultCreateOrUpdateParameters(location=boot["location"], tags=tags,
+                                         properties=vault_properties(boot, **properties))
+
+
+@dataclass
+class VaultRef:
+    """A vault a test created: where it is and its ARM view at creation."""
+
+    rg: str
+    name: str
+    id: str
+    uri: str  # properties.vaultUri, e.g. https://127.0.0.1:PORT/
+    resource: Any  # the SDK's Vault as begin_create_or_update returned it
+
+    @property
+    def port(self) -> int:
+        return vault_port(self.uri)
+
+    def key_id(self, name: str, version: str) -> str:
+        return f"{self.uri}keys/{name}/{version}"
+
+
+def vault_port(uri: str) -> int:
+    match = re.fullmatch(VAULT_URI_PATTERN, uri or "")
+    assert match, f"vault URI {uri!r} is not https://127.0.0.1:<port>/"
+    return int(match.group(1))
+
+
+def create_vault(keyvault, boot: dict[str, Any], rg: str, name: str | None = None,
+                 tags: dict[str, str] | None = None, **properties) -> VaultRef:
+    """Create a vault (as whoever `keyvault` authenticates); `properties` as VaultProperties takes them."""
+    name = name or vault_name()
+    vault = keyvault.vaults.begin_create_or_update(
+        rg, name, vault_create_parameters(boot, tags=tags, **properties)).result()
+    assert vault.properties is not None and vault.properties.vault_uri, vault
+    return VaultRef(rg, name, vault.id, vault.properties.vault_uri, vault)
+
+
+def recover_vault(keyvault, boot: dict[str, Any], rg: str, name: str):
+    """Bring a soft-deleted vault back (create with createMode "recover"); returns the SDK's Vault."""
+    return keyvault.vaults.begin_create_or_update(
+        rg, name, vault_create_parameters(boot, create_mode="recover")).result()
+
+
+def update_vault(keyvault, vault: VaultRef, tags: dict[str, str] | None = None, **properties):
+    """PATCH the vault with VaultPatchParameters(tags, VaultPatchProperties(**properties))."""
+    from azure.mgmt.keyvault.models import VaultPatchParameters, VaultPatchProperties
+
+    return keyvault.vaults.update(vault.rg, vault.name, VaultPatchParameters(
+        tags=tags, properties=VaultPatchProperties(**properties) if properties else None))
+
+
+def update_access_policy(keyvault, vault: VaultRef, kind: str, tenant_id: str, object_id: str,
+                         keys: list[str] | tuple[str, ...] = ("all",)):
+    """vaults.update_access_policy with one entry for `object_id`; kind is "add", "replace" or "remove"."""
+    from azure.mgmt.keyvault.models import VaultAccessPolicyParameters, VaultAccessPolicyProperties
+
+    return keyvault.vaults.update_access_policy(vault.rg, vault.name, kind, VaultAccessPolicyParameters(
+        properties=VaultAccessPolicyProperties(access_policies=[access_policy(tenant_id, object_id, keys)])))
+
+
+def key_permissions_of(vault, object_id: str) -> set[str] | None:
+    """The key permissions a Vault (as the SDK returned it) grants `object_id` by access policy, or None when
+    it has no entry for that principal."""
+    for entry in vault.properties.access_policies or []:
+        if entry.object_id == object_id:
+            return {str(getattr(p, "value", p)) for p in (entry.permissions.keys_property or [])}
+    return None
+
+
+def _keyvault_client_kwargs(ca_file: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    # Vaults are addressed by IP, so the challenge's resource (vault.azure.net) cannot match the host.
+    kwargs.setdefault("verify_challenge_resource", False)
+    kwargs.setdefault("connection_verify", ca_file)
+    # No retries: a 5xx should fail the test at once, not after the SDK's back-off.
+    kwargs.setdefault("retry_total", 0)
+    return kwargs
+
+
+def key_client(vault_uri: str, credential, ca_file: str, **kwargs):
+    from azure.keyvault.keys import KeyClient
+
+    return KeyClient(vault_uri, credential, **_keyvault_client_kwargs(ca_file, kwargs))
+
+
+def crypto_client(key_or_id, credential, ca_file: str, **kwargs):
+    """CryptographyClient for a KeyVaultKey (public material known: no GET first) or a key id (the client GETs
+    the key before its first operation, and works remotely only if that is forbidden)."""
+    from azure.keyvault.keys.crypto import CryptographyClient
+
+    return CryptographyClient(key_or_id, credential, **_keyvault_client_kwargs(ca_file, kwargs))
+
+
+def finished(poller):
+    """Wait for a Key Vault delete/recover poller (whose result() does not wait) and return its result."""
+    poller.wait()
+    return poller.result()
+
+
+def expect_keyvault_error(call: Callable[[], Any], status: int, code: str,
+                          inner: str | None = None) -> dict[str, Any]:
+    """`call` must fail with a Key Vault error of this status and code (and innererror code, if given);
+    returns the raw `error` object."""
+    exc = expect_http_error(call)
+    text = exc.response.text() if exc.response is not None else ""
+    detail = f"{exc.status_code}: {text[:500]}"
+    assert exc.status_code == status, f"expected {status} {code}, got {detail}"
+    error = json.loads(text)["error"]
+    assert error["code"] == code, f"expected {code}, got {detail}"
+    if inner is not None:
+        assert (error.get("innererror") or {}).get("code") == inner, f"expected innererror {inner}, got {detail}"
+    return error
+
+
+def keyvault_request(method: str, url: str, ca_file: str, token: str | None = None, **kwargs) -> requests.Response:
+    """A raw HTTPS request to a vault, optionally with a bearer token."""
+    headers = dict(kwargs.pop("headers", {}))
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return requests.request(method, url, headers=headers, verify=ca_file, timeout=30, **kwargs)
+
+
+def assert_raw_keyvault_error(resp: requests.Response, status: int, code: str,
+                              inner: str | None = None) -> dict[str, Any]:
+    assert resp.status_code == status, f"expected {status} {code}, got {resp.status_code}: {resp.text[:500]}"
+    error = resp.json()["error"]
+    assert error["code"] == code, error
+    if inner is not None:
+        assert (error.get("innererror") or {}).get("code") == inner, error
+    return error
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url, as Key Vault's JSON carries bytes."""
+    return _b64url_encode(data)
+
+
+def der_integer(value: bytes) -> bytes:
+    """The DER encoding of a non-negative INTEGER given as big-endian bytes (e.g. an RSA modulus)."""
+    value = value.lstrip(b"\x00") or b"\x00"
+    if value[0] & 0x80:
+        value = b"\x00" + value
+    n = len(value)
+    if n < 0x80:
+        length = bytes([n])
+    else:
+        length_bytes = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        length = bytes([0x80 | len(length_bytes)]) + length_bytes
+    return b"\x02" + length + value
+
+
+def rsa_private_key_der_head(modulus: bytes) -> bytes:
+    """How a DER RSAPrivateKey (PKCS#1, also inside PKCS#8) of this modulus starts after its SEQUENCE header:
+    version 0, then the modulus. A public-key encoding never has the version before the modulus."""
+    return b"\x02\x01\x00" + der_integer(modulus)

@@ -202,6 +202,61 @@ def principal_with_role(new_principal, assign) -> Callable:
     return create
 
 
+# ---- Key Vault ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def keyvault_mgmt(boot) -> Callable:
+    """`keyvault_mgmt(cred)`: a KeyVaultManagementClient (azure-mgmt-keyvault) for any credential."""
+    return lambda cred: bs.keyvault_mgmt_client(boot, cred)
+
+
+@pytest.fixture(scope="session")
+def admin_keyvault(keyvault_mgmt, admin_cred):
+    return keyvault_mgmt(admin_cred)
+
+
+@pytest.fixture(scope="session")
+def make_vault(admin_keyvault, make_rg, assign, boot) -> Callable[..., bs.VaultRef]:
+    """`make_vault(rg=None, rbac=False, purge_protection=False, policies_for=None, tag="", tags=None,
+    **properties)`: the admin creates a standard vault (in a new resource group unless `rg` is given) with a
+    7-day soft-delete retention (pass soft_delete_retention_in_days=None for the default).
+
+    The admin, an Owner, has no data-plane rights of its own (as in Azure), so the principals in
+    `policies_for` (object ids; default: the admin) get full key rights: an access policy with keys=["all"]
+    on an access-policy vault, or Key Vault Crypto Officer at the vault's scope on an RBAC vault (which is
+    then created without access policies). `policies_for=[]` gives nobody anything."""
+
+    def create(rg: str | None = None, rbac: bool = False, purge_protection: bool = False,
+               policies_for: list[str] | None = None, tag: str = "", tags: dict[str, str] | None = None,
+               **properties) -> bs.VaultRef:
+        principals = [boot["admin"]["object_id"]] if policies_for is None else list(policies_for)
+        properties.setdefault("soft_delete_retention_in_days", 7)
+        properties.setdefault("access_policies",
+                              [] if rbac else [bs.access_policy(boot["tenant_id"], oid) for oid in principals])
+        vault = bs.create_vault(admin_keyvault, boot, rg or make_rg("kv"), bs.vault_name(tag), tags=tags,
+                                enable_rbac_authorization=rbac, enable_purge_protection=purge_protection or None,
+                                **properties)
+        if rbac:
+            for oid in principals:
+                assign(vault.id, bs.KEY_VAULT_CRYPTO_OFFICER, oid)
+        return vault
+
+    return create
+
+
+@pytest.fixture(scope="session")
+def key_client(ca) -> Callable:
+    """`key_client(vault_uri, cred)`: an azure-keyvault-keys KeyClient on that vault."""
+    return lambda vault_uri, cred, **kw: bs.key_client(vault_uri, cred, ca, **kw)
+
+
+@pytest.fixture(scope="session")
+def crypto_client(ca) -> Callable:
+    """`crypto_client(key_or_id, cred)`: a CryptographyClient for a KeyVaultKey or a key id."""
+    return lambda key_or_id, cred, **kw: bs.crypto_client(key_or_id, cred, ca, **kw)
+
+
 # ---- the token service --------------------------------------------------------------------------
 
 

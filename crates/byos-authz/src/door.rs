@@ -77,6 +77,7 @@ pub enum Grant {
     AccountKey,
     Signature,
     Anonymous,
+    AccessPolicy,
 }
 
 /// Which check refused an access; services map it to their protocol's error code.
@@ -94,6 +95,8 @@ pub enum DenialKind {
     SignaturePermission,
     /// No role assignment grants the action (for signatures: the delegating principal's).
     Permission,
+    /// The resource's access policy does not grant the caller the action.
+    AccessPolicy,
     /// The operator socket asking for a resource action, or anyone else for an operator action.
     NotOperator,
 }
@@ -268,7 +271,14 @@ impl Door {
                     _ => Ok(Grant::Signature),
                 }
             }
-            AuthMethod::BearerToken => self.rbac(caller, action, &wanted, scope, &deny),
+            AuthMethod::BearerToken => match guard.and_then(|g| g.policy_permits.as_ref()).filter(|_| action.kind == ActionKind::Data) {
+                Some(permits) if permits.iter().any(|p| Pattern::new(p).matches(&wanted)) => Ok(Grant::AccessPolicy),
+                Some(permits) => {
+                    let reason = format!("the access policy entry of this caller grants {permits:?}, which does not include '{}'", action.name);
+                    Err(deny(DenialKind::AccessPolicy, vec![], reason))
+                }
+                None => self.rbac(caller, action, &wanted, scope, &deny),
+            },
             AuthMethod::OperatorSocket => Err(deny(DenialKind::NotOperator, vec![], "unreachable".into())),
         }
     }

@@ -46,6 +46,9 @@ pub struct ResourceGuard {
     pub allow_public_access: bool,
     /// What anonymous callers may do here (from a container's public access level).
     pub anonymous_permits: Vec<String>,
+    /// Set when the resource authorizes data actions by its own access policy instead of RBAC (a
+    /// Key Vault without `enableRbacAuthorization`): the actions the caller's entry grants.
+    pub policy_permits: Option<Vec<String>>,
 }
 
 /// Why the network refused a caller.

@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod root;
 pub mod secret;
 pub mod signing;
+pub mod vault_keys;
 
 pub use root::{RootKey, SealPurpose};
 pub use signing::{SigningKey, VerifyingKey};

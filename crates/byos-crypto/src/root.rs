@@ -35,6 +35,8 @@ pub enum SealPurpose {
     BootstrapSecret,
     /// A storage account's key-encryption key and shared keys.
     AccountSecrets,
+    /// A Key Vault key's private material.
+    VaultKey,
 }
 
 impl SealPurpose {
@@ -45,6 +47,7 @@ impl SealPurpose {
             SealPurpose::IdentityHeaderKey => "identity-header-key",
             SealPurpose::BootstrapSecret => "bootstrap-secret",
             SealPurpose::AccountSecrets => "account-secrets",
+            SealPurpose::VaultKey => "vault-key",
         }
     }
 }

@@ -8,6 +8,18 @@ use byos_core::{ApiError, ErrorFormat, NetworkOrigin};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+/// Opens HTTPS listeners at run time (one per Key Vault, as the SDK needs a host or port per
+/// vault). Implemented by the server, which owns TLS and shutdown.
+#[async_trait::async_trait]
+pub trait Listeners: Send + Sync + 'static {
+    /// Serves `router` on `port` (0: any free port) of the loopback address; returns the port and
+    /// a handle that closes the listener when dropped.
+    async fn open(&self, port: u16, router: axum::Router) -> std::io::Result<(u16, ListenerHandle)>;
+}
+
+/// Keeps a run-time listener open; dropping it stops accepting on it.
+pub struct ListenerHandle(pub Box<dyn Send + Sync>);
+
 /// The largest JSON body any control-plane API accepts.
 pub const MAX_JSON_BODY: usize = 1 << 20;
 

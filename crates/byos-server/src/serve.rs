@@ -14,10 +14,9 @@ use byos_crypto::RootKey;
 use byos_identity::Directory;
 use byos_identity::api::IdentityState;
 use byos_store::{Batch, RedbStore, SharedStore, Table};
-use hyper_util::server::graceful::GracefulShutdown;
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
@@ -69,33 +68,26 @@ pub struct RunningServer {
     pub base_url: String,
     pub tenant_id: String,
     pub subscription_id: String,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     housekeeping: JoinHandle<()>,
-    graceful: Arc<GracefulShutdown>,
     connections: TaskTracker,
 }
 
 impl RunningServer {
     /// Stops accepting, lets in-flight requests finish (bounded), removes the ready marker.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         self.housekeeping.abort();
         for task in self.tasks {
             let _ = task.await;
         }
-        // The accept loops have ended, so this is the last reference to the shutdown signal.
-        match Arc::try_unwrap(self.graceful) {
-            Ok(graceful) => {
-                if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
-                    tracing::warn!("in-flight requests did not finish in time; aborting them");
-                }
-            }
-            Err(_) => tracing::error!("shutdown signal still shared after the listeners stopped"),
-        }
-        // Connection tasks hold the services (and through them the store); wait until they are gone.
+        // Connections finish their in-flight requests (the stop token told them to); their tasks
+        // hold the services (and through them the store), so wait until they are gone.
         self.connections.close();
-        self.connections.wait().await;
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.connections.wait()).await.is_err() {
+            tracing::warn!("in-flight requests did not finish in time; leaving them behind");
+        }
         bootstrap::remove(&self.data_dir);
         let _ = std::fs::remove_file(control::socket_path(&self.data_dir));
         tracing::info!("byos stopped");
@@ -193,13 +185,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let operator = byos_identity::api::operator::router(identity).layer(panic_guard());
     let blob = byos_storage::blob::router(Arc::clone(&storage)).layer(panic_guard());
 
-    let (stop, stop_rx) = watch::channel(false);
-    let graceful = Arc::new(GracefulShutdown::new());
-    let connections = listener::Connections { graceful: Arc::clone(&graceful), tracker: TaskTracker::new() };
+    let stop = CancellationToken::new();
+    let connections = listener::Connections { tracker: TaskTracker::new() };
     let tasks = vec![
-        tokio::spawn(listener::serve_tls(tcp, Arc::clone(&tls_config), public, stop_rx.clone(), connections.clone())),
-        tokio::spawn(listener::serve_tls(blob_tcp, tls_config, blob, stop_rx.clone(), connections.clone())),
-        tokio::spawn(listener::serve_control(control_listener, operator, stop_rx, connections.clone())),
+        tokio::spawn(listener::serve_tls(tcp, Arc::clone(&tls_config), public, stop.clone(), connections.clone())),
+        tokio::spawn(listener::serve_tls(blob_tcp, Arc::clone(&tls_config), blob, stop.clone(), connections.clone())),
+        tokio::spawn(listener::serve_control(control_listener, operator, stop.clone(), connections.clone())),
     ];
 
     let boot = Bootstrap {
@@ -226,7 +217,6 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         stop,
         tasks,
         housekeeping,
-        graceful,
         connections: connections.tracker.clone(),
     })
 }

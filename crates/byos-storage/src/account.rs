@@ -198,6 +198,7 @@ impl AccountSettings {
             allow_key_based: self.allow_shared_key_access,
             allow_public_access: self.allow_blob_public_access,
             anonymous_permits,
+            policy_permits: None,
         }
     }
 }

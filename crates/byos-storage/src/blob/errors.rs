@@ -51,7 +51,7 @@ pub fn denied(denial: &Denial) -> ApiError {
         DenialKind::NoCredentials => {
             (401, "NoAuthenticationInformation", "Server failed to authenticate the request. Please refer to the information in the www-authenticate header.")
         }
-        DenialKind::SignaturePermission | DenialKind::Permission | DenialKind::NotOperator => {
+        DenialKind::SignaturePermission | DenialKind::Permission | DenialKind::AccessPolicy | DenialKind::NotOperator => {
             (403, "AuthorizationPermissionMismatch", "This request is not authorized to perform this operation using this permission.")
         }
     };
