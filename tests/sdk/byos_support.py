@@ -890,13 +890,14 @@ def finished(poller):
     return poller.result()
 
 
-def expect_keyvault_error(call: Callable[[], Any], status: int, code: str,
-                          inner: str | None = None) -> dict[str, Any]:
-    """`call` must fail with a Key Vault error of this status and code (and innererror code, if given);
-    returns the raw `error` object."""
+def expect_keyvault_error(call: Callable[[], Any], status: int, code: str, inner: str | None = None,
+                          kind: type[HttpResponseError] = HttpResponseError) -> dict[str, Any]:
+    """`call` must fail with a Key Vault error of this status and code (and innererror code, if given), raised
+    as `kind` (e.g. ResourceNotFoundError); returns the raw `error` object."""
     exc = expect_http_error(call)
     text = exc.response.text() if exc.response is not None else ""
-    detail = f"{exc.status_code}: {text[:500]}"
+    detail = f"{type(exc).__name__} {exc.status_code}: {text[:500]}"
+    assert isinstance(exc, kind), f"expected {kind.__name__}, got {detail}"
     assert exc.status_code == status, f"expected {status} {code}, got {detail}"
     error = json.loads(text)["error"]
     assert error["code"] == code, f"expected {code}, got {detail}"

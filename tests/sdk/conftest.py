@@ -234,6 +234,7 @@ def make_vault(admin_keyvault, make_rg, assign, boot) -> Callable[..., bs.VaultR
         properties.setdefault("soft_delete_retention_in_days", 7)
         properties.setdefault("access_policies",
                               [] if rbac else [bs.access_policy(boot["tenant_id"], oid) for oid in principals])
+        # enablePurgeProtection is sent only to turn it on: Azure refuses an explicit false, even on create.
         vault = bs.create_vault(admin_keyvault, boot, rg or make_rg("kv"), bs.vault_name(tag), tags=tags,
                                 enable_rbac_authorization=rbac, enable_purge_protection=purge_protection or None,
                                 **properties)

@@ -19,6 +19,8 @@ pub enum ErrorFormat {
     ManagedIdentity,
     /// Storage services: `<Error><Code/><Message/></Error>` XML with an `x-ms-error-code` header.
     StorageXml,
+    /// Key Vault data plane: `{"error":{"code","message","innererror":{"code"}}}`.
+    KeyVault,
 }
 
 /// An error as Azure reports it, plus byos's explanation for denials.
@@ -38,6 +40,8 @@ pub struct ApiError {
     pub detail: Option<String>,
     /// Further response headers (e.g. `x-byos-denial`, `Content-Range` for a 416).
     pub headers: Vec<(&'static str, String)>,
+    /// Key Vault's `innererror.code` (e.g. `AccessDenied`, `KeyDisabled`).
+    pub inner_code: Option<String>,
     pub format: ErrorFormat,
 }
 
@@ -53,6 +57,7 @@ impl ApiError {
             challenge: None,
             detail: None,
             headers: Vec::new(),
+            inner_code: None,
             format: ErrorFormat::Arm,
         }
     }
@@ -96,6 +101,11 @@ impl ApiError {
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn with_inner_code(mut self, code: impl Into<String>) -> Self {
+        self.inner_code = Some(code.into());
         self
     }
 

@@ -48,6 +48,7 @@ pub fn render_error(e: &ApiError) -> Response {
         ErrorFormat::Entra => (status, axum::Json(entra_body(e, &request_id))).into_response(),
         ErrorFormat::ManagedIdentity => (status, axum::Json(json!({"error": e.code, "error_description": e.message}))).into_response(),
         ErrorFormat::StorageXml => (status, [(header::CONTENT_TYPE, "application/xml")], storage_body(e, &request_id)).into_response(),
+        ErrorFormat::KeyVault => (status, axum::Json(key_vault_body(e))).into_response(),
     };
     let headers = response.headers_mut();
     if e.format == ErrorFormat::StorageXml {
@@ -71,6 +72,17 @@ fn arm_body(e: &ApiError) -> Value {
     let mut error = json!({"code": e.code, "message": e.message});
     if let Some(target) = &e.target {
         error["target"] = json!(target);
+    }
+    if !e.additional_info.is_empty() {
+        error["additionalInfo"] = json!(e.additional_info);
+    }
+    json!({"error": error})
+}
+
+fn key_vault_body(e: &ApiError) -> Value {
+    let mut error = json!({"code": e.code, "message": e.message});
+    if let Some(inner) = &e.inner_code {
+        error["innererror"] = json!({"code": inner});
     }
     if !e.additional_info.is_empty() {
         error["additionalInfo"] = json!(e.additional_info);

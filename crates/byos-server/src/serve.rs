@@ -149,6 +149,16 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let objects: byos_store::SharedObjects = Arc::new(byos_store::DirObjectStore::open(&data_dir.join("objects"))?);
     let root = Arc::new(root);
 
+    let ca = tls::CertificateAuthority::load_or_create(&store, &root).await?;
+    let ca_file = data_dir.join("ca.crt");
+    std::fs::write(&ca_file, &ca.cert_pem)?;
+    let hosts = vec!["127.0.0.1".to_owned(), "::1".to_owned(), "localhost".to_owned(), address.ip().to_string()];
+    let tls_config = ca.server_config(&hosts)?;
+    let stop = CancellationToken::new();
+    let connections = listener::Connections { tracker: TaskTracker::new() };
+    let hub: Arc<dyn byos_http::Listeners> =
+        Arc::new(listener::Hub { bind: config.bind, tls: Arc::clone(&tls_config), stop: stop.clone(), connections: connections.clone() });
+
     let deployment = load_or_create_deployment(&store).await?;
     let directory = Arc::new(Directory::open(Arc::clone(&store), &root, &base_url).await?);
     let door = Arc::new(Door::new());
@@ -161,7 +171,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         blob_url.clone(),
         base_url.clone(),
     );
-    let providers: Vec<Arc<dyn byos_arm::Provider>> = vec![Arc::new(byos_storage::provider::StorageProvider(Arc::clone(&storage)))];
+    let keyvault = byos_keyvault::KeyVaultService::new(Arc::clone(&store), Arc::clone(&root), Arc::clone(&door), Arc::clone(&directory), hub, base_url.clone());
+    let providers: Vec<Arc<dyn byos_arm::Provider>> = vec![
+        Arc::new(byos_storage::provider::StorageProvider(Arc::clone(&storage))),
+        Arc::new(byos_keyvault::provider::KeyVaultProvider(Arc::clone(&keyvault))),
+    ];
     let arm_deployment = Deployment {
         subscription_id: deployment.subscription_id.clone(),
         location: deployment.location.clone(),
@@ -170,23 +184,17 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     };
     let arm = Arm::open(Arc::clone(&directory), Arc::clone(&door), Arc::clone(&store), arm_deployment, providers).await?;
     storage.load(&arm).await?;
+    keyvault.load(&arm).await?;
     let housekeeping = byos_storage::blob::sweep::spawn(Arc::clone(&storage), HOUSEKEEPING_INTERVAL);
     let (admin, admin_secret) = directory.ensure_sealed_service_principal(&root, DEPLOYMENT, ADMIN_KEY, "byos-admin").await?;
     byos_arm::rbac::assignments::ensure(&arm, admin.object_id, builtin::OWNER, &Scope::subscription(&deployment.subscription_id)).await?;
 
-    let ca = tls::CertificateAuthority::load_or_create(&store, &root).await?;
-    let ca_file = data_dir.join("ca.crt");
-    std::fs::write(&ca_file, &ca.cert_pem)?;
-    let hosts = vec!["127.0.0.1".to_owned(), "::1".to_owned(), "localhost".to_owned(), address.ip().to_string()];
-    let tls_config = ca.server_config(&hosts)?;
 
     let identity = IdentityState { directory: Arc::clone(&directory), door: Arc::clone(&door), authority: base_url.clone() };
     let public = byos_identity::api::public_router(identity.clone()).merge(byos_arm::router(Arc::clone(&arm))).layer(panic_guard());
     let operator = byos_identity::api::operator::router(identity).layer(panic_guard());
     let blob = byos_storage::blob::router(Arc::clone(&storage)).layer(panic_guard());
 
-    let stop = CancellationToken::new();
-    let connections = listener::Connections { tracker: TaskTracker::new() };
     let tasks = vec![
         tokio::spawn(listener::serve_tls(tcp, Arc::clone(&tls_config), public, stop.clone(), connections.clone())),
         tokio::spawn(listener::serve_tls(blob_tcp, Arc::clone(&tls_config), blob, stop.clone(), connections.clone())),

@@ -1,0 +1,604 @@
+//! The keys data plane of one vault (Key Vault REST 7.x, prefix-less paths on the vault's port).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use byos_authz::{Action, DenialKind, ResourceGuard};
+use byos_core::{ApiError, Caller, ErrorFormat, Scope};
+use byos_crypto::vault_keys::{RsaEncryption, RsaKey, RsaSignature};
+use byos_crypto::{SealPurpose, b64url, b64url_decode};
+use byos_http::{Failure, bearer_token, json_response, origin_of};
+use byos_store::{Batch, Table};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use zeroize::Zeroizing;
+
+use crate::{KeyVaultService, Vault};
+
+const KEYS: Table = Table("kv_keys");
+const KEY_STATE: Table = Table("kv_key_state");
+const VAULT_AUDIENCES: [&str; 2] = ["https://vault.azure.net", "https://vault.azure.net/"];
+const DEFAULT_KEY_OPS: [&str; 6] = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"];
+const MAX_BODY: usize = 256 * 1024;
+
+/// One version of a key, as stored. The private key is sealed under the root key.
+#[derive(Clone, Serialize, Deserialize)]
+struct KeyVersion {
+    v: u32,
+    name: String,
+    version: String,
+    kty: String,
+    key_ops: Vec<String>,
+    enabled: bool,
+    nbf: Option<i64>,
+    exp: Option<i64>,
+    created: i64,
+    updated: i64,
+    tags: Map<String, Value>,
+    n: String,
+    e: String,
+    sealed_private: String,
+}
+
+/// A key's name-level state: its current version and, once deleted, when.
+#[derive(Clone, Serialize, Deserialize)]
+struct KeyState {
+    v: u32,
+    latest: String,
+    deleted: Option<Deleted>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct Deleted {
+    deleted_date: i64,
+    scheduled_purge_date: i64,
+}
+
+fn kv_error(status: u16, code: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(status, code, message).with_format(ErrorFormat::KeyVault)
+}
+
+fn bad_parameter(message: impl Into<String>) -> ApiError {
+    kv_error(400, "BadParameter", message)
+}
+
+fn internal() -> ApiError {
+    ApiError::internal().with_format(ErrorFormat::KeyVault)
+}
+
+fn store_err(e: byos_store::StoreError) -> ApiError {
+    match e {
+        byos_store::StoreError::Conflict { .. } => kv_error(409, "Conflict", "A concurrent change conflicted with this request; retry it."),
+        byos_store::StoreError::Backend(detail) => {
+            tracing::error!(%detail, "metadata store failure");
+            internal()
+        }
+    }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|_| internal())
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|_| internal())
+}
+
+/// The router of one vault's listener.
+pub fn router(service: Arc<KeyVaultService>, vault: String) -> Router {
+    Router::new().fallback(handle).with_state((service, vault))
+}
+
+async fn handle(State((service, vault)): State<(Arc<KeyVaultService>, String)>, request: Request) -> Response {
+    match dispatch(&service, &vault, request).await {
+        Ok(response) => response,
+        Err(failure) => failure.into_response(),
+    }
+}
+
+/// What a request addresses, from its path.
+enum Target {
+    Keys,
+    Create(String),
+    Key(String, Option<String>),
+    Versions(String),
+    Operation(String, String, String),
+    DeletedKeys,
+    DeletedKey(String),
+    Recover(String),
+}
+
+fn target(path: &str) -> Option<Target> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let own = |s: &str| s.to_owned();
+    let version = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    Some(match segments.as_slice() {
+        ["keys"] | ["keys", ""] => Target::Keys,
+        ["keys", name, "create"] => Target::Create(own(name)),
+        ["keys", name, "versions"] => Target::Versions(own(name)),
+        ["keys", name] => Target::Key(own(name), None),
+        ["keys", name, v] => Target::Key(own(name), version(v)),
+        ["keys", name, v, op] => Target::Operation(own(name), own(v), op.to_ascii_lowercase()),
+        ["deletedkeys"] | ["deletedkeys", ""] => Target::DeletedKeys,
+        ["deletedkeys", name] => Target::DeletedKey(own(name)),
+        ["deletedkeys", name, "recover"] => Target::Recover(own(name)),
+        _ => return None,
+    })
+}
+
+/// The authenticated caller, or the 401 challenge the SDK needs to fetch a token.
+fn authenticate(service: &KeyVaultService, request: &Request) -> Result<Caller, ApiError> {
+    let challenge = format!("Bearer authorization=\"{}/{}\", resource=\"https://vault.azure.net\"", service.authority, service.directory.tenant_id());
+    let Some(token) = bearer_token(request.headers()) else {
+        return Err(kv_error(401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.").with_challenge(challenge));
+    };
+    service.directory.authenticate(token, &VAULT_AUDIENCES, origin_of(request.extensions())).map_err(|e| {
+        kv_error(401, "Unauthorized", format!("AKV10032: Invalid token: {e}.")).with_challenge(challenge.clone()).with_explanation(json!({"reason": e.to_string()}))
+    })
+}
+
+/// Asks the door: RBAC on RBAC vaults, the vault's access policy otherwise.
+fn authorize(service: &KeyVaultService, vault: &Vault, caller: &Caller, action: &'static str, permission: &str, key: Option<&str>) -> Result<(), ApiError> {
+    let scope_text = match key {
+        Some(name) => format!("{}/keys/{name}", vault.id),
+        None => vault.id.clone(),
+    };
+    let scope = Scope::parse(&scope_text).map_err(|_| internal())?;
+    let guard = ResourceGuard {
+        policy_permits: (!vault.settings.enable_rbac_authorization).then(|| vault.settings.policy_permits(caller.object_id, caller.tenant_id)),
+        ..ResourceGuard::default()
+    };
+    service.door.authorize_access(caller, &Action::data(action), &scope, Some(&guard)).map(|_| ()).map_err(|denial| {
+        let who = format!("appid={};oid={}", caller.client_id.map(|c| c.to_string()).unwrap_or_default(), caller.object_id.map(|c| c.to_string()).unwrap_or_default());
+        let error = match denial.kind {
+            DenialKind::AccessPolicy => kv_error(
+                403,
+                "Forbidden",
+                format!("The user, group or application '{who}' does not have keys {permission} permission on key vault '{};location={}'.", vault.name, vault.location),
+            )
+            .with_inner_code("AccessDenied"),
+            _ => kv_error(403, "Forbidden", format!("Caller is not authorized to perform action on resource. Caller: {who}. Action: '{action}'. Resource: '{scope_text}'."))
+                .with_inner_code("ForbiddenByRbac"),
+        };
+        error.with_explanation(denial.explanation())
+    })
+}
+
+async fn dispatch(service: &Arc<KeyVaultService>, vault_name: &str, request: Request) -> Result<Response, Failure> {
+    let vault = service.vault(vault_name).ok_or_else(|| kv_error(404, "VaultNotFound", "The vault was deleted."))?;
+    let caller = authenticate(service, &request)?;
+    let method = request.method().clone();
+    let target = target(request.uri().path()).ok_or_else(|| kv_error(404, "NotFound", "The requested URI does not address a Key Vault key resource."))?;
+    let body = axum::body::to_bytes(request.into_body(), MAX_BODY).await.map_err(|_| bad_parameter("The request body is too large."))?;
+    let ctx = Ctx { service, vault: &vault, caller: &caller };
+    use Target as T;
+    match (method, target) {
+        (Method::GET, T::Keys) => ctx.list_keys().await,
+        (Method::POST, T::Create(name)) => ctx.create(&name, &body).await,
+        (Method::GET, T::Key(name, version)) => ctx.get(&name, version.as_deref()).await,
+        (Method::PATCH, T::Key(name, version)) => ctx.update(&name, version.as_deref(), &body).await,
+        (Method::DELETE, T::Key(name, None)) => ctx.delete(&name).await,
+        (Method::GET, T::Versions(name)) => ctx.list_versions(&name).await,
+        (Method::POST, T::Operation(name, version, op)) => ctx.operate(&name, &version, &op, &body).await,
+        (Method::GET, T::DeletedKeys) => ctx.list_deleted().await,
+        (Method::GET, T::DeletedKey(name)) => ctx.get_deleted(&name).await,
+        (Method::DELETE, T::DeletedKey(name)) => ctx.purge(&name).await,
+        (Method::POST, T::Recover(name)) => ctx.recover(&name).await,
+        (method, _) => Err(Failure::from(kv_error(405, "MethodNotAllowed", format!("The method {method} is not supported on this resource.")))),
+    }
+}
+
+struct Ctx<'a> {
+    service: &'a Arc<KeyVaultService>,
+    vault: &'a Vault,
+    caller: &'a Caller,
+}
+
+fn validate_name(name: &str) -> Result<(), ApiError> {
+    if !name.is_empty() && name.len() <= 127 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        Ok(())
+    } else {
+        Err(bad_parameter(format!("The key name '{name}' is invalid: it must match ^[0-9a-zA-Z-]+$ and be at most 127 characters.")))
+    }
+}
+
+fn not_found(name: &str, version: Option<&str>) -> ApiError {
+    kv_error(404, "KeyNotFound", format!("A key with (name/id) {name}{} was not found in this key vault.", version.map(|v| format!("/{v}")).unwrap_or_default()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Attributes {
+    enabled: Option<bool>,
+    nbf: Option<i64>,
+    exp: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    kty: String,
+    key_size: Option<usize>,
+    #[serde(default)]
+    key_ops: Option<Vec<String>>,
+    #[serde(default)]
+    attributes: Option<Attributes>,
+    #[serde(default)]
+    tags: Option<Map<String, Value>>,
+}
+
+#[derive(Deserialize)]
+struct UpdateBody {
+    #[serde(default)]
+    key_ops: Option<Vec<String>>,
+    #[serde(default)]
+    attributes: Option<Attributes>,
+    #[serde(default)]
+    tags: Option<Map<String, Value>>,
+}
+
+#[derive(Deserialize)]
+struct OperationBody {
+    alg: String,
+    value: String,
+    #[serde(default)]
+    digest: Option<String>,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| bad_parameter(format!("The request body is invalid: {e}.")))
+}
+
+const KEY_OPS: [&str; 6] = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"];
+
+fn check_key_ops(ops: &[String]) -> Result<(), ApiError> {
+    match ops.iter().find(|op| !KEY_OPS.contains(&op.as_str())) {
+        Some(op) => Err(bad_parameter(format!("The key operation '{op}' is invalid."))),
+        None => Ok(()),
+    }
+}
+
+impl Ctx<'_> {
+    fn kid(&self, name: &str, version: Option<&str>) -> String {
+        match version {
+            Some(v) => format!("{}keys/{name}/{v}", self.vault.uri),
+            None => format!("{}keys/{name}", self.vault.uri),
+        }
+    }
+
+    fn recovery_level(&self) -> &'static str {
+        if self.vault.settings.enable_purge_protection { "Recoverable" } else { "Recoverable+Purgeable" }
+    }
+
+    fn attributes(&self, k: &KeyVersion) -> Value {
+        let mut attributes = json!({
+            "enabled": k.enabled, "created": k.created, "updated": k.updated,
+            "recoveryLevel": self.recovery_level(), "recoverableDays": self.vault.settings.soft_delete_retention_in_days,
+        });
+        if let Some(nbf) = k.nbf {
+            attributes["nbf"] = json!(nbf);
+        }
+        if let Some(exp) = k.exp {
+            attributes["exp"] = json!(exp);
+        }
+        attributes
+    }
+
+    fn bundle(&self, k: &KeyVersion) -> Value {
+        json!({
+            "key": {"kid": self.kid(&k.name, Some(&k.version)), "kty": k.kty, "key_ops": k.key_ops, "n": k.n, "e": k.e},
+            "attributes": self.attributes(k),
+            "tags": k.tags,
+        })
+    }
+
+    fn deleted_bundle(&self, k: &KeyVersion, deleted: &Deleted) -> Value {
+        let mut bundle = self.bundle(k);
+        bundle["recoveryId"] = json!(format!("{}deletedkeys/{}", self.vault.uri, k.name));
+        bundle["deletedDate"] = json!(deleted.deleted_date);
+        bundle["scheduledPurgeDate"] = json!(deleted.scheduled_purge_date);
+        bundle
+    }
+
+    fn state_key(&self, name: &str) -> String {
+        format!("{}/{}", self.vault.name.to_ascii_lowercase(), name.to_ascii_lowercase())
+    }
+
+    fn version_key(&self, name: &str, version: &str) -> String {
+        format!("{}/{}", self.state_key(name), version)
+    }
+
+    async fn state(&self, name: &str) -> Result<Option<KeyState>, ApiError> {
+        self.service.store.get(KEY_STATE, &self.state_key(name)).await.map_err(store_err)?.map(|b| decode(&b)).transpose()
+    }
+
+    async fn version(&self, name: &str, version: &str) -> Result<Option<KeyVersion>, ApiError> {
+        self.service.store.get(KEYS, &self.version_key(name, version)).await.map_err(store_err)?.map(|b| decode(&b)).transpose()
+    }
+
+    /// A live (not deleted) key's requested or latest version.
+    async fn live(&self, name: &str, version: Option<&str>) -> Result<KeyVersion, ApiError> {
+        let state = self.state(name).await?.filter(|s| s.deleted.is_none()).ok_or_else(|| not_found(name, version))?;
+        self.version(name, version.unwrap_or(&state.latest)).await?.ok_or_else(|| not_found(name, version))
+    }
+
+    async fn create(&self, name: &str, body: &Bytes) -> Result<Response, Failure> {
+        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/create/action", "create", Some(name))?;
+        validate_name(name)?;
+        let request: CreateBody = parse(body)?;
+        let bits = match request.kty.as_str() {
+            "RSA" | "RSA-HSM" => request.key_size.unwrap_or(2048),
+            other => return Err(Failure::from(bad_parameter(format!("The key type '{other}' is not supported; byos creates RSA keys (2048, 3072, 4096 bits).")))),
+        };
+        if ![2048, 3072, 4096].contains(&bits) {
+            return Err(Failure::from(bad_parameter(format!("The key size {bits} is not supported; use 2048, 3072 or 4096."))));
+        }
+        let key_ops = request.key_ops.unwrap_or_else(|| DEFAULT_KEY_OPS.iter().map(|s| (*s).to_owned()).collect());
+        check_key_ops(&key_ops)?;
+        let previous = self.state(name).await?;
+        if previous.as_ref().is_some_and(|s| s.deleted.is_some()) {
+            return Err(Failure::from(
+                kv_error(409, "Conflict", format!("Key {name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the key can only be recovered or purged."))
+                    .with_inner_code("ObjectIsDeletedButRecoverable"),
+            ));
+        }
+        // RSA generation takes up to seconds for 4096 bits: keep it off the async workers.
+        let key = tokio::task::spawn_blocking(move || RsaKey::generate(bits)).await.map_err(|_| internal())?.map_err(|_| internal())?;
+        let (n, e) = key.public_components().map_err(|_| internal())?;
+        let sealed = self.service.root.seal(SealPurpose::VaultKey, key.pkcs8()).map_err(|_| internal())?;
+        let attributes = request.attributes.unwrap_or_default();
+        let now = byos_core::time::unix_now();
+        let record = KeyVersion {
+            v: 1,
+            name: name.to_owned(),
+            version: uuid::Uuid::new_v4().simple().to_string(),
+            kty: "RSA".into(),
+            key_ops,
+            enabled: attributes.enabled.unwrap_or(true),
+            nbf: attributes.nbf,
+            exp: attributes.exp,
+            created: now,
+            updated: now,
+            tags: request.tags.unwrap_or_default(),
+            n: b64url(&n),
+            e: b64url(&e),
+            sealed_private: b64url(&sealed),
+        };
+        let state = KeyState { v: 1, latest: record.version.clone(), deleted: None };
+        let state_bytes = previous.map(|p| encode(&p)).transpose()?;
+        let batch = Batch::new()
+            .expect_unchanged(KEY_STATE, self.state_key(name), state_bytes)
+            .put(KEYS, self.version_key(name, &record.version), encode(&record)?)
+            .put(KEY_STATE, self.state_key(name), encode(&state)?);
+        self.service.store.commit(batch).await.map_err(store_err)?;
+        tracing::info!(vault = %self.vault.name, key = name, version = %record.version, "key created");
+        Ok(json_response(200, &self.bundle(&record)))
+    }
+
+    async fn get(&self, name: &str, version: Option<&str>) -> Result<Response, Failure> {
+        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/read", "get", Some(name))?;
+        Ok(json_response(200, &self.bundle(&self.live(name, version).await?)))
+    }
+
+    async fn update(&self, name: &str, version: Option<&str>, body: &Bytes) -> Result<Response, Failure> {
+        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/update/action", "update", Some(name))?;
+        let request: UpdateBody = parse(body)?;
+        let mut key = self.live(name, version).await?;
+        let before = encode(&key)?;
+        if let Some(ops) = request.key_ops {
+            check_key_ops(&ops)?;
+            key.key_ops = ops;
+        }
+        if let Some(attributes) = request.attributes {
+            key.enabled = attributes.enabled.unwrap_or(key.enabled);
+            key.nbf = attributes.nbf.or(key.nbf);
+            key.exp = attributes.exp.or(key.exp);
+        }
+        if let Some(tags) = request.tags {
+            key.tags = tags;
+        }
+        key.updated = byos_core::time::unix_now();
+        let vkey = self.version_key(name, &key.version);
+        let batch = Batch::new().expect_unchanged(KEYS, vkey.clone(), Some(before)).put(KEYS, vkey, encode(&key)?);
+        self.service.store.commit(batch).await.map_err(store_err)?;
+        Ok(json_response(200, &self.bundle(&key)))
+    }
+
+    async fn list_keys(&self) -> Result<Response, Failure> {
+        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/read", "list", None)?;
+        let prefix = format!("{}/", self.vault.name.to_ascii_lowercase());
+        let mut value = Vec::new();
+        for (state_key, bytes) in self.service.store.scan(KEY_STATE, &prefix).await.map_err(store_err)? {
+            let state: KeyState = decode(&bytes)?;
+            if state.deleted.is_some() {
+                continue;
+            }
+            if let Some(key) = self.version(&state_key[prefix.len()..], &state.latest).await? {
+                value.push(json!({"kid": self.kid(&key.name, None), "attributes": self.attributes(&key), "tags": key.tags}));
+            }
+        }
+        Ok(json_response(200, &json!({"value": value, "nextLink": null})))
+    }
+
+    async fn versions(&self, name: &str) -> Result<Vec<KeyVersion>, ApiError> {
+        let rows = self.service.store.scan(KEYS, &format!("{}/", self.state_key(name))).await.map_err(store_err)?;
+        let mut versions: Vec<KeyVersion> = rows.iter().map(|(_, b)| decode(b)).collect::<Result<_, _>>()?;
+        versions.sort_by_key(|k| k.created);
+        Ok(versions)
+    }
+
+    async fn list_versions(&self, name: &str) -> Result<Response, Failure> {
+        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/read", "list", Some(name))?;
+        self.live(name, None).await?;
+        let value: Vec<Value> = self
+            .versions(name)
+            .await?
+            .iter()
+            .map(|k| json!({"kid": self.kid(&k.name, Some(&k.version)), "attributes": self.attributes(k), "tags": k.tags}))
+            .collect();
+        Ok(json_response(200, &json!({"value": value, "nextLink": null})))
+    }
+
+    async fn delete(&self, name: &str) -> Result<Response, Failure> {
+        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/delete", "delete", Some(name))?;
+        let key = self.live(name, None).await?;
+        let state = self.state(name).await?.ok_or_else(|| not_found(name, None))?;
+        let now = byos_core::time::unix_now();
+        let deleted = Deleted { deleted_date: now, scheduled_purge_date: now + i64::from(self.vault.settings.soft_delete_retention_in_days) * 86_400 };
+        let new_state = KeyState { deleted: Some(deleted.clone()), ..state.clone() };
+        let skey = self.state_key(name);
+        let batch = Batch::new().expect_unchanged(KEY_STATE, skey.clone(), Some(encode(&state)?)).put(KEY_STATE, skey, encode(&new_state)?);
+        self.service.store.commit(batch).await.map_err(store_err)?;
+        tracing::info!(vault = %self.vault.name, key = name, "key soft-deleted");
+        Ok(json_response(200, &self.deleted_bundle(&key, &deleted)))
+    }
+
+    async fn deleted_key(&self, name: &str) -> Result<(KeyState, Deleted, KeyVersion), ApiError> {
+        let missing = || kv_error(404, "KeyNotFound", format!("Deleted Key not found: {name}"));
+        let state = self.state(name).await?.ok_or_else(missing)?;
+        let deleted = state.deleted.clone().ok_or_else(missing)?;
+        let key = self.version(name, &state.latest).await?.ok_or_else(missing)?;
+        Ok((state, deleted, key))
+    }
+
+    async fn get_deleted(&self, name: &str) -> Result<Response, Failure> {
+        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/read", "get", Some(name))?;
+        let (_, deleted, key) = self.deleted_key(name).await?;
+        Ok(json_response(200, &self.deleted_bundle(&key, &deleted)))
+    }
+
+    async fn list_deleted(&self) -> Result<Response, Failure> {
+        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/read", "list", None)?;
+        let prefix = format!("{}/", self.vault.name.to_ascii_lowercase());
+        let mut value = Vec::new();
+        for (state_key, bytes) in self.service.store.scan(KEY_STATE, &prefix).await.map_err(store_err)? {
+            let state: KeyState = decode(&bytes)?;
+            let Some(deleted) = &state.deleted else { continue };
+            if let Some(key) = self.version(&state_key[prefix.len()..], &state.latest).await? {
+                let mut item = self.deleted_bundle(&key, deleted);
+                item["kid"] = json!(self.kid(&key.name, None));
+                value.push(item);
+            }
+        }
+        Ok(json_response(200, &json!({"value": value, "nextLink": null})))
+    }
+
+    async fn recover(&self, name: &str) -> Result<Response, Failure> {
+        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/recover/action", "recover", Some(name))?;
+        let (state, _, key) = self.deleted_key(name).await?;
+        let skey = self.state_key(name);
+        let recovered = KeyState { deleted: None, ..state.clone() };
+        let batch = Batch::new().expect_unchanged(KEY_STATE, skey.clone(), Some(encode(&state)?)).put(KEY_STATE, skey, encode(&recovered)?);
+        self.service.store.commit(batch).await.map_err(store_err)?;
+        Ok(json_response(200, &self.bundle(&key)))
+    }
+
+    async fn purge(&self, name: &str) -> Result<Response, Failure> {
+        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/purge/action", "purge", Some(name))?;
+        let (state, deleted, _) = self.deleted_key(name).await?;
+        if self.vault.settings.enable_purge_protection && deleted.scheduled_purge_date > byos_core::time::unix_now() {
+            return Err(Failure::from(kv_error(
+                403,
+                "Forbidden",
+                "Operation \"purge\" is not allowed because purge protection is enabled for this vault. Key Vault service will automatically purge it after the retention period has passed.",
+            )
+            .with_inner_code("PurgeProtected")));
+        }
+        let skey = self.state_key(name);
+        let mut batch = Batch::new().expect_unchanged(KEY_STATE, skey.clone(), Some(encode(&state)?)).delete(KEY_STATE, skey);
+        for version in self.versions(name).await? {
+            batch = batch.delete(KEYS, self.version_key(name, &version.version));
+        }
+        self.service.store.commit(batch).await.map_err(store_err)?;
+        tracing::info!(vault = %self.vault.name, key = name, "key purged");
+        Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+    }
+
+    /// encrypt, decrypt, wrapkey, unwrapkey, sign, verify with one key version.
+    async fn operate(&self, name: &str, version: &str, op: &str, body: &Bytes) -> Result<Response, Failure> {
+        let (action, permission, key_op) = match op {
+            "encrypt" => ("Microsoft.KeyVault/vaults/keys/encrypt/action", "encrypt", "encrypt"),
+            "decrypt" => ("Microsoft.KeyVault/vaults/keys/decrypt/action", "decrypt", "decrypt"),
+            "wrapkey" => ("Microsoft.KeyVault/vaults/keys/wrap/action", "wrapKey", "wrapKey"),
+            "unwrapkey" => ("Microsoft.KeyVault/vaults/keys/unwrap/action", "unwrapKey", "unwrapKey"),
+            "sign" => ("Microsoft.KeyVault/vaults/keys/sign/action", "sign", "sign"),
+            "verify" => ("Microsoft.KeyVault/vaults/keys/verify/action", "verify", "verify"),
+            other => return Err(Failure::from(kv_error(404, "NotFound", format!("'{other}' is not a key operation.")))),
+        };
+        authorize(self.service, self.vault, self.caller, action, permission, Some(name))?;
+        let request: OperationBody = parse(body)?;
+        let key = self.live(name, Some(version)).await?;
+        self.check_usable(&key, key_op)?;
+        let value = b64url_decode(&request.value).ok_or_else(|| bad_parameter("The 'value' is not valid base64url."))?;
+        let private = self.private_key(&key)?;
+        let kid = self.kid(name, Some(&key.version));
+        let out = match op {
+            "encrypt" | "wrapkey" => {
+                let alg = RsaEncryption::parse(&request.alg).ok_or_else(|| bad_parameter(format!("The algorithm '{}' is not valid for an RSA key.", request.alg)))?;
+                let out = private.encrypt(alg, &value).map_err(|_| bad_parameter("The value is too long for this key and algorithm."))?;
+                json!({"kid": kid, "value": b64url(&out)})
+            }
+            "decrypt" | "unwrapkey" => {
+                let alg = RsaEncryption::parse(&request.alg).ok_or_else(|| bad_parameter(format!("The algorithm '{}' is not valid for an RSA key.", request.alg)))?;
+                if value.len() != private.modulus_len().map_err(|_| internal())? {
+                    return Err(Failure::from(bad_parameter("The ciphertext length does not match the key's modulus length.")));
+                }
+                let plain = private.decrypt(alg, &value).map_err(|_| bad_parameter("The ciphertext could not be decrypted with this key and algorithm."))?;
+                json!({"kid": kid, "value": b64url(&plain)})
+            }
+            "sign" => {
+                let alg = RsaSignature::parse(&request.alg).ok_or_else(|| bad_parameter(format!("The algorithm '{}' is not valid for an RSA key.", request.alg)))?;
+                if value.len() != alg.digest_len() {
+                    return Err(Failure::from(bad_parameter(format!("The digest must be {} bytes for {}.", alg.digest_len(), request.alg))));
+                }
+                json!({"kid": kid, "value": b64url(&private.sign_digest(alg, &value).map_err(|_| internal())?)})
+            }
+            _ => {
+                let alg = RsaSignature::parse(&request.alg).ok_or_else(|| bad_parameter(format!("The algorithm '{}' is not valid for an RSA key.", request.alg)))?;
+                let digest = request.digest.as_deref().and_then(b64url_decode).ok_or_else(|| bad_parameter("The 'digest' is missing or not valid base64url."))?;
+                json!({"value": private.verify_digest(alg, &digest, &value).map_err(|_| internal())?})
+            }
+        };
+        tracing::debug!(vault = %self.vault.name, key = name, version = %key.version, op, "key operation");
+        Ok(json_response(200, &out))
+    }
+
+    /// Disabled, expired, not-yet-valid keys and operations the key does not allow are refused.
+    fn check_usable(&self, key: &KeyVersion, op: &str) -> Result<(), ApiError> {
+        let now = byos_core::time::unix_now();
+        let refuse = |inner: &str, message: String| Err(kv_error(403, "Forbidden", message).with_inner_code(inner));
+        if !key.enabled {
+            return refuse("KeyDisabled", format!("Operation {op} is not allowed on a disabled key."));
+        }
+        if key.nbf.is_some_and(|nbf| now < nbf) {
+            return refuse("KeyNotYetValid", format!("Operation {op} is not allowed on a key that is not yet valid."));
+        }
+        if key.exp.is_some_and(|exp| now >= exp) {
+            return refuse("KeyExpired", format!("Operation {op} is not allowed on an expired key."));
+        }
+        if !key.key_ops.iter().any(|o| o == op) {
+            return refuse("OperationNotAllowed", format!("Operation {op} is not permitted on this key."));
+        }
+        Ok(())
+    }
+
+    fn private_key(&self, key: &KeyVersion) -> Result<RsaKey, ApiError> {
+        let sealed = b64url_decode(&key.sealed_private).ok_or_else(internal)?;
+        let pkcs8: Zeroizing<Vec<u8>> = self.service.root.open(SealPurpose::VaultKey, &sealed).map_err(|_| internal())?;
+        RsaKey::from_pkcs8(pkcs8).map_err(|_| internal())
+    }
+}
+
+/// Adds the deletion of every key of a vault to `batch` (purging the vault).
+pub async fn vault_keys_delete_ops(service: &KeyVaultService, vault: &str, mut batch: Batch) -> Result<Batch, ApiError> {
+    let prefix = format!("{vault}/");
+    for table in [KEYS, KEY_STATE] {
+        for (key, _) in service.store.scan(table, &prefix).await.map_err(store_err)? {
+            batch = batch.delete(table, key);
+        }
+    }
+    Ok(batch)
+}

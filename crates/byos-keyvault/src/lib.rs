@@ -1,0 +1,117 @@
+//! Key vaults and their keys.
+//!
+//! - [`settings`]: the vault properties byos enforces (soft delete always on, irreversible purge
+//!   protection, access policies or RBAC).
+//! - [`provider`]: the `Microsoft.KeyVault` ARM provider, soft-deleted vaults, access policy edits.
+//! - [`keys`]: the keys data plane (create, versions, crypto operations, delete/recover/purge), one
+//!   listener per vault because the SDK needs a host or port per vault. Private keys never leave
+//!   byos and are stored only sealed under the root key.
+
+pub mod keys;
+pub mod provider;
+pub mod settings;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use byos_arm::Arm;
+use byos_authz::Door;
+use byos_core::ApiError;
+use byos_crypto::RootKey;
+use byos_http::{ListenerHandle, Listeners};
+use byos_identity::Directory;
+use byos_store::{SharedStore, Table};
+
+use settings::VaultSettings;
+
+pub const VAULT_TYPE: &str = "Microsoft.KeyVault/vaults";
+pub(crate) const NAMES: Table = Table("kv_names");
+pub(crate) const DELETED_VAULTS: Table = Table("kv_deleted_vaults");
+
+/// A live vault as the data plane needs it.
+pub struct Vault {
+    pub id: String,
+    pub name: String,
+    pub location: String,
+    pub settings: VaultSettings,
+    /// `https://127.0.0.1:{port}/`
+    pub uri: String,
+}
+
+/// The Key Vault service: shared by the ARM provider and every vault listener.
+pub struct KeyVaultService {
+    pub(crate) store: SharedStore,
+    pub(crate) root: Arc<RootKey>,
+    pub(crate) door: Arc<Door>,
+    pub(crate) directory: Arc<Directory>,
+    pub(crate) authority: String,
+    listeners: Arc<dyn Listeners>,
+    vaults: RwLock<HashMap<String, Arc<Vault>>>,
+    open_listeners: Mutex<HashMap<String, ListenerHandle>>,
+}
+
+impl KeyVaultService {
+    pub fn new(store: SharedStore, root: Arc<RootKey>, door: Arc<Door>, directory: Arc<Directory>, listeners: Arc<dyn Listeners>, authority: String) -> Arc<Self> {
+        Arc::new(KeyVaultService {
+            store,
+            root,
+            door,
+            directory,
+            authority,
+            listeners,
+            vaults: RwLock::new(HashMap::new()),
+            open_listeners: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Opens a listener for every vault (at start-up, once the resource manager is open).
+    pub async fn load(self: &Arc<Self>, arm: &Arm) -> Result<(), ApiError> {
+        for record in arm.resources_under("/subscriptions/").await? {
+            if record.resource_type.eq_ignore_ascii_case(VAULT_TYPE) {
+                let settings: VaultSettings = serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+                let port = self.serve(&record.name, settings.port).await?;
+                if port != settings.port {
+                    tracing::warn!(vault = %record.name, old = settings.port, new = port, "vault port was taken; its vaultUri changed");
+                }
+                self.install(&record, VaultSettings { port, ..settings });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn vault(&self, name: &str) -> Option<Arc<Vault>> {
+        self.vaults.read().unwrap_or_else(|e| e.into_inner()).get(&name.to_ascii_lowercase()).cloned()
+    }
+
+    pub(crate) fn uri(port: u16) -> String {
+        format!("https://127.0.0.1:{port}/")
+    }
+
+    /// Starts serving a vault's data plane on `port` (or any port if it is taken); returns the port.
+    pub(crate) async fn serve(self: &Arc<Self>, name: &str, port: u16) -> Result<u16, ApiError> {
+        let router = keys::router(Arc::clone(self), name.to_ascii_lowercase());
+        let opened = match self.listeners.open(port, router.clone()).await {
+            Ok(opened) => opened,
+            Err(_) if port != 0 => self.listeners.open(0, router).await.map_err(|e| listener_error(name, e))?,
+            Err(e) => return Err(listener_error(name, e)),
+        };
+        self.open_listeners.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_ascii_lowercase(), opened.1);
+        Ok(opened.0)
+    }
+
+    pub(crate) fn install(&self, record: &byos_arm::ResourceRecord, settings: VaultSettings) {
+        let vault = Vault { id: record.id.clone(), name: record.name.clone(), location: record.location.clone(), uri: Self::uri(settings.port), settings };
+        self.vaults.write().unwrap_or_else(|e| e.into_inner()).insert(record.name.to_ascii_lowercase(), Arc::new(vault));
+    }
+
+    /// Stops serving a vault (deleted or its group deleted).
+    pub(crate) fn forget(&self, name: &str) {
+        self.vaults.write().unwrap_or_else(|e| e.into_inner()).remove(&name.to_ascii_lowercase());
+        self.open_listeners.lock().unwrap_or_else(|e| e.into_inner()).remove(&name.to_ascii_lowercase());
+    }
+}
+
+fn listener_error(name: &str, e: std::io::Error) -> ApiError {
+    tracing::error!(vault = name, error = %e, "cannot open a listener for the vault");
+    ApiError::internal()
+}

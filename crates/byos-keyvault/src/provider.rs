@@ -1,0 +1,335 @@
+//! The `Microsoft.KeyVault` ARM provider: vaults, soft-deleted vaults, access policy edits.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use byos_arm::records::{self, RESOURCES, ResourceRecord, encode, resource_key, resource_not_found, store_error, validate_tags};
+use byos_arm::{Arm, ArmRequest, Provider};
+use byos_authz::Action;
+use byos_core::{ApiError, ResourceId, Scope};
+use byos_http::{Failure, json_response};
+use byos_store::Batch;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::settings::{VaultSettings, validate_name};
+use crate::{DELETED_VAULTS, KeyVaultService, NAMES, VAULT_TYPE};
+
+const NAMESPACE: &str = "Microsoft.KeyVault";
+const READ: Action = Action::control("Microsoft.KeyVault/vaults/read");
+const WRITE: Action = Action::control("Microsoft.KeyVault/vaults/write");
+const DELETE: Action = Action::control("Microsoft.KeyVault/vaults/delete");
+const POLICY_WRITE: Action = Action::control("Microsoft.KeyVault/vaults/accessPolicies/write");
+const DELETED_READ: Action = Action::control("Microsoft.KeyVault/locations/deletedVaults/read");
+const PURGE: Action = Action::control("Microsoft.KeyVault/locations/deletedVaults/purge/action");
+
+/// The provider, holding the service whose listeners it keeps in step.
+pub struct KeyVaultProvider(pub Arc<KeyVaultService>);
+
+/// A soft-deleted vault: its last record, kept until purged or recovered.
+#[derive(Serialize, Deserialize)]
+struct DeletedVault {
+    v: u32,
+    record: ResourceRecord,
+    deletion_date: String,
+    scheduled_purge_date: String,
+}
+
+#[derive(Deserialize)]
+struct VaultBody {
+    location: Option<String>,
+    #[serde(default)]
+    tags: Option<Map<String, Value>>,
+    #[serde(default)]
+    properties: Option<Map<String, Value>>,
+}
+
+fn unknown_type(rest: &[String]) -> Failure {
+    Failure::from(ApiError::bad_request("InvalidResourceType", format!("The resource type '{}' could not be found in the namespace '{NAMESPACE}'.", rest.join("/"))))
+}
+
+fn method_not_allowed(method: &Method) -> Failure {
+    Failure::from(ApiError::new(405, "MethodNotAllowed", format!("The HTTP method '{method}' is not supported for this resource.")))
+}
+
+#[async_trait]
+impl Provider for KeyVaultProvider {
+    fn namespace(&self) -> &'static str {
+        NAMESPACE
+    }
+
+    async fn handle(&self, arm: &Arm, request: &ArmRequest, group: Option<&str>, rest: &[String]) -> Result<Response, Failure> {
+        let sub = arm.deployment.subscription_id.clone();
+        let parts: Vec<&str> = rest.iter().map(String::as_str).collect();
+        let is = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        match (group, parts.as_slice()) {
+            (_, [t]) if is(t, "vaults") => self.list(arm, request, &sub, group).await,
+            (None, [t]) if is(t, "deletedVaults") => self.list_deleted(arm, request, &sub).await,
+            (None, [l, _, d, name]) if is(l, "locations") && is(d, "deletedVaults") => self.get_deleted(arm, request, &sub, name).await,
+            (None, [l, _, d, name, p]) if is(l, "locations") && is(d, "deletedVaults") && is(p, "purge") => self.purge(arm, request, &sub, name).await,
+            (Some(group), [t, name]) if is(t, "vaults") => {
+                let id = ResourceId::new(&sub, group, NAMESPACE, "vaults", name);
+                match request.method {
+                    Method::GET => {
+                        request.authorize(arm, &READ, &id.scope())?;
+                        let record = arm.resource(&id.to_string()).await?.ok_or_else(|| resource_not_found(VAULT_TYPE, name, group))?;
+                        Ok(json_response(200, &self.wire(&record)?))
+                    }
+                    Method::PUT | Method::PATCH => {
+                        request.authorize(arm, &WRITE, &id.scope())?;
+                        self.put(arm, request, &id).await
+                    }
+                    Method::DELETE => {
+                        request.authorize(arm, &DELETE, &id.scope())?;
+                        self.delete(arm, &id).await
+                    }
+                    ref other => Err(method_not_allowed(other)),
+                }
+            }
+            (Some(group), [t, name, a, kind]) if is(t, "vaults") && is(a, "accessPolicies") => {
+                let id = ResourceId::new(&sub, group, NAMESPACE, "vaults", name);
+                request.authorize(arm, &POLICY_WRITE, &id.scope())?;
+                self.edit_policies(arm, request, &id, kind).await
+            }
+            _ => Err(unknown_type(rest)),
+        }
+    }
+
+    async fn delete_ops(&self, _arm: &Arm, resource: &ResourceRecord, batch: Batch) -> Result<Batch, ApiError> {
+        soft_delete_ops(resource, batch)
+    }
+
+    async fn deleted(&self, resource: &ResourceRecord) {
+        self.0.forget(&resource.name);
+    }
+}
+
+/// Moves a vault's record to the soft-deleted table (its keys stay where they are).
+fn soft_delete_ops(record: &ResourceRecord, batch: Batch) -> Result<Batch, ApiError> {
+    let settings: VaultSettings = serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+    let now = time::OffsetDateTime::now_utc();
+    let deleted = DeletedVault {
+        v: 1,
+        record: record.clone(),
+        deletion_date: byos_core::time::rfc3339(now),
+        scheduled_purge_date: byos_core::time::rfc3339(now + time::Duration::days(settings.soft_delete_retention_in_days.into())),
+    };
+    let key = record.name.to_ascii_lowercase();
+    Ok(batch.put(DELETED_VAULTS, key.clone(), encode(&key, &deleted)?))
+}
+
+impl KeyVaultProvider {
+    fn wire(&self, record: &ResourceRecord) -> Result<Value, ApiError> {
+        let settings: VaultSettings = serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+        let mut wire = record.to_wire();
+        wire["properties"] = settings.to_wire(&KeyVaultService::uri(settings.port));
+        Ok(wire)
+    }
+
+    async fn put(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<Response, Failure> {
+        validate_name(&id.name)?;
+        let body: VaultBody = request.json()?;
+        if let Some(tags) = &body.tags {
+            validate_tags(tags)?;
+        }
+        let props = body.properties.clone().unwrap_or_default();
+        let _guard = arm.write_guard().await;
+        let group = arm.require_group(&id.subscription_id, &id.resource_group).await?;
+        let current = arm.resource(&id.to_string()).await?;
+        if current.is_none() && request.method == Method::PATCH {
+            return Err(Failure::from(resource_not_found(VAULT_TYPE, &id.name, &id.resource_group)));
+        }
+        let name_key = id.name.to_ascii_lowercase();
+        let recover = props.get("createMode").and_then(Value::as_str).is_some_and(|m| m.eq_ignore_ascii_case("recover"));
+        let deleted = self.0.store.get(DELETED_VAULTS, &name_key).await.map_err(store_error)?;
+        if current.is_none() && recover {
+            let bytes = deleted.ok_or_else(|| ApiError::not_found("ResourceNotFound", format!("There is no soft-deleted vault named '{}' to recover.", id.name)))?;
+            let deleted: DeletedVault = records::decode(&name_key, &bytes)?;
+            return self.recover(arm, id, deleted).await;
+        }
+        let name_owner = self.0.store.get(NAMES, &name_key).await.map_err(store_error)?;
+        if current.is_none() && (name_owner.is_some() || deleted.is_some()) {
+            return Err(Failure::from(ApiError::conflict("VaultAlreadyExists", format!("The vault name '{}' is already in use (possibly by a soft-deleted vault).", id.name))));
+        }
+        let mut settings = match &current {
+            Some(record) => {
+                let mut s: VaultSettings = serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+                s.apply(&props)?;
+                s
+            }
+            None => VaultSettings::create(&props)?,
+        };
+        if settings.tenant_id != arm.directory.tenant_id() {
+            return Err(Failure::from(ApiError::bad_request("BadRequest", "The vault's tenantId must be this deployment's tenant.")));
+        }
+        if current.is_none() {
+            settings.port = self.0.serve(&id.name, 0).await?;
+        }
+        let record = ResourceRecord {
+            v: records::RECORD_VERSION,
+            id: id.to_string(),
+            name: id.name.clone(),
+            resource_type: VAULT_TYPE.into(),
+            location: current.as_ref().map(|r| r.location.clone()).or(body.location.filter(|l| !l.is_empty())).unwrap_or(group.location),
+            tags: body.tags.or_else(|| current.as_ref().map(|r| r.tags.clone())).unwrap_or_default(),
+            properties: serde_json::to_value(&settings).map_err(|_| ApiError::internal())?,
+            identity: None,
+            owned_principals: vec![],
+            created_on: current.as_ref().map(|r| r.created_on.clone()).unwrap_or_else(byos_core::time::rfc3339_now),
+            extra: Map::new(),
+        };
+        let key = resource_key(&record.id);
+        let mut batch = Batch::new().put(RESOURCES, key.clone(), encode(&key, &record)?);
+        if current.is_none() {
+            batch = batch.expect_absent(NAMES, name_key.clone()).put(NAMES, name_key, record.id.clone().into_bytes());
+        }
+        if let Err(e) = self.0.store.commit(batch).await {
+            if current.is_none() {
+                self.0.forget(&id.name);
+            }
+            return Err(Failure::from(store_error(e)));
+        }
+        self.0.install(&record, settings);
+        tracing::info!(vault = %record.id, created = current.is_none(), "key vault written");
+        Ok(json_response(if current.is_none() { 201 } else { 200 }, &self.wire(&record)?))
+    }
+
+    async fn recover(&self, arm: &Arm, id: &ResourceId, deleted: DeletedVault) -> Result<Response, Failure> {
+        let mut record = deleted.record;
+        if !record.id.eq_ignore_ascii_case(&id.to_string()) {
+            return Err(Failure::from(ApiError::bad_request("BadRequest", format!("The soft-deleted vault '{}' belongs to '{}'; recover it there.", id.name, record.id))));
+        }
+        let mut settings: VaultSettings = serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+        settings.port = self.0.serve(&id.name, settings.port).await?;
+        record.properties = serde_json::to_value(&settings).map_err(|_| ApiError::internal())?;
+        let key = resource_key(&record.id);
+        let name_key = id.name.to_ascii_lowercase();
+        let batch = Batch::new().put(RESOURCES, key.clone(), encode(&key, &record)?).delete(DELETED_VAULTS, name_key);
+        arm.store.commit(batch).await.map_err(store_error)?;
+        self.0.install(&record, settings);
+        tracing::info!(vault = %record.id, "key vault recovered");
+        Ok(json_response(200, &self.wire(&record)?))
+    }
+
+    async fn delete(&self, arm: &Arm, id: &ResourceId) -> Result<Response, Failure> {
+        let _guard = arm.write_guard().await;
+        let Some(record) = arm.resource(&id.to_string()).await? else {
+            return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+        };
+        let batch = soft_delete_ops(&record, arm.delete_resource_ops(Batch::new(), &record))?;
+        arm.commit_and_forget(batch, &record.owned_principals).await?;
+        self.0.forget(&record.name);
+        tracing::info!(vault = %record.id, "key vault soft-deleted");
+        Ok(axum::http::StatusCode::OK.into_response())
+    }
+
+    async fn edit_policies(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId, kind: &str) -> Result<Response, Failure> {
+        if request.method != Method::PUT {
+            return Err(method_not_allowed(&request.method));
+        }
+        let body: Value = request.json()?;
+        let policies = body.pointer("/properties/accessPolicies").cloned().unwrap_or(Value::Array(vec![]));
+        let _guard = arm.write_guard().await;
+        let mut record = arm.resource(&id.to_string()).await?.ok_or_else(|| resource_not_found(VAULT_TYPE, &id.name, &id.resource_group))?;
+        let mut settings: VaultSettings = serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+        settings.edit_policies(kind, &policies)?;
+        record.properties = serde_json::to_value(&settings).map_err(|_| ApiError::internal())?;
+        let key = resource_key(&record.id);
+        arm.store.commit(Batch::new().put(RESOURCES, key.clone(), encode(&key, &record)?)).await.map_err(store_error)?;
+        self.0.install(&record, settings.clone());
+        Ok(json_response(
+            200,
+            &json!({
+                "id": format!("{}/accessPolicies/{}", record.id, kind.to_ascii_lowercase()),
+                "name": kind.to_ascii_lowercase(),
+                "type": "Microsoft.KeyVault/vaults/accessPolicies",
+                "location": record.location,
+                "properties": {"accessPolicies": settings.access_policies},
+            }),
+        ))
+    }
+
+    async fn list(&self, arm: &Arm, request: &ArmRequest, sub: &str, group: Option<&str>) -> Result<Response, Failure> {
+        if request.method != Method::GET {
+            return Err(method_not_allowed(&request.method));
+        }
+        let prefix = match group {
+            Some(group) => {
+                arm.require_group(sub, group).await?;
+                records::group_resources_prefix(sub, group)
+            }
+            None => format!("/subscriptions/{sub}/resourcegroups/"),
+        };
+        let mut value = Vec::new();
+        for record in arm.resources_under(&prefix).await? {
+            let readable = Scope::parse(&record.id).is_ok_and(|s| request.may(arm, &READ, &s));
+            if record.resource_type.eq_ignore_ascii_case(VAULT_TYPE) && readable {
+                value.push(self.wire(&record)?);
+            }
+        }
+        Ok(json_response(200, &json!({"value": value})))
+    }
+
+    fn deleted_wire(&self, sub: &str, deleted: &DeletedVault) -> Value {
+        let settings: Option<VaultSettings> = serde_json::from_value(deleted.record.properties.clone()).ok();
+        json!({
+            "id": format!("/subscriptions/{sub}/providers/Microsoft.KeyVault/locations/{}/deletedVaults/{}", deleted.record.location, deleted.record.name),
+            "name": deleted.record.name,
+            "type": "Microsoft.KeyVault/deletedVaults",
+            "properties": {
+                "vaultId": deleted.record.id,
+                "location": deleted.record.location,
+                "deletionDate": deleted.deletion_date,
+                "scheduledPurgeDate": deleted.scheduled_purge_date,
+                "tags": deleted.record.tags,
+                "purgeProtectionEnabled": settings.is_some_and(|s| s.enable_purge_protection),
+            },
+        })
+    }
+
+    async fn load_deleted(&self, name: &str) -> Result<DeletedVault, ApiError> {
+        let key = name.to_ascii_lowercase();
+        let bytes = self.0.store.get(DELETED_VAULTS, &key).await.map_err(store_error)?;
+        let bytes = bytes.ok_or_else(|| ApiError::not_found("ResourceNotFound", format!("The deleted vault '{name}' was not found.")))?;
+        records::decode(&key, &bytes)
+    }
+
+    async fn list_deleted(&self, arm: &Arm, request: &ArmRequest, sub: &str) -> Result<Response, Failure> {
+        request.authorize(arm, &DELETED_READ, &Scope::subscription(sub))?;
+        let mut value = Vec::new();
+        for (key, bytes) in self.0.store.scan(DELETED_VAULTS, "").await.map_err(store_error)? {
+            value.push(self.deleted_wire(sub, &records::decode(&key, &bytes)?));
+        }
+        Ok(json_response(200, &json!({"value": value})))
+    }
+
+    async fn get_deleted(&self, arm: &Arm, request: &ArmRequest, sub: &str, name: &str) -> Result<Response, Failure> {
+        request.authorize(arm, &DELETED_READ, &Scope::subscription(sub))?;
+        Ok(json_response(200, &self.deleted_wire(sub, &self.load_deleted(name).await?)))
+    }
+
+    /// Purges a soft-deleted vault and its keys, unless purge protection keeps it until retention ends.
+    async fn purge(&self, arm: &Arm, request: &ArmRequest, sub: &str, name: &str) -> Result<Response, Failure> {
+        if request.method != Method::POST {
+            return Err(method_not_allowed(&request.method));
+        }
+        request.authorize(arm, &PURGE, &Scope::subscription(sub))?;
+        let _guard = arm.write_guard().await;
+        let deleted = self.load_deleted(name).await?;
+        let protected = serde_json::from_value::<VaultSettings>(deleted.record.properties.clone()).is_ok_and(|s| s.enable_purge_protection);
+        let due = time::OffsetDateTime::parse(&deleted.scheduled_purge_date, &time::format_description::well_known::Rfc3339).is_ok_and(|d| d <= time::OffsetDateTime::now_utc());
+        if protected && !due {
+            return Err(Failure::from(ApiError::conflict(
+                "VaultPurgeProtected",
+                format!("The vault '{name}' has purge protection; it can be purged only after {}.", deleted.scheduled_purge_date),
+            )));
+        }
+        let key = name.to_ascii_lowercase();
+        let batch = crate::keys::vault_keys_delete_ops(&self.0, &key, Batch::new().delete(DELETED_VAULTS, key.clone()).delete(NAMES, key.clone())).await?;
+        self.0.store.commit(batch).await.map_err(store_error)?;
+        tracing::info!(vault = name, "key vault purged");
+        Ok(json_response(200, &json!({})))
+    }
+}

@@ -1,0 +1,270 @@
+//! Vault properties byos stores and enforces.
+
+use byos_core::ApiError;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+/// Every key permission an access policy may grant.
+pub const KEY_PERMISSIONS: [&str; 21] = [
+    "all", "encrypt", "decrypt", "wrapKey", "unwrapKey", "sign", "verify", "get", "list", "create", "update", "import", "delete", "backup", "restore",
+    "recover", "purge", "release", "rotate", "getrotationpolicy", "setrotationpolicy",
+];
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Permissions {
+    #[serde(default)]
+    pub keys: Vec<String>,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default)]
+    pub certificates: Vec<String>,
+    #[serde(default)]
+    pub storage: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessPolicy {
+    pub tenant_id: Uuid,
+    pub object_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_id: Option<String>,
+    pub permissions: Permissions,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultSettings {
+    pub v: u32,
+    pub tenant_id: Uuid,
+    pub sku: Value,
+    pub access_policies: Vec<AccessPolicy>,
+    pub soft_delete_retention_in_days: u32,
+    pub enable_purge_protection: bool,
+    pub enable_rbac_authorization: bool,
+    #[serde(default)]
+    pub network_acls: Option<Value>,
+    pub public_network_access: String,
+    /// The port of the vault's listener (its `vaultUri`); internal.
+    pub port: u16,
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("BadRequest", message)
+}
+
+/// Azure's rule: 3-24 letters, digits and hyphens, starting with a letter, ending with a letter or
+/// digit, no consecutive hyphens.
+pub fn validate_name(name: &str) -> Result<(), ApiError> {
+    let ok = (3..=24).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !name.contains("--");
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "VaultNameNotValid",
+            format!("The vault name '{name}' is invalid. A vault's name must be between 3-24 alphanumeric characters. The name must begin with a letter, end with a letter or digit, and not contain consecutive hyphens."),
+        ))
+    }
+}
+
+fn parse_policies(value: &Value) -> Result<Vec<AccessPolicy>, ApiError> {
+    let policies: Vec<AccessPolicy> = serde_json::from_value(value.clone()).map_err(|e| bad(format!("The access policies are invalid: {e}.")))?;
+    for policy in &policies {
+        if let Some(p) = policy.permissions.keys.iter().find(|p| !KEY_PERMISSIONS.iter().any(|k| k.eq_ignore_ascii_case(p))) {
+            return Err(bad(format!("The key permission '{p}' is not valid.")));
+        }
+    }
+    Ok(policies)
+}
+
+fn bool_prop(props: &Map<String, Value>, name: &str) -> Result<Option<bool>, ApiError> {
+    match props.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(bad(format!("The property '{name}' must be true or false, not {other}."))),
+    }
+}
+
+impl VaultSettings {
+    /// Settings of a new vault from a PUT's `properties` (tenantId and sku required).
+    pub fn create(props: &Map<String, Value>) -> Result<Self, ApiError> {
+        let tenant_id = props
+            .get("tenantId")
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| bad("The property 'tenantId' is required and must be a GUID."))?;
+        let sku = props.get("sku").filter(|s| !s.is_null()).cloned().ok_or_else(|| bad("The property 'sku' is required."))?;
+        let mut settings = VaultSettings {
+            v: 1,
+            tenant_id,
+            sku,
+            access_policies: vec![],
+            soft_delete_retention_in_days: 90,
+            enable_purge_protection: false,
+            enable_rbac_authorization: false,
+            network_acls: None,
+            public_network_access: "Enabled".into(),
+            port: 0,
+        };
+        settings.apply(props)?;
+        Ok(settings)
+    }
+
+    /// Applies present properties (PUT on an existing vault, PATCH).
+    pub fn apply(&mut self, props: &Map<String, Value>) -> Result<(), ApiError> {
+        if bool_prop(props, "enableSoftDelete")? == Some(false) {
+            return Err(bad("Soft delete cannot be disabled: it is always on for byos vaults, as for new Azure vaults."));
+        }
+        match bool_prop(props, "enablePurgeProtection")? {
+            Some(false) if self.enable_purge_protection => return Err(bad("Purge protection cannot be disabled once it is enabled.")),
+            Some(on) => self.enable_purge_protection = on,
+            None => {}
+        }
+        if let Some(rbac) = bool_prop(props, "enableRbacAuthorization")? {
+            self.enable_rbac_authorization = rbac;
+        }
+        if let Some(days) = props.get("softDeleteRetentionInDays").filter(|d| !d.is_null()) {
+            let days = days.as_u64().filter(|d| (7..=90).contains(d)).ok_or_else(|| bad("softDeleteRetentionInDays must be between 7 and 90."))?;
+            self.soft_delete_retention_in_days = days as u32;
+        }
+        if let Some(policies) = props.get("accessPolicies").filter(|p| !p.is_null()) {
+            self.access_policies = parse_policies(policies)?;
+        }
+        if let Some(sku) = props.get("sku").filter(|s| !s.is_null()) {
+            self.sku = sku.clone();
+        }
+        if let Some(acls) = props.get("networkAcls") {
+            self.network_acls = Some(acls.clone()).filter(|a| !a.is_null());
+        }
+        if let Some(access) = props.get("publicNetworkAccess").and_then(Value::as_str) {
+            self.public_network_access = access.to_owned();
+        }
+        Ok(())
+    }
+
+    /// Edits the access policies (`add`, `replace`, `remove`), per object id.
+    pub fn edit_policies(&mut self, kind: &str, value: &Value) -> Result<(), ApiError> {
+        let edits = parse_policies(value)?;
+        for edit in edits {
+            let existing = self.access_policies.iter_mut().find(|p| p.object_id.eq_ignore_ascii_case(&edit.object_id) && p.tenant_id == edit.tenant_id);
+            match (kind.to_ascii_lowercase().as_str(), existing) {
+                ("add", Some(p)) => {
+                    for k in edit.permissions.keys {
+                        if !p.permissions.keys.iter().any(|e| e.eq_ignore_ascii_case(&k)) {
+                            p.permissions.keys.push(k);
+                        }
+                    }
+                }
+                ("add", None) | ("replace", None) => self.access_policies.push(edit),
+                ("replace", Some(p)) => p.permissions = edit.permissions,
+                ("remove", _) => self.access_policies.retain(|p| !(p.object_id.eq_ignore_ascii_case(&edit.object_id) && p.tenant_id == edit.tenant_id)),
+                (other, _) => return Err(bad(format!("The access policy operation '{other}' is not one of add, replace, remove."))),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn to_wire(&self, uri: &str) -> Value {
+        json!({
+            "tenantId": self.tenant_id,
+            "sku": self.sku,
+            "accessPolicies": self.access_policies,
+            "vaultUri": uri,
+            "enabledForDeployment": false,
+            "enabledForDiskEncryption": false,
+            "enabledForTemplateDeployment": false,
+            "enableSoftDelete": true,
+            "softDeleteRetentionInDays": self.soft_delete_retention_in_days,
+            "enableRbacAuthorization": self.enable_rbac_authorization,
+            "enablePurgeProtection": if self.enable_purge_protection { json!(true) } else { Value::Null },
+            "networkAcls": self.network_acls,
+            "publicNetworkAccess": self.public_network_access,
+            "provisioningState": "Succeeded",
+        })
+    }
+
+    /// The key permissions the caller's access policy entry grants, as data-action patterns.
+    pub fn policy_permits(&self, object_id: Option<Uuid>, tenant_id: Option<Uuid>) -> Vec<String> {
+        let (Some(oid), Some(tid)) = (object_id, tenant_id) else { return vec![] };
+        self.access_policies
+            .iter()
+            .filter(|p| p.tenant_id == tid && p.object_id.eq_ignore_ascii_case(&oid.to_string()))
+            .flat_map(|p| p.permissions.keys.iter())
+            .flat_map(|permission| permission_actions(permission).iter())
+            .map(|action| (*action).to_owned())
+            .collect()
+    }
+}
+
+/// The data actions a key permission of an access policy stands for.
+fn permission_actions(permission: &str) -> &'static [&'static str] {
+    match permission.to_ascii_lowercase().as_str() {
+        "all" => &["Microsoft.KeyVault/vaults/keys/*", "Microsoft.KeyVault/vaults/keyrotationpolicies/*"],
+        "get" | "list" => &["Microsoft.KeyVault/vaults/keys/read"],
+        "create" => &["Microsoft.KeyVault/vaults/keys/create/action"],
+        "update" => &["Microsoft.KeyVault/vaults/keys/update/action"],
+        "import" => &["Microsoft.KeyVault/vaults/keys/import/action"],
+        "delete" => &["Microsoft.KeyVault/vaults/keys/delete"],
+        "recover" => &["Microsoft.KeyVault/vaults/keys/recover/action"],
+        "purge" => &["Microsoft.KeyVault/vaults/keys/purge/action"],
+        "encrypt" => &["Microsoft.KeyVault/vaults/keys/encrypt/action"],
+        "decrypt" => &["Microsoft.KeyVault/vaults/keys/decrypt/action"],
+        "wrapkey" => &["Microsoft.KeyVault/vaults/keys/wrap/action"],
+        "unwrapkey" => &["Microsoft.KeyVault/vaults/keys/unwrap/action"],
+        "sign" => &["Microsoft.KeyVault/vaults/keys/sign/action"],
+        "verify" => &["Microsoft.KeyVault/vaults/keys/verify/action"],
+        "backup" => &["Microsoft.KeyVault/vaults/keys/backup/action"],
+        "restore" => &["Microsoft.KeyVault/vaults/keys/restore/action"],
+        "rotate" => &["Microsoft.KeyVault/vaults/keys/rotate/action"],
+        "getrotationpolicy" => &["Microsoft.KeyVault/vaults/keyrotationpolicies/read"],
+        "setrotationpolicy" => &["Microsoft.KeyVault/vaults/keyrotationpolicies/write"],
+        _ => &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["kv1", "my-vault-01", &format!("a{}", "b".repeat(23))] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ab", "1vault", "vault-", "va--ult", "va_ult", &"a".repeat(25)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn soft_delete_and_purge_protection_are_one_way() -> Result<(), ApiError> {
+        let props = json!({"tenantId": Uuid::new_v4(), "sku": {"family": "A", "name": "standard"}, "enablePurgeProtection": true});
+        let mut s = VaultSettings::create(props.as_object().unwrap_or(&Map::new()))?;
+        assert!(s.apply(json!({"enablePurgeProtection": false}).as_object().unwrap_or(&Map::new())).is_err());
+        assert!(s.apply(json!({"enableSoftDelete": false}).as_object().unwrap_or(&Map::new())).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn access_policy_edits() -> Result<(), ApiError> {
+        let tenant = Uuid::new_v4();
+        let oid = Uuid::new_v4();
+        let mut s = VaultSettings::create(json!({"tenantId": tenant, "sku": {}}).as_object().unwrap_or(&Map::new()))?;
+        let entry = |keys: &[&str]| json!([{"tenantId": tenant, "objectId": oid, "permissions": {"keys": keys}}]);
+        s.edit_policies("add", &entry(&["get"]))?;
+        s.edit_policies("add", &entry(&["unwrapKey"]))?;
+        assert_eq!(s.policy_permits(Some(oid), Some(tenant)), ["Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/keys/unwrap/action"]);
+        s.edit_policies("replace", &entry(&["sign"]))?;
+        assert_eq!(s.policy_permits(Some(oid), Some(tenant)), ["Microsoft.KeyVault/vaults/keys/sign/action"]);
+        s.edit_policies("remove", &entry(&[]))?;
+        assert!(s.policy_permits(Some(oid), Some(tenant)).is_empty());
+        assert!(s.edit_policies("add", &entry(&["fly"])).is_err());
+        Ok(())
+    }
+}
