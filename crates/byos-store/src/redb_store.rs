@@ -110,6 +110,20 @@ fn apply(txn: &redb::WriteTransaction, batch: Batch) -> Result<(), StoreError> {
     Ok(())
 }
 
+impl Drop for RedbStore {
+    /// Waits (briefly) for a committer still finishing its loop, so the database file is closed
+    /// when the store is gone and can be opened again at once (a restart in the same process).
+    fn drop(&mut self) {
+        for _ in 0..2000 {
+            match self.queue.lock() {
+                Ok(q) if q.committing => {}
+                _ => return,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
 /// Commits waiting to be made durable together, and whether a committer is running.
 #[derive(Default)]
 struct CommitQueue {
@@ -151,24 +165,27 @@ impl MetaStore for RedbStore {
             // The first committer drains the queue on the blocking pool (commits wait for fsync);
             // batches arriving meanwhile share the next transaction.
             let (db, queue) = (Arc::clone(&self.db), Arc::clone(&self.queue));
-            tokio::task::spawn_blocking(move || drain(&db, &queue));
+            tokio::task::spawn_blocking(move || drain(db, &queue));
         }
         result.await.map_err(|_| StoreError::Backend("the commit was abandoned".into()))?
     }
 }
 
-fn drain(db: &Database, queue: &std::sync::Mutex<CommitQueue>) {
+fn drain(db: Arc<Database>, queue: &std::sync::Mutex<CommitQueue>) {
     loop {
         let waiting = {
             let Ok(mut q) = queue.lock() else { return };
             if q.waiting.is_empty() {
+                // Let go of the database before anyone can see the committer gone, so that a
+                // store dropped right after its last commit really closes the file.
+                drop(db);
                 q.committing = false;
                 return;
             }
             std::mem::take(&mut q.waiting)
         };
         let (batches, senders): (Vec<Batch>, Vec<_>) = waiting.into_iter().unzip();
-        match RedbStore::commit_group(db, batches) {
+        match RedbStore::commit_group(&db, batches) {
             Ok(results) => {
                 for (sender, result) in senders.into_iter().zip(results) {
                     let _ = sender.send(result);
