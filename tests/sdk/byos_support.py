@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -51,6 +52,14 @@ BOOTSTRAP_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 30
 CLI_TIMEOUT_S = 60
 
+# How long the server caches an account's unwrapped customer-managed KEK before it uses the customer's key
+# again (byos's default is 30 s, at most 60). Every test server runs with 1 s, so a revoked key shows within
+# about a second; tests poll for it (every POLL_INTERVAL_S, up to POLL_TIMEOUT_S) instead of sleeping.
+CMK_CACHE_ENV = "BYOS_CMK_CACHE_SECONDS"
+TEST_SERVER_ENV = {CMK_CACHE_ENV: "1"}
+POLL_INTERVAL_S = 0.2
+POLL_TIMEOUT_S = 5.0
+
 
 def unique(prefix: str) -> str:
     """A name no other test uses: prefix plus a random suffix."""
@@ -69,6 +78,44 @@ def role_definition_id(sub: str, role_guid: str) -> str:
     return f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}"
 
 
+def poll(fetch: Callable[[], Any], until: Callable[[Any], bool] = bool, *, timeout: float = POLL_TIMEOUT_S,
+         interval: float = POLL_INTERVAL_S, ignore: tuple[type[BaseException], ...] = ()) -> Any:
+    """Call `fetch` every `interval` seconds until `until(value)` holds or `timeout` passes; returns the last
+    value either way (an exception of a type in `ignore` counts as "not yet" and is returned if it was last).
+    For fixtures that must not fail themselves: the tests then assert on what was seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = fetch()
+        except ignore as exc:  # noqa: PERF203 - polling
+            value, done = exc, False
+        else:
+            done = until(value)
+        if done or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float = POLL_TIMEOUT_S, interval: float = POLL_INTERVAL_S,
+               ignore: tuple[type[BaseException], ...] = (), what: str | None = None) -> Any:
+    """Call `predicate` every `interval` seconds until it returns something truthy, and return that; fail after
+    `timeout` seconds, naming the last value (or ignored exception) seen."""
+    last = poll(predicate, timeout=timeout, interval=interval, ignore=ignore)
+    if isinstance(last, BaseException) or not last:
+        detail = f"{type(last).__name__}: {str(last)[:500]}" if isinstance(last, BaseException) else repr(last)
+        raise AssertionError(f"{what or 'condition'} did not hold within {timeout}s; last seen: {detail}")
+    return last
+
+
+def refused(call: Callable[[], Any]) -> HttpResponseError | None:
+    """The HttpResponseError `call` raises, or None when it succeeds (for polling until a call is refused)."""
+    try:
+        call()
+    except HttpResponseError as exc:
+        return exc
+    return None
+
+
 # --------------------------------------------------------------------------------------------------
 # The server process and its command line
 
@@ -76,9 +123,11 @@ def role_definition_id(sub: str, role_guid: str) -> str:
 class ByosServer:
     """One `byos serve` process on its own data dir, on free ports (`--port 0`)."""
 
-    def __init__(self, binary: Path, data_dir: Path):
+    def __init__(self, binary: Path, data_dir: Path, env: dict[str, str] | None = None):
         self.binary = binary
         self.data_dir = data_dir
+        # Added to (and overriding) this process's environment for `byos serve`, e.g. TEST_SERVER_ENV.
+        self.env = dict(env or {})
         self.log_path = data_dir.parent / f"{data_dir.name}.server.log"
         self.proc: subprocess.Popen | None = None
         self.boot: dict[str, Any] | None = None
@@ -99,6 +148,7 @@ class ByosServer:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [str(self.binary), "serve", "--data-dir", str(self.data_dir), "--port", "0"],
+            env={**os.environ, **self.env},
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -175,6 +225,23 @@ class ByosServer:
     def identity_host_binding(self, verb: str, identity: str) -> None:
         res = self.cli("identity", verb, "--data-dir", str(self.data_dir), "--identity", identity)
         assert res.returncode == 0, f"identity {verb} failed ({res.returncode}): {res.stderr}"
+
+    def audit_list(self, vault: str) -> list[dict[str, Any]]:
+        """`byos audit list --vault NAME`: the vault's audit records, one JSON object a line."""
+        res = self.cli("audit", "list", "--data-dir", str(self.data_dir), "--vault", vault)
+        assert res.returncode == 0, f"audit list failed ({res.returncode}): {res.stderr}"
+        records = []
+        for line in res.stdout.splitlines():
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise AssertionError(f"audit list printed a line that is not JSON: {line!r}") from exc
+        return records
+
+    def audit_verify(self, vault: str) -> subprocess.CompletedProcess:
+        """`byos audit verify --vault NAME` (the caller checks the exit code and output)."""
+        return self.cli("audit", "verify", "--data-dir", str(self.data_dir), "--vault", vault)
 
 
 def run_byos(binary: Path, *args: str) -> subprocess.CompletedProcess:
@@ -716,6 +783,82 @@ def scan_files_for(root: Path, needles: dict[str, bytes | re.Pattern[bytes]]) ->
                 if needle.search(data) if isinstance(needle, re.Pattern) else needle in data:
                     found[name].append(str(path))
     return found, scanned
+
+
+def object_hashes(data_dir: Path) -> dict[str, str]:
+    """{path under DATA_DIR/objects: sha256 hex} of every stored object (partial uploads in objects/tmp
+    skipped): compare two snapshots to prove nothing was rewritten."""
+    root = Path(data_dir) / "objects"
+    hashes: dict[str, str] = {}
+    for dirpath, dirs, files in os.walk(root, followlinks=False):
+        if Path(dirpath) == root:
+            dirs[:] = [d for d in dirs if d != "tmp"]
+        for file_name in files:
+            path = Path(dirpath) / file_name
+            try:
+                if not stat.S_ISREG(path.lstat().st_mode):
+                    continue
+                hashes[path.relative_to(root).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+            except FileNotFoundError:  # removed while we walked
+                continue
+    return hashes
+
+
+# ---- customer-managed keys ------------------------------------------------------------------------------
+
+KEY_SOURCE_STORAGE = "Microsoft.Storage"
+KEY_SOURCE_KEYVAULT = "Microsoft.Keyvault"
+# The key permissions an access policy must give an account's identity for customer-managed keys.
+CMK_KEY_PERMISSIONS = ("get", "wrapKey", "unwrapKey")
+# Data-plane error codes while the customer's key cannot be used.
+CMK_ACCESS_LOST = "KeyVaultAccessTokenCannotBeAcquired"
+CMK_KEY_NOT_FOUND = "KeyVaultEncryptionKeyNotFound"
+
+
+def text_of(value: Any) -> str | None:
+    """An SDK enum member or a plain string, as the string on the wire."""
+    return None if value is None else str(getattr(value, "value", value))
+
+
+def cmk_encryption(vault_uri: str, key_name: str, key_version: str | None = None, identity: str | None = None):
+    """Encryption with keySource Microsoft.Keyvault on this key (a version pins it; without one the account
+    follows the key's current version); `identity` is a user-assigned identity's resource id (default: the
+    account's system-assigned identity)."""
+    from azure.mgmt.storage.models import Encryption, EncryptionIdentity, KeyVaultProperties
+
+    return Encryption(
+        key_source=KEY_SOURCE_KEYVAULT,
+        key_vault_properties=KeyVaultProperties(key_name=key_name, key_vault_uri=vault_uri, key_version=key_version),
+        encryption_identity=EncryptionIdentity(encryption_user_assigned_identity=identity) if identity else None,
+    )
+
+
+def enable_cmk(storage, account: StorageAccountRef, vault, key_name: str, key_version: str | None = None,
+               identity: str | None = None):
+    """Protect the account with a customer-managed key (`vault`: a VaultRef or a vault URI) by PATCHing its
+    encryption; returns the updated account as the SDK parsed it."""
+    vault_uri = getattr(vault, "uri", vault)
+    return update_storage_account(storage, account,
+                                  encryption=cmk_encryption(vault_uri, key_name, key_version, identity))
+
+
+def disable_cmk(storage, account: StorageAccountRef):
+    """Back to Microsoft-managed keys; returns the updated account."""
+    from azure.mgmt.storage.models import Encryption
+
+    return update_storage_account(storage, account, encryption=Encryption(key_source=KEY_SOURCE_STORAGE))
+
+
+def account_encryption(storage, account: StorageAccountRef):
+    """The account's `encryption` as GET returns it now."""
+    return storage.storage_accounts.get_properties(account.rg, account.name).encryption
+
+
+def user_assigned(identity_resource_id: str):
+    """An account Identity of type UserAssigned with this one user-assigned identity."""
+    from azure.mgmt.storage.models import Identity, UserAssignedIdentity
+
+    return Identity(type="UserAssigned", user_assigned_identities={identity_resource_id: UserAssignedIdentity()})
 
 
 # --------------------------------------------------------------------------------------------------

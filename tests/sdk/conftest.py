@@ -2,7 +2,8 @@
 
 One byos server runs for the whole session (own temp data dir, `--port 0`); tests keep out of each
 other's way by using resource-group and principal names with random suffixes. Tests that stop or
-restart a server get their own instance from `private_server`.
+restart a server get their own instance from `private_server`. Every server runs with
+`bs.TEST_SERVER_ENV` in its environment (a 1 s customer-managed-key cache, so revocations show quickly).
 
 The binary comes from $BYOS_BIN (scripts/test.sh sets it), else <repo>/target/debug/byos.
 """
@@ -35,7 +36,7 @@ def byos_bin() -> Path:
 
 @pytest.fixture(scope="session")
 def server(byos_bin, tmp_path_factory) -> bs.ByosServer:
-    srv = bs.ByosServer(byos_bin, tmp_path_factory.mktemp("byos-data"))
+    srv = bs.ByosServer(byos_bin, tmp_path_factory.mktemp("byos-data"), env=bs.TEST_SERVER_ENV)
     srv.start()
     yield srv
     rc = srv.stop()
@@ -274,12 +275,14 @@ def oidc(boot, ca) -> dict:
 
 
 @pytest.fixture
-def private_server(byos_bin, tmp_path) -> Callable[[], bs.ByosServer]:
-    """`private_server()`: a started server with its own data dir; stopped (and checked) at teardown."""
+def private_server(byos_bin, tmp_path) -> Callable[..., bs.ByosServer]:
+    """`private_server(env=None)`: a started server with its own data dir and `bs.TEST_SERVER_ENV` (plus
+    `env`, which overrides it) in its environment; stopped (and checked) at teardown."""
     servers: list[bs.ByosServer] = []
 
-    def start() -> bs.ByosServer:
-        srv = bs.ByosServer(byos_bin, tmp_path / f"byos-data-{len(servers)}")
+    def start(env: dict[str, str] | None = None) -> bs.ByosServer:
+        srv = bs.ByosServer(byos_bin, tmp_path / f"byos-data-{len(servers)}",
+                            env={**bs.TEST_SERVER_ENV, **(env or {})})
         srv.data_dir.mkdir()
         servers.append(srv)
         srv.start()

@@ -271,7 +271,7 @@ impl Door {
                     _ => Ok(Grant::Signature),
                 }
             }
-            AuthMethod::BearerToken => match guard.and_then(|g| g.policy_permits.as_ref()).filter(|_| action.kind == ActionKind::Data) {
+            AuthMethod::BearerToken | AuthMethod::ServiceIdentity => match guard.and_then(|g| g.policy_permits.as_ref()).filter(|_| action.kind == ActionKind::Data) {
                 Some(permits) if permits.iter().any(|p| Pattern::new(p).matches(&wanted)) => Ok(Grant::AccessPolicy),
                 Some(permits) => {
                     let reason = format!("the access policy entry of this caller grants {permits:?}, which does not include '{}'", action.name);

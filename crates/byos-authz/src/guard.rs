@@ -82,7 +82,7 @@ fn ip_allowed(firewall: &Firewall, ip: IpAddr) -> bool {
 /// The resource a caller acts as: the owner of its system-assigned identity.
 fn caller_resource(caller: &Caller) -> Option<&str> {
     match (&caller.kind, caller.auth) {
-        (Some(PrincipalKind::ManagedIdentity { resource_id }), AuthMethod::BearerToken) => Some(resource_id),
+        (Some(PrincipalKind::ManagedIdentity { resource_id }), AuthMethod::BearerToken | AuthMethod::ServiceIdentity) => Some(resource_id),
         _ => None,
     }
 }

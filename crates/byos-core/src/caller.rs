@@ -34,6 +34,9 @@ pub enum AuthMethod {
     SharedKey,
     /// A shared access signature; what it grants is in [`Caller::signed`].
     SharedAccessSignature,
+    /// A byos service acting, in-process, as a resource's managed identity (e.g. storage using the
+    /// customer's key as the account's identity). Authorized exactly like that identity's token.
+    ServiceIdentity,
 }
 
 /// Which kind of shared access signature a caller presented.
@@ -131,6 +134,7 @@ impl fmt::Display for Caller {
             (AuthMethod::SharedKey, _) => write!(f, "account key holder"),
             (AuthMethod::SharedAccessSignature, Some(oid)) => write!(f, "signature delegated by principal {oid}"),
             (AuthMethod::SharedAccessSignature, None) => write!(f, "signature holder"),
+            (AuthMethod::ServiceIdentity, Some(oid)) => write!(f, "byos service acting as managed identity {oid}"),
             (_, Some(oid)) => write!(f, "principal {oid}"),
             _ => write!(f, "anonymous"),
         }

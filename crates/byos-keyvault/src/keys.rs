@@ -592,6 +592,52 @@ impl Ctx<'_> {
     }
 }
 
+/// What a byos service asks of a customer's key (customer-managed keys for storage).
+pub enum KeyUse {
+    Get,
+    Wrap(Vec<u8>),
+    Unwrap(Vec<u8>),
+}
+
+/// The key version that served a [`KeyUse`], and its output (empty for `Get`).
+pub struct KeyUsed {
+    pub kid: String,
+    pub version: String,
+    pub output: Zeroizing<Vec<u8>>,
+}
+
+impl KeyVaultService {
+    /// The live vault served at `uri` (`https://127.0.0.1:{port}/`).
+    pub fn vault_by_uri(&self, uri: &str) -> Option<Arc<Vault>> {
+        let wanted = uri.trim_end_matches('/').to_ascii_lowercase();
+        self.vaults.read().unwrap_or_else(|e| e.into_inner()).values().find(|v| v.uri.trim_end_matches('/').eq_ignore_ascii_case(&wanted)).cloned()
+    }
+
+    /// Uses a key for another byos service, as `caller` (the resource's managed identity): the
+    /// same authorization, validity checks and algorithms (RSA-OAEP-256) as the REST API.
+    pub async fn use_key(self: &Arc<Self>, caller: &Caller, vault_uri: &str, name: &str, version: Option<&str>, op: KeyUse) -> Result<KeyUsed, ApiError> {
+        let vault = self.vault_by_uri(vault_uri).ok_or_else(|| kv_error(404, "VaultNotFound", format!("No key vault is served at {vault_uri}.")))?;
+        let ctx = Ctx { service: self, vault: &vault, caller };
+        let (action, permission, key_op) = match &op {
+            KeyUse::Get => ("Microsoft.KeyVault/vaults/keys/read", "get", None),
+            KeyUse::Wrap(_) => ("Microsoft.KeyVault/vaults/keys/wrap/action", "wrapKey", Some("wrapKey")),
+            KeyUse::Unwrap(_) => ("Microsoft.KeyVault/vaults/keys/unwrap/action", "unwrapKey", Some("unwrapKey")),
+        };
+        authorize(self, &vault, caller, action, permission, Some(name))?;
+        let key = ctx.live(name, version).await?;
+        if let Some(key_op) = key_op {
+            ctx.check_usable(&key, key_op)?;
+        }
+        let output = match op {
+            KeyUse::Get => Zeroizing::new(Vec::new()),
+            KeyUse::Wrap(plain) => Zeroizing::new(ctx.private_key(&key)?.encrypt(RsaEncryption::Oaep256, &plain).map_err(|_| bad_parameter("The value cannot be wrapped with this key."))?),
+            KeyUse::Unwrap(wrapped) => ctx.private_key(&key)?.decrypt(RsaEncryption::Oaep256, &wrapped).map_err(|_| bad_parameter("The value cannot be unwrapped with this key."))?,
+        };
+        tracing::debug!(vault = %vault.name, key = name, version = %key.version, caller = %caller, "key used by a byos service");
+        Ok(KeyUsed { kid: ctx.kid(name, Some(&key.version)), version: key.version, output })
+    }
+}
+
 /// Adds the deletion of every key of a vault to `batch` (purging the vault).
 pub async fn vault_keys_delete_ops(service: &KeyVaultService, vault: &str, mut batch: Batch) -> Result<Batch, ApiError> {
     let prefix = format!("{vault}/");

@@ -34,6 +34,10 @@ enum Command {
         /// HTTPS port of the Blob service.
         #[arg(long, default_value_t = byos_server::serve::DEFAULT_BLOB_PORT)]
         blob_port: u16,
+        /// Seconds an account key unwrapped with a customer-managed key stays cached (1-60): how
+        /// long data stays readable after the key or access to it is revoked.
+        #[arg(long, env = "BYOS_CMK_CACHE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=60))]
+        cmk_cache_seconds: u64,
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
@@ -121,9 +125,10 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { dir, port, blob_port, log_format } => {
+        Command::Serve { dir, port, blob_port, cmk_cache_seconds, log_format } => {
             init_logging(log_format);
-            let server = byos_server::start(ServeConfig { blob_port, ..ServeConfig::new(dir.data_dir, port) }).await?;
+            let cmk_cache = std::time::Duration::from_secs(cmk_cache_seconds);
+            let server = byos_server::start(ServeConfig { blob_port, cmk_cache, ..ServeConfig::new(dir.data_dir, port) }).await?;
             wait_for_stop_signal().await?;
             server.shutdown().await;
         }

@@ -41,13 +41,19 @@ pub struct ServeConfig {
     /// The Blob service's HTTPS port (ignored when `port` is 0).
     pub blob_port: u16,
     pub bind: IpAddr,
+    /// How long an account key unwrapped with a customer-managed key is cached (1-60 s): the
+    /// longest time data stays readable after the key or the access to it is revoked.
+    pub cmk_cache: Duration,
 }
+
+pub const DEFAULT_CMK_CACHE: Duration = Duration::from_secs(30);
+pub const MAX_CMK_CACHE: Duration = Duration::from_secs(60);
 
 pub const DEFAULT_BLOB_PORT: u16 = 8444;
 
 impl ServeConfig {
     pub fn new(data_dir: PathBuf, port: u16) -> Self {
-        ServeConfig { data_dir, port, blob_port: DEFAULT_BLOB_PORT, bind: IpAddr::V4(Ipv4Addr::LOCALHOST) }
+        ServeConfig { data_dir, port, blob_port: DEFAULT_BLOB_PORT, bind: IpAddr::V4(Ipv4Addr::LOCALHOST), cmk_cache: DEFAULT_CMK_CACHE }
     }
 
     fn effective_blob_port(&self) -> u16 {
@@ -162,16 +168,16 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let deployment = load_or_create_deployment(&store).await?;
     let directory = Arc::new(Directory::open(Arc::clone(&store), &root, &base_url).await?);
     let door = Arc::new(Door::new());
+    let keyvault = byos_keyvault::KeyVaultService::new(Arc::clone(&store), Arc::clone(&root), Arc::clone(&door), Arc::clone(&directory), hub, base_url.clone());
     let storage = byos_storage::StorageService::new(
         Arc::clone(&store),
         objects,
         Arc::clone(&root),
         Arc::clone(&door),
         Arc::clone(&directory),
-        blob_url.clone(),
-        base_url.clone(),
+        Arc::clone(&keyvault),
+        byos_storage::StorageConfig { blob_base: blob_url.clone(), authority: base_url.clone(), cmk_cache_ttl: config.cmk_cache.min(MAX_CMK_CACHE) },
     );
-    let keyvault = byos_keyvault::KeyVaultService::new(Arc::clone(&store), Arc::clone(&root), Arc::clone(&door), Arc::clone(&directory), hub, base_url.clone());
     let providers: Vec<Arc<dyn byos_arm::Provider>> = vec![
         Arc::new(byos_storage::provider::StorageProvider(Arc::clone(&storage))),
         Arc::new(byos_keyvault::provider::KeyVaultProvider(Arc::clone(&keyvault))),

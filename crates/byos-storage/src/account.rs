@@ -79,6 +79,33 @@ pub struct AccountSettings {
     pub supports_https_traffic_only: bool,
     pub access_tier: String,
     pub creation_time: String,
+    /// `Some` when the account's key-encryption key is protected by a customer-managed key.
+    #[serde(default)]
+    pub cmk: Option<CmkSettings>,
+}
+
+/// Customer-managed key settings of an account (`encryption.keySource: Microsoft.Keyvault`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CmkSettings {
+    pub key_name: String,
+    /// A pinned version; `None` follows the key's current version (automatic rotation).
+    pub key_version: Option<String>,
+    pub key_vault_uri: String,
+    /// The user-assigned identity used with the key; `None` means the system-assigned one.
+    pub identity: Option<String>,
+    /// The principal that identity had when CMK was set up (what byos acts as).
+    pub principal: Uuid,
+    /// The key version the KEK is wrapped with now (`{vault}keys/{name}/{version}`).
+    pub current_key_id: String,
+    pub last_rotation: String,
+}
+
+/// What an update asks of the account's encryption.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EncryptionRequest {
+    ServiceManaged,
+    CustomerManaged { key_name: String, key_version: Option<String>, key_vault_uri: String, identity: Option<String> },
 }
 
 impl Default for AccountSettings {
@@ -93,6 +120,7 @@ impl Default for AccountSettings {
             supports_https_traffic_only: true,
             access_tier: "Hot".into(),
             creation_time: byos_core::time::rfc3339_now(),
+            cmk: None,
         }
     }
 }
@@ -147,9 +175,6 @@ impl AccountSettings {
             None | Some(Value::Null) => {}
             Some(acls) => self.network_acls = parse_acls(acls)?,
         }
-        if let Some(encryption) = props.get("encryption").filter(|e| !e.is_null()) {
-            check_encryption(encryption)?;
-        }
         Ok(())
     }
 
@@ -168,12 +193,30 @@ impl AccountSettings {
             "supportsHttpsTrafficOnly": self.supports_https_traffic_only,
             "accessTier": self.access_tier,
             "networkAcls": self.network_acls,
-            "encryption": {
-                "keySource": "Microsoft.Storage",
-                "requireInfrastructureEncryption": false,
-                "services": {"blob": {"enabled": true, "keyType": "Account", "lastEnabledTime": self.creation_time}},
-            },
+            "encryption": self.encryption_wire(),
         })
+    }
+
+    fn encryption_wire(&self) -> Value {
+        let mut encryption = json!({
+            "keySource": "Microsoft.Storage",
+            "requireInfrastructureEncryption": false,
+            "services": {"blob": {"enabled": true, "keyType": "Account", "lastEnabledTime": self.creation_time}},
+        });
+        if let Some(cmk) = &self.cmk {
+            encryption["keySource"] = json!("Microsoft.Keyvault");
+            encryption["keyvaultproperties"] = json!({
+                "keyname": cmk.key_name,
+                "keyversion": cmk.key_version.clone().unwrap_or_default(),
+                "keyvaulturi": cmk.key_vault_uri,
+                "currentVersionedKeyIdentifier": cmk.current_key_id,
+                "lastKeyRotationTimestamp": cmk.last_rotation,
+            });
+            if let Some(identity) = &cmk.identity {
+                encryption["identity"] = json!({"userAssignedIdentity": identity});
+            }
+        }
+        encryption
     }
 
     /// The resource-side inputs of the door for this account.
@@ -228,22 +271,51 @@ fn parse_acls(value: &Value) -> Result<NetworkAcls, ApiError> {
     Ok(acls)
 }
 
-fn check_encryption(encryption: &Value) -> Result<(), ApiError> {
-    let source = encryption.get("keySource").and_then(Value::as_str).unwrap_or("Microsoft.Storage");
+/// The encryption change a PUT or PATCH asks for, if any.
+pub fn parse_encryption(props: &Map<String, Value>) -> Result<Option<EncryptionRequest>, ApiError> {
+    let Some(encryption) = props.get("encryption").filter(|e| !e.is_null()) else { return Ok(None) };
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+    let source = text(encryption.get("keySource")).unwrap_or_else(|| "Microsoft.Storage".into());
     if source.eq_ignore_ascii_case("Microsoft.Storage") {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "InvalidEncryptionKeySource",
-            format!("The key source '{source}' is not supported yet; byos encrypts every account with service-managed keys (Microsoft.Storage)."),
-        ))
+        return Ok(Some(EncryptionRequest::ServiceManaged));
     }
+    if !source.eq_ignore_ascii_case("Microsoft.Keyvault") {
+        return Err(invalid("encryption.keySource", format!("'{source}' is not Microsoft.Storage or Microsoft.Keyvault")));
+    }
+    let kv = encryption.get("keyvaultproperties").or_else(|| encryption.get("keyVaultProperties")).cloned().unwrap_or(Value::Null);
+    let key_name = text(kv.get("keyname").or_else(|| kv.get("keyName")))
+        .ok_or_else(|| invalid("encryption.keyvaultproperties.keyname", "a key name is required with Microsoft.Keyvault"))?;
+    let key_vault_uri = text(kv.get("keyvaulturi").or_else(|| kv.get("keyVaultUri")))
+        .ok_or_else(|| invalid("encryption.keyvaultproperties.keyvaulturi", "a vault URI is required with Microsoft.Keyvault"))?;
+    Ok(Some(EncryptionRequest::CustomerManaged {
+        key_name,
+        key_version: text(kv.get("keyversion").or_else(|| kv.get("keyVersion"))),
+        key_vault_uri,
+        identity: text(encryption.get("identity").and_then(|i| i.get("userAssignedIdentity"))),
+    }))
 }
 
-/// An account's secrets. Stored only sealed under the root key.
+/// Where an account's key-encryption key comes from.
+pub enum KekSource {
+    /// Sealed under the service root key (service-managed keys).
+    Root(std::sync::Arc<Kek>),
+    /// Wrapped by a customer's key in Key Vault: usable only through that key.
+    Customer(CmkWrap),
+}
+
+/// The KEK wrapped (RSA-OAEP-256) by a customer's key version.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CmkWrap {
+    /// `{vault}keys/{name}/{version}`
+    pub key_id: String,
+    pub wrapped: String,
+}
+
+/// An account's secrets. Stored only sealed under the root key; with a customer-managed key the
+/// KEK itself is not among them, only its wrapped form.
 pub struct AccountSecrets {
     pub keys: [Zeroizing<String>; 2],
-    pub kek: Kek,
+    pub kek: KekSource,
     /// Derives user delegation keys (so byos need not store them).
     pub delegation: MacKey,
     raw: SecretsRecord,
@@ -254,8 +326,12 @@ struct SecretsRecord {
     v: u32,
     key1: String,
     key2: String,
+    /// The KEK (base64url) when service-managed; empty with a customer-managed key.
+    #[serde(default)]
     kek: String,
     delegation: String,
+    #[serde(default)]
+    cmk: Option<CmkWrap>,
 }
 
 impl Drop for SecretsRecord {
@@ -283,19 +359,21 @@ impl AccountSecrets {
             key2: new_shared_key()?,
             kek: b64url(&byos_crypto::random_bytes::<32>().map_err(|_| ApiError::internal())?),
             delegation: b64url(&byos_crypto::random_bytes::<32>().map_err(|_| ApiError::internal())?),
+            cmk: None,
         };
         Self::from_record(record)
     }
 
     fn from_record(raw: SecretsRecord) -> Result<Self, ApiError> {
-        let kek = Zeroizing::new(b64url_decode(&raw.kek).ok_or_else(ApiError::internal)?);
         let delegation = Zeroizing::new(b64url_decode(&raw.delegation).ok_or_else(ApiError::internal)?);
-        Ok(AccountSecrets {
-            keys: [Zeroizing::new(raw.key1.clone()), Zeroizing::new(raw.key2.clone())],
-            kek: Kek::from_bytes(&kek).map_err(|_| ApiError::internal())?,
-            delegation: MacKey::new(&delegation),
-            raw,
-        })
+        let kek = match &raw.cmk {
+            Some(wrap) => KekSource::Customer(wrap.clone()),
+            None => {
+                let bytes = Zeroizing::new(b64url_decode(&raw.kek).ok_or_else(ApiError::internal)?);
+                KekSource::Root(std::sync::Arc::new(Kek::from_bytes(&bytes).map_err(|_| ApiError::internal())?))
+            }
+        };
+        Ok(AccountSecrets { keys: [Zeroizing::new(raw.key1.clone()), Zeroizing::new(raw.key2.clone())], kek, delegation: MacKey::new(&delegation), raw })
     }
 
     /// The same secrets with key `index` (0 or 1) replaced.
@@ -306,6 +384,27 @@ impl AccountSecrets {
         } else {
             raw.key2 = new_shared_key()?;
         }
+        Self::from_record(raw)
+    }
+
+    /// The service-managed KEK's bytes (`None` with a customer-managed key).
+    pub fn root_kek_bytes(&self) -> Option<Zeroizing<Vec<u8>>> {
+        (self.raw.cmk.is_none()).then(|| b64url_decode(&self.raw.kek).map(Zeroizing::new)).flatten()
+    }
+
+    /// The same secrets with the KEK protected by a customer's key: the KEK leaves the record.
+    pub fn with_customer_key(&self, wrap: CmkWrap) -> Result<Self, ApiError> {
+        let mut raw = self.raw.clone();
+        raw.kek = String::new();
+        raw.cmk = Some(wrap);
+        Self::from_record(raw)
+    }
+
+    /// The same secrets with the KEK (unwrapped by the caller) back under the root key.
+    pub fn with_service_key(&self, kek: &[u8]) -> Result<Self, ApiError> {
+        let mut raw = self.raw.clone();
+        raw.kek = b64url(kek);
+        raw.cmk = None;
         Self::from_record(raw)
     }
 
@@ -354,7 +453,7 @@ mod tests {
         assert!(guard.firewall.is_some_and(|f| f.ip_rules.len() == 1 && f.bypass_azure_services));
         assert!(s.apply(json!({"allowSharedKeyAccess": null}).as_object().unwrap_or(&Map::new())).is_ok());
         assert!(s.allow_shared_key_access, "null means true");
-        for bad in [json!({"networkAcls": {"defaultAction": "Maybe"}}), json!({"networkAcls": {"ipRules": [{"value": "300.0.0.1"}]}}), json!({"allowBlobPublicAccess": "yes"}), json!({"encryption": {"keySource": "Microsoft.Keyvault"}})] {
+        for bad in [json!({"networkAcls": {"defaultAction": "Maybe"}}), json!({"networkAcls": {"ipRules": [{"value": "300.0.0.1"}]}}), json!({"allowBlobPublicAccess": "yes"})] {
             assert!(s.clone().apply(bad.as_object().unwrap_or(&Map::new())).is_err(), "{bad}");
         }
     }

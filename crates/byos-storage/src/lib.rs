@@ -8,6 +8,7 @@
 
 pub mod account;
 pub mod blob;
+pub mod cmk;
 pub mod provider;
 
 use std::collections::HashMap;
@@ -51,18 +52,29 @@ pub struct StorageService {
     accounts: RwLock<HashMap<String, Arc<Account>>>,
     /// Objects of accounts being deleted, removed once the deletion commits.
     pub(crate) pending_object_deletes: std::sync::Mutex<HashMap<String, Vec<String>>>,
+    /// Customer-managed keys live in Key Vault; byos uses them as the account's identity.
+    pub(crate) keyvault: Arc<byos_keyvault::KeyVaultService>,
+    /// How long an unwrapped customer-protected KEK is kept (the revocation delay).
+    pub(crate) cmk_cache_ttl: std::time::Duration,
+    pub(crate) cmk_cache: std::sync::Mutex<HashMap<String, (Arc<byos_crypto::envelope::Kek>, std::time::Instant)>>,
+}
+
+/// Wiring of the storage service.
+pub struct StorageConfig {
+    pub blob_base: String,
+    pub authority: String,
+    pub cmk_cache_ttl: std::time::Duration,
 }
 
 impl StorageService {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: SharedStore,
         objects: SharedObjects,
         root: Arc<RootKey>,
         door: Arc<Door>,
         directory: Arc<Directory>,
-        blob_base: String,
-        authority: String,
+        keyvault: Arc<byos_keyvault::KeyVaultService>,
+        config: StorageConfig,
     ) -> Arc<Self> {
         Arc::new(StorageService {
             store,
@@ -70,10 +82,13 @@ impl StorageService {
             root,
             door,
             directory,
-            blob_base,
-            authority,
+            blob_base: config.blob_base,
+            authority: config.authority,
             accounts: RwLock::new(HashMap::new()),
             pending_object_deletes: std::sync::Mutex::new(HashMap::new()),
+            keyvault,
+            cmk_cache_ttl: config.cmk_cache_ttl,
+            cmk_cache: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -110,10 +125,12 @@ impl StorageService {
         };
         let account = Arc::new(Account { id: record.id.clone(), name: record.name.clone(), settings, secrets, cors });
         self.accounts.write().unwrap_or_else(|e| e.into_inner()).insert(record.name.clone(), Arc::clone(&account));
+        self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).remove(&record.name);
         Ok(account)
     }
 
     pub(crate) fn forget(&self, name: &str) {
         self.accounts.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
     }
 }

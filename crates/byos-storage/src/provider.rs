@@ -15,7 +15,8 @@ use byos_store::Batch;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::account::{AccountSecrets, AccountSettings, validate_name};
+use crate::account::{AccountSecrets, AccountSettings, CmkSettings, CmkWrap, EncryptionRequest, parse_encryption, validate_name};
+use crate::cmk;
 use crate::blob::cors;
 use crate::{ACCOUNT_TYPE, BLOB_SERVICES, NAMES, SECRETS, StorageService};
 
@@ -152,8 +153,20 @@ impl StorageProvider {
             Some(record) => serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?,
             None => AccountSettings::default(),
         };
-        settings.apply(&body.properties.clone().unwrap_or_default())?;
+        let props = body.properties.clone().unwrap_or_default();
+        settings.apply(&props)?;
+        let encryption = parse_encryption(&props)?;
         let plan = plan_identity(arm, &request.caller, &id.to_string(), body.identity.as_ref(), current.as_ref()).await?;
+        let secrets = match &current {
+            None => Some(AccountSecrets::generate()?),
+            Some(_) if encryption.is_some() => None,
+            Some(_) => None,
+        };
+        let secrets = match (&encryption, current.is_some()) {
+            (Some(request), _) => Some(self.apply_encryption(arm, id, &mut settings, &plan, request, secrets).await?),
+            (None, false) => secrets,
+            (None, true) => None,
+        };
         let mut extra = current.as_ref().map(|r| r.extra.clone()).unwrap_or_default();
         if let Some(sku) = body.sku.clone() {
             let name = sku.get("name").and_then(Value::as_str).unwrap_or("Standard_LRS").to_owned();
@@ -180,11 +193,10 @@ impl StorageProvider {
         };
         let mut batch = Batch::new().put(RESOURCES, key.clone(), encode(&key, &record)?);
         if current.is_none() {
-            let secrets = AccountSecrets::generate()?;
-            batch = batch
-                .expect_absent(NAMES, id.name.clone())
-                .put(NAMES, id.name.clone(), id.to_string().into_bytes())
-                .put(SECRETS, key.clone(), secrets.seal(&self.service().root)?);
+            batch = batch.expect_absent(NAMES, id.name.clone()).put(NAMES, id.name.clone(), id.to_string().into_bytes());
+        }
+        if let Some(secrets) = &secrets {
+            batch = batch.put(SECRETS, key.clone(), secrets.seal(&self.service().root)?);
         }
         batch = plan.ops(arm, batch)?;
         self.service().store.commit(batch).await.map_err(store_error)?;
@@ -192,6 +204,84 @@ impl StorageProvider {
         self.service().refresh(&record).await?;
         tracing::info!(account = %record.id, created = current.is_none(), "storage account written");
         Ok(json_response(200, &self.wire(&record)?))
+    }
+
+    /// Switches the account's KEK protection as `request` asks; returns the secrets to store.
+    /// `fresh` is the secrets of an account being created (`None` for an existing account).
+    async fn apply_encryption(
+        &self,
+        arm: &Arm,
+        id: &ResourceId,
+        settings: &mut AccountSettings,
+        plan: &byos_arm::managed_identity::IdentityPlan,
+        request: &EncryptionRequest,
+        fresh: Option<AccountSecrets>,
+    ) -> Result<AccountSecrets, ApiError> {
+        let live = self.service().account(&id.name);
+        let current_bytes = |secrets: &AccountSecrets| secrets.root_kek_bytes();
+        let kek = match (&fresh, &live) {
+            (Some(secrets), _) => current_bytes(secrets).ok_or_else(ApiError::internal)?,
+            (None, Some(account)) => match current_bytes(&account.secrets) {
+                Some(bytes) => bytes,
+                None => cmk::customer_kek_bytes(self.service(), account).await?,
+            },
+            (None, None) => return Err(ApiError::internal()),
+        };
+        let base = match (fresh, &live) {
+            (Some(secrets), _) => secrets,
+            (None, Some(account)) => account.secrets.with_service_key(&kek)?,
+            (None, None) => return Err(ApiError::internal()),
+        };
+        match request {
+            EncryptionRequest::ServiceManaged => {
+                settings.cmk = None;
+                Ok(base)
+            }
+            EncryptionRequest::CustomerManaged { key_name, key_version, key_vault_uri, identity } => {
+                let vault = self.service().keyvault.vault_by_uri(key_vault_uri).ok_or_else(|| {
+                    ApiError::bad_request("KeyVaultNotFound", format!("The key vault '{key_vault_uri}' was not found (byos serves each vault at its own https://127.0.0.1:port/)."))
+                })?;
+                if !vault.settings.enable_purge_protection {
+                    return Err(ApiError::bad_request(
+                        "KeyVaultPolicyError",
+                        format!("The key vault '{}' must have soft delete and purge protection enabled to hold customer-managed keys.", vault.name),
+                    ));
+                }
+                let principal = self.encryption_principal(arm, plan, identity.as_deref()).await?;
+                let caller = cmk::identity_caller(self.service(), principal).ok_or_else(|| ApiError::bad_request("InvalidIdentity", "The account's managed identity does not exist."))?;
+                let mut cmk = CmkSettings {
+                    key_name: key_name.clone(),
+                    key_version: key_version.clone(),
+                    key_vault_uri: vault.uri.clone(),
+                    identity: identity.clone(),
+                    principal,
+                    current_key_id: String::new(),
+                    last_rotation: byos_core::time::rfc3339_now(),
+                };
+                let (wrap, _) = cmk::wrap(self.service(), &caller, &cmk, &kek).await?;
+                cmk.current_key_id = wrap.key_id.clone();
+                settings.cmk = Some(cmk);
+                tracing::info!(account = %id, key = %wrap.key_id, "account key now protected by a customer-managed key");
+                base.with_customer_key(wrap)
+            }
+        }
+    }
+
+    /// The principal that uses the customer key: the named user-assigned identity (which must be
+    /// attached to the account) or the account's system-assigned identity.
+    async fn encryption_principal(&self, arm: &Arm, plan: &byos_arm::managed_identity::IdentityPlan, identity: Option<&str>) -> Result<uuid::Uuid, ApiError> {
+        let no_identity = || ApiError::bad_request("InvalidIdentity", "A customer-managed key needs a managed identity: enable the account's system-assigned identity or name an attached user-assigned identity in encryption.identity.");
+        match identity {
+            None => plan.owned.first().copied().ok_or_else(no_identity),
+            Some(uami) => {
+                let attached = plan.wire.as_ref().and_then(|w| w.get("userAssignedIdentities")).and_then(|m| m.as_object()).is_some_and(|m| m.keys().any(|k| k.eq_ignore_ascii_case(uami)));
+                if !attached {
+                    return Err(ApiError::bad_request("InvalidIdentity", format!("The identity '{uami}' must be attached to the account (identity.userAssignedIdentities) to use it for encryption.")));
+                }
+                let record = arm.resource(uami).await?.ok_or_else(no_identity)?;
+                record.owned_principals.first().copied().ok_or_else(no_identity)
+            }
+        }
     }
 
     async fn delete(&self, arm: &Arm, id: &ResourceId) -> Result<Response, Failure> {
@@ -325,4 +415,27 @@ impl StorageProvider {
         });
         Ok(json_response(200, &if list { json!({"value": [service]}) } else { service }))
     }
+}
+
+/// Records that the account's KEK is now wrapped by a newer key version (automatic rotation),
+/// guarded on the record and secrets it replaces.
+pub(crate) async fn record_rotation(service: &StorageService, account: &crate::Account, wrap: CmkWrap, used: &byos_keyvault::keys::KeyUsed) -> Result<(), ApiError> {
+    let key = resource_key(&account.id);
+    let record_bytes = service.store.get(RESOURCES, &key).await.map_err(store_error)?.ok_or_else(ApiError::internal)?;
+    let secrets_bytes = service.store.get(SECRETS, &key).await.map_err(store_error)?.ok_or_else(ApiError::internal)?;
+    let mut record: ResourceRecord = records::decode(&key, &record_bytes)?;
+    let mut settings: AccountSettings = serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+    let cmk = settings.cmk.as_mut().ok_or_else(ApiError::internal)?;
+    cmk.current_key_id = used.kid.clone();
+    cmk.last_rotation = byos_core::time::rfc3339_now();
+    record.properties = serde_json::to_value(&settings).map_err(|_| ApiError::internal())?;
+    let secrets = AccountSecrets::open(&service.root, &secrets_bytes)?.with_customer_key(wrap)?;
+    let batch = Batch::new()
+        .expect_unchanged(RESOURCES, key.clone(), Some(record_bytes))
+        .expect_unchanged(SECRETS, key.clone(), Some(secrets_bytes))
+        .put(RESOURCES, key.clone(), encode(&key, &record)?)
+        .put(SECRETS, key, secrets.seal(&service.root)?);
+    service.store.commit(batch).await.map_err(store_error)?;
+    service.refresh(&record).await?;
+    Ok(())
 }

@@ -12,6 +12,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use byos_core::ApiError;
+use byos_crypto::envelope::Kek;
 use byos_http::Failure;
 use byos_store::Batch;
 use futures_util::StreamExt;
@@ -90,7 +91,8 @@ async fn receive_segment(service: &StorageService, request: &BlobRequest, segmen
         None => None,
     };
     let checksums = data::Checksums { md5: sent_md5.is_some(), crc64: sent_crc64.is_some() };
-    let mut writer = SegmentWriter::create(service, &request.account, request.container(), request.blob(), segment_id, checksums).await?;
+    let kek = request.kek(service).await?;
+    let mut writer = SegmentWriter::create(service, &request.account, &kek, request.container(), request.blob(), segment_id, checksums).await?;
     let mut stream = request.take_body().into_data_stream();
     while let Some(frame) = stream.next().await {
         let frame = frame.map_err(|_| bad_request("IncompleteBody", "The request body is incomplete."))?;
@@ -211,7 +213,7 @@ pub async fn put(service: &StorageService, request: &BlobRequest) -> Result<Resp
     let metadata = xml::metadata_from_headers(&request.headers)?;
     let mut content = content_headers(request, true);
     content.content_md5 = content.content_md5.or_else(|| checksums.md5.map(|m| b64(&m)));
-    let sealed_metadata = data::seal_metadata(&request.account, request.container(), Some(request.blob()), &metadata)?;
+    let sealed_metadata = data::seal_metadata(&request.account, &*request.kek(service).await?, request.container(), Some(request.blob()), &metadata)?;
     let now = xml::now_nanos();
     let record = commit_blob(service, request, |old, _| {
         Ok(BlobRecord {
@@ -281,7 +283,7 @@ pub async fn put_block_list(service: &StorageService, request: &BlobRequest) -> 
     let entries = xml::parse_block_list(&body)?;
     let (account, container, blob) = (&request.account, request.container(), request.blob());
     let metadata = xml::metadata_from_headers(&request.headers)?;
-    let sealed_metadata = data::seal_metadata(account, container, Some(blob), &metadata)?;
+    let sealed_metadata = data::seal_metadata(account, &*request.kek(service).await?, container, Some(blob), &metadata)?;
     let content = content_headers(request, false);
     let now = xml::now_nanos();
     let record = commit_blob(service, request, |old, staged| {
@@ -366,7 +368,7 @@ fn parse_range(text: Option<&str>) -> Option<(u64, Option<u64>)> {
 }
 
 /// Properties every GET / HEAD of a blob carries.
-fn blob_headers(account: &Account, container: &str, record: &BlobRecord) -> Result<Vec<(String, String)>, ApiError> {
+fn blob_headers(account: &Account, kek: &Kek, container: &str, record: &BlobRecord) -> Result<Vec<(String, String)>, ApiError> {
     let mut headers: Vec<(String, String)> = vec![
         ("etag".into(), record.etag.clone()),
         ("last-modified".into(), xml::http_date_nanos(record.last_modified)),
@@ -388,7 +390,7 @@ fn blob_headers(account: &Account, container: &str, record: &BlobRecord) -> Resu
     if committed > 0 {
         headers.push(("x-ms-blob-committed-block-count".into(), committed.to_string()));
     }
-    for (name, value) in data::open_metadata(account, container, Some(&record.name), record.sealed_metadata.as_deref())? {
+    for (name, value) in data::open_metadata(account, kek, container, Some(&record.name), record.sealed_metadata.as_deref())? {
         headers.push((format!("x-ms-meta-{name}"), value));
     }
     Ok(headers)
@@ -398,7 +400,8 @@ pub async fn get(service: &StorageService, request: &BlobRequest, with_body: boo
     let record = require(service, request).await?;
     xml::check_conditions(&request.headers, Some(Current { etag: &record.etag, last_modified_nanos: record.last_modified }), Access::Read)?;
     let (account, container) = (&request.account, request.container());
-    let mut headers = blob_headers(account, container, &record)?;
+    let kek = request.kek(service).await?;
+    let mut headers = blob_headers(account, &kek, container, &record)?;
     let range = if with_body { parse_range(request.header("x-ms-range").or_else(|| request.header("range"))) } else { None };
     let (status, start, end) = match range {
         Some((start, _)) if start >= record.size => {
@@ -421,7 +424,7 @@ pub async fn get(service: &StorageService, request: &BlobRequest, with_body: boo
     };
     headers.push(("content-length".into(), (end - start).to_string()));
     let body = if with_body && end > start {
-        Body::from_stream(data::read_range(service, account, container, &record.name, &record.segments, start, end)?)
+        Body::from_stream(data::read_range(service, account, &kek, container, &record.name, &record.segments, start, end)?)
     } else {
         Body::empty()
     };
@@ -433,7 +436,8 @@ pub async fn get(service: &StorageService, request: &BlobRequest, with_body: boo
 pub async fn metadata(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
     let record = require(service, request).await?;
     let mut headers = vec![("etag".to_owned(), record.etag.clone()), ("last-modified".to_owned(), xml::http_date_nanos(record.last_modified))];
-    for (name, value) in data::open_metadata(&request.account, request.container(), Some(&record.name), record.sealed_metadata.as_deref())? {
+    let kek = request.kek(service).await?;
+    for (name, value) in data::open_metadata(&request.account, &kek, request.container(), Some(&record.name), record.sealed_metadata.as_deref())? {
         headers.push((format!("x-ms-meta-{name}"), value));
     }
     Ok(respond(StatusCode::OK, headers))
@@ -458,7 +462,7 @@ async fn update_record(service: &StorageService, request: &BlobRequest, change: 
 
 pub async fn set_metadata(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
     let metadata = xml::metadata_from_headers(&request.headers)?;
-    let sealed = data::seal_metadata(&request.account, request.container(), Some(request.blob()), &metadata)?;
+    let sealed = data::seal_metadata(&request.account, &*request.kek(service).await?, request.container(), Some(request.blob()), &metadata)?;
     update_record(service, request, |r| r.sealed_metadata = sealed.clone()).await
 }
 
@@ -544,10 +548,11 @@ pub async fn list(service: &StorageService, request: &BlobRequest) -> Result<Res
         out.push_str(&format!("<Delimiter>{}</Delimiter>", escape(d)));
     }
     out.push_str("<Blobs>");
+    let kek = if include_metadata { Some(request.kek(service).await?) } else { None };
     for item in &items {
         match item {
             Listed::Prefix(p) => out.push_str(&format!("<BlobPrefix><Name>{}</Name></BlobPrefix>", escape(p))),
-            Listed::Blob(b) => out.push_str(&blob_xml(account, container, b, include_metadata)?),
+            Listed::Blob(b) => out.push_str(&blob_xml(account, kek.as_deref(), container, b)?),
         }
     }
     out.push_str("</Blobs>");
@@ -563,7 +568,7 @@ pub async fn list(service: &StorageService, request: &BlobRequest) -> Result<Res
     Ok(xml_response(out))
 }
 
-fn blob_xml(account: &Account, container: &str, b: &BlobRecord, include_metadata: bool) -> Result<String, ApiError> {
+fn blob_xml(account: &Account, kek: Option<&Kek>, container: &str, b: &BlobRecord) -> Result<String, ApiError> {
     let c = &b.content;
     let opt = |tag: &str, v: &Option<String>| format!("<{tag}>{}</{tag}>", escape(v.as_deref().unwrap_or_default()));
     let mut out = format!(
@@ -580,8 +585,8 @@ fn blob_xml(account: &Account, container: &str, b: &BlobRecord, include_metadata
         opt("Cache-Control", &c.cache_control),
         opt("Content-Disposition", &c.content_disposition),
     );
-    if include_metadata {
-        let metadata: BTreeMap<String, String> = data::open_metadata(account, container, Some(&b.name), b.sealed_metadata.as_deref())?;
+    if let Some(kek) = kek {
+        let metadata: BTreeMap<String, String> = data::open_metadata(account, kek, container, Some(&b.name), b.sealed_metadata.as_deref())?;
         out.push_str(&metadata_xml(&metadata));
     }
     out.push_str("</Blob>");

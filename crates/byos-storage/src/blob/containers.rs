@@ -91,7 +91,7 @@ pub async fn create(service: &StorageService, request: &BlobRequest) -> Result<R
         v: data::RECORD_VERSION,
         name: name.to_owned(),
         public_access,
-        sealed_metadata: data::seal_metadata(account, name, None, &metadata)?,
+        sealed_metadata: if metadata.is_empty() { None } else { data::seal_metadata(account, &*request.kek(service).await?, name, None, &metadata)? },
         etag: data::new_etag(),
         last_modified: xml::now_nanos(),
         deleting: false,
@@ -149,7 +149,11 @@ pub async fn properties(service: &StorageService, request: &BlobRequest) -> Resu
         headers.push(("x-ms-blob-public-access", level.clone()));
     }
     let mut response = super::respond(StatusCode::OK, headers);
-    for (name, value) in data::open_metadata(account, &record.name, None, record.sealed_metadata.as_deref())? {
+    let metadata = match &record.sealed_metadata {
+        Some(sealed) => data::open_metadata(account, &*request.kek(service).await?, &record.name, None, Some(sealed))?,
+        None => Default::default(),
+    };
+    for (name, value) in metadata {
         if let (Ok(n), Ok(v)) = (axum::http::HeaderName::try_from(format!("x-ms-meta-{name}")), HeaderValue::from_str(&value)) {
             response.headers_mut().insert(n, v);
         }
@@ -160,7 +164,7 @@ pub async fn properties(service: &StorageService, request: &BlobRequest) -> Resu
 pub async fn set_metadata(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
     let account = &request.account;
     let metadata = xml::metadata_from_headers(&request.headers)?;
-    let sealed = data::seal_metadata(account, request.container(), None, &metadata)?;
+    let sealed = data::seal_metadata(account, &*request.kek(service).await?, request.container(), None, &metadata)?;
     let record = update(service, account, request.container(), |r| r.sealed_metadata = sealed.clone()).await?;
     Ok(super::respond(StatusCode::OK, stamp(&record)))
 }
@@ -230,7 +234,11 @@ pub async fn list(service: &StorageService, request: &BlobRequest) -> Result<Res
             c.public_access.as_ref().map(|p| format!("<PublicAccess>{p}</PublicAccess>")).unwrap_or_default()
         ));
         if include_metadata {
-            out.push_str(&metadata_xml(&data::open_metadata(account, &c.name, None, c.sealed_metadata.as_deref())?));
+            let metadata = match &c.sealed_metadata {
+                Some(sealed) => data::open_metadata(account, &*request.kek(service).await?, &c.name, None, Some(sealed))?,
+                None => Default::default(),
+            };
+            out.push_str(&metadata_xml(&metadata));
         }
         out.push_str("</Container>");
     }

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use byos_core::ApiError;
-use byos_crypto::envelope::{CHUNK_SIZE, DataKey, SEGMENT_HEADER_LEN, TAG_LEN, chunk_offset, parse_segment_header, segment_header};
+use byos_crypto::envelope::{CHUNK_SIZE, Kek, DataKey, SEGMENT_HEADER_LEN, TAG_LEN, chunk_offset, parse_segment_header, segment_header};
 use byos_crypto::{b64url, b64url_decode};
 use byos_store::{Batch, ObjectWriter, Table};
 use bytes::Bytes;
@@ -191,19 +191,19 @@ fn metadata_context(account: &str, container: &str, blob: Option<&str>) -> Vec<u
 }
 
 /// Seals `metadata` (name -> value) under the account KEK, bound to its container or blob.
-pub fn seal_metadata(account: &Account, container: &str, blob: Option<&str>, metadata: &BTreeMap<String, String>) -> Result<Option<String>, ApiError> {
+pub fn seal_metadata(account: &Account, kek: &Kek, container: &str, blob: Option<&str>, metadata: &BTreeMap<String, String>) -> Result<Option<String>, ApiError> {
     if metadata.is_empty() {
         return Ok(None);
     }
     let json = zeroize::Zeroizing::new(serde_json::to_vec(metadata).map_err(|_| internal())?);
-    let sealed = account.secrets.kek.seal_value(&json, &metadata_context(&account.name, container, blob)).map_err(|_| internal())?;
+    let sealed = kek.seal_value(&json, &metadata_context(&account.name, container, blob)).map_err(|_| internal())?;
     Ok(Some(b64url(&sealed)))
 }
 
-pub fn open_metadata(account: &Account, container: &str, blob: Option<&str>, sealed: Option<&str>) -> Result<BTreeMap<String, String>, ApiError> {
+pub fn open_metadata(account: &Account, kek: &Kek, container: &str, blob: Option<&str>, sealed: Option<&str>) -> Result<BTreeMap<String, String>, ApiError> {
     let Some(sealed) = sealed else { return Ok(BTreeMap::new()) };
     let bytes = b64url_decode(sealed).ok_or_else(internal)?;
-    let json = account.secrets.kek.open_value(&bytes, &metadata_context(&account.name, container, blob)).map_err(|_| internal())?;
+    let json = kek.open_value(&bytes, &metadata_context(&account.name, container, blob)).map_err(|_| internal())?;
     serde_json::from_slice(&json).map_err(|_| internal())
 }
 
@@ -232,11 +232,11 @@ pub struct SegmentWriter {
 const UNIT: usize = IO_CHUNKS * (CHUNK_SIZE + TAG_LEN);
 
 impl SegmentWriter {
-    pub async fn create(service: &StorageService, account: &Account, container: &str, blob: &str, segment_id: &str, checksums: Checksums) -> Result<Self, ApiError> {
+    pub async fn create(service: &StorageService, account: &Account, kek: &Kek, container: &str, blob: &str, segment_id: &str, checksums: Checksums) -> Result<Self, ApiError> {
         let object = uuid::Uuid::new_v4().simple().to_string();
         let dek = DataKey::generate().map_err(|_| internal())?;
         let wrap_context = segment_context("dek", &account.name, container, blob, segment_id);
-        let wrapped = account.secrets.kek.wrap(&dek, &wrap_context).map_err(|_| internal())?;
+        let wrapped = kek.wrap(&dek, &wrap_context).map_err(|_| internal())?;
         let writer = service.objects.create(&object).await.map_err(object_err)?;
         let mut buffer = Vec::with_capacity(UNIT + SEGMENT_HEADER_LEN as usize);
         buffer.extend_from_slice(&segment_header(CHUNK_SIZE));
@@ -320,28 +320,30 @@ struct ReadState {
 }
 
 /// Opens the data keys of a blob's segments (fails if the account's key cannot unwrap them).
-fn open_segments(account: &Account, container: &str, blob: &str, segments: &[Segment]) -> Result<Vec<(Segment, DataKey, Vec<u8>)>, ApiError> {
+fn open_segments(account: &Account, kek: &Kek, container: &str, blob: &str, segments: &[Segment]) -> Result<Vec<(Segment, DataKey, Vec<u8>)>, ApiError> {
     segments
         .iter()
         .map(|s| {
             let wrapped = b64url_decode(&s.wrapped_dek).ok_or_else(internal)?;
-            let dek = account.secrets.kek.unwrap(&wrapped, &segment_context("dek", &account.name, container, blob, &s.segment_id)).map_err(|_| internal())?;
+            let dek = kek.unwrap(&wrapped, &segment_context("dek", &account.name, container, blob, &s.segment_id)).map_err(|_| internal())?;
             Ok((s.clone(), dek, segment_context("seg", &account.name, container, blob, &s.segment_id)))
         })
         .collect()
 }
 
 /// The plaintext of `[start, end)` of a blob, as a stream of decrypted pieces.
+#[allow(clippy::too_many_arguments)]
 pub fn read_range(
     service: &StorageService,
     account: &Account,
+    kek: &Kek,
     container: &str,
     blob: &str,
     segments: &[Segment],
     start: u64,
     end: u64,
 ) -> Result<impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static, ApiError> {
-    let state = ReadState { objects: service.objects.clone(), segments: open_segments(account, container, blob, segments)?, position: start, end };
+    let state = ReadState { objects: service.objects.clone(), segments: open_segments(account, kek, container, blob, segments)?, position: start, end };
     let pieces = futures_util::stream::try_unfold(state, |mut state| async move {
         if state.position >= state.end {
             return Ok(None);

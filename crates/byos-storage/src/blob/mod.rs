@@ -84,6 +84,8 @@ pub struct BlobRequest {
     pub blob: Option<String>,
     /// Taken once by the handler that consumes it; in a mutex so the request can be shared.
     body: std::sync::Mutex<Option<axum::body::Body>>,
+    /// The account's KEK, fetched once per request by the operations that touch customer data.
+    kek: tokio::sync::OnceCell<Arc<byos_crypto::envelope::Kek>>,
 }
 
 impl BlobRequest {
@@ -101,6 +103,11 @@ impl BlobRequest {
 
     pub fn blob(&self) -> &str {
         self.blob.as_deref().unwrap_or_default()
+    }
+
+    /// The account's KEK (for a customer-managed key: possibly through Key Vault, which can refuse).
+    pub async fn kek(&self, service: &StorageService) -> Result<Arc<byos_crypto::envelope::Kek>, ApiError> {
+        self.kek.get_or_try_init(|| service.kek(&self.account)).await.cloned()
     }
 
     /// The request body (empty if already taken).
@@ -168,6 +175,7 @@ async fn dispatch(service: &StorageService, account: Option<Arc<Account>>, reque
         container,
         blob,
         body: std::sync::Mutex::new(Some(body)),
+        kek: tokio::sync::OnceCell::new(),
     };
     let op = Op::of(&request)?;
     let caller = ops::authorize(service, &request, op, authenticated).await?;

@@ -12,6 +12,16 @@ use byos_storage::blob::data::{BLOBS, BLOCKS, BlobRecord, BlockRecord, ContentHe
 use byos_storage::blob::sweep;
 use byos_store::{Batch, MemObjectStore, MemStore, SharedObjects, SharedStore};
 
+/// These tests open no vaults.
+struct NoListeners;
+
+#[async_trait::async_trait]
+impl byos_http::Listeners for NoListeners {
+    async fn open(&self, _port: u16, _router: axum::Router) -> std::io::Result<(u16, byos_http::ListenerHandle)> {
+        Err(std::io::Error::other("no listeners in this test"))
+    }
+}
+
 fn segment(object: &str) -> Segment {
     Segment { object: object.into(), wrapped_dek: String::new(), len: 1, chunk_size: 65536, segment_id: "block:QQ==".into() }
 }
@@ -33,7 +43,10 @@ async fn expired_blocks_and_orphans_are_swept_and_committed_data_is_kept() -> an
     let objects: SharedObjects = Arc::new(MemObjectStore::new());
     let root = Arc::new(RootKey::ephemeral()?);
     let directory = Arc::new(Directory::open(Arc::clone(&store), &root, "https://127.0.0.1:1").await?);
-    let service = StorageService::new(Arc::clone(&store), Arc::clone(&objects), root, Arc::new(Door::new()), directory, "https://127.0.0.1:2".into(), "https://127.0.0.1:1".into());
+    let door = Arc::new(Door::new());
+    let keyvault = byos_keyvault::KeyVaultService::new(Arc::clone(&store), Arc::clone(&root), Arc::clone(&door), Arc::clone(&directory), Arc::new(NoListeners), "https://127.0.0.1:1".into());
+    let config = byos_storage::StorageConfig { blob_base: "https://127.0.0.1:2".into(), authority: "https://127.0.0.1:1".into(), cmk_cache_ttl: Duration::from_secs(1) };
+    let service = StorageService::new(Arc::clone(&store), Arc::clone(&objects), root, door, directory, keyvault, config);
 
     for id in ["old-block", "fresh-block", "committed", "orphan"] {
         put_object(&objects, id).await?;

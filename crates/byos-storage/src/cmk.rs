@@ -1,0 +1,148 @@
+//! Customer-managed keys: the account's KEK wrapped by the customer's Key Vault key, used only as
+//! the account's managed identity, through the door, as an ordinary key operation.
+//!
+//! - Enable / change key: the KEK is wrapped with the key (RSA-OAEP-256) and removed from the
+//!   root-sealed secrets; the wrap is tested by an unwrap, so a missing permission fails the update.
+//! - Use: the unwrapped KEK is cached for `cmk_cache_ttl` (≤ 60 s); after that every data operation
+//!   unwraps again, so a revoked key or identity makes the data unreadable within that time.
+//! - Rotation: when the key's current version changes (and no version is pinned), the KEK is
+//!   re-wrapped with the new version. Data keys and blobs are never re-encrypted.
+//! - Disable: the KEK goes back under the root key, again without touching data.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use byos_core::{ApiError, AuthMethod, Caller, NetworkOrigin, PrincipalKind};
+use byos_crypto::envelope::Kek;
+use byos_crypto::{b64url, b64url_decode};
+use byos_keyvault::keys::{KeyUse, KeyUsed};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::account::{CmkSettings, CmkWrap, KekSource};
+use crate::blob::errors::err;
+use crate::{Account, StorageService};
+
+/// The account's managed identity acting in-process (an explicit caller for the door).
+pub fn identity_caller(service: &StorageService, principal: Uuid) -> Option<Caller> {
+    let p = service.directory.principal(principal)?;
+    Some(Caller {
+        object_id: Some(p.object_id),
+        client_id: Some(p.client_id),
+        tenant_id: Some(service.directory.tenant_id()),
+        kind: Some(PrincipalKind::ManagedIdentity { resource_id: p.resource_id().unwrap_or_default().to_owned() }),
+        auth: AuthMethod::ServiceIdentity,
+        origin: NetworkOrigin { ip: None, tls: false },
+        signed: None,
+    })
+}
+
+/// Splits `{vault}keys/{name}/{version}`.
+fn split_key_id(key_id: &str) -> Option<(&str, &str, &str)> {
+    let (vault, rest) = key_id.split_once("keys/")?;
+    let (name, version) = rest.split_once('/')?;
+    Some((vault, name, version))
+}
+
+/// What ARM says when a customer key cannot be set up.
+fn setup_error(cause: &ApiError, what: &str) -> ApiError {
+    let reason = match (cause.status, cause.inner_code.as_deref()) {
+        (403, Some("AccessDenied" | "ForbiddenByRbac")) => "the identity does not have permission (get, wrapKey, unwrapKey) on the key",
+        (403, _) => "the key is disabled, expired or not usable for wrapKey/unwrapKey",
+        (404, _) => "the key vault or the key (version) was not found",
+        _ => "the key could not be used",
+    };
+    ApiError::bad_request("KeyVaultAuthenticationFailure", format!("Cannot {what} with the customer-managed key: {reason} ({}).", cause.message))
+}
+
+/// Wraps `kek` with the requested key as `caller`, then proves the identity can unwrap it.
+pub async fn wrap(service: &StorageService, caller: &Caller, settings: &CmkSettings, kek: &[u8]) -> Result<(CmkWrap, KeyUsed), ApiError> {
+    let kv = &service.keyvault;
+    let version = settings.key_version.as_deref();
+    let wrapped = kv.use_key(caller, &settings.key_vault_uri, &settings.key_name, version, KeyUse::Wrap(kek.to_vec())).await.map_err(|e| setup_error(&e, "wrap the account key"))?;
+    let check = kv
+        .use_key(caller, &settings.key_vault_uri, &settings.key_name, Some(&wrapped.version), KeyUse::Unwrap(wrapped.output.to_vec()))
+        .await
+        .map_err(|e| setup_error(&e, "unwrap the account key"))?;
+    if check.output.as_slice() != kek {
+        return Err(ApiError::internal());
+    }
+    Ok((CmkWrap { key_id: wrapped.kid.clone(), wrapped: b64url(&wrapped.output) }, wrapped))
+}
+
+/// The KEK's bytes of an account protected by a customer key (to re-wrap it or take it back under
+/// the root key); needs the identity's access to the key now.
+pub async fn customer_kek_bytes(service: &StorageService, account: &Account) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    let (KekSource::Customer(wrap), Some(settings)) = (&account.secrets.kek, account.settings.cmk.as_ref()) else {
+        return Err(ApiError::internal());
+    };
+    let caller = identity_caller(service, settings.principal).ok_or_else(|| ApiError::bad_request("InvalidIdentity", "The identity that protects the account key no longer exists."))?;
+    let (vault, name, version) = split_key_id(&wrap.key_id).ok_or_else(ApiError::internal)?;
+    let wrapped = b64url_decode(&wrap.wrapped).ok_or_else(ApiError::internal)?;
+    let used = service.keyvault.use_key(&caller, vault, name, Some(version), KeyUse::Unwrap(wrapped)).await.map_err(|e| setup_error(&e, "unwrap the current account key"))?;
+    Ok(used.output)
+}
+
+/// The blob error for a customer key that cannot be used now.
+fn unavailable(cause: &ApiError) -> ApiError {
+    let (code, message) = match (cause.status, cause.inner_code.as_deref(), cause.code.as_str()) {
+        (404, _, "VaultNotFound") => ("KeyVaultVaultNotFound", "The key vault is not found for encryption."),
+        (403, Some("AccessDenied" | "ForbiddenByRbac"), _) | (401, _, _) => {
+            ("KeyVaultAccessTokenCannotBeAcquired", "The key vault access token cannot be acquired: the account's identity has no access to the key.")
+        }
+        _ => ("KeyVaultEncryptionKeyNotFound", "The key vault key is not found to unwrap the encryption key."),
+    };
+    err(403, code, message).with_header("x-byos-denial", crate::blob::errors::header_safe(&format!("customer-managed key unavailable: {}", cause.message)))
+}
+
+impl StorageService {
+    /// The account's KEK: from memory for service-managed keys; for customer-managed keys from
+    /// a short cache, else unwrapped now through Key Vault as the account's identity.
+    pub async fn kek(&self, account: &Account) -> Result<Arc<Kek>, ApiError> {
+        let wrap = match &account.secrets.kek {
+            KekSource::Root(kek) => return Ok(Arc::clone(kek)),
+            KekSource::Customer(wrap) => wrap,
+        };
+        if let Some((kek, at)) = self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&account.name) {
+            if at.elapsed() < self.cmk_cache_ttl {
+                return Ok(Arc::clone(kek));
+            }
+        }
+        let settings = account.settings.cmk.as_ref().ok_or_else(crate::blob::errors::internal)?;
+        let missing_identity = || err(403, "KeyVaultAccessTokenCannotBeAcquired", "The key vault access token cannot be acquired: the account's identity no longer exists.")
+            .with_header("x-byos-denial", "customer-managed key unavailable: the identity was removed");
+        let caller = identity_caller(self, settings.principal).ok_or_else(missing_identity)?;
+        let (vault, name, version) = split_key_id(&wrap.key_id).ok_or_else(crate::blob::errors::internal)?;
+        let wrapped = b64url_decode(&wrap.wrapped).ok_or_else(crate::blob::errors::internal)?;
+        let unwrapped = self.keyvault.use_key(&caller, vault, name, Some(version), KeyUse::Unwrap(wrapped)).await.map_err(|e| {
+            self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).remove(&account.name);
+            tracing::info!(account = %account.name, reason = %e.message, "customer-managed key unavailable");
+            unavailable(&e)
+        })?;
+        let kek = Arc::new(Kek::from_bytes(&unwrapped.output).map_err(|_| crate::blob::errors::internal())?);
+        if settings.key_version.is_none() {
+            self.follow_rotation(account, &caller, settings, version, &unwrapped.output).await;
+        }
+        self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).insert(account.name.clone(), (Arc::clone(&kek), Instant::now()));
+        Ok(kek)
+    }
+
+    /// Re-wraps the KEK when the key has a newer current version (automatic rotation).
+    async fn follow_rotation(&self, account: &Account, caller: &Caller, settings: &CmkSettings, wrapped_with: &str, kek: &Zeroizing<Vec<u8>>) {
+        let latest = match self.keyvault.use_key(caller, &settings.key_vault_uri, &settings.key_name, None, KeyUse::Get).await {
+            Ok(latest) if latest.version != wrapped_with => latest,
+            _ => return,
+        };
+        let pinned = CmkSettings { key_version: Some(latest.version.clone()), ..settings.clone() };
+        match wrap(self, caller, &pinned, kek).await {
+            Ok((wrap, used)) => {
+                if let Err(e) = crate::provider::record_rotation(self, account, wrap, &used).await {
+                    tracing::warn!(account = %account.name, error = %e, "could not record the key rotation");
+                } else {
+                    tracing::info!(account = %account.name, key = %used.kid, "account key re-wrapped with the new key version");
+                }
+            }
+            Err(e) => tracing::warn!(account = %account.name, error = %e, "could not re-wrap the account key with the new key version"),
+        }
+    }
+}
