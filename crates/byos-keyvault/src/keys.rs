@@ -175,6 +175,45 @@ async fn dispatch(service: &Arc<KeyVaultService>, vault_name: &str, request: Req
     let target = target(request.uri().path()).ok_or_else(|| kv_error(404, "NotFound", "The requested URI does not address a Key Vault key resource."))?;
     let body = axum::body::to_bytes(request.into_body(), MAX_BODY).await.map_err(|_| bad_parameter("The request body is too large."))?;
     let ctx = Ctx { service, vault: &vault, caller: &caller };
+    let audited = audit_subject(&vault, &method, &target);
+    let outcome = route(&ctx, method, target, &body).await;
+    if let Some((key_id, operation)) = audited {
+        service.audit(&vault.name, &caller, &key_id, operation, crate::audit::result_of(outcome.as_ref().map(|_| ()).map_err(|f| &*f.0))).await;
+    }
+    outcome
+}
+
+/// The key and operation a request is recorded under in the audit log (every key operation).
+fn audit_subject(vault: &Vault, method: &Method, target: &Target) -> Option<(String, &'static str)> {
+    let key = |name: &str, version: Option<&str>| match version {
+        Some(v) => format!("{}keys/{name}/{v}", vault.uri),
+        None => format!("{}keys/{name}", vault.uri),
+    };
+    Some(match (method, target) {
+        (&Method::POST, Target::Create(name)) => (key(name, None), "create"),
+        (&Method::GET, Target::Key(name, version)) => (key(name, version.as_deref()), "get"),
+        (&Method::PATCH, Target::Key(name, version)) => (key(name, version.as_deref()), "update"),
+        (&Method::DELETE, Target::Key(name, None)) => (key(name, None), "delete"),
+        (&Method::POST, Target::Operation(name, version, op)) => (
+            key(name, Some(version)),
+            match op.as_str() {
+                "encrypt" => "encrypt",
+                "decrypt" => "decrypt",
+                "wrapkey" => "wrapKey",
+                "unwrapkey" => "unwrapKey",
+                "sign" => "sign",
+                "verify" => "verify",
+                _ => return None,
+            },
+        ),
+        (&Method::DELETE, Target::DeletedKey(name)) => (key(name, None), "purge"),
+        (&Method::POST, Target::Recover(name)) => (key(name, None), "recover"),
+        _ => return None,
+    })
+}
+
+async fn route(ctx: &Ctx<'_>, method: Method, target: Target, body: &Bytes) -> Result<Response, Failure> {
+    let body = body.clone();
     use Target as T;
     match (method, target) {
         (Method::GET, T::Keys) => ctx.list_keys().await,
@@ -191,6 +230,7 @@ async fn dispatch(service: &Arc<KeyVaultService>, vault_name: &str, request: Req
         (method, _) => Err(Failure::from(kv_error(405, "MethodNotAllowed", format!("The method {method} is not supported on this resource.")))),
     }
 }
+
 
 struct Ctx<'a> {
     service: &'a Arc<KeyVaultService>,
@@ -617,6 +657,22 @@ impl KeyVaultService {
     /// same authorization, validity checks and algorithms (RSA-OAEP-256) as the REST API.
     pub async fn use_key(self: &Arc<Self>, caller: &Caller, vault_uri: &str, name: &str, version: Option<&str>, op: KeyUse) -> Result<KeyUsed, ApiError> {
         let vault = self.vault_by_uri(vault_uri).ok_or_else(|| kv_error(404, "VaultNotFound", format!("No key vault is served at {vault_uri}.")))?;
+        let operation = match &op {
+            KeyUse::Get => "get",
+            KeyUse::Wrap(_) => "wrapKey",
+            KeyUse::Unwrap(_) => "unwrapKey",
+        };
+        let key_id = match version {
+            Some(v) => format!("{}keys/{name}/{v}", vault.uri),
+            None => format!("{}keys/{name}", vault.uri),
+        };
+        let outcome = self.use_key_unaudited(&vault, caller, name, version, op).await;
+        self.audit(&vault.name, caller, outcome.as_ref().map(|u| u.kid.as_str()).unwrap_or(&key_id), operation, crate::audit::result_of(outcome.as_ref().map(|_| ()))).await;
+        outcome
+    }
+
+    async fn use_key_unaudited(self: &Arc<Self>, vault: &Arc<Vault>, caller: &Caller, name: &str, version: Option<&str>, op: KeyUse) -> Result<KeyUsed, ApiError> {
+        let vault = Arc::clone(vault);
         let ctx = Ctx { service: self, vault: &vault, caller };
         let (action, permission, key_op) = match &op {
             KeyUse::Get => ("Microsoft.KeyVault/vaults/keys/read", "get", None),

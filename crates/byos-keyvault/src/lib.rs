@@ -7,6 +7,7 @@
 //!   listener per vault because the SDK needs a host or port per vault. Private keys never leave
 //!   byos and are stored only sealed under the root key.
 
+pub mod audit;
 pub mod keys;
 pub mod provider;
 pub mod settings;
@@ -48,6 +49,8 @@ pub struct KeyVaultService {
     listeners: Arc<dyn Listeners>,
     vaults: RwLock<HashMap<String, Arc<Vault>>>,
     open_listeners: Mutex<HashMap<String, ListenerHandle>>,
+    /// Orders appends to the audit log.
+    audit_lock: tokio::sync::Mutex<()>,
 }
 
 impl KeyVaultService {
@@ -61,6 +64,7 @@ impl KeyVaultService {
             listeners,
             vaults: RwLock::new(HashMap::new()),
             open_listeners: Mutex::new(HashMap::new()),
+            audit_lock: tokio::sync::Mutex::new(()),
         })
     }
 

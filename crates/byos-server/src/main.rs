@@ -52,6 +52,29 @@ enum Command {
         #[command(subcommand)]
         command: IdentityCommand,
     },
+    /// Read and verify a key vault's key-usage audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print the vault's audit entries, one JSON object per line.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+        #[arg(long)]
+        vault: String,
+    },
+    /// Check the vault's hash chain; exits non-zero if any entry was edited, removed or reordered.
+    Verify {
+        #[command(flatten)]
+        dir: DataDir,
+        #[arg(long)]
+        vault: String,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -137,8 +160,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{created}");
         }
         Command::Identity { command } => identity(command).await?,
+        Command::Audit { command } => audit(command).await?,
     }
     Ok(())
+}
+
+async fn audit(command: AuditCommand) -> anyhow::Result<()> {
+    let (dir, vault, verify_only) = match command {
+        AuditCommand::List { dir, vault } => (dir, vault, false),
+        AuditCommand::Verify { dir, vault } => (dir, vault, true),
+    };
+    let answer = control::call(&dir.data_dir, "GET", &format!("/operator/audit?vault={}", percent_encode(&vault)), None).await?;
+    if !verify_only {
+        for entry in answer["entries"].as_array().into_iter().flatten() {
+            println!("{entry}");
+        }
+        return Ok(());
+    }
+    let verification = &answer["verification"];
+    if verification["ok"].as_bool() == Some(true) {
+        println!("ok: {} entries, hash chain intact", verification["entries"]);
+        Ok(())
+    } else {
+        anyhow::bail!("audit log of vault {vault} is broken: {}", verification["problem"].as_str().unwrap_or("unknown problem"))
+    }
 }
 
 async fn identity(command: IdentityCommand) -> anyhow::Result<()> {

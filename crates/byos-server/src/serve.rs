@@ -76,7 +76,7 @@ pub struct RunningServer {
     pub subscription_id: String,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
-    housekeeping: JoinHandle<()>,
+    housekeeping: Vec<JoinHandle<()>>,
     connections: TaskTracker,
 }
 
@@ -84,7 +84,9 @@ impl RunningServer {
     /// Stops accepting, lets in-flight requests finish (bounded), removes the ready marker.
     pub async fn shutdown(self) {
         self.stop.cancel();
-        self.housekeeping.abort();
+        for task in &self.housekeeping {
+            task.abort();
+        }
         for task in self.tasks {
             let _ = task.await;
         }
@@ -191,14 +193,17 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let arm = Arm::open(Arc::clone(&directory), Arc::clone(&door), Arc::clone(&store), arm_deployment, providers).await?;
     storage.load(&arm).await?;
     keyvault.load(&arm).await?;
-    let housekeeping = byos_storage::blob::sweep::spawn(Arc::clone(&storage), HOUSEKEEPING_INTERVAL);
+    let housekeeping = vec![
+        byos_storage::blob::sweep::spawn(Arc::clone(&storage), HOUSEKEEPING_INTERVAL),
+        byos_storage::cmk::spawn_rotation_watch(Arc::clone(&storage), config.cmk_cache.min(MAX_CMK_CACHE)),
+    ];
     let (admin, admin_secret) = directory.ensure_sealed_service_principal(&root, DEPLOYMENT, ADMIN_KEY, "byos-admin").await?;
     byos_arm::rbac::assignments::ensure(&arm, admin.object_id, builtin::OWNER, &Scope::subscription(&deployment.subscription_id)).await?;
 
 
     let identity = IdentityState { directory: Arc::clone(&directory), door: Arc::clone(&door), authority: base_url.clone() };
     let public = byos_identity::api::public_router(identity.clone()).merge(byos_arm::router(Arc::clone(&arm))).layer(panic_guard());
-    let operator = byos_identity::api::operator::router(identity).layer(panic_guard());
+    let operator = byos_identity::api::operator::router(identity).merge(byos_keyvault::audit::operator_router(Arc::clone(&keyvault))).layer(panic_guard());
     let blob = byos_storage::blob::router(Arc::clone(&storage)).layer(panic_guard());
 
     let tasks = vec![

@@ -103,11 +103,10 @@ impl StorageService {
             KekSource::Root(kek) => return Ok(Arc::clone(kek)),
             KekSource::Customer(wrap) => wrap,
         };
-        if let Some((kek, at)) = self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&account.name) {
-            if at.elapsed() < self.cmk_cache_ttl {
+        if let Some((kek, at)) = self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&account.name)
+            && at.elapsed() < self.cmk_cache_ttl {
                 return Ok(Arc::clone(kek));
             }
-        }
         let settings = account.settings.cmk.as_ref().ok_or_else(crate::blob::errors::internal)?;
         let missing_identity = || err(403, "KeyVaultAccessTokenCannotBeAcquired", "The key vault access token cannot be acquired: the account's identity no longer exists.")
             .with_header("x-byos-denial", "customer-managed key unavailable: the identity was removed");
@@ -144,5 +143,36 @@ impl StorageService {
             }
             Err(e) => tracing::warn!(account = %account.name, error = %e, "could not re-wrap the account key with the new key version"),
         }
+    }
+}
+
+/// Follows key rotation in the background: every `interval`, each account on a customer key that
+/// follows the key's current version refreshes its KEK, which re-wraps it when the key rotated.
+pub fn spawn_rotation_watch(service: Arc<StorageService>, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    let weak = Arc::downgrade(&service);
+    drop(service);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(service) = weak.upgrade() else { return };
+            for account in service.accounts_following_rotation() {
+                // A failure here is what data requests report too; nothing to do until access returns.
+                let _ = service.kek(&account).await;
+            }
+        }
+    })
+}
+
+impl StorageService {
+    fn accounts_following_rotation(&self) -> Vec<Arc<Account>> {
+        self.accounts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|a| a.settings.cmk.as_ref().is_some_and(|c| c.key_version.is_none()))
+            .cloned()
+            .collect()
     }
 }

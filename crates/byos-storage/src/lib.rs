@@ -49,7 +49,7 @@ pub struct StorageService {
     pub(crate) blob_base: String,
     /// The token authority (for bearer challenges).
     pub(crate) authority: String,
-    accounts: RwLock<HashMap<String, Arc<Account>>>,
+    pub(crate) accounts: RwLock<HashMap<String, Arc<Account>>>,
     /// Objects of accounts being deleted, removed once the deletion commits.
     pub(crate) pending_object_deletes: std::sync::Mutex<HashMap<String, Vec<String>>>,
     /// Customer-managed keys live in Key Vault; byos uses them as the account's identity.
