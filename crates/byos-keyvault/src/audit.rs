@@ -51,6 +51,13 @@ fn store_err(e: StoreError) -> ApiError {
     ApiError::internal()
 }
 
+/// Who performed an audited operation.
+pub struct Who {
+    pub caller: String,
+    pub client_id: String,
+    pub authentication: String,
+}
+
 /// The outcome of an operation, as the log writes it.
 pub fn result_of(outcome: Result<(), &ApiError>) -> String {
     match outcome {
@@ -65,9 +72,19 @@ impl KeyVaultService {
     /// Appends one entry to the vault's chain. Concurrent appends are ordered by the store's guard
     /// on the next sequence number.
     pub async fn audit(&self, vault: &str, caller: &Caller, key_id: &str, operation: &str, result: String) {
+        let who = Who {
+            caller: caller.object_id.map(|o| o.to_string()).unwrap_or_default(),
+            client_id: caller.client_id.map(|o| o.to_string()).unwrap_or_default(),
+            authentication: format!("{:?}", caller.auth),
+        };
+        self.audit_as(vault, &who, key_id, operation, result).await;
+    }
+
+    /// Appends an entry for an actor that is not a request's caller (a rotation policy).
+    pub async fn audit_as(&self, vault: &str, who: &Who, key_id: &str, operation: &str, result: String) {
         let _serial = self.audit_lock.lock().await;
         for _ in 0..8 {
-            match self.try_append(vault, caller, key_id, operation, &result).await {
+            match self.try_append(vault, who, key_id, operation, &result).await {
                 Ok(()) => return,
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => {
@@ -78,7 +95,7 @@ impl KeyVaultService {
         }
     }
 
-    async fn try_append(&self, vault: &str, caller: &Caller, key_id: &str, operation: &str, result: &str) -> Result<(), StoreError> {
+    async fn try_append(&self, vault: &str, who: &Who, key_id: &str, operation: &str, result: &str) -> Result<(), StoreError> {
         let prefix = format!("{}/", vault.to_ascii_lowercase());
         let last = self.store.scan(AUDIT, &prefix).await?.into_iter().last();
         let (seq, prev) = match last {
@@ -92,9 +109,9 @@ impl KeyVaultService {
             v: 1,
             seq,
             time: byos_core::time::rfc3339_now(),
-            caller: caller.object_id.map(|o| o.to_string()).unwrap_or_default(),
-            client_id: caller.client_id.map(|o| o.to_string()).unwrap_or_default(),
-            authentication: format!("{:?}", caller.auth),
+            caller: who.caller.clone(),
+            client_id: who.client_id.clone(),
+            authentication: who.authentication.clone(),
             key: key_id.to_owned(),
             operation: operation.to_owned(),
             result: result.to_owned(),

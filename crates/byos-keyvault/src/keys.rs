@@ -21,6 +21,7 @@ use crate::{KeyVaultService, Vault};
 
 const KEYS: Table = Table("kv_keys");
 const KEY_STATE: Table = Table("kv_key_state");
+const ROTATION: Table = Table("kv_rotation");
 const VAULT_AUDIENCES: [&str; 2] = ["https://vault.azure.net", "https://vault.azure.net/"];
 const DEFAULT_KEY_OPS: [&str; 6] = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"];
 const MAX_BODY: usize = 256 * 1024;
@@ -110,6 +111,8 @@ enum Target {
     DeletedKeys,
     DeletedKey(String),
     Recover(String),
+    Rotate(String),
+    RotationPolicy(String),
 }
 
 fn target(path: &str) -> Option<Target> {
@@ -120,6 +123,8 @@ fn target(path: &str) -> Option<Target> {
         ["keys"] | ["keys", ""] => Target::Keys,
         ["keys", name, "create"] => Target::Create(own(name)),
         ["keys", name, "versions"] => Target::Versions(own(name)),
+        ["keys", name, "rotate"] => Target::Rotate(own(name)),
+        ["keys", name, "rotationpolicy"] => Target::RotationPolicy(own(name)),
         ["keys", name] => Target::Key(own(name), None),
         ["keys", name, v] => Target::Key(own(name), version(v)),
         ["keys", name, v, op] => Target::Operation(own(name), own(v), op.to_ascii_lowercase()),
@@ -208,6 +213,7 @@ fn audit_subject(vault: &Vault, method: &Method, target: &Target) -> Option<(Str
         ),
         (&Method::DELETE, Target::DeletedKey(name)) => (key(name, None), "purge"),
         (&Method::POST, Target::Recover(name)) => (key(name, None), "recover"),
+        (&Method::POST, Target::Rotate(name)) => (key(name, None), "rotate"),
         _ => return None,
     })
 }
@@ -227,6 +233,9 @@ async fn route(ctx: &Ctx<'_>, method: Method, target: Target, body: &Bytes) -> R
         (Method::GET, T::DeletedKey(name)) => ctx.get_deleted(&name).await,
         (Method::DELETE, T::DeletedKey(name)) => ctx.purge(&name).await,
         (Method::POST, T::Recover(name)) => ctx.recover(&name).await,
+        (Method::POST, T::Rotate(name)) => ctx.rotate(&name).await,
+        (Method::GET, T::RotationPolicy(name)) => ctx.get_rotation_policy(&name).await,
+        (Method::PUT, T::RotationPolicy(name)) => ctx.set_rotation_policy(&name, &body).await,
         (method, _) => Err(Failure::from(kv_error(405, "MethodNotAllowed", format!("The method {method} is not supported on this resource.")))),
     }
 }
@@ -385,12 +394,20 @@ impl Ctx<'_> {
                     .with_inner_code("ObjectIsDeletedButRecoverable"),
             ));
         }
+        let attributes = request.attributes.unwrap_or_default();
+        let record = self.new_version(name, bits, key_ops, attributes, request.tags.unwrap_or_default(), previous).await?;
+        Ok(json_response(200, &self.bundle(&record)))
+    }
+
+    /// Generates and stores a new version of `name`, making it the current one; guarded on the
+    /// key's previous state.
+    async fn new_version(&self, name: &str, bits: usize, key_ops: Vec<String>, attributes: Attributes, tags: Map<String, Value>, previous: Option<KeyState>) -> Result<KeyVersion, ApiError> {
         // RSA generation takes up to seconds for 4096 bits: keep it off the async workers.
         let key = tokio::task::spawn_blocking(move || RsaKey::generate(bits)).await.map_err(|_| internal())?.map_err(|_| internal())?;
         let (n, e) = key.public_components().map_err(|_| internal())?;
         let sealed = self.service.root.seal(SealPurpose::VaultKey, key.pkcs8()).map_err(|_| internal())?;
-        let attributes = request.attributes.unwrap_or_default();
         let now = byos_core::time::unix_now();
+        let policy_expiry = self.rotation_policy(name).await?.and_then(|p| p.expiry_for(now));
         let record = KeyVersion {
             v: 1,
             name: name.to_owned(),
@@ -399,10 +416,10 @@ impl Ctx<'_> {
             key_ops,
             enabled: attributes.enabled.unwrap_or(true),
             nbf: attributes.nbf,
-            exp: attributes.exp,
+            exp: attributes.exp.or(policy_expiry),
             created: now,
             updated: now,
-            tags: request.tags.unwrap_or_default(),
+            tags,
             n: b64url(&n),
             e: b64url(&e),
             sealed_private: b64url(&sealed),
@@ -414,8 +431,51 @@ impl Ctx<'_> {
             .put(KEYS, self.version_key(name, &record.version), encode(&record)?)
             .put(KEY_STATE, self.state_key(name), encode(&state)?);
         self.service.store.commit(batch).await.map_err(store_err)?;
-        tracing::info!(vault = %self.vault.name, key = name, version = %record.version, "key created");
-        Ok(json_response(200, &self.bundle(&record)))
+        tracing::info!(vault = %self.vault.name, key = name, version = %record.version, "key version created");
+        Ok(record)
+    }
+
+    /// A new version with the current one's type, size, operations and tags.
+    async fn rotate_now(&self, name: &str) -> Result<KeyVersion, ApiError> {
+        let current = self.live(name, None).await?;
+        let bits = self.private_key(&current)?.bits().map_err(|_| internal())?;
+        let state = self.state(name).await?;
+        self.new_version(name, bits, current.key_ops.clone(), Attributes::default(), current.tags.clone(), state).await
+    }
+
+    async fn rotate(&self, name: &str) -> Result<Response, Failure> {
+        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/rotate/action", "rotate", Some(name))?;
+        Ok(json_response(200, &self.bundle(&self.rotate_now(name).await?)))
+    }
+
+    async fn rotation_policy(&self, name: &str) -> Result<Option<crate::rotation::RotationPolicy>, ApiError> {
+        self.service.store.get(ROTATION, &self.state_key(name)).await.map_err(store_err)?.map(|b| decode(&b)).transpose()
+    }
+
+    fn policy_wire(&self, name: &str, policy: &crate::rotation::RotationPolicy) -> Value {
+        let mut wire = serde_json::to_value(policy).unwrap_or(Value::Null);
+        wire["id"] = json!(format!("{}keys/{name}/rotationpolicy", self.vault.uri));
+        wire
+    }
+
+    async fn get_rotation_policy(&self, name: &str) -> Result<Response, Failure> {
+        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keyrotationpolicies/read", "getrotationpolicy", Some(name))?;
+        self.live(name, None).await?;
+        let policy = self.rotation_policy(name).await?.unwrap_or_else(crate::rotation::RotationPolicy::default_policy);
+        Ok(json_response(200, &self.policy_wire(name, &policy)))
+    }
+
+    async fn set_rotation_policy(&self, name: &str, body: &Bytes) -> Result<Response, Failure> {
+        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keyrotationpolicies/write", "setrotationpolicy", Some(name))?;
+        self.live(name, None).await?;
+        let mut policy: crate::rotation::RotationPolicy = parse(body)?;
+        policy.validate()?;
+        let now = byos_core::time::unix_now();
+        let created = self.rotation_policy(name).await?.and_then(|p| p.attributes.created).unwrap_or(now);
+        policy.attributes.created = Some(created);
+        policy.attributes.updated = Some(now);
+        self.service.store.commit(Batch::new().put(ROTATION, self.state_key(name), encode(&policy)?)).await.map_err(store_err)?;
+        Ok(json_response(200, &self.policy_wire(name, &policy)))
     }
 
     async fn get(&self, name: &str, version: Option<&str>) -> Result<Response, Failure> {
@@ -548,7 +608,7 @@ impl Ctx<'_> {
             .with_inner_code("PurgeProtected")));
         }
         let skey = self.state_key(name);
-        let mut batch = Batch::new().expect_unchanged(KEY_STATE, skey.clone(), Some(encode(&state)?)).delete(KEY_STATE, skey);
+        let mut batch = Batch::new().expect_unchanged(KEY_STATE, skey.clone(), Some(encode(&state)?)).delete(KEY_STATE, skey.clone()).delete(ROTATION, skey);
         for version in self.versions(name).await? {
             batch = batch.delete(KEYS, self.version_key(name, &version.version));
         }
@@ -697,10 +757,34 @@ impl KeyVaultService {
 /// Adds the deletion of every key of a vault to `batch` (purging the vault).
 pub async fn vault_keys_delete_ops(service: &KeyVaultService, vault: &str, mut batch: Batch) -> Result<Batch, ApiError> {
     let prefix = format!("{vault}/");
-    for table in [KEYS, KEY_STATE] {
+    for table in [KEYS, KEY_STATE, ROTATION] {
         for (key, _) in service.store.scan(table, &prefix).await.map_err(store_err)? {
             batch = batch.delete(table, key);
         }
     }
     Ok(batch)
+}
+
+/// Rotates every key whose rotation policy is due (the watcher's tick).
+pub async fn rotate_due_keys(service: &Arc<KeyVaultService>) -> Result<(), ApiError> {
+    let now = byos_core::time::unix_now();
+    for (state_key, bytes) in service.store.scan(ROTATION, "").await.map_err(store_err)? {
+        let policy: crate::rotation::RotationPolicy = decode(&bytes)?;
+        let Some((vault_name, name)) = state_key.split_once('/') else { continue };
+        let Some(vault) = service.vault(vault_name) else { continue };
+        let rotator = Caller::anonymous(byos_core::NetworkOrigin::local_socket());
+        let ctx = Ctx { service, vault: &vault, caller: &rotator };
+        let Ok(current) = ctx.live(name, None).await else { continue };
+        if !policy.due(current.created, current.exp, now) {
+            continue;
+        }
+        let outcome = ctx.rotate_now(name).await;
+        let who = crate::audit::Who { caller: String::new(), client_id: String::new(), authentication: "KeyRotationPolicy".into() };
+        let key_id = outcome.as_ref().map(|k| ctx.kid(name, Some(&k.version))).unwrap_or_else(|_| ctx.kid(name, None));
+        service.audit_as(&vault.name, &who, &key_id, "rotate", crate::audit::result_of(outcome.as_ref().map(|_| ()))).await;
+        if let Ok(key) = outcome {
+            tracing::info!(vault = %vault.name, key = name, version = %key.version, "key rotated by its rotation policy");
+        }
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod keys;
 pub mod provider;
+pub mod rotation;
 pub mod settings;
 
 use std::collections::HashMap;

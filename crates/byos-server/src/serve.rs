@@ -29,6 +29,8 @@ const ADMIN_KEY: &str = "admin";
 const DEFAULT_LOCATION: &str = "eastus";
 /// How often expired blocks and orphaned objects are swept.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often rotation policies are checked for keys that are due.
+const KEY_ROTATION_INTERVAL: Duration = Duration::from_secs(1);
 /// How long in-flight requests get to finish after a stop is requested.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -196,6 +198,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let housekeeping = vec![
         byos_storage::blob::sweep::spawn(Arc::clone(&storage), HOUSEKEEPING_INTERVAL),
         byos_storage::cmk::spawn_rotation_watch(Arc::clone(&storage), config.cmk_cache.min(MAX_CMK_CACHE)),
+        byos_keyvault::rotation::spawn_watch(Arc::clone(&keyvault), KEY_ROTATION_INTERVAL),
     ];
     let (admin, admin_secret) = directory.ensure_sealed_service_principal(&root, DEPLOYMENT, ADMIN_KEY, "byos-admin").await?;
     byos_arm::rbac::assignments::ensure(&arm, admin.object_id, builtin::OWNER, &Scope::subscription(&deployment.subscription_id)).await?;
