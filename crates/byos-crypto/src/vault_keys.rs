@@ -90,9 +90,11 @@ impl RsaSignature {
     }
 }
 
-/// An RSA private key held for Key Vault operations.
+/// An RSA private key held for Key Vault operations, parsed once for signing and decrypting.
 pub struct RsaKey {
     pkcs8: Zeroizing<Vec<u8>>,
+    pair: KeyPair,
+    decrypting: PrivateDecryptingKey,
 }
 
 fn key_err(e: impl std::fmt::Display) -> CryptoError {
@@ -110,12 +112,13 @@ impl RsaKey {
         };
         let pair = KeyPair::generate(size).map_err(key_err)?;
         let der = pair.as_der().map_err(key_err)?;
-        Ok(RsaKey { pkcs8: Zeroizing::new(der.as_ref().to_vec()) })
+        Self::from_pkcs8(Zeroizing::new(der.as_ref().to_vec()))
     }
 
     pub fn from_pkcs8(pkcs8: Zeroizing<Vec<u8>>) -> Result<Self, CryptoError> {
-        KeyPair::from_pkcs8(&pkcs8).map_err(key_err)?;
-        Ok(RsaKey { pkcs8 })
+        let pair = KeyPair::from_pkcs8(&pkcs8).map_err(key_err)?;
+        let decrypting = PrivateDecryptingKey::from_pkcs8(&pkcs8).map_err(key_err)?;
+        Ok(RsaKey { pkcs8, pair, decrypting })
     }
 
     /// The private key as PKCS#8, only ever to be sealed.
@@ -123,12 +126,12 @@ impl RsaKey {
         &self.pkcs8
     }
 
-    fn pair(&self) -> Result<KeyPair, CryptoError> {
-        KeyPair::from_pkcs8(&self.pkcs8).map_err(key_err)
+    fn pair(&self) -> Result<&KeyPair, CryptoError> {
+        Ok(&self.pair)
     }
 
     fn decrypting(&self) -> Result<PrivateDecryptingKey, CryptoError> {
-        PrivateDecryptingKey::from_pkcs8(&self.pkcs8).map_err(key_err)
+        Ok(self.decrypting.clone())
     }
 
     /// Modulus and exponent (big-endian bytes) for the JWK.

@@ -51,7 +51,110 @@ fn store_err(e: StoreError) -> ApiError {
     ApiError::internal()
 }
 
+/// An entry waiting to be chained.
+pub struct Pending {
+    vault: String,
+    who: Who,
+    key: String,
+    operation: String,
+    result: String,
+    done: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Entries waiting for the writer, the writer's state, and each vault's chain head in memory.
+#[derive(Default)]
+pub struct Queue {
+    pending: Vec<Pending>,
+    writing: bool,
+    heads: std::collections::HashMap<String, (u64, String)>,
+}
+
+/// The chain head of a vault: from memory, else from its last stored entry.
+async fn head(store: &byos_store::SharedStore, queue: &std::sync::Mutex<Queue>, vault: &str) -> Result<Option<(u64, String)>, StoreError> {
+    if let Some(head) = queue.lock().unwrap_or_else(|e| e.into_inner()).heads.get(vault) {
+        return Ok(Some(head.clone()));
+    }
+    let last = store.scan(AUDIT, &format!("{vault}/")).await?.into_iter().last();
+    match last {
+        Some((_, bytes)) => {
+            let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| StoreError::Backend(e.to_string()))?;
+            Ok(Some((entry.seq, entry.hash)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Drains the queue: chains every pending entry after its vault's head and commits them in one
+/// batch (guarded, so nothing could fork a chain), then tells the waiters.
+async fn write_pending(store: byos_store::SharedStore, queue: std::sync::Arc<std::sync::Mutex<Queue>>) {
+    loop {
+        let pending = {
+            let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+            if q.pending.is_empty() {
+                q.writing = false;
+                return;
+            }
+            std::mem::take(&mut q.pending)
+        };
+        let mut batch = Batch::new();
+        let mut heads: std::collections::HashMap<String, Option<(u64, String)>> = std::collections::HashMap::new();
+        let mut waiters = Vec::with_capacity(pending.len());
+        let mut failed = false;
+        for p in pending {
+            if !heads.contains_key(&p.vault) {
+                match head(&store, &queue, &p.vault).await {
+                    Ok(h) => {
+                        heads.insert(p.vault.clone(), h);
+                    }
+                    Err(e) => {
+                        tracing::error!(vault = %p.vault, error = %e, "cannot read the audit chain head");
+                        failed = true;
+                    }
+                }
+            }
+            let previous = heads.get(&p.vault).cloned().flatten();
+            let (seq, prev) = previous.map(|(seq, hash)| (seq + 1, hash)).unwrap_or((0, GENESIS.to_owned()));
+            let mut entry = Entry {
+                v: 1,
+                seq,
+                time: byos_core::time::rfc3339_now(),
+                caller: p.who.caller.clone(),
+                client_id: p.who.client_id.clone(),
+                authentication: p.who.authentication.clone(),
+                key: p.key.clone(),
+                operation: p.operation.clone(),
+                result: p.result.clone(),
+                prev,
+                hash: String::new(),
+            };
+            entry.hash = entry.digest();
+            let k = key(&p.vault, seq);
+            match serde_json::to_vec(&entry) {
+                Ok(bytes) => batch = batch.expect_absent(AUDIT, k.clone()).put(AUDIT, k, bytes),
+                Err(_) => failed = true,
+            }
+            heads.insert(p.vault.clone(), Some((seq, entry.hash)));
+            waiters.push(p.done);
+        }
+        let committed = !failed && store.commit(batch).await.is_ok();
+        {
+            let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+            if committed {
+                q.heads.extend(heads.into_iter().filter_map(|(v, h)| h.map(|h| (v, h))));
+            } else {
+                // Read the heads from the store again next time; this batch's entries are lost.
+                tracing::error!("cannot write key audit entries");
+                q.heads.clear();
+            }
+        }
+        for waiter in waiters {
+            let _ = waiter.send(());
+        }
+    }
+}
+
 /// Who performed an audited operation.
+#[derive(Clone)]
 pub struct Who {
     pub caller: String,
     pub client_id: String,
@@ -80,48 +183,21 @@ impl KeyVaultService {
         self.audit_as(vault, &who, key_id, operation, result).await;
     }
 
-    /// Appends an entry for an actor that is not a request's caller (a rotation policy).
+    /// Appends an entry for an actor that is not a request's caller (a rotation policy). Returns
+    /// once the entry is durable; concurrent appends are chained and committed together.
     pub async fn audit_as(&self, vault: &str, who: &Who, key_id: &str, operation: &str, result: String) {
-        let _serial = self.audit_lock.lock().await;
-        for _ in 0..8 {
-            match self.try_append(vault, who, key_id, operation, &result).await {
-                Ok(()) => return,
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => {
-                    tracing::error!(vault, error = %e, "cannot write the key audit log");
-                    return;
-                }
-            }
+        let (done, written) = tokio::sync::oneshot::channel();
+        let pending = Pending { vault: vault.to_ascii_lowercase(), who: who.clone(), key: key_id.to_owned(), operation: operation.to_owned(), result, done };
+        let lead = {
+            let mut queue = self.audit_queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.pending.push(pending);
+            !std::mem::replace(&mut queue.writing, true)
+        };
+        if lead {
+            let (store, queue) = (self.store.clone(), std::sync::Arc::clone(&self.audit_queue));
+            tokio::spawn(write_pending(store, queue));
         }
-    }
-
-    async fn try_append(&self, vault: &str, who: &Who, key_id: &str, operation: &str, result: &str) -> Result<(), StoreError> {
-        let prefix = format!("{}/", vault.to_ascii_lowercase());
-        let last = self.store.scan(AUDIT, &prefix).await?.into_iter().last();
-        let (seq, prev) = match last {
-            Some((_, bytes)) => {
-                let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| StoreError::Backend(e.to_string()))?;
-                (entry.seq + 1, entry.hash)
-            }
-            None => (0, GENESIS.to_owned()),
-        };
-        let mut entry = Entry {
-            v: 1,
-            seq,
-            time: byos_core::time::rfc3339_now(),
-            caller: who.caller.clone(),
-            client_id: who.client_id.clone(),
-            authentication: who.authentication.clone(),
-            key: key_id.to_owned(),
-            operation: operation.to_owned(),
-            result: result.to_owned(),
-            prev,
-            hash: String::new(),
-        };
-        entry.hash = entry.digest();
-        let k = key(vault, seq);
-        let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Backend(e.to_string()))?;
-        self.store.commit(Batch::new().expect_absent(AUDIT, k.clone()).put(AUDIT, k, bytes)).await
+        let _ = written.await;
     }
 
     /// Every entry of a vault's log, in order.

@@ -613,6 +613,8 @@ impl Ctx<'_> {
             batch = batch.delete(KEYS, self.version_key(name, &version.version));
         }
         self.service.store.commit(batch).await.map_err(store_err)?;
+        let prefix = format!("{}/", self.state_key(name));
+        self.service.parsed_keys.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| !k.starts_with(&prefix));
         tracing::info!(vault = %self.vault.name, key = name, "key purged");
         Ok(axum::http::StatusCode::NO_CONTENT.into_response())
     }
@@ -685,10 +687,17 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn private_key(&self, key: &KeyVersion) -> Result<RsaKey, ApiError> {
+    /// The version's private key: unsealed and parsed once, then kept in memory.
+    fn private_key(&self, key: &KeyVersion) -> Result<Arc<RsaKey>, ApiError> {
+        let cache_key = self.version_key(&key.name, &key.version);
+        if let Some(parsed) = self.service.parsed_keys.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key) {
+            return Ok(Arc::clone(parsed));
+        }
         let sealed = b64url_decode(&key.sealed_private).ok_or_else(internal)?;
         let pkcs8: Zeroizing<Vec<u8>> = self.service.root.open(SealPurpose::VaultKey, &sealed).map_err(|_| internal())?;
-        RsaKey::from_pkcs8(pkcs8).map_err(|_| internal())
+        let parsed = Arc::new(RsaKey::from_pkcs8(pkcs8).map_err(|_| internal())?);
+        self.service.parsed_keys.lock().unwrap_or_else(|e| e.into_inner()).insert(cache_key, Arc::clone(&parsed));
+        Ok(parsed)
     }
 }
 
@@ -757,6 +766,7 @@ impl KeyVaultService {
 /// Adds the deletion of every key of a vault to `batch` (purging the vault).
 pub async fn vault_keys_delete_ops(service: &KeyVaultService, vault: &str, mut batch: Batch) -> Result<Batch, ApiError> {
     let prefix = format!("{vault}/");
+    service.parsed_keys.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| !k.starts_with(&prefix));
     for table in [KEYS, KEY_STATE, ROTATION] {
         for (key, _) in service.store.scan(table, &prefix).await.map_err(store_err)? {
             batch = batch.delete(table, key);

@@ -50,8 +50,10 @@ pub struct KeyVaultService {
     listeners: Arc<dyn Listeners>,
     vaults: RwLock<HashMap<String, Arc<Vault>>>,
     open_listeners: Mutex<HashMap<String, ListenerHandle>>,
-    /// Orders appends to the audit log.
-    audit_lock: tokio::sync::Mutex<()>,
+    /// Audit entries waiting to be chained and committed together.
+    audit_queue: Arc<Mutex<audit::Queue>>,
+    /// Private keys already unsealed and parsed, by `{vault}/{name}/{version}` (memory only).
+    parsed_keys: Mutex<HashMap<String, Arc<byos_crypto::vault_keys::RsaKey>>>,
 }
 
 impl KeyVaultService {
@@ -65,7 +67,8 @@ impl KeyVaultService {
             listeners,
             vaults: RwLock::new(HashMap::new()),
             open_listeners: Mutex::new(HashMap::new()),
-            audit_lock: tokio::sync::Mutex::new(()),
+            audit_queue: Arc::default(),
+            parsed_keys: Mutex::new(HashMap::new()),
         })
     }
 
