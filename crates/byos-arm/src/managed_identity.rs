@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use byos_authz::Action;
-use byos_core::{ApiError, Caller, ResourceId, Scope};
+use byos_core::{ApiError, Caller, ResourceId};
 use byos_http::{Failure, json_response};
 use byos_identity::Principal;
 use byos_store::Batch;
@@ -147,24 +147,7 @@ async fn delete(arm: &Arm, id: &ResourceId) -> Result<Response, Failure> {
 }
 
 async fn list(arm: &Arm, request: &ArmRequest, sub: &str, group: Option<&str>) -> Result<Response, Failure> {
-    if request.method != Method::GET {
-        return Err(method_not_allowed(&request.method));
-    }
-    let prefix = match group {
-        Some(group) => {
-            arm.require_group(sub, group).await?;
-            records::group_resources_prefix(sub, group)
-        }
-        None => format!("/subscriptions/{sub}/resourcegroups/"),
-    };
-    let value: Vec<Value> = arm
-        .resources_under(&prefix)
-        .await?
-        .into_iter()
-        .filter(|r| r.resource_type.eq_ignore_ascii_case(FULL_TYPE))
-        .filter(|r| Scope::parse(&r.id).is_ok_and(|scope| request.may(arm, &READ, &scope)))
-        .map(|r| r.to_wire())
-        .collect();
+    let value: Vec<Value> = arm.readable_resources(request, sub, group, FULL_TYPE, &READ).await?.iter().map(ResourceRecord::to_wire).collect();
     Ok(json_response(200, &json!({"value": value})))
 }
 

@@ -158,6 +158,35 @@ impl Arm {
         rows.iter().map(|(k, v)| decode(k, v)).collect()
     }
 
+    /// The resources of `full_type` in a group (or the whole subscription) that the caller may
+    /// read with `read`: what every provider's list operation returns.
+    pub async fn readable_resources(
+        &self,
+        request: &crate::ArmRequest,
+        sub: &str,
+        group: Option<&str>,
+        full_type: &str,
+        read: &byos_authz::Action,
+    ) -> Result<Vec<ResourceRecord>, byos_http::Failure> {
+        if request.method != axum::http::Method::GET {
+            return Err(crate::groups::method_not_allowed(&request.method));
+        }
+        let prefix = match group {
+            Some(group) => {
+                self.require_group(sub, group).await?;
+                group_resources_prefix(sub, group)
+            }
+            None => format!("/subscriptions/{sub}/resourcegroups/"),
+        };
+        Ok(self
+            .resources_under(&prefix)
+            .await?
+            .into_iter()
+            .filter(|r| r.resource_type.eq_ignore_ascii_case(full_type))
+            .filter(|r| Scope::parse(&r.id).is_ok_and(|scope| request.may(self, read, &scope)))
+            .collect())
+    }
+
     /// Adds the deletion of a resource, and of the principals it owns, to `batch`.
     pub fn delete_resource_ops(&self, mut batch: Batch, record: &ResourceRecord) -> Batch {
         batch = batch.delete(RESOURCES, resource_key(&record.id));

@@ -252,23 +252,8 @@ impl KeyVaultProvider {
     }
 
     async fn list(&self, arm: &Arm, request: &ArmRequest, sub: &str, group: Option<&str>) -> Result<Response, Failure> {
-        if request.method != Method::GET {
-            return Err(method_not_allowed(&request.method));
-        }
-        let prefix = match group {
-            Some(group) => {
-                arm.require_group(sub, group).await?;
-                records::group_resources_prefix(sub, group)
-            }
-            None => format!("/subscriptions/{sub}/resourcegroups/"),
-        };
-        let mut value = Vec::new();
-        for record in arm.resources_under(&prefix).await? {
-            let readable = Scope::parse(&record.id).is_ok_and(|s| request.may(arm, &READ, &s));
-            if record.resource_type.eq_ignore_ascii_case(VAULT_TYPE) && readable {
-                value.push(self.wire(&record)?);
-            }
-        }
+        let records = arm.readable_resources(request, sub, group, VAULT_TYPE, &READ).await?;
+        let value = records.iter().map(|r| self.wire(r)).collect::<Result<Vec<_>, _>>()?;
         Ok(json_response(200, &json!({"value": value})))
     }
 
