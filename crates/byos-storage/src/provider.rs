@@ -157,15 +157,10 @@ impl StorageProvider {
         settings.apply(&props)?;
         let encryption = parse_encryption(&props)?;
         let plan = plan_identity(arm, &request.caller, &id.to_string(), body.identity.as_ref(), current.as_ref()).await?;
-        let secrets = match &current {
-            None => Some(AccountSecrets::generate()?),
-            Some(_) if encryption.is_some() => None,
-            Some(_) => None,
-        };
-        let secrets = match (&encryption, current.is_some()) {
-            (Some(request), _) => Some(self.apply_encryption(arm, id, &mut settings, &plan, request, secrets).await?),
-            (None, false) => secrets,
-            (None, true) => None,
+        let fresh = current.is_none().then(AccountSecrets::generate).transpose()?;
+        let secrets = match &encryption {
+            Some(request) => Some(self.apply_encryption(arm, id, &mut settings, &plan, request, fresh).await?),
+            None => fresh,
         };
         let mut extra = current.as_ref().map(|r| r.extra.clone()).unwrap_or_default();
         if let Some(sku) = body.sku.clone() {
