@@ -217,3 +217,64 @@ mod tests {
         Ok(())
     }
 }
+
+/// An EC P-256 private key held for Key Vault ES256 signatures.
+pub struct EcKey {
+    pkcs8: Zeroizing<Vec<u8>>,
+    pair: aws_lc_rs::signature::EcdsaKeyPair,
+}
+
+impl EcKey {
+    pub fn generate() -> Result<Self, CryptoError> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(key_err)?;
+        Self::from_pkcs8(Zeroizing::new(pkcs8.as_ref().to_vec()))
+    }
+
+    pub fn from_pkcs8(pkcs8: Zeroizing<Vec<u8>>) -> Result<Self, CryptoError> {
+        let pair = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8).map_err(key_err)?;
+        Ok(EcKey { pkcs8, pair })
+    }
+
+    pub fn pkcs8(&self) -> &[u8] {
+        &self.pkcs8
+    }
+
+    /// The public point's coordinates (32 bytes each) for the JWK.
+    pub fn public_xy(&self) -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
+        let point = self.pair.public_key().as_ref();
+        match point {
+            [0x04, rest @ ..] if rest.len() == 64 => Ok((rest[..32].to_vec(), rest[32..].to_vec())),
+            _ => Err(CryptoError::Key("unexpected EC public key encoding".into())),
+        }
+    }
+
+    /// ES256 over a SHA-256 digest the caller computed: the fixed `r || s` form JWS uses.
+    pub fn sign_digest(&self, digest_bytes: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let digest = digest::Digest::import_less_safe(digest_bytes, &digest::SHA256).map_err(|_| CryptoError::Sign)?;
+        Ok(self.pair.sign_digest(&digest).map_err(|_| CryptoError::Sign)?.as_ref().to_vec())
+    }
+
+    pub fn verify_digest(&self, digest_bytes: &[u8], sig: &[u8]) -> bool {
+        let Ok(digest) = digest::Digest::import_less_safe(digest_bytes, &digest::SHA256) else { return false };
+        UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, self.pair.public_key().as_ref()).verify_digest(&digest, sig).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod ec_tests {
+    use super::*;
+
+    #[test]
+    fn es256_sign_and_verify_over_a_digest() -> Result<(), CryptoError> {
+        let key = EcKey::from_pkcs8(Zeroizing::new(EcKey::generate()?.pkcs8().to_vec()))?;
+        let digest = crate::sha256(b"message");
+        let sig = key.sign_digest(&digest)?;
+        assert_eq!(sig.len(), 64);
+        assert!(key.verify_digest(&digest, &sig));
+        assert!(!key.verify_digest(&crate::sha256(b"other"), &sig));
+        let (x, y) = key.public_xy()?;
+        assert_eq!((x.len(), y.len()), (32, 32));
+        Ok(())
+    }
+}

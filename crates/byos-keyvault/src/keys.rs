@@ -9,7 +9,7 @@ use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use byos_authz::{Action, DenialKind, ResourceGuard};
 use byos_core::{ApiError, Caller, ErrorFormat, Scope};
-use byos_crypto::vault_keys::{RsaEncryption, RsaKey, RsaSignature};
+use byos_crypto::vault_keys::{EcKey, RsaEncryption, RsaKey, RsaSignature};
 use byos_crypto::{SealPurpose, b64url, b64url_decode};
 use byos_http::{Failure, bearer_token, json_response, origin_of};
 use byos_store::{Batch, Table};
@@ -40,9 +40,39 @@ struct KeyVersion {
     created: i64,
     updated: i64,
     tags: Map<String, Value>,
+    #[serde(default)]
     n: String,
+    #[serde(default)]
     e: String,
+    #[serde(default)]
+    crv: Option<String>,
+    #[serde(default)]
+    x: Option<String>,
+    #[serde(default)]
+    y: Option<String>,
     sealed_private: String,
+}
+
+/// What kind of key to generate.
+#[derive(Clone, Copy)]
+enum KeyKind {
+    Rsa(usize),
+    EcP256,
+}
+
+/// A version's private key, unsealed and parsed.
+pub enum ParsedKey {
+    Rsa(RsaKey),
+    Ec(EcKey),
+}
+
+impl ParsedKey {
+    fn rsa(&self) -> Result<&RsaKey, ApiError> {
+        match self {
+            ParsedKey::Rsa(key) => Ok(key),
+            ParsedKey::Ec(_) => Err(bad_parameter("This operation needs an RSA key; EC keys can only sign and verify.")),
+        }
+    }
 }
 
 /// A key's name-level state: its current version and, once deleted, when.
@@ -272,6 +302,8 @@ struct CreateBody {
     kty: String,
     key_size: Option<usize>,
     #[serde(default)]
+    crv: Option<String>,
+    #[serde(default)]
     key_ops: Option<Vec<String>>,
     #[serde(default)]
     attributes: Option<Attributes>,
@@ -337,11 +369,16 @@ impl Ctx<'_> {
     }
 
     fn bundle(&self, k: &KeyVersion) -> Value {
-        json!({
-            "key": {"kid": self.kid(&k.name, Some(&k.version)), "kty": k.kty, "key_ops": k.key_ops, "n": k.n, "e": k.e},
-            "attributes": self.attributes(k),
-            "tags": k.tags,
-        })
+        let mut key = json!({"kid": self.kid(&k.name, Some(&k.version)), "kty": k.kty, "key_ops": k.key_ops});
+        if k.kty == "EC" {
+            key["crv"] = json!(k.crv);
+            key["x"] = json!(k.x);
+            key["y"] = json!(k.y);
+        } else {
+            key["n"] = json!(k.n);
+            key["e"] = json!(k.e);
+        }
+        json!({"key": key, "attributes": self.attributes(k), "tags": k.tags})
     }
 
     fn deleted_bundle(&self, k: &KeyVersion, deleted: &Deleted) -> Value {
@@ -378,15 +415,24 @@ impl Ctx<'_> {
         authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/create/action", "create", Some(name))?;
         validate_name(name)?;
         let request: CreateBody = parse(body)?;
-        let bits = match request.kty.as_str() {
-            "RSA" | "RSA-HSM" => request.key_size.unwrap_or(2048),
-            other => return Err(Failure::from(bad_parameter(format!("The key type '{other}' is not supported; byos creates RSA keys (2048, 3072, 4096 bits).")))),
+        let kind = match (request.kty.as_str(), request.crv.as_deref()) {
+            ("RSA" | "RSA-HSM", _) => {
+                let bits = request.key_size.unwrap_or(2048);
+                if ![2048, 3072, 4096].contains(&bits) {
+                    return Err(Failure::from(bad_parameter(format!("The key size {bits} is not supported; use 2048, 3072 or 4096."))));
+                }
+                KeyKind::Rsa(bits)
+            }
+            ("EC" | "EC-HSM", None | Some("P-256")) => KeyKind::EcP256,
+            ("EC" | "EC-HSM", Some(curve)) => return Err(Failure::from(bad_parameter(format!("The curve '{curve}' is not supported; byos creates P-256 EC keys.")))),
+            (other, _) => return Err(Failure::from(bad_parameter(format!("The key type '{other}' is not supported; byos creates RSA (2048, 3072, 4096) and EC P-256 keys.")))),
         };
-        if ![2048, 3072, 4096].contains(&bits) {
-            return Err(Failure::from(bad_parameter(format!("The key size {bits} is not supported; use 2048, 3072 or 4096."))));
-        }
-        let key_ops = request.key_ops.unwrap_or_else(|| DEFAULT_KEY_OPS.iter().map(|s| (*s).to_owned()).collect());
+        let default_ops: &[&str] = if matches!(kind, KeyKind::EcP256) { &["sign", "verify"] } else { &DEFAULT_KEY_OPS };
+        let key_ops = request.key_ops.unwrap_or_else(|| default_ops.iter().map(|s| (*s).to_owned()).collect());
         check_key_ops(&key_ops)?;
+        if matches!(kind, KeyKind::EcP256) && key_ops.iter().any(|op| op != "sign" && op != "verify") {
+            return Err(Failure::from(bad_parameter("EC keys support only the sign and verify operations.")));
+        }
         let previous = self.state(name).await?;
         if previous.as_ref().is_some_and(|s| s.deleted.is_some()) {
             return Err(Failure::from(
@@ -395,24 +441,44 @@ impl Ctx<'_> {
             ));
         }
         let attributes = request.attributes.unwrap_or_default();
-        let record = self.new_version(name, bits, key_ops, attributes, request.tags.unwrap_or_default(), previous).await?;
+        let record = self.new_version(name, kind, key_ops, attributes, request.tags.unwrap_or_default(), previous).await?;
         Ok(json_response(200, &self.bundle(&record)))
     }
 
     /// Generates and stores a new version of `name`, making it the current one; guarded on the
     /// key's previous state.
-    async fn new_version(&self, name: &str, bits: usize, key_ops: Vec<String>, attributes: Attributes, tags: Map<String, Value>, previous: Option<KeyState>) -> Result<KeyVersion, ApiError> {
+    async fn new_version(&self, name: &str, kind: KeyKind, key_ops: Vec<String>, attributes: Attributes, tags: Map<String, Value>, previous: Option<KeyState>) -> Result<KeyVersion, ApiError> {
         // RSA generation takes up to seconds for 4096 bits: keep it off the async workers.
-        let key = tokio::task::spawn_blocking(move || RsaKey::generate(bits)).await.map_err(|_| internal())?.map_err(|_| internal())?;
-        let (n, e) = key.public_components().map_err(|_| internal())?;
-        let sealed = self.service.root.seal(SealPurpose::VaultKey, key.pkcs8()).map_err(|_| internal())?;
+        let key = tokio::task::spawn_blocking(move || match kind {
+            KeyKind::Rsa(bits) => RsaKey::generate(bits).map(ParsedKey::Rsa),
+            KeyKind::EcP256 => EcKey::generate().map(ParsedKey::Ec),
+        })
+        .await
+        .map_err(|_| internal())?
+        .map_err(|_| internal())?;
+        let (kty, public) = match &key {
+            ParsedKey::Rsa(rsa) => {
+                let (n, e) = rsa.public_components().map_err(|_| internal())?;
+                ("RSA", [b64url(&n), b64url(&e), String::new(), String::new()])
+            }
+            ParsedKey::Ec(ec) => {
+                let (x, y) = ec.public_xy().map_err(|_| internal())?;
+                ("EC", [String::new(), String::new(), b64url(&x), b64url(&y)])
+            }
+        };
+        let pkcs8 = match &key {
+            ParsedKey::Rsa(rsa) => rsa.pkcs8(),
+            ParsedKey::Ec(ec) => ec.pkcs8(),
+        };
+        let sealed = self.service.root.seal(SealPurpose::VaultKey, pkcs8).map_err(|_| internal())?;
+        let [n, e, x, y] = public;
         let now = byos_core::time::unix_now();
         let policy_expiry = self.rotation_policy(name).await?.and_then(|p| p.expiry_for(now));
         let record = KeyVersion {
             v: 1,
             name: name.to_owned(),
             version: uuid::Uuid::new_v4().simple().to_string(),
-            kty: "RSA".into(),
+            kty: kty.into(),
             key_ops,
             enabled: attributes.enabled.unwrap_or(true),
             nbf: attributes.nbf,
@@ -420,8 +486,11 @@ impl Ctx<'_> {
             created: now,
             updated: now,
             tags,
-            n: b64url(&n),
-            e: b64url(&e),
+            n,
+            e,
+            crv: (kty == "EC").then(|| "P-256".to_owned()),
+            x: (kty == "EC").then_some(x),
+            y: (kty == "EC").then_some(y),
             sealed_private: b64url(&sealed),
         };
         let state = KeyState { v: 1, latest: record.version.clone(), deleted: None };
@@ -438,9 +507,12 @@ impl Ctx<'_> {
     /// A new version with the current one's type, size, operations and tags.
     async fn rotate_now(&self, name: &str) -> Result<KeyVersion, ApiError> {
         let current = self.live(name, None).await?;
-        let bits = self.private_key(&current)?.bits().map_err(|_| internal())?;
+        let kind = match &*self.private_key(&current)? {
+            ParsedKey::Rsa(rsa) => KeyKind::Rsa(rsa.bits().map_err(|_| internal())?),
+            ParsedKey::Ec(_) => KeyKind::EcP256,
+        };
         let state = self.state(name).await?;
-        self.new_version(name, bits, current.key_ops.clone(), Attributes::default(), current.tags.clone(), state).await
+        self.new_version(name, kind, current.key_ops.clone(), Attributes::default(), current.tags.clone(), state).await
     }
 
     async fn rotate(&self, name: &str) -> Result<Response, Failure> {
@@ -633,10 +705,17 @@ impl Ctx<'_> {
         authorize(self.service, self.vault, self.caller, action, permission, Some(name))?;
         let request: OperationBody = parse(body)?;
         let key = self.live(name, Some(version)).await?;
+        if key.kty == "EC" && !matches!(op, "sign" | "verify") {
+            return Err(Failure::from(bad_parameter(format!("The operation '{op}' needs an RSA key; EC keys can only sign and verify."))));
+        }
         self.check_usable(&key, key_op)?;
         let value = b64url_decode(&request.value).ok_or_else(|| bad_parameter("The 'value' is not valid base64url."))?;
-        let private = self.private_key(&key)?;
+        let parsed = self.private_key(&key)?;
         let kid = self.kid(name, Some(&key.version));
+        if let ParsedKey::Ec(ec) = &*parsed {
+            return Ok(json_response(200, &ec_operation(ec, op, &request, &value, &kid)?));
+        }
+        let private = parsed.rsa()?;
         let out = match op {
             "encrypt" | "wrapkey" => {
                 let alg = RsaEncryption::parse(&request.alg).ok_or_else(|| bad_parameter(format!("The algorithm '{}' is not valid for an RSA key.", request.alg)))?;
@@ -688,16 +767,40 @@ impl Ctx<'_> {
     }
 
     /// The version's private key: unsealed and parsed once, then kept in memory.
-    fn private_key(&self, key: &KeyVersion) -> Result<Arc<RsaKey>, ApiError> {
+    fn private_key(&self, key: &KeyVersion) -> Result<Arc<ParsedKey>, ApiError> {
         let cache_key = self.version_key(&key.name, &key.version);
         if let Some(parsed) = self.service.parsed_keys.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key) {
             return Ok(Arc::clone(parsed));
         }
         let sealed = b64url_decode(&key.sealed_private).ok_or_else(internal)?;
         let pkcs8: Zeroizing<Vec<u8>> = self.service.root.open(SealPurpose::VaultKey, &sealed).map_err(|_| internal())?;
-        let parsed = Arc::new(RsaKey::from_pkcs8(pkcs8).map_err(|_| internal())?);
+        let parsed = Arc::new(if key.kty == "EC" {
+            ParsedKey::Ec(EcKey::from_pkcs8(pkcs8).map_err(|_| internal())?)
+        } else {
+            ParsedKey::Rsa(RsaKey::from_pkcs8(pkcs8).map_err(|_| internal())?)
+        });
         self.service.parsed_keys.lock().unwrap_or_else(|e| e.into_inner()).insert(cache_key, Arc::clone(&parsed));
         Ok(parsed)
+    }
+}
+
+/// sign / verify with an EC P-256 key (ES256 over a SHA-256 digest).
+fn ec_operation(key: &EcKey, op: &str, request: &OperationBody, value: &[u8], kid: &str) -> Result<Value, ApiError> {
+    if request.alg != "ES256" {
+        return Err(bad_parameter(format!("The algorithm '{}' is not valid for a P-256 key; use ES256.", request.alg)));
+    }
+    match op {
+        "sign" => {
+            if value.len() != 32 {
+                return Err(bad_parameter("The digest must be 32 bytes for ES256."));
+            }
+            Ok(json!({"kid": kid, "value": b64url(&key.sign_digest(value).map_err(|_| internal())?)}))
+        }
+        "verify" => {
+            let digest = request.digest.as_deref().and_then(b64url_decode).ok_or_else(|| bad_parameter("The 'digest' is missing or not valid base64url."))?;
+            Ok(json!({"value": key.verify_digest(&digest, value)}))
+        }
+        _ => Err(bad_parameter("EC keys support only the sign and verify operations.")),
     }
 }
 
@@ -755,8 +858,8 @@ impl KeyVaultService {
         }
         let output = match op {
             KeyUse::Get => Zeroizing::new(Vec::new()),
-            KeyUse::Wrap(plain) => Zeroizing::new(ctx.private_key(&key)?.encrypt(RsaEncryption::Oaep256, &plain).map_err(|_| bad_parameter("The value cannot be wrapped with this key."))?),
-            KeyUse::Unwrap(wrapped) => ctx.private_key(&key)?.decrypt(RsaEncryption::Oaep256, &wrapped).map_err(|_| bad_parameter("The value cannot be unwrapped with this key."))?,
+            KeyUse::Wrap(plain) => Zeroizing::new(ctx.private_key(&key)?.rsa()?.encrypt(RsaEncryption::Oaep256, &plain).map_err(|_| bad_parameter("The value cannot be wrapped with this key."))?),
+            KeyUse::Unwrap(wrapped) => ctx.private_key(&key)?.rsa()?.decrypt(RsaEncryption::Oaep256, &wrapped).map_err(|_| bad_parameter("The value cannot be unwrapped with this key."))?,
         };
         tracing::debug!(vault = %vault.name, key = name, version = %key.version, caller = %caller, "key used by a byos service");
         Ok(KeyUsed { kid: ctx.kid(name, Some(&key.version)), version: key.version, output })

@@ -53,7 +53,7 @@ pub struct KeyVaultService {
     /// Audit entries waiting to be chained and committed together.
     audit_queue: Arc<Mutex<audit::Queue>>,
     /// Private keys already unsealed and parsed, by `{vault}/{name}/{version}` (memory only).
-    parsed_keys: Mutex<HashMap<String, Arc<byos_crypto::vault_keys::RsaKey>>>,
+    parsed_keys: Mutex<HashMap<String, Arc<keys::ParsedKey>>>,
 }
 
 impl KeyVaultService {
