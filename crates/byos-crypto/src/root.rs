@@ -37,6 +37,8 @@ pub enum SealPurpose {
     AccountSecrets,
     /// A Key Vault key's private material.
     VaultKey,
+    /// A Key Vault key backup (restorable only into this deployment).
+    KeyBackup,
 }
 
 impl SealPurpose {
@@ -48,6 +50,7 @@ impl SealPurpose {
             SealPurpose::BootstrapSecret => "bootstrap-secret",
             SealPurpose::AccountSecrets => "account-secrets",
             SealPurpose::VaultKey => "vault-key",
+            SealPurpose::KeyBackup => "key-backup",
         }
     }
 }

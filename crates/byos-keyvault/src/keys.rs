@@ -53,6 +53,15 @@ struct KeyVersion {
     sealed_private: String,
 }
 
+/// A key's backup before sealing: its name-level state and every version.
+#[derive(Serialize, Deserialize)]
+struct Backup {
+    v: u32,
+    name: String,
+    state: KeyState,
+    versions: Vec<KeyVersion>,
+}
+
 /// What kind of key to generate.
 #[derive(Clone, Copy)]
 enum KeyKind {
@@ -143,6 +152,8 @@ enum Target {
     Recover(String),
     Rotate(String),
     RotationPolicy(String),
+    Backup(String),
+    Restore,
 }
 
 fn target(path: &str) -> Option<Target> {
@@ -152,6 +163,8 @@ fn target(path: &str) -> Option<Target> {
     Some(match segments.as_slice() {
         ["keys"] | ["keys", ""] => Target::Keys,
         ["keys", name, "create"] => Target::Create(own(name)),
+        ["keys", "restore"] => Target::Restore,
+        ["keys", name, "backup"] => Target::Backup(own(name)),
         ["keys", name, "versions"] => Target::Versions(own(name)),
         ["keys", name, "rotate"] => Target::Rotate(own(name)),
         ["keys", name, "rotationpolicy"] => Target::RotationPolicy(own(name)),
@@ -244,6 +257,7 @@ fn audit_subject(vault: &Vault, method: &Method, target: &Target) -> Option<(Str
         (&Method::DELETE, Target::DeletedKey(name)) => (key(name, None), "purge"),
         (&Method::POST, Target::Recover(name)) => (key(name, None), "recover"),
         (&Method::POST, Target::Rotate(name)) => (key(name, None), "rotate"),
+        (&Method::POST, Target::Backup(name)) => (key(name, None), "backup"),
         _ => return None,
     })
 }
@@ -264,6 +278,8 @@ async fn route(ctx: &Ctx<'_>, method: Method, target: Target, body: &Bytes) -> R
         (Method::DELETE, T::DeletedKey(name)) => ctx.purge(&name).await,
         (Method::POST, T::Recover(name)) => ctx.recover(&name).await,
         (Method::POST, T::Rotate(name)) => ctx.rotate(&name).await,
+        (Method::POST, T::Backup(name)) => ctx.backup(&name).await,
+        (Method::POST, T::Restore) => ctx.restore(&body).await,
         (Method::GET, T::RotationPolicy(name)) => ctx.get_rotation_policy(&name).await,
         (Method::PUT, T::RotationPolicy(name)) => ctx.set_rotation_policy(&name, &body).await,
         (method, _) => Err(Failure::from(kv_error(405, "MethodNotAllowed", format!("The method {method} is not supported on this resource.")))),
@@ -518,6 +534,42 @@ impl Ctx<'_> {
     async fn rotate(&self, name: &str) -> Result<Response, Failure> {
         authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/rotate/action", "rotate", Some(name))?;
         Ok(json_response(200, &self.bundle(&self.rotate_now(name).await?)))
+    }
+
+    /// An opaque backup of every version of a key: the records (private keys still sealed) sealed
+    /// once more under the root key, so it restores only into this deployment.
+    async fn backup(&self, name: &str) -> Result<Response, Failure> {
+        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/backup/action", "backup", Some(name))?;
+        self.live(name, None).await?;
+        let backup = Backup { v: 1, name: name.to_owned(), state: self.state(name).await?.ok_or_else(|| not_found(name, None))?, versions: self.versions(name).await? };
+        let sealed = self.service.root.seal(SealPurpose::KeyBackup, &encode(&backup)?).map_err(|_| internal())?;
+        Ok(json_response(200, &json!({"value": b64url(&sealed)})))
+    }
+
+    /// Restores a backup as a key of this vault, under its original name (which must be free).
+    async fn restore(&self, body: &Bytes) -> Result<Response, Failure> {
+        #[derive(Deserialize)]
+        struct RestoreBody {
+            value: String,
+        }
+        let request: RestoreBody = parse(body)?;
+        let invalid = || bad_parameter("The backup blob is malformed or was not produced by this byos deployment.");
+        let sealed = b64url_decode(&request.value).ok_or_else(invalid)?;
+        let plain = self.service.root.open(SealPurpose::KeyBackup, &sealed).map_err(|_| invalid())?;
+        let backup: Backup = serde_json::from_slice(&plain).map_err(|_| invalid())?;
+        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/restore/action", "restore", Some(&backup.name))?;
+        let skey = self.state_key(&backup.name);
+        let mut batch = Batch::new().expect_absent(KEY_STATE, skey.clone()).put(KEY_STATE, skey, encode(&KeyState { deleted: None, ..backup.state.clone() })?);
+        for version in &backup.versions {
+            batch = batch.put(KEYS, self.version_key(&backup.name, &version.version), encode(version)?);
+        }
+        self.service.store.commit(batch).await.map_err(|e| match e {
+            byos_store::StoreError::Conflict { .. } => kv_error(409, "Conflict", format!("A key named '{}' already exists in this vault (or is deleted but recoverable).", backup.name)),
+            other => store_err(other),
+        })?;
+        let current = self.live(&backup.name, None).await?;
+        tracing::info!(vault = %self.vault.name, key = %backup.name, "key restored from backup");
+        Ok(json_response(200, &self.bundle(&current)))
     }
 
     async fn rotation_policy(&self, name: &str) -> Result<Option<crate::rotation::RotationPolicy>, ApiError> {
