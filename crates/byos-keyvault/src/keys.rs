@@ -953,3 +953,66 @@ pub async fn rotate_due_keys(service: &Arc<KeyVaultService>) -> Result<(), ApiEr
     }
     Ok(())
 }
+
+/// Purges soft-deleted keys whose retention has ended (the watcher's tick), as Key Vault does.
+pub async fn purge_expired_keys(service: &KeyVaultService) -> Result<usize, ApiError> {
+    let now = byos_core::time::unix_now();
+    let mut purged = 0;
+    for (state_key, bytes) in service.store.scan(KEY_STATE, "").await.map_err(store_err)? {
+        let state: KeyState = decode(&bytes)?;
+        if state.deleted.as_ref().is_none_or(|d| d.scheduled_purge_date > now) {
+            continue;
+        }
+        let mut batch = Batch::new().expect_unchanged(KEY_STATE, state_key.clone(), Some(bytes)).delete(KEY_STATE, state_key.clone()).delete(ROTATION, state_key.clone());
+        let prefix = format!("{state_key}/");
+        for (version_key, _) in service.store.scan(KEYS, &prefix).await.map_err(store_err)? {
+            batch = batch.delete(KEYS, version_key);
+        }
+        service.store.commit(batch).await.map_err(store_err)?;
+        service.parsed_keys.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| !k.starts_with(&prefix));
+        purged += 1;
+    }
+    Ok(purged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use byos_store::{MemStore, SharedStore};
+
+    struct NoListeners;
+
+    #[async_trait::async_trait]
+    impl byos_http::Listeners for NoListeners {
+        async fn open(&self, _port: u16, _router: Router) -> std::io::Result<(u16, byos_http::ListenerHandle)> {
+            Err(std::io::Error::other("no listeners in this test"))
+        }
+    }
+
+    fn state(purge_at: i64) -> Vec<u8> {
+        encode(&KeyState { v: 1, latest: "v1".into(), deleted: Some(Deleted { deleted_date: 0, scheduled_purge_date: purge_at }) }).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn soft_deleted_keys_are_purged_only_after_their_retention() -> Result<(), Box<dyn std::error::Error>> {
+        let store: SharedStore = Arc::new(MemStore::new());
+        let root = Arc::new(byos_crypto::RootKey::ephemeral()?);
+        let directory = Arc::new(byos_identity::Directory::open(Arc::clone(&store), &root, "https://127.0.0.1:1").await?);
+        let service = KeyVaultService::new(Arc::clone(&store), root, Arc::new(byos_authz::Door::new()), directory, Arc::new(NoListeners), "https://127.0.0.1:1".into());
+        let now = byos_core::time::unix_now();
+        store
+            .commit(
+                Batch::new()
+                    .put(KEY_STATE, "vault/expired", state(now - 1))
+                    .put(KEYS, "vault/expired/v1", b"{}".to_vec())
+                    .put(KEY_STATE, "vault/retained", state(now + 3600))
+                    .put(KEYS, "vault/retained/v1", b"{}".to_vec()),
+            )
+            .await?;
+        assert_eq!(purge_expired_keys(&service).await.map_err(|e| e.message)?, 1);
+        assert!(store.get(KEY_STATE, "vault/expired").await?.is_none());
+        assert!(store.get(KEYS, "vault/expired/v1").await?.is_none(), "every version goes with the key");
+        assert!(store.get(KEY_STATE, "vault/retained").await?.is_some(), "a key still in retention stays recoverable");
+        Ok(())
+    }
+}

@@ -311,10 +311,31 @@ impl KeyVaultProvider {
                 format!("The vault '{name}' has purge protection; it can be purged only after {}.", deleted.scheduled_purge_date),
             )));
         }
-        let key = name.to_ascii_lowercase();
-        let batch = crate::keys::vault_keys_delete_ops(&self.0, &key, Batch::new().delete(DELETED_VAULTS, key.clone()).delete(NAMES, key.clone())).await?;
-        self.0.store.commit(batch).await.map_err(store_error)?;
-        tracing::info!(vault = name, "key vault purged");
+        purge_vault(&self.0, name).await?;
         Ok(json_response(200, &json!({})))
     }
+}
+
+/// Removes a soft-deleted vault for good: its record, its name, its keys.
+async fn purge_vault(service: &KeyVaultService, name: &str) -> Result<(), ApiError> {
+    let key = name.to_ascii_lowercase();
+    let batch = crate::keys::vault_keys_delete_ops(service, &key, Batch::new().delete(DELETED_VAULTS, key.clone()).delete(NAMES, key.clone())).await?;
+    service.store.commit(batch).await.map_err(store_error)?;
+    tracing::info!(vault = name, "key vault purged");
+    Ok(())
+}
+
+/// Purges soft-deleted vaults whose retention has ended (the watcher's tick), as Azure does.
+pub async fn purge_expired_vaults(service: &KeyVaultService) -> Result<usize, ApiError> {
+    let now = time::OffsetDateTime::now_utc();
+    let mut purged = 0;
+    for (key, bytes) in service.store.scan(DELETED_VAULTS, "").await.map_err(store_error)? {
+        let deleted: DeletedVault = records::decode(&key, &bytes)?;
+        let due = time::OffsetDateTime::parse(&deleted.scheduled_purge_date, &time::format_description::well_known::Rfc3339).is_ok_and(|d| d <= now);
+        if due {
+            purge_vault(service, &deleted.record.name).await?;
+            purged += 1;
+        }
+    }
+    Ok(purged)
 }

@@ -126,18 +126,33 @@ impl RotationPolicy {
     }
 }
 
-/// Rotates keys whose policy is due, every `interval`, until the service is dropped.
+const PURGE_EVERY: u64 = 60;
+
+/// Rotates keys whose policy is due and purges soft-deleted keys and vaults past their retention,
+/// every `interval`, until the service is dropped.
 pub fn spawn_watch(service: Arc<crate::KeyVaultService>, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(&service);
     drop(service);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        for tick in 0u64.. {
             ticker.tick().await;
             let Some(service) = weak.upgrade() else { return };
             if let Err(e) = crate::keys::rotate_due_keys(&service).await {
                 tracing::warn!(error = %e, "automatic key rotation failed");
+            }
+            // Soft-deleted keys and vaults go for good once their retention (days) has ended; a
+            // check every PURGE_EVERY ticks is plenty.
+            if tick % PURGE_EVERY != 0 {
+                continue;
+            }
+            for outcome in [crate::keys::purge_expired_keys(&service).await, crate::provider::purge_expired_vaults(&service).await] {
+                match outcome {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::info!(purged, "purged soft-deleted key vault objects past their retention"),
+                    Err(e) => tracing::warn!(error = %e, "purging expired soft-deleted objects failed"),
+                }
             }
         }
     })
