@@ -181,6 +181,14 @@ pub async fn list_resources(arm: &Arm, request: &ArmRequest, sub: &str, group: &
     Ok(json_response(200, &json!({"value": value})))
 }
 
+/// A provider path naming a type its namespace does not have.
+pub fn unknown_resource_type(namespace: &str, rest: &[String]) -> Failure {
+    Failure::from(ApiError::bad_request(
+        "InvalidResourceType",
+        format!("The resource type '{}' could not be found in the namespace '{namespace}'.", rest.join("/")),
+    ))
+}
+
 pub fn method_not_allowed(method: &Method) -> Failure {
     Failure::from(ApiError::new(405, "MethodNotAllowed", format!("The HTTP method '{method}' is not supported for this resource.")))
 }

@@ -263,25 +263,24 @@ fn audit_subject(vault: &Vault, method: &Method, target: &Target) -> Option<(Str
 }
 
 async fn route(ctx: &Ctx<'_>, method: Method, target: Target, body: &Bytes) -> Result<Response, Failure> {
-    let body = body.clone();
     use Target as T;
     match (method, target) {
         (Method::GET, T::Keys) => ctx.list_keys().await,
-        (Method::POST, T::Create(name)) => ctx.create(&name, &body).await,
+        (Method::POST, T::Create(name)) => ctx.create(&name, body).await,
         (Method::GET, T::Key(name, version)) => ctx.get(&name, version.as_deref()).await,
-        (Method::PATCH, T::Key(name, version)) => ctx.update(&name, version.as_deref(), &body).await,
+        (Method::PATCH, T::Key(name, version)) => ctx.update(&name, version.as_deref(), body).await,
         (Method::DELETE, T::Key(name, None)) => ctx.delete(&name).await,
         (Method::GET, T::Versions(name)) => ctx.list_versions(&name).await,
-        (Method::POST, T::Operation(name, version, op)) => ctx.operate(&name, &version, &op, &body).await,
+        (Method::POST, T::Operation(name, version, op)) => ctx.operate(&name, &version, &op, body).await,
         (Method::GET, T::DeletedKeys) => ctx.list_deleted().await,
         (Method::GET, T::DeletedKey(name)) => ctx.get_deleted(&name).await,
         (Method::DELETE, T::DeletedKey(name)) => ctx.purge(&name).await,
         (Method::POST, T::Recover(name)) => ctx.recover(&name).await,
         (Method::POST, T::Rotate(name)) => ctx.rotate(&name).await,
         (Method::POST, T::Backup(name)) => ctx.backup(&name).await,
-        (Method::POST, T::Restore) => ctx.restore(&body).await,
+        (Method::POST, T::Restore) => ctx.restore(body).await,
         (Method::GET, T::RotationPolicy(name)) => ctx.get_rotation_policy(&name).await,
-        (Method::PUT, T::RotationPolicy(name)) => ctx.set_rotation_policy(&name, &body).await,
+        (Method::PUT, T::RotationPolicy(name)) => ctx.set_rotation_policy(&name, body).await,
         (method, _) => Err(Failure::from(kv_error(405, "MethodNotAllowed", format!("The method {method} is not supported on this resource.")))),
     }
 }

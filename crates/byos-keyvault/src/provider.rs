@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use byos_arm::records::{self, RESOURCES, ResourceRecord, encode, resource_key, resource_not_found, store_error, validate_tags};
+use byos_arm::groups::{method_not_allowed, unknown_resource_type};
 use byos_arm::{Arm, ArmRequest, Provider};
 use byos_authz::Action;
 use byos_core::{ApiError, ResourceId, Scope};
@@ -44,14 +45,6 @@ struct VaultBody {
     tags: Option<Map<String, Value>>,
     #[serde(default)]
     properties: Option<Map<String, Value>>,
-}
-
-fn unknown_type(rest: &[String]) -> Failure {
-    Failure::from(ApiError::bad_request("InvalidResourceType", format!("The resource type '{}' could not be found in the namespace '{NAMESPACE}'.", rest.join("/"))))
-}
-
-fn method_not_allowed(method: &Method) -> Failure {
-    Failure::from(ApiError::new(405, "MethodNotAllowed", format!("The HTTP method '{method}' is not supported for this resource.")))
 }
 
 #[async_trait]
@@ -93,7 +86,7 @@ impl Provider for KeyVaultProvider {
                 request.authorize(arm, &POLICY_WRITE, &id.scope())?;
                 self.edit_policies(arm, request, &id, kind).await
             }
-            _ => Err(unknown_type(rest)),
+            _ => Err(unknown_resource_type(NAMESPACE, rest)),
         }
     }
 

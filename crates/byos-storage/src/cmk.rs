@@ -70,17 +70,45 @@ pub async fn wrap(service: &StorageService, caller: &Caller, settings: &CmkSetti
     Ok((CmkWrap { key_id: wrapped.kid.clone(), wrapped: b64url(&wrapped.output) }, wrapped))
 }
 
+/// Why the current wrapped KEK could not be unwrapped.
+enum UnwrapFailure {
+    /// The stored wrap or settings are unreadable.
+    Corrupt,
+    /// The identity that protects the key no longer exists.
+    NoIdentity,
+    /// Key Vault refused (the key, its version, or the identity's access).
+    Key(Box<ApiError>),
+}
+
+/// The current KEK, unwrapped through Key Vault as the account's identity.
+struct Unwrapped {
+    caller: Caller,
+    /// The key version the KEK is wrapped with.
+    version: String,
+    kek: Zeroizing<Vec<u8>>,
+}
+
+/// Unwraps the account's KEK with the customer key version it is wrapped with.
+async fn unwrap_current(service: &StorageService, account: &Account) -> Result<Unwrapped, UnwrapFailure> {
+    let (KekSource::Customer(wrap), Some(settings)) = (&account.secrets.kek, account.settings.cmk.as_ref()) else {
+        return Err(UnwrapFailure::Corrupt);
+    };
+    let caller = identity_caller(service, settings.principal).ok_or(UnwrapFailure::NoIdentity)?;
+    let (vault, name, version) = split_key_id(&wrap.key_id).ok_or(UnwrapFailure::Corrupt)?;
+    let wrapped = b64url_decode(&wrap.wrapped).ok_or(UnwrapFailure::Corrupt)?;
+    let used = service.keyvault.use_key(&caller, vault, name, Some(version), KeyUse::Unwrap(wrapped)).await.map_err(|e| UnwrapFailure::Key(Box::new(e)))?;
+    Ok(Unwrapped { caller, version: version.to_owned(), kek: used.output })
+}
+
 /// The KEK's bytes of an account protected by a customer key (to re-wrap it or take it back under
 /// the root key); needs the identity's access to the key now.
 pub async fn customer_kek_bytes(service: &StorageService, account: &Account) -> Result<Zeroizing<Vec<u8>>, ApiError> {
-    let (KekSource::Customer(wrap), Some(settings)) = (&account.secrets.kek, account.settings.cmk.as_ref()) else {
-        return Err(ApiError::internal());
-    };
-    let caller = identity_caller(service, settings.principal).ok_or_else(|| ApiError::bad_request("InvalidIdentity", "The identity that protects the account key no longer exists."))?;
-    let (vault, name, version) = split_key_id(&wrap.key_id).ok_or_else(ApiError::internal)?;
-    let wrapped = b64url_decode(&wrap.wrapped).ok_or_else(ApiError::internal)?;
-    let used = service.keyvault.use_key(&caller, vault, name, Some(version), KeyUse::Unwrap(wrapped)).await.map_err(|e| setup_error(&e, "unwrap the current account key"))?;
-    Ok(used.output)
+    match unwrap_current(service, account).await {
+        Ok(unwrapped) => Ok(unwrapped.kek),
+        Err(UnwrapFailure::Corrupt) => Err(ApiError::internal()),
+        Err(UnwrapFailure::NoIdentity) => Err(ApiError::bad_request("InvalidIdentity", "The identity that protects the account key no longer exists.")),
+        Err(UnwrapFailure::Key(e)) => Err(setup_error(&e, "unwrap the current account key")),
+    }
 }
 
 /// The blob error for a customer key that cannot be used now.
@@ -99,28 +127,31 @@ impl StorageService {
     /// The account's KEK: from memory for service-managed keys; for customer-managed keys from
     /// a short cache, else unwrapped now through Key Vault as the account's identity.
     pub async fn kek(&self, account: &Account) -> Result<Arc<Kek>, ApiError> {
-        let wrap = match &account.secrets.kek {
-            KekSource::Root(kek) => return Ok(Arc::clone(kek)),
-            KekSource::Customer(wrap) => wrap,
-        };
+        if let KekSource::Root(kek) = &account.secrets.kek {
+            return Ok(Arc::clone(kek));
+        }
         if let Some((kek, at)) = self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&account.name)
             && at.elapsed() < self.cmk_cache_ttl {
                 return Ok(Arc::clone(kek));
             }
-        let settings = account.settings.cmk.as_ref().ok_or_else(crate::blob::errors::internal)?;
-        let missing_identity = || err(403, "KeyVaultAccessTokenCannotBeAcquired", "The key vault access token cannot be acquired: the account's identity no longer exists.")
-            .with_header("x-byos-denial", "customer-managed key unavailable: the identity was removed");
-        let caller = identity_caller(self, settings.principal).ok_or_else(missing_identity)?;
-        let (vault, name, version) = split_key_id(&wrap.key_id).ok_or_else(crate::blob::errors::internal)?;
-        let wrapped = b64url_decode(&wrap.wrapped).ok_or_else(crate::blob::errors::internal)?;
-        let unwrapped = self.keyvault.use_key(&caller, vault, name, Some(version), KeyUse::Unwrap(wrapped)).await.map_err(|e| {
-            self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).remove(&account.name);
-            tracing::info!(account = %account.name, reason = %e.message, "customer-managed key unavailable");
-            unavailable(&e)
-        })?;
-        let kek = Arc::new(Kek::from_bytes(&unwrapped.output).map_err(|_| crate::blob::errors::internal())?);
-        if settings.key_version.is_none() {
-            self.follow_rotation(account, &caller, settings, version, &unwrapped.output).await;
+        let unwrapped = match unwrap_current(self, account).await {
+            Ok(unwrapped) => unwrapped,
+            Err(failure) => {
+                self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).remove(&account.name);
+                return Err(match failure {
+                    UnwrapFailure::Corrupt => crate::blob::errors::internal(),
+                    UnwrapFailure::NoIdentity => err(403, "KeyVaultAccessTokenCannotBeAcquired", "The key vault access token cannot be acquired: the account's identity no longer exists.")
+                        .with_header("x-byos-denial", "customer-managed key unavailable: the identity was removed"),
+                    UnwrapFailure::Key(e) => {
+                        tracing::info!(account = %account.name, reason = %e.message, "customer-managed key unavailable");
+                        unavailable(&e)
+                    }
+                });
+            }
+        };
+        let kek = Arc::new(Kek::from_bytes(&unwrapped.kek).map_err(|_| crate::blob::errors::internal())?);
+        if let Some(settings) = account.settings.cmk.as_ref().filter(|s| s.key_version.is_none()) {
+            self.follow_rotation(account, &unwrapped.caller, settings, &unwrapped.version, &unwrapped.kek).await;
         }
         self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).insert(account.name.clone(), (Arc::clone(&kek), Instant::now()));
         Ok(kek)

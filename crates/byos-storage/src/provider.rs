@@ -7,6 +7,7 @@ use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use byos_arm::managed_identity::plan_identity;
 use byos_arm::records::{self, RESOURCES, ResourceRecord, encode, resource_key, resource_not_found, store_error, validate_tags};
+use byos_arm::groups::{method_not_allowed, unknown_resource_type};
 use byos_arm::{Arm, ArmRequest, Provider};
 use byos_authz::Action;
 use byos_core::{ApiError, ResourceId, Scope};
@@ -69,10 +70,10 @@ impl Provider for StorageProvider {
                     [op] if is(op, "regenerateKey") => self.regenerate_key(arm, request, &id).await,
                     [s] if is(s, "blobServices") => self.blob_services(arm, request, &id, true).await,
                     [s, d] if is(s, "blobServices") && is(d, "default") => self.blob_services(arm, request, &id, false).await,
-                    _ => Err(unknown_type(rest)),
+                    _ => Err(unknown_resource_type(NAMESPACE, rest)),
                 }
             }
-            _ => Err(unknown_type(rest)),
+            _ => Err(unknown_resource_type(NAMESPACE, rest)),
         }
     }
 
@@ -84,17 +85,6 @@ impl Provider for StorageProvider {
         self.0.forget(&resource.name);
         crate::blob::data::delete_account_objects(&self.0, &resource.name).await;
     }
-}
-
-fn unknown_type(rest: &[String]) -> Failure {
-    Failure::from(ApiError::bad_request(
-        "InvalidResourceType",
-        format!("The resource type '{}' could not be found in the namespace '{NAMESPACE}'.", rest.join("/")),
-    ))
-}
-
-fn method_not_allowed(method: &Method) -> Failure {
-    Failure::from(ApiError::new(405, "MethodNotAllowed", format!("The HTTP method '{method}' is not supported for this resource.")))
 }
 
 impl StorageProvider {
