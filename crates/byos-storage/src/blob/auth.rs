@@ -26,6 +26,11 @@ pub struct Sas {
     pub resource: String,
     /// The container (and blob) the signature covers, for service and delegation SAS.
     pub path: Option<(String, Option<String>)>,
+    /// A service SAS's stored access policy (`si`), with the signed start and expiry it may
+    /// leave to that policy; resolved by [`super::sas::apply_stored_policy`].
+    pub policy: Option<String>,
+    pub start: String,
+    pub expiry: String,
 }
 
 pub struct Authenticated {

@@ -95,6 +95,7 @@ pub async fn create(service: &StorageService, request: &BlobRequest) -> Result<R
         etag: data::new_etag(),
         last_modified: xml::now_nanos(),
         deleting: false,
+        policies: Vec::new(),
     };
     let key = container_key(&account.name, name);
     let result = save(service, account, &record, Batch::new().expect_absent(CONTAINERS, key)).await;
@@ -177,17 +178,19 @@ pub async fn get_acl(service: &StorageService, request: &BlobRequest) -> Result<
         headers.push(("x-ms-blob-public-access", level.clone()));
     }
     let mut response = super::respond(StatusCode::OK, headers);
-    *response.body_mut() = axum::body::Body::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><SignedIdentifiers />");
+    *response.body_mut() = axum::body::Body::from(xml::signed_identifiers_xml(&record.policies));
     Ok(response)
 }
 
 pub async fn set_acl(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
     let public_access = public_access_header(request)?;
     let body = axum::body::to_bytes(request.take_body(), 64 * 1024).await.map_err(|_| bad_request("RequestBodyTooLarge", "The request body is too large."))?;
-    if xml::check_signed_identifiers(&body)? > 0 {
-        return Err(Failure::from(bad_request("InvalidXmlDocument", "byos does not support stored access policies (signed identifiers) yet.")));
-    }
-    let record = update(service, &request.account, request.container(), |r| r.public_access = public_access.clone()).await?;
+    let policies = xml::parse_signed_identifiers(&body)?;
+    let record = update(service, &request.account, request.container(), |r| {
+        r.public_access = public_access.clone();
+        r.policies = policies.clone();
+    })
+    .await?;
     Ok(super::respond(StatusCode::OK, stamp(&record)))
 }
 

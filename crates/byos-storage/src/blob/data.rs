@@ -51,6 +51,19 @@ pub struct ContainerRecord {
     /// every in-flight blob commit into it fail its guard.
     #[serde(default)]
     pub deleting: bool,
+    /// Stored access policies (signed identifiers) that service SAS can name with `si`.
+    #[serde(default)]
+    pub policies: Vec<StoredPolicy>,
+}
+
+/// A stored access policy: a service SAS naming it takes the fields it leaves out from here, so
+/// changing or removing the policy changes or revokes every such SAS at once.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredPolicy {
+    pub id: String,
+    pub start: Option<String>,
+    pub expiry: Option<String>,
+    pub permission: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

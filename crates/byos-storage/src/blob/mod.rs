@@ -165,6 +165,7 @@ async fn dispatch(service: &StorageService, account: Option<Arc<Account>>, reque
     }
     let origin = origin_of(&parts.extensions);
     let authenticated = auth::authenticate(service, &account, &parts.method, &parts.uri, &parts.headers, origin)?;
+    let authenticated = sas::apply_stored_policy(service, &account, authenticated).await?;
     let (container, blob) = split_path(parts.uri.path(), &account.name)?;
     let request = BlobRequest {
         method: parts.method,

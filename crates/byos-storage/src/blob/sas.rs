@@ -5,9 +5,9 @@ use base64::Engine;
 use byos_core::{ApiError, AuthMethod, Caller, NetworkOrigin, SignatureKind, SignedGrant};
 use byos_crypto::MacKey;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::auth::{Authenticated, Sas};
+use super::xml::parse_time;
 use super::errors::{authentication_failed, err};
 use crate::{Account, StorageService};
 
@@ -15,9 +15,6 @@ fn param<'a>(query: &'a [(String, String)], name: &str) -> &'a str {
     query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default()
 }
 
-fn parse_time(text: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(text, &Rfc3339).ok().or_else(|| OffsetDateTime::parse(&format!("{text}Z"), &Rfc3339).ok())
-}
 
 /// The signing key of a user delegation key, derived (not stored) from the account's delegation
 /// root and the key's own fields: `Value = HMAC(root, skoid \n sktid \n skt \n ske \n sks \n skv)`.
@@ -66,7 +63,10 @@ pub fn verify(service: &StorageService, account: &Account, uri: &axum::http::Uri
     } else {
         SignatureKind::Service
     };
-    check_time_window(query)?;
+    let policy = Some(param(query, "si")).filter(|si| kind == SignatureKind::Service && !si.is_empty()).map(str::to_owned);
+    if policy.is_none() {
+        check_time_window(param(query, "st"), param(query, "se"))?;
+    }
     check_protocol_and_ip(query, &origin)?;
     let path = signed_path(kind, account, uri, query)?;
     let resource = match &path {
@@ -101,12 +101,46 @@ pub fn verify(service: &StorageService, account: &Account, uri: &axum::http::Uri
         signed: Some(SignedGrant { kind, permits: vec![], scope: account.id.clone(), key_based: kind != SignatureKind::UserDelegation }),
         ..Caller::anonymous(origin)
     };
-    Ok(Authenticated { caller, sas: Some(Sas { kind, permissions: param(query, "sp").to_owned(), resource: resource_field, path }) })
+    Ok(Authenticated { caller, sas: Some(Sas {
+            kind,
+            permissions: param(query, "sp").to_owned(),
+            resource: resource_field,
+            path,
+            policy,
+            start: param(query, "st").to_owned(),
+            expiry: param(query, "se").to_owned(),
+        }),
+    })
 }
 
-fn check_time_window(query: &[(String, String)]) -> Result<(), ApiError> {
+/// A service SAS naming a stored access policy takes its permissions, start and expiry from the
+/// container's policy of that id; a field set in both is refused, as Azure does. Changing or
+/// removing the policy thereby changes or revokes the SAS at once.
+pub async fn apply_stored_policy(service: &StorageService, account: &Account, mut authenticated: Authenticated) -> Result<Authenticated, ApiError> {
+    let Some(sas) = authenticated.sas.as_mut() else { return Ok(authenticated) };
+    let (Some(id), Some((container, _))) = (sas.policy.clone(), sas.path.clone()) else { return Ok(authenticated) };
+    let policies = super::containers::load(service, account, &container).await?.map(|c| c.policies).unwrap_or_default();
+    let policy = policies.into_iter().find(|p| p.id == id).ok_or_else(|| {
+        authentication_failed(format!("The signed identifier '{id}' does not name a stored access policy of container '{container}'."))
+            .with_header("x-byos-denial", format!("SAS: no stored access policy '{id}' on container {container}"))
+    })?;
+    let merge = |field: &str, signed: &mut String, stored: Option<String>| match (signed.is_empty(), stored) {
+        (false, Some(_)) => Err(authentication_failed(format!("The {field} is set both in the signature and in the stored access policy '{id}'."))),
+        (true, Some(value)) => {
+            *signed = value;
+            Ok(())
+        }
+        (_, None) => Ok(()),
+    };
+    merge("signed permission", &mut sas.permissions, policy.permission)?;
+    merge("signed start", &mut sas.start, policy.start)?;
+    merge("signed expiry", &mut sas.expiry, policy.expiry)?;
+    check_time_window(&sas.start, &sas.expiry)?;
+    Ok(authenticated)
+}
+
+fn check_time_window(st: &str, se: &str) -> Result<(), ApiError> {
     let now = OffsetDateTime::now_utc();
-    let (st, se) = (param(query, "st"), param(query, "se"));
     let expiry = parse_time(se);
     let start = if st.is_empty() { None } else { Some(parse_time(st).ok_or_else(|| authentication_failed("The signed start time is not a valid time."))?) };
     let valid = expiry.is_some_and(|e| now <= e) && start.is_none_or(|s| s <= now + time::Duration::minutes(15));

@@ -1,5 +1,5 @@
 //! Wire helpers of the Blob service: HTTP dates, `x-ms-meta-*` headers, conditional headers,
-//! and the few XML bodies it reads (block lists, key info, access policies).
+//! and the few XML bodies it reads and writes (block lists, key info, stored access policies).
 
 use std::collections::BTreeMap;
 
@@ -10,6 +10,7 @@ use quick_xml::events::Event;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+use super::data::StoredPolicy;
 use super::errors::{bad_request, condition_not_met, err};
 
 pub use byos_http::xml_escape as escape;
@@ -110,6 +111,15 @@ fn invalid_xml() -> ApiError {
     bad_request("InvalidXmlDocument", "XML specified is not syntactically valid.")
 }
 
+/// The text an entity or character reference (`&amp;`, `&#65;`) stands for.
+fn reference_text(reference: &quick_xml::events::BytesRef<'_>) -> Result<String, ApiError> {
+    if let Some(c) = reference.resolve_char_ref().map_err(|_| invalid_xml())? {
+        return Ok(c.to_string());
+    }
+    let name = reference.decode().map_err(|_| invalid_xml())?;
+    quick_xml::escape::resolve_predefined_entity(&name).map(str::to_owned).ok_or_else(invalid_xml)
+}
+
 /// Reads `<Root><Child>text</Child>...</Root>` into (child name, text) pairs, in order.
 fn children(body: &[u8], root: &str) -> Result<Vec<(String, String)>, ApiError> {
     let mut reader = Reader::from_reader(body);
@@ -136,6 +146,7 @@ fn children(body: &[u8], root: &str) -> Result<Vec<(String, String)>, ApiError> 
                 }
             }
             Event::Text(t) if depth == 2 => text.push_str(&t.decode().map_err(|_| invalid_xml())?),
+            Event::GeneralRef(r) if depth == 2 => text.push_str(&reference_text(&r)?),
             Event::End(_) => {
                 if depth == 2
                     && let Some(name) = current.take() {
@@ -187,12 +198,123 @@ pub fn parse_key_info(body: &[u8]) -> Result<(Option<String>, String), ApiError>
     Ok((get("Start").filter(|s| !s.is_empty()), expiry))
 }
 
-/// Checks that a Set Container ACL body is well-formed `<SignedIdentifiers>` (or empty).
-pub fn check_signed_identifiers(body: &[u8]) -> Result<usize, ApiError> {
+/// The most stored access policies a container may hold.
+const MAX_POLICIES: usize = 5;
+const POLICY_TIME: &[time::format_description::BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:7]Z");
+
+/// An ISO 8601 / RFC 3339 time as SAS fields and access policies carry it (a missing zone is UTC).
+pub fn parse_time(text: &str) -> Option<OffsetDateTime> {
+    use time::format_description::well_known::Rfc3339;
+    OffsetDateTime::parse(text, &Rfc3339).ok().or_else(|| OffsetDateTime::parse(&format!("{text}Z"), &Rfc3339).ok())
+}
+
+/// A policy time in the form Azure returns it (`2026-12-01T08:00:00.0000000Z`).
+fn policy_time(text: &str) -> Result<String, ApiError> {
+    parse_time(text)
+        .and_then(|t| t.to_offset(time::UtcOffset::UTC).format(POLICY_TIME).ok())
+        .ok_or_else(|| bad_request("InvalidXmlNodeValue", format!("The value '{text}' of an access policy time is not a valid ISO 8601 time.")))
+}
+
+/// Parses a Set Container ACL body: at most five `<SignedIdentifier>`s, each a unique `<Id>` of at
+/// most 64 characters and an optional `<AccessPolicy>` (Start, Expiry, Permission). Empty: none.
+pub fn parse_signed_identifiers(body: &[u8]) -> Result<Vec<StoredPolicy>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(0);
+        return Ok(Vec::new());
     }
-    Ok(children(body, "SignedIdentifiers")?.len())
+    let mut reader = Reader::from_reader(body);
+    reader.config_mut().trim_text(true);
+    let mut path: Vec<String> = Vec::new();
+    let mut policies: Vec<StoredPolicy> = Vec::new();
+    let mut text = String::new();
+    let mut buf = Vec::new();
+    loop {
+        let event = reader.read_event_into(&mut buf).map_err(|_| invalid_xml())?;
+        match event {
+            Event::Start(e) => {
+                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                enter_policy_element(&path, &mut policies, &name)?;
+                path.push(name);
+            }
+            Event::Empty(e) => enter_policy_element(&path, &mut policies, &String::from_utf8_lossy(e.local_name().as_ref()))?,
+            Event::Text(t) => text.push_str(&t.decode().map_err(|_| invalid_xml())?),
+            Event::GeneralRef(r) => text.push_str(&reference_text(&r)?),
+            Event::End(_) => {
+                let leaf = path.pop();
+                let value = std::mem::take(&mut text).trim().to_owned();
+                let policy = policies.last_mut();
+                match (leaf.as_deref(), policy) {
+                    (Some("Id"), Some(policy)) => policy.id = value,
+                    (Some("Start"), Some(policy)) => policy.start = Some(policy_time(&value)?),
+                    (Some("Expiry"), Some(policy)) => policy.expiry = Some(policy_time(&value)?),
+                    (Some("Permission"), Some(policy)) => policy.permission = Some(value),
+                    _ if value.is_empty() => {}
+                    _ => return Err(invalid_xml()),
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    if !path.is_empty() {
+        return Err(invalid_xml());
+    }
+    check_policies(&policies)?;
+    Ok(policies)
+}
+
+/// Checks that `name` may open at `path` of a `<SignedIdentifiers>` body; a new
+/// `<SignedIdentifier>` starts a policy.
+fn enter_policy_element(path: &[String], policies: &mut Vec<StoredPolicy>, name: &str) -> Result<(), ApiError> {
+    let expected = match path.len() {
+        0 => name == "SignedIdentifiers",
+        1 => name == "SignedIdentifier",
+        2 => name == "Id" || name == "AccessPolicy",
+        3 => path[2] == "AccessPolicy" && matches!(name, "Start" | "Expiry" | "Permission"),
+        _ => false,
+    };
+    if !expected {
+        return Err(invalid_xml());
+    }
+    if path.len() == 1 {
+        policies.push(Default::default());
+    }
+    Ok(())
+}
+
+fn check_policies(policies: &[StoredPolicy]) -> Result<(), ApiError> {
+    if policies.len() > MAX_POLICIES {
+        return Err(invalid_xml().with_detail(format!("A container holds at most {MAX_POLICIES} stored access policies.")));
+    }
+    for (i, policy) in policies.iter().enumerate() {
+        if policy.id.is_empty() || policy.id.chars().count() > 64 {
+            return Err(invalid_xml().with_detail("A signed identifier must have an Id of 1 to 64 characters."));
+        }
+        if policies[..i].iter().any(|p| p.id == policy.id) {
+            return Err(invalid_xml().with_detail(format!("The signed identifier '{}' appears more than once.", policy.id)));
+        }
+        if policy.permission.as_deref().is_some_and(|p| !p.chars().all(|c| "racwdxyltmeopi".contains(c))) {
+            return Err(bad_request("InvalidXmlNodeValue", format!("The permission of the signed identifier '{}' is not valid.", policy.id)));
+        }
+    }
+    Ok(())
+}
+
+/// The Get Container ACL body.
+pub fn signed_identifiers_xml(policies: &[StoredPolicy]) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><SignedIdentifiers>");
+    for policy in policies {
+        out.push_str(&format!("<SignedIdentifier><Id>{}</Id><AccessPolicy>", escape(&policy.id)));
+        for (name, value) in [("Start", &policy.start), ("Expiry", &policy.expiry), ("Permission", &policy.permission)] {
+            if let Some(value) = value {
+                out.push_str(&format!("<{name}>{}</{name}>", escape(value)));
+            }
+        }
+        out.push_str("</AccessPolicy></SignedIdentifier>");
+    }
+    out.push_str("</SignedIdentifiers>");
+    out
 }
 
 #[cfg(test)]
@@ -227,5 +349,20 @@ mod tests {
         m.insert("if-match", "\"0x2\"".parse().unwrap_or_else(|_| axum::http::HeaderValue::from_static("")));
         assert_eq!(check_conditions(&m, Some(Current { etag: "\"0x1\"", last_modified_nanos: 0 }), Access::Write).err().map(|e| e.status), Some(412));
         assert_eq!(check_conditions(&m, None, Access::Read).err().map(|e| e.status), Some(412));
+    }
+
+    #[test]
+    fn signed_identifiers_round_trip_in_azure_form() {
+        let body = b"<?xml version=\"1.0\"?><SignedIdentifiers><SignedIdentifier><Id>p&amp;1</Id><AccessPolicy><Start>2026-12-01T08:00:00Z</Start><Permission>rl</Permission></AccessPolicy></SignedIdentifier><SignedIdentifier><Id>bare</Id></SignedIdentifier></SignedIdentifiers>";
+        let policies = parse_signed_identifiers(body).unwrap_or_default();
+        assert_eq!(policies.len(), 2);
+        assert_eq!((policies[0].id.as_str(), policies[0].start.as_deref(), policies[0].expiry.as_deref()), ("p&1", Some("2026-12-01T08:00:00.0000000Z"), None));
+        assert_eq!(policies[1].permission, None);
+        let rendered = signed_identifiers_xml(&policies);
+        assert_eq!(parse_signed_identifiers(rendered.as_bytes()).unwrap_or_default(), policies);
+        for bad in [&b"<SignedIdentifiers><SignedIdentifier><Id/></SignedIdentifier></SignedIdentifiers>"[..], b"<Wrong/>", b"<SignedIdentifiers><SignedIdentifier><Start>x</Start></SignedIdentifier></SignedIdentifiers>"] {
+            assert_eq!(parse_signed_identifiers(bad).err().map(|e| e.code), Some("InvalidXmlDocument".into()));
+        }
+        assert_eq!(parse_signed_identifiers(b"  ").map(|p| p.len()).ok(), Some(0));
     }
 }
