@@ -978,6 +978,13 @@ def recover_vault(keyvault, boot: dict[str, Any], rg: str, name: str):
         rg, name, vault_create_parameters(boot, create_mode="recover")).result()
 
 
+def network_rules(default_action: str = "Deny", bypass: str = "AzureServices", ips: tuple[str, ...] = ()):
+    """A vault's NetworkRuleSet: `ips` are addresses or CIDR ranges."""
+    from azure.mgmt.keyvault.models import IPRule, NetworkRuleSet
+
+    return NetworkRuleSet(default_action=default_action, bypass=bypass, ip_rules=[IPRule(value=ip) for ip in ips])
+
+
 def update_vault(keyvault, vault: VaultRef, tags: dict[str, str] | None = None, **properties):
     """PATCH the vault with VaultPatchParameters(tags, VaultPatchProperties(**properties))."""
     from azure.mgmt.keyvault.models import VaultPatchParameters, VaultPatchProperties
@@ -1007,13 +1014,18 @@ def key_permissions_of(vault, object_id: str) -> set[str] | None:
 def _keyvault_client_kwargs(ca_file: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     # Vaults are addressed by IP, so the challenge's resource (vault.azure.net) cannot match the host.
     kwargs.setdefault("verify_challenge_resource", False)
-    kwargs.setdefault("connection_verify", ca_file)
+    source_ip = kwargs.pop("source_ip", None)
+    if source_ip is not None:
+        kwargs["transport"] = source_address_transport(source_ip, ca_file)
+    else:
+        kwargs.setdefault("connection_verify", ca_file)
     # No retries: a 5xx should fail the test at once, not after the SDK's back-off.
     kwargs.setdefault("retry_total", 0)
     return kwargs
 
 
 def key_client(vault_uri: str, credential, ca_file: str, **kwargs):
+    """KeyClient on a vault (`source_ip=...` picks the client's TCP source address, for vault firewalls)."""
     from azure.keyvault.keys import KeyClient
 
     return KeyClient(vault_uri, credential, **_keyvault_client_kwargs(ca_file, kwargs))

@@ -181,6 +181,18 @@ def unprotected_vault(make_vault):
 
 
 @pytest.fixture(scope="module")
+def firewall_vault(make_vault):
+    """An access-policy vault with purge protection behind a firewall: only 127.0.0.1 (the tests' admin) and,
+    through bypass AzureServices, the Azure services Key Vault trusts (storage among them)."""
+    return make_vault(tag="cmkfw", purge_protection=True, network_acls=bs.network_rules(ips=("127.0.0.1",)))
+
+
+def _closed_vault(make_vault) -> bs.VaultRef:
+    """A new purge-protected vault whose firewall admits 127.0.0.1 but trusts no Azure service."""
+    return make_vault(tag="cmkfwno", purge_protection=True, network_acls=bs.network_rules(bypass="None", ips=("127.0.0.1",)))
+
+
+@pytest.fixture(scope="module")
 def make_cmk(make_rg, make_account, make_identity, key_client, admin_cred, admin, ca, rbac_vault):
     """`make_cmk(vault=None, identity="system", grant=True, enable=True)`: a new RSA 2048 key (its own name) in
     `vault` (default: the RBAC vault), a new account in a new group with a system-assigned identity
@@ -282,6 +294,13 @@ def test_access_policy_vault_protects_an_account(make_cmk, policy_vault):
     assert cmk.all_readable()
 
 
+@pytest.mark.parametrize("identity", ["system", "user"])
+def test_vault_firewall_admits_the_storage_service_as_a_trusted_service(make_cmk, firewall_vault, identity):
+    cmk = make_cmk(firewall_vault, identity=identity)
+    assert bs.text_of(cmk.enabled.encryption.key_source) == bs.KEY_SOURCE_KEYVAULT
+    assert cmk.all_readable()
+
+
 # ---- enabling with a user-assigned identity -------------------------------------------------------------
 
 
@@ -345,6 +364,7 @@ REFUSALS = [
     "identity-without-role",
     "identity-with-get-only-access-policy",
     "account-without-identity",
+    "vault-firewall-trusts-no-service",
 ]
 
 
@@ -373,6 +393,9 @@ def refusal(request, make_cmk, admin):
         cmk = make_cmk(vault, grant=False, enable=False)
         _grant(admin, vault, cmk.principal_id, key_permissions=("get",))
         words = ("permission", "access")
+    elif case == "vault-firewall-trusts-no-service":
+        cmk = make_cmk(_closed_vault(request.getfixturevalue("make_vault")), enable=False)
+        words = ("network rules",)
     else:
         assert case == "account-without-identity"
         cmk = make_cmk(identity=None, grant=False, enable=False)
@@ -412,18 +435,29 @@ REVOCATIONS = {
     "user-assigned-identity-role-removed": ({"identity": "user"}, bs.CMK_ACCESS_LOST),
     "key-disabled": ({}, bs.CMK_KEY_NOT_FOUND),
     "key-deleted": ({}, bs.CMK_KEY_NOT_FOUND),
+    "vault-firewall-stops-trusting-azure-services": ({"vault": "new firewall vault"}, bs.CMK_ACCESS_LOST),
 }
 
 
 def _make_for(request, make_cmk, kind: str) -> Cmk:
     setup = dict(REVOCATIONS[kind][0])
-    if "vault" in setup:
+    if setup.get("vault") == "new firewall vault":
+        # Revoking closes this vault's firewall, so each use gets a vault of its own.
+        make_vault = request.getfixturevalue("make_vault")
+        setup["vault"] = make_vault(tag="cmkfw", purge_protection=True, network_acls=bs.network_rules(ips=("127.0.0.1",)))
+    elif "vault" in setup:
         setup["vault"] = request.getfixturevalue(setup["vault"])
     return make_cmk(**setup)
 
 
+def _trusted_services(admin, cmk: Cmk, bypass: str) -> None:
+    bs.update_vault(admin.keyvault, cmk.vault, network_acls=bs.network_rules(bypass=bypass, ips=("127.0.0.1",)))
+
+
 def _revoke(admin, cmk: Cmk, kind: str) -> None:
-    if kind == "key-disabled":
+    if kind == "vault-firewall-stops-trusting-azure-services":
+        _trusted_services(admin, cmk, "None")
+    elif kind == "key-disabled":
         cmk.keys.update_key_properties(cmk.key_name, enabled=False)
     elif kind == "key-deleted":
         bs.finished(cmk.keys.begin_delete_key(cmk.key_name))
@@ -432,7 +466,9 @@ def _revoke(admin, cmk: Cmk, kind: str) -> None:
 
 
 def _restore(admin, cmk: Cmk, kind: str) -> None:
-    if kind == "key-disabled":
+    if kind == "vault-firewall-stops-trusting-azure-services":
+        _trusted_services(admin, cmk, "AzureServices")
+    elif kind == "key-disabled":
         cmk.keys.update_key_properties(cmk.key_name, enabled=True)
     elif kind == "key-deleted":
         bs.finished(cmk.keys.begin_recover_deleted_key(cmk.key_name))

@@ -9,6 +9,7 @@
 pub mod context;
 pub mod groups;
 pub mod managed_identity;
+pub mod network;
 pub mod path;
 pub mod rbac;
 pub mod records;

@@ -368,6 +368,7 @@ mod tests {
             auth: AuthMethod::BearerToken,
             origin: NetworkOrigin { ip: None, tls: true },
             signed: None,
+            acting_for: None,
         }
     }
 

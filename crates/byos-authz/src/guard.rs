@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use crate::matching::Pattern;
 
-/// Resource types whose system-assigned identities count as trusted Azure services when a
-/// firewall has `bypass: AzureServices` (Azure's "trusted access based on managed identity").
-pub const TRUSTED_SERVICE_TYPES: &[&str] = &[
+/// Resource types whose system-assigned identities count as trusted Azure services when a storage
+/// account's firewall has `bypass: AzureServices` (Azure's "trusted access based on managed identity").
+pub const STORAGE_TRUSTED_SERVICES: &[&str] = &[
     "microsoft.cognitiveservices/accounts",
     "microsoft.machinelearningservices/workspaces",
     "microsoft.search/searchservices",
@@ -24,6 +24,16 @@ pub const TRUSTED_SERVICE_TYPES: &[&str] = &[
     "microsoft.logic/workflows",
 ];
 
+/// The resource types a key vault's firewall admits with `bypass: AzureServices`: Azure Storage
+/// (encryption at rest with customer-managed keys) and the services that use vault keys the same way.
+pub const KEY_VAULT_TRUSTED_SERVICES: &[&str] = &[
+    "microsoft.storage/storageaccounts",
+    "microsoft.machinelearningservices/workspaces",
+    "microsoft.datafactory/factories",
+    "microsoft.synapse/workspaces",
+    "microsoft.apimanagement/service",
+];
+
 /// A firewall (`networkAcls` with `defaultAction: Deny`).
 #[derive(Clone, Debug, Default)]
 pub struct Firewall {
@@ -31,6 +41,9 @@ pub struct Firewall {
     pub bypass_azure_services: bool,
     /// `resourceAccessRules`: (tenant, resource id pattern; `*` wildcards allowed).
     pub resource_rules: Vec<(Uuid, String)>,
+    /// The resource types `bypass_azure_services` admits (which services Azure trusts depends on
+    /// the resource behind the firewall).
+    pub trusted_services: &'static [&'static str],
 }
 
 /// The resource-side inputs of an access decision.
@@ -61,7 +74,7 @@ pub fn network_refusal(guard: &ResourceGuard, caller: &Caller) -> Option<String>
     if instance {
         return None;
     }
-    if firewall.bypass_azure_services && is_trusted_service(caller) {
+    if firewall.bypass_azure_services && is_trusted_service(firewall, caller) {
         return None;
     }
     match caller.origin.ip {
@@ -79,9 +92,11 @@ fn ip_allowed(firewall: &Firewall, ip: IpAddr) -> bool {
     firewall.ip_rules.iter().any(|net| net.contains(&ip))
 }
 
-/// The resource a caller acts as: the owner of its system-assigned identity.
+/// The resource a caller acts as: the resource a byos service works for, else the owner of the
+/// caller's system-assigned identity.
 fn caller_resource(caller: &Caller) -> Option<&str> {
     match (&caller.kind, caller.auth) {
+        (_, AuthMethod::ServiceIdentity) if caller.acting_for.is_some() => caller.acting_for.as_deref(),
         (Some(PrincipalKind::ManagedIdentity { resource_id }), AuthMethod::BearerToken | AuthMethod::ServiceIdentity) => Some(resource_id),
         _ => None,
     }
@@ -95,10 +110,10 @@ fn resource_instance_match(guard: &ResourceGuard, caller: &Caller) -> bool {
     firewall.resource_rules.iter().any(|(tenant, pattern)| Some(*tenant) == caller.tenant_id && Pattern::new(pattern).matches(&resource))
 }
 
-fn is_trusted_service(caller: &Caller) -> bool {
+fn is_trusted_service(firewall: &Firewall, caller: &Caller) -> bool {
     caller_resource(caller).is_some_and(|resource| {
         let folded = resource.to_ascii_lowercase();
-        TRUSTED_SERVICE_TYPES.iter().any(|t| {
+        firewall.trusted_services.iter().any(|t| {
             folded.split("/providers/").nth(1).is_some_and(|rest| rest.starts_with(t) && rest[t.len()..].matches('/').count() == 1)
         })
     })
@@ -133,14 +148,21 @@ mod tests {
         let speech = "/subscriptions/s/resourceGroups/g/providers/Microsoft.CognitiveServices/accounts/speech1";
         let other = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/other";
         let ips = Firewall { ip_rules: vec!["127.0.0.2/32".parse().unwrap_or_else(|_| unreachable!()), "127.0.1.0/24".parse().unwrap_or_else(|_| unreachable!())], ..Firewall::default() };
-        let trusted = Firewall { bypass_azure_services: true, ..Firewall::default() };
+        let trusted = Firewall { bypass_azure_services: true, trusted_services: STORAGE_TRUSTED_SERVICES, ..Firewall::default() };
         let instances = Firewall { resource_rules: vec![(tenant, "/subscriptions/s/resourceGroups/*/providers/Microsoft.Storage/storageAccounts/other".into())], ..Firewall::default() };
         let table: Vec<(&str, ResourceGuard, Caller, bool)> = vec![
             ("listed ip", guard(ips.clone()), from("127.0.0.2"), true),
             ("ip in cidr", guard(ips.clone()), from("127.0.1.77"), true),
             ("unlisted ip", guard(ips.clone()), from("127.0.0.3"), false),
             ("trusted service with bypass", guard(trusted.clone()), acting_as(speech, tenant), true),
-            ("trusted service without bypass", guard(Firewall::default()), acting_as(speech, tenant), false),
+            ("trusted service without bypass", guard(Firewall { trusted_services: STORAGE_TRUSTED_SERVICES, ..Firewall::default() }), acting_as(speech, tenant), false),
+            ("service trusted elsewhere", guard(Firewall { bypass_azure_services: true, trusted_services: KEY_VAULT_TRUSTED_SERVICES, ..Firewall::default() }), acting_as(speech, tenant), false),
+            ("byos service acting for a trusted resource", guard(Firewall { bypass_azure_services: true, trusted_services: KEY_VAULT_TRUSTED_SERVICES, ..Firewall::default() }), Caller {
+                auth: AuthMethod::ServiceIdentity,
+                acting_for: Some(other.into()),
+                kind: Some(PrincipalKind::ManagedIdentity { resource_id: "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u".into() }),
+                ..acting_as(other, tenant)
+            }, true),
             ("untrusted resource with bypass", guard(trusted), acting_as(other, tenant), false),
             ("resource instance rule", guard(instances.clone()), acting_as(other, tenant), true),
             ("resource instance, wrong tenant", guard(instances.clone()), acting_as(other, Uuid::new_v4()), false),

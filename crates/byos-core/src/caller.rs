@@ -100,6 +100,10 @@ pub struct Caller {
     pub origin: NetworkOrigin,
     /// For shared access signatures: what the signature grants.
     pub signed: Option<SignedGrant>,
+    /// For [`AuthMethod::ServiceIdentity`]: the resource the byos service works for. Network rules
+    /// see the caller as that resource (a trusted service, a resource instance) whichever identity
+    /// it authenticates as, system- or user-assigned.
+    pub acting_for: Option<String>,
 }
 
 impl Caller {
@@ -113,12 +117,13 @@ impl Caller {
             auth: AuthMethod::OperatorSocket,
             origin: NetworkOrigin::local_socket(),
             signed: None,
+            acting_for: None,
         }
     }
 
     /// A caller that presented no credentials.
     pub fn anonymous(origin: NetworkOrigin) -> Self {
-        Caller { object_id: None, client_id: None, tenant_id: None, kind: None, auth: AuthMethod::Anonymous, origin, signed: None }
+        Caller { object_id: None, client_id: None, tenant_id: None, kind: None, auth: AuthMethod::Anonymous, origin, signed: None, acting_for: None }
     }
 
     /// A caller holding an account key.

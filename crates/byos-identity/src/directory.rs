@@ -253,6 +253,7 @@ impl Directory {
             auth: AuthMethod::BearerToken,
             origin,
             signed: None,
+            acting_for: None,
         })
     }
 

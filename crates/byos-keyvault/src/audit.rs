@@ -165,7 +165,7 @@ pub struct Who {
 pub fn result_of(outcome: Result<(), &ApiError>) -> String {
     match outcome {
         Ok(()) => "success".into(),
-        Err(e) if e.status == 403 && matches!(e.inner_code.as_deref(), Some("AccessDenied" | "ForbiddenByRbac")) => "denied".into(),
+        Err(e) if e.status == 403 && matches!(e.inner_code.as_deref(), Some("AccessDenied" | "ForbiddenByRbac" | "ForbiddenByFirewall" | "ForbiddenByConnection")) => "denied".into(),
         Err(e) if e.status == 401 => "denied".into(),
         Err(e) => format!("failed: {}", e.inner_code.clone().unwrap_or_else(|| e.code.clone())),
     }

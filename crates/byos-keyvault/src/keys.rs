@@ -196,13 +196,33 @@ fn authorize(service: &KeyVaultService, vault: &Vault, caller: &Caller, action: 
         None => vault.id.clone(),
     };
     let scope = Scope::parse(&scope_text).map_err(|_| internal())?;
+    let (public_network_disabled, firewall) = vault.settings.network();
     let guard = ResourceGuard {
+        public_network_disabled,
+        firewall,
         policy_permits: (!vault.settings.enable_rbac_authorization).then(|| vault.settings.policy_permits(caller.object_id, caller.tenant_id)),
         ..ResourceGuard::default()
     };
     service.door.authorize_access(caller, &Action::data(action), &scope, Some(&guard)).map(|_| ()).map_err(|denial| {
         let who = format!("appid={};oid={}", caller.client_id.map(|c| c.to_string()).unwrap_or_default(), caller.object_id.map(|c| c.to_string()).unwrap_or_default());
         let error = match denial.kind {
+            DenialKind::Network if public_network_disabled => kv_error(
+                403,
+                "Forbidden",
+                "Public network access is disabled and request is not from a trusted service nor via an approved private link.",
+            )
+            .with_inner_code("ForbiddenByConnection"),
+            DenialKind::Network => kv_error(
+                403,
+                "Forbidden",
+                format!(
+                    "Client address is not authorized and caller is not a trusted service.\r\nClient address: {}\r\nCaller: {who}\r\nVault: {};location={}",
+                    caller.origin.ip.map(|ip| ip.to_string()).unwrap_or_else(|| "(in-process)".into()),
+                    vault.name,
+                    vault.location
+                ),
+            )
+            .with_inner_code("ForbiddenByFirewall"),
             DenialKind::AccessPolicy => kv_error(
                 403,
                 "Forbidden",

@@ -1,5 +1,8 @@
 //! Vault properties byos stores and enforces.
 
+use byos_arm::network::NetworkAcls;
+use byos_authz::Firewall;
+use byos_authz::guard::KEY_VAULT_TRUSTED_SERVICES;
 use byos_core::ApiError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -45,10 +48,20 @@ pub struct VaultSettings {
     pub enable_purge_protection: bool,
     pub enable_rbac_authorization: bool,
     #[serde(default)]
-    pub network_acls: Option<Value>,
+    pub network_acls: Option<NetworkAcls>,
     pub public_network_access: String,
     /// The port of the vault's listener (its `vaultUri`); internal.
     pub port: u16,
+}
+
+/// A vault's `networkAcls` as Key Vault shows it (ip rules have only a value; no resource rules).
+fn vault_acls_wire(acls: &NetworkAcls) -> Value {
+    json!({
+        "bypass": acls.bypass,
+        "defaultAction": acls.default_action,
+        "ipRules": acls.ip_rules.iter().map(|r| json!({"value": r.value})).collect::<Vec<_>>(),
+        "virtualNetworkRules": acls.virtual_network_rules,
+    })
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -140,10 +153,14 @@ impl VaultSettings {
             self.sku = sku.clone();
         }
         if let Some(acls) = props.get("networkAcls") {
-            self.network_acls = Some(acls.clone()).filter(|a| !a.is_null());
+            self.network_acls = if acls.is_null() { None } else { Some(NetworkAcls::parse(acls)?) };
         }
-        if let Some(access) = props.get("publicNetworkAccess").and_then(Value::as_str) {
-            self.public_network_access = access.to_owned();
+        if let Some(access) = props.get("publicNetworkAccess").filter(|a| !a.is_null()) {
+            self.public_network_access = match access.as_str() {
+                Some(a) if a.eq_ignore_ascii_case("Enabled") => "Enabled".into(),
+                Some(a) if a.eq_ignore_ascii_case("Disabled") => "Disabled".into(),
+                _ => return Err(bad(format!("The property 'publicNetworkAccess' must be Enabled or Disabled, not {access}."))),
+            };
         }
         Ok(())
     }
@@ -183,10 +200,21 @@ impl VaultSettings {
             "softDeleteRetentionInDays": self.soft_delete_retention_in_days,
             "enableRbacAuthorization": self.enable_rbac_authorization,
             "enablePurgeProtection": if self.enable_purge_protection { json!(true) } else { Value::Null },
-            "networkAcls": self.network_acls,
+            "networkAcls": self.network_acls.as_ref().map(vault_acls_wire),
             "publicNetworkAccess": self.public_network_access,
             "provisioningState": "Succeeded",
         })
+    }
+
+    /// The vault's firewall for the door (storage accounts, as trusted services, pass it with
+    /// `bypass: AzureServices`); `(public network disabled, firewall)`.
+    pub fn network(&self) -> (bool, Option<Firewall>) {
+        let disabled = self.public_network_access == "Disabled";
+        let firewall = match &self.network_acls {
+            Some(acls) => acls.firewall(disabled, KEY_VAULT_TRUSTED_SERVICES),
+            None => disabled.then(Firewall::default),
+        };
+        (disabled, firewall)
     }
 
     /// The key permissions the caller's access policy entry grants, as data-action patterns.

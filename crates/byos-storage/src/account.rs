@@ -1,7 +1,9 @@
 //! Storage account settings (the ARM `properties` byos enforces), their validation, and the
 //! account's secrets: two shared keys, the key-encryption key, the user-delegation root.
 
-use byos_authz::{Firewall, IpNet, ResourceGuard};
+use byos_arm::network::NetworkAcls;
+use byos_authz::ResourceGuard;
+use byos_authz::guard::STORAGE_TRUSTED_SERVICES;
 use byos_core::ApiError;
 use byos_crypto::envelope::Kek;
 use byos_crypto::{MacKey, RootKey, SealPurpose, b64url, b64url_decode};
@@ -19,50 +21,6 @@ pub fn validate_name(name: &str) -> Result<(), ApiError> {
             "AccountNameInvalid",
             format!("{name} is not a valid storage account name. Storage account name must be between 3 and 24 characters in length and use numbers and lower-case letters only."),
         ))
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct IpRule {
-    pub value: String,
-    #[serde(default = "allow")]
-    pub action: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ResourceAccessRule {
-    pub tenant_id: Uuid,
-    pub resource_id: String,
-}
-
-fn allow() -> String {
-    "Allow".into()
-}
-
-fn azure_services() -> String {
-    "AzureServices".into()
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct NetworkAcls {
-    #[serde(default = "azure_services")]
-    pub bypass: String,
-    #[serde(default = "allow")]
-    pub default_action: String,
-    #[serde(default)]
-    pub ip_rules: Vec<IpRule>,
-    #[serde(default)]
-    pub virtual_network_rules: Vec<Value>,
-    #[serde(default)]
-    pub resource_access_rules: Vec<ResourceAccessRule>,
-}
-
-impl Default for NetworkAcls {
-    fn default() -> Self {
-        NetworkAcls { bypass: azure_services(), default_action: allow(), ip_rules: vec![], virtual_network_rules: vec![], resource_access_rules: vec![] }
     }
 }
 
@@ -173,7 +131,7 @@ impl AccountSettings {
         }
         match props.get("networkAcls") {
             None | Some(Value::Null) => {}
-            Some(acls) => self.network_acls = parse_acls(acls)?,
+            Some(acls) => self.network_acls = NetworkAcls::parse(acls)?,
         }
         Ok(())
     }
@@ -221,22 +179,10 @@ impl AccountSettings {
 
     /// The resource-side inputs of the door for this account.
     pub fn guard(&self, anonymous_permits: Vec<String>) -> ResourceGuard {
-        let deny = self.network_acls.default_action.eq_ignore_ascii_case("Deny");
-        let firewall = deny.then(|| Firewall {
-            ip_rules: self.network_acls.ip_rules.iter().filter_map(|r| parse_ip_rule(&r.value).ok()).collect(),
-            bypass_azure_services: self.network_acls.bypass.split(',').any(|b| b.trim().eq_ignore_ascii_case("AzureServices")),
-            resource_rules: self.network_acls.resource_access_rules.iter().map(|r| (r.tenant_id, r.resource_id.clone())).collect(),
-        });
-        // Resource-instance rules also apply when public network access is disabled.
-        let firewall = match (firewall, self.public_network_access == "Disabled") {
-            (None, true) => Some(Firewall {
-                resource_rules: self.network_acls.resource_access_rules.iter().map(|r| (r.tenant_id, r.resource_id.clone())).collect(),
-                ..Firewall::default()
-            }),
-            (f, _) => f,
-        };
+        let public_network_disabled = self.public_network_access == "Disabled";
+        let firewall = self.network_acls.firewall(public_network_disabled, STORAGE_TRUSTED_SERVICES);
         ResourceGuard {
-            public_network_disabled: self.public_network_access == "Disabled",
+            public_network_disabled,
             firewall,
             allow_key_based: self.allow_shared_key_access,
             allow_public_access: self.allow_blob_public_access,
@@ -244,31 +190,6 @@ impl AccountSettings {
             policy_permits: None,
         }
     }
-}
-
-fn parse_ip_rule(value: &str) -> Result<IpNet, ApiError> {
-    let net = if value.contains('/') { value.parse::<IpNet>().ok() } else { value.parse::<std::net::IpAddr>().ok().map(IpNet::from) };
-    net.filter(|n| n.addr().is_ipv4())
-        .ok_or_else(|| ApiError::bad_request("NetworkAclsValidationFailure", format!("Values for request parameters are invalid: networkAcls.ipRule[*].value '{value}' is not an IPv4 address or CIDR range.")))
-}
-
-fn parse_acls(value: &Value) -> Result<NetworkAcls, ApiError> {
-    let acls: NetworkAcls = serde_json::from_value(value.clone()).map_err(|e| invalid("networkAcls", e))?;
-    if !["Allow", "Deny"].iter().any(|a| a.eq_ignore_ascii_case(&acls.default_action)) {
-        return Err(invalid("networkAcls.defaultAction", "expected Allow or Deny"));
-    }
-    for part in acls.bypass.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        if !["None", "Logging", "Metrics", "AzureServices"].iter().any(|a| a.eq_ignore_ascii_case(part)) {
-            return Err(invalid("networkAcls.bypass", format!("'{part}' is not one of None, Logging, Metrics, AzureServices")));
-        }
-    }
-    for rule in &acls.ip_rules {
-        parse_ip_rule(&rule.value)?;
-    }
-    for rule in &acls.resource_access_rules {
-        byos_core::Scope::parse(&rule.resource_id).map_err(|e| invalid("networkAcls.resourceAccessRules.resourceId", e))?;
-    }
-    Ok(acls)
 }
 
 /// The encryption change a PUT or PATCH asks for, if any.

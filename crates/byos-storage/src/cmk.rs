@@ -23,8 +23,9 @@ use crate::account::{CmkSettings, CmkWrap, KekSource};
 use crate::blob::errors::err;
 use crate::{Account, StorageService};
 
-/// The account's managed identity acting in-process (an explicit caller for the door).
-pub fn identity_caller(service: &StorageService, principal: Uuid) -> Option<Caller> {
+/// The account's managed identity acting in-process for the account `account_id` (an explicit
+/// caller for the door; network rules see it as the account, a trusted service for key vaults).
+pub fn identity_caller(service: &StorageService, principal: Uuid, account_id: &str) -> Option<Caller> {
     let p = service.directory.principal(principal)?;
     Some(Caller {
         object_id: Some(p.object_id),
@@ -34,6 +35,7 @@ pub fn identity_caller(service: &StorageService, principal: Uuid) -> Option<Call
         auth: AuthMethod::ServiceIdentity,
         origin: NetworkOrigin { ip: None, tls: false },
         signed: None,
+        acting_for: Some(account_id.to_owned()),
     })
 }
 
@@ -48,6 +50,7 @@ fn split_key_id(key_id: &str) -> Option<(&str, &str, &str)> {
 fn setup_error(cause: &ApiError, what: &str) -> ApiError {
     let reason = match (cause.status, cause.inner_code.as_deref()) {
         (403, Some("AccessDenied" | "ForbiddenByRbac")) => "the identity does not have permission (get, wrapKey, unwrapKey) on the key",
+        (403, Some("ForbiddenByFirewall" | "ForbiddenByConnection")) => "the key vault's network rules do not admit the storage service (allow trusted Microsoft services: networkAcls.bypass AzureServices)",
         (403, _) => "the key is disabled, expired or not usable for wrapKey/unwrapKey",
         (404, _) => "the key vault or the key (version) was not found",
         _ => "the key could not be used",
@@ -93,7 +96,7 @@ async fn unwrap_current(service: &StorageService, account: &Account) -> Result<U
     let (KekSource::Customer(wrap), Some(settings)) = (&account.secrets.kek, account.settings.cmk.as_ref()) else {
         return Err(UnwrapFailure::Corrupt);
     };
-    let caller = identity_caller(service, settings.principal).ok_or(UnwrapFailure::NoIdentity)?;
+    let caller = identity_caller(service, settings.principal, &account.id).ok_or(UnwrapFailure::NoIdentity)?;
     let (vault, name, version) = split_key_id(&wrap.key_id).ok_or(UnwrapFailure::Corrupt)?;
     let wrapped = b64url_decode(&wrap.wrapped).ok_or(UnwrapFailure::Corrupt)?;
     let used = service.keyvault.use_key(&caller, vault, name, Some(version), KeyUse::Unwrap(wrapped)).await.map_err(|e| UnwrapFailure::Key(Box::new(e)))?;
@@ -117,6 +120,9 @@ fn unavailable(cause: &ApiError) -> ApiError {
         (404, _, "VaultNotFound") => ("KeyVaultVaultNotFound", "The key vault is not found for encryption."),
         (403, Some("AccessDenied" | "ForbiddenByRbac"), _) | (401, _, _) => {
             ("KeyVaultAccessTokenCannotBeAcquired", "The key vault access token cannot be acquired: the account's identity has no access to the key.")
+        }
+        (403, Some("ForbiddenByFirewall" | "ForbiddenByConnection"), _) => {
+            ("KeyVaultAccessTokenCannotBeAcquired", "The key vault access token cannot be acquired: the key vault's network rules do not admit the storage service.")
         }
         _ => ("KeyVaultEncryptionKeyNotFound", "The key vault key is not found to unwrap the encryption key."),
     };

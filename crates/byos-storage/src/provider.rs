@@ -233,7 +233,7 @@ impl StorageProvider {
                     ));
                 }
                 let principal = self.encryption_principal(arm, plan, identity.as_deref()).await?;
-                let caller = cmk::identity_caller(self.service(), principal).ok_or_else(|| ApiError::bad_request("InvalidIdentity", "The account's managed identity does not exist."))?;
+                let caller = cmk::identity_caller(self.service(), principal, &id.to_string()).ok_or_else(|| ApiError::bad_request("InvalidIdentity", "The account's managed identity does not exist."))?;
                 let mut cmk = CmkSettings {
                     key_name: key_name.clone(),
                     key_version: key_version.clone(),

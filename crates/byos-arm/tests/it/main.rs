@@ -23,7 +23,7 @@ async fn arm() -> anyhow::Result<Arc<Arm>> {
 }
 
 fn operator_of_nothing() -> Caller {
-    Caller { object_id: None, client_id: None, tenant_id: None, kind: None, auth: AuthMethod::Anonymous, origin: NetworkOrigin::local_socket(), signed: None }
+    Caller { object_id: None, client_id: None, tenant_id: None, kind: None, auth: AuthMethod::Anonymous, origin: NetworkOrigin::local_socket(), signed: None, acting_for: None }
 }
 
 /// Commits a plan the way a resource provider does, returning the stored identity property.
