@@ -555,11 +555,15 @@ def create_storage_account(storage, boot: dict[str, Any], rg: str, name: str | N
                              account_keys(storage, rg, name))
 
 
-def update_storage_account(storage, account: StorageAccountRef, **properties):
-    """PATCH the account with StorageAccountUpdateParameters(**properties); returns the updated account."""
+def storage_update_parameters(**properties):
     from azure.mgmt.storage.models import StorageAccountUpdateParameters
 
-    return storage.storage_accounts.update(account.rg, account.name, StorageAccountUpdateParameters(**properties))
+    return StorageAccountUpdateParameters(**properties)
+
+
+def update_storage_account(storage, account: StorageAccountRef, **properties):
+    """PATCH the account with StorageAccountUpdateParameters(**properties); returns the updated account."""
+    return storage.storage_accounts.update(account.rg, account.name, storage_update_parameters(**properties))
 
 
 def utc_in(**delta) -> dt.datetime:

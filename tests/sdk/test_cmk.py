@@ -301,6 +301,36 @@ def test_vault_firewall_admits_the_storage_service_as_a_trusted_service(make_cmk
     assert cmk.all_readable()
 
 
+def test_a_key_in_another_region_is_accepted_and_reported(make_cmk, admin_keyvault, make_rg, boot, admin):
+    from azure.mgmt.keyvault.models import VaultCreateOrUpdateParameters
+
+    other_region = "westus" if boot["location"].lower() != "westus" else "eastus"
+    rg, name = make_rg("cmkwest"), bs.vault_name("west")
+    created = admin_keyvault.vaults.begin_create_or_update(rg, name, VaultCreateOrUpdateParameters(
+        location=other_region, properties=bs.vault_properties(
+            boot, enable_purge_protection=True, soft_delete_retention_in_days=7,
+            access_policies=[bs.access_policy(boot["tenant_id"], boot["admin"]["object_id"])]))).result()
+    vault = bs.VaultRef(rg, name, created.id, created.properties.vault_uri, created)
+    cmk = make_cmk(vault, enable=False)
+    headers = admin.storage.storage_accounts.update(
+        cmk.account.rg, cmk.account.name,
+        bs.storage_update_parameters(encryption=bs.cmk_encryption(vault.uri, cmk.key_name)),
+        cls=lambda pipeline_response, deserialized, _: dict(pipeline_response.http_response.headers))
+    warning = headers.get("x-byos-warning", "")
+    assert "cross-region" in warning and other_region in warning and name in warning, headers
+    assert bs.text_of(bs.account_encryption(admin.storage, cmk.account).key_source) == bs.KEY_SOURCE_KEYVAULT
+    assert cmk.all_readable()
+
+
+def test_a_key_in_the_same_region_is_not_reported(make_cmk, admin):
+    cmk = make_cmk(enable=False)
+    headers = admin.storage.storage_accounts.update(
+        cmk.account.rg, cmk.account.name,
+        bs.storage_update_parameters(encryption=bs.cmk_encryption(cmk.vault.uri, cmk.key_name)),
+        cls=lambda pipeline_response, deserialized, _: dict(pipeline_response.http_response.headers))
+    assert "x-byos-warning" not in {k.lower() for k in headers}, headers
+
+
 # ---- enabling with a user-assigned identity -------------------------------------------------------------
 
 

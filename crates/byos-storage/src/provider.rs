@@ -188,7 +188,22 @@ impl StorageProvider {
         plan.applied(arm);
         self.service().refresh(&record).await?;
         tracing::info!(account = %record.id, created = current.is_none(), "storage account written");
-        Ok(json_response(200, &self.wire(&record)?))
+        let mut response = json_response(200, &self.wire(&record)?);
+        if let Some(warning) = encryption.as_ref().and_then(|_| self.cross_region_key(&settings, &record.location))
+            && let Ok(value) = axum::http::HeaderValue::from_str(&warning) {
+                tracing::warn!(account = %record.id, %warning, "customer-managed key in another region");
+                response.headers_mut().insert("x-byos-warning", value);
+            }
+        Ok(response)
+    }
+
+    /// A warning when the account's customer key lives in a vault of another region (allowed, as in
+    /// Azure, but every data access then depends on that region).
+    fn cross_region_key(&self, settings: &AccountSettings, location: &str) -> Option<String> {
+        let cmk = settings.cmk.as_ref()?;
+        let vault = self.service().keyvault.vault_by_uri(&cmk.key_vault_uri)?;
+        (!vault.location.eq_ignore_ascii_case(location))
+            .then(|| format!("cross-region customer-managed key: the key vault '{}' is in {}, the account in {location}", vault.name, vault.location))
     }
 
     /// Switches the account's KEK protection as `request` asks; returns the secrets to store.
