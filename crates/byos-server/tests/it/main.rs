@@ -167,3 +167,76 @@ async fn secrets_and_keys_are_not_stored_in_plaintext() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Creates an access-policy vault through ARM (the admin may use every key) and a key in it with
+/// `uses` unwrap operations; returns the vault name.
+async fn vault_with_audited_uses(server: &TestServer, uses: usize) -> anyhow::Result<String> {
+    let client = server.client()?;
+    let admin = server.admin_token(&client).await?;
+    client.put(group_url(server, "audited")).bearer_auth(&admin).json(&json!({"location": "eastus"})).send().await?.error_for_status()?;
+    let vault_url = format!(
+        "{}/subscriptions/{}/resourceGroups/audited/providers/Microsoft.KeyVault/vaults/auditedvault?api-version=2023-07-01",
+        server.base_url,
+        server.boot_str(&["subscription_id"])
+    );
+    let policy = json!({"tenantId": server.boot["tenant_id"], "objectId": server.boot["admin"]["object_id"], "permissions": {"keys": ["all"]}});
+    let body = json!({"location": "eastus", "properties": {"tenantId": server.boot["tenant_id"], "sku": {"family": "A", "name": "standard"}, "accessPolicies": [policy]}});
+    let vault: Value = client.put(vault_url).bearer_auth(&admin).json(&body).send().await?.error_for_status()?.json().await?;
+    let uri = vault["properties"]["vaultUri"].as_str().context("vaultUri")?.to_owned();
+    let token = server.token(&client, &server.boot_str(&["admin", "client_id"]), &server.boot_str(&["admin", "client_secret"]), "https://vault.azure.net").await?;
+    let key: Value = client.post(format!("{uri}keys/audited/create?api-version=7.4")).bearer_auth(&token).json(&json!({"kty": "RSA", "key_size": 2048})).send().await?.error_for_status()?.json().await?;
+    let kid = key["key"]["kid"].as_str().context("kid")?.to_owned();
+    let wrapped: Value = client.post(format!("{kid}/wrapkey?api-version=7.4")).bearer_auth(&token).json(&json!({"alg": "RSA-OAEP-256", "value": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"})).send().await?.error_for_status()?.json().await?;
+    for _ in 0..uses {
+        client.post(format!("{kid}/unwrapkey?api-version=7.4")).bearer_auth(&token).json(&json!({"alg": "RSA-OAEP-256", "value": wrapped["value"]})).send().await?.error_for_status()?;
+    }
+    Ok("auditedvault".into())
+}
+
+async fn audit_verdict(server: &TestServer, vault: &str) -> anyhow::Result<Value> {
+    let answer = byos_server::control::call(&server.data_dir, "GET", &format!("/operator/audit?vault={vault}"), None).await?;
+    Ok(answer["verification"].clone())
+}
+
+/// Edits the stored audit log of a stopped server directly in its database, as someone with the
+/// data dir could: `change` gets the vault's entries (key, JSON) and returns the batch to commit.
+async fn tamper(dir: &std::path::Path, change: impl FnOnce(Vec<(String, Value)>) -> anyhow::Result<byos_store::Batch>) -> anyhow::Result<()> {
+    use byos_store::MetaStore;
+    let store = byos_store::RedbStore::open(&dir.join("meta.redb"))?;
+    let rows = store.scan(byos_store::Table("kv_audit"), "auditedvault/").await?;
+    let entries = rows.into_iter().map(|(k, v)| Ok((k, serde_json::from_slice(&v)?))).collect::<anyhow::Result<Vec<_>>>()?;
+    store.commit(change(entries)?).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn audit_verify_detects_entries_edited_or_removed_in_the_store() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start_in(dir.path()).await?;
+    let vault = vault_with_audited_uses(&server, 3).await?;
+    let verdict = audit_verdict(&server, &vault).await?;
+    assert_eq!((verdict["ok"].as_bool(), verdict["entries"].as_u64()), (Some(true), Some(5)), "{verdict}");
+    server.stop().await;
+
+    // An unwrap recorded as denied instead of succeeded.
+    tamper(dir.path(), |entries| {
+        let (key, mut entry) = entries.get(3).cloned().context("entry 3")?;
+        entry["result"] = json!("denied");
+        Ok(byos_store::Batch::new().put(byos_store::Table("kv_audit"), key, serde_json::to_vec(&entry)?))
+    })
+    .await?;
+    let server = TestServer::start_in(dir.path()).await?;
+    let verdict = audit_verdict(&server, &vault).await?;
+    assert_eq!(verdict["ok"].as_bool(), Some(false), "{verdict}");
+    assert!(verdict["problem"].as_str().unwrap_or_default().contains("entry 3 was modified"), "{verdict}");
+    server.stop().await;
+
+    // The edited entry removed altogether.
+    tamper(dir.path(), |entries| Ok(byos_store::Batch::new().delete(byos_store::Table("kv_audit"), entries.get(3).context("entry 3")?.0.clone()))).await?;
+    let server = TestServer::start_in(dir.path()).await?;
+    let verdict = audit_verdict(&server, &vault).await?;
+    assert_eq!((verdict["ok"].as_bool(), verdict["entries"].as_u64()), (Some(false), Some(4)), "{verdict}");
+    assert!(verdict["problem"].as_str().unwrap_or_default().contains("entry 3 is missing"), "{verdict}");
+    server.stop().await;
+    Ok(())
+}
