@@ -39,6 +39,8 @@ pub enum SealPurpose {
     VaultKey,
     /// A Key Vault key backup (restorable only into this deployment).
     KeyBackup,
+    /// The key that authenticates the heads of the key-usage audit logs.
+    AuditHeadKey,
 }
 
 impl SealPurpose {
@@ -51,6 +53,7 @@ impl SealPurpose {
             SealPurpose::AccountSecrets => "account-secrets",
             SealPurpose::VaultKey => "vault-key",
             SealPurpose::KeyBackup => "key-backup",
+            SealPurpose::AuditHeadKey => "audit-head-key",
         }
     }
 }

@@ -83,11 +83,11 @@ impl Directory {
     /// Loads the directory from `store`, creating the tenant and its keys on first start.
     pub async fn open(store: SharedStore, root: &RootKey, authority: &str) -> Result<Self, DirectoryError> {
         let tenant_id = load_or_create_tenant(&store).await?;
-        let signing_der = load_or_create_sealed(&store, root, SIGNING_KEY, SealPurpose::TokenSigningKey, || {
+        let signing_der = load_or_create_sealed(&store, root, DIRECTORY, SIGNING_KEY, SealPurpose::TokenSigningKey, || {
             SigningKey::generate()?.to_pkcs8()
         })
         .await?;
-        let header_key = load_or_create_sealed(&store, root, IDENTITY_HEADER_KEY, SealPurpose::IdentityHeaderKey, || {
+        let header_key = load_or_create_sealed(&store, root, DIRECTORY, IDENTITY_HEADER_KEY, SealPurpose::IdentityHeaderKey, || {
             Ok(Zeroizing::new(byos_crypto::random_bytes::<32>()?.to_vec()))
         })
         .await?;
@@ -333,19 +333,27 @@ async fn load_or_create_tenant(store: &SharedStore) -> Result<Uuid, DirectoryErr
 }
 
 /// Reads key material sealed under the root key, generating and storing it on first use.
-async fn load_or_create_sealed(
+/// A service secret kept sealed under the root key in `table`: opened if present, else generated
+/// and stored (a concurrent first start loses the race and reads the winner's).
+pub async fn load_or_create_sealed(
     store: &SharedStore,
     root: &RootKey,
+    table: Table,
     key: &str,
     purpose: SealPurpose,
     generate: impl FnOnce() -> Result<Zeroizing<Vec<u8>>, CryptoError>,
 ) -> Result<Zeroizing<Vec<u8>>, DirectoryError> {
-    if let Some(sealed) = store.get(DIRECTORY, key).await? {
+    if let Some(sealed) = store.get(table, key).await? {
         return Ok(root.open(purpose, &sealed)?);
     }
     let material = generate()?;
-    store.commit(Batch::new().expect_absent(DIRECTORY, key).put(DIRECTORY, key, root.seal(purpose, &material)?)).await?;
-    Ok(material)
+    match store.commit(Batch::new().expect_absent(table, key).put(table, key, root.seal(purpose, &material)?)).await {
+        Err(StoreError::Conflict { .. }) => match store.get(table, key).await? {
+            Some(sealed) => Ok(root.open(purpose, &sealed)?),
+            None => Err(StoreError::Backend(format!("sealed secret {key} vanished")).into()),
+        },
+        other => other.map(|_| material).map_err(Into::into),
+    }
 }
 
 #[cfg(test)]

@@ -3,15 +3,25 @@
 //! detected by [`verify`].
 //!
 //! `entry.hash = SHA-256(canonical JSON of the entry without its hash)`, and each entry carries the
-//! previous entry's hash; sequence numbers are contiguous from 0.
+//! previous entry's hash; sequence numbers are contiguous from 0. The chain alone cannot show that
+//! its newest entries were cut off, or that it was rewritten from some entry on, so every commit
+//! also records the vault's [`Head`] (last sequence number and hash) authenticated with a key
+//! sealed under the root key.
+
+use std::sync::Arc;
 
 use byos_core::{ApiError, Caller};
+use byos_crypto::{MacKey, SealPurpose, b64url, b64url_decode};
 use byos_store::{Batch, StoreError, Table};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::KeyVaultService;
 
 const AUDIT: Table = Table("kv_audit");
+const HEADS: Table = Table("kv_audit_head");
+const META: Table = Table("kv_meta");
+const HEAD_KEY: &str = "audit-head-key";
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -42,6 +52,30 @@ impl Entry {
     }
 }
 
+/// The newest entry of a vault's chain, as the last commit left it, authenticated so that only
+/// byos (holding the root key) can move it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Head {
+    pub v: u32,
+    pub seq: u64,
+    pub hash: String,
+    pub mac: String,
+}
+
+impl Head {
+    fn signed_text(vault: &str, seq: u64, hash: &str) -> String {
+        format!("byos-audit-head\n{vault}\n{seq}\n{hash}")
+    }
+
+    fn new(key: &MacKey, vault: &str, seq: u64, hash: &str) -> Head {
+        Head { v: 1, seq, hash: hash.to_owned(), mac: b64url(&key.sign(Self::signed_text(vault, seq, hash).as_bytes())) }
+    }
+
+    fn authentic(&self, key: &MacKey, vault: &str) -> bool {
+        b64url_decode(&self.mac).is_some_and(|tag| key.verify(Self::signed_text(vault, self.seq, &self.hash).as_bytes(), &tag))
+    }
+}
+
 fn key(vault: &str, seq: u64) -> String {
     format!("{}/{seq:020}", vault.to_ascii_lowercase())
 }
@@ -69,24 +103,75 @@ pub struct Queue {
     heads: std::collections::HashMap<String, (u64, String)>,
 }
 
-/// The chain head of a vault: from memory, else from its last stored entry.
-async fn head(store: &byos_store::SharedStore, queue: &std::sync::Mutex<Queue>, vault: &str) -> Result<Option<(u64, String)>, StoreError> {
-    if let Some(head) = queue.lock().unwrap_or_else(|e| e.into_inner()).heads.get(vault) {
-        return Ok(Some(head.clone()));
-    }
-    let last = store.scan(AUDIT, &format!("{vault}/")).await?.into_iter().last();
-    match last {
-        Some((_, bytes)) => {
-            let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| StoreError::Backend(e.to_string()))?;
-            Ok(Some((entry.seq, entry.hash)))
-        }
-        None => Ok(None),
-    }
+/// Where a vault's chain continues, and what was wrong with its stored end, if anything.
+struct ChainEnd {
+    last: Option<(u64, String)>,
+    problem: Option<&'static str>,
 }
 
-/// Drains the queue: chains every pending entry after its vault's head and commits them in one
-/// batch (guarded, so nothing could fork a chain), then tells the waiters.
-async fn write_pending(store: byos_store::SharedStore, queue: std::sync::Arc<std::sync::Mutex<Queue>>) {
+/// The end of a vault's chain: from memory, else from its sealed head (so entries cut off the end
+/// stay visible as a gap), else, with a problem to record, from its last stored entry.
+async fn chain_end(store: &byos_store::SharedStore, queue: &std::sync::Mutex<Queue>, head_key: &MacKey, vault: &str) -> Result<ChainEnd, StoreError> {
+    if let Some(head) = queue.lock().unwrap_or_else(|e| e.into_inner()).heads.get(vault) {
+        return Ok(ChainEnd { last: Some(head.clone()), problem: None });
+    }
+    let sealed = store.get(HEADS, vault).await?.map(|bytes| serde_json::from_slice::<Head>(&bytes).ok());
+    let last = match store.scan(AUDIT, &format!("{vault}/")).await?.into_iter().last() {
+        Some((_, bytes)) => {
+            let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| StoreError::Backend(e.to_string()))?;
+            Some((entry.seq, entry.hash))
+        }
+        None => None,
+    };
+    Ok(match sealed {
+        Some(Some(head)) if head.authentic(head_key, vault) => ChainEnd { last: Some((head.seq, head.hash)), problem: None },
+        Some(_) => ChainEnd { last, problem: Some("the sealed head of the log was altered") },
+        None if last.is_some() => ChainEnd { last, problem: Some("the sealed head of the log was missing") },
+        None => ChainEnd { last: None, problem: None },
+    })
+}
+
+/// The operation of the entry byos appends when it finds a vault's stored log tampered with: the
+/// evidence becomes part of the chain, so continuing the log cannot erase it.
+const LOG_CHECK: &str = "auditLogCheck";
+
+/// One entry being added to a batch of the writer.
+struct Appended<'a> {
+    who: &'a Who,
+    key: &'a str,
+    operation: &'a str,
+    result: &'a str,
+}
+
+/// Chains `entry` after the vault's current end in `heads` and adds it to `batch`.
+fn append(batch: Batch, heads: &mut std::collections::HashMap<String, Option<(u64, String)>>, vault: &str, appended: Appended<'_>) -> Result<Batch, ()> {
+    let previous = heads.get(vault).cloned().flatten();
+    let (seq, prev) = previous.map(|(seq, hash)| (seq + 1, hash)).unwrap_or((0, GENESIS.to_owned()));
+    let mut entry = Entry {
+        v: 1,
+        seq,
+        time: byos_core::time::rfc3339_now(),
+        caller: appended.who.caller.clone(),
+        client_id: appended.who.client_id.clone(),
+        authentication: appended.who.authentication.clone(),
+        key: appended.key.to_owned(),
+        operation: appended.operation.to_owned(),
+        result: appended.result.to_owned(),
+        prev,
+        hash: String::new(),
+    };
+    entry.hash = entry.digest();
+    let k = key(vault, seq);
+    let bytes = serde_json::to_vec(&entry).map_err(|_| ())?;
+    heads.insert(vault.to_owned(), Some((seq, entry.hash)));
+    Ok(batch.expect_absent(AUDIT, k.clone()).put(AUDIT, k, bytes))
+}
+
+/// Drains the queue: chains every pending entry after its vault's end and commits them, with the
+/// vaults' new sealed heads, in one batch (guarded, so nothing could fork a chain), then tells the
+/// waiters.
+async fn write_pending(store: byos_store::SharedStore, queue: Arc<std::sync::Mutex<Queue>>, head_key: Arc<MacKey>) {
+    let checker = Who { caller: String::new(), client_id: String::new(), authentication: "ByosAuditCheck".into() };
     loop {
         let pending = {
             let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -102,9 +187,18 @@ async fn write_pending(store: byos_store::SharedStore, queue: std::sync::Arc<std
         let mut failed = false;
         for p in pending {
             if !heads.contains_key(&p.vault) {
-                match head(&store, &queue, &p.vault).await {
-                    Ok(h) => {
-                        heads.insert(p.vault.clone(), h);
+                match chain_end(&store, &queue, &head_key, &p.vault).await {
+                    Ok(end) => {
+                        heads.insert(p.vault.clone(), end.last);
+                        if let Some(problem) = end.problem {
+                            tracing::error!(vault = %p.vault, problem, "the key audit log was tampered with; recording it in the log");
+                            let result = format!("failed: {problem}");
+                            let marker = Appended { who: &checker, key: "", operation: LOG_CHECK, result: &result };
+                            batch = append(batch, &mut heads, &p.vault, marker).unwrap_or_else(|()| {
+                                failed = true;
+                                Batch::new()
+                            });
+                        }
                     }
                     Err(e) => {
                         tracing::error!(vault = %p.vault, error = %e, "cannot read the audit chain head");
@@ -112,29 +206,20 @@ async fn write_pending(store: byos_store::SharedStore, queue: std::sync::Arc<std
                     }
                 }
             }
-            let previous = heads.get(&p.vault).cloned().flatten();
-            let (seq, prev) = previous.map(|(seq, hash)| (seq + 1, hash)).unwrap_or((0, GENESIS.to_owned()));
-            let mut entry = Entry {
-                v: 1,
-                seq,
-                time: byos_core::time::rfc3339_now(),
-                caller: p.who.caller.clone(),
-                client_id: p.who.client_id.clone(),
-                authentication: p.who.authentication.clone(),
-                key: p.key.clone(),
-                operation: p.operation.clone(),
-                result: p.result.clone(),
-                prev,
-                hash: String::new(),
-            };
-            entry.hash = entry.digest();
-            let k = key(&p.vault, seq);
-            match serde_json::to_vec(&entry) {
-                Ok(bytes) => batch = batch.expect_absent(AUDIT, k.clone()).put(AUDIT, k, bytes),
-                Err(_) => failed = true,
-            }
-            heads.insert(p.vault.clone(), Some((seq, entry.hash)));
+            let entry = Appended { who: &p.who, key: &p.key, operation: &p.operation, result: &p.result };
+            batch = append(batch, &mut heads, &p.vault, entry).unwrap_or_else(|()| {
+                failed = true;
+                Batch::new()
+            });
             waiters.push(p.done);
+        }
+        for (vault, head) in &heads {
+            if let Some((seq, hash)) = head {
+                match serde_json::to_vec(&Head::new(&head_key, vault, *seq, hash)) {
+                    Ok(bytes) => batch = batch.put(HEADS, vault.clone(), bytes),
+                    Err(_) => failed = true,
+                }
+            }
         }
         let committed = !failed && store.commit(batch).await.is_ok();
         {
@@ -186,6 +271,10 @@ impl KeyVaultService {
     /// Appends an entry for an actor that is not a request's caller (a rotation policy). Returns
     /// once the entry is durable; concurrent appends are chained and committed together.
     pub async fn audit_as(&self, vault: &str, who: &Who, key_id: &str, operation: &str, result: String) {
+        let head_key = match self.audit_head_key().await {
+            Ok(key) => key,
+            Err(_) => return,
+        };
         let (done, written) = tokio::sync::oneshot::channel();
         let pending = Pending { vault: vault.to_ascii_lowercase(), who: who.clone(), key: key_id.to_owned(), operation: operation.to_owned(), result, done };
         let lead = {
@@ -194,16 +283,60 @@ impl KeyVaultService {
             !std::mem::replace(&mut queue.writing, true)
         };
         if lead {
-            let (store, queue) = (self.store.clone(), std::sync::Arc::clone(&self.audit_queue));
-            tokio::spawn(write_pending(store, queue));
+            let (store, queue) = (self.store.clone(), Arc::clone(&self.audit_queue));
+            tokio::spawn(write_pending(store, queue, head_key));
         }
         let _ = written.await;
+    }
+
+    /// The key authenticating audit heads: unsealed from the store, created on first use.
+    async fn audit_head_key(&self) -> Result<Arc<MacKey>, ApiError> {
+        let key = self.audit_key.get_or_try_init(|| async {
+            let bytes = byos_identity::load_or_create_sealed(&self.store, &self.root, META, HEAD_KEY, SealPurpose::AuditHeadKey, || {
+                Ok(Zeroizing::new(byos_crypto::random_bytes::<32>()?.to_vec()))
+            })
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot load the audit head key; key operations go unaudited");
+                ApiError::internal()
+            })?;
+            Ok::<_, ApiError>(Arc::new(MacKey::new(&bytes)))
+        });
+        key.await.cloned()
     }
 
     /// Every entry of a vault's log, in order.
     pub async fn audit_entries(&self, vault: &str) -> Result<Vec<Entry>, ApiError> {
         let rows = self.store.scan(AUDIT, &format!("{}/", vault.to_ascii_lowercase())).await.map_err(store_err)?;
         rows.iter().map(|(_, b)| serde_json::from_slice(b).map_err(|_| ApiError::internal())).collect()
+    }
+
+    /// A vault's entries and the verdict on them: the chain, and its end against the sealed head.
+    pub async fn audit_verdict(&self, vault: &str) -> Result<(Vec<Entry>, Result<usize, String>), ApiError> {
+        let vault = vault.to_ascii_lowercase();
+        let entries = self.audit_entries(&vault).await?;
+        let head: Option<Head> = match self.store.get(HEADS, &vault).await.map_err(store_err)? {
+            Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(|_| ApiError::internal())?),
+            None => None,
+        };
+        let key = self.audit_head_key().await?;
+        let verdict = verify_anchored(&entries, head.as_ref(), &key, &vault);
+        Ok((entries, verdict))
+    }
+}
+
+/// [`verify`], then checks that the chain ends exactly at the vault's authenticated head: entries
+/// cut off the end, or a chain rewritten and re-hashed from some entry on, no longer match it.
+pub fn verify_anchored(entries: &[Entry], head: Option<&Head>, key: &MacKey, vault: &str) -> Result<usize, String> {
+    let count = verify(entries)?;
+    match (entries.last(), head) {
+        (None, None) => Ok(0),
+        (_, Some(head)) if !head.authentic(key, vault) => Err("the log's sealed head was altered".into()),
+        (Some(last), Some(head)) if last.seq == head.seq && last.hash == head.hash => Ok(count),
+        (Some(last), Some(head)) if last.seq < head.seq => Err(format!("entries {} to {} were cut off the end of the log", last.seq + 1, head.seq)),
+        (None, Some(head)) => Err(format!("every entry was removed (the sealed head names entry {})", head.seq)),
+        (Some(_), Some(head)) => Err(format!("the log does not end at entry {} as its sealed head says: it was rewritten", head.seq)),
+        (Some(_), None) => Err("the log's sealed head is missing".into()),
     }
 }
 
@@ -220,6 +353,9 @@ pub fn verify(entries: &[Entry]) -> Result<usize, String> {
         }
         if entry.digest() != entry.hash {
             return Err(format!("entry {} was modified after it was written", entry.seq));
+        }
+        if entry.operation == LOG_CHECK {
+            return Err(format!("entry {} records that the log was tampered with before it: {}", entry.seq, entry.result));
         }
         prev = entry.hash.clone();
     }
@@ -271,6 +407,27 @@ mod tests {
         truncated_head.remove(0);
         assert!(verify(&truncated_head).is_err());
     }
+
+    #[test]
+    fn the_sealed_head_catches_cut_off_and_rewritten_endings() {
+        let key = MacKey::new(&[7; 32]);
+        let full = chain(4);
+        let head = Head::new(&key, "v", 3, &full[3].hash);
+        assert_eq!(verify_anchored(&full, Some(&head), &key, "v"), Ok(4));
+        let cut = &full[..2];
+        assert!(verify_anchored(cut, Some(&head), &key, "v").is_err_and(|e| e.contains("entries 2 to 3 were cut off")));
+        assert!(verify_anchored(&[], Some(&head), &key, "v").is_err_and(|e| e.contains("every entry was removed")));
+        let mut rewritten = chain(4);
+        rewritten[3].result = "denied".into();
+        rewritten[3].hash = rewritten[3].digest();
+        assert_eq!(verify(&rewritten), Ok(4), "a re-hashed tail is a valid chain");
+        assert!(verify_anchored(&rewritten, Some(&head), &key, "v").is_err_and(|e| e.contains("rewritten")));
+        let moved = Head { seq: 1, hash: full[1].hash.clone(), ..head.clone() };
+        assert!(verify_anchored(cut, Some(&moved), &key, "v").is_err_and(|e| e.contains("altered")));
+        assert!(verify_anchored(&full, Some(&head), &key, "other vault").is_err_and(|e| e.contains("altered")));
+        assert!(verify_anchored(&full, None, &key, "v").is_err_and(|e| e.contains("missing")));
+        assert_eq!(verify_anchored(&[], None, &key, "v"), Ok(0));
+    }
 }
 
 /// The operator's view of the audit log on the control socket: `GET /operator/audit?vault=NAME`
@@ -295,8 +452,8 @@ async fn operator_audit(
         .door
         .authorize(&caller, &byos_authz::Action::operator("byos/keyVaults/audit/read"), &byos_core::Scope::root())
         .map_err(|d| ApiError::new(403, "AuthorizationFailed", d.reason.clone()).with_explanation(d.explanation()))?;
-    let entries = service.audit_entries(&query.vault).await?;
-    let verdict = match verify(&entries) {
+    let (entries, verdict) = service.audit_verdict(&query.vault).await?;
+    let verdict = match verdict {
         Ok(n) => serde_json::json!({"ok": true, "entries": n}),
         Err(problem) => serde_json::json!({"ok": false, "entries": entries.len(), "problem": problem}),
     };

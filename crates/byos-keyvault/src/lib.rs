@@ -52,6 +52,8 @@ pub struct KeyVaultService {
     open_listeners: Mutex<HashMap<String, ListenerHandle>>,
     /// Audit entries waiting to be chained and committed together.
     audit_queue: Arc<Mutex<audit::Queue>>,
+    /// The key that authenticates each vault's audit head (sealed under the root key in the store).
+    audit_key: tokio::sync::OnceCell<Arc<byos_crypto::MacKey>>,
     /// Private keys already unsealed and parsed, by `{vault}/{name}/{version}` (memory only).
     parsed_keys: Mutex<HashMap<String, Arc<keys::ParsedKey>>>,
 }
@@ -68,6 +70,7 @@ impl KeyVaultService {
             vaults: RwLock::new(HashMap::new()),
             open_listeners: Mutex::new(HashMap::new()),
             audit_queue: Arc::default(),
+            audit_key: tokio::sync::OnceCell::new(),
             parsed_keys: Mutex::new(HashMap::new()),
         })
     }

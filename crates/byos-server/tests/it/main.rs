@@ -168,22 +168,30 @@ async fn secrets_and_keys_are_not_stored_in_plaintext() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn audited_vault_url(server: &TestServer) -> String {
+    format!(
+        "{}/subscriptions/{}/resourceGroups/audited/providers/Microsoft.KeyVault/vaults/auditedvault?api-version=2023-07-01",
+        server.base_url,
+        server.boot_str(&["subscription_id"])
+    )
+}
+
+async fn admin_vault_token(server: &TestServer, client: &reqwest::Client) -> anyhow::Result<String> {
+    server.token(client, &server.boot_str(&["admin", "client_id"]), &server.boot_str(&["admin", "client_secret"]), "https://vault.azure.net").await
+}
+
 /// Creates an access-policy vault through ARM (the admin may use every key) and a key in it with
 /// `uses` unwrap operations; returns the vault name.
 async fn vault_with_audited_uses(server: &TestServer, uses: usize) -> anyhow::Result<String> {
     let client = server.client()?;
     let admin = server.admin_token(&client).await?;
     client.put(group_url(server, "audited")).bearer_auth(&admin).json(&json!({"location": "eastus"})).send().await?.error_for_status()?;
-    let vault_url = format!(
-        "{}/subscriptions/{}/resourceGroups/audited/providers/Microsoft.KeyVault/vaults/auditedvault?api-version=2023-07-01",
-        server.base_url,
-        server.boot_str(&["subscription_id"])
-    );
+    let vault_url = audited_vault_url(server);
     let policy = json!({"tenantId": server.boot["tenant_id"], "objectId": server.boot["admin"]["object_id"], "permissions": {"keys": ["all"]}});
     let body = json!({"location": "eastus", "properties": {"tenantId": server.boot["tenant_id"], "sku": {"family": "A", "name": "standard"}, "accessPolicies": [policy]}});
     let vault: Value = client.put(vault_url).bearer_auth(&admin).json(&body).send().await?.error_for_status()?.json().await?;
     let uri = vault["properties"]["vaultUri"].as_str().context("vaultUri")?.to_owned();
-    let token = server.token(&client, &server.boot_str(&["admin", "client_id"]), &server.boot_str(&["admin", "client_secret"]), "https://vault.azure.net").await?;
+    let token = admin_vault_token(server, &client).await?;
     let key: Value = client.post(format!("{uri}keys/audited/create?api-version=7.4")).bearer_auth(&token).json(&json!({"kty": "RSA", "key_size": 2048})).send().await?.error_for_status()?.json().await?;
     let kid = key["key"]["kid"].as_str().context("kid")?.to_owned();
     let wrapped: Value = client.post(format!("{kid}/wrapkey?api-version=7.4")).bearer_auth(&token).json(&json!({"alg": "RSA-OAEP-256", "value": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"})).send().await?.error_for_status()?.json().await?;
@@ -238,5 +246,70 @@ async fn audit_verify_detects_entries_edited_or_removed_in_the_store() -> anyhow
     assert_eq!((verdict["ok"].as_bool(), verdict["entries"].as_u64()), (Some(false), Some(4)), "{verdict}");
     assert!(verdict["problem"].as_str().unwrap_or_default().contains("entry 3 is missing"), "{verdict}");
     server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn audit_verify_detects_the_newest_entries_cut_off_the_store() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start_in(dir.path()).await?;
+    let vault = vault_with_audited_uses(&server, 2).await?;
+    server.stop().await;
+
+    // What remains is a valid chain; only the sealed head shows that it used to be longer.
+    tamper(dir.path(), |entries| {
+        let mut batch = byos_store::Batch::new();
+        for (key, _) in entries.iter().skip(2) {
+            batch = batch.delete(byos_store::Table("kv_audit"), key.clone());
+        }
+        Ok(batch)
+    })
+    .await?;
+    let server = TestServer::start_in(dir.path()).await?;
+    let verdict = audit_verdict(&server, &vault).await?;
+    assert_eq!((verdict["ok"].as_bool(), verdict["entries"].as_u64()), (Some(false), Some(2)), "{verdict}");
+    assert!(verdict["problem"].as_str().unwrap_or_default().contains("entries 2 to 3 were cut off"), "{verdict}");
+    // The log goes on after its sealed head, so the cut stays visible as a gap.
+    use_key_once(&server).await?;
+    let verdict = audit_verdict(&server, &vault).await?;
+    assert!(verdict["problem"].as_str().unwrap_or_default().contains("entry 2 is missing (found sequence number 4"), "{verdict}");
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn audit_verify_detects_a_cut_that_also_removed_the_sealed_head() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start_in(dir.path()).await?;
+    let vault = vault_with_audited_uses(&server, 2).await?;
+    server.stop().await;
+    tamper(dir.path(), |entries| {
+        let mut batch = byos_store::Batch::new().delete(byos_store::Table("kv_audit_head"), "auditedvault");
+        for (key, _) in entries.iter().skip(2) {
+            batch = batch.delete(byos_store::Table("kv_audit"), key.clone());
+        }
+        Ok(batch)
+    })
+    .await?;
+    let server = TestServer::start_in(dir.path()).await?;
+    assert!(audit_verdict(&server, &vault).await?["problem"].as_str().unwrap_or_default().contains("sealed head is missing"));
+    // The next append finds the head gone and records that in the chain before going on.
+    use_key_once(&server).await?;
+    let verdict = audit_verdict(&server, &vault).await?;
+    assert_eq!(verdict["ok"].as_bool(), Some(false), "{verdict}");
+    assert!(verdict["problem"].as_str().unwrap_or_default().contains("entry 2 records that the log was tampered with"), "{verdict}");
+    server.stop().await;
+    Ok(())
+}
+
+/// One more audited operation on the audited vault's key (a get).
+async fn use_key_once(server: &TestServer) -> anyhow::Result<()> {
+    let client = server.client()?;
+    let token = admin_vault_token(server, &client).await?;
+    let admin = server.admin_token(&client).await?;
+    let vault_url = audited_vault_url(server);
+    let vault: Value = client.get(vault_url).bearer_auth(&admin).send().await?.error_for_status()?.json().await?;
+    let uri = vault["properties"]["vaultUri"].as_str().context("vaultUri")?;
+    client.get(format!("{uri}keys/audited?api-version=7.4")).bearer_auth(&token).send().await?.error_for_status()?;
     Ok(())
 }
