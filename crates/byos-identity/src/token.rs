@@ -18,6 +18,8 @@ pub const TOKEN_LIFETIME_SECS: i64 = 3600;
 const CLOCK_SKEW_SECS: i64 = 300;
 /// Longest token accepted before any parsing, so junk cannot cost much.
 const MAX_TOKEN_LEN: usize = 16 * 1024;
+/// Verified tokens remembered at most; the memory is cleared when it is full.
+const MAX_VERIFIED: usize = 4096;
 
 /// The claims byos puts in an access token.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -65,6 +67,10 @@ pub struct TokenService {
     header_b64: String,
     issuer: String,
     tenant_id: Uuid,
+    /// Claims of tokens whose signature, header and issuer were verified, by SHA-256 of the token:
+    /// clients send one token for up to an hour, and RS256 verification was the largest cost of an
+    /// authenticated request after the work itself. Times are checked again on every use.
+    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], Claims>>,
 }
 
 impl TokenService {
@@ -78,6 +84,7 @@ impl TokenService {
             verifier,
             issuer: issuer_for(authority, tenant_id),
             tenant_id,
+            verified: std::sync::Mutex::default(),
         })
     }
 
@@ -125,6 +132,31 @@ impl TokenService {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
+        let digest = byos_crypto::sha256(token.as_bytes());
+        let remembered = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&digest).cloned();
+        let claims = match remembered {
+            Some(claims) => claims,
+            None => {
+                let claims = self.verify_signed(token)?;
+                let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+                if verified.len() >= MAX_VERIFIED {
+                    verified.clear();
+                }
+                verified.insert(digest, claims.clone());
+                claims
+            }
+        };
+        if now >= claims.exp {
+            return Err(TokenError::Expired { exp: claims.exp, now });
+        }
+        if now + CLOCK_SKEW_SECS < claims.nbf {
+            return Err(TokenError::NotYetValid { nbf: claims.nbf });
+        }
+        Ok(claims)
+    }
+
+    /// The claims of a token signed by this service for this tenant (times unchecked).
+    fn verify_signed(&self, token: &str) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(TokenError::Malformed);
@@ -139,12 +171,6 @@ impl TokenService {
         let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
         if claims.iss != self.issuer || claims.tid != self.tenant_id {
             return Err(TokenError::WrongIssuer);
-        }
-        if now >= claims.exp {
-            return Err(TokenError::Expired { exp: claims.exp, now });
-        }
-        if now + CLOCK_SKEW_SECS < claims.nbf {
-            return Err(TokenError::NotYetValid { nbf: claims.nbf });
         }
         Ok(claims)
     }
@@ -224,6 +250,27 @@ mod tests {
         assert_eq!(svc.verify("a.b", 1001), Err(TokenError::Malformed));
         let (other, _) = service().mint(&principal(), "aud", 1000)?;
         assert_eq!(svc.verify(&other, 1001), Err(TokenError::BadSignature));
+        Ok(())
+    }
+
+    #[test]
+    fn remembered_tokens_still_expire_and_refusals_are_not_remembered() -> Result<(), Box<dyn std::error::Error>> {
+        let svc = service();
+        let (token, exp) = svc.mint(&principal(), "aud", 1000)?;
+        assert!(svc.verify(&token, 1001).is_ok());
+        assert!(svc.verify(&token, 1002).is_ok(), "a remembered token verifies again");
+        assert!(matches!(svc.verify(&token, exp), Err(TokenError::Expired { .. })), "expiry is checked on every use");
+        assert!(matches!(svc.verify(&token, 1000 - CLOCK_SKEW_SECS - 1), Err(TokenError::NotYetValid { .. })));
+        let signature_start = token.rfind('.').unwrap_or_default() + 1;
+        let flipped = if token.as_bytes()[signature_start] == b'A' { "B" } else { "A" };
+        let forged = format!("{}{flipped}{}", &token[..signature_start], &token[signature_start + 1..]);
+        assert!(svc.verify(&forged, 1001).is_err());
+        assert!(svc.verify(&forged, 1001).is_err(), "a refused token is checked again, never remembered");
+        for n in 0..(MAX_VERIFIED + 1) as i64 {
+            let (t, _) = svc.mint(&principal(), "aud", 1000 + n)?;
+            svc.verify(&t, 1000 + n)?;
+        }
+        assert!(svc.verified.lock().map(|v| v.len() <= MAX_VERIFIED).unwrap_or(false), "the memory stays bounded");
         Ok(())
     }
 
