@@ -53,10 +53,14 @@ large_secs=$(echo "$(date +%s.%N) - $large_start" | bc)
 peak_kib=$(awk '/VmHWM/ {print $2}' /proc/$byos_pid/status)
 
 ratio() { echo "scale=1; $1 / $2" | bc; }
+# Azurite as the issue recorded it on this machine kind (2026-11-23): the targets were set against
+# these figures; Azurite's own speed here has varied up to 3x between runs, so both ratios are shown.
+RECORDED_GET1M_MBS=193 RECORDED_GET4K_RPS=474 RECORDED_PUT1M_MBS=73
 mbs() { echo "scale=0; $1 * $2 / 1" | bc; }
 printf '\nBlob benchmark (wrk -t2 -c16 -d%ss over loopback; Azurite %s over http, byos over https with auth + encryption at rest)\n' "$SECONDS_PER_PHASE" "3.37.0"
-printf '%-22s %14s %14s %8s %8s\n' measure Azurite byos ratio target
-printf '%-22s %11s MB/s %9s MB/s %7sx %7s\n' "GET 1 MiB" "$(mbs "${r[azurite.get1m]}" 1.048576)" "$(mbs "${r[byos.get1m]}" 1.048576)" "$(ratio "${r[byos.get1m]}" "${r[azurite.get1m]}")" ">=4x"
-printf '%-22s %10s req/s %8s req/s %7sx %7s\n' "GET 4 KiB" "${r[azurite.get4k]}" "${r[byos.get4k]}" "$(ratio "${r[byos.get4k]}" "${r[azurite.get4k]}")" ">=20x"
-printf '%-22s %11s MB/s %9s MB/s %7sx %7s\n' "PUT 1 MiB (durable)" "$(mbs "${r[azurite.put1m]}" 1.048576)" "$(mbs "${r[byos.put1m]}" 1.048576)" "$(ratio "${r[byos.put1m]}" "${r[azurite.put1m]}")" ">=3x"
+printf '%-22s %14s %14s %8s %10s %8s\n' measure Azurite byos ratio "vs issue's" target
+byos_get1m=$(mbs "${r[byos.get1m]}" 1.048576) byos_put1m=$(mbs "${r[byos.put1m]}" 1.048576)
+printf '%-22s %11s MB/s %9s MB/s %7sx %9sx %7s\n' "GET 1 MiB" "$(mbs "${r[azurite.get1m]}" 1.048576)" "$byos_get1m" "$(ratio "${r[byos.get1m]}" "${r[azurite.get1m]}")" "$(ratio "$byos_get1m" "$RECORDED_GET1M_MBS")" ">=4x"
+printf '%-22s %10s req/s %8s req/s %7sx %9sx %7s\n' "GET 4 KiB" "${r[azurite.get4k]}" "${r[byos.get4k]}" "$(ratio "${r[byos.get4k]}" "${r[azurite.get4k]}")" "$(ratio "${r[byos.get4k]}" "$RECORDED_GET4K_RPS")" ">=20x"
+printf '%-22s %11s MB/s %9s MB/s %7sx %9sx %7s\n' "PUT 1 MiB (durable)" "$(mbs "${r[azurite.put1m]}" 1.048576)" "$byos_put1m" "$(ratio "${r[byos.put1m]}" "${r[azurite.put1m]}")" "$(ratio "$byos_put1m" "$RECORDED_PUT1M_MBS")" ">=3x"
 printf '%-22s %s s for upload + download, byos peak RSS %s MiB (before: %s MiB; target < 150)\n' "2 GiB streamed" "$large_secs" "$((peak_kib / 1024))" "$((before / 1024))"

@@ -1,17 +1,19 @@
 """The Blob data plane through azure-storage-blob with Shared Key: containers, block blobs (single put,
 Put Block + Put Block List, staged blocks), ranged downloads, properties and metadata, listing with
-prefixes and virtual directories, conditional requests, Content-MD5 validation, awkward blob names.
+prefixes and virtual directories, conditional requests, Content-MD5 and CRC64 validation (headers and
+structured messages), awkward blob names.
 
 Every test works in its own container on the session's shared account (the `container` fixture).
 """
 
 import base64
+import io
 import os
 
 import pytest
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import BlobBlock, BlobPrefix, ContentSettings
+from azure.storage.blob import BlobBlock, BlobPrefix, BlobSasPermissions, ContentSettings, generate_blob_sas
 
 import byos_support as bs
 
@@ -175,14 +177,83 @@ def test_wrong_crc64_is_refused_and_stores_nothing(shared_account, container, ca
     assert not client.exists()
 
 
-def test_structured_message_bodies_are_refused_not_stored(shared_account, container, ca):
-    # What the SDK sends when it validates a stream with crc64: a framed body byos cannot decode yet.
+@pytest.mark.parametrize("chunked", [False, True], ids=["single-put", "put-block"])
+def test_structured_message_upload_round_trips(shared_account, container, ca, chunked):
+    # "crc64-sm" frames every body as a structured message with per-segment CRC64s (as "crc64" does for
+    # streamed bodies); byos decodes the frames, checks every CRC and stores only the content.
+    service = _chunking_service(shared_account, ca, block_size=4 * bs.MIB) if chunked else bs.blob_service(
+        shared_account.blob_url, shared_account.shared_key(), ca)
+    data = os.urandom(9 * bs.MIB + 11)
+    client = service.get_blob_client(container.container_name, "framed.bin")
+    sent, acknowledged = [], []
+    client.upload_blob(data, validate_content="crc64-sm",
+                       raw_request_hook=lambda r: sent.append(r.http_request.headers.get("x-ms-structured-body")),
+                       raw_response_hook=lambda r: acknowledged.append(r.http_response.headers.get("x-ms-structured-body")))
+    framed = [h for h in sent if h]
+    assert len(framed) == (4 if chunked else 1), sent  # chunked: three blocks and the block list XML
+    assert acknowledged.count("XSM/1.0; properties=crc64") == len(framed), acknowledged
+    assert client.get_blob_properties().size == len(data)
+    assert client.download_blob().readall() == data
+
+
+@pytest.mark.parametrize("size", [0, 17, 5 * bs.MIB + 3], ids=["empty", "small", "two-segments"])
+def test_crc64_validated_download_round_trips(container, size):
+    data = os.urandom(size)
+    client = container.get_blob_client(f"validated-{size}.bin")
+    client.upload_blob(data)
+    assert client.download_blob(validate_content="crc64").readall() == data
+
+
+def test_crc64_validated_ranged_download_returns_the_slice(container):
+    data = os.urandom(3 * bs.MIB)
+    client = container.get_blob_client("validated-range.bin")
+    client.upload_blob(data)
+    assert client.download_blob(offset=bs.MIB + 5, length=1000, validate_content="crc64").readall() == data[bs.MIB + 5:bs.MIB + 1005]
+
+
+def _framed(content: bytes, *, corrupt_at: int | None = None) -> bytes:
+    """A one-segment structured message with CRC64s, as the SDK frames a body."""
+    from azure.storage.blob._shared.streams import StructuredMessageEncodeStream, StructuredMessageProperties
+
+    message = bytearray(StructuredMessageEncodeStream(io.BytesIO(content), len(content), StructuredMessageProperties.CRC64).read())
+    if corrupt_at is not None:
+        message[corrupt_at] ^= 0x01
+    return bytes(message)
+
+
+@pytest.mark.parametrize("damage", ["content", "segment-crc", "truncated", "not-framed"])
+def test_damaged_structured_messages_are_refused_and_store_nothing(shared_account, container, ca, damage):
+    content = b"structured payload"
+    body = {
+        "content": _framed(content, corrupt_at=13 + 10 + 3),
+        "segment-crc": _framed(content, corrupt_at=13 + 10 + len(content)),
+        "truncated": _framed(content)[:-4],
+        "not-framed": content,
+    }[damage]
+    url = shared_account.blob_url_of(container.container_name, "damaged.bin")
+    sas = generate_blob_sas(shared_account.name, container.container_name, "damaged.bin", account_key=shared_account.keys["key1"],
+                            permission=BlobSasPermissions(create=True, write=True), expiry=bs.utc_in(hours=1))
+    resp = bs.raw_blob_request("PUT", bs.with_sas(url, sas), ca, data=body, headers={
+        "x-ms-blob-type": "BlockBlob", "x-ms-structured-body": "XSM/1.0; properties=crc64",
+        "x-ms-structured-content-length": str(len(content))})
+    expected = "Crc64Mismatch" if damage in ("content", "segment-crc") else "InvalidInput"
+    bs.assert_raw_blob_error(resp, 400, expected)
+    assert not container.get_blob_client("damaged.bin").exists()
+
+
+def test_structured_message_needs_its_content_length(container):
     client = container.get_blob_client("framed.bin")
     with pytest.raises(HttpResponseError) as info:
-        client.upload_blob(b"framed payload", headers={"x-ms-structured-body": "XSM/1.0; properties=crc64"})
-    assert info.value.status_code == 400
-    assert info.value.error_code == "UnsupportedHeader"
+        client.upload_blob(_framed(b"x"), headers={"x-ms-structured-body": "XSM/1.0; properties=crc64"})
+    assert (info.value.status_code, info.value.error_code) == (400, "MissingRequiredHeader")
     assert not client.exists()
+
+
+def test_unknown_structured_message_version_is_refused(container):
+    client = container.get_blob_client("framed.bin")
+    with pytest.raises(HttpResponseError) as info:
+        client.upload_blob(b"x", headers={"x-ms-structured-body": "XSM/2.0; properties=crc64", "x-ms-structured-content-length": "1"})
+    assert (info.value.status_code, info.value.error_code) == (400, "InvalidHeaderValue")
 
 
 # ---- properties, metadata, headers, delete ------------------------------------------------------------------

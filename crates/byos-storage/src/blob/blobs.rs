@@ -21,7 +21,7 @@ use super::containers::{self, metadata_xml, xml_response};
 use super::data::{self, BLOBS, BLOCKS, BlobRecord, BlockRecord, ContentHeaders, Segment, SegmentWriter, blob_key, block_key, decode, encode, store_err};
 use super::errors::{bad_request, blob_not_found, err};
 use super::xml::{self, Access, BlockSource, Current, escape};
-use super::{BlobRequest, respond};
+use super::{BlobRequest, respond, structured};
 use crate::{Account, StorageService};
 
 /// Azure's limits: a Put Blob body and a single block.
@@ -91,15 +91,25 @@ async fn receive_segment(service: &StorageService, request: &BlobRequest, segmen
         None => None,
     };
     let checksums = data::Checksums { md5: sent_md5.is_some(), crc64: sent_crc64.is_some() };
+    let mut decoder = structured::decoder_for(&request.headers)?;
     let kek = request.kek(service).await?;
     let mut writer = SegmentWriter::create(service, &request.account, &kek, request.container(), request.blob(), segment_id, checksums).await?;
     let mut stream = request.take_body().into_data_stream();
     while let Some(frame) = stream.next().await {
         let frame = frame.map_err(|_| bad_request("IncompleteBody", "The request body is incomplete."))?;
-        if writer.written() + frame.len() as u64 > limit {
-            return Err(err(413, "RequestBodyTooLarge", format!("The request body is too large and exceeds the maximum permissible limit of {limit} bytes.")));
+        let pieces = match decoder.as_mut() {
+            Some(decoder) => decoder.feed(&frame)?,
+            None => vec![&frame[..]],
+        };
+        for piece in pieces {
+            if writer.written() + piece.len() as u64 > limit {
+                return Err(err(413, "RequestBodyTooLarge", format!("The request body is too large and exceeds the maximum permissible limit of {limit} bytes.")));
+            }
+            writer.push(piece).await?;
         }
-        writer.push(&frame).await?;
+    }
+    if let Some(decoder) = &decoder {
+        decoder.finish()?;
     }
     let (segment, computed) = writer.finish().await?;
     let mismatch = if sent_md5.is_some() && sent_md5 != computed.md5.map(|m| b64(&m)) {
@@ -279,7 +289,7 @@ pub async fn put_block(service: &StorageService, request: &BlobRequest) -> Resul
 
 pub async fn put_block_list(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
     validate_blob_name(request.blob())?;
-    let body = axum::body::to_bytes(request.take_body(), MAX_BLOCK_LIST_BODY).await.map_err(|_| bad_request("RequestBodyTooLarge", "The block list is too large."))?;
+    let body = request.small_body(MAX_BLOCK_LIST_BODY).await?;
     let entries = xml::parse_block_list(&body)?;
     let (account, container, blob) = (&request.account, request.container(), request.blob());
     let metadata = xml::metadata_from_headers(&request.headers)?;
@@ -422,11 +432,25 @@ pub async fn get(service: &StorageService, request: &BlobRequest, with_body: boo
             (StatusCode::OK, 0, record.size)
         }
     };
-    headers.push(("content-length".into(), (end - start).to_string()));
-    let body = if with_body && end > start {
-        Body::from_stream(data::read_range(service, account, &kek, container, &record.name, &record.segments, start, end)?)
+    let structured = with_body && structured::requested(&request.headers)?;
+    let content = if with_body && end > start {
+        Some(data::read_range(service, account, &kek, container, &record.name, &record.segments, start, end)?)
     } else {
-        Body::empty()
+        None
+    };
+    let body = if structured {
+        // The range's content framed with CRC64s, for clients that validate downloads.
+        headers.push((structured::HEADER.into(), structured::V1_CRC64.into()));
+        headers.push((structured::LENGTH_HEADER.into(), (end - start).to_string()));
+        headers.push(("content-length".into(), structured::encoded_len(end - start).to_string()));
+        let content: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>> = match content {
+            Some(stream) => Box::pin(stream),
+            None => Box::pin(futures_util::stream::empty()),
+        };
+        Body::from_stream(structured::encode(end - start, content)?)
+    } else {
+        headers.push(("content-length".into(), (end - start).to_string()));
+        content.map(Body::from_stream).unwrap_or_else(Body::empty)
     };
     let mut response = respond(status, headers);
     *response.body_mut() = body;

@@ -184,7 +184,7 @@ pub async fn get_acl(service: &StorageService, request: &BlobRequest) -> Result<
 
 pub async fn set_acl(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
     let public_access = public_access_header(request)?;
-    let body = axum::body::to_bytes(request.take_body(), 64 * 1024).await.map_err(|_| bad_request("RequestBodyTooLarge", "The request body is too large."))?;
+    let body = request.small_body(64 * 1024).await?;
     let policies = xml::parse_signed_identifiers(&body)?;
     let record = update(service, &request.account, request.container(), |r| {
         r.public_access = public_access.clone();

@@ -13,6 +13,7 @@ pub mod errors;
 pub mod ops;
 pub mod sas;
 pub mod service;
+pub mod structured;
 pub mod sweep;
 pub mod xml;
 
@@ -114,12 +115,21 @@ impl BlobRequest {
     pub fn take_body(&self) -> axum::body::Body {
         self.body.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default()
     }
+
+    /// A small request body (an XML document) read whole, at most `limit` bytes of content; a
+    /// structured message is decoded and checked.
+    pub async fn small_body(&self, limit: usize) -> Result<bytes::Bytes, ApiError> {
+        let framing = if self.headers.contains_key(structured::HEADER) { structured::encoded_len(limit as u64) as usize - limit } else { 0 };
+        let body = axum::body::to_bytes(self.take_body(), limit + framing).await.map_err(|_| errors::bad_request("RequestBodyTooLarge", format!("The request body is too large and exceeds the maximum permissible limit of {limit} bytes.")))?;
+        structured::content_of(&self.headers, body)
+    }
 }
 
 async fn handle(State(service): State<Arc<StorageService>>, request: Request) -> Response {
     let version = request.headers().get("x-ms-version").cloned();
     let origin_header = request.headers().get("origin").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let method = request.method().clone();
+    let framed_write = matches!(method, Method::PUT | Method::POST) && request.headers().contains_key(structured::HEADER);
     let account = account_of(&service, request.uri().path());
     let mut response = match dispatch(&service, account.clone(), request).await {
         Ok(response) => response,
@@ -134,6 +144,11 @@ async fn handle(State(service): State<Arc<StorageService>>, request: Request) ->
         && let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
             headers.insert("x-ms-request-id", id);
         }
+    if framed_write && response.status().is_success() {
+        // The body was a structured message, decoded and checked: say so, as the SDK expects.
+        response.headers_mut().insert(structured::HEADER, HeaderValue::from_static(structured::V1_CRC64));
+    }
+    let headers = response.headers_mut();
     if let (Some(account), false) = (account, method == Method::OPTIONS) {
         cors::decorate(&account.cors, origin_header.as_deref(), method.as_str(), headers);
     }
@@ -157,11 +172,6 @@ async fn dispatch(service: &StorageService, account: Option<Arc<Account>>, reque
             }
         }
         return Ok(response);
-    }
-    // A structured-message body (crc64 validation of streams) is framed; storing it as data would
-    // corrupt the blob, so it is refused until byos decodes the format.
-    if parts.headers.contains_key("x-ms-structured-body") {
-        return Err(Failure::from(err(400, "UnsupportedHeader", "One of the headers specified in the request is not supported. Header: x-ms-structured-body")));
     }
     let origin = origin_of(&parts.extensions);
     let authenticated = auth::authenticate(service, &account, &parts.method, &parts.uri, &parts.headers, origin)?;

@@ -29,7 +29,7 @@ pub async fn user_delegation_key(service: &StorageService, request: &BlobRequest
     };
     let version = request.header("x-ms-version").unwrap_or(SERVICE_VERSION).to_owned();
     let account = std::sync::Arc::clone(&request.account);
-    let body = axum::body::to_bytes(request.take_body(), 64 * 1024).await.map_err(|_| bad_request("RequestBodyTooLarge", "The request body is too large."))?;
+    let body = request.small_body(64 * 1024).await?;
     let (start, expiry) = xml::parse_key_info(&body)?;
     let parse = |text: &str| OffsetDateTime::parse(text, &Rfc3339).map_err(|_| bad_request("InvalidXmlNodeValue", format!("The value '{text}' is not a valid ISO 8601 time.")));
     let now = OffsetDateTime::now_utc();
