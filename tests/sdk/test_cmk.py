@@ -395,6 +395,7 @@ REFUSALS = [
     "identity-with-get-only-access-policy",
     "account-without-identity",
     "vault-firewall-trusts-no-service",
+    "key-is-not-rsa",
 ]
 
 
@@ -423,6 +424,10 @@ def refusal(request, make_cmk, admin):
         cmk = make_cmk(vault, grant=False, enable=False)
         _grant(admin, vault, cmk.principal_id, key_permissions=("get",))
         words = ("permission", "access")
+    elif case == "key-is-not-rsa":
+        cmk = make_cmk(enable=False)
+        enable["key_name"] = cmk.keys.create_ec_key(bs.unique("ec"), curve="P-256").name
+        words = ("RSA",)
     elif case == "vault-firewall-trusts-no-service":
         cmk = make_cmk(_closed_vault(request.getfixturevalue("make_vault")), enable=False)
         words = ("network rules",)

@@ -925,6 +925,9 @@ impl KeyVaultService {
         authorize(self, &vault, caller, action, permission, Some(name))?;
         let key = ctx.live(name, version).await?;
         if let Some(key_op) = key_op {
+            if !key.kty.starts_with("RSA") {
+                return Err(bad_parameter(format!("Only RSA keys can protect another key (RSA-OAEP-256); '{name}' is an {} key.", key.kty)));
+            }
             ctx.check_usable(&key, key_op)?;
         }
         let output = match op {
