@@ -70,3 +70,18 @@ def test_a_crash_mid_upload_leaves_no_partial_blob_and_keeps_acknowledged_ones(p
     assert not container.get_blob_client("partial.bin").exists(), "an unacknowledged upload must not be visible"
     assert container.get_blob_client("kept.bin").download_blob().readall() == acknowledged
     assert [b.name for b in container.list_blobs()] == ["kept.bin"]
+
+
+def test_racing_overwrites_leave_only_the_winners_data(server, container):
+    """Sixteen clients overwrite one blob at once (unconditional Put Blob: last writer wins, as in Azure).
+    Each commit removes exactly the version it replaced, so no object is left behind for the sweeper."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = container.get_blob_client("contended.bin")
+    client.upload_blob(os.urandom(64 * 1024))
+    before = len(bs.object_hashes(server.data_dir))
+    payloads = [os.urandom(64 * 1024) for _ in range(64)]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda data: client.upload_blob(data, overwrite=True), payloads))
+    assert client.download_blob().readall() in payloads
+    assert len(bs.object_hashes(server.data_dir)) == before, "replaced versions left objects behind"

@@ -102,7 +102,13 @@ pub trait MetaStore: Send + Sync + 'static {
     /// At most `limit` records whose key starts with `prefix` and sorts after `after`, in key order.
     async fn scan_page(&self, table: Table, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Applies `batch` atomically and durably (on return, it survives a crash).
-    async fn commit(&self, batch: Batch) -> Result<(), StoreError>;
+    async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        self.commit_reporting(batch, None).await.map(|_| ())
+    }
+    /// Like [`MetaStore::commit`], and returns what `report` (a table and key) held just before
+    /// the batch applied, read in the same transaction: what an unguarded put really replaced,
+    /// even when other commits raced it.
+    async fn commit_reporting(&self, batch: Batch, report: Option<(Table, &str)>) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 pub type SharedStore = Arc<dyn MetaStore>;

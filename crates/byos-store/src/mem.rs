@@ -51,7 +51,7 @@ impl MetaStore for MemStore {
             .collect())
     }
 
-    async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+    async fn commit_reporting(&self, batch: Batch, report: Option<(Table, &str)>) -> Result<Option<Vec<u8>>, StoreError> {
         let mut tables = self.lock()?;
         for guard in batch.guards() {
             match guard {
@@ -64,6 +64,7 @@ impl MetaStore for MemStore {
                 _ => {}
             }
         }
+        let reported = report.and_then(|(table, key)| tables.get(&(table.0, key.to_owned())).cloned());
         for op in batch.ops {
             match op {
                 Op::Put { table, key, value } => {
@@ -75,6 +76,6 @@ impl MetaStore for MemStore {
                 Op::ExpectAbsent { .. } | Op::ExpectUnchanged { .. } => {}
             }
         }
-        Ok(())
+        Ok(reported)
     }
 }

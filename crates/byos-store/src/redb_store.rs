@@ -59,12 +59,16 @@ impl RedbStore {
     }
 
     /// Applies several batches in one write transaction and one fsync. A batch whose guard fails
-    /// is skipped (and reported), without affecting the others.
-    fn commit_group(db: &Database, batches: Vec<Batch>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    /// is skipped (and reported), without affecting the others. Each batch gets back the value its
+    /// report key held just before it applied.
+    fn commit_group(db: &Database, batches: Vec<Pending>) -> Result<Vec<Result<Option<Vec<u8>>, StoreError>>, StoreError> {
         let txn = db.begin_write().map_err(backend)?;
         let mut results = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let outcome = check_guards(&txn, &batch);
+        for Pending { batch, report } in batches {
+            let outcome = check_guards(&txn, &batch).and_then(|()| match &report {
+                Some((table, key)) => current(&txn, *table, key),
+                None => Ok(None),
+            });
             if outcome.is_ok() {
                 apply(&txn, batch)?;
             }
@@ -75,14 +79,19 @@ impl RedbStore {
     }
 }
 
+/// What `key` holds in the transaction's current state.
+fn current(txn: &redb::WriteTransaction, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    let t = txn.open_table(definition(table)).map_err(backend)?;
+    Ok(t.get(key).map_err(backend)?.map(|v| v.value().to_vec()))
+}
+
 fn check_guards(txn: &redb::WriteTransaction, batch: &Batch) -> Result<(), StoreError> {
     for guard in batch.guards() {
         let (table, key) = match guard {
             Op::ExpectAbsent { table, key } | Op::ExpectUnchanged { table, key, .. } => (*table, key),
             _ => continue,
         };
-        let t = txn.open_table(definition(table)).map_err(backend)?;
-        let current = t.get(key.as_str()).map_err(backend)?.map(|v| v.value().to_vec());
+        let current = current(txn, table, key)?;
         let (holds, reason) = match guard {
             Op::ExpectAbsent { .. } => (current.is_none(), "already exists"),
             Op::ExpectUnchanged { value, .. } => (current == *value, "changed concurrently"),
@@ -124,10 +133,18 @@ impl Drop for RedbStore {
     }
 }
 
+/// A batch waiting for the committer, and the key whose previous value it wants back.
+struct Pending {
+    batch: Batch,
+    report: Option<(Table, String)>,
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<Option<Vec<u8>>, StoreError>>;
+
 /// Commits waiting to be made durable together, and whether a committer is running.
 #[derive(Default)]
 struct CommitQueue {
-    waiting: Vec<(Batch, tokio::sync::oneshot::Sender<Result<(), StoreError>>)>,
+    waiting: Vec<(Pending, Reply)>,
     committing: bool,
 }
 
@@ -151,14 +168,18 @@ impl MetaStore for RedbStore {
         self.page_sync(table, prefix, after, limit)
     }
 
-    async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+    async fn commit_reporting(&self, batch: Batch, report: Option<(Table, &str)>) -> Result<Option<Vec<u8>>, StoreError> {
         if batch.is_empty() {
-            return Ok(());
+            return match report {
+                Some((table, key)) => self.get(table, key).await,
+                None => Ok(None),
+            };
         }
         let (done, result) = tokio::sync::oneshot::channel();
+        let pending = Pending { batch, report: report.map(|(t, k)| (t, k.to_owned())) };
         let lead = {
             let mut queue = self.queue.lock().map_err(|_| StoreError::Backend("commit queue poisoned".into()))?;
-            queue.waiting.push((batch, done));
+            queue.waiting.push((pending, done));
             !std::mem::replace(&mut queue.committing, true)
         };
         if lead {
@@ -184,7 +205,7 @@ fn drain(db: Arc<Database>, queue: &std::sync::Mutex<CommitQueue>) {
             }
             std::mem::take(&mut q.waiting)
         };
-        let (batches, senders): (Vec<Batch>, Vec<_>) = waiting.into_iter().unzip();
+        let (batches, senders): (Vec<Pending>, Vec<_>) = waiting.into_iter().unzip();
         match RedbStore::commit_group(&db, batches) {
             Ok(results) => {
                 for (sender, result) in senders.into_iter().zip(results) {

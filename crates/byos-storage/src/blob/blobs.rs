@@ -171,15 +171,15 @@ async fn staged_blocks_raw(service: &StorageService, account: &Account, containe
 /// Guards: the container (a deletion in between wins), every staged block consumed or discarded
 /// (two block-list commits cannot both take them), and the previous version when the request was
 /// conditional or the new version reuses its blocks. Unconditional writes otherwise race as in
-/// Azure (last writer wins); a version replaced between our read and our commit leaves its
-/// objects to the orphan sweeper.
+/// Azure (last writer wins); the commit reports the version it really replaced, so racing writers
+/// each remove exactly the objects of their own predecessor.
 async fn commit_blob<F>(service: &StorageService, request: &BlobRequest, build: F) -> Result<BlobRecord, ApiError>
 where
     F: Fn(Option<&BlobRecord>, &[(String, Vec<u8>, BlockRecord)]) -> Result<BlobRecord, ApiError>,
 {
     let (account, container, blob) = (&request.account, request.container(), request.blob());
     let key = blob_key(&account.name, container, blob);
-    let (record, garbage) = data::optimistic(service, || async {
+    let ((record, mut garbage), replaced) = data::optimistic_reporting(service, Some((BLOBS, key.as_str())), || async {
         let parent = containers::read_container(service, account, container).await?;
         if parent.record.is_none() {
             return Err(super::errors::container_not_found());
@@ -194,7 +194,7 @@ where
             batch = batch.expect_unchanged(BLOBS, key.clone(), old.bytes.clone());
         }
         batch = batch.put(BLOBS, key.clone(), encode(&record)?);
-        let mut garbage = old.record.map(|o| orphaned(&o.segments, &record.segments)).unwrap_or_default();
+        let mut garbage = Vec::new();
         for (id, bytes, block) in staged {
             let block_key = block_key(&account.name, container, blob, &id);
             batch = batch.expect_unchanged(BLOCKS, block_key.clone(), Some(bytes)).delete(BLOCKS, block_key);
@@ -205,6 +205,9 @@ where
         Ok((batch, (record, garbage)))
     })
     .await?;
+    if let Some(replaced) = replaced.as_deref().map(decode::<BlobRecord>).transpose()? {
+        garbage.extend(orphaned(&replaced.segments, &record.segments));
+    }
     data::delete_objects(service, garbage).await;
     Ok(record)
 }

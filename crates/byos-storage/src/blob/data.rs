@@ -117,15 +117,24 @@ const MAX_ATTEMPTS: usize = 32;
 /// and returns a batch whose `expect_unchanged` guards name everything it read, plus its result.
 /// A conflict means another writer got in between; the attempt then runs again on fresh state.
 /// Nothing is locked, so writers never wait for each other's fsync (commits are grouped).
-pub async fn optimistic<T, F, Fut>(service: &StorageService, mut attempt: F) -> Result<T, ApiError>
+pub async fn optimistic<T, F, Fut>(service: &StorageService, attempt: F) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(Batch, T), ApiError>>,
+{
+    Ok(optimistic_reporting(service, None, attempt).await?.0)
+}
+
+/// [`optimistic`], also returning what `report` held just before the winning commit applied.
+pub async fn optimistic_reporting<T, F, Fut>(service: &StorageService, report: Option<(Table, &str)>, mut attempt: F) -> Result<(T, Option<Vec<u8>>), ApiError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(Batch, T), ApiError>>,
 {
     for _ in 0..MAX_ATTEMPTS {
         let (batch, out) = attempt().await?;
-        match service.store.commit(batch).await {
-            Ok(()) => return Ok(out),
+        match service.store.commit_reporting(batch, report).await {
+            Ok(replaced) => return Ok((out, replaced)),
             Err(byos_store::StoreError::Conflict { .. }) => tokio::task::yield_now().await,
             Err(e) => return Err(store_err(e)),
         }
