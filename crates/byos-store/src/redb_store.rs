@@ -61,7 +61,7 @@ impl RedbStore {
     /// Applies several batches in one write transaction and one fsync. A batch whose guard fails
     /// is skipped (and reported), without affecting the others. Each batch gets back the value its
     /// report key held just before it applied.
-    fn commit_group(db: &Database, batches: Vec<Pending>) -> Result<Vec<Result<Option<Vec<u8>>, StoreError>>, StoreError> {
+    fn commit_group(db: &Database, batches: Vec<Pending>) -> Result<Vec<Reported>, StoreError> {
         let txn = db.begin_write().map_err(backend)?;
         let mut results = Vec::with_capacity(batches.len());
         for Pending { batch, report } in batches {
@@ -139,7 +139,9 @@ struct Pending {
     report: Option<(Table, String)>,
 }
 
-type Reply = tokio::sync::oneshot::Sender<Result<Option<Vec<u8>>, StoreError>>;
+/// One batch's outcome: the value its report key held before it applied.
+type Reported = Result<Option<Vec<u8>>, StoreError>;
+type Reply = tokio::sync::oneshot::Sender<Reported>;
 
 /// Commits waiting to be made durable together, and whether a committer is running.
 #[derive(Default)]
