@@ -217,6 +217,11 @@ async fn tamper(dir: &std::path::Path, change: impl FnOnce(Vec<(String, Value)>)
     Ok(())
 }
 
+/// Adds the deletion of every entry after the first `keep` to `batch`.
+fn without_entries_after(entries: &[(String, Value)], keep: usize, batch: byos_store::Batch) -> byos_store::Batch {
+    entries.iter().skip(keep).fold(batch, |batch, (key, _)| batch.delete(byos_store::Table("kv_audit"), key.clone()))
+}
+
 #[tokio::test]
 async fn audit_verify_detects_entries_edited_or_removed_in_the_store() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -257,14 +262,7 @@ async fn audit_verify_detects_the_newest_entries_cut_off_the_store() -> anyhow::
     server.stop().await;
 
     // What remains is a valid chain; only the sealed head shows that it used to be longer.
-    tamper(dir.path(), |entries| {
-        let mut batch = byos_store::Batch::new();
-        for (key, _) in entries.iter().skip(2) {
-            batch = batch.delete(byos_store::Table("kv_audit"), key.clone());
-        }
-        Ok(batch)
-    })
-    .await?;
+    tamper(dir.path(), |entries| Ok(without_entries_after(&entries, 2, byos_store::Batch::new()))).await?;
     let server = TestServer::start_in(dir.path()).await?;
     let verdict = audit_verdict(&server, &vault).await?;
     assert_eq!((verdict["ok"].as_bool(), verdict["entries"].as_u64()), (Some(false), Some(2)), "{verdict}");
@@ -283,14 +281,7 @@ async fn audit_verify_detects_a_cut_that_also_removed_the_sealed_head() -> anyho
     let server = TestServer::start_in(dir.path()).await?;
     let vault = vault_with_audited_uses(&server, 2).await?;
     server.stop().await;
-    tamper(dir.path(), |entries| {
-        let mut batch = byos_store::Batch::new().delete(byos_store::Table("kv_audit_head"), "auditedvault");
-        for (key, _) in entries.iter().skip(2) {
-            batch = batch.delete(byos_store::Table("kv_audit"), key.clone());
-        }
-        Ok(batch)
-    })
-    .await?;
+    tamper(dir.path(), |entries| Ok(without_entries_after(&entries, 2, byos_store::Batch::new().delete(byos_store::Table("kv_audit_head"), "auditedvault")))).await?;
     let server = TestServer::start_in(dir.path()).await?;
     assert!(audit_verdict(&server, &vault).await?["problem"].as_str().unwrap_or_default().contains("sealed head is missing"));
     // The next append finds the head gone and records that in the chain before going on.
