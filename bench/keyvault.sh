@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Key Vault benchmark: wrap/unwrap per second through REST with 8 connections against the raw
-# aws-lc-rs RSA-2048 rate on the same machine, and the blob GET 4 KiB rate on a CMK account against
-# a service-key account (16 connections). Usage: bash bench/keyvault.sh (needs the .venv of scripts/test.sh).
+# aws-lc-rs RSA-2048 rate on the same machine, the blob GET 4 KiB rate on a CMK account against a
+# service-key account (16 connections), and the time of customer-key changes on an account holding
+# 1 MiB vs one holding 1 GiB (bench/cmk_rotation.py). Usage: bash bench/keyvault.sh (needs the .venv
+# of scripts/test.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SECONDS_PER_PHASE=${BENCH_SECONDS:-8}
@@ -54,3 +56,5 @@ printf '\nKey Vault benchmark (wrk -t2 over loopback HTTPS; %s)\n' "$raw"
 printf '%-36s %10s/s   raw %8s/s   %4s%%   (target >= 50%%)\n' "unwrapKey REST, 8 connections" "$unwrap" "$raw_unwrap" "$(pct "$unwrap" "$raw_unwrap")"
 printf '%-36s %10s/s   raw %8s/s   %4s%%   (target >= 50%%)\n' "wrapKey REST, 8 connections" "$wrap" "$raw_wrap" "$(pct "$wrap" "$raw_wrap")"
 printf '%-36s %10s/s   service key %8s/s   %4s%%   (target >= 90%%)\n' "blob GET 4 KiB on a CMK account" "$get_cmk" "$get_svc" "$(pct "$get_cmk" "$get_svc")"
+printf '\n'
+$PY bench/cmk_rotation.py "$work/byos"
