@@ -190,9 +190,29 @@ impl fmt::Display for ResourceId {
     }
 }
 
+/// A unique id for a response (`x-ms-request-id`): a random per-process prefix and a counter, so
+/// naming a request costs no system call (a fresh v4 UUID reads the OS random source every time).
+pub fn request_id() -> uuid::Uuid {
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&prefix.to_be_bytes());
+    bytes[8..].copy_from_slice(&n.to_be_bytes());
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_distinct_version_4_uuids() {
+        let ids: std::collections::HashSet<uuid::Uuid> = (0..1000).map(|_| request_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(ids.iter().all(|id| id.get_version_num() == 4));
+    }
 
     fn scope(text: &str) -> Scope {
         Scope::parse(text).unwrap_or_else(|e| panic!("{e}"))

@@ -9,4 +9,4 @@ pub mod time;
 
 pub use caller::{AuthMethod, Caller, NetworkOrigin, PrincipalKind, SignatureKind, SignedGrant};
 pub use error::{ApiError, ErrorFormat};
-pub use ids::{ResourceId, Scope};
+pub use ids::{ResourceId, Scope, request_id};

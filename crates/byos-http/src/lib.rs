@@ -42,7 +42,7 @@ impl IntoResponse for Failure {
 /// Renders an error in the wire format of its API, with a request id like Azure's.
 pub fn render_error(e: &ApiError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = byos_core::request_id().to_string();
     let mut response = match e.format {
         ErrorFormat::Arm => (status, axum::Json(arm_body(e))).into_response(),
         ErrorFormat::Entra => (status, axum::Json(entra_body(e, &request_id))).into_response(),

@@ -47,6 +47,7 @@ pub type SharedObjects = Arc<dyn ObjectStore>;
 /// Objects as files under a directory, fanned out by the id's first two characters.
 pub struct DirObjectStore {
     root: PathBuf,
+    open_files: OpenFiles,
 }
 
 impl DirObjectStore {
@@ -58,7 +59,7 @@ impl DirObjectStore {
         for entry in std::fs::read_dir(&tmp).map_err(backend)?.flatten() {
             let _ = std::fs::remove_file(entry.path());
         }
-        Ok(DirObjectStore { root: root.to_path_buf() })
+        Ok(DirObjectStore { root: root.to_path_buf(), open_files: OpenFiles::default() })
     }
 
     fn path(&self, id: &str) -> Result<PathBuf, ObjectError> {
@@ -84,17 +85,17 @@ impl ObjectStore for DirObjectStore {
     }
 
     async fn read_at(&self, id: &str, offset: u64, len: usize) -> Result<Vec<u8>, ObjectError> {
-        let path = self.path(id)?;
-        let id = id.to_owned();
+        let file = self.open_files.get(id, &self.path(id)?)?;
         // A small read from the page cache costs less than the hop to the blocking pool and back.
         if len <= INLINE_READ_LIMIT {
-            return read_file_at(&path, &id, offset, len);
+            return read_file_at(&file, offset, len);
         }
-        blocking(move || read_file_at(&path, &id, offset, len)).await
+        blocking(move || read_file_at(&file, offset, len)).await
     }
 
     async fn delete(&self, id: &str) -> Result<(), ObjectError> {
         let path = self.path(id)?;
+        self.open_files.forget(id);
         blocking(move || match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -112,14 +113,55 @@ impl ObjectStore for DirObjectStore {
 /// Reads up to this many bytes on the calling task instead of the blocking pool.
 const INLINE_READ_LIMIT: usize = 1100 * 1024;
 
-/// Reads up to `len` bytes at `offset` without zero-filling the buffer first.
-fn read_file_at(path: &Path, id: &str, offset: u64, len: usize) -> Result<Vec<u8>, ObjectError> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(path).map_err(|e| if e.kind() == std::io::ErrorKind::NotFound { ObjectError::NotFound(id.to_owned()) } else { backend(e) })?;
-    file.seek(SeekFrom::Start(offset)).map_err(backend)?;
-    let mut buf = Vec::with_capacity(len);
-    file.take(len as u64).read_to_end(&mut buf).map_err(backend)?;
+/// Reads up to `len` bytes at `offset` (positioned reads, so one open file serves every reader).
+fn read_file_at(file: &std::fs::File, offset: u64, len: usize) -> Result<Vec<u8>, ObjectError> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(backend(e)),
+        }
+    }
+    buf.truncate(filled);
     Ok(buf)
+}
+
+/// Open files of recently read objects. Finished objects never change, so a read needs one
+/// positioned read instead of open, seek, read and close (system calls are dear on some hosts:
+/// they were half of a small GET's cost). Deleting an object forgets its file first.
+#[derive(Default)]
+struct OpenFiles {
+    files: std::sync::Mutex<std::collections::HashMap<String, Arc<std::fs::File>>>,
+}
+
+/// Open files kept at most; all are let go when the set is full (reads then reopen what they use).
+const MAX_OPEN_FILES: usize = 128;
+
+impl OpenFiles {
+    fn get(&self, id: &str, path: &Path) -> Result<Arc<std::fs::File>, ObjectError> {
+        if let Some(file) = self.lock().get(id) {
+            return Ok(Arc::clone(file));
+        }
+        let file = Arc::new(std::fs::File::open(path).map_err(|e| if e.kind() == std::io::ErrorKind::NotFound { ObjectError::NotFound(id.to_owned()) } else { backend(e) })?);
+        let mut files = self.lock();
+        if files.len() >= MAX_OPEN_FILES {
+            files.clear();
+        }
+        files.insert(id.to_owned(), Arc::clone(&file));
+        Ok(file)
+    }
+
+    fn forget(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<std::fs::File>>> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 fn list_dir(root: &Path) -> Result<Vec<(String, std::time::Duration)>, ObjectError> {

@@ -141,7 +141,7 @@ async fn handle(State(service): State<Arc<StorageService>>, request: Request) ->
         headers.insert("date", date);
     }
     if !headers.contains_key("x-ms-request-id")
-        && let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        && let Ok(id) = HeaderValue::from_str(&byos_core::request_id().to_string()) {
             headers.insert("x-ms-request-id", id);
         }
     if framed_write && response.status().is_success() {
