@@ -114,13 +114,18 @@ impl ObjectStore for DirObjectStore {
 const INLINE_READ_LIMIT: usize = 1100 * 1024;
 
 /// Reads up to `len` bytes at `offset` (positioned reads, so one open file serves every reader).
+/// Readers ask for whole chunks, so the last read of an object usually reaches past its end; a
+/// regular file returns less than asked only there, which ends the read without another call.
 fn read_file_at(file: &std::fs::File, offset: u64, len: usize) -> Result<Vec<u8>, ObjectError> {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; len];
     let mut filled = 0;
     while filled < len {
         match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
+            Ok(n) if n < len - filled => {
+                filled += n;
+                break;
+            }
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(backend(e)),

@@ -394,7 +394,9 @@ async fn next_pieces(state: &mut ReadState) -> Result<Vec<Bytes>, ApiError> {
         // Reading from the start includes the header, which is checked in the same read.
         let header_len = if first == 0 { SEGMENT_HEADER_LEN as usize } else { 0 };
         let offset = chunk_offset(segment.chunk_size as usize, first) - header_len as u64;
-        let span = header_len + (last - first + 1) as usize * (segment.chunk_size as usize + TAG_LEN);
+        // Exactly the sealed chunks wanted: the last chunk of a segment is usually short.
+        let plain_in_span = ((last + 1) * chunk_size).min(segment.len) - first * chunk_size;
+        let span = header_len + plain_in_span as usize + (last - first + 1) as usize * TAG_LEN;
         let mut raw = state.objects.read_at(&segment.object, offset, span).await.map_err(object_err)?;
         if header_len > 0 && parse_segment_header(&raw).map_err(|_| internal())? != segment.chunk_size as usize {
             return Err(internal());
