@@ -9,28 +9,21 @@ re-encrypted. Prints one line per change with both times.
 Usage: .venv/bin/python bench/cmk_rotation.py DATA_DIR
 """
 
-import json
 import os
 import sys
 import time
-import uuid
 
-from azure.identity import ClientSecretCredential
 from azure.keyvault.keys import KeyClient
-from azure.mgmt.authorization import AuthorizationManagementClient
-from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
-from azure.mgmt.keyvault import KeyVaultManagementClient
-from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.storage import StorageManagementClient
 from azure.mgmt.storage.models import (
     Encryption, Identity, KeyVaultProperties, Sku, StorageAccountCreateParameters, StorageAccountUpdateParameters,
 )
 from azure.storage.blob import BlobServiceClient
 
+import bench_support
+
 MIB = 1024 * 1024
 SIZES = {"1 MiB": MIB, "1 GiB": 1024 * MIB}
-CRYPTO_SERVICE_ENCRYPTION_USER = "e147488a-f6f5-4113-8e2d-b22465e65bf6"
-CRYPTO_OFFICER = "14b46e9e-c2b7-41b4-b07b-48a6ebf60603"
 REPEATS = 5
 
 
@@ -55,30 +48,14 @@ def fill(blobs, size):
 
 
 def main(data_dir):
-    boot = json.load(open(os.path.join(data_dir, "bootstrap.json")))
-    ca, sub, tenant = boot["ca_file"], boot["subscription_id"], boot["tenant_id"]
-    cred = ClientSecretCredential(tenant, boot["admin"]["client_id"], boot["admin"]["client_secret"],
-                                  authority=boot["authority"], disable_instance_discovery=True, connection_verify=ca)
-    common = dict(base_url=boot["resource_manager"], credential_scopes=["https://management.azure.com/.default"], connection_verify=ca)
-    ResourceManagementClient(cred, sub, **common).resource_groups.create_or_update("cmkrot", {"location": "eastus"})
-    auth = AuthorizationManagementClient(cred, sub, **common)
-
-    def assign(scope, role, principal):
-        auth.role_assignments.create(scope, str(uuid.uuid4()), RoleAssignmentCreateParameters(
-            role_definition_id=f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role}",
-            principal_id=principal, principal_type="ServicePrincipal"))
-
-    vault = KeyVaultManagementClient(cred, sub, **common).vaults.begin_create_or_update("cmkrot", "cmkrot", {
-        "location": "eastus",
-        "properties": {"tenantId": tenant, "sku": {"family": "A", "name": "standard"}, "enablePurgeProtection": True,
-                       "enableRbacAuthorization": True},
-    }).result()
+    a = bench_support.admin(data_dir)
+    ca, cred, common = a.ca, a.cred, a.common
+    vault = bench_support.group_and_vault(a, "cmkrot")
     uri = vault.properties.vault_uri
-    assign(vault.id, CRYPTO_OFFICER, boot["admin"]["object_id"])
     keys = KeyClient(uri, cred, verify_challenge_resource=False, connection_verify=ca)
     for name in ("first", "second"):
         keys.create_rsa_key(name, size=2048)
-    storage = StorageManagementClient(cred, sub, **common)
+    storage = StorageManagementClient(cred, a.sub, **common)
 
     def encryption(key_name):
         if key_name is None:
@@ -95,7 +72,7 @@ def main(data_dir):
         name = f"cmkrot{size // MIB}"
         account = storage.storage_accounts.begin_create("cmkrot", name, StorageAccountCreateParameters(
             sku=Sku(name="Standard_LRS"), kind="StorageV2", location="eastus", identity=Identity(type="SystemAssigned"))).result()
-        assign(vault.id, CRYPTO_SERVICE_ENCRYPTION_USER, account.identity.principal_id)
+        bench_support.assign(a, vault.id, bench_support.CRYPTO_SERVICE_ENCRYPTION_USER, account.identity.principal_id)
         patch(name, "first")
         key = storage.storage_accounts.list_keys("cmkrot", name).keys_property[0].value
         fill(BlobServiceClient(account.primary_endpoints.blob, credential={"account_name": name, "account_key": key}, connection_verify=ca), size)

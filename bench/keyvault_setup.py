@@ -8,43 +8,26 @@ import json
 import os
 import sys
 
-from azure.identity import ClientSecretCredential
 from azure.keyvault.keys import KeyClient
 from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
-from azure.mgmt.authorization import AuthorizationManagementClient
-from azure.mgmt.keyvault import KeyVaultManagementClient
-from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.storage import StorageManagementClient
 from azure.storage.blob import BlobServiceClient
 
-CRYPTO_SERVICE_ENCRYPTION_USER = "e147488a-f6f5-4113-8e2d-b22465e65bf6"
+import bench_support
+
+CRYPTO_SERVICE_ENCRYPTION_USER = bench_support.CRYPTO_SERVICE_ENCRYPTION_USER
 BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 
 
 def main(data_dir):
-    boot = json.load(open(os.path.join(data_dir, "bootstrap.json")))
-    ca, sub, tenant = boot["ca_file"], boot["subscription_id"], boot["tenant_id"]
-    cred = ClientSecretCredential(tenant, boot["admin"]["client_id"], boot["admin"]["client_secret"],
-                                  authority=boot["authority"], disable_instance_discovery=True, connection_verify=ca)
-    common = dict(base_url=boot["resource_manager"], credential_scopes=["https://management.azure.com/.default"], connection_verify=ca)
-    ResourceManagementClient(cred, sub, **common).resource_groups.create_or_update("kvbench", {"location": "eastus"})
-    kv = KeyVaultManagementClient(cred, sub, **common)
-    vault = kv.vaults.begin_create_or_update("kvbench", "kvbench", {
-        "location": "eastus",
-        "properties": {"tenantId": tenant, "sku": {"family": "A", "name": "standard"}, "enablePurgeProtection": True,
-                       "enableRbacAuthorization": True},
-    }).result()
+    a = bench_support.admin(data_dir)
+    boot, ca, sub, cred, common = a.boot, a.ca, a.sub, a.cred, a.common
+    vault = bench_support.group_and_vault(a, "kvbench")
     uri = vault.properties.vault_uri
-    auth = AuthorizationManagementClient(cred, sub, **common)
 
     def assign(scope, role, principal):
-        import uuid
-        from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
-        auth.role_assignments.create(scope, str(uuid.uuid4()), RoleAssignmentCreateParameters(
-            role_definition_id=f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role}",
-            principal_id=principal, principal_type="ServicePrincipal"))
+        bench_support.assign(a, scope, role, principal)
 
-    assign(vault.id, "14b46e9e-c2b7-41b4-b07b-48a6ebf60603", boot["admin"]["object_id"])  # Crypto Officer
     keys = KeyClient(uri, cred, verify_challenge_resource=False, connection_verify=ca)
     key = keys.create_rsa_key("bench", size=2048)
     crypto = CryptographyClient(key, cred, verify_challenge_resource=False, connection_verify=ca)
