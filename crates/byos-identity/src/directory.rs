@@ -332,7 +332,6 @@ async fn load_or_create_tenant(store: &SharedStore) -> Result<Uuid, DirectoryErr
     Ok(record.tenant_id)
 }
 
-/// Reads key material sealed under the root key, generating and storing it on first use.
 /// A service secret kept sealed under the root key in `table`: opened if present, else generated
 /// and stored (a concurrent first start loses the race and reads the winner's).
 pub async fn load_or_create_sealed(

@@ -116,19 +116,29 @@ async fn chain_end(store: &byos_store::SharedStore, queue: &std::sync::Mutex<Que
         return Ok(ChainEnd { last: Some(head.clone()), problem: None });
     }
     let sealed = store.get(HEADS, vault).await?.map(|bytes| serde_json::from_slice::<Head>(&bytes).ok());
-    let last = match store.scan(AUDIT, &format!("{vault}/")).await?.into_iter().last() {
+    if let Some(Some(head)) = &sealed
+        && head.authentic(head_key, vault)
+    {
+        return Ok(ChainEnd { last: Some((head.seq, head.hash.clone())), problem: None });
+    }
+    // Only a log whose head is missing or altered is read to its end.
+    let last = last_entry(store, vault).await?;
+    Ok(match (sealed, &last) {
+        (Some(_), _) => ChainEnd { last, problem: Some("the sealed head of the log was altered") },
+        (None, Some(_)) => ChainEnd { last, problem: Some("the sealed head of the log was missing") },
+        (None, None) => ChainEnd { last: None, problem: None },
+    })
+}
+
+/// The sequence number and hash of a vault's last stored entry.
+async fn last_entry(store: &byos_store::SharedStore, vault: &str) -> Result<Option<(u64, String)>, StoreError> {
+    match store.scan(AUDIT, &format!("{vault}/")).await?.into_iter().last() {
         Some((_, bytes)) => {
             let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| StoreError::Backend(e.to_string()))?;
-            Some((entry.seq, entry.hash))
+            Ok(Some((entry.seq, entry.hash)))
         }
-        None => None,
-    };
-    Ok(match sealed {
-        Some(Some(head)) if head.authentic(head_key, vault) => ChainEnd { last: Some((head.seq, head.hash)), problem: None },
-        Some(_) => ChainEnd { last, problem: Some("the sealed head of the log was altered") },
-        None if last.is_some() => ChainEnd { last, problem: Some("the sealed head of the log was missing") },
-        None => ChainEnd { last: None, problem: None },
-    })
+        None => Ok(None),
+    }
 }
 
 /// The operation of the entry byos appends when it finds a vault's stored log tampered with: the
@@ -143,8 +153,8 @@ struct Appended<'a> {
     result: &'a str,
 }
 
-/// Chains `entry` after the vault's current end in `heads` and adds it to `batch`.
-fn append(batch: Batch, heads: &mut std::collections::HashMap<String, Option<(u64, String)>>, vault: &str, appended: Appended<'_>) -> Result<Batch, ()> {
+/// Chains an entry after the vault's current end in `heads` and adds it to `batch`.
+fn append(batch: &mut Batch, heads: &mut std::collections::HashMap<String, Option<(u64, String)>>, vault: &str, appended: Appended<'_>) -> Result<(), ()> {
     let previous = heads.get(vault).cloned().flatten();
     let (seq, prev) = previous.map(|(seq, hash)| (seq + 1, hash)).unwrap_or((0, GENESIS.to_owned()));
     let mut entry = Entry {
@@ -164,7 +174,8 @@ fn append(batch: Batch, heads: &mut std::collections::HashMap<String, Option<(u6
     let k = key(vault, seq);
     let bytes = serde_json::to_vec(&entry).map_err(|_| ())?;
     heads.insert(vault.to_owned(), Some((seq, entry.hash)));
-    Ok(batch.expect_absent(AUDIT, k.clone()).put(AUDIT, k, bytes))
+    *batch = std::mem::take(batch).expect_absent(AUDIT, k.clone()).put(AUDIT, k, bytes);
+    Ok(())
 }
 
 /// Drains the queue: chains every pending entry after its vault's end and commits them, with the
@@ -194,10 +205,7 @@ async fn write_pending(store: byos_store::SharedStore, queue: Arc<std::sync::Mut
                             tracing::error!(vault = %p.vault, problem, "the key audit log was tampered with; recording it in the log");
                             let result = format!("failed: {problem}");
                             let marker = Appended { who: &checker, key: "", operation: LOG_CHECK, result: &result };
-                            batch = append(batch, &mut heads, &p.vault, marker).unwrap_or_else(|()| {
-                                failed = true;
-                                Batch::new()
-                            });
+                            failed |= append(&mut batch, &mut heads, &p.vault, marker).is_err();
                         }
                     }
                     Err(e) => {
@@ -207,10 +215,7 @@ async fn write_pending(store: byos_store::SharedStore, queue: Arc<std::sync::Mut
                 }
             }
             let entry = Appended { who: &p.who, key: &p.key, operation: &p.operation, result: &p.result };
-            batch = append(batch, &mut heads, &p.vault, entry).unwrap_or_else(|()| {
-                failed = true;
-                Batch::new()
-            });
+            failed |= append(&mut batch, &mut heads, &p.vault, entry).is_err();
             waiters.push(p.done);
         }
         for (vault, head) in &heads {
