@@ -238,7 +238,7 @@ where
 {
     let segments = u16::try_from(segment_count(content_len))
         .map_err(|_| err(416, "InvalidRange", "The range is too large for a structured message; request at most 256 GiB at a time."))?;
-    let encoder = Encoder { content_len, segments, segment: 0, left_in_segment: 0, sent: 0, segment_crc: CRC64.digest(), message_crc: CRC64.digest(), started: false, finished: false };
+    let encoder = Encoder { content_len, segments, segment: 0, left_in_segment: 0, sent: 0, segment_crc: CRC64.digest(), message_crc: CRC64.digest(), finished: false };
     Ok(futures_util::stream::unfold((encoder, content), |(mut encoder, mut content)| async move {
         use futures_util::StreamExt;
         if encoder.finished {
@@ -261,7 +261,6 @@ struct Encoder {
     sent: u64,
     segment_crc: Digest,
     message_crc: Digest,
-    started: bool,
     finished: bool,
 }
 
@@ -277,9 +276,9 @@ impl Encoder {
         out.put_u64_le(std::mem::replace(&mut self.segment_crc, CRC64.digest()).finalize());
     }
 
+    /// The message header and the first segment's header, before anything else is sent.
     fn header(&mut self, out: &mut BytesMut) {
-        if !self.started {
-            self.started = true;
+        if self.segment == 0 {
             out.put_u8(VERSION);
             out.put_u64_le(encoded_len(self.content_len));
             out.put_u16_le(FLAG_CRC64);
