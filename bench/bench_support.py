@@ -1,4 +1,4 @@
-"""What the Key Vault benchmark scripts share: the bootstrap admin's clients on a running byos, an RBAC
+"""What the benchmark setup scripts share: the bootstrap admin's clients on a running byos, an RBAC
 vault with purge protection the admin may use, and role assignments."""
 
 import json

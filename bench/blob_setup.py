@@ -10,10 +10,11 @@ import json
 import os
 import sys
 
-from azure.identity import ClientSecretCredential
 from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.storage import StorageManagementClient
 from azure.storage.blob import BlobServiceClient, BlobSasPermissions, generate_blob_sas
+
+import bench_support
 
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -34,13 +35,10 @@ def sas_urls(service, account, key, container):
 
 
 def byos(data_dir):
-    boot = json.load(open(os.path.join(data_dir, "bootstrap.json")))
-    ca = boot["ca_file"]
-    cred = ClientSecretCredential(boot["tenant_id"], boot["admin"]["client_id"], boot["admin"]["client_secret"],
-                                  authority=boot["authority"], disable_instance_discovery=True, connection_verify=ca)
-    common = dict(base_url=boot["resource_manager"], credential_scopes=["https://management.azure.com/.default"], connection_verify=ca)
-    ResourceManagementClient(cred, boot["subscription_id"], **common).resource_groups.create_or_update("bench", {"location": "eastus"})
-    storage = StorageManagementClient(cred, boot["subscription_id"], **common)
+    a = bench_support.admin(data_dir)
+    ca = a.ca
+    ResourceManagementClient(a.cred, a.sub, **a.common).resource_groups.create_or_update("bench", {"location": "eastus"})
+    storage = StorageManagementClient(a.cred, a.sub, **a.common)
     account = storage.storage_accounts.begin_create("bench", "benchacct", {"sku": {"name": "Standard_LRS"}, "kind": "StorageV2", "location": "eastus"}).result()
     key = storage.storage_accounts.list_keys("bench", "benchacct").keys_property[0].value
     service = BlobServiceClient(account.primary_endpoints.blob, credential={"account_name": "benchacct", "account_key": key}, connection_verify=ca)
