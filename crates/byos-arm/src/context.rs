@@ -16,8 +16,12 @@ use serde_json::json;
 use crate::Arm;
 
 /// Token audiences the resource manager accepts (Azure's list) besides its own base URL.
-const ARM_AUDIENCES: [&str; 4] =
-    ["https://management.core.windows.net/", "https://management.core.windows.net", "https://management.azure.com/", "https://management.azure.com"];
+const ARM_AUDIENCES: [&str; 4] = [
+    "https://management.core.windows.net/",
+    "https://management.core.windows.net",
+    "https://management.azure.com/",
+    "https://management.azure.com",
+];
 
 /// An authenticated ARM request.
 pub struct ArmRequest {
@@ -34,12 +38,24 @@ impl ArmRequest {
     pub async fn from_http(arm: &Arm, request: Request) -> Result<Self, Failure> {
         let (parts, body) = request.into_parts();
         let caller = authenticate(arm, &parts.headers, &parts.extensions)?;
-        let query: HashMap<String, String> = parts.uri.query().map(|q| serde_urlencoded::from_str(q).unwrap_or_default()).unwrap_or_default();
+        let query: HashMap<String, String> =
+            parts.uri.query().map(|q| serde_urlencoded::from_str(q).unwrap_or_default()).unwrap_or_default();
         check_api_version(&query)?;
         let body = axum::body::to_bytes(body, MAX_JSON_BODY).await.map_err(|_| {
-            Failure::from(ApiError::new(413, "RequestEntityTooLarge", format!("The request content exceeds the maximum size of {MAX_JSON_BODY} bytes.")))
+            Failure::from(ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                format!("The request content exceeds the maximum size of {MAX_JSON_BODY} bytes."),
+            ))
         })?;
-        Ok(ArmRequest { method: parts.method, path: parts.uri.path().to_owned(), query, headers: parts.headers, body, caller })
+        Ok(ArmRequest {
+            method: parts.method,
+            path: parts.uri.path().to_owned(),
+            query,
+            headers: parts.headers,
+            body,
+            caller,
+        })
     }
 
     /// The JSON body, or ARM's `InvalidRequestContent`.
@@ -61,7 +77,10 @@ impl ArmRequest {
 impl Arm {
     /// Authorizes `action` at `scope` for `caller` through the one door, as an ARM error on denial.
     pub fn authorize(&self, caller: &Caller, action: &Action, scope: &Scope) -> Result<(), Failure> {
-        self.door.authorize(caller, action, scope).map(|_| ()).map_err(|denial| Failure::from(authorization_failed(&denial)))
+        self.door
+            .authorize(caller, action, scope)
+            .map(|_| ())
+            .map_err(|denial| Failure::from(authorization_failed(&denial)))
     }
 }
 
@@ -97,7 +116,9 @@ fn authenticate(arm: &Arm, headers: &HeaderMap, extensions: &axum::http::Extensi
     let own_audience_slash = format!("{own_audience}/");
     let mut audiences: Vec<&str> = ARM_AUDIENCES.to_vec();
     audiences.extend([own_audience, own_audience_slash.as_str()]);
-    arm.directory.authenticate(token, &audiences, origin_of(extensions)).map_err(|e| Failure::from(token_error(&e).with_challenge(challenge)))
+    arm.directory
+        .authenticate(token, &audiences, origin_of(extensions))
+        .map_err(|e| Failure::from(token_error(&e).with_challenge(challenge)))
 }
 
 /// ARM's 401 for each way a token can fail, plus byos's explanation.
@@ -105,7 +126,11 @@ fn token_error(e: &TokenError) -> ApiError {
     let (code, message) = match e {
         TokenError::Expired { exp, now } => (
             "ExpiredAuthenticationToken",
-            format!("The access token expiry UTC time '{}' is earlier than current UTC time '{}'.", utc(*exp), utc(*now)),
+            format!(
+                "The access token expiry UTC time '{}' is earlier than current UTC time '{}'.",
+                utc(*exp),
+                utc(*now)
+            ),
         ),
         TokenError::WrongAudience(aud) => (
             "InvalidAuthenticationTokenAudience",
@@ -143,7 +168,9 @@ fn check_api_version(query: &HashMap<String, String>) -> Result<(), Failure> {
     if !well_formed {
         return Err(Failure::from(ApiError::bad_request(
             "InvalidApiVersionParameter",
-            format!("The api-version '{version}' is invalid. The supported versions are in the form 'yyyy-mm-dd' or 'yyyy-mm-dd-preview'."),
+            format!(
+                "The api-version '{version}' is invalid. The supported versions are in the form 'yyyy-mm-dd' or 'yyyy-mm-dd-preview'."
+            ),
         )));
     }
     Ok(())

@@ -34,7 +34,9 @@ fn validate_name(name: &str) -> Result<(), ApiError> {
     if name.is_empty() || name.chars().count() > 90 || !valid_chars || name.ends_with('.') {
         return Err(ApiError::bad_request(
             "InvalidResourceGroup",
-            format!("The provided resource group name '{name}' is invalid. The name can only be a letter, digit, '-', '.', '(', ')' or '_', is at most 90 characters long and cannot end in a period."),
+            format!(
+                "The provided resource group name '{name}' is invalid. The name can only be a letter, digit, '-', '.', '(', ')' or '_', is at most 90 characters long and cannot end in a period."
+            ),
         ));
     }
     Ok(())
@@ -99,7 +101,10 @@ async fn put(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> Result<
         Some(old) if !old.location.eq_ignore_ascii_case(&location) => {
             return Err(Failure::from(ApiError::conflict(
                 "InvalidResourceGroupLocation",
-                format!("Invalid resource group location '{location}'. The Resource group already exists in location '{}'.", old.location),
+                format!(
+                    "Invalid resource group location '{location}'. The Resource group already exists in location '{}'.",
+                    old.location
+                ),
             )));
         }
         Some(old) => GroupRecord { tags, managed_by: body.managed_by.or(old.managed_by.clone()), ..old },
@@ -114,7 +119,10 @@ async fn put(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> Result<
         },
     };
     let key = group_key(sub, group);
-    arm.store.commit(Batch::new().put(GROUPS, key.clone(), records::encode(&key, &record)?)).await.map_err(records::store_error)?;
+    arm.store
+        .commit(Batch::new().put(GROUPS, key.clone(), records::encode(&key, &record)?))
+        .await
+        .map_err(records::store_error)?;
     tracing::info!(group = %record.id, created, "resource group written");
     Ok(json_response(if created { 201 } else { 200 }, &record.to_wire()))
 }
@@ -131,7 +139,10 @@ async fn patch(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> Resul
         record.managed_by = body.managed_by;
     }
     let key = group_key(sub, group);
-    arm.store.commit(Batch::new().put(GROUPS, key.clone(), records::encode(&key, &record)?)).await.map_err(records::store_error)?;
+    arm.store
+        .commit(Batch::new().put(GROUPS, key.clone(), records::encode(&key, &record)?))
+        .await
+        .map_err(records::store_error)?;
     Ok(json_response(200, &record.to_wire()))
 }
 
@@ -190,7 +201,11 @@ pub fn unknown_resource_type(namespace: &str, rest: &[String]) -> Failure {
 }
 
 pub fn method_not_allowed(method: &Method) -> Failure {
-    Failure::from(ApiError::new(405, "MethodNotAllowed", format!("The HTTP method '{method}' is not supported for this resource.")))
+    Failure::from(ApiError::new(
+        405,
+        "MethodNotAllowed",
+        format!("The HTTP method '{method}' is not supported for this resource."),
+    ))
 }
 
 #[cfg(test)]

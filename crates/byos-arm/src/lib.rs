@@ -36,10 +36,21 @@ pub trait Provider: Send + Sync + 'static {
     /// The namespace, as ARM spells it.
     fn namespace(&self) -> &'static str;
     /// Handles `{sub}[/resourceGroups/{group}]/providers/{namespace}/{rest...}`.
-    async fn handle(&self, arm: &Arm, request: &ArmRequest, group: Option<&str>, rest: &[String]) -> Result<Response, Failure>;
+    async fn handle(
+        &self,
+        arm: &Arm,
+        request: &ArmRequest,
+        group: Option<&str>,
+        rest: &[String],
+    ) -> Result<Response, Failure>;
     /// Adds the deletion of the provider's own records about `resource` to `batch` (used when the
     /// resource group holding it is deleted).
-    async fn delete_ops(&self, _arm: &Arm, _resource: &ResourceRecord, batch: byos_store::Batch) -> Result<byos_store::Batch, ApiError> {
+    async fn delete_ops(
+        &self,
+        _arm: &Arm,
+        _resource: &ResourceRecord,
+        batch: byos_store::Batch,
+    ) -> Result<byos_store::Batch, ApiError> {
         Ok(batch)
     }
     /// Called once the deletion of `resource` is committed (drop caches, remove stored objects).
@@ -47,7 +58,8 @@ pub trait Provider: Send + Sync + 'static {
     /// Subscription-level actions (`/subscriptions/{s}/providers/{namespace}/{action}`), e.g.
     /// `checkNameAvailability`, are routed to [`Provider::handle`] with `group: None`.
     fn owns_type(&self, full_type: &str) -> bool {
-        full_type.len() > self.namespace().len() && full_type[..self.namespace().len()].eq_ignore_ascii_case(self.namespace())
+        full_type.len() > self.namespace().len()
+            && full_type[..self.namespace().len()].eq_ignore_ascii_case(self.namespace())
     }
 }
 
@@ -132,7 +144,10 @@ async fn dispatch(arm: &Arm, request: Request) -> Result<Response, Failure> {
         Target::Provider { sub, group, namespace, rest } => {
             subscriptions::require(arm, &sub)?;
             let provider = arm.provider(&namespace).ok_or_else(|| {
-                ApiError::bad_request("NoRegisteredProviderFound", format!("No registered resource provider found for namespace '{namespace}'."))
+                ApiError::bad_request(
+                    "NoRegisteredProviderFound",
+                    format!("No registered resource provider found for namespace '{namespace}'."),
+                )
             })?;
             provider.handle(arm, &request, group.as_deref(), &rest).await
         }

@@ -45,7 +45,13 @@ impl Provider for UserAssignedIdentities {
         NAMESPACE
     }
 
-    async fn handle(&self, arm: &Arm, request: &ArmRequest, group: Option<&str>, rest: &[String]) -> Result<Response, Failure> {
+    async fn handle(
+        &self,
+        arm: &Arm,
+        request: &ArmRequest,
+        group: Option<&str>,
+        rest: &[String],
+    ) -> Result<Response, Failure> {
         let sub = arm.deployment.subscription_id.clone();
         match (group, rest) {
             (_, [t]) if t.eq_ignore_ascii_case(TYPE) => list(arm, request, &sub, group).await,
@@ -69,7 +75,10 @@ impl Provider for UserAssignedIdentities {
             }
             _ => Err(Failure::from(ApiError::bad_request(
                 "InvalidResourceType",
-                format!("The resource type '{}' could not be found in the namespace '{NAMESPACE}'.", rest.first().map(String::as_str).unwrap_or_default()),
+                format!(
+                    "The resource type '{}' could not be found in the namespace '{NAMESPACE}'.",
+                    rest.first().map(String::as_str).unwrap_or_default()
+                ),
             ))),
         }
     }
@@ -89,7 +98,9 @@ fn validate_name(name: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::bad_request(
             "InvalidResourceName",
-            format!("Resource name '{name}' is invalid. The name must be 3 to 128 characters: letters, digits, '-' and '_', starting with a letter or digit."),
+            format!(
+                "Resource name '{name}' is invalid. The name must be 3 to 128 characters: letters, digits, '-' and '_', starting with a letter or digit."
+            ),
         ))
     }
 }
@@ -108,7 +119,10 @@ async fn put(arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<Respons
     let key = resource_key(&id.to_string());
     if let Some(mut record) = arm.resource(&id.to_string()).await? {
         record.tags = tags;
-        arm.store.commit(Batch::new().put(RESOURCES, key.clone(), records::encode(&key, &record)?)).await.map_err(records::store_error)?;
+        arm.store
+            .commit(Batch::new().put(RESOURCES, key.clone(), records::encode(&key, &record)?))
+            .await
+            .map_err(records::store_error)?;
         return Ok(json_response(200, &record.to_wire()));
     }
     if request.method == Method::PATCH {
@@ -129,7 +143,8 @@ async fn put(arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<Respons
         created_on: byos_core::time::rfc3339_now(),
         extra: Map::new(),
     };
-    let batch = Batch::new().expect_absent(RESOURCES, key.clone()).put(RESOURCES, key.clone(), records::encode(&key, &record)?);
+    let batch =
+        Batch::new().expect_absent(RESOURCES, key.clone()).put(RESOURCES, key.clone(), records::encode(&key, &record)?);
     arm.store.commit(arm.directory.put_ops(batch, &principal)?).await.map_err(records::store_error)?;
     arm.directory.installed(principal);
     tracing::info!(identity = %record.id, "user-assigned identity created");
@@ -147,7 +162,12 @@ async fn delete(arm: &Arm, id: &ResourceId) -> Result<Response, Failure> {
 }
 
 async fn list(arm: &Arm, request: &ArmRequest, sub: &str, group: Option<&str>) -> Result<Response, Failure> {
-    let value: Vec<Value> = arm.readable_resources(request, sub, group, FULL_TYPE, &READ).await?.iter().map(ResourceRecord::to_wire).collect();
+    let value: Vec<Value> = arm
+        .readable_resources(request, sub, group, FULL_TYPE, &READ)
+        .await?
+        .iter()
+        .map(ResourceRecord::to_wire)
+        .collect();
     Ok(json_response(200, &json!({"value": value})))
 }
 
@@ -207,16 +227,25 @@ pub async fn plan_identity(
     let current_system = current.and_then(|r| r.owned_principals.first().copied());
     let Some(requested) = requested else {
         // No identity in the request keeps what the resource has.
-        return Ok(IdentityPlan { wire: current.and_then(|r| r.identity.clone()), owned: current_system.into_iter().collect(), ..IdentityPlan::default() });
+        return Ok(IdentityPlan {
+            wire: current.and_then(|r| r.identity.clone()),
+            owned: current_system.into_iter().collect(),
+            ..IdentityPlan::default()
+        });
     };
     let requested: RequestedIdentity = serde_json::from_value(requested.clone())
         .map_err(|e| ApiError::bad_request("InvalidIdentity", format!("The identity property is invalid: {e}.")))?;
     let kinds: Vec<String> = requested.kind.split(',').map(|k| k.trim().to_ascii_lowercase()).collect();
     let (system, user) = (kinds.iter().any(|k| k == "systemassigned"), kinds.iter().any(|k| k == "userassigned"));
-    if !kinds.iter().all(|k| k == "systemassigned" || k == "userassigned" || k == "none") || (kinds.iter().any(|k| k == "none") && kinds.len() > 1) {
+    if !kinds.iter().all(|k| k == "systemassigned" || k == "userassigned" || k == "none")
+        || (kinds.iter().any(|k| k == "none") && kinds.len() > 1)
+    {
         return Err(Failure::from(ApiError::bad_request(
             "InvalidIdentityType",
-            format!("The identity type '{}' is invalid. Use None, SystemAssigned, UserAssigned or 'SystemAssigned, UserAssigned'.", requested.kind),
+            format!(
+                "The identity type '{}' is invalid. Use None, SystemAssigned, UserAssigned or 'SystemAssigned, UserAssigned'.",
+                requested.kind
+            ),
         )));
     }
     let mut plan = IdentityPlan::default();
@@ -237,7 +266,8 @@ pub async fn plan_identity(
     }
     plan.removed.extend(current_system.filter(|oid| !plan.owned.contains(oid)));
     if user {
-        wire["userAssignedIdentities"] = Value::Object(user_assigned(arm, caller, &requested.user_assigned_identities).await?);
+        wire["userAssignedIdentities"] =
+            Value::Object(user_assigned(arm, caller, &requested.user_assigned_identities).await?);
     }
     plan.wire = (system || user).then_some(wire);
     Ok(plan)
@@ -253,20 +283,32 @@ fn canonical_type(system: bool, user: bool) -> &'static str {
 }
 
 /// Resolves each requested user-assigned identity, checking the caller may assign it.
-async fn user_assigned(arm: &Arm, caller: &Caller, requested: &Map<String, Value>) -> Result<Map<String, Value>, Failure> {
+async fn user_assigned(
+    arm: &Arm,
+    caller: &Caller,
+    requested: &Map<String, Value>,
+) -> Result<Map<String, Value>, Failure> {
     if requested.is_empty() {
-        return Err(Failure::from(ApiError::bad_request("InvalidIdentity", "The identity type UserAssigned needs at least one entry in userAssignedIdentities.")));
+        return Err(Failure::from(ApiError::bad_request(
+            "InvalidIdentity",
+            "The identity type UserAssigned needs at least one entry in userAssignedIdentities.",
+        )));
     }
     let mut resolved = Map::new();
     for id in requested.keys() {
-        let parsed = ResourceId::parse(id)
-            .ok()
-            .filter(|r| r.full_type().eq_ignore_ascii_case(FULL_TYPE))
-            .ok_or_else(|| ApiError::bad_request("InvalidIdentity", format!("'{id}' is not a user-assigned identity resource id.")))?;
+        let parsed =
+            ResourceId::parse(id).ok().filter(|r| r.full_type().eq_ignore_ascii_case(FULL_TYPE)).ok_or_else(|| {
+                ApiError::bad_request("InvalidIdentity", format!("'{id}' is not a user-assigned identity resource id."))
+            })?;
         arm.authorize(caller, &ASSIGN, &parsed.scope())?;
         let record = require(arm, &parsed).await?;
-        let principal = record.owned_principals.first().and_then(|oid| arm.directory.principal(*oid)).ok_or_else(ApiError::internal)?;
-        resolved.insert(record.id.clone(), json!({"principalId": principal.object_id, "clientId": principal.client_id}));
+        let principal = record
+            .owned_principals
+            .first()
+            .and_then(|oid| arm.directory.principal(*oid))
+            .ok_or_else(ApiError::internal)?;
+        resolved
+            .insert(record.id.clone(), json!({"principalId": principal.object_id, "clientId": principal.client_id}));
     }
     Ok(resolved)
 }

@@ -9,16 +9,41 @@ use byos_core::Scope;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Target {
     Subscriptions,
-    Subscription { sub: String },
-    ResourceGroups { sub: String },
-    ResourceGroup { sub: String, group: String },
-    GroupResources { sub: String, group: String },
-    RoleAssignments { scope: Scope },
-    RoleAssignment { scope: Scope, name: String },
-    RoleDefinitions { scope: Scope },
-    RoleDefinition { scope: Scope, id: String },
+    Subscription {
+        sub: String,
+    },
+    ResourceGroups {
+        sub: String,
+    },
+    ResourceGroup {
+        sub: String,
+        group: String,
+    },
+    GroupResources {
+        sub: String,
+        group: String,
+    },
+    RoleAssignments {
+        scope: Scope,
+    },
+    RoleAssignment {
+        scope: Scope,
+        name: String,
+    },
+    RoleDefinitions {
+        scope: Scope,
+    },
+    RoleDefinition {
+        scope: Scope,
+        id: String,
+    },
     /// `{...}/providers/{namespace}/{type}[/{name}]` inside a resource group or at a subscription.
-    Provider { sub: String, group: Option<String>, namespace: String, rest: Vec<String> },
+    Provider {
+        sub: String,
+        group: Option<String>,
+        namespace: String,
+        rest: Vec<String>,
+    },
     /// A well-formed path byos has no resource for.
     Unknown,
 }
@@ -45,11 +70,23 @@ pub fn parse(path: &str) -> Target {
         [s, sub, g, group, r] if eq(s, "subscriptions") && eq(g, "resourcegroups") && eq(r, "resources") => {
             Target::GroupResources { sub: owned(sub), group: owned(group) }
         }
-        [s, sub, g, group, p, ns, rest @ ..] if eq(s, "subscriptions") && eq(g, "resourcegroups") && eq(p, "providers") && !rest.is_empty() => {
-            Target::Provider { sub: owned(sub), group: Some(owned(group)), namespace: owned(ns), rest: rest.iter().map(|s| owned(s)).collect() }
+        [s, sub, g, group, p, ns, rest @ ..]
+            if eq(s, "subscriptions") && eq(g, "resourcegroups") && eq(p, "providers") && !rest.is_empty() =>
+        {
+            Target::Provider {
+                sub: owned(sub),
+                group: Some(owned(group)),
+                namespace: owned(ns),
+                rest: rest.iter().map(|s| owned(s)).collect(),
+            }
         }
         [s, sub, p, ns, rest @ ..] if eq(s, "subscriptions") && eq(p, "providers") && !rest.is_empty() => {
-            Target::Provider { sub: owned(sub), group: None, namespace: owned(ns), rest: rest.iter().map(|s| owned(s)).collect() }
+            Target::Provider {
+                sub: owned(sub),
+                group: None,
+                namespace: owned(ns),
+                rest: rest.iter().map(|s| owned(s)).collect(),
+            }
         }
         _ => Target::Unknown,
     }
@@ -79,12 +116,22 @@ mod tests {
     fn paths() {
         assert_eq!(parse("/subscriptions"), Target::Subscriptions);
         assert_eq!(parse("/subscriptions/s1/resourcegroups/"), Target::ResourceGroups { sub: "s1".into() });
-        assert_eq!(parse("/subscriptions/s1/resourceGroups/g"), Target::ResourceGroup { sub: "s1".into(), group: "g".into() });
+        assert_eq!(
+            parse("/subscriptions/s1/resourceGroups/g"),
+            Target::ResourceGroup { sub: "s1".into(), group: "g".into() }
+        );
         let scoped = parse("/subscriptions/s1/resourceGroups/g/providers/Microsoft.Authorization/roleAssignments/abc");
-        assert!(matches!(scoped, Target::RoleAssignment { ref scope, ref name } if scope.as_str() == "/subscriptions/s1/resourceGroups/g" && name == "abc"));
-        assert!(matches!(parse("/providers/Microsoft.Authorization/roleDefinitions"), Target::RoleDefinitions { scope } if scope.is_root()));
-        let uami = parse("/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u");
-        assert!(matches!(uami, Target::Provider { group: Some(_), ref namespace, ref rest, .. } if namespace == "Microsoft.ManagedIdentity" && rest.len() == 2));
+        assert!(
+            matches!(scoped, Target::RoleAssignment { ref scope, ref name } if scope.as_str() == "/subscriptions/s1/resourceGroups/g" && name == "abc")
+        );
+        assert!(
+            matches!(parse("/providers/Microsoft.Authorization/roleDefinitions"), Target::RoleDefinitions { scope } if scope.is_root())
+        );
+        let uami =
+            parse("/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u");
+        assert!(
+            matches!(uami, Target::Provider { group: Some(_), ref namespace, ref rest, .. } if namespace == "Microsoft.ManagedIdentity" && rest.len() == 2)
+        );
         assert_eq!(parse("/nothing/here"), Target::Unknown);
         assert_eq!(parse("/subscriptions/s/providers/Microsoft.Authorization/elsewhere"), Target::Unknown);
     }

@@ -114,9 +114,10 @@ pub fn encode<T: Serialize>(what: &str, record: &T) -> Result<Vec<u8>, ApiError>
 
 pub fn store_error(e: byos_store::StoreError) -> ApiError {
     match e {
-        byos_store::StoreError::Conflict { table, key, .. } => {
-            ApiError::conflict("Conflict", format!("A concurrent change to {table}/{key} was detected. Retry the request."))
-        }
+        byos_store::StoreError::Conflict { table, key, .. } => ApiError::conflict(
+            "Conflict",
+            format!("A concurrent change to {table}/{key} was detected. Retry the request."),
+        ),
         byos_store::StoreError::Backend(detail) => {
             tracing::error!(%detail, "metadata store failure");
             ApiError::internal()
@@ -214,7 +215,9 @@ pub fn group_not_found(group: &str) -> ApiError {
 pub fn resource_not_found(full_type: &str, name: &str, group: &str) -> ApiError {
     ApiError::not_found(
         "ResourceNotFound",
-        format!("The Resource '{full_type}/{name}' under resource group '{group}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"),
+        format!(
+            "The Resource '{full_type}/{name}' under resource group '{group}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"
+        ),
     )
 }
 

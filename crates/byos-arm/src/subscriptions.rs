@@ -28,7 +28,10 @@ pub fn require(arm: &Arm, sub: &str) -> Result<(), Failure> {
     if sub.eq_ignore_ascii_case(&arm.deployment.subscription_id) {
         Ok(())
     } else {
-        Err(Failure::from(ApiError::not_found("SubscriptionNotFound", format!("The subscription '{sub}' could not be found."))))
+        Err(Failure::from(ApiError::not_found(
+            "SubscriptionNotFound",
+            format!("The subscription '{sub}' could not be found."),
+        )))
     }
 }
 

@@ -222,17 +222,38 @@ impl Door {
 
     /// The only authorization function: network rules and accepted credentials of the resource
     /// (`guard`), then what the caller's credential permits, then RBAC.
-    pub fn authorize_access(&self, caller: &Caller, action: &Action, scope: &Scope, guard: Option<&ResourceGuard>) -> Result<Grant, Box<Denial>> {
+    pub fn authorize_access(
+        &self,
+        caller: &Caller,
+        action: &Action,
+        scope: &Scope,
+        guard: Option<&ResourceGuard>,
+    ) -> Result<Grant, Box<Denial>> {
         let deny = |kind, considered, reason: String| {
-            Box::new(Denial { kind, caller: caller.clone(), action: action.clone(), scope: scope.clone(), considered, reason })
+            Box::new(Denial {
+                kind,
+                caller: caller.clone(),
+                action: action.clone(),
+                scope: scope.clone(),
+                considered,
+                reason,
+            })
         };
         match (caller.auth, action.kind) {
             (AuthMethod::OperatorSocket, ActionKind::Operator) => return Ok(Grant::Operator),
             (AuthMethod::OperatorSocket, _) => {
-                return Err(deny(DenialKind::NotOperator, vec![], "the operator socket manages byos itself and has no access to resources or data".into()));
+                return Err(deny(
+                    DenialKind::NotOperator,
+                    vec![],
+                    "the operator socket manages byos itself and has no access to resources or data".into(),
+                ));
             }
             (_, ActionKind::Operator) => {
-                return Err(deny(DenialKind::NotOperator, vec![], "operator actions are available only through the local control socket".into()));
+                return Err(deny(
+                    DenialKind::NotOperator,
+                    vec![],
+                    "operator actions are available only through the local control socket".into(),
+                ));
             }
             _ => {}
         }
@@ -242,19 +263,31 @@ impl Door {
             }
             let key_based = caller.auth == AuthMethod::SharedKey || caller.signed.as_ref().is_some_and(|s| s.key_based);
             if key_based && !guard.allow_key_based {
-                return Err(deny(DenialKind::KeyBasedNotPermitted, vec![], "allowSharedKeyAccess is false: account keys and key-signed SAS are refused".into()));
+                return Err(deny(
+                    DenialKind::KeyBasedNotPermitted,
+                    vec![],
+                    "allowSharedKeyAccess is false: account keys and key-signed SAS are refused".into(),
+                ));
             }
         }
         let wanted = action.name.to_ascii_lowercase();
         match caller.auth {
             AuthMethod::SharedKey if guard.is_some() => Ok(Grant::AccountKey),
-            AuthMethod::SharedKey => Err(deny(DenialKind::Permission, vec![], "account keys grant nothing outside their account".into())),
+            AuthMethod::SharedKey => {
+                Err(deny(DenialKind::Permission, vec![], "account keys grant nothing outside their account".into()))
+            }
             AuthMethod::Anonymous => match guard {
-                Some(g) if !g.allow_public_access => {
-                    Err(deny(DenialKind::PublicAccessNotPermitted, vec![], "allowBlobPublicAccess is false: anonymous requests are refused".into()))
-                }
+                Some(g) if !g.allow_public_access => Err(deny(
+                    DenialKind::PublicAccessNotPermitted,
+                    vec![],
+                    "allowBlobPublicAccess is false: anonymous requests are refused".into(),
+                )),
                 Some(g) if g.anonymous_permits.iter().any(|p| Pattern::new(p).matches(&wanted)) => Ok(Grant::Anonymous),
-                _ => Err(deny(DenialKind::NoCredentials, vec![], "the request carries no credentials and public access does not cover this operation".into())),
+                _ => Err(deny(
+                    DenialKind::NoCredentials,
+                    vec![],
+                    "the request carries no credentials and public access does not cover this operation".into(),
+                )),
             },
             AuthMethod::SharedAccessSignature => {
                 let Some(signed) = caller.signed.as_ref() else {
@@ -262,19 +295,30 @@ impl Door {
                 };
                 let covers = Scope::parse(&signed.scope).is_ok_and(|s| s.covers(scope));
                 if !covers || !signed.permits.iter().any(|p| Pattern::new(p).matches(&wanted)) {
-                    let reason = format!("the signature (permits {:?} at '{}') does not permit '{}' at '{}'", signed.permits, signed.scope, action.name, scope);
+                    let reason = format!(
+                        "the signature (permits {:?} at '{}') does not permit '{}' at '{}'",
+                        signed.permits, signed.scope, action.name, scope
+                    );
                     return Err(deny(DenialKind::SignaturePermission, vec![], reason));
                 }
                 match signed.kind {
                     // A user delegation SAS grants at most what its delegating principal holds now.
-                    SignatureKind::UserDelegation => self.rbac(caller, action, &wanted, scope, &deny).map(|_| Grant::Signature),
+                    SignatureKind::UserDelegation => {
+                        self.rbac(caller, action, &wanted, scope, &deny).map(|_| Grant::Signature)
+                    }
                     _ => Ok(Grant::Signature),
                 }
             }
-            AuthMethod::BearerToken | AuthMethod::ServiceIdentity => match guard.and_then(|g| g.policy_permits.as_ref()).filter(|_| action.kind == ActionKind::Data) {
+            AuthMethod::BearerToken | AuthMethod::ServiceIdentity => match guard
+                .and_then(|g| g.policy_permits.as_ref())
+                .filter(|_| action.kind == ActionKind::Data)
+            {
                 Some(permits) if permits.iter().any(|p| Pattern::new(p).matches(&wanted)) => Ok(Grant::AccessPolicy),
                 Some(permits) => {
-                    let reason = format!("the access policy entry of this caller grants {permits:?}, which does not include '{}'", action.name);
+                    let reason = format!(
+                        "the access policy entry of this caller grants {permits:?}, which does not include '{}'",
+                        action.name
+                    );
                     Err(deny(DenialKind::AccessPolicy, vec![], reason))
                 }
                 None => self.rbac(caller, action, &wanted, scope, &deny),
@@ -305,7 +349,10 @@ impl Door {
             } else {
                 match role.map(|r| role_verdict(r, wanted, action.kind)) {
                     Some(RoleVerdict::Granted) => {
-                        return Ok(Grant::Assignment { assignment: assignment.name, role: assignment.role_definition_id });
+                        return Ok(Grant::Assignment {
+                            assignment: assignment.name,
+                            role: assignment.role_definition_id,
+                        });
                     }
                     Some(RoleVerdict::Refused(why)) => why,
                     None => "role definition no longer exists".to_owned(),
@@ -322,7 +369,12 @@ impl Door {
         let reason = if considered.is_empty() {
             format!("principal {principal} has no role assignments")
         } else {
-            format!("none of the {} role assignments of principal {principal} grants '{}' at '{}'", considered.len(), action.name, scope)
+            format!(
+                "none of the {} role assignments of principal {principal} grants '{}' at '{}'",
+                considered.len(),
+                action.name,
+                scope
+            )
         };
         Err(deny(DenialKind::Permission, considered, reason))
     }
@@ -344,8 +396,12 @@ fn role_verdict(role: &CompiledRole, action: &str, kind: ActionKind) -> RoleVerd
         match block.verdict(action, kind) {
             BlockVerdict::Granted => return RoleVerdict::Granted,
             BlockVerdict::NotListed => {}
-            BlockVerdict::Excluded(pattern) => refusal = format!("excluded by not{}{} pattern '{pattern}'", &list[..1].to_uppercase(), &list[1..]),
-            BlockVerdict::Conditioned => refusal = "granted only under an ABAC condition, which byos does not evaluate yet".into(),
+            BlockVerdict::Excluded(pattern) => {
+                refusal = format!("excluded by not{}{} pattern '{pattern}'", &list[..1].to_uppercase(), &list[1..])
+            }
+            BlockVerdict::Conditioned => {
+                refusal = "granted only under an ABAC condition, which byos does not evaluate yet".into()
+            }
         }
     }
     RoleVerdict::Refused(refusal)
@@ -397,7 +453,8 @@ mod tests {
         let rg = format!("{SUB}/resourceGroups/rg1");
         let other_rg = format!("{SUB}/resourceGroups/rg2");
         let blob = format!("{rg}/providers/Microsoft.Storage/storageAccounts/a/blobServices/default/containers/c");
-        let (owner, contributor, reader, blob_reader) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (owner, contributor, reader, blob_reader) =
+            (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         assign(&door, owner, builtin::OWNER, SUB);
         assign(&door, contributor, builtin::CONTRIBUTOR, &rg);
         assign(&door, reader, builtin::READER, &rg);
@@ -446,7 +503,11 @@ mod tests {
             role_name: "conditioned".into(),
             description: String::new(),
             role_type: crate::RoleType::CustomRole,
-            permissions: vec![Permission { actions: vec!["*".into()], condition: Some("@x".into()), ..Permission::default() }],
+            permissions: vec![Permission {
+                actions: vec!["*".into()],
+                condition: Some("@x".into()),
+                ..Permission::default()
+            }],
             assignable_scopes: vec![SUB.into()],
             created_on: None,
             updated_on: None,
@@ -469,7 +530,9 @@ mod tests {
         door.remove_assignment(name);
         assert!(door.authorize(&caller(p), &read, &scope(SUB)).is_err());
         assert!(door.authorize(&Caller::operator(), &read, &scope(SUB)).is_err());
-        assert!(door.authorize(&Caller::operator(), &Action::operator("byos/principals/write"), &Scope::root()).is_ok());
+        assert!(
+            door.authorize(&Caller::operator(), &Action::operator("byos/principals/write"), &Scope::root()).is_ok()
+        );
     }
 
     /// Credentials x resource rules for data actions: the storage lock matrix.
@@ -489,7 +552,12 @@ mod tests {
         let sas = |kind, permits: &[&str], oid| Caller {
             object_id: oid,
             auth: AuthMethod::SharedAccessSignature,
-            signed: Some(SignedGrant { kind, permits: permits.iter().map(|p| p.to_string()).collect(), scope: account.clone(), key_based: kind != SignatureKind::UserDelegation }),
+            signed: Some(SignedGrant {
+                kind,
+                permits: permits.iter().map(|p| p.to_string()).collect(),
+                scope: account.clone(),
+                key_based: kind != SignatureKind::UserDelegation,
+            }),
             ..Caller::anonymous(origin.clone())
         };
         let delegator = Uuid::new_v4();
@@ -497,21 +565,65 @@ mod tests {
         type Row<'a> = (&'a str, Caller, &'a Action, &'a ResourceGuard, Result<(), DenialKind>);
         let table: Vec<Row> = vec![
             ("account key", Caller::account_key(origin.clone()), &write, &open, Ok(())),
-            ("account key, key access off", Caller::account_key(origin.clone()), &write, &locked, Err(DenialKind::KeyBasedNotPermitted)),
-            ("service sas, key access off", sas(SignatureKind::Service, &[read_pattern], None), &read, &locked, Err(DenialKind::KeyBasedNotPermitted)),
+            (
+                "account key, key access off",
+                Caller::account_key(origin.clone()),
+                &write,
+                &locked,
+                Err(DenialKind::KeyBasedNotPermitted),
+            ),
+            (
+                "service sas, key access off",
+                sas(SignatureKind::Service, &[read_pattern], None),
+                &read,
+                &locked,
+                Err(DenialKind::KeyBasedNotPermitted),
+            ),
             ("account sas read", sas(SignatureKind::Account, &[read_pattern], None), &read, &open, Ok(())),
-            ("account sas write", sas(SignatureKind::Account, &[read_pattern], None), &write, &open, Err(DenialKind::SignaturePermission)),
-            ("delegation sas without rbac", sas(SignatureKind::UserDelegation, &[read_pattern], Some(delegator)), &read, &locked, Err(DenialKind::Permission)),
-            ("anonymous, public off", Caller::anonymous(origin.clone()), &read, &locked, Err(DenialKind::PublicAccessNotPermitted)),
+            (
+                "account sas write",
+                sas(SignatureKind::Account, &[read_pattern], None),
+                &write,
+                &open,
+                Err(DenialKind::SignaturePermission),
+            ),
+            (
+                "delegation sas without rbac",
+                sas(SignatureKind::UserDelegation, &[read_pattern], Some(delegator)),
+                &read,
+                &locked,
+                Err(DenialKind::Permission),
+            ),
+            (
+                "anonymous, public off",
+                Caller::anonymous(origin.clone()),
+                &read,
+                &locked,
+                Err(DenialKind::PublicAccessNotPermitted),
+            ),
             ("anonymous, public read", Caller::anonymous(origin.clone()), &read, &public_read, Ok(())),
-            ("anonymous write, public read", Caller::anonymous(origin.clone()), &write, &public_read, Err(DenialKind::NoCredentials)),
+            (
+                "anonymous write, public read",
+                Caller::anonymous(origin.clone()),
+                &write,
+                &public_read,
+                Err(DenialKind::NoCredentials),
+            ),
         ];
         for (name, caller, action, guard, expected) in &table {
             let got = door.authorize_access(caller, action, &container, Some(guard)).map(|_| ()).map_err(|d| d.kind);
             assert_eq!(&got, expected, "{name}");
         }
         assign(&door, delegator, builtin::STORAGE_BLOB_DATA_READER, &account);
-        let with_rbac = door.authorize_access(&sas(SignatureKind::UserDelegation, &[read_pattern], Some(delegator)), &read, &container, Some(&locked));
-        assert!(with_rbac.is_ok(), "a delegation SAS works while its delegator holds the role, even with key access off");
+        let with_rbac = door.authorize_access(
+            &sas(SignatureKind::UserDelegation, &[read_pattern], Some(delegator)),
+            &read,
+            &container,
+            Some(&locked),
+        );
+        assert!(
+            with_rbac.is_ok(),
+            "a delegation SAS works while its delegator holds the role, even with key access off"
+        );
     }
 }

@@ -68,7 +68,10 @@ pub struct ResourceGuard {
 pub fn network_refusal(guard: &ResourceGuard, caller: &Caller) -> Option<String> {
     let instance = resource_instance_match(guard, caller);
     if guard.public_network_disabled {
-        return (!instance).then(|| "publicNetworkAccess is Disabled and the caller is not a resource instance named in resourceAccessRules".to_owned());
+        return (!instance).then(|| {
+            "publicNetworkAccess is Disabled and the caller is not a resource instance named in resourceAccessRules"
+                .to_owned()
+        });
     }
     let firewall = guard.firewall.as_ref()?;
     if instance {
@@ -97,7 +100,10 @@ fn ip_allowed(firewall: &Firewall, ip: IpAddr) -> bool {
 fn caller_resource(caller: &Caller) -> Option<&str> {
     match (&caller.kind, caller.auth) {
         (_, AuthMethod::ServiceIdentity) if caller.acting_for.is_some() => caller.acting_for.as_deref(),
-        (Some(PrincipalKind::ManagedIdentity { resource_id }), AuthMethod::BearerToken | AuthMethod::ServiceIdentity) => Some(resource_id),
+        (
+            Some(PrincipalKind::ManagedIdentity { resource_id }),
+            AuthMethod::BearerToken | AuthMethod::ServiceIdentity,
+        ) => Some(resource_id),
         _ => None,
     }
 }
@@ -107,14 +113,20 @@ fn resource_instance_match(guard: &ResourceGuard, caller: &Caller) -> bool {
         return false;
     };
     let resource = resource.to_ascii_lowercase();
-    firewall.resource_rules.iter().any(|(tenant, pattern)| Some(*tenant) == caller.tenant_id && Pattern::new(pattern).matches(&resource))
+    firewall
+        .resource_rules
+        .iter()
+        .any(|(tenant, pattern)| Some(*tenant) == caller.tenant_id && Pattern::new(pattern).matches(&resource))
 }
 
 fn is_trusted_service(firewall: &Firewall, caller: &Caller) -> bool {
     caller_resource(caller).is_some_and(|resource| {
         let folded = resource.to_ascii_lowercase();
         firewall.trusted_services.iter().any(|t| {
-            folded.split("/providers/").nth(1).is_some_and(|rest| rest.starts_with(t) && rest[t.len()..].matches('/').count() == 1)
+            folded
+                .split("/providers/")
+                .nth(1)
+                .is_some_and(|rest| rest.starts_with(t) && rest[t.len()..].matches('/').count() == 1)
         })
     })
 }
@@ -147,9 +159,22 @@ mod tests {
         let tenant = Uuid::new_v4();
         let speech = "/subscriptions/s/resourceGroups/g/providers/Microsoft.CognitiveServices/accounts/speech1";
         let other = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/other";
-        let ips = Firewall { ip_rules: vec!["127.0.0.2/32".parse().unwrap_or_else(|_| unreachable!()), "127.0.1.0/24".parse().unwrap_or_else(|_| unreachable!())], ..Firewall::default() };
-        let trusted = Firewall { bypass_azure_services: true, trusted_services: STORAGE_TRUSTED_SERVICES, ..Firewall::default() };
-        let instances = Firewall { resource_rules: vec![(tenant, "/subscriptions/s/resourceGroups/*/providers/Microsoft.Storage/storageAccounts/other".into())], ..Firewall::default() };
+        let ips = Firewall {
+            ip_rules: vec![
+                "127.0.0.2/32".parse().unwrap_or_else(|_| unreachable!()),
+                "127.0.1.0/24".parse().unwrap_or_else(|_| unreachable!()),
+            ],
+            ..Firewall::default()
+        };
+        let trusted =
+            Firewall { bypass_azure_services: true, trusted_services: STORAGE_TRUSTED_SERVICES, ..Firewall::default() };
+        let instances = Firewall {
+            resource_rules: vec![(
+                tenant,
+                "/subscriptions/s/resourceGroups/*/providers/Microsoft.Storage/storageAccounts/other".into(),
+            )],
+            ..Firewall::default()
+        };
         let table: Vec<(&str, ResourceGuard, Caller, bool)> = vec![
             ("listed ip", guard(ips.clone()), from("127.0.0.2"), true),
             ("ip in cidr", guard(ips.clone()), from("127.0.1.77"), true),

@@ -15,9 +15,7 @@ mod roles;
 pub use door::{Denial, DenialKind, Door, Grant};
 pub use guard::{Firewall, ResourceGuard};
 pub use ipnet::IpNet;
-pub use roles::{
-    BUILTIN_ROLES, Permission, RoleAssignment, RoleDefinition, RoleType, builtin, parse_builtin_roles,
-};
+pub use roles::{BUILTIN_ROLES, Permission, RoleAssignment, RoleDefinition, RoleType, builtin, parse_builtin_roles};
 
 use std::borrow::Cow;
 

@@ -131,7 +131,9 @@ mod tests {
         assert_eq!(find(builtin::OWNER).map(|r| r.role_name.as_str()), Some("Owner"));
         assert_eq!(find(builtin::READER).map(|r| r.role_name.as_str()), Some("Reader"));
         let sbdc = find(builtin::STORAGE_BLOB_DATA_CONTRIBUTOR).map(|r| r.permissions[0].data_actions.clone());
-        assert!(sbdc.is_some_and(|d| d.iter().any(|a| a == "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read")));
+        assert!(sbdc.is_some_and(|d| {
+            d.iter().any(|a| a == "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read")
+        }));
         let conditioned = BUILTIN_ROLES.iter().filter(|r| r.permissions.iter().any(|p| p.condition.is_some())).count();
         assert_eq!(conditioned, 29);
     }

@@ -123,7 +123,16 @@ impl Caller {
 
     /// A caller that presented no credentials.
     pub fn anonymous(origin: NetworkOrigin) -> Self {
-        Caller { object_id: None, client_id: None, tenant_id: None, kind: None, auth: AuthMethod::Anonymous, origin, signed: None, acting_for: None }
+        Caller {
+            object_id: None,
+            client_id: None,
+            tenant_id: None,
+            kind: None,
+            auth: AuthMethod::Anonymous,
+            origin,
+            signed: None,
+            acting_for: None,
+        }
     }
 
     /// A caller holding an account key.

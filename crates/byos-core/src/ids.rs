@@ -15,7 +15,9 @@ pub enum IdError {
     NotAbsolute(String),
     #[error("'{0}' has an empty segment")]
     EmptySegment(String),
-    #[error("'{0}' is not a resource id of the form /subscriptions/{{s}}/resourceGroups/{{g}}/providers/{{ns}}/{{type}}/{{name}}")]
+    #[error(
+        "'{0}' is not a resource id of the form /subscriptions/{{s}}/resourceGroups/{{g}}/providers/{{ns}}/{{type}}/{{name}}"
+    )]
     NotAResourceId(String),
 }
 
@@ -100,7 +102,9 @@ impl Scope {
     pub fn resource_group_name(&self) -> Option<&str> {
         let parts: Vec<&str> = self.text[1..].split('/').collect();
         match parts.as_slice() {
-            [s, _, g, name, ..] if s.eq_ignore_ascii_case("subscriptions") && g.eq_ignore_ascii_case("resourceGroups") => {
+            [s, _, g, name, ..]
+                if s.eq_ignore_ascii_case("subscriptions") && g.eq_ignore_ascii_case("resourceGroups") =>
+            {
                 Some(name)
             }
             _ => None,

@@ -97,8 +97,16 @@ impl DataKey {
     }
 
     /// Encrypts chunk `index` in place where it lies (inside a larger buffer); returns its tag.
-    pub fn seal_chunk_in(&self, segment_aad: &[u8], index: u64, chunk: &mut [u8]) -> Result<[u8; TAG_LEN], CryptoError> {
-        let tag = self.key.seal_in_place_separate_tag(chunk_nonce(index), chunk_aad(segment_aad, index), chunk).map_err(|_| CryptoError::Unseal)?;
+    pub fn seal_chunk_in(
+        &self,
+        segment_aad: &[u8],
+        index: u64,
+        chunk: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], CryptoError> {
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(chunk_nonce(index), chunk_aad(segment_aad, index), chunk)
+            .map_err(|_| CryptoError::Unseal)?;
         let mut out = [0u8; TAG_LEN];
         out.copy_from_slice(tag.as_ref());
         Ok(out)
@@ -106,7 +114,11 @@ impl DataKey {
 
     /// Decrypts chunk `index` (ciphertext + tag) in place; returns the plaintext length.
     pub fn open_chunk(&self, segment_aad: &[u8], index: u64, chunk: &mut [u8]) -> Result<usize, CryptoError> {
-        Ok(self.key.open_in_place(chunk_nonce(index), chunk_aad(segment_aad, index), chunk).map_err(|_| CryptoError::Unseal)?.len())
+        Ok(self
+            .key
+            .open_in_place(chunk_nonce(index), chunk_aad(segment_aad, index), chunk)
+            .map_err(|_| CryptoError::Unseal)?
+            .len())
     }
 }
 

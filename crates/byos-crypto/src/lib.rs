@@ -7,9 +7,9 @@
 //! - [`envelope`]: per-segment data keys wrapped by an account KEK, chunked AES-256-GCM at rest.
 //! - [`signing`]: RSA token-signing keys (RS256) with their JWK form, parsed once and reused.
 
-mod sealed_box;
 pub mod envelope;
 pub mod root;
+mod sealed_box;
 pub mod secret;
 pub mod signing;
 pub mod vault_keys;

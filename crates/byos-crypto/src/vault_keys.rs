@@ -155,9 +155,17 @@ impl RsaKey {
         let len = match alg {
             RsaEncryption::Oaep | RsaEncryption::Oaep256 => {
                 let oaep = if alg == RsaEncryption::Oaep { &OAEP_SHA1_MGF1SHA1 } else { &OAEP_SHA256_MGF1SHA256 };
-                OaepPublicEncryptingKey::new(public).map_err(key_err)?.encrypt(oaep, plaintext, &mut out, None).map_err(key_err)?.len()
+                OaepPublicEncryptingKey::new(public)
+                    .map_err(key_err)?
+                    .encrypt(oaep, plaintext, &mut out, None)
+                    .map_err(key_err)?
+                    .len()
             }
-            RsaEncryption::Pkcs1 => Pkcs1PublicEncryptingKey::new(public).map_err(key_err)?.encrypt(plaintext, &mut out).map_err(key_err)?.len(),
+            RsaEncryption::Pkcs1 => Pkcs1PublicEncryptingKey::new(public)
+                .map_err(key_err)?
+                .encrypt(plaintext, &mut out)
+                .map_err(key_err)?
+                .len(),
         };
         out.truncate(len);
         Ok(out)
@@ -170,9 +178,17 @@ impl RsaKey {
         let len = match alg {
             RsaEncryption::Oaep | RsaEncryption::Oaep256 => {
                 let oaep = if alg == RsaEncryption::Oaep { &OAEP_SHA1_MGF1SHA1 } else { &OAEP_SHA256_MGF1SHA256 };
-                OaepPrivateDecryptingKey::new(private).map_err(key_err)?.decrypt(oaep, ciphertext, &mut out, None).map_err(|_| CryptoError::Unseal)?.len()
+                OaepPrivateDecryptingKey::new(private)
+                    .map_err(key_err)?
+                    .decrypt(oaep, ciphertext, &mut out, None)
+                    .map_err(|_| CryptoError::Unseal)?
+                    .len()
             }
-            RsaEncryption::Pkcs1 => Pkcs1PrivateDecryptingKey::new(private).map_err(key_err)?.decrypt(ciphertext, &mut out).map_err(|_| CryptoError::Unseal)?.len(),
+            RsaEncryption::Pkcs1 => Pkcs1PrivateDecryptingKey::new(private)
+                .map_err(key_err)?
+                .decrypt(ciphertext, &mut out)
+                .map_err(|_| CryptoError::Unseal)?
+                .len(),
         };
         out.truncate(len);
         Ok(out)
@@ -180,7 +196,8 @@ impl RsaKey {
 
     /// Signs a digest the caller computed (its length must match the algorithm).
     pub fn sign_digest(&self, alg: RsaSignature, digest_bytes: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let digest = digest::Digest::import_less_safe(digest_bytes, alg.digest_algorithm()).map_err(|_| CryptoError::Sign)?;
+        let digest =
+            digest::Digest::import_less_safe(digest_bytes, alg.digest_algorithm()).map_err(|_| CryptoError::Sign)?;
         let pair = self.pair()?;
         let mut sig = vec![0u8; pair.public_modulus_len()];
         pair.sign_digest(alg.encoding(), &digest, &mut sig).map_err(|_| CryptoError::Sign)?;
@@ -188,7 +205,9 @@ impl RsaKey {
     }
 
     pub fn verify_digest(&self, alg: RsaSignature, digest_bytes: &[u8], sig: &[u8]) -> Result<bool, CryptoError> {
-        let Ok(digest) = digest::Digest::import_less_safe(digest_bytes, alg.digest_algorithm()) else { return Ok(false) };
+        let Ok(digest) = digest::Digest::import_less_safe(digest_bytes, alg.digest_algorithm()) else {
+            return Ok(false);
+        };
         let pair = self.pair()?;
         Ok(UnparsedPublicKey::new(alg.verification(), pair.public_key().as_ref()).verify_digest(&digest, sig).is_ok())
     }
@@ -227,12 +246,15 @@ pub struct EcKey {
 impl EcKey {
     pub fn generate() -> Result<Self, CryptoError> {
         let rng = aws_lc_rs::rand::SystemRandom::new();
-        let pkcs8 = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(key_err)?;
+        let pkcs8 =
+            aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(key_err)?;
         Self::from_pkcs8(Zeroizing::new(pkcs8.as_ref().to_vec()))
     }
 
     pub fn from_pkcs8(pkcs8: Zeroizing<Vec<u8>>) -> Result<Self, CryptoError> {
-        let pair = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8).map_err(key_err)?;
+        let pair = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
+            .map_err(key_err)?;
         Ok(EcKey { pkcs8, pair })
     }
 
@@ -257,7 +279,9 @@ impl EcKey {
 
     pub fn verify_digest(&self, digest_bytes: &[u8], sig: &[u8]) -> bool {
         let Ok(digest) = digest::Digest::import_less_safe(digest_bytes, &digest::SHA256) else { return false };
-        UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, self.pair.public_key().as_ref()).verify_digest(&digest, sig).is_ok()
+        UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, self.pair.public_key().as_ref())
+            .verify_digest(&digest, sig)
+            .is_ok()
     }
 }
 

@@ -46,8 +46,12 @@ pub fn render_error(e: &ApiError) -> Response {
     let mut response = match e.format {
         ErrorFormat::Arm => (status, axum::Json(arm_body(e))).into_response(),
         ErrorFormat::Entra => (status, axum::Json(entra_body(e, &request_id))).into_response(),
-        ErrorFormat::ManagedIdentity => (status, axum::Json(json!({"error": e.code, "error_description": e.message}))).into_response(),
-        ErrorFormat::StorageXml => (status, [(header::CONTENT_TYPE, "application/xml")], storage_body(e, &request_id)).into_response(),
+        ErrorFormat::ManagedIdentity => {
+            (status, axum::Json(json!({"error": e.code, "error_description": e.message}))).into_response()
+        }
+        ErrorFormat::StorageXml => {
+            (status, [(header::CONTENT_TYPE, "application/xml")], storage_body(e, &request_id)).into_response()
+        }
         ErrorFormat::KeyVault => (status, axum::Json(key_vault_body(e))).into_response(),
     };
     let headers = response.headers_mut();
@@ -102,7 +106,11 @@ fn entra_body(e: &ApiError, request_id: &str) -> Value {
 }
 
 fn storage_body(e: &ApiError, request_id: &str) -> String {
-    let detail = e.detail.as_deref().map(|d| format!("<AuthenticationErrorDetail>{}</AuthenticationErrorDetail>", xml_escape(d))).unwrap_or_default();
+    let detail = e
+        .detail
+        .as_deref()
+        .map(|d| format!("<AuthenticationErrorDetail>{}</AuthenticationErrorDetail>", xml_escape(d)))
+        .unwrap_or_default();
     format!(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{}</Code><Message>{}\nRequestId:{request_id}\nTime:{}</Message>{detail}</Error>",
         xml_escape(&e.code),
@@ -136,10 +144,17 @@ fn insert_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
 /// Parses a JSON request body into `T`, answering malformed or mistyped input as ARM does.
 pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Failure> {
     if body.len() > MAX_JSON_BODY {
-        return Err(Failure::from(ApiError::new(413, "RequestEntityTooLarge", format!("The request content exceeds the maximum size of {MAX_JSON_BODY} bytes."))));
+        return Err(Failure::from(ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("The request content exceeds the maximum size of {MAX_JSON_BODY} bytes."),
+        )));
     }
     serde_json::from_slice(body).map_err(|e| {
-        Failure::from(ApiError::bad_request("InvalidRequestContent", format!("The request content was invalid and could not be deserialized: '{e}'.")))
+        Failure::from(ApiError::bad_request(
+            "InvalidRequestContent",
+            format!("The request content was invalid and could not be deserialized: '{e}'."),
+        ))
     })
 }
 

@@ -37,7 +37,9 @@ pub enum DirectoryError {
 impl From<DirectoryError> for ApiError {
     fn from(e: DirectoryError) -> Self {
         match e {
-            DirectoryError::NoSuchIdentity(what) => ApiError::not_found("IdentityNotFound", format!("No managed identity matches '{what}'.")),
+            DirectoryError::NoSuchIdentity(what) => {
+                ApiError::not_found("IdentityNotFound", format!("No managed identity matches '{what}'."))
+            }
             other => {
                 tracing::error!(error = %other, "directory failure");
                 ApiError::internal()
@@ -83,14 +85,16 @@ impl Directory {
     /// Loads the directory from `store`, creating the tenant and its keys on first start.
     pub async fn open(store: SharedStore, root: &RootKey, authority: &str) -> Result<Self, DirectoryError> {
         let tenant_id = load_or_create_tenant(&store).await?;
-        let signing_der = load_or_create_sealed(&store, root, DIRECTORY, SIGNING_KEY, SealPurpose::TokenSigningKey, || {
-            SigningKey::generate()?.to_pkcs8()
-        })
-        .await?;
-        let header_key = load_or_create_sealed(&store, root, DIRECTORY, IDENTITY_HEADER_KEY, SealPurpose::IdentityHeaderKey, || {
-            Ok(Zeroizing::new(byos_crypto::random_bytes::<32>()?.to_vec()))
-        })
-        .await?;
+        let signing_der =
+            load_or_create_sealed(&store, root, DIRECTORY, SIGNING_KEY, SealPurpose::TokenSigningKey, || {
+                SigningKey::generate()?.to_pkcs8()
+            })
+            .await?;
+        let header_key =
+            load_or_create_sealed(&store, root, DIRECTORY, IDENTITY_HEADER_KEY, SealPurpose::IdentityHeaderKey, || {
+                Ok(Zeroizing::new(byos_crypto::random_bytes::<32>()?.to_vec()))
+            })
+            .await?;
         let tokens = TokenService::new(SigningKey::from_pkcs8(&signing_der)?, authority, tenant_id)?;
         let directory = Directory {
             store,
@@ -107,7 +111,8 @@ impl Directory {
     async fn load_principals(&self) -> Result<(), DirectoryError> {
         let mut loaded = Principals::default();
         for (key, bytes) in self.store.scan(PRINCIPALS, "").await? {
-            let p: Principal = serde_json::from_slice(&bytes).map_err(|e| DirectoryError::Corrupt(format!("principals/{key}"), e.to_string()))?;
+            let p: Principal = serde_json::from_slice(&bytes)
+                .map_err(|e| DirectoryError::Corrupt(format!("principals/{key}"), e.to_string()))?;
             loaded.by_client.insert(p.client_id, p.object_id);
             loaded.by_object.insert(p.object_id, Arc::new(p));
         }
@@ -146,7 +151,10 @@ impl Directory {
     }
 
     /// Creates a service principal with one fresh secret; returns it with the secret (shown once).
-    pub async fn create_service_principal(&self, display_name: &str) -> Result<(Principal, Zeroizing<String>), DirectoryError> {
+    pub async fn create_service_principal(
+        &self,
+        display_name: &str,
+    ) -> Result<(Principal, Zeroizing<String>), DirectoryError> {
         let secret = Zeroizing::new(secret::generate()?);
         let principal = Principal {
             v: PRINCIPAL_RECORD_VERSION,
@@ -179,11 +187,17 @@ impl Directory {
             sealed_secret: String,
         }
         if let Some(bytes) = self.store.get(table, key).await? {
-            let record: SealedPrincipal = serde_json::from_slice(&bytes).map_err(|e| DirectoryError::Corrupt(key.into(), e.to_string()))?;
-            let sealed = byos_crypto::b64url_decode(&record.sealed_secret).ok_or_else(|| DirectoryError::Corrupt(key.into(), "secret".into()))?;
+            let record: SealedPrincipal =
+                serde_json::from_slice(&bytes).map_err(|e| DirectoryError::Corrupt(key.into(), e.to_string()))?;
+            let sealed = byos_crypto::b64url_decode(&record.sealed_secret)
+                .ok_or_else(|| DirectoryError::Corrupt(key.into(), "secret".into()))?;
             let secret = root.open(SealPurpose::BootstrapSecret, &sealed)?;
-            let secret = Zeroizing::new(String::from_utf8(secret.to_vec()).map_err(|e| DirectoryError::Corrupt(key.into(), e.to_string()))?);
-            let principal = self.principal(record.object_id).ok_or_else(|| DirectoryError::Corrupt(key.into(), "principal missing".into()))?;
+            let secret = Zeroizing::new(
+                String::from_utf8(secret.to_vec()).map_err(|e| DirectoryError::Corrupt(key.into(), e.to_string()))?,
+            );
+            let principal = self
+                .principal(record.object_id)
+                .ok_or_else(|| DirectoryError::Corrupt(key.into(), "principal missing".into()))?;
             return Ok((principal, secret));
         }
         let (principal, secret) = self.create_service_principal(display_name).await?;
@@ -213,7 +227,8 @@ impl Directory {
 
     /// Adds the writes that store `principal` to `batch`.
     pub fn put_ops(&self, batch: Batch, principal: &Principal) -> Result<Batch, DirectoryError> {
-        let bytes = serde_json::to_vec(principal).map_err(|e| DirectoryError::Corrupt(principal.object_id.to_string(), e.to_string()))?;
+        let bytes = serde_json::to_vec(principal)
+            .map_err(|e| DirectoryError::Corrupt(principal.object_id.to_string(), e.to_string()))?;
         Ok(batch.put(PRINCIPALS, principal.object_id.to_string(), bytes))
     }
 
@@ -282,7 +297,9 @@ impl Directory {
         let needle = needle.trim();
         let found = principals.by_object.values().find(|p| {
             p.resource_id().is_some_and(|r| r.eq_ignore_ascii_case(needle))
-                || p.is_managed() && (p.client_id.to_string() == needle.to_ascii_lowercase() || p.object_id.to_string() == needle.to_ascii_lowercase())
+                || p.is_managed()
+                    && (p.client_id.to_string() == needle.to_ascii_lowercase()
+                        || p.object_id.to_string() == needle.to_ascii_lowercase())
         });
         found.cloned().ok_or_else(|| DirectoryError::NoSuchIdentity(needle.to_owned()))
     }
@@ -290,7 +307,11 @@ impl Directory {
     /// Binds (or unbinds) a managed identity to this host for the IMDS endpoint.
     pub async fn set_imds_binding(&self, principal: &Principal, bound: bool) -> Result<(), DirectoryError> {
         let key = principal.object_id.to_string();
-        let batch = if bound { Batch::new().put(IMDS_BINDINGS, key, b"{\"v\":1}".to_vec()) } else { Batch::new().delete(IMDS_BINDINGS, key) };
+        let batch = if bound {
+            Batch::new().put(IMDS_BINDINGS, key, b"{\"v\":1}".to_vec())
+        } else {
+            Batch::new().delete(IMDS_BINDINGS, key)
+        };
         let _guard = self.write_lock.lock().await;
         self.store.commit(batch).await?;
         let mut principals = self.write_principals();
@@ -305,11 +326,15 @@ impl Directory {
     /// The identity bound to this host that an IMDS request selects, or why there is none.
     pub fn imds_identity(&self, request: &ImdsRequest) -> Result<Arc<Principal>, String> {
         let principals = self.read_principals();
-        let bound: Vec<&Arc<Principal>> = principals.imds_bound.iter().filter_map(|oid| principals.by_object.get(oid)).collect();
+        let bound: Vec<&Arc<Principal>> =
+            principals.imds_bound.iter().filter_map(|oid| principals.by_object.get(oid)).collect();
         let wanted = |p: &Principal| {
             request.client_id.as_deref().is_none_or(|c| p.client_id.to_string().eq_ignore_ascii_case(c))
                 && request.object_id.as_deref().is_none_or(|o| p.object_id.to_string().eq_ignore_ascii_case(o))
-                && request.resource_id.as_deref().is_none_or(|r| p.resource_id().is_some_and(|id| id.eq_ignore_ascii_case(r)))
+                && request
+                    .resource_id
+                    .as_deref()
+                    .is_none_or(|r| p.resource_id().is_some_and(|id| id.eq_ignore_ascii_case(r)))
         };
         let matching: Vec<&&Arc<Principal>> = bound.iter().filter(|p| wanted(p)).collect();
         match matching.as_slice() {
@@ -323,7 +348,8 @@ impl Directory {
 
 async fn load_or_create_tenant(store: &SharedStore) -> Result<Uuid, DirectoryError> {
     if let Some(bytes) = store.get(DIRECTORY, TENANT_KEY).await? {
-        let record: TenantRecord = serde_json::from_slice(&bytes).map_err(|e| DirectoryError::Corrupt(TENANT_KEY.into(), e.to_string()))?;
+        let record: TenantRecord =
+            serde_json::from_slice(&bytes).map_err(|e| DirectoryError::Corrupt(TENANT_KEY.into(), e.to_string()))?;
         return Ok(record.tenant_id);
     }
     let record = TenantRecord { v: 1, tenant_id: Uuid::new_v4() };
@@ -363,7 +389,8 @@ mod tests {
     async fn directory() -> (Directory, RootKey, SharedStore) {
         let store: SharedStore = Arc::new(MemStore::new());
         let root = RootKey::ephemeral().unwrap_or_else(|e| panic!("{e}"));
-        let dir = Directory::open(Arc::clone(&store), &root, "https://127.0.0.1:1").await.unwrap_or_else(|e| panic!("{e}"));
+        let dir =
+            Directory::open(Arc::clone(&store), &root, "https://127.0.0.1:1").await.unwrap_or_else(|e| panic!("{e}"));
         (dir, root, store)
     }
 
@@ -414,7 +441,10 @@ mod tests {
         let (sp, _) = dir.create_service_principal("sp").await?;
         assert!(dir.principal_for_identity_header(&format!("{}.AAAA", sp.object_id)).is_none());
         assert!(dir.principal_for_identity_header("garbage").is_none());
-        assert!(dir.principal_for_identity_header(&dir.identity_header(&sp)).is_none(), "service principals are not managed identities");
+        assert!(
+            dir.principal_for_identity_header(&dir.identity_header(&sp)).is_none(),
+            "service principals are not managed identities"
+        );
         Ok(())
     }
 }

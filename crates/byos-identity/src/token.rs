@@ -158,7 +158,9 @@ impl TokenService {
     /// The claims of a token signed by this service for this tenant (times unchecked).
     fn verify_signed(&self, token: &str) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(TokenError::Malformed);
         };
         self.check_header(header)?;
@@ -233,7 +235,10 @@ mod tests {
         let (token, exp) = svc.mint(&p, "https://management.azure.com", 1000)?;
         let claims = svc.verify(&token, 1001)?;
         assert_eq!((claims.oid, claims.appid, claims.exp), (p.object_id, p.client_id, exp));
-        assert_eq!(claims.iss, "https://127.0.0.1:1/".trim_end_matches('/').to_owned() + &format!("/{}/v2.0", claims.tid));
+        assert_eq!(
+            claims.iss,
+            "https://127.0.0.1:1/".trim_end_matches('/').to_owned() + &format!("/{}/v2.0", claims.tid)
+        );
         Ok(())
     }
 
@@ -276,9 +281,18 @@ mod tests {
 
     #[test]
     fn scope_to_audience() {
-        assert_eq!(audience_from_scope("https://management.azure.com/.default").as_deref(), Some("https://management.azure.com"));
-        assert_eq!(audience_from_scope("https://management.core.windows.net//.default").as_deref(), Some("https://management.core.windows.net/"));
-        assert_eq!(audience_from_scope("openid https://storage.azure.com/.default").as_deref(), Some("https://storage.azure.com"));
+        assert_eq!(
+            audience_from_scope("https://management.azure.com/.default").as_deref(),
+            Some("https://management.azure.com")
+        );
+        assert_eq!(
+            audience_from_scope("https://management.core.windows.net//.default").as_deref(),
+            Some("https://management.core.windows.net/")
+        );
+        assert_eq!(
+            audience_from_scope("openid https://storage.azure.com/.default").as_deref(),
+            Some("https://storage.azure.com")
+        );
         assert_eq!(audience_from_scope("https://x/user.read"), None);
         assert_eq!(audience_from_scope("/.default"), None);
     }

@@ -68,11 +68,17 @@ impl Head {
     }
 
     fn new(key: &MacKey, vault: &str, seq: u64, hash: &str) -> Head {
-        Head { v: 1, seq, hash: hash.to_owned(), mac: b64url(&key.sign(Self::signed_text(vault, seq, hash).as_bytes())) }
+        Head {
+            v: 1,
+            seq,
+            hash: hash.to_owned(),
+            mac: b64url(&key.sign(Self::signed_text(vault, seq, hash).as_bytes())),
+        }
     }
 
     fn authentic(&self, key: &MacKey, vault: &str) -> bool {
-        b64url_decode(&self.mac).is_some_and(|tag| key.verify(Self::signed_text(vault, self.seq, &self.hash).as_bytes(), &tag))
+        b64url_decode(&self.mac)
+            .is_some_and(|tag| key.verify(Self::signed_text(vault, self.seq, &self.hash).as_bytes(), &tag))
     }
 }
 
@@ -111,7 +117,12 @@ struct ChainEnd {
 
 /// The end of a vault's chain: from memory, else from its sealed head (so entries cut off the end
 /// stay visible as a gap), else, with a problem to record, from its last stored entry.
-async fn chain_end(store: &byos_store::SharedStore, queue: &std::sync::Mutex<Queue>, head_key: &MacKey, vault: &str) -> Result<ChainEnd, StoreError> {
+async fn chain_end(
+    store: &byos_store::SharedStore,
+    queue: &std::sync::Mutex<Queue>,
+    head_key: &MacKey,
+    vault: &str,
+) -> Result<ChainEnd, StoreError> {
     if let Some(head) = queue.lock().unwrap_or_else(|e| e.into_inner()).heads.get(vault) {
         return Ok(ChainEnd { last: Some(head.clone()), problem: None });
     }
@@ -154,7 +165,12 @@ struct Appended<'a> {
 }
 
 /// Chains an entry after the vault's current end in `heads` and adds it to `batch`.
-fn append(batch: &mut Batch, heads: &mut std::collections::HashMap<String, Option<(u64, String)>>, vault: &str, appended: Appended<'_>) -> Result<(), ()> {
+fn append(
+    batch: &mut Batch,
+    heads: &mut std::collections::HashMap<String, Option<(u64, String)>>,
+    vault: &str,
+    appended: Appended<'_>,
+) -> Result<(), ()> {
     let previous = heads.get(vault).cloned().flatten();
     let (seq, prev) = previous.map(|(seq, hash)| (seq + 1, hash)).unwrap_or((0, GENESIS.to_owned()));
     let mut entry = Entry {
@@ -255,7 +271,15 @@ pub struct Who {
 pub fn result_of(outcome: Result<(), &ApiError>) -> String {
     match outcome {
         Ok(()) => "success".into(),
-        Err(e) if e.status == 403 && matches!(e.inner_code.as_deref(), Some("AccessDenied" | "ForbiddenByRbac" | "ForbiddenByFirewall" | "ForbiddenByConnection")) => "denied".into(),
+        Err(e)
+            if e.status == 403
+                && matches!(
+                    e.inner_code.as_deref(),
+                    Some("AccessDenied" | "ForbiddenByRbac" | "ForbiddenByFirewall" | "ForbiddenByConnection")
+                ) =>
+        {
+            "denied".into()
+        }
         Err(e) if e.status == 401 => "denied".into(),
         Err(e) => format!("failed: {}", e.inner_code.clone().unwrap_or_else(|| e.code.clone())),
     }
@@ -281,7 +305,14 @@ impl KeyVaultService {
             Err(_) => return,
         };
         let (done, written) = tokio::sync::oneshot::channel();
-        let pending = Pending { vault: vault.to_ascii_lowercase(), who: who.clone(), key: key_id.to_owned(), operation: operation.to_owned(), result, done };
+        let pending = Pending {
+            vault: vault.to_ascii_lowercase(),
+            who: who.clone(),
+            key: key_id.to_owned(),
+            operation: operation.to_owned(),
+            result,
+            done,
+        };
         let lead = {
             let mut queue = self.audit_queue.lock().unwrap_or_else(|e| e.into_inner());
             queue.pending.push(pending);
@@ -297,9 +328,14 @@ impl KeyVaultService {
     /// The key authenticating audit heads: unsealed from the store, created on first use.
     async fn audit_head_key(&self) -> Result<Arc<MacKey>, ApiError> {
         let key = self.audit_key.get_or_try_init(|| async {
-            let bytes = byos_identity::load_or_create_sealed(&self.store, &self.root, META, HEAD_KEY, SealPurpose::AuditHeadKey, || {
-                Ok(Zeroizing::new(byos_crypto::random_bytes::<32>()?.to_vec()))
-            })
+            let bytes = byos_identity::load_or_create_sealed(
+                &self.store,
+                &self.root,
+                META,
+                HEAD_KEY,
+                SealPurpose::AuditHeadKey,
+                || Ok(Zeroizing::new(byos_crypto::random_bytes::<32>()?.to_vec())),
+            )
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot load the audit head key; key operations go unaudited");
@@ -338,9 +374,13 @@ pub fn verify_anchored(entries: &[Entry], head: Option<&Head>, key: &MacKey, vau
         (None, None) => Ok(0),
         (_, Some(head)) if !head.authentic(key, vault) => Err("the log's sealed head was altered".into()),
         (Some(last), Some(head)) if last.seq == head.seq && last.hash == head.hash => Ok(count),
-        (Some(last), Some(head)) if last.seq < head.seq => Err(format!("entries {} to {} were cut off the end of the log", last.seq + 1, head.seq)),
+        (Some(last), Some(head)) if last.seq < head.seq => {
+            Err(format!("entries {} to {} were cut off the end of the log", last.seq + 1, head.seq))
+        }
         (None, Some(head)) => Err(format!("every entry was removed (the sealed head names entry {})", head.seq)),
-        (Some(_), Some(head)) => Err(format!("the log does not end at entry {} as its sealed head says: it was rewritten", head.seq)),
+        (Some(_), Some(head)) => {
+            Err(format!("the log does not end at entry {} as its sealed head says: it was rewritten", head.seq))
+        }
         (Some(_), None) => Err("the log's sealed head is missing".into()),
     }
 }
@@ -354,13 +394,20 @@ pub fn verify(entries: &[Entry]) -> Result<usize, String> {
             return Err(format!("entry {expected} is missing (found sequence number {} in its place)", entry.seq));
         }
         if entry.prev != prev {
-            return Err(format!("entry {} does not follow entry {}: the chain was cut or reordered", entry.seq, expected.saturating_sub(1)));
+            return Err(format!(
+                "entry {} does not follow entry {}: the chain was cut or reordered",
+                entry.seq,
+                expected.saturating_sub(1)
+            ));
         }
         if entry.digest() != entry.hash {
             return Err(format!("entry {} was modified after it was written", entry.seq));
         }
         if entry.operation == LOG_CHECK {
-            return Err(format!("entry {} records that the log was tampered with before it: {}", entry.seq, entry.result));
+            return Err(format!(
+                "entry {} records that the log was tampered with before it: {}",
+                entry.seq, entry.result
+            ));
         }
         prev = entry.hash.clone();
     }
@@ -404,7 +451,10 @@ mod tests {
         let mut rehashed = chain(4);
         rehashed[1].operation = "sign".into();
         rehashed[1].hash = rehashed[1].digest();
-        assert!(verify(&rehashed).is_err_and(|e| e.contains("entry 2 does not follow")), "rehashing one entry breaks the next link");
+        assert!(
+            verify(&rehashed).is_err_and(|e| e.contains("entry 2 does not follow")),
+            "rehashing one entry breaks the next link"
+        );
         let mut deleted = chain(4);
         deleted.remove(1);
         assert!(verify(&deleted).is_err());
@@ -452,7 +502,11 @@ async fn operator_audit(
     axum::extract::Query(query): axum::extract::Query<AuditQuery>,
 ) -> Result<axum::response::Response, byos_http::Failure> {
     use byos_identity::api::operator::OperatorSocket;
-    let caller = if extensions.get::<OperatorSocket>().is_some() { Caller::operator() } else { Caller::anonymous(byos_http::origin_of(&extensions)) };
+    let caller = if extensions.get::<OperatorSocket>().is_some() {
+        Caller::operator()
+    } else {
+        Caller::anonymous(byos_http::origin_of(&extensions))
+    };
     service
         .door
         .authorize(&caller, &byos_authz::Action::operator("byos/keyVaults/audit/read"), &byos_core::Scope::root())
@@ -462,5 +516,8 @@ async fn operator_audit(
         Ok(n) => serde_json::json!({"ok": true, "entries": n}),
         Err(problem) => serde_json::json!({"ok": false, "entries": entries.len(), "problem": problem}),
     };
-    Ok(byos_http::json_response(200, &serde_json::json!({"vault": query.vault, "verification": verdict, "entries": entries})))
+    Ok(byos_http::json_response(
+        200,
+        &serde_json::json!({"vault": query.vault, "verification": verdict, "entries": entries}),
+    ))
 }

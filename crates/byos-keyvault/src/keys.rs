@@ -79,7 +79,9 @@ impl ParsedKey {
     fn rsa(&self) -> Result<&RsaKey, ApiError> {
         match self {
             ParsedKey::Rsa(key) => Ok(key),
-            ParsedKey::Ec(_) => Err(bad_parameter("This operation needs an RSA key; EC keys can only sign and verify.")),
+            ParsedKey::Ec(_) => {
+                Err(bad_parameter("This operation needs an RSA key; EC keys can only sign and verify."))
+            }
         }
     }
 }
@@ -112,7 +114,9 @@ fn internal() -> ApiError {
 
 fn store_err(e: byos_store::StoreError) -> ApiError {
     match e {
-        byos_store::StoreError::Conflict { .. } => kv_error(409, "Conflict", "A concurrent change conflicted with this request; retry it."),
+        byos_store::StoreError::Conflict { .. } => {
+            kv_error(409, "Conflict", "A concurrent change conflicted with this request; retry it.")
+        }
         byos_store::StoreError::Backend(detail) => {
             tracing::error!(%detail, "metadata store failure");
             internal()
@@ -180,17 +184,31 @@ fn target(path: &str) -> Option<Target> {
 
 /// The authenticated caller, or the 401 challenge the SDK needs to fetch a token.
 fn authenticate(service: &KeyVaultService, request: &Request) -> Result<Caller, ApiError> {
-    let challenge = format!("Bearer authorization=\"{}/{}\", resource=\"https://vault.azure.net\"", service.authority, service.directory.tenant_id());
+    let challenge = format!(
+        "Bearer authorization=\"{}/{}\", resource=\"https://vault.azure.net\"",
+        service.authority,
+        service.directory.tenant_id()
+    );
     let Some(token) = bearer_token(request.headers()) else {
-        return Err(kv_error(401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.").with_challenge(challenge));
+        return Err(kv_error(401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.")
+            .with_challenge(challenge));
     };
     service.directory.authenticate(token, &VAULT_AUDIENCES, origin_of(request.extensions())).map_err(|e| {
-        kv_error(401, "Unauthorized", format!("AKV10032: Invalid token: {e}.")).with_challenge(challenge.clone()).with_explanation(json!({"reason": e.to_string()}))
+        kv_error(401, "Unauthorized", format!("AKV10032: Invalid token: {e}."))
+            .with_challenge(challenge.clone())
+            .with_explanation(json!({"reason": e.to_string()}))
     })
 }
 
 /// Asks the door: RBAC on RBAC vaults, the vault's access policy otherwise.
-fn authorize(service: &KeyVaultService, vault: &Vault, caller: &Caller, action: &'static str, permission: &str, key: Option<&str>) -> Result<(), ApiError> {
+fn authorize(
+    service: &KeyVaultService,
+    vault: &Vault,
+    caller: &Caller,
+    action: &'static str,
+    permission: &str,
+    key: Option<&str>,
+) -> Result<(), ApiError> {
     let scope_text = match key {
         Some(name) => format!("{}/keys/{name}", vault.id),
         None => vault.id.clone(),
@@ -200,7 +218,8 @@ fn authorize(service: &KeyVaultService, vault: &Vault, caller: &Caller, action: 
     let guard = ResourceGuard {
         public_network_disabled,
         firewall,
-        policy_permits: (!vault.settings.enable_rbac_authorization).then(|| vault.settings.policy_permits(caller.object_id, caller.tenant_id)),
+        policy_permits: (!vault.settings.enable_rbac_authorization)
+            .then(|| vault.settings.policy_permits(caller.object_id, caller.tenant_id)),
         ..ResourceGuard::default()
     };
     service.door.authorize_access(caller, &Action::data(action), &scope, Some(&guard)).map(|_| ()).map_err(|denial| {
@@ -240,13 +259,24 @@ async fn dispatch(service: &Arc<KeyVaultService>, vault_name: &str, request: Req
     let vault = service.vault(vault_name).ok_or_else(|| kv_error(404, "VaultNotFound", "The vault was deleted."))?;
     let caller = authenticate(service, &request)?;
     let method = request.method().clone();
-    let target = target(request.uri().path()).ok_or_else(|| kv_error(404, "NotFound", "The requested URI does not address a Key Vault key resource."))?;
-    let body = axum::body::to_bytes(request.into_body(), MAX_BODY).await.map_err(|_| bad_parameter("The request body is too large."))?;
+    let target = target(request.uri().path())
+        .ok_or_else(|| kv_error(404, "NotFound", "The requested URI does not address a Key Vault key resource."))?;
+    let body = axum::body::to_bytes(request.into_body(), MAX_BODY)
+        .await
+        .map_err(|_| bad_parameter("The request body is too large."))?;
     let ctx = Ctx { service, vault: &vault, caller: &caller };
     let audited = audit_subject(&vault, &method, &target);
     let outcome = route(&ctx, method, target, &body).await;
     if let Some((key_id, operation)) = audited {
-        service.audit(&vault.name, &caller, &key_id, operation, crate::audit::result_of(outcome.as_ref().map(|_| ()).map_err(|f| &*f.0))).await;
+        service
+            .audit(
+                &vault.name,
+                &caller,
+                &key_id,
+                operation,
+                crate::audit::result_of(outcome.as_ref().map(|_| ()).map_err(|f| &*f.0)),
+            )
+            .await;
     }
     outcome
 }
@@ -301,10 +331,13 @@ async fn route(ctx: &Ctx<'_>, method: Method, target: Target, body: &Bytes) -> R
         (Method::POST, T::Restore) => ctx.restore(body).await,
         (Method::GET, T::RotationPolicy(name)) => ctx.get_rotation_policy(&name).await,
         (Method::PUT, T::RotationPolicy(name)) => ctx.set_rotation_policy(&name, body).await,
-        (method, _) => Err(Failure::from(kv_error(405, "MethodNotAllowed", format!("The method {method} is not supported on this resource.")))),
+        (method, _) => Err(Failure::from(kv_error(
+            405,
+            "MethodNotAllowed",
+            format!("The method {method} is not supported on this resource."),
+        ))),
     }
 }
-
 
 struct Ctx<'a> {
     service: &'a Arc<KeyVaultService>,
@@ -316,12 +349,21 @@ fn validate_name(name: &str) -> Result<(), ApiError> {
     if !name.is_empty() && name.len() <= 127 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
         Ok(())
     } else {
-        Err(bad_parameter(format!("The key name '{name}' is invalid: it must match ^[0-9a-zA-Z-]+$ and be at most 127 characters.")))
+        Err(bad_parameter(format!(
+            "The key name '{name}' is invalid: it must match ^[0-9a-zA-Z-]+$ and be at most 127 characters."
+        )))
     }
 }
 
 fn not_found(name: &str, version: Option<&str>) -> ApiError {
-    kv_error(404, "KeyNotFound", format!("A key with (name/id) {name}{} was not found in this key vault.", version.map(|v| format!("/{v}")).unwrap_or_default()))
+    kv_error(
+        404,
+        "KeyNotFound",
+        format!(
+            "A key with (name/id) {name}{} was not found in this key vault.",
+            version.map(|v| format!("/{v}")).unwrap_or_default()
+        ),
+    )
 }
 
 #[derive(Deserialize, Default)]
@@ -433,11 +475,23 @@ impl Ctx<'_> {
     }
 
     async fn state(&self, name: &str) -> Result<Option<KeyState>, ApiError> {
-        self.service.store.get(KEY_STATE, &self.state_key(name)).await.map_err(store_err)?.map(|b| decode(&b)).transpose()
+        self.service
+            .store
+            .get(KEY_STATE, &self.state_key(name))
+            .await
+            .map_err(store_err)?
+            .map(|b| decode(&b))
+            .transpose()
     }
 
     async fn version(&self, name: &str, version: &str) -> Result<Option<KeyVersion>, ApiError> {
-        self.service.store.get(KEYS, &self.version_key(name, version)).await.map_err(store_err)?.map(|b| decode(&b)).transpose()
+        self.service
+            .store
+            .get(KEYS, &self.version_key(name, version))
+            .await
+            .map_err(store_err)?
+            .map(|b| decode(&b))
+            .transpose()
     }
 
     /// A live (not deleted) key's requested or latest version.
@@ -447,20 +501,37 @@ impl Ctx<'_> {
     }
 
     async fn create(&self, name: &str, body: &Bytes) -> Result<Response, Failure> {
-        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/create/action", "create", Some(name))?;
+        authorize(
+            self.service,
+            self.vault,
+            self.caller,
+            "Microsoft.KeyVault/vaults/keys/create/action",
+            "create",
+            Some(name),
+        )?;
         validate_name(name)?;
         let request: CreateBody = parse(body)?;
         let kind = match (request.kty.as_str(), request.crv.as_deref()) {
             ("RSA" | "RSA-HSM", _) => {
                 let bits = request.key_size.unwrap_or(2048);
                 if ![2048, 3072, 4096].contains(&bits) {
-                    return Err(Failure::from(bad_parameter(format!("The key size {bits} is not supported; use 2048, 3072 or 4096."))));
+                    return Err(Failure::from(bad_parameter(format!(
+                        "The key size {bits} is not supported; use 2048, 3072 or 4096."
+                    ))));
                 }
                 KeyKind::Rsa(bits)
             }
             ("EC" | "EC-HSM", None | Some("P-256")) => KeyKind::EcP256,
-            ("EC" | "EC-HSM", Some(curve)) => return Err(Failure::from(bad_parameter(format!("The curve '{curve}' is not supported; byos creates P-256 EC keys.")))),
-            (other, _) => return Err(Failure::from(bad_parameter(format!("The key type '{other}' is not supported; byos creates RSA (2048, 3072, 4096) and EC P-256 keys.")))),
+            ("EC" | "EC-HSM", Some(curve)) => {
+                return Err(Failure::from(bad_parameter(format!(
+                    "The curve '{curve}' is not supported; byos creates P-256 EC keys."
+                ))));
+            }
+            (other, _) => {
+                return Err(Failure::from(bad_parameter(format!(
+                    "The key type '{other}' is not supported; byos creates RSA (2048, 3072, 4096) and EC P-256 keys."
+                ))));
+            }
         };
         let default_ops: &[&str] = if matches!(kind, KeyKind::EcP256) { &["sign", "verify"] } else { &DEFAULT_KEY_OPS };
         let key_ops = request.key_ops.unwrap_or_else(|| default_ops.iter().map(|s| (*s).to_owned()).collect());
@@ -476,13 +547,22 @@ impl Ctx<'_> {
             ));
         }
         let attributes = request.attributes.unwrap_or_default();
-        let record = self.new_version(name, kind, key_ops, attributes, request.tags.unwrap_or_default(), previous).await?;
+        let record =
+            self.new_version(name, kind, key_ops, attributes, request.tags.unwrap_or_default(), previous).await?;
         Ok(json_response(200, &self.bundle(&record)))
     }
 
     /// Generates and stores a new version of `name`, making it the current one; guarded on the
     /// key's previous state.
-    async fn new_version(&self, name: &str, kind: KeyKind, key_ops: Vec<String>, attributes: Attributes, tags: Map<String, Value>, previous: Option<KeyState>) -> Result<KeyVersion, ApiError> {
+    async fn new_version(
+        &self,
+        name: &str,
+        kind: KeyKind,
+        key_ops: Vec<String>,
+        attributes: Attributes,
+        tags: Map<String, Value>,
+        previous: Option<KeyState>,
+    ) -> Result<KeyVersion, ApiError> {
         // RSA generation takes up to seconds for 4096 bits: keep it off the async workers.
         let key = tokio::task::spawn_blocking(move || match kind {
             KeyKind::Rsa(bits) => RsaKey::generate(bits).map(ParsedKey::Rsa),
@@ -551,16 +631,35 @@ impl Ctx<'_> {
     }
 
     async fn rotate(&self, name: &str) -> Result<Response, Failure> {
-        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/rotate/action", "rotate", Some(name))?;
+        authorize(
+            self.service,
+            self.vault,
+            self.caller,
+            "Microsoft.KeyVault/vaults/keys/rotate/action",
+            "rotate",
+            Some(name),
+        )?;
         Ok(json_response(200, &self.bundle(&self.rotate_now(name).await?)))
     }
 
     /// An opaque backup of every version of a key: the records (private keys still sealed) sealed
     /// once more under the root key, so it restores only into this deployment.
     async fn backup(&self, name: &str) -> Result<Response, Failure> {
-        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/backup/action", "backup", Some(name))?;
+        authorize(
+            self.service,
+            self.vault,
+            self.caller,
+            "Microsoft.KeyVault/vaults/keys/backup/action",
+            "backup",
+            Some(name),
+        )?;
         self.live(name, None).await?;
-        let backup = Backup { v: 1, name: name.to_owned(), state: self.state(name).await?.ok_or_else(|| not_found(name, None))?, versions: self.versions(name).await? };
+        let backup = Backup {
+            v: 1,
+            name: name.to_owned(),
+            state: self.state(name).await?.ok_or_else(|| not_found(name, None))?,
+            versions: self.versions(name).await?,
+        };
         let sealed = self.service.root.seal(SealPurpose::KeyBackup, &encode(&backup)?).map_err(|_| internal())?;
         Ok(json_response(200, &json!({"value": b64url(&sealed)})))
     }
@@ -576,14 +675,29 @@ impl Ctx<'_> {
         let sealed = b64url_decode(&request.value).ok_or_else(invalid)?;
         let plain = self.service.root.open(SealPurpose::KeyBackup, &sealed).map_err(|_| invalid())?;
         let backup: Backup = serde_json::from_slice(&plain).map_err(|_| invalid())?;
-        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/restore/action", "restore", Some(&backup.name))?;
+        authorize(
+            self.service,
+            self.vault,
+            self.caller,
+            "Microsoft.KeyVault/vaults/keys/restore/action",
+            "restore",
+            Some(&backup.name),
+        )?;
         let skey = self.state_key(&backup.name);
-        let mut batch = Batch::new().expect_absent(KEY_STATE, skey.clone()).put(KEY_STATE, skey, encode(&KeyState { deleted: None, ..backup.state.clone() })?);
+        let mut batch = Batch::new().expect_absent(KEY_STATE, skey.clone()).put(
+            KEY_STATE,
+            skey,
+            encode(&KeyState { deleted: None, ..backup.state.clone() })?,
+        );
         for version in &backup.versions {
             batch = batch.put(KEYS, self.version_key(&backup.name, &version.version), encode(version)?);
         }
         self.service.store.commit(batch).await.map_err(|e| match e {
-            byos_store::StoreError::Conflict { .. } => kv_error(409, "Conflict", format!("A key named '{}' already exists in this vault (or is deleted but recoverable).", backup.name)),
+            byos_store::StoreError::Conflict { .. } => kv_error(
+                409,
+                "Conflict",
+                format!("A key named '{}' already exists in this vault (or is deleted but recoverable).", backup.name),
+            ),
             other => store_err(other),
         })?;
         let current = self.live(&backup.name, None).await?;
@@ -592,7 +706,13 @@ impl Ctx<'_> {
     }
 
     async fn rotation_policy(&self, name: &str) -> Result<Option<crate::rotation::RotationPolicy>, ApiError> {
-        self.service.store.get(ROTATION, &self.state_key(name)).await.map_err(store_err)?.map(|b| decode(&b)).transpose()
+        self.service
+            .store
+            .get(ROTATION, &self.state_key(name))
+            .await
+            .map_err(store_err)?
+            .map(|b| decode(&b))
+            .transpose()
     }
 
     fn policy_wire(&self, name: &str, policy: &crate::rotation::RotationPolicy) -> Value {
@@ -602,14 +722,28 @@ impl Ctx<'_> {
     }
 
     async fn get_rotation_policy(&self, name: &str) -> Result<Response, Failure> {
-        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keyrotationpolicies/read", "getrotationpolicy", Some(name))?;
+        authorize(
+            self.service,
+            self.vault,
+            self.caller,
+            "Microsoft.KeyVault/vaults/keyrotationpolicies/read",
+            "getrotationpolicy",
+            Some(name),
+        )?;
         self.live(name, None).await?;
         let policy = self.rotation_policy(name).await?.unwrap_or_else(crate::rotation::RotationPolicy::default_policy);
         Ok(json_response(200, &self.policy_wire(name, &policy)))
     }
 
     async fn set_rotation_policy(&self, name: &str, body: &Bytes) -> Result<Response, Failure> {
-        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keyrotationpolicies/write", "setrotationpolicy", Some(name))?;
+        authorize(
+            self.service,
+            self.vault,
+            self.caller,
+            "Microsoft.KeyVault/vaults/keyrotationpolicies/write",
+            "setrotationpolicy",
+            Some(name),
+        )?;
         self.live(name, None).await?;
         let mut policy: crate::rotation::RotationPolicy = parse(body)?;
         policy.validate()?;
@@ -617,7 +751,11 @@ impl Ctx<'_> {
         let created = self.rotation_policy(name).await?.and_then(|p| p.attributes.created).unwrap_or(now);
         policy.attributes.created = Some(created);
         policy.attributes.updated = Some(now);
-        self.service.store.commit(Batch::new().put(ROTATION, self.state_key(name), encode(&policy)?)).await.map_err(store_err)?;
+        self.service
+            .store
+            .commit(Batch::new().put(ROTATION, self.state_key(name), encode(&policy)?))
+            .await
+            .map_err(store_err)?;
         Ok(json_response(200, &self.policy_wire(name, &policy)))
     }
 
@@ -627,7 +765,14 @@ impl Ctx<'_> {
     }
 
     async fn update(&self, name: &str, version: Option<&str>, body: &Bytes) -> Result<Response, Failure> {
-        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/update/action", "update", Some(name))?;
+        authorize(
+            self.service,
+            self.vault,
+            self.caller,
+            "Microsoft.KeyVault/vaults/keys/update/action",
+            "update",
+            Some(name),
+        )?;
         let request: UpdateBody = parse(body)?;
         let mut key = self.live(name, version).await?;
         let before = encode(&key)?;
@@ -660,7 +805,9 @@ impl Ctx<'_> {
                 continue;
             }
             if let Some(key) = self.version(&state_key[prefix.len()..], &state.latest).await? {
-                value.push(json!({"kid": self.kid(&key.name, None), "attributes": self.attributes(&key), "tags": key.tags}));
+                value.push(
+                    json!({"kid": self.kid(&key.name, None), "attributes": self.attributes(&key), "tags": key.tags}),
+                );
             }
         }
         Ok(json_response(200, &json!({"value": value, "nextLink": null})))
@@ -686,14 +833,28 @@ impl Ctx<'_> {
     }
 
     async fn delete(&self, name: &str) -> Result<Response, Failure> {
-        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/delete", "delete", Some(name))?;
+        authorize(
+            self.service,
+            self.vault,
+            self.caller,
+            "Microsoft.KeyVault/vaults/keys/delete",
+            "delete",
+            Some(name),
+        )?;
         let key = self.live(name, None).await?;
         let state = self.state(name).await?.ok_or_else(|| not_found(name, None))?;
         let now = byos_core::time::unix_now();
-        let deleted = Deleted { deleted_date: now, scheduled_purge_date: now + i64::from(self.vault.settings.soft_delete_retention_in_days) * 86_400 };
+        let deleted = Deleted {
+            deleted_date: now,
+            scheduled_purge_date: now + i64::from(self.vault.settings.soft_delete_retention_in_days) * 86_400,
+        };
         let new_state = KeyState { deleted: Some(deleted.clone()), ..state.clone() };
         let skey = self.state_key(name);
-        let batch = Batch::new().expect_unchanged(KEY_STATE, skey.clone(), Some(encode(&state)?)).put(KEY_STATE, skey, encode(&new_state)?);
+        let batch = Batch::new().expect_unchanged(KEY_STATE, skey.clone(), Some(encode(&state)?)).put(
+            KEY_STATE,
+            skey,
+            encode(&new_state)?,
+        );
         self.service.store.commit(batch).await.map_err(store_err)?;
         tracing::info!(vault = %self.vault.name, key = name, "key soft-deleted");
         Ok(json_response(200, &self.deleted_bundle(&key, &deleted)))
@@ -730,17 +891,35 @@ impl Ctx<'_> {
     }
 
     async fn recover(&self, name: &str) -> Result<Response, Failure> {
-        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/recover/action", "recover", Some(name))?;
+        authorize(
+            self.service,
+            self.vault,
+            self.caller,
+            "Microsoft.KeyVault/vaults/keys/recover/action",
+            "recover",
+            Some(name),
+        )?;
         let (state, _, key) = self.deleted_key(name).await?;
         let skey = self.state_key(name);
         let recovered = KeyState { deleted: None, ..state.clone() };
-        let batch = Batch::new().expect_unchanged(KEY_STATE, skey.clone(), Some(encode(&state)?)).put(KEY_STATE, skey, encode(&recovered)?);
+        let batch = Batch::new().expect_unchanged(KEY_STATE, skey.clone(), Some(encode(&state)?)).put(
+            KEY_STATE,
+            skey,
+            encode(&recovered)?,
+        );
         self.service.store.commit(batch).await.map_err(store_err)?;
         Ok(json_response(200, &self.bundle(&key)))
     }
 
     async fn purge(&self, name: &str) -> Result<Response, Failure> {
-        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/purge/action", "purge", Some(name))?;
+        authorize(
+            self.service,
+            self.vault,
+            self.caller,
+            "Microsoft.KeyVault/vaults/keys/purge/action",
+            "purge",
+            Some(name),
+        )?;
         let (state, deleted, _) = self.deleted_key(name).await?;
         if self.vault.settings.enable_purge_protection && deleted.scheduled_purge_date > byos_core::time::unix_now() {
             return Err(Failure::from(kv_error(
@@ -751,7 +930,10 @@ impl Ctx<'_> {
             .with_inner_code("PurgeProtected")));
         }
         let skey = self.state_key(name);
-        let mut batch = Batch::new().expect_unchanged(KEY_STATE, skey.clone(), Some(encode(&state)?)).delete(KEY_STATE, skey.clone()).delete(ROTATION, skey);
+        let mut batch = Batch::new()
+            .expect_unchanged(KEY_STATE, skey.clone(), Some(encode(&state)?))
+            .delete(KEY_STATE, skey.clone())
+            .delete(ROTATION, skey);
         for version in self.versions(name).await? {
             batch = batch.delete(KEYS, self.version_key(name, &version.version));
         }
@@ -771,16 +953,21 @@ impl Ctx<'_> {
             "unwrapkey" => ("Microsoft.KeyVault/vaults/keys/unwrap/action", "unwrapKey", "unwrapKey"),
             "sign" => ("Microsoft.KeyVault/vaults/keys/sign/action", "sign", "sign"),
             "verify" => ("Microsoft.KeyVault/vaults/keys/verify/action", "verify", "verify"),
-            other => return Err(Failure::from(kv_error(404, "NotFound", format!("'{other}' is not a key operation.")))),
+            other => {
+                return Err(Failure::from(kv_error(404, "NotFound", format!("'{other}' is not a key operation."))));
+            }
         };
         authorize(self.service, self.vault, self.caller, action, permission, Some(name))?;
         let request: OperationBody = parse(body)?;
         let key = self.live(name, Some(version)).await?;
         if key.kty == "EC" && !matches!(op, "sign" | "verify") {
-            return Err(Failure::from(bad_parameter(format!("The operation '{op}' needs an RSA key; EC keys can only sign and verify."))));
+            return Err(Failure::from(bad_parameter(format!(
+                "The operation '{op}' needs an RSA key; EC keys can only sign and verify."
+            ))));
         }
         self.check_usable(&key, key_op)?;
-        let value = b64url_decode(&request.value).ok_or_else(|| bad_parameter("The 'value' is not valid base64url."))?;
+        let value =
+            b64url_decode(&request.value).ok_or_else(|| bad_parameter("The 'value' is not valid base64url."))?;
         let parsed = self.private_key(&key)?;
         let kid = self.kid(name, Some(&key.version));
         if let ParsedKey::Ec(ec) = &*parsed {
@@ -789,28 +976,50 @@ impl Ctx<'_> {
         let private = parsed.rsa()?;
         let out = match op {
             "encrypt" | "wrapkey" => {
-                let alg = RsaEncryption::parse(&request.alg).ok_or_else(|| bad_parameter(format!("The algorithm '{}' is not valid for an RSA key.", request.alg)))?;
-                let out = private.encrypt(alg, &value).map_err(|_| bad_parameter("The value is too long for this key and algorithm."))?;
+                let alg = RsaEncryption::parse(&request.alg).ok_or_else(|| {
+                    bad_parameter(format!("The algorithm '{}' is not valid for an RSA key.", request.alg))
+                })?;
+                let out = private
+                    .encrypt(alg, &value)
+                    .map_err(|_| bad_parameter("The value is too long for this key and algorithm."))?;
                 json!({"kid": kid, "value": b64url(&out)})
             }
             "decrypt" | "unwrapkey" => {
-                let alg = RsaEncryption::parse(&request.alg).ok_or_else(|| bad_parameter(format!("The algorithm '{}' is not valid for an RSA key.", request.alg)))?;
+                let alg = RsaEncryption::parse(&request.alg).ok_or_else(|| {
+                    bad_parameter(format!("The algorithm '{}' is not valid for an RSA key.", request.alg))
+                })?;
                 if value.len() != private.modulus_len().map_err(|_| internal())? {
-                    return Err(Failure::from(bad_parameter("The ciphertext length does not match the key's modulus length.")));
+                    return Err(Failure::from(bad_parameter(
+                        "The ciphertext length does not match the key's modulus length.",
+                    )));
                 }
-                let plain = private.decrypt(alg, &value).map_err(|_| bad_parameter("The ciphertext could not be decrypted with this key and algorithm."))?;
+                let plain = private
+                    .decrypt(alg, &value)
+                    .map_err(|_| bad_parameter("The ciphertext could not be decrypted with this key and algorithm."))?;
                 json!({"kid": kid, "value": b64url(&plain)})
             }
             "sign" => {
-                let alg = RsaSignature::parse(&request.alg).ok_or_else(|| bad_parameter(format!("The algorithm '{}' is not valid for an RSA key.", request.alg)))?;
+                let alg = RsaSignature::parse(&request.alg).ok_or_else(|| {
+                    bad_parameter(format!("The algorithm '{}' is not valid for an RSA key.", request.alg))
+                })?;
                 if value.len() != alg.digest_len() {
-                    return Err(Failure::from(bad_parameter(format!("The digest must be {} bytes for {}.", alg.digest_len(), request.alg))));
+                    return Err(Failure::from(bad_parameter(format!(
+                        "The digest must be {} bytes for {}.",
+                        alg.digest_len(),
+                        request.alg
+                    ))));
                 }
                 json!({"kid": kid, "value": b64url(&private.sign_digest(alg, &value).map_err(|_| internal())?)})
             }
             _ => {
-                let alg = RsaSignature::parse(&request.alg).ok_or_else(|| bad_parameter(format!("The algorithm '{}' is not valid for an RSA key.", request.alg)))?;
-                let digest = request.digest.as_deref().and_then(b64url_decode).ok_or_else(|| bad_parameter("The 'digest' is missing or not valid base64url."))?;
+                let alg = RsaSignature::parse(&request.alg).ok_or_else(|| {
+                    bad_parameter(format!("The algorithm '{}' is not valid for an RSA key.", request.alg))
+                })?;
+                let digest = request
+                    .digest
+                    .as_deref()
+                    .and_then(b64url_decode)
+                    .ok_or_else(|| bad_parameter("The 'digest' is missing or not valid base64url."))?;
                 json!({"value": private.verify_digest(alg, &digest, &value).map_err(|_| internal())?})
             }
         };
@@ -844,7 +1053,8 @@ impl Ctx<'_> {
             return Ok(Arc::clone(parsed));
         }
         let sealed = b64url_decode(&key.sealed_private).ok_or_else(internal)?;
-        let pkcs8: Zeroizing<Vec<u8>> = self.service.root.open(SealPurpose::VaultKey, &sealed).map_err(|_| internal())?;
+        let pkcs8: Zeroizing<Vec<u8>> =
+            self.service.root.open(SealPurpose::VaultKey, &sealed).map_err(|_| internal())?;
         let parsed = Arc::new(if key.kty == "EC" {
             ParsedKey::Ec(EcKey::from_pkcs8(pkcs8).map_err(|_| internal())?)
         } else {
@@ -868,7 +1078,11 @@ fn ec_operation(key: &EcKey, op: &str, request: &OperationBody, value: &[u8], ki
             Ok(json!({"kid": kid, "value": b64url(&key.sign_digest(value).map_err(|_| internal())?)}))
         }
         "verify" => {
-            let digest = request.digest.as_deref().and_then(b64url_decode).ok_or_else(|| bad_parameter("The 'digest' is missing or not valid base64url."))?;
+            let digest = request
+                .digest
+                .as_deref()
+                .and_then(b64url_decode)
+                .ok_or_else(|| bad_parameter("The 'digest' is missing or not valid base64url."))?;
             Ok(json!({"value": key.verify_digest(&digest, value)}))
         }
         _ => Err(bad_parameter("EC keys support only the sign and verify operations.")),
@@ -893,13 +1107,27 @@ impl KeyVaultService {
     /// The live vault served at `uri` (`https://127.0.0.1:{port}/`).
     pub fn vault_by_uri(&self, uri: &str) -> Option<Arc<Vault>> {
         let wanted = uri.trim_end_matches('/').to_ascii_lowercase();
-        self.vaults.read().unwrap_or_else(|e| e.into_inner()).values().find(|v| v.uri.trim_end_matches('/').eq_ignore_ascii_case(&wanted)).cloned()
+        self.vaults
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .find(|v| v.uri.trim_end_matches('/').eq_ignore_ascii_case(&wanted))
+            .cloned()
     }
 
     /// Uses a key for another byos service, as `caller` (the resource's managed identity): the
     /// same authorization, validity checks and algorithms (RSA-OAEP-256) as the REST API.
-    pub async fn use_key(self: &Arc<Self>, caller: &Caller, vault_uri: &str, name: &str, version: Option<&str>, op: KeyUse) -> Result<KeyUsed, ApiError> {
-        let vault = self.vault_by_uri(vault_uri).ok_or_else(|| kv_error(404, "VaultNotFound", format!("No key vault is served at {vault_uri}.")))?;
+    pub async fn use_key(
+        self: &Arc<Self>,
+        caller: &Caller,
+        vault_uri: &str,
+        name: &str,
+        version: Option<&str>,
+        op: KeyUse,
+    ) -> Result<KeyUsed, ApiError> {
+        let vault = self
+            .vault_by_uri(vault_uri)
+            .ok_or_else(|| kv_error(404, "VaultNotFound", format!("No key vault is served at {vault_uri}.")))?;
         let operation = match &op {
             KeyUse::Get => "get",
             KeyUse::Wrap(_) => "wrapKey",
@@ -910,11 +1138,25 @@ impl KeyVaultService {
             None => format!("{}keys/{name}", vault.uri),
         };
         let outcome = self.use_key_unaudited(&vault, caller, name, version, op).await;
-        self.audit(&vault.name, caller, outcome.as_ref().map(|u| u.kid.as_str()).unwrap_or(&key_id), operation, crate::audit::result_of(outcome.as_ref().map(|_| ()))).await;
+        self.audit(
+            &vault.name,
+            caller,
+            outcome.as_ref().map(|u| u.kid.as_str()).unwrap_or(&key_id),
+            operation,
+            crate::audit::result_of(outcome.as_ref().map(|_| ())),
+        )
+        .await;
         outcome
     }
 
-    async fn use_key_unaudited(self: &Arc<Self>, vault: &Arc<Vault>, caller: &Caller, name: &str, version: Option<&str>, op: KeyUse) -> Result<KeyUsed, ApiError> {
+    async fn use_key_unaudited(
+        self: &Arc<Self>,
+        vault: &Arc<Vault>,
+        caller: &Caller,
+        name: &str,
+        version: Option<&str>,
+        op: KeyUse,
+    ) -> Result<KeyUsed, ApiError> {
         let vault = Arc::clone(vault);
         let ctx = Ctx { service: self, vault: &vault, caller };
         let (action, permission, key_op) = match &op {
@@ -926,14 +1168,26 @@ impl KeyVaultService {
         let key = ctx.live(name, version).await?;
         if let Some(key_op) = key_op {
             if !key.kty.starts_with("RSA") {
-                return Err(bad_parameter(format!("Only RSA keys can protect another key (RSA-OAEP-256); '{name}' is an {} key.", key.kty)));
+                return Err(bad_parameter(format!(
+                    "Only RSA keys can protect another key (RSA-OAEP-256); '{name}' is an {} key.",
+                    key.kty
+                )));
             }
             ctx.check_usable(&key, key_op)?;
         }
         let output = match op {
             KeyUse::Get => Zeroizing::new(Vec::new()),
-            KeyUse::Wrap(plain) => Zeroizing::new(ctx.private_key(&key)?.rsa()?.encrypt(RsaEncryption::Oaep256, &plain).map_err(|_| bad_parameter("The value cannot be wrapped with this key."))?),
-            KeyUse::Unwrap(wrapped) => ctx.private_key(&key)?.rsa()?.decrypt(RsaEncryption::Oaep256, &wrapped).map_err(|_| bad_parameter("The value cannot be unwrapped with this key."))?,
+            KeyUse::Wrap(plain) => Zeroizing::new(
+                ctx.private_key(&key)?
+                    .rsa()?
+                    .encrypt(RsaEncryption::Oaep256, &plain)
+                    .map_err(|_| bad_parameter("The value cannot be wrapped with this key."))?,
+            ),
+            KeyUse::Unwrap(wrapped) => ctx
+                .private_key(&key)?
+                .rsa()?
+                .decrypt(RsaEncryption::Oaep256, &wrapped)
+                .map_err(|_| bad_parameter("The value cannot be unwrapped with this key."))?,
         };
         tracing::debug!(vault = %vault.name, key = name, version = %key.version, caller = %caller, "key used by a byos service");
         Ok(KeyUsed { kid: ctx.kid(name, Some(&key.version)), version: key.version, output })
@@ -941,7 +1195,11 @@ impl KeyVaultService {
 }
 
 /// Adds the deletion of every key of a vault to `batch` (purging the vault).
-pub async fn vault_keys_delete_ops(service: &KeyVaultService, vault: &str, mut batch: Batch) -> Result<Batch, ApiError> {
+pub async fn vault_keys_delete_ops(
+    service: &KeyVaultService,
+    vault: &str,
+    mut batch: Batch,
+) -> Result<Batch, ApiError> {
     let prefix = format!("{vault}/");
     service.parsed_keys.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| !k.starts_with(&prefix));
     for table in [KEYS, KEY_STATE, ROTATION] {
@@ -966,9 +1224,15 @@ pub async fn rotate_due_keys(service: &Arc<KeyVaultService>) -> Result<(), ApiEr
             continue;
         }
         let outcome = ctx.rotate_now(name).await;
-        let who = crate::audit::Who { caller: String::new(), client_id: String::new(), authentication: "KeyRotationPolicy".into() };
+        let who = crate::audit::Who {
+            caller: String::new(),
+            client_id: String::new(),
+            authentication: "KeyRotationPolicy".into(),
+        };
         let key_id = outcome.as_ref().map(|k| ctx.kid(name, Some(&k.version))).unwrap_or_else(|_| ctx.kid(name, None));
-        service.audit_as(&vault.name, &who, &key_id, "rotate", crate::audit::result_of(outcome.as_ref().map(|_| ()))).await;
+        service
+            .audit_as(&vault.name, &who, &key_id, "rotate", crate::audit::result_of(outcome.as_ref().map(|_| ())))
+            .await;
         if let Ok(key) = outcome {
             tracing::info!(vault = %vault.name, key = name, version = %key.version, "key rotated by its rotation policy");
         }
@@ -985,7 +1249,10 @@ pub async fn purge_expired_keys(service: &KeyVaultService) -> Result<usize, ApiE
         if state.deleted.as_ref().is_none_or(|d| d.scheduled_purge_date > now) {
             continue;
         }
-        let mut batch = Batch::new().expect_unchanged(KEY_STATE, state_key.clone(), Some(bytes)).delete(KEY_STATE, state_key.clone()).delete(ROTATION, state_key.clone());
+        let mut batch = Batch::new()
+            .expect_unchanged(KEY_STATE, state_key.clone(), Some(bytes))
+            .delete(KEY_STATE, state_key.clone())
+            .delete(ROTATION, state_key.clone());
         let prefix = format!("{state_key}/");
         for (version_key, _) in service.store.scan(KEYS, &prefix).await.map_err(store_err)? {
             batch = batch.delete(KEYS, version_key);
@@ -1012,15 +1279,28 @@ mod tests {
     }
 
     fn state(purge_at: i64) -> Vec<u8> {
-        encode(&KeyState { v: 1, latest: "v1".into(), deleted: Some(Deleted { deleted_date: 0, scheduled_purge_date: purge_at }) }).unwrap_or_default()
+        encode(&KeyState {
+            v: 1,
+            latest: "v1".into(),
+            deleted: Some(Deleted { deleted_date: 0, scheduled_purge_date: purge_at }),
+        })
+        .unwrap_or_default()
     }
 
     #[tokio::test]
     async fn soft_deleted_keys_are_purged_only_after_their_retention() -> Result<(), Box<dyn std::error::Error>> {
         let store: SharedStore = Arc::new(MemStore::new());
         let root = Arc::new(byos_crypto::RootKey::ephemeral()?);
-        let directory = Arc::new(byos_identity::Directory::open(Arc::clone(&store), &root, "https://127.0.0.1:1").await?);
-        let service = KeyVaultService::new(Arc::clone(&store), root, Arc::new(byos_authz::Door::new()), directory, Arc::new(NoListeners), "https://127.0.0.1:1".into());
+        let directory =
+            Arc::new(byos_identity::Directory::open(Arc::clone(&store), &root, "https://127.0.0.1:1").await?);
+        let service = KeyVaultService::new(
+            Arc::clone(&store),
+            root,
+            Arc::new(byos_authz::Door::new()),
+            directory,
+            Arc::new(NoListeners),
+            "https://127.0.0.1:1".into(),
+        );
         let now = byos_core::time::unix_now();
         store
             .commit(

@@ -59,7 +59,14 @@ pub struct KeyVaultService {
 }
 
 impl KeyVaultService {
-    pub fn new(store: SharedStore, root: Arc<RootKey>, door: Arc<Door>, directory: Arc<Directory>, listeners: Arc<dyn Listeners>, authority: String) -> Arc<Self> {
+    pub fn new(
+        store: SharedStore,
+        root: Arc<RootKey>,
+        door: Arc<Door>,
+        directory: Arc<Directory>,
+        listeners: Arc<dyn Listeners>,
+        authority: String,
+    ) -> Arc<Self> {
         Arc::new(KeyVaultService {
             store,
             root,
@@ -79,7 +86,8 @@ impl KeyVaultService {
     pub async fn load(self: &Arc<Self>, arm: &Arm) -> Result<(), ApiError> {
         for record in arm.resources_under("/subscriptions/").await? {
             if record.resource_type.eq_ignore_ascii_case(VAULT_TYPE) {
-                let settings: VaultSettings = serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+                let settings: VaultSettings =
+                    serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
                 let port = self.serve(&record.name, settings.port).await?;
                 if port != settings.port {
                     tracing::warn!(vault = %record.name, old = settings.port, new = port, "vault port was taken; its vaultUri changed");
@@ -111,8 +119,17 @@ impl KeyVaultService {
     }
 
     pub(crate) fn install(&self, record: &byos_arm::ResourceRecord, settings: VaultSettings) {
-        let vault = Vault { id: record.id.clone(), name: record.name.clone(), location: record.location.clone(), uri: Self::uri(settings.port), settings };
-        self.vaults.write().unwrap_or_else(|e| e.into_inner()).insert(record.name.to_ascii_lowercase(), Arc::new(vault));
+        let vault = Vault {
+            id: record.id.clone(),
+            name: record.name.clone(),
+            location: record.location.clone(),
+            uri: Self::uri(settings.port),
+            settings,
+        };
+        self.vaults
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(record.name.to_ascii_lowercase(), Arc::new(vault));
     }
 
     /// Stops serving a vault (deleted or its group deleted).

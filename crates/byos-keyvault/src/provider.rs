@@ -5,8 +5,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use byos_arm::records::{self, RESOURCES, ResourceRecord, encode, resource_key, resource_not_found, store_error, validate_tags};
 use byos_arm::groups::{method_not_allowed, unknown_resource_type};
+use byos_arm::records::{
+    self, RESOURCES, ResourceRecord, encode, resource_key, resource_not_found, store_error, validate_tags,
+};
 use byos_arm::{Arm, ArmRequest, Provider};
 use byos_authz::Action;
 use byos_core::{ApiError, ResourceId, Scope};
@@ -53,21 +55,34 @@ impl Provider for KeyVaultProvider {
         NAMESPACE
     }
 
-    async fn handle(&self, arm: &Arm, request: &ArmRequest, group: Option<&str>, rest: &[String]) -> Result<Response, Failure> {
+    async fn handle(
+        &self,
+        arm: &Arm,
+        request: &ArmRequest,
+        group: Option<&str>,
+        rest: &[String],
+    ) -> Result<Response, Failure> {
         let sub = arm.deployment.subscription_id.clone();
         let parts: Vec<&str> = rest.iter().map(String::as_str).collect();
         let is = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
         match (group, parts.as_slice()) {
             (_, [t]) if is(t, "vaults") => self.list(arm, request, &sub, group).await,
             (None, [t]) if is(t, "deletedVaults") => self.list_deleted(arm, request, &sub).await,
-            (None, [l, _, d, name]) if is(l, "locations") && is(d, "deletedVaults") => self.get_deleted(arm, request, &sub, name).await,
-            (None, [l, _, d, name, p]) if is(l, "locations") && is(d, "deletedVaults") && is(p, "purge") => self.purge(arm, request, &sub, name).await,
+            (None, [l, _, d, name]) if is(l, "locations") && is(d, "deletedVaults") => {
+                self.get_deleted(arm, request, &sub, name).await
+            }
+            (None, [l, _, d, name, p]) if is(l, "locations") && is(d, "deletedVaults") && is(p, "purge") => {
+                self.purge(arm, request, &sub, name).await
+            }
             (Some(group), [t, name]) if is(t, "vaults") => {
                 let id = ResourceId::new(&sub, group, NAMESPACE, "vaults", name);
                 match request.method {
                     Method::GET => {
                         request.authorize(arm, &READ, &id.scope())?;
-                        let record = arm.resource(&id.to_string()).await?.ok_or_else(|| resource_not_found(VAULT_TYPE, name, group))?;
+                        let record = arm
+                            .resource(&id.to_string())
+                            .await?
+                            .ok_or_else(|| resource_not_found(VAULT_TYPE, name, group))?;
                         Ok(json_response(200, &self.wire(&record)?))
                     }
                     Method::PUT | Method::PATCH => {
@@ -101,13 +116,16 @@ impl Provider for KeyVaultProvider {
 
 /// Moves a vault's record to the soft-deleted table (its keys stay where they are).
 fn soft_delete_ops(record: &ResourceRecord, batch: Batch) -> Result<Batch, ApiError> {
-    let settings: VaultSettings = serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+    let settings: VaultSettings =
+        serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
     let now = time::OffsetDateTime::now_utc();
     let deleted = DeletedVault {
         v: 1,
         record: record.clone(),
         deletion_date: byos_core::time::rfc3339(now),
-        scheduled_purge_date: byos_core::time::rfc3339(now + time::Duration::days(settings.soft_delete_retention_in_days.into())),
+        scheduled_purge_date: byos_core::time::rfc3339(
+            now + time::Duration::days(settings.soft_delete_retention_in_days.into()),
+        ),
     };
     let key = record.name.to_ascii_lowercase();
     Ok(batch.put(DELETED_VAULTS, key.clone(), encode(&key, &deleted)?))
@@ -115,7 +133,8 @@ fn soft_delete_ops(record: &ResourceRecord, batch: Batch) -> Result<Batch, ApiEr
 
 impl KeyVaultProvider {
     fn wire(&self, record: &ResourceRecord) -> Result<Value, ApiError> {
-        let settings: VaultSettings = serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+        let settings: VaultSettings =
+            serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
         let mut wire = record.to_wire();
         wire["properties"] = settings.to_wire(&KeyVaultService::uri(settings.port));
         Ok(wire)
@@ -135,27 +154,40 @@ impl KeyVaultProvider {
             return Err(Failure::from(resource_not_found(VAULT_TYPE, &id.name, &id.resource_group)));
         }
         let name_key = id.name.to_ascii_lowercase();
-        let recover = props.get("createMode").and_then(Value::as_str).is_some_and(|m| m.eq_ignore_ascii_case("recover"));
+        let recover =
+            props.get("createMode").and_then(Value::as_str).is_some_and(|m| m.eq_ignore_ascii_case("recover"));
         let deleted = self.0.store.get(DELETED_VAULTS, &name_key).await.map_err(store_error)?;
         if current.is_none() && recover {
-            let bytes = deleted.ok_or_else(|| ApiError::not_found("ResourceNotFound", format!("There is no soft-deleted vault named '{}' to recover.", id.name)))?;
+            let bytes = deleted.ok_or_else(|| {
+                ApiError::not_found(
+                    "ResourceNotFound",
+                    format!("There is no soft-deleted vault named '{}' to recover.", id.name),
+                )
+            })?;
             let deleted: DeletedVault = records::decode(&name_key, &bytes)?;
             return self.recover(arm, id, deleted).await;
         }
         let name_owner = self.0.store.get(NAMES, &name_key).await.map_err(store_error)?;
         if current.is_none() && (name_owner.is_some() || deleted.is_some()) {
-            return Err(Failure::from(ApiError::conflict("VaultAlreadyExists", format!("The vault name '{}' is already in use (possibly by a soft-deleted vault).", id.name))));
+            return Err(Failure::from(ApiError::conflict(
+                "VaultAlreadyExists",
+                format!("The vault name '{}' is already in use (possibly by a soft-deleted vault).", id.name),
+            )));
         }
         let mut settings = match &current {
             Some(record) => {
-                let mut s: VaultSettings = serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+                let mut s: VaultSettings =
+                    serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
                 s.apply(&props)?;
                 s
             }
             None => VaultSettings::create(&props)?,
         };
         if settings.tenant_id != arm.directory.tenant_id() {
-            return Err(Failure::from(ApiError::bad_request("BadRequest", "The vault's tenantId must be this deployment's tenant.")));
+            return Err(Failure::from(ApiError::bad_request(
+                "BadRequest",
+                "The vault's tenantId must be this deployment's tenant.",
+            )));
         }
         if current.is_none() {
             settings.port = self.0.serve(&id.name, 0).await?;
@@ -165,7 +197,11 @@ impl KeyVaultProvider {
             id: id.to_string(),
             name: id.name.clone(),
             resource_type: VAULT_TYPE.into(),
-            location: current.as_ref().map(|r| r.location.clone()).or(body.location.filter(|l| !l.is_empty())).unwrap_or(group.location),
+            location: current
+                .as_ref()
+                .map(|r| r.location.clone())
+                .or(body.location.filter(|l| !l.is_empty()))
+                .unwrap_or(group.location),
             tags: body.tags.or_else(|| current.as_ref().map(|r| r.tags.clone())).unwrap_or_default(),
             properties: serde_json::to_value(&settings).map_err(|_| ApiError::internal())?,
             identity: None,
@@ -192,9 +228,13 @@ impl KeyVaultProvider {
     async fn recover(&self, arm: &Arm, id: &ResourceId, deleted: DeletedVault) -> Result<Response, Failure> {
         let mut record = deleted.record;
         if !record.id.eq_ignore_ascii_case(&id.to_string()) {
-            return Err(Failure::from(ApiError::bad_request("BadRequest", format!("The soft-deleted vault '{}' belongs to '{}'; recover it there.", id.name, record.id))));
+            return Err(Failure::from(ApiError::bad_request(
+                "BadRequest",
+                format!("The soft-deleted vault '{}' belongs to '{}'; recover it there.", id.name, record.id),
+            )));
         }
-        let mut settings: VaultSettings = serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+        let mut settings: VaultSettings =
+            serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
         settings.port = self.0.serve(&id.name, settings.port).await?;
         record.properties = serde_json::to_value(&settings).map_err(|_| ApiError::internal())?;
         let key = resource_key(&record.id);
@@ -218,19 +258,32 @@ impl KeyVaultProvider {
         Ok(axum::http::StatusCode::OK.into_response())
     }
 
-    async fn edit_policies(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId, kind: &str) -> Result<Response, Failure> {
+    async fn edit_policies(
+        &self,
+        arm: &Arm,
+        request: &ArmRequest,
+        id: &ResourceId,
+        kind: &str,
+    ) -> Result<Response, Failure> {
         if request.method != Method::PUT {
             return Err(method_not_allowed(&request.method));
         }
         let body: Value = request.json()?;
         let policies = body.pointer("/properties/accessPolicies").cloned().unwrap_or(Value::Array(vec![]));
         let _guard = arm.write_guard().await;
-        let mut record = arm.resource(&id.to_string()).await?.ok_or_else(|| resource_not_found(VAULT_TYPE, &id.name, &id.resource_group))?;
-        let mut settings: VaultSettings = serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+        let mut record = arm
+            .resource(&id.to_string())
+            .await?
+            .ok_or_else(|| resource_not_found(VAULT_TYPE, &id.name, &id.resource_group))?;
+        let mut settings: VaultSettings =
+            serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
         settings.edit_policies(kind, &policies)?;
         record.properties = serde_json::to_value(&settings).map_err(|_| ApiError::internal())?;
         let key = resource_key(&record.id);
-        arm.store.commit(Batch::new().put(RESOURCES, key.clone(), encode(&key, &record)?)).await.map_err(store_error)?;
+        arm.store
+            .commit(Batch::new().put(RESOURCES, key.clone(), encode(&key, &record)?))
+            .await
+            .map_err(store_error)?;
         self.0.install(&record, settings.clone());
         Ok(json_response(
             200,
@@ -270,7 +323,9 @@ impl KeyVaultProvider {
     async fn load_deleted(&self, name: &str) -> Result<DeletedVault, ApiError> {
         let key = name.to_ascii_lowercase();
         let bytes = self.0.store.get(DELETED_VAULTS, &key).await.map_err(store_error)?;
-        let bytes = bytes.ok_or_else(|| ApiError::not_found("ResourceNotFound", format!("The deleted vault '{name}' was not found.")))?;
+        let bytes = bytes.ok_or_else(|| {
+            ApiError::not_found("ResourceNotFound", format!("The deleted vault '{name}' was not found."))
+        })?;
         records::decode(&key, &bytes)
     }
 
@@ -296,12 +351,18 @@ impl KeyVaultProvider {
         request.authorize(arm, &PURGE, &Scope::subscription(sub))?;
         let _guard = arm.write_guard().await;
         let deleted = self.load_deleted(name).await?;
-        let protected = serde_json::from_value::<VaultSettings>(deleted.record.properties.clone()).is_ok_and(|s| s.enable_purge_protection);
-        let due = time::OffsetDateTime::parse(&deleted.scheduled_purge_date, &time::format_description::well_known::Rfc3339).is_ok_and(|d| d <= time::OffsetDateTime::now_utc());
+        let protected = serde_json::from_value::<VaultSettings>(deleted.record.properties.clone())
+            .is_ok_and(|s| s.enable_purge_protection);
+        let due =
+            time::OffsetDateTime::parse(&deleted.scheduled_purge_date, &time::format_description::well_known::Rfc3339)
+                .is_ok_and(|d| d <= time::OffsetDateTime::now_utc());
         if protected && !due {
             return Err(Failure::from(ApiError::conflict(
                 "VaultPurgeProtected",
-                format!("The vault '{name}' has purge protection; it can be purged only after {}.", deleted.scheduled_purge_date),
+                format!(
+                    "The vault '{name}' has purge protection; it can be purged only after {}.",
+                    deleted.scheduled_purge_date
+                ),
             )));
         }
         purge_vault(&self.0, name).await?;
@@ -312,7 +373,12 @@ impl KeyVaultProvider {
 /// Removes a soft-deleted vault for good: its record, its name, its keys.
 async fn purge_vault(service: &KeyVaultService, name: &str) -> Result<(), ApiError> {
     let key = name.to_ascii_lowercase();
-    let batch = crate::keys::vault_keys_delete_ops(service, &key, Batch::new().delete(DELETED_VAULTS, key.clone()).delete(NAMES, key.clone())).await?;
+    let batch = crate::keys::vault_keys_delete_ops(
+        service,
+        &key,
+        Batch::new().delete(DELETED_VAULTS, key.clone()).delete(NAMES, key.clone()),
+    )
+    .await?;
     service.store.commit(batch).await.map_err(store_error)?;
     tracing::info!(vault = name, "key vault purged");
     Ok(())
@@ -324,7 +390,9 @@ pub async fn purge_expired_vaults(service: &KeyVaultService) -> Result<usize, Ap
     let mut purged = 0;
     for (key, bytes) in service.store.scan(DELETED_VAULTS, "").await.map_err(store_error)? {
         let deleted: DeletedVault = records::decode(&key, &bytes)?;
-        let due = time::OffsetDateTime::parse(&deleted.scheduled_purge_date, &time::format_description::well_known::Rfc3339).is_ok_and(|d| d <= now);
+        let due =
+            time::OffsetDateTime::parse(&deleted.scheduled_purge_date, &time::format_description::well_known::Rfc3339)
+                .is_ok_and(|d| d <= now);
         if due {
             purge_vault(service, &deleted.record.name).await?;
             purged += 1;

@@ -95,7 +95,9 @@ impl RotationPolicy {
             }
             let triggers = [&action.trigger.time_after_create, &action.trigger.time_before_expiry];
             if triggers.iter().filter(|t| t.is_some()).count() != 1 {
-                return Err(bad("Each lifetime action needs exactly one of timeAfterCreate and timeBeforeExpiry.".into()));
+                return Err(bad(
+                    "Each lifetime action needs exactly one of timeAfterCreate and timeBeforeExpiry.".into()
+                ));
             }
             if let Some(text) = triggers.into_iter().flatten().find(|t| parse_duration(t).is_none()) {
                 return Err(bad(format!("'{text}' is not an ISO 8601 duration.")));
@@ -111,7 +113,8 @@ impl RotationPolicy {
     /// due for rotation at `now`.
     pub fn due(&self, created: i64, exp: Option<i64>, now: i64) -> bool {
         self.lifetime_actions.iter().filter(|a| a.action.kind.eq_ignore_ascii_case("rotate")).any(|a| {
-            let after_create = a.trigger.time_after_create.as_deref().and_then(parse_duration).is_some_and(|d| now >= created + d);
+            let after_create =
+                a.trigger.time_after_create.as_deref().and_then(parse_duration).is_some_and(|d| now >= created + d);
             let before_expiry = match (a.trigger.time_before_expiry.as_deref().and_then(parse_duration), exp) {
                 (Some(d), Some(exp)) => now >= exp - d,
                 _ => false,
@@ -147,7 +150,9 @@ pub fn spawn_watch(service: Arc<crate::KeyVaultService>, interval: std::time::Du
             if tick % PURGE_EVERY != 0 {
                 continue;
             }
-            for outcome in [crate::keys::purge_expired_keys(&service).await, crate::provider::purge_expired_vaults(&service).await] {
+            for outcome in
+                [crate::keys::purge_expired_keys(&service).await, crate::provider::purge_expired_vaults(&service).await]
+            {
                 match outcome {
                     Ok(0) => {}
                     Ok(purged) => tracing::info!(purged, "purged soft-deleted key vault objects past their retention"),
@@ -166,7 +171,10 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("P90D"), Some(90 * 86_400));
         assert_eq!(parse_duration("PT5S"), Some(5));
-        assert_eq!(parse_duration("P1Y2M3DT4H5M6S"), Some(365 * 86_400 + 60 * 86_400 + 3 * 86_400 + 4 * 3600 + 5 * 60 + 6));
+        assert_eq!(
+            parse_duration("P1Y2M3DT4H5M6S"),
+            Some(365 * 86_400 + 60 * 86_400 + 3 * 86_400 + 4 * 3600 + 5 * 60 + 6)
+        );
         for bad in ["90D", "P", "PT", "P5", "PX", "P1DT"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
@@ -175,7 +183,10 @@ mod tests {
     #[test]
     fn due_rotation() {
         let policy = RotationPolicy {
-            lifetime_actions: vec![LifetimeAction { trigger: Trigger { time_after_create: Some("PT10S".into()), time_before_expiry: None }, action: ActionType { kind: "Rotate".into() } }],
+            lifetime_actions: vec![LifetimeAction {
+                trigger: Trigger { time_after_create: Some("PT10S".into()), time_before_expiry: None },
+                action: ActionType { kind: "Rotate".into() },
+            }],
             attributes: PolicyAttributes::default(),
         };
         assert!(!policy.due(100, None, 105));

@@ -10,8 +10,27 @@ use uuid::Uuid;
 
 /// Every key permission an access policy may grant.
 pub const KEY_PERMISSIONS: [&str; 21] = [
-    "all", "encrypt", "decrypt", "wrapKey", "unwrapKey", "sign", "verify", "get", "list", "create", "update", "import", "delete", "backup", "restore",
-    "recover", "purge", "release", "rotate", "getrotationpolicy", "setrotationpolicy",
+    "all",
+    "encrypt",
+    "decrypt",
+    "wrapKey",
+    "unwrapKey",
+    "sign",
+    "verify",
+    "get",
+    "list",
+    "create",
+    "update",
+    "import",
+    "delete",
+    "backup",
+    "restore",
+    "recover",
+    "purge",
+    "release",
+    "rotate",
+    "getrotationpolicy",
+    "setrotationpolicy",
 ];
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
@@ -81,15 +100,20 @@ pub fn validate_name(name: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::bad_request(
             "VaultNameNotValid",
-            format!("The vault name '{name}' is invalid. A vault's name must be between 3-24 alphanumeric characters. The name must begin with a letter, end with a letter or digit, and not contain consecutive hyphens."),
+            format!(
+                "The vault name '{name}' is invalid. A vault's name must be between 3-24 alphanumeric characters. The name must begin with a letter, end with a letter or digit, and not contain consecutive hyphens."
+            ),
         ))
     }
 }
 
 fn parse_policies(value: &Value) -> Result<Vec<AccessPolicy>, ApiError> {
-    let policies: Vec<AccessPolicy> = serde_json::from_value(value.clone()).map_err(|e| bad(format!("The access policies are invalid: {e}.")))?;
+    let policies: Vec<AccessPolicy> =
+        serde_json::from_value(value.clone()).map_err(|e| bad(format!("The access policies are invalid: {e}.")))?;
     for policy in &policies {
-        if let Some(p) = policy.permissions.keys.iter().find(|p| !KEY_PERMISSIONS.iter().any(|k| k.eq_ignore_ascii_case(p))) {
+        if let Some(p) =
+            policy.permissions.keys.iter().find(|p| !KEY_PERMISSIONS.iter().any(|k| k.eq_ignore_ascii_case(p)))
+        {
             return Err(bad(format!("The key permission '{p}' is not valid.")));
         }
     }
@@ -112,7 +136,8 @@ impl VaultSettings {
             .and_then(Value::as_str)
             .and_then(|t| t.parse().ok())
             .ok_or_else(|| bad("The property 'tenantId' is required and must be a GUID."))?;
-        let sku = props.get("sku").filter(|s| !s.is_null()).cloned().ok_or_else(|| bad("The property 'sku' is required."))?;
+        let sku =
+            props.get("sku").filter(|s| !s.is_null()).cloned().ok_or_else(|| bad("The property 'sku' is required."))?;
         let mut settings = VaultSettings {
             v: 1,
             tenant_id,
@@ -132,10 +157,14 @@ impl VaultSettings {
     /// Applies present properties (PUT on an existing vault, PATCH).
     pub fn apply(&mut self, props: &Map<String, Value>) -> Result<(), ApiError> {
         if bool_prop(props, "enableSoftDelete")? == Some(false) {
-            return Err(bad("Soft delete cannot be disabled: it is always on for byos vaults, as for new Azure vaults."));
+            return Err(bad(
+                "Soft delete cannot be disabled: it is always on for byos vaults, as for new Azure vaults.",
+            ));
         }
         match bool_prop(props, "enablePurgeProtection")? {
-            Some(false) if self.enable_purge_protection => return Err(bad("Purge protection cannot be disabled once it is enabled.")),
+            Some(false) if self.enable_purge_protection => {
+                return Err(bad("Purge protection cannot be disabled once it is enabled."));
+            }
             Some(on) => self.enable_purge_protection = on,
             None => {}
         }
@@ -143,7 +172,10 @@ impl VaultSettings {
             self.enable_rbac_authorization = rbac;
         }
         if let Some(days) = props.get("softDeleteRetentionInDays").filter(|d| !d.is_null()) {
-            let days = days.as_u64().filter(|d| (7..=90).contains(d)).ok_or_else(|| bad("softDeleteRetentionInDays must be between 7 and 90."))?;
+            let days = days
+                .as_u64()
+                .filter(|d| (7..=90).contains(d))
+                .ok_or_else(|| bad("softDeleteRetentionInDays must be between 7 and 90."))?;
             self.soft_delete_retention_in_days = days as u32;
         }
         if let Some(policies) = props.get("accessPolicies").filter(|p| !p.is_null()) {
@@ -159,7 +191,11 @@ impl VaultSettings {
             self.public_network_access = match access.as_str() {
                 Some(a) if a.eq_ignore_ascii_case("Enabled") => "Enabled".into(),
                 Some(a) if a.eq_ignore_ascii_case("Disabled") => "Disabled".into(),
-                _ => return Err(bad(format!("The property 'publicNetworkAccess' must be Enabled or Disabled, not {access}."))),
+                _ => {
+                    return Err(bad(format!(
+                        "The property 'publicNetworkAccess' must be Enabled or Disabled, not {access}."
+                    )));
+                }
             };
         }
         Ok(())
@@ -169,7 +205,10 @@ impl VaultSettings {
     pub fn edit_policies(&mut self, kind: &str, value: &Value) -> Result<(), ApiError> {
         let edits = parse_policies(value)?;
         for edit in edits {
-            let existing = self.access_policies.iter_mut().find(|p| p.object_id.eq_ignore_ascii_case(&edit.object_id) && p.tenant_id == edit.tenant_id);
+            let existing = self
+                .access_policies
+                .iter_mut()
+                .find(|p| p.object_id.eq_ignore_ascii_case(&edit.object_id) && p.tenant_id == edit.tenant_id);
             match (kind.to_ascii_lowercase().as_str(), existing) {
                 ("add", Some(p)) => {
                     for k in edit.permissions.keys {
@@ -180,8 +219,14 @@ impl VaultSettings {
                 }
                 ("add", None) | ("replace", None) => self.access_policies.push(edit),
                 ("replace", Some(p)) => p.permissions = edit.permissions,
-                ("remove", _) => self.access_policies.retain(|p| !(p.object_id.eq_ignore_ascii_case(&edit.object_id) && p.tenant_id == edit.tenant_id)),
-                (other, _) => return Err(bad(format!("The access policy operation '{other}' is not one of add, replace, remove."))),
+                ("remove", _) => self
+                    .access_policies
+                    .retain(|p| !(p.object_id.eq_ignore_ascii_case(&edit.object_id) && p.tenant_id == edit.tenant_id)),
+                (other, _) => {
+                    return Err(bad(format!(
+                        "The access policy operation '{other}' is not one of add, replace, remove."
+                    )));
+                }
             }
         }
         Ok(())
@@ -287,7 +332,10 @@ mod tests {
         let entry = |keys: &[&str]| json!([{"tenantId": tenant, "objectId": oid, "permissions": {"keys": keys}}]);
         s.edit_policies("add", &entry(&["get"]))?;
         s.edit_policies("add", &entry(&["unwrapKey"]))?;
-        assert_eq!(s.policy_permits(Some(oid), Some(tenant)), ["Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/keys/unwrap/action"]);
+        assert_eq!(
+            s.policy_permits(Some(oid), Some(tenant)),
+            ["Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/keys/unwrap/action"]
+        );
         s.edit_policies("replace", &entry(&["sign"]))?;
         assert_eq!(s.policy_permits(Some(oid), Some(tenant)), ["Microsoft.KeyVault/vaults/keys/sign/action"]);
         s.edit_policies("remove", &entry(&[]))?;

@@ -11,8 +11,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, UnixListener};
-use tokio_util::sync::CancellationToken;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
@@ -24,7 +24,12 @@ const TLS_BUFFER_LIMIT: usize = 1024 * 1024;
 fn service<E: Clone + Send + Sync + 'static>(
     router: Router,
     extension: E,
-) -> impl hyper::service::Service<hyper::Request<Incoming>, Response = axum::response::Response, Error = std::convert::Infallible, Future: Send> + Clone {
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future: Send,
+> + Clone {
     hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(extension.clone());
         router.clone().oneshot(request.map(axum::body::Body::new))
@@ -111,7 +116,13 @@ where
     }
 }
 
-pub async fn serve_tls(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: Router, stop: CancellationToken, connections: Connections) {
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    stop: CancellationToken,
+    connections: Connections,
+) {
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let (tcp, peer) = tokio::select! {

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(name = "byos", version, about = "A self-hosted bring-your-own-storage cloud for AI services, speaking Azure's wire protocols")]
+#[command(
+    name = "byos",
+    version,
+    about = "A self-hosted bring-your-own-storage cloud for AI services, speaking Azure's wire protocols"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -121,7 +125,8 @@ enum IdentityCommand {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BYOS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BYOS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
     match format {
@@ -151,12 +156,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { dir, port, blob_port, cmk_cache_seconds, log_format } => {
             init_logging(log_format);
             let cmk_cache = std::time::Duration::from_secs(cmk_cache_seconds);
-            let server = byos_server::start(ServeConfig { blob_port, cmk_cache, ..ServeConfig::new(dir.data_dir, port) }).await?;
+            let server =
+                byos_server::start(ServeConfig { blob_port, cmk_cache, ..ServeConfig::new(dir.data_dir, port) })
+                    .await?;
             wait_for_stop_signal().await?;
             server.shutdown().await;
         }
         Command::Principal { command: PrincipalCommand::Create { dir, name } } => {
-            let created = control::call(&dir.data_dir, "POST", "/operator/principals", Some(json!({"name": name}))).await?;
+            let created =
+                control::call(&dir.data_dir, "POST", "/operator/principals", Some(json!({"name": name}))).await?;
             println!("{created}");
         }
         Command::Identity { command } => identity(command).await?,
@@ -170,7 +178,8 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
         AuditCommand::List { dir, vault } => (dir, vault, false),
         AuditCommand::Verify { dir, vault } => (dir, vault, true),
     };
-    let answer = control::call(&dir.data_dir, "GET", &format!("/operator/audit?vault={}", percent_encode(&vault)), None).await?;
+    let answer =
+        control::call(&dir.data_dir, "GET", &format!("/operator/audit?vault={}", percent_encode(&vault)), None).await?;
     if !verify_only {
         for entry in answer["entries"].as_array().into_iter().flatten() {
             println!("{entry}");
@@ -182,7 +191,10 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
         println!("ok: {} entries, hash chain intact", verification["entries"]);
         Ok(())
     } else {
-        anyhow::bail!("audit log of vault {vault} is broken: {}", verification["problem"].as_str().unwrap_or("unknown problem"))
+        anyhow::bail!(
+            "audit log of vault {vault} is broken: {}",
+            verification["problem"].as_str().unwrap_or("unknown problem")
+        )
     }
 }
 
@@ -191,7 +203,9 @@ async fn identity(command: IdentityCommand) -> anyhow::Result<()> {
         IdentityCommand::Env { dir, identity } => {
             let query = format!("/operator/identities/env?identity={}", percent_encode(&identity));
             let env = control::call(&dir.data_dir, "GET", &query, None).await?;
-            let field = |name: &str| env.get(name).and_then(|v| v.as_str()).map(str::to_owned).context("incomplete answer from the server");
+            let field = |name: &str| {
+                env.get(name).and_then(|v| v.as_str()).map(str::to_owned).context("incomplete answer from the server")
+            };
             println!("export IDENTITY_ENDPOINT={}", shell_quote(&field("identity_endpoint")?));
             println!("export IDENTITY_HEADER={}", shell_quote(&field("identity_header")?));
         }
@@ -202,14 +216,29 @@ async fn identity(command: IdentityCommand) -> anyhow::Result<()> {
 }
 
 async fn set_binding(data_dir: &std::path::Path, identity: &str, bound: bool) -> anyhow::Result<()> {
-    let answer = control::call(data_dir, "POST", "/operator/identities/host-binding", Some(json!({"identity": identity, "bound": bound}))).await?;
+    let answer = control::call(
+        data_dir,
+        "POST",
+        "/operator/identities/host-binding",
+        Some(json!({"identity": identity, "bound": bound})),
+    )
+    .await?;
     println!("{answer}");
     Ok(())
 }
 
 /// Percent-encodes a query value (resource ids contain '/').
 fn percent_encode(value: &str) -> String {
-    value.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 #[tokio::main]

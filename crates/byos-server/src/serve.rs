@@ -16,8 +16,8 @@ use byos_identity::api::IdentityState;
 use byos_store::{Batch, RedbStore, SharedStore, Table};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, UnixListener};
-use tokio_util::sync::CancellationToken;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::bootstrap::{self, Admin, Bootstrap};
@@ -55,7 +55,13 @@ pub const DEFAULT_BLOB_PORT: u16 = 8444;
 
 impl ServeConfig {
     pub fn new(data_dir: PathBuf, port: u16) -> Self {
-        ServeConfig { data_dir, port, blob_port: DEFAULT_BLOB_PORT, bind: IpAddr::V4(Ipv4Addr::LOCALHOST), cmk_cache: DEFAULT_CMK_CACHE }
+        ServeConfig {
+            data_dir,
+            port,
+            blob_port: DEFAULT_BLOB_PORT,
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            cmk_cache: DEFAULT_CMK_CACHE,
+        }
     }
 
     fn effective_blob_port(&self) -> u16 {
@@ -106,7 +112,11 @@ impl RunningServer {
 
 fn prepare_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating data dir {}", dir.display()))?;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir.join("keys"))?;
     dir.canonicalize().with_context(|| format!("resolving data dir {}", dir.display()))
 }
@@ -115,8 +125,15 @@ async fn load_or_create_deployment(store: &SharedStore) -> anyhow::Result<Deploy
     if let Some(bytes) = store.get(DEPLOYMENT, DEPLOYMENT_KEY).await? {
         return serde_json::from_slice(&bytes).context("reading the deployment record");
     }
-    let record = DeploymentRecord { v: 1, subscription_id: uuid::Uuid::new_v4().to_string(), location: DEFAULT_LOCATION.into() };
-    store.commit(Batch::new().expect_absent(DEPLOYMENT, DEPLOYMENT_KEY).put(DEPLOYMENT, DEPLOYMENT_KEY, serde_json::to_vec(&record)?)).await?;
+    let record =
+        DeploymentRecord { v: 1, subscription_id: uuid::Uuid::new_v4().to_string(), location: DEFAULT_LOCATION.into() };
+    store
+        .commit(Batch::new().expect_absent(DEPLOYMENT, DEPLOYMENT_KEY).put(
+            DEPLOYMENT,
+            DEPLOYMENT_KEY,
+            serde_json::to_vec(&record)?,
+        ))
+        .await?;
     Ok(record)
 }
 
@@ -127,14 +144,16 @@ async fn bind_control_socket(data_dir: &Path) -> anyhow::Result<UnixListener> {
         anyhow::bail!("another byos server is already running on data dir {}", data_dir.display());
     }
     let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).with_context(|| format!("binding the control socket {}", path.display()))?;
+    let listener =
+        UnixListener::bind(&path).with_context(|| format!("binding the control socket {}", path.display()))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
 }
 
 /// Turns a panic inside one request into a 500 for that request alone; the server keeps serving.
-fn panic_guard() -> tower_http::catch_panic::CatchPanicLayer<fn(Box<dyn std::any::Any + Send>) -> axum::response::Response> {
+fn panic_guard()
+-> tower_http::catch_panic::CatchPanicLayer<fn(Box<dyn std::any::Any + Send>) -> axum::response::Response> {
     fn on_panic(_: Box<dyn std::any::Any + Send>) -> axum::response::Response {
         tracing::error!("a request handler panicked");
         byos_http::render_error(&byos_core::ApiError::internal())
@@ -150,11 +169,15 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let root = RootKey::load_or_create(&data_dir.join("keys").join("root.key"))?;
     let store: SharedStore = Arc::new(RedbStore::open(&data_dir.join("meta.redb"))?);
 
-    let tcp = TcpListener::bind(SocketAddr::new(config.bind, config.port)).await.with_context(|| format!("binding port {}", config.port))?;
+    let tcp = TcpListener::bind(SocketAddr::new(config.bind, config.port))
+        .await
+        .with_context(|| format!("binding port {}", config.port))?;
     let address = tcp.local_addr()?;
     let base_url = format!("https://{address}");
     let blob_port = config.effective_blob_port();
-    let blob_tcp = TcpListener::bind(SocketAddr::new(config.bind, blob_port)).await.with_context(|| format!("binding the blob port {blob_port}"))?;
+    let blob_tcp = TcpListener::bind(SocketAddr::new(config.bind, blob_port))
+        .await
+        .with_context(|| format!("binding the blob port {blob_port}"))?;
     let blob_url = format!("https://{}", blob_tcp.local_addr()?);
     let objects: byos_store::SharedObjects = Arc::new(byos_store::DirObjectStore::open(&data_dir.join("objects"))?);
     let root = Arc::new(root);
@@ -166,13 +189,24 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let tls_config = ca.server_config(&hosts)?;
     let stop = CancellationToken::new();
     let connections = listener::Connections { tracker: TaskTracker::new() };
-    let hub: Arc<dyn byos_http::Listeners> =
-        Arc::new(listener::Hub { bind: config.bind, tls: Arc::clone(&tls_config), stop: stop.clone(), connections: connections.clone() });
+    let hub: Arc<dyn byos_http::Listeners> = Arc::new(listener::Hub {
+        bind: config.bind,
+        tls: Arc::clone(&tls_config),
+        stop: stop.clone(),
+        connections: connections.clone(),
+    });
 
     let deployment = load_or_create_deployment(&store).await?;
     let directory = Arc::new(Directory::open(Arc::clone(&store), &root, &base_url).await?);
     let door = Arc::new(Door::new());
-    let keyvault = byos_keyvault::KeyVaultService::new(Arc::clone(&store), Arc::clone(&root), Arc::clone(&door), Arc::clone(&directory), hub, base_url.clone());
+    let keyvault = byos_keyvault::KeyVaultService::new(
+        Arc::clone(&store),
+        Arc::clone(&root),
+        Arc::clone(&door),
+        Arc::clone(&directory),
+        hub,
+        base_url.clone(),
+    );
     let storage = byos_storage::StorageService::new(
         Arc::clone(&store),
         objects,
@@ -180,7 +214,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         Arc::clone(&door),
         Arc::clone(&directory),
         Arc::clone(&keyvault),
-        byos_storage::StorageConfig { blob_base: blob_url.clone(), authority: base_url.clone(), cmk_cache_ttl: config.cmk_cache.min(MAX_CMK_CACHE) },
+        byos_storage::StorageConfig {
+            blob_base: blob_url.clone(),
+            authority: base_url.clone(),
+            cmk_cache_ttl: config.cmk_cache.min(MAX_CMK_CACHE),
+        },
     );
     let providers: Vec<Arc<dyn byos_arm::Provider>> = vec![
         Arc::new(byos_storage::provider::StorageProvider(Arc::clone(&storage))),
@@ -192,7 +230,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         base_url: base_url.clone(),
         authority: base_url.clone(),
     };
-    let arm = Arm::open(Arc::clone(&directory), Arc::clone(&door), Arc::clone(&store), arm_deployment, providers).await?;
+    let arm =
+        Arm::open(Arc::clone(&directory), Arc::clone(&door), Arc::clone(&store), arm_deployment, providers).await?;
     storage.load(&arm).await?;
     keyvault.load(&arm).await?;
     let housekeeping = vec![
@@ -200,13 +239,24 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         byos_storage::cmk::spawn_rotation_watch(Arc::clone(&storage), config.cmk_cache.min(MAX_CMK_CACHE)),
         byos_keyvault::rotation::spawn_watch(Arc::clone(&keyvault), KEY_ROTATION_INTERVAL),
     ];
-    let (admin, admin_secret) = directory.ensure_sealed_service_principal(&root, DEPLOYMENT, ADMIN_KEY, "byos-admin").await?;
-    byos_arm::rbac::assignments::ensure(&arm, admin.object_id, builtin::OWNER, &Scope::subscription(&deployment.subscription_id)).await?;
+    let (admin, admin_secret) =
+        directory.ensure_sealed_service_principal(&root, DEPLOYMENT, ADMIN_KEY, "byos-admin").await?;
+    byos_arm::rbac::assignments::ensure(
+        &arm,
+        admin.object_id,
+        builtin::OWNER,
+        &Scope::subscription(&deployment.subscription_id),
+    )
+    .await?;
 
-
-    let identity = IdentityState { directory: Arc::clone(&directory), door: Arc::clone(&door), authority: base_url.clone() };
-    let public = byos_identity::api::public_router(identity.clone()).merge(byos_arm::router(Arc::clone(&arm))).layer(panic_guard());
-    let operator = byos_identity::api::operator::router(identity).merge(byos_keyvault::audit::operator_router(Arc::clone(&keyvault))).layer(panic_guard());
+    let identity =
+        IdentityState { directory: Arc::clone(&directory), door: Arc::clone(&door), authority: base_url.clone() };
+    let public = byos_identity::api::public_router(identity.clone())
+        .merge(byos_arm::router(Arc::clone(&arm)))
+        .layer(panic_guard());
+    let operator = byos_identity::api::operator::router(identity)
+        .merge(byos_keyvault::audit::operator_router(Arc::clone(&keyvault)))
+        .layer(panic_guard());
     let blob = byos_storage::blob::router(Arc::clone(&storage)).layer(panic_guard());
 
     let tasks = vec![
@@ -227,7 +277,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         imds_endpoint: base_url.clone(),
         blob_endpoint: blob_url,
         control_socket: control::socket_path(&data_dir).display().to_string(),
-        admin: Admin { client_id: admin.client_id.to_string(), client_secret: admin_secret.to_string(), object_id: admin.object_id.to_string() },
+        admin: Admin {
+            client_id: admin.client_id.to_string(),
+            client_secret: admin_secret.to_string(),
+            object_id: admin.object_id.to_string(),
+        },
     };
     bootstrap::write(&data_dir, &boot)?;
     tracing::info!(%base_url, data_dir = %data_dir.display(), "byos ready");

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use byos_crypto::{RootKey, SealPurpose};
 use byos_store::{Batch, SharedStore, Table};
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
 use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -47,7 +50,8 @@ impl CertificateAuthority {
         let key = KeyPair::generate().context("generating the CA key")?;
         let cert = ca_params().self_signed(&key).context("self-signing the CA certificate")?;
         let sealed = root.seal(SealPurpose::CaKey, &zeroize::Zeroizing::new(key.serialize_der()))?;
-        let batch = Batch::new().expect_absent(TLS, CA_KEY).put(TLS, CA_KEY, sealed).put(TLS, CA_CERT, cert.pem().into_bytes());
+        let batch =
+            Batch::new().expect_absent(TLS, CA_KEY).put(TLS, CA_KEY, sealed).put(TLS, CA_CERT, cert.pem().into_bytes());
         store.commit(batch).await?;
         Ok(CertificateAuthority { cert_pem: cert.pem(), key })
     }

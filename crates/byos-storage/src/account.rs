@@ -19,7 +19,9 @@ pub fn validate_name(name: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::bad_request(
             "AccountNameInvalid",
-            format!("{name} is not a valid storage account name. Storage account name must be between 3 and 24 characters in length and use numbers and lower-case letters only."),
+            format!(
+                "{name} is not a valid storage account name. Storage account name must be between 3 and 24 characters in length and use numbers and lower-case letters only."
+            ),
         ))
     }
 }
@@ -84,7 +86,10 @@ impl Default for AccountSettings {
 }
 
 fn invalid(property: &str, why: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request("InvalidRequestPropertyValue", format!("The value of property '{property}' is invalid: {why}."))
+    ApiError::bad_request(
+        "InvalidRequestPropertyValue",
+        format!("The value of property '{property}' is invalid: {why}."),
+    )
 }
 
 fn bool_prop(props: &Map<String, Value>, name: &str) -> Result<Option<bool>, ApiError> {
@@ -201,13 +206,22 @@ pub fn parse_encryption(props: &Map<String, Value>) -> Result<Option<EncryptionR
         return Ok(Some(EncryptionRequest::ServiceManaged));
     }
     if !source.eq_ignore_ascii_case("Microsoft.Keyvault") {
-        return Err(invalid("encryption.keySource", format!("'{source}' is not Microsoft.Storage or Microsoft.Keyvault")));
+        return Err(invalid(
+            "encryption.keySource",
+            format!("'{source}' is not Microsoft.Storage or Microsoft.Keyvault"),
+        ));
     }
-    let kv = encryption.get("keyvaultproperties").or_else(|| encryption.get("keyVaultProperties")).cloned().unwrap_or(Value::Null);
-    let key_name = text(kv.get("keyname").or_else(|| kv.get("keyName")))
-        .ok_or_else(|| invalid("encryption.keyvaultproperties.keyname", "a key name is required with Microsoft.Keyvault"))?;
-    let key_vault_uri = text(kv.get("keyvaulturi").or_else(|| kv.get("keyVaultUri")))
-        .ok_or_else(|| invalid("encryption.keyvaultproperties.keyvaulturi", "a vault URI is required with Microsoft.Keyvault"))?;
+    let kv = encryption
+        .get("keyvaultproperties")
+        .or_else(|| encryption.get("keyVaultProperties"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let key_name = text(kv.get("keyname").or_else(|| kv.get("keyName"))).ok_or_else(|| {
+        invalid("encryption.keyvaultproperties.keyname", "a key name is required with Microsoft.Keyvault")
+    })?;
+    let key_vault_uri = text(kv.get("keyvaulturi").or_else(|| kv.get("keyVaultUri"))).ok_or_else(|| {
+        invalid("encryption.keyvaultproperties.keyvaulturi", "a vault URI is required with Microsoft.Keyvault")
+    })?;
     Ok(Some(EncryptionRequest::CustomerManaged {
         key_name,
         key_version: text(kv.get("keyversion").or_else(|| kv.get("keyVersion"))),
@@ -294,7 +308,12 @@ impl AccountSecrets {
                 KekSource::Root(std::sync::Arc::new(Kek::from_bytes(&bytes).map_err(|_| ApiError::internal())?))
             }
         };
-        Ok(AccountSecrets { keys: [Zeroizing::new(raw.key1.clone()), Zeroizing::new(raw.key2.clone())], kek, delegation: MacKey::new(&delegation), raw })
+        Ok(AccountSecrets {
+            keys: [Zeroizing::new(raw.key1.clone()), Zeroizing::new(raw.key2.clone())],
+            kek,
+            delegation: MacKey::new(&delegation),
+            raw,
+        })
     }
 
     /// The same secrets with key `index` (0 or 1) replaced.
@@ -374,7 +393,11 @@ mod tests {
         assert!(guard.firewall.is_some_and(|f| f.ip_rules.len() == 1 && f.bypass_azure_services));
         assert!(s.apply(json!({"allowSharedKeyAccess": null}).as_object().unwrap_or(&Map::new())).is_ok());
         assert!(s.allow_shared_key_access, "null means true");
-        for bad in [json!({"networkAcls": {"defaultAction": "Maybe"}}), json!({"networkAcls": {"ipRules": [{"value": "300.0.0.1"}]}}), json!({"allowBlobPublicAccess": "yes"})] {
+        for bad in [
+            json!({"networkAcls": {"defaultAction": "Maybe"}}),
+            json!({"networkAcls": {"ipRules": [{"value": "300.0.0.1"}]}}),
+            json!({"allowBlobPublicAccess": "yes"}),
+        ] {
             assert!(s.clone().apply(bad.as_object().unwrap_or(&Map::new())).is_err(), "{bad}");
         }
     }

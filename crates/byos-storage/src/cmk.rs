@@ -49,22 +49,43 @@ fn split_key_id(key_id: &str) -> Option<(&str, &str, &str)> {
 /// What ARM says when a customer key cannot be set up.
 fn setup_error(cause: &ApiError, what: &str) -> ApiError {
     let reason = match (cause.status, cause.inner_code.as_deref()) {
-        (403, Some("AccessDenied" | "ForbiddenByRbac")) => "the identity does not have permission (get, wrapKey, unwrapKey) on the key",
-        (403, Some("ForbiddenByFirewall" | "ForbiddenByConnection")) => "the key vault's network rules do not admit the storage service (allow trusted Microsoft services: networkAcls.bypass AzureServices)",
+        (403, Some("AccessDenied" | "ForbiddenByRbac")) => {
+            "the identity does not have permission (get, wrapKey, unwrapKey) on the key"
+        }
+        (403, Some("ForbiddenByFirewall" | "ForbiddenByConnection")) => {
+            "the key vault's network rules do not admit the storage service (allow trusted Microsoft services: networkAcls.bypass AzureServices)"
+        }
         (403, _) => "the key is disabled, expired or not usable for wrapKey/unwrapKey",
         (404, _) => "the key vault or the key (version) was not found",
         _ => "the key could not be used",
     };
-    ApiError::bad_request("KeyVaultAuthenticationFailure", format!("Cannot {what} with the customer-managed key: {reason} ({}).", cause.message))
+    ApiError::bad_request(
+        "KeyVaultAuthenticationFailure",
+        format!("Cannot {what} with the customer-managed key: {reason} ({}).", cause.message),
+    )
 }
 
 /// Wraps `kek` with the requested key as `caller`, then proves the identity can unwrap it.
-pub async fn wrap(service: &StorageService, caller: &Caller, settings: &CmkSettings, kek: &[u8]) -> Result<(CmkWrap, KeyUsed), ApiError> {
+pub async fn wrap(
+    service: &StorageService,
+    caller: &Caller,
+    settings: &CmkSettings,
+    kek: &[u8],
+) -> Result<(CmkWrap, KeyUsed), ApiError> {
     let kv = &service.keyvault;
     let version = settings.key_version.as_deref();
-    let wrapped = kv.use_key(caller, &settings.key_vault_uri, &settings.key_name, version, KeyUse::Wrap(kek.to_vec())).await.map_err(|e| setup_error(&e, "wrap the account key"))?;
+    let wrapped = kv
+        .use_key(caller, &settings.key_vault_uri, &settings.key_name, version, KeyUse::Wrap(kek.to_vec()))
+        .await
+        .map_err(|e| setup_error(&e, "wrap the account key"))?;
     let check = kv
-        .use_key(caller, &settings.key_vault_uri, &settings.key_name, Some(&wrapped.version), KeyUse::Unwrap(wrapped.output.to_vec()))
+        .use_key(
+            caller,
+            &settings.key_vault_uri,
+            &settings.key_name,
+            Some(&wrapped.version),
+            KeyUse::Unwrap(wrapped.output.to_vec()),
+        )
         .await
         .map_err(|e| setup_error(&e, "unwrap the account key"))?;
     if check.output.as_slice() != kek {
@@ -99,7 +120,11 @@ async fn unwrap_current(service: &StorageService, account: &Account) -> Result<U
     let caller = identity_caller(service, settings.principal, &account.id).ok_or(UnwrapFailure::NoIdentity)?;
     let (vault, name, version) = split_key_id(&wrap.key_id).ok_or(UnwrapFailure::Corrupt)?;
     let wrapped = b64url_decode(&wrap.wrapped).ok_or(UnwrapFailure::Corrupt)?;
-    let used = service.keyvault.use_key(&caller, vault, name, Some(version), KeyUse::Unwrap(wrapped)).await.map_err(|e| UnwrapFailure::Key(Box::new(e)))?;
+    let used = service
+        .keyvault
+        .use_key(&caller, vault, name, Some(version), KeyUse::Unwrap(wrapped))
+        .await
+        .map_err(|e| UnwrapFailure::Key(Box::new(e)))?;
     Ok(Unwrapped { caller, version: version.to_owned(), kek: used.output })
 }
 
@@ -109,7 +134,10 @@ pub async fn customer_kek_bytes(service: &StorageService, account: &Account) -> 
     match unwrap_current(service, account).await {
         Ok(unwrapped) => Ok(unwrapped.kek),
         Err(UnwrapFailure::Corrupt) => Err(ApiError::internal()),
-        Err(UnwrapFailure::NoIdentity) => Err(ApiError::bad_request("InvalidIdentity", "The identity that protects the account key no longer exists.")),
+        Err(UnwrapFailure::NoIdentity) => Err(ApiError::bad_request(
+            "InvalidIdentity",
+            "The identity that protects the account key no longer exists.",
+        )),
         Err(UnwrapFailure::Key(e)) => Err(setup_error(&e, "unwrap the current account key")),
     }
 }
@@ -118,15 +146,20 @@ pub async fn customer_kek_bytes(service: &StorageService, account: &Account) -> 
 fn unavailable(cause: &ApiError) -> ApiError {
     let (code, message) = match (cause.status, cause.inner_code.as_deref(), cause.code.as_str()) {
         (404, _, "VaultNotFound") => ("KeyVaultVaultNotFound", "The key vault is not found for encryption."),
-        (403, Some("AccessDenied" | "ForbiddenByRbac"), _) | (401, _, _) => {
-            ("KeyVaultAccessTokenCannotBeAcquired", "The key vault access token cannot be acquired: the account's identity has no access to the key.")
-        }
-        (403, Some("ForbiddenByFirewall" | "ForbiddenByConnection"), _) => {
-            ("KeyVaultAccessTokenCannotBeAcquired", "The key vault access token cannot be acquired: the key vault's network rules do not admit the storage service.")
-        }
+        (403, Some("AccessDenied" | "ForbiddenByRbac"), _) | (401, _, _) => (
+            "KeyVaultAccessTokenCannotBeAcquired",
+            "The key vault access token cannot be acquired: the account's identity has no access to the key.",
+        ),
+        (403, Some("ForbiddenByFirewall" | "ForbiddenByConnection"), _) => (
+            "KeyVaultAccessTokenCannotBeAcquired",
+            "The key vault access token cannot be acquired: the key vault's network rules do not admit the storage service.",
+        ),
         _ => ("KeyVaultEncryptionKeyNotFound", "The key vault key is not found to unwrap the encryption key."),
     };
-    err(403, code, message).with_header("x-byos-denial", crate::blob::errors::header_safe(&format!("customer-managed key unavailable: {}", cause.message)))
+    err(403, code, message).with_header(
+        "x-byos-denial",
+        crate::blob::errors::header_safe(&format!("customer-managed key unavailable: {}", cause.message)),
+    )
 }
 
 impl StorageService {
@@ -137,17 +170,22 @@ impl StorageService {
             return Ok(Arc::clone(kek));
         }
         if let Some((kek, at)) = self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&account.name)
-            && at.elapsed() < self.cmk_cache_ttl {
-                return Ok(Arc::clone(kek));
-            }
+            && at.elapsed() < self.cmk_cache_ttl
+        {
+            return Ok(Arc::clone(kek));
+        }
         let unwrapped = match unwrap_current(self, account).await {
             Ok(unwrapped) => unwrapped,
             Err(failure) => {
                 self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).remove(&account.name);
                 return Err(match failure {
                     UnwrapFailure::Corrupt => crate::blob::errors::internal(),
-                    UnwrapFailure::NoIdentity => err(403, "KeyVaultAccessTokenCannotBeAcquired", "The key vault access token cannot be acquired: the account's identity no longer exists.")
-                        .with_header("x-byos-denial", "customer-managed key unavailable: the identity was removed"),
+                    UnwrapFailure::NoIdentity => err(
+                        403,
+                        "KeyVaultAccessTokenCannotBeAcquired",
+                        "The key vault access token cannot be acquired: the account's identity no longer exists.",
+                    )
+                    .with_header("x-byos-denial", "customer-managed key unavailable: the identity was removed"),
                     UnwrapFailure::Key(e) => {
                         tracing::info!(account = %account.name, reason = %e.message, "customer-managed key unavailable");
                         unavailable(&e)
@@ -159,16 +197,27 @@ impl StorageService {
         if let Some(settings) = account.settings.cmk.as_ref().filter(|s| s.key_version.is_none()) {
             self.follow_rotation(account, &unwrapped.caller, settings, &unwrapped.version, &unwrapped.kek).await;
         }
-        self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).insert(account.name.clone(), (Arc::clone(&kek), Instant::now()));
+        self.cmk_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(account.name.clone(), (Arc::clone(&kek), Instant::now()));
         Ok(kek)
     }
 
     /// Re-wraps the KEK when the key has a newer current version (automatic rotation).
-    async fn follow_rotation(&self, account: &Account, caller: &Caller, settings: &CmkSettings, wrapped_with: &str, kek: &Zeroizing<Vec<u8>>) {
-        let latest = match self.keyvault.use_key(caller, &settings.key_vault_uri, &settings.key_name, None, KeyUse::Get).await {
-            Ok(latest) if latest.version != wrapped_with => latest,
-            _ => return,
-        };
+    async fn follow_rotation(
+        &self,
+        account: &Account,
+        caller: &Caller,
+        settings: &CmkSettings,
+        wrapped_with: &str,
+        kek: &Zeroizing<Vec<u8>>,
+    ) {
+        let latest =
+            match self.keyvault.use_key(caller, &settings.key_vault_uri, &settings.key_name, None, KeyUse::Get).await {
+                Ok(latest) if latest.version != wrapped_with => latest,
+                _ => return,
+            };
         let pinned = CmkSettings { key_version: Some(latest.version.clone()), ..settings.clone() };
         match wrap(self, caller, &pinned, kek).await {
             Ok((wrap, used)) => {
@@ -178,14 +227,19 @@ impl StorageService {
                     tracing::info!(account = %account.name, key = %used.kid, "account key re-wrapped with the new key version");
                 }
             }
-            Err(e) => tracing::warn!(account = %account.name, error = %e, "could not re-wrap the account key with the new key version"),
+            Err(e) => {
+                tracing::warn!(account = %account.name, error = %e, "could not re-wrap the account key with the new key version")
+            }
         }
     }
 }
 
 /// Follows key rotation in the background: every `interval`, each account on a customer key that
 /// follows the key's current version refreshes its KEK, which re-wraps it when the key rotated.
-pub fn spawn_rotation_watch(service: Arc<StorageService>, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
+pub fn spawn_rotation_watch(
+    service: Arc<StorageService>,
+    interval: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(&service);
     drop(service);
     tokio::spawn(async move {

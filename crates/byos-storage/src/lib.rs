@@ -117,7 +117,12 @@ impl StorageService {
             tracing::error!(account = %record.id, error = %e, "stored account settings are corrupt");
             ApiError::internal()
         })?;
-        let sealed = self.store.get(SECRETS, &key).await.map_err(byos_arm::records::store_error)?.ok_or_else(ApiError::internal)?;
+        let sealed = self
+            .store
+            .get(SECRETS, &key)
+            .await
+            .map_err(byos_arm::records::store_error)?
+            .ok_or_else(ApiError::internal)?;
         let secrets = AccountSecrets::open(&self.root, &sealed)?;
         let cors = match self.store.get(BLOB_SERVICES, &key).await.map_err(byos_arm::records::store_error)? {
             Some(bytes) => blob::cors::decode_rules(&bytes)?,

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use byos_arm::managed_identity::plan_identity;
-use byos_arm::records::{self, RESOURCES, ResourceRecord, encode, resource_key, resource_not_found, store_error, validate_tags};
 use byos_arm::groups::{method_not_allowed, unknown_resource_type};
+use byos_arm::managed_identity::plan_identity;
+use byos_arm::records::{
+    self, RESOURCES, ResourceRecord, encode, resource_key, resource_not_found, store_error, validate_tags,
+};
 use byos_arm::{Arm, ArmRequest, Provider};
 use byos_authz::Action;
 use byos_core::{ApiError, ResourceId, Scope};
@@ -16,9 +18,11 @@ use byos_store::Batch;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::account::{AccountSecrets, AccountSettings, CmkSettings, CmkWrap, EncryptionRequest, parse_encryption, validate_name};
-use crate::cmk;
+use crate::account::{
+    AccountSecrets, AccountSettings, CmkSettings, CmkWrap, EncryptionRequest, parse_encryption, validate_name,
+};
 use crate::blob::cors;
+use crate::cmk;
 use crate::{ACCOUNT_TYPE, BLOB_SERVICES, NAMES, SECRETS, StorageService};
 
 const NAMESPACE: &str = "Microsoft.Storage";
@@ -55,7 +59,13 @@ impl Provider for StorageProvider {
         NAMESPACE
     }
 
-    async fn handle(&self, arm: &Arm, request: &ArmRequest, group: Option<&str>, rest: &[String]) -> Result<Response, Failure> {
+    async fn handle(
+        &self,
+        arm: &Arm,
+        request: &ArmRequest,
+        group: Option<&str>,
+        rest: &[String],
+    ) -> Result<Response, Failure> {
         let sub = arm.deployment.subscription_id.clone();
         let parts: Vec<&str> = rest.iter().map(String::as_str).collect();
         let is = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
@@ -69,7 +79,9 @@ impl Provider for StorageProvider {
                     [op] if is(op, "listKeys") => self.list_keys(arm, request, &id).await,
                     [op] if is(op, "regenerateKey") => self.regenerate_key(arm, request, &id).await,
                     [s] if is(s, "blobServices") => self.blob_services(arm, request, &id, true).await,
-                    [s, d] if is(s, "blobServices") && is(d, "default") => self.blob_services(arm, request, &id, false).await,
+                    [s, d] if is(s, "blobServices") && is(d, "default") => {
+                        self.blob_services(arm, request, &id, false).await
+                    }
                     _ => Err(unknown_resource_type(NAMESPACE, rest)),
                 }
             }
@@ -94,14 +106,17 @@ impl StorageProvider {
 
     /// The account as ARM returns it.
     fn wire(&self, record: &ResourceRecord) -> Result<Value, ApiError> {
-        let settings: AccountSettings = serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+        let settings: AccountSettings =
+            serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
         let mut wire = record.to_wire();
         wire["properties"] = settings.to_wire(&self.service().endpoint(&record.name), &record.location);
         Ok(wire)
     }
 
     async fn require(&self, arm: &Arm, id: &ResourceId) -> Result<ResourceRecord, ApiError> {
-        arm.resource(&id.to_string()).await?.ok_or_else(|| resource_not_found(ACCOUNT_TYPE, &id.name, &id.resource_group))
+        arm.resource(&id.to_string())
+            .await?
+            .ok_or_else(|| resource_not_found(ACCOUNT_TYPE, &id.name, &id.resource_group))
     }
 
     async fn account_op(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<Response, Failure> {
@@ -137,7 +152,10 @@ impl StorageProvider {
         let key = resource_key(&id.to_string());
         let name_owner = self.service().store.get(NAMES, &id.name).await.map_err(store_error)?;
         if current.is_none() && name_owner.is_some() {
-            return Err(Failure::from(ApiError::conflict("StorageAccountAlreadyTaken", format!("The storage account named {} is already taken.", id.name))));
+            return Err(Failure::from(ApiError::conflict(
+                "StorageAccountAlreadyTaken",
+                format!("The storage account named {} is already taken.", id.name),
+            )));
         }
         let mut settings: AccountSettings = match &current {
             Some(record) => serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?,
@@ -146,7 +164,8 @@ impl StorageProvider {
         let props = body.properties.clone().unwrap_or_default();
         settings.apply(&props)?;
         let encryption = parse_encryption(&props)?;
-        let plan = plan_identity(arm, &request.caller, &id.to_string(), body.identity.as_ref(), current.as_ref()).await?;
+        let plan =
+            plan_identity(arm, &request.caller, &id.to_string(), body.identity.as_ref(), current.as_ref()).await?;
         let fresh = current.is_none().then(AccountSecrets::generate).transpose()?;
         let secrets = match &encryption {
             Some(request) => Some(self.apply_encryption(arm, id, &mut settings, &plan, request, fresh).await?),
@@ -168,7 +187,11 @@ impl StorageProvider {
             id: id.to_string(),
             name: id.name.clone(),
             resource_type: ACCOUNT_TYPE.into(),
-            location: current.as_ref().map(|r| r.location.clone()).or(body.location.filter(|l| !l.is_empty())).unwrap_or(group.location),
+            location: current
+                .as_ref()
+                .map(|r| r.location.clone())
+                .or(body.location.filter(|l| !l.is_empty()))
+                .unwrap_or(group.location),
             tags: body.tags.or_else(|| current.as_ref().map(|r| r.tags.clone())).unwrap_or_default(),
             properties: serde_json::to_value(&settings).map_err(|_| ApiError::internal())?,
             identity: plan.wire.clone(),
@@ -178,7 +201,8 @@ impl StorageProvider {
         };
         let mut batch = Batch::new().put(RESOURCES, key.clone(), encode(&key, &record)?);
         if current.is_none() {
-            batch = batch.expect_absent(NAMES, id.name.clone()).put(NAMES, id.name.clone(), id.to_string().into_bytes());
+            batch =
+                batch.expect_absent(NAMES, id.name.clone()).put(NAMES, id.name.clone(), id.to_string().into_bytes());
         }
         if let Some(secrets) = &secrets {
             batch = batch.put(SECRETS, key.clone(), secrets.seal(&self.service().root)?);
@@ -190,10 +214,11 @@ impl StorageProvider {
         tracing::info!(account = %record.id, created = current.is_none(), "storage account written");
         let mut response = json_response(200, &self.wire(&record)?);
         if let Some(warning) = encryption.as_ref().and_then(|_| self.cross_region_key(&settings, &record.location))
-            && let Ok(value) = axum::http::HeaderValue::from_str(&warning) {
-                tracing::warn!(account = %record.id, %warning, "customer-managed key in another region");
-                response.headers_mut().insert("x-byos-warning", value);
-            }
+            && let Ok(value) = axum::http::HeaderValue::from_str(&warning)
+        {
+            tracing::warn!(account = %record.id, %warning, "customer-managed key in another region");
+            response.headers_mut().insert("x-byos-warning", value);
+        }
         Ok(response)
     }
 
@@ -202,8 +227,12 @@ impl StorageProvider {
     fn cross_region_key(&self, settings: &AccountSettings, location: &str) -> Option<String> {
         let cmk = settings.cmk.as_ref()?;
         let vault = self.service().keyvault.vault_by_uri(&cmk.key_vault_uri)?;
-        (!vault.location.eq_ignore_ascii_case(location))
-            .then(|| format!("cross-region customer-managed key: the key vault '{}' is in {}, the account in {location}", vault.name, vault.location))
+        (!vault.location.eq_ignore_ascii_case(location)).then(|| {
+            format!(
+                "cross-region customer-managed key: the key vault '{}' is in {}, the account in {location}",
+                vault.name, vault.location
+            )
+        })
     }
 
     /// Switches the account's KEK protection as `request` asks; returns the secrets to store.
@@ -244,11 +273,16 @@ impl StorageProvider {
                 if !vault.settings.enable_purge_protection {
                     return Err(ApiError::bad_request(
                         "KeyVaultPolicyError",
-                        format!("The key vault '{}' must have soft delete and purge protection enabled to hold customer-managed keys.", vault.name),
+                        format!(
+                            "The key vault '{}' must have soft delete and purge protection enabled to hold customer-managed keys.",
+                            vault.name
+                        ),
                     ));
                 }
                 let principal = self.encryption_principal(arm, plan, identity.as_deref()).await?;
-                let caller = cmk::identity_caller(self.service(), principal, &id.to_string()).ok_or_else(|| ApiError::bad_request("InvalidIdentity", "The account's managed identity does not exist."))?;
+                let caller = cmk::identity_caller(self.service(), principal, &id.to_string()).ok_or_else(|| {
+                    ApiError::bad_request("InvalidIdentity", "The account's managed identity does not exist.")
+                })?;
                 let mut cmk = CmkSettings {
                     key_name: key_name.clone(),
                     key_version: key_version.clone(),
@@ -269,14 +303,34 @@ impl StorageProvider {
 
     /// The principal that uses the customer key: the named user-assigned identity (which must be
     /// attached to the account) or the account's system-assigned identity.
-    async fn encryption_principal(&self, arm: &Arm, plan: &byos_arm::managed_identity::IdentityPlan, identity: Option<&str>) -> Result<uuid::Uuid, ApiError> {
-        let no_identity = || ApiError::bad_request("InvalidIdentity", "A customer-managed key needs a managed identity: enable the account's system-assigned identity or name an attached user-assigned identity in encryption.identity.");
+    async fn encryption_principal(
+        &self,
+        arm: &Arm,
+        plan: &byos_arm::managed_identity::IdentityPlan,
+        identity: Option<&str>,
+    ) -> Result<uuid::Uuid, ApiError> {
+        let no_identity = || {
+            ApiError::bad_request(
+                "InvalidIdentity",
+                "A customer-managed key needs a managed identity: enable the account's system-assigned identity or name an attached user-assigned identity in encryption.identity.",
+            )
+        };
         match identity {
             None => plan.owned.first().copied().ok_or_else(no_identity),
             Some(uami) => {
-                let attached = plan.wire.as_ref().and_then(|w| w.get("userAssignedIdentities")).and_then(|m| m.as_object()).is_some_and(|m| m.keys().any(|k| k.eq_ignore_ascii_case(uami)));
+                let attached = plan
+                    .wire
+                    .as_ref()
+                    .and_then(|w| w.get("userAssignedIdentities"))
+                    .and_then(|m| m.as_object())
+                    .is_some_and(|m| m.keys().any(|k| k.eq_ignore_ascii_case(uami)));
                 if !attached {
-                    return Err(ApiError::bad_request("InvalidIdentity", format!("The identity '{uami}' must be attached to the account (identity.userAssignedIdentities) to use it for encryption.")));
+                    return Err(ApiError::bad_request(
+                        "InvalidIdentity",
+                        format!(
+                            "The identity '{uami}' must be attached to the account (identity.userAssignedIdentities) to use it for encryption."
+                        ),
+                    ));
                 }
                 let record = arm.resource(uami).await?.ok_or_else(no_identity)?;
                 record.owned_principals.first().copied().ok_or_else(no_identity)
@@ -357,20 +411,35 @@ impl StorageProvider {
         let index = match body.key_name.to_ascii_lowercase().as_str() {
             "key1" => 0,
             "key2" => 1,
-            other => return Err(Failure::from(ApiError::bad_request("InvalidKeyName", format!("The key name '{other}' is invalid; use key1 or key2.")))),
+            other => {
+                return Err(Failure::from(ApiError::bad_request(
+                    "InvalidKeyName",
+                    format!("The key name '{other}' is invalid; use key1 or key2."),
+                )));
+            }
         };
         let _guard = arm.write_guard().await;
         let record = self.require(arm, id).await?;
         let account = self.service().account(&record.name).ok_or_else(ApiError::internal)?;
         let secrets = account.secrets.with_new_key(index)?;
         let key = record.id.to_ascii_lowercase();
-        self.service().store.commit(Batch::new().put(SECRETS, key, secrets.seal(&self.service().root)?)).await.map_err(store_error)?;
+        self.service()
+            .store
+            .commit(Batch::new().put(SECRETS, key, secrets.seal(&self.service().root)?))
+            .await
+            .map_err(store_error)?;
         self.service().refresh(&record).await?;
         tracing::info!(account = %record.id, key = body.key_name, "account key regenerated");
         Ok(json_response(200, &self.keys_wire(&secrets, &record.created_on)))
     }
 
-    async fn blob_services(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId, list: bool) -> Result<Response, Failure> {
+    async fn blob_services(
+        &self,
+        arm: &Arm,
+        request: &ArmRequest,
+        id: &ResourceId,
+        list: bool,
+    ) -> Result<Response, Failure> {
         let scope = id.scope().child("blobServices/default");
         let record = match request.method {
             Method::GET => {
@@ -384,7 +453,11 @@ impl StorageProvider {
                 let _guard = arm.write_guard().await;
                 let record = self.require(arm, id).await?;
                 let key = record.id.to_ascii_lowercase();
-                self.service().store.commit(Batch::new().put(BLOB_SERVICES, key, cors::encode_rules(&rules)?)).await.map_err(store_error)?;
+                self.service()
+                    .store
+                    .commit(Batch::new().put(BLOB_SERVICES, key, cors::encode_rules(&rules)?))
+                    .await
+                    .map_err(store_error)?;
                 self.service().refresh(&record).await?;
                 record
             }
@@ -404,12 +477,18 @@ impl StorageProvider {
 
 /// Records that the account's KEK is now wrapped by a newer key version (automatic rotation),
 /// guarded on the record and secrets it replaces.
-pub(crate) async fn record_rotation(service: &StorageService, account: &crate::Account, wrap: CmkWrap, used: &byos_keyvault::keys::KeyUsed) -> Result<(), ApiError> {
+pub(crate) async fn record_rotation(
+    service: &StorageService,
+    account: &crate::Account,
+    wrap: CmkWrap,
+    used: &byos_keyvault::keys::KeyUsed,
+) -> Result<(), ApiError> {
     let key = resource_key(&account.id);
     let record_bytes = service.store.get(RESOURCES, &key).await.map_err(store_error)?.ok_or_else(ApiError::internal)?;
     let secrets_bytes = service.store.get(SECRETS, &key).await.map_err(store_error)?.ok_or_else(ApiError::internal)?;
     let mut record: ResourceRecord = records::decode(&key, &record_bytes)?;
-    let mut settings: AccountSettings = serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+    let mut settings: AccountSettings =
+        serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
     let cmk = settings.cmk.as_mut().ok_or_else(ApiError::internal)?;
     cmk.current_key_id = used.kid.clone();
     cmk.last_rotation = byos_core::time::rfc3339_now();

@@ -27,14 +27,23 @@ async fn reports_what_a_commit_replaced(store: &dyn MetaStore) {
     assert_eq!(report(b"1").await, None, "nothing was replaced by the first put");
     assert_eq!(report(b"2").await.as_deref(), Some(&b"1"[..]), "the previous value is reported");
     // Racing puts: each reports a distinct predecessor, so together they name every value once.
-    let racers = (0..8u8).map(|i| async move { store.commit_reporting(Batch::new().put(T, "raced", vec![i]), Some((T, "raced"))).await });
-    let mut replaced: Vec<Option<Vec<u8>>> = futures_util::future::join_all(racers).await.into_iter().map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect();
+    let racers = (0..8u8).map(|i| async move {
+        store.commit_reporting(Batch::new().put(T, "raced", vec![i]), Some((T, "raced"))).await
+    });
+    let mut replaced: Vec<Option<Vec<u8>>> =
+        futures_util::future::join_all(racers).await.into_iter().map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect();
     replaced.sort();
     let last = get(store, T, "raced").await.unwrap_or_else(|| panic!("raced key missing"));
-    let mut expected: Vec<Option<Vec<u8>>> = (0..8u8).filter(|i| vec![*i] != last).map(|i| Some(vec![i])).chain([None]).collect();
+    let mut expected: Vec<Option<Vec<u8>>> =
+        (0..8u8).filter(|i| vec![*i] != last).map(|i| Some(vec![i])).chain([None]).collect();
     expected.sort();
     assert_eq!(replaced, expected, "racing commits each replaced a different value");
-    let failed = store.commit_reporting(Batch::new().expect_absent(T, "reported").put(T, "reported", b"3".to_vec()), Some((T, "reported"))).await;
+    let failed = store
+        .commit_reporting(
+            Batch::new().expect_absent(T, "reported").put(T, "reported", b"3".to_vec()),
+            Some((T, "reported")),
+        )
+        .await;
     assert!(matches!(failed, Err(StoreError::Conflict { .. })), "a failed guard still fails");
 }
 

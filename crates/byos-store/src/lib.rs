@@ -43,13 +43,27 @@ pub enum StoreError {
 /// One step of a [`Batch`].
 #[derive(Clone, Debug)]
 pub enum Op {
-    Put { table: Table, key: String, value: Vec<u8> },
-    Delete { table: Table, key: String },
+    Put {
+        table: Table,
+        key: String,
+        value: Vec<u8>,
+    },
+    Delete {
+        table: Table,
+        key: String,
+    },
     /// The key must not exist when the batch applies.
-    ExpectAbsent { table: Table, key: String },
+    ExpectAbsent {
+        table: Table,
+        key: String,
+    },
     /// The key must hold exactly `value` (`None`: be absent) when the batch applies: optimistic
     /// concurrency for read-check-write sequences.
-    ExpectUnchanged { table: Table, key: String, value: Option<Vec<u8>> },
+    ExpectUnchanged {
+        table: Table,
+        key: String,
+        value: Option<Vec<u8>>,
+    },
 }
 
 /// Operations applied atomically, in order, by [`MetaStore::commit`].
@@ -100,7 +114,13 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Every record whose key starts with `prefix`, in key order.
     async fn scan(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// At most `limit` records whose key starts with `prefix` and sorts after `after`, in key order.
-    async fn scan_page(&self, table: Table, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    async fn scan_page(
+        &self,
+        table: Table,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Applies `batch` atomically and durably (on return, it survives a crash).
     async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         self.commit_reporting(batch, None).await.map(|_| ())
@@ -108,7 +128,11 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Like [`MetaStore::commit`], and returns what `report` (a table and key) held just before
     /// the batch applied, read in the same transaction: what an unguarded put really replaced,
     /// even when other commits raced it.
-    async fn commit_reporting(&self, batch: Batch, report: Option<(Table, &str)>) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn commit_reporting(
+        &self,
+        batch: Batch,
+        report: Option<(Table, &str)>,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 pub type SharedStore = Arc<dyn MetaStore>;

@@ -39,7 +39,13 @@ impl MetaStore for MemStore {
             .collect())
     }
 
-    async fn scan_page(&self, table: Table, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    async fn scan_page(
+        &self,
+        table: Table,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let tables = self.lock()?;
         let start = after.filter(|a| *a >= prefix).unwrap_or(prefix).to_owned();
         Ok(tables
@@ -51,7 +57,11 @@ impl MetaStore for MemStore {
             .collect())
     }
 
-    async fn commit_reporting(&self, batch: Batch, report: Option<(Table, &str)>) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn commit_reporting(
+        &self,
+        batch: Batch,
+        report: Option<(Table, &str)>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let mut tables = self.lock()?;
         for guard in batch.guards() {
             match guard {
@@ -59,7 +69,11 @@ impl MetaStore for MemStore {
                     return Err(StoreError::Conflict { table: table.0, key: key.clone(), reason: "already exists" });
                 }
                 Op::ExpectUnchanged { table, key, value } if tables.get(&(table.0, key.clone())) != value.as_ref() => {
-                    return Err(StoreError::Conflict { table: table.0, key: key.clone(), reason: "changed concurrently" });
+                    return Err(StoreError::Conflict {
+                        table: table.0,
+                        key: key.clone(),
+                        reason: "changed concurrently",
+                    });
                 }
                 _ => {}
             }

@@ -70,7 +70,9 @@ impl DirObjectStore {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ObjectError> + Send + 'static) -> Result<T, ObjectError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ObjectError> + Send + 'static,
+) -> Result<T, ObjectError> {
     tokio::task::spawn_blocking(f).await.map_err(backend)?
 }
 
@@ -151,7 +153,9 @@ impl OpenFiles {
         if let Some(file) = self.lock().get(id) {
             return Ok(Arc::clone(file));
         }
-        let file = Arc::new(std::fs::File::open(path).map_err(|e| if e.kind() == std::io::ErrorKind::NotFound { ObjectError::NotFound(id.to_owned()) } else { backend(e) })?);
+        let file = Arc::new(std::fs::File::open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound { ObjectError::NotFound(id.to_owned()) } else { backend(e) }
+        })?);
         let mut files = self.lock();
         if files.len() >= MAX_OPEN_FILES {
             files.clear();
@@ -176,7 +180,8 @@ fn list_dir(root: &Path) -> Result<Vec<(String, std::time::Duration)>, ObjectErr
             continue;
         }
         for entry in std::fs::read_dir(fan.path()).map_err(backend)?.flatten() {
-            let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).unwrap_or_default();
+            let age =
+                entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).unwrap_or_default();
             out.push((entry.file_name().to_string_lossy().into_owned(), age));
         }
     }
@@ -285,14 +290,27 @@ pub async fn conformance(store: &dyn ObjectStore) {
         Err(e) => panic!("create failed: {e}"),
     };
     assert!(matches!(writer.write(b"hello ".to_vec()).await, Ok(())));
-    assert!(matches!(store.read_at("ab-object-1", 0, 5).await, Err(ObjectError::NotFound(_))), "unfinished objects are invisible");
+    assert!(
+        matches!(store.read_at("ab-object-1", 0, 5).await, Err(ObjectError::NotFound(_))),
+        "unfinished objects are invisible"
+    );
     assert!(matches!(writer.write(b"world".to_vec()).await, Ok(())));
     assert!(writer.finish().await.is_ok());
-    assert!(store.list().await.is_ok_and(|l| l.iter().any(|(id, _)| id == "ab-object-1")), "finished objects are listed");
-    assert_eq!(store.read_at("ab-object-1", 6, 100).await.ok().as_deref(), Some(&b"world"[..]), "short read at the end");
+    assert!(
+        store.list().await.is_ok_and(|l| l.iter().any(|(id, _)| id == "ab-object-1")),
+        "finished objects are listed"
+    );
+    assert_eq!(
+        store.read_at("ab-object-1", 6, 100).await.ok().as_deref(),
+        Some(&b"world"[..]),
+        "short read at the end"
+    );
     assert!(store.delete("ab-object-1").await.is_ok());
     assert!(matches!(store.read_at("ab-object-1", 0, 1).await, Err(ObjectError::NotFound(_))));
     let abandoned = store.create("ab-object-2").await;
     drop(abandoned);
-    assert!(matches!(store.read_at("ab-object-2", 0, 1).await, Err(ObjectError::NotFound(_))), "dropped writers leave nothing");
+    assert!(
+        matches!(store.read_at("ab-object-2", 0, 1).await, Err(ObjectError::NotFound(_))),
+        "dropped writers leave nothing"
+    );
 }

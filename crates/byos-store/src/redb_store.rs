@@ -32,7 +32,13 @@ impl RedbStore {
         self.page_sync(table, prefix, None, usize::MAX)
     }
 
-    fn page_sync(&self, table: Table, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    fn page_sync(
+        &self,
+        table: Table,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;
         let t = match txn.open_table(definition(table)) {
             Ok(t) => t,
@@ -108,7 +114,10 @@ fn apply(txn: &redb::WriteTransaction, batch: Batch) -> Result<(), StoreError> {
     for op in batch.ops {
         match op {
             Op::Put { table, key, value } => {
-                txn.open_table(definition(table)).map_err(backend)?.insert(key.as_str(), value.as_slice()).map_err(backend)?;
+                txn.open_table(definition(table))
+                    .map_err(backend)?
+                    .insert(key.as_str(), value.as_slice())
+                    .map_err(backend)?;
             }
             Op::Delete { table, key } => {
                 txn.open_table(definition(table)).map_err(backend)?.remove(key.as_str()).map_err(backend)?;
@@ -166,11 +175,21 @@ impl MetaStore for RedbStore {
         self.scan_sync(table, prefix)
     }
 
-    async fn scan_page(&self, table: Table, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    async fn scan_page(
+        &self,
+        table: Table,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.page_sync(table, prefix, after, limit)
     }
 
-    async fn commit_reporting(&self, batch: Batch, report: Option<(Table, &str)>) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn commit_reporting(
+        &self,
+        batch: Batch,
+        report: Option<(Table, &str)>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         if batch.is_empty() {
             return match report {
                 Some((table, key)) => self.get(table, key).await,

@@ -48,7 +48,11 @@ async fn main() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let client = server.client()?;
     let admin = server.admin_token(&client).await?;
-    let group_url = format!("{}/subscriptions/{}/resourcegroups/bench?api-version=2021-04-01", server.base_url, server.boot_str(&["subscription_id"]));
+    let group_url = format!(
+        "{}/subscriptions/{}/resourcegroups/bench?api-version=2021-04-01",
+        server.base_url,
+        server.boot_str(&["subscription_id"])
+    );
     client.put(&group_url).bearer_auth(&admin).json(&json!({"location": "eastus"})).send().await?.error_for_status()?;
 
     let token_url = format!("{}/{}/oauth2/v2.0/token", server.base_url, server.boot_str(&["tenant_id"]));

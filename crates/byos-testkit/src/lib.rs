@@ -35,7 +35,14 @@ impl TestServer {
         let boot: Value = serde_json::from_slice(&std::fs::read(data_dir.join("bootstrap.json"))?)?;
         let ca_file = boot["ca_file"].as_str().context("bootstrap.json has no ca_file")?;
         let ca_pem = std::fs::read(ca_file)?;
-        Ok(TestServer { base_url: server.base_url.clone(), server: Some(server), _dir: None, data_dir: data_dir.to_path_buf(), boot, ca_pem })
+        Ok(TestServer {
+            base_url: server.base_url.clone(),
+            server: Some(server),
+            _dir: None,
+            data_dir: data_dir.to_path_buf(),
+            boot,
+            ca_pem,
+        })
     }
 
     /// A new HTTPS client (its own connection pool) that trusts byos's CA.
@@ -50,10 +57,21 @@ impl TestServer {
     }
 
     /// A token for `client_id`/`secret` with audience `resource` through the token endpoint.
-    pub async fn token(&self, client: &reqwest::Client, client_id: &str, secret: &str, resource: &str) -> anyhow::Result<String> {
+    pub async fn token(
+        &self,
+        client: &reqwest::Client,
+        client_id: &str,
+        secret: &str,
+        resource: &str,
+    ) -> anyhow::Result<String> {
         let url = format!("{}/{}/oauth2/v2.0/token", self.base_url, self.boot_str(&["tenant_id"]));
         let scope = format!("{resource}/.default");
-        let form = [("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", secret), ("scope", scope.as_str())];
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("scope", scope.as_str()),
+        ];
         let response = client.post(url).form(&form).send().await?;
         let status = response.status();
         let body: Value = response.json().await?;
@@ -65,7 +83,13 @@ impl TestServer {
 
     /// A resource-manager token for the bootstrap admin.
     pub async fn admin_token(&self, client: &reqwest::Client) -> anyhow::Result<String> {
-        self.token(client, &self.boot_str(&["admin", "client_id"]), &self.boot_str(&["admin", "client_secret"]), "https://management.azure.com").await
+        self.token(
+            client,
+            &self.boot_str(&["admin", "client_id"]),
+            &self.boot_str(&["admin", "client_secret"]),
+            "https://management.azure.com",
+        )
+        .await
     }
 
     /// Stops the server the way SIGTERM does.

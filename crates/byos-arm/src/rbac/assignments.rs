@@ -96,16 +96,25 @@ fn role_guid(role_definition_id: &str) -> Option<Uuid> {
 
 async fn create(arm: &Arm, request: &ArmRequest, scope: &Scope, name: &str) -> Result<Response, Failure> {
     let name: Uuid = name.parse().map_err(|_| {
-        ApiError::bad_request("InvalidRoleAssignmentId", format!("The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID."))
+        ApiError::bad_request(
+            "InvalidRoleAssignmentId",
+            format!("The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID."),
+        )
     })?;
     let body: CreateBody = request.json()?;
     let props = body.properties;
     if props.condition.is_some() {
-        return Err(Failure::from(ApiError::bad_request("InvalidRoleAssignmentRequest", "byos does not evaluate role assignment conditions yet; create the assignment without one.")));
+        return Err(Failure::from(ApiError::bad_request(
+            "InvalidRoleAssignmentRequest",
+            "byos does not evaluate role assignment conditions yet; create the assignment without one.",
+        )));
     }
-    let role = role_guid(&props.role_definition_id)
-        .and_then(|id| arm.door.definition(id))
-        .ok_or_else(|| ApiError::bad_request("RoleDefinitionDoesNotExist", format!("The specified role definition with ID '{}' does not exist.", props.role_definition_id)))?;
+    let role = role_guid(&props.role_definition_id).and_then(|id| arm.door.definition(id)).ok_or_else(|| {
+        ApiError::bad_request(
+            "RoleDefinitionDoesNotExist",
+            format!("The specified role definition with ID '{}' does not exist.", props.role_definition_id),
+        )
+    })?;
     let assignable = role.assignable_scopes.iter().filter_map(|s| Scope::parse(s).ok()).any(|s| s.covers(scope));
     if !assignable {
         return Err(Failure::from(ApiError::bad_request(
@@ -116,14 +125,20 @@ async fn create(arm: &Arm, request: &ArmRequest, scope: &Scope, name: &str) -> R
     let principal = props.principal_id.parse().ok().and_then(|oid| arm.directory.principal(oid)).ok_or_else(|| {
         ApiError::bad_request(
             "PrincipalNotFound",
-            format!("Principal {} does not exist in the directory {}. Check that you have the correct principal ID.", props.principal_id, arm.directory.tenant_id()),
+            format!(
+                "Principal {} does not exist in the directory {}. Check that you have the correct principal ID.",
+                props.principal_id,
+                arm.directory.tenant_id()
+            ),
         )
     })?;
     check_scope_exists(arm, scope).await?;
     let _guard = arm.write_lock.lock().await;
     let existing = arm.door.assignments();
     let duplicate = existing.iter().any(|a| {
-        a.principal_id == principal.object_id && a.role_definition_id == role.id && Scope::parse(&a.scope).is_ok_and(|s| &s == scope)
+        a.principal_id == principal.object_id
+            && a.role_definition_id == role.id
+            && Scope::parse(&a.scope).is_ok_and(|s| &s == scope)
     });
     if duplicate {
         return Err(Failure::from(ApiError::conflict("RoleAssignmentExists", "The role assignment already exists.")));
@@ -154,7 +169,11 @@ async fn insert(arm: &Arm, assignment: &RoleAssignment) -> Result<(), ApiError> 
     let key = assignment.name.to_string();
     let record = AssignmentRecord { v: RECORD_VERSION, assignment: assignment.clone() };
     arm.store
-        .commit(Batch::new().expect_absent(ASSIGNMENTS, key.clone()).put(ASSIGNMENTS, key.clone(), encode(&key, &record)?))
+        .commit(Batch::new().expect_absent(ASSIGNMENTS, key.clone()).put(
+            ASSIGNMENTS,
+            key.clone(),
+            encode(&key, &record)?,
+        ))
         .await
         .map_err(store_error)?;
     arm.door.put_assignment(assignment.clone()).map_err(|_| ApiError::internal())
@@ -163,7 +182,9 @@ async fn insert(arm: &Arm, assignment: &RoleAssignment) -> Result<(), ApiError> 
 /// Makes sure `principal` holds `role` at `scope` (the bootstrap admin's Owner role).
 pub async fn ensure(arm: &Arm, principal: Uuid, role: Uuid, scope: &Scope) -> Result<(), ApiError> {
     let _guard = arm.write_lock.lock().await;
-    let held = arm.door.assignments().iter().any(|a| a.principal_id == principal && a.role_definition_id == role && Scope::parse(&a.scope).is_ok_and(|s| &s == scope));
+    let held = arm.door.assignments().iter().any(|a| {
+        a.principal_id == principal && a.role_definition_id == role && Scope::parse(&a.scope).is_ok_and(|s| &s == scope)
+    });
     if held {
         return Ok(());
     }
@@ -229,14 +250,21 @@ fn parse_filter(text: Option<&String>) -> Result<Filter, ApiError> {
     };
     for clause in text.split(" and ").map(str::trim) {
         let quoted = |prefix: &str, suffix: &str| {
-            clause.get(..prefix.len()).filter(|p| p.eq_ignore_ascii_case(prefix)).and_then(|_| clause[prefix.len()..].strip_suffix(suffix)).map(str::to_owned)
+            clause
+                .get(..prefix.len())
+                .filter(|p| p.eq_ignore_ascii_case(prefix))
+                .and_then(|_| clause[prefix.len()..].strip_suffix(suffix))
+                .map(str::to_owned)
         };
         if clause.eq_ignore_ascii_case("atScope()") {
             filter.at_scope = true;
         } else if let Some(id) = quoted("principalId eq '", "'").or_else(|| quoted("assignedTo('", "')")) {
             filter.principal = Some(id);
         } else {
-            return Err(ApiError::bad_request("InvalidFilterInQueryString", format!("The filter '{text}' is not supported.")));
+            return Err(ApiError::bad_request(
+                "InvalidFilterInQueryString",
+                format!("The filter '{text}' is not supported."),
+            ));
         }
     }
     Ok(filter)
@@ -273,7 +301,10 @@ mod tests {
         let f = |t: &str| parse_filter(Some(&t.to_owned()));
         assert_eq!(f("atScope()").ok(), Some(Filter { at_scope: true, principal: None }));
         assert_eq!(f("principalId eq 'abc'").ok(), Some(Filter { at_scope: false, principal: Some("abc".into()) }));
-        assert_eq!(f("atScope() and assignedTo('x')").ok(), Some(Filter { at_scope: true, principal: Some("x".into()) }));
+        assert_eq!(
+            f("atScope() and assignedTo('x')").ok(),
+            Some(Filter { at_scope: true, principal: Some("x".into()) })
+        );
         assert!(f("roleName eq 'x'").is_err());
         assert_eq!(parse_filter(None).ok(), Some(Filter::default()));
     }

@@ -99,11 +99,19 @@ pub async fn handle(arm: &Arm, request: &ArmRequest, scope: &Scope, id: &str) ->
 }
 
 fn not_found(id: &str) -> ApiError {
-    ApiError::not_found("RoleDefinitionDoesNotExist", format!("The specified role definition with ID '{id}' does not exist."))
+    ApiError::not_found(
+        "RoleDefinitionDoesNotExist",
+        format!("The specified role definition with ID '{id}' does not exist."),
+    )
 }
 
 async fn put(arm: &Arm, request: &ArmRequest, scope: &Scope, id: &str) -> Result<Response, Failure> {
-    let id: Uuid = id.parse().map_err(|_| ApiError::bad_request("InvalidRoleDefinitionId", format!("The role definition ID '{id}' is not valid. It must be a GUID.")))?;
+    let id: Uuid = id.parse().map_err(|_| {
+        ApiError::bad_request(
+            "InvalidRoleDefinitionId",
+            format!("The role definition ID '{id}' is not valid. It must be a GUID."),
+        )
+    })?;
     let body: DefinitionBody = request.json()?;
     let props = body.properties;
     let invalid = |m: String| Failure::from(ApiError::bad_request("InvalidRoleDefinition", m));
@@ -117,20 +125,32 @@ async fn put(arm: &Arm, request: &ArmRequest, scope: &Scope, id: &str) -> Result
         return Err(invalid("The role definition must have at least one assignable scope.".into()));
     }
     for text in &props.assignable_scopes {
-        let assignable = Scope::parse(text).map_err(|e| invalid(format!("The assignable scope '{text}' is invalid: {e}.")))?;
+        let assignable =
+            Scope::parse(text).map_err(|e| invalid(format!("The assignable scope '{text}' is invalid: {e}.")))?;
         if !assignable.subscription_id().is_some_and(|s| s.eq_ignore_ascii_case(&arm.deployment.subscription_id)) {
-            return Err(invalid(format!("The assignable scope '{text}' must be at or below the subscription '{}'.", arm.deployment.subscription_id)));
+            return Err(invalid(format!(
+                "The assignable scope '{text}' must be at or below the subscription '{}'.",
+                arm.deployment.subscription_id
+            )));
         }
         request.authorize(arm, &WRITE, &assignable)?;
     }
     let _guard = arm.write_lock.lock().await;
     let existing = arm.door.definition(id);
     if existing.as_ref().is_some_and(|d| d.role_type == RoleType::BuiltInRole) {
-        return Err(Failure::from(ApiError::new(403, "RoleDefinitionIsBuiltIn", format!("The built-in role definition '{id}' cannot be modified."))));
+        return Err(Failure::from(ApiError::new(
+            403,
+            "RoleDefinitionIsBuiltIn",
+            format!("The built-in role definition '{id}' cannot be modified."),
+        )));
     }
-    let name_taken = arm.door.definitions().iter().any(|d| d.id != id && d.role_name.eq_ignore_ascii_case(props.role_name.trim()));
+    let name_taken =
+        arm.door.definitions().iter().any(|d| d.id != id && d.role_name.eq_ignore_ascii_case(props.role_name.trim()));
     if name_taken {
-        return Err(Failure::from(ApiError::conflict("RoleDefinitionWithSameNameExists", "A custom role with the same name already exists in this directory.")));
+        return Err(Failure::from(ApiError::conflict(
+            "RoleDefinitionWithSameNameExists",
+            "A custom role with the same name already exists in this directory.",
+        )));
     }
     let now = byos_core::time::rfc3339_now();
     let definition = RoleDefinition {
@@ -157,12 +177,19 @@ async fn delete(arm: &Arm, scope: &Scope, id: &str) -> Result<Response, Failure>
         return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
     };
     if definition.role_type == RoleType::BuiltInRole {
-        return Err(Failure::from(ApiError::new(403, "RoleDefinitionIsBuiltIn", format!("The built-in role definition '{id}' cannot be deleted."))));
+        return Err(Failure::from(ApiError::new(
+            403,
+            "RoleDefinitionIsBuiltIn",
+            format!("The built-in role definition '{id}' cannot be deleted."),
+        )));
     }
     if arm.door.assignments().iter().any(|a| a.role_definition_id == definition.id) {
         return Err(Failure::from(ApiError::conflict(
             "RoleDefinitionHasAssignments",
-            format!("There are existing role assignments referencing role '{}'. Delete them first.", definition.role_name),
+            format!(
+                "There are existing role assignments referencing role '{}'. Delete them first.",
+                definition.role_name
+            ),
         )));
     }
     arm.store.commit(Batch::new().delete(DEFINITIONS, definition.id.to_string())).await.map_err(store_error)?;
@@ -175,14 +202,19 @@ fn matches_filter(d: &RoleDefinition, filter: Option<&String>) -> Result<bool, A
     let Some(text) = filter.map(|t| t.trim()).filter(|t| !t.is_empty()) else { return Ok(true) };
     let mut ok = true;
     for clause in text.split(" and ").map(str::trim) {
-        let (field, value) = clause
-            .split_once(" eq ")
-            .map(|(f, v)| (f.trim(), v.trim().trim_matches('\'')))
-            .ok_or_else(|| ApiError::bad_request("InvalidFilterInQueryString", format!("The filter '{text}' is not supported.")))?;
+        let (field, value) =
+            clause.split_once(" eq ").map(|(f, v)| (f.trim(), v.trim().trim_matches('\''))).ok_or_else(|| {
+                ApiError::bad_request("InvalidFilterInQueryString", format!("The filter '{text}' is not supported."))
+            })?;
         ok &= match field {
             f if f.eq_ignore_ascii_case("roleName") => d.role_name.eq_ignore_ascii_case(value),
             f if f.eq_ignore_ascii_case("type") => d.role_type.as_str().eq_ignore_ascii_case(value),
-            _ => return Err(ApiError::bad_request("InvalidFilterInQueryString", format!("The filter '{text}' is not supported."))),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "InvalidFilterInQueryString",
+                    format!("The filter '{text}' is not supported."),
+                ));
+            }
         };
     }
     Ok(ok)

@@ -18,17 +18,37 @@ const RESOURCE: &str = "/subscriptions/00000000-0000-0000-0000-0000000000aa/reso
 async fn arm() -> anyhow::Result<Arc<Arm>> {
     let store: SharedStore = Arc::new(MemStore::new());
     let directory = Arc::new(Directory::open(Arc::clone(&store), &RootKey::ephemeral()?, "https://127.0.0.1:1").await?);
-    let deployment = Deployment { subscription_id: SUB.into(), location: "eastus".into(), base_url: "https://127.0.0.1:1".into(), authority: "https://127.0.0.1:1".into() };
+    let deployment = Deployment {
+        subscription_id: SUB.into(),
+        location: "eastus".into(),
+        base_url: "https://127.0.0.1:1".into(),
+        authority: "https://127.0.0.1:1".into(),
+    };
     Ok(Arm::open(directory, Arc::new(Door::new()), store, deployment, vec![]).await?)
 }
 
 fn operator_of_nothing() -> Caller {
-    Caller { object_id: None, client_id: None, tenant_id: None, kind: None, auth: AuthMethod::Anonymous, origin: NetworkOrigin::local_socket(), signed: None, acting_for: None }
+    Caller {
+        object_id: None,
+        client_id: None,
+        tenant_id: None,
+        kind: None,
+        auth: AuthMethod::Anonymous,
+        origin: NetworkOrigin::local_socket(),
+        signed: None,
+        acting_for: None,
+    }
 }
 
 /// Commits a plan the way a resource provider does, returning the stored identity property.
-async fn apply(arm: &Arm, requested: serde_json::Value, current: Option<&byos_arm::ResourceRecord>) -> anyhow::Result<byos_arm::ResourceRecord> {
-    let plan = plan_identity(arm, &operator_of_nothing(), RESOURCE, Some(&requested), current).await.map_err(|f| anyhow::anyhow!("{}", f.0))?;
+async fn apply(
+    arm: &Arm,
+    requested: serde_json::Value,
+    current: Option<&byos_arm::ResourceRecord>,
+) -> anyhow::Result<byos_arm::ResourceRecord> {
+    let plan = plan_identity(arm, &operator_of_nothing(), RESOURCE, Some(&requested), current)
+        .await
+        .map_err(|f| anyhow::anyhow!("{}", f.0))?;
     let record = byos_arm::ResourceRecord {
         v: 1,
         id: RESOURCE.into(),
@@ -88,11 +108,13 @@ async fn system_assigned_identity_lives_and_dies_with_its_resource() -> anyhow::
 #[tokio::test]
 async fn attaching_a_user_assigned_identity_needs_its_assign_action() -> anyhow::Result<()> {
     let arm = arm().await?;
-    let uami = format!("/subscriptions/{SUB}/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u1");
+    let uami =
+        format!("/subscriptions/{SUB}/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u1");
     let requested = json!({"type": "UserAssigned", "userAssignedIdentities": {uami: {}}});
     let denied = plan_identity(&arm, &operator_of_nothing(), RESOURCE, Some(&requested), None).await.err();
     assert_eq!(denied.map(|f| f.0.code), Some("AuthorizationFailed".to_owned()));
-    let invalid = plan_identity(&arm, &operator_of_nothing(), RESOURCE, Some(&json!({"type": "Everything"})), None).await.err();
+    let invalid =
+        plan_identity(&arm, &operator_of_nothing(), RESOURCE, Some(&json!({"type": "Everything"})), None).await.err();
     assert_eq!(invalid.map(|f| f.0.code), Some("InvalidIdentityType".to_owned()));
     Ok(())
 }

@@ -26,13 +26,19 @@ pub fn router() -> Router<IdentityState> {
 }
 
 fn entra_error(status: u16, code: &str, aadsts: u32, message: String) -> Failure {
-    Failure::from(ApiError::new(status, code, format!("AADSTS{aadsts}: {message}")).with_error_code(aadsts).with_format(ErrorFormat::Entra))
+    Failure::from(
+        ApiError::new(status, code, format!("AADSTS{aadsts}: {message}"))
+            .with_error_code(aadsts)
+            .with_format(ErrorFormat::Entra),
+    )
 }
 
 /// Resolves the tenant segment: our tenant id, or the `organizations` / `common` aliases.
 fn resolve_tenant(state: &IdentityState, tenant: &str, code: &str) -> Result<Uuid, Failure> {
     let ours = state.directory.tenant_id();
-    let known = tenant.eq_ignore_ascii_case("organizations") || tenant.eq_ignore_ascii_case("common") || tenant.parse::<Uuid>().ok() == Some(ours);
+    let known = tenant.eq_ignore_ascii_case("organizations")
+        || tenant.eq_ignore_ascii_case("common")
+        || tenant.parse::<Uuid>().ok() == Some(ours);
     if known {
         Ok(ours)
     } else {
@@ -40,12 +46,17 @@ fn resolve_tenant(state: &IdentityState, tenant: &str, code: &str) -> Result<Uui
             400,
             code,
             90002,
-            format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."),
+            format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+            ),
         ))
     }
 }
 
-async fn openid_configuration(State(state): State<IdentityState>, Path(tenant): Path<String>) -> Result<Response, Failure> {
+async fn openid_configuration(
+    State(state): State<IdentityState>,
+    Path(tenant): Path<String>,
+) -> Result<Response, Failure> {
     let tenant = resolve_tenant(&state, &tenant, "invalid_tenant")?;
     let base = format!("{}/{tenant}", state.authority);
     Ok(json_response(
@@ -72,47 +83,92 @@ async fn jwks(State(state): State<IdentityState>, Path(tenant): Path<String>) ->
 }
 
 /// `POST /{tenant}/oauth2/v2.0/token` with `grant_type=client_credentials`.
-async fn token(State(state): State<IdentityState>, Path(tenant): Path<String>, body: Bytes) -> Result<Response, Failure> {
+async fn token(
+    State(state): State<IdentityState>,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> Result<Response, Failure> {
     resolve_tenant(&state, &tenant, "invalid_request")?;
-    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body)
-        .map_err(|_| entra_error(400, "invalid_request", 900144, "The request body must be application/x-www-form-urlencoded.".into()))?;
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).map_err(|_| {
+        entra_error(
+            400,
+            "invalid_request",
+            900144,
+            "The request body must be application/x-www-form-urlencoded.".into(),
+        )
+    })?;
     let field = |name: &str| form.get(name).map(String::as_str).filter(|v| !v.is_empty());
     let required = |name: &str| {
-        field(name).ok_or_else(|| entra_error(400, "invalid_request", 900144, format!("The request body must contain the following parameter: '{name}'.")))
+        field(name).ok_or_else(|| {
+            entra_error(
+                400,
+                "invalid_request",
+                900144,
+                format!("The request body must contain the following parameter: '{name}'."),
+            )
+        })
     };
     let grant_type = required("grant_type")?;
     if grant_type != "client_credentials" {
-        return Err(entra_error(400, "unsupported_grant_type", 70003, format!("The app requested an unsupported grant type '{grant_type}'.")));
+        return Err(entra_error(
+            400,
+            "unsupported_grant_type",
+            70003,
+            format!("The app requested an unsupported grant type '{grant_type}'."),
+        ));
     }
     let client_id = required("client_id")?;
     let scope = required("scope")?;
     let Some(audience) = audience_from_scope(scope) else {
-        return Err(entra_error(400, "invalid_scope", 1002012, format!(
-            "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
-        )));
+        return Err(entra_error(
+            400,
+            "invalid_scope",
+            1002012,
+            format!(
+                "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
+        ));
     };
     let not_found = || {
-        entra_error(400, "unauthorized_client", 700016, format!(
-            "Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant.",
-            state.directory.tenant_id()
-        ))
+        entra_error(
+            400,
+            "unauthorized_client",
+            700016,
+            format!(
+                "Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant.",
+                state.directory.tenant_id()
+            ),
+        )
     };
-    let principal = client_id.parse().ok().and_then(|id| state.directory.principal_by_client_id(id)).ok_or_else(not_found)?;
+    let principal =
+        client_id.parse().ok().and_then(|id| state.directory.principal_by_client_id(id)).ok_or_else(not_found)?;
     let Some(presented) = field("client_secret") else {
-        return Err(entra_error(401, "invalid_client", 7000216, "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.".into()));
+        return Err(entra_error(
+            401,
+            "invalid_client",
+            7000216,
+            "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type."
+                .into(),
+        ));
     };
     // Every stored hash is checked, so the time taken does not reveal which one matched.
     let matches = principal.secret_hashes.iter().fold(false, |found, stored| secret::verify(presented, stored) | found);
     if !matches {
         tracing::info!(client_id, "client secret rejected");
-        return Err(entra_error(401, "invalid_client", 7000215, format!(
-            "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
-        )));
+        return Err(entra_error(
+            401,
+            "invalid_client",
+            7000215,
+            format!(
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+            ),
+        ));
     }
-    let (access_token, _) = state.directory.tokens().mint(&principal, &audience, byos_core::time::unix_now()).map_err(|e| {
-        tracing::error!(error = %e, "token signing failed");
-        Failure::from(ApiError::internal().with_format(ErrorFormat::Entra))
-    })?;
+    let (access_token, _) =
+        state.directory.tokens().mint(&principal, &audience, byos_core::time::unix_now()).map_err(|e| {
+            tracing::error!(error = %e, "token signing failed");
+            Failure::from(ApiError::internal().with_format(ErrorFormat::Entra))
+        })?;
     tracing::debug!(client_id, audience, "token issued");
     Ok(json_response(
         200,

@@ -42,18 +42,36 @@ fn mint(state: &IdentityState, principal: &Principal, resource: &str) -> Result<
 }
 
 /// `GET /msi/token?api-version=2019-08-01&resource=R[&client_id|mi_res_id|object_id|principal_id]`.
-async fn app_service_token(State(state): State<IdentityState>, Query(query): Query<HashMap<String, String>>, headers: HeaderMap) -> Result<Response, Failure> {
+async fn app_service_token(
+    State(state): State<IdentityState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
     let header = headers.get("x-identity-header").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let Some(principal) = state.directory.principal_for_identity_header(header) else {
-        return Err(mi_error(401, "unauthorized_client", "The X-IDENTITY-HEADER value is missing or does not belong to a live managed identity."));
+        return Err(mi_error(
+            401,
+            "unauthorized_client",
+            "The X-IDENTITY-HEADER value is missing or does not belong to a live managed identity.",
+        ));
     };
     let resource = resource_param(&query)?;
-    let names_other = [("client_id", principal.client_id.to_string()), ("object_id", principal.object_id.to_string()), ("principal_id", principal.object_id.to_string())]
-        .iter()
-        .any(|(param, ours)| query.get(*param).is_some_and(|v| !v.eq_ignore_ascii_case(ours)))
-        || query.get("mi_res_id").is_some_and(|v| principal.resource_id().is_none_or(|ours| !ours.eq_ignore_ascii_case(v)));
+    let names_other = [
+        ("client_id", principal.client_id.to_string()),
+        ("object_id", principal.object_id.to_string()),
+        ("principal_id", principal.object_id.to_string()),
+    ]
+    .iter()
+    .any(|(param, ours)| query.get(*param).is_some_and(|v| !v.eq_ignore_ascii_case(ours)))
+        || query
+            .get("mi_res_id")
+            .is_some_and(|v| principal.resource_id().is_none_or(|ours| !ours.eq_ignore_ascii_case(v)));
     if names_other {
-        return Err(mi_error(400, "invalid_request", "The requested identity is not the one this X-IDENTITY-HEADER secret was issued for."));
+        return Err(mi_error(
+            400,
+            "invalid_request",
+            "The requested identity is not the one this X-IDENTITY-HEADER secret was issued for.",
+        ));
     }
     let (access_token, exp) = mint(&state, &principal, resource)?;
     Ok(json_response(

@@ -33,9 +33,15 @@ pub fn router(state: IdentityState) -> Router {
 
 /// The operator caller, if the request came through the control socket; then the door decides.
 fn authorize(state: &IdentityState, extensions: &Extensions, action: &Action) -> Result<(), Failure> {
-    let caller = if extensions.get::<OperatorSocket>().is_some() { Caller::operator() } else { Caller::anonymous(byos_http::origin_of(extensions)) };
+    let caller = if extensions.get::<OperatorSocket>().is_some() {
+        Caller::operator()
+    } else {
+        Caller::anonymous(byos_http::origin_of(extensions))
+    };
     state.door.authorize(&caller, action, &Scope::root()).map(|_| ()).map_err(|denial| {
-        Failure::from(ApiError::new(403, "AuthorizationFailed", denial.reason.clone()).with_explanation(denial.explanation()))
+        Failure::from(
+            ApiError::new(403, "AuthorizationFailed", denial.reason.clone()).with_explanation(denial.explanation()),
+        )
     })
 }
 
@@ -45,11 +51,18 @@ struct CreatePrincipal {
     name: String,
 }
 
-async fn create_principal(State(state): State<IdentityState>, extensions: Extensions, body: Bytes) -> Result<Response, Failure> {
+async fn create_principal(
+    State(state): State<IdentityState>,
+    extensions: Extensions,
+    body: Bytes,
+) -> Result<Response, Failure> {
     authorize(&state, &extensions, &PRINCIPALS_WRITE)?;
     let request: CreatePrincipal = parse_json(&body)?;
     if request.name.trim().is_empty() || request.name.len() > 256 {
-        return Err(Failure::from(ApiError::bad_request("InvalidName", "A principal name must be 1 to 256 characters.")));
+        return Err(Failure::from(ApiError::bad_request(
+            "InvalidName",
+            "A principal name must be 1 to 256 characters.",
+        )));
     }
     let (principal, secret) = state.directory.create_service_principal(&request.name).await?;
     tracing::info!(object_id = %principal.object_id, name = %request.name, "service principal created");
@@ -64,7 +77,11 @@ struct IdentityQuery {
     identity: String,
 }
 
-async fn identity_env(State(state): State<IdentityState>, extensions: Extensions, Query(q): Query<IdentityQuery>) -> Result<Response, Failure> {
+async fn identity_env(
+    State(state): State<IdentityState>,
+    extensions: Extensions,
+    Query(q): Query<IdentityQuery>,
+) -> Result<Response, Failure> {
     authorize(&state, &extensions, &IDENTITY_SECRETS_READ)?;
     let principal = state.directory.find_managed_identity(&q.identity)?;
     Ok(json_response(
@@ -86,11 +103,18 @@ struct HostBinding {
     bound: bool,
 }
 
-async fn host_binding(State(state): State<IdentityState>, extensions: Extensions, body: Bytes) -> Result<Response, Failure> {
+async fn host_binding(
+    State(state): State<IdentityState>,
+    extensions: Extensions,
+    body: Bytes,
+) -> Result<Response, Failure> {
     authorize(&state, &extensions, &IMDS_BINDINGS_WRITE)?;
     let request: HostBinding = parse_json(&body)?;
     let principal = state.directory.find_managed_identity(&request.identity)?;
     state.directory.set_imds_binding(&principal, request.bound).await?;
     tracing::info!(object_id = %principal.object_id, bound = request.bound, "IMDS host binding changed");
-    Ok(json_response(200, &json!({"object_id": principal.object_id, "client_id": principal.client_id, "bound": request.bound})))
+    Ok(json_response(
+        200,
+        &json!({"object_id": principal.object_id, "client_id": principal.client_id, "bound": request.bound}),
+    ))
 }

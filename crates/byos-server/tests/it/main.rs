@@ -23,11 +23,15 @@ async fn admin_manages_groups_and_new_principals_get_explained_denials() -> anyh
     let server = TestServer::start().await?;
     let client = server.client()?;
     let admin = server.admin_token(&client).await?;
-    let created = client.put(group_url(&server, "rg1")).bearer_auth(&admin).json(&json!({"location": "eastus"})).send().await?;
+    let created =
+        client.put(group_url(&server, "rg1")).bearer_auth(&admin).json(&json!({"location": "eastus"})).send().await?;
     assert_eq!(created.status(), StatusCode::CREATED);
 
-    let principal = byos_server::control::call(&server.data_dir, "POST", "/operator/principals", Some(json!({"name": "app"}))).await?;
-    let (id, secret) = (principal["client_id"].as_str().context("client_id")?, principal["client_secret"].as_str().context("secret")?);
+    let principal =
+        byos_server::control::call(&server.data_dir, "POST", "/operator/principals", Some(json!({"name": "app"})))
+            .await?;
+    let (id, secret) =
+        (principal["client_id"].as_str().context("client_id")?, principal["client_secret"].as_str().context("secret")?);
     let token = server.token(&client, id, secret, "https://management.azure.com").await?;
     let (status, body) = get_json(&client, group_url(&server, "rg1"), &token).await?;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -49,12 +53,20 @@ async fn bad_tokens_and_bad_requests_get_arm_errors() -> anyhow::Result<()> {
     let mut forged = admin.clone();
     forged.insert(forged.len() / 2, 'x');
     let (status, body) = get_json(&client, group_url(&server, "any"), &forged).await?;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("InvalidAuthenticationToken")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("InvalidAuthenticationToken"))
+    );
 
     let admin_id = server.boot_str(&["admin", "client_id"]);
-    let storage_token = server.token(&client, &admin_id, &server.boot_str(&["admin", "client_secret"]), "https://storage.azure.com").await?;
+    let storage_token = server
+        .token(&client, &admin_id, &server.boot_str(&["admin", "client_secret"]), "https://storage.azure.com")
+        .await?;
     let (status, body) = get_json(&client, group_url(&server, "any"), &storage_token).await?;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("InvalidAuthenticationTokenAudience")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("InvalidAuthenticationTokenAudience"))
+    );
 
     let no_version = group_url(&server, "any").replace(&format!("?{API}"), "");
     let (status, body) = get_json(&client, no_version, &admin).await?;
@@ -87,14 +99,24 @@ async fn token_endpoint_speaks_entra_errors() -> anyhow::Result<()> {
     let client = server.client()?;
     let url = format!("{}/{}/oauth2/v2.0/token", server.base_url, server.boot_str(&["tenant_id"]));
     let admin_id = server.boot_str(&["admin", "client_id"]);
-    let form = [("grant_type", "client_credentials"), ("client_id", admin_id.as_str()), ("client_secret", "wrong"), ("scope", "https://management.azure.com/.default")];
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", admin_id.as_str()),
+        ("client_secret", "wrong"),
+        ("scope", "https://management.azure.com/.default"),
+    ];
     let response = client.post(&url).form(&form).send().await?;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let body: Value = response.json().await?;
     assert_eq!(body["error"], "invalid_client");
     assert_eq!(body["error_codes"][0], 7000215);
 
-    let no_default = [("grant_type", "client_credentials"), ("client_id", admin_id.as_str()), ("client_secret", "x"), ("scope", "user.read")];
+    let no_default = [
+        ("grant_type", "client_credentials"),
+        ("client_id", admin_id.as_str()),
+        ("client_secret", "x"),
+        ("scope", "user.read"),
+    ];
     let body: Value = client.post(&url).form(&no_default).send().await?.json().await?;
     assert_eq!(body["error"], "invalid_scope");
     server.stop().await;
@@ -105,7 +127,10 @@ async fn token_endpoint_speaks_entra_errors() -> anyhow::Result<()> {
 async fn imds_serves_no_identity_until_one_is_bound() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let client = server.client()?;
-    let url = format!("{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com", server.base_url);
+    let url = format!(
+        "{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com",
+        server.base_url
+    );
     let response = client.get(&url).header("Metadata", "true").send().await?;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body: Value = response.json().await?;
@@ -122,7 +147,13 @@ async fn restart_keeps_tenant_principals_and_groups() -> anyhow::Result<()> {
     let first = TestServer::start_in(dir.path()).await?;
     let client = first.client()?;
     let admin = first.admin_token(&client).await?;
-    client.put(group_url(&first, "kept")).bearer_auth(&admin).json(&json!({"location": "eastus"})).send().await?.error_for_status()?;
+    client
+        .put(group_url(&first, "kept"))
+        .bearer_auth(&admin)
+        .json(&json!({"location": "eastus"}))
+        .send()
+        .await?
+        .error_for_status()?;
     let boot_before = first.boot.clone();
     first.stop().await;
     assert!(!dir.path().join("bootstrap.json").exists(), "a stopped server must not look ready");
@@ -143,7 +174,8 @@ async fn restart_keeps_tenant_principals_and_groups() -> anyhow::Result<()> {
 #[tokio::test]
 async fn control_commands_fail_clearly_without_a_server() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let err = byos_server::control::call(dir.path(), "POST", "/operator/principals", Some(json!({"name": "x"}))).await.err();
+    let err =
+        byos_server::control::call(dir.path(), "POST", "/operator/principals", Some(json!({"name": "x"}))).await.err();
     let message = err.map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("no byos server is running"), "{message}");
     Ok(())
@@ -162,7 +194,11 @@ async fn secrets_and_keys_are_not_stored_in_plaintext() -> anyhow::Result<()> {
             continue;
         }
         let bytes = std::fs::read(&path)?;
-        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "admin secret in plaintext in {}", path.display());
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "admin secret in plaintext in {}",
+            path.display()
+        );
         assert!(!bytes.windows(11).any(|w| w == b"PRIVATE KEY"), "PEM private key in {}", path.display());
     }
     Ok(())
@@ -177,7 +213,14 @@ fn audited_vault_url(server: &TestServer) -> String {
 }
 
 async fn admin_vault_token(server: &TestServer, client: &reqwest::Client) -> anyhow::Result<String> {
-    server.token(client, &server.boot_str(&["admin", "client_id"]), &server.boot_str(&["admin", "client_secret"]), "https://vault.azure.net").await
+    server
+        .token(
+            client,
+            &server.boot_str(&["admin", "client_id"]),
+            &server.boot_str(&["admin", "client_secret"]),
+            "https://vault.azure.net",
+        )
+        .await
 }
 
 /// Creates an access-policy vault through ARM (the admin may use every key) and a key in it with
@@ -185,34 +228,68 @@ async fn admin_vault_token(server: &TestServer, client: &reqwest::Client) -> any
 async fn vault_with_audited_uses(server: &TestServer, uses: usize) -> anyhow::Result<String> {
     let client = server.client()?;
     let admin = server.admin_token(&client).await?;
-    client.put(group_url(server, "audited")).bearer_auth(&admin).json(&json!({"location": "eastus"})).send().await?.error_for_status()?;
+    client
+        .put(group_url(server, "audited"))
+        .bearer_auth(&admin)
+        .json(&json!({"location": "eastus"}))
+        .send()
+        .await?
+        .error_for_status()?;
     let vault_url = audited_vault_url(server);
     let policy = json!({"tenantId": server.boot["tenant_id"], "objectId": server.boot["admin"]["object_id"], "permissions": {"keys": ["all"]}});
     let body = json!({"location": "eastus", "properties": {"tenantId": server.boot["tenant_id"], "sku": {"family": "A", "name": "standard"}, "accessPolicies": [policy]}});
-    let vault: Value = client.put(vault_url).bearer_auth(&admin).json(&body).send().await?.error_for_status()?.json().await?;
+    let vault: Value =
+        client.put(vault_url).bearer_auth(&admin).json(&body).send().await?.error_for_status()?.json().await?;
     let uri = vault["properties"]["vaultUri"].as_str().context("vaultUri")?.to_owned();
     let token = admin_vault_token(server, &client).await?;
-    let key: Value = client.post(format!("{uri}keys/audited/create?api-version=7.4")).bearer_auth(&token).json(&json!({"kty": "RSA", "key_size": 2048})).send().await?.error_for_status()?.json().await?;
+    let key: Value = client
+        .post(format!("{uri}keys/audited/create?api-version=7.4"))
+        .bearer_auth(&token)
+        .json(&json!({"kty": "RSA", "key_size": 2048}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
     let kid = key["key"]["kid"].as_str().context("kid")?.to_owned();
-    let wrapped: Value = client.post(format!("{kid}/wrapkey?api-version=7.4")).bearer_auth(&token).json(&json!({"alg": "RSA-OAEP-256", "value": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"})).send().await?.error_for_status()?.json().await?;
+    let wrapped: Value = client
+        .post(format!("{kid}/wrapkey?api-version=7.4"))
+        .bearer_auth(&token)
+        .json(&json!({"alg": "RSA-OAEP-256", "value": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
     for _ in 0..uses {
-        client.post(format!("{kid}/unwrapkey?api-version=7.4")).bearer_auth(&token).json(&json!({"alg": "RSA-OAEP-256", "value": wrapped["value"]})).send().await?.error_for_status()?;
+        client
+            .post(format!("{kid}/unwrapkey?api-version=7.4"))
+            .bearer_auth(&token)
+            .json(&json!({"alg": "RSA-OAEP-256", "value": wrapped["value"]}))
+            .send()
+            .await?
+            .error_for_status()?;
     }
     Ok("auditedvault".into())
 }
 
 async fn audit_verdict(server: &TestServer, vault: &str) -> anyhow::Result<Value> {
-    let answer = byos_server::control::call(&server.data_dir, "GET", &format!("/operator/audit?vault={vault}"), None).await?;
+    let answer =
+        byos_server::control::call(&server.data_dir, "GET", &format!("/operator/audit?vault={vault}"), None).await?;
     Ok(answer["verification"].clone())
 }
 
 /// Edits the stored audit log of a stopped server directly in its database, as someone with the
 /// data dir could: `change` gets the vault's entries (key, JSON) and returns the batch to commit.
-async fn tamper(dir: &std::path::Path, change: impl FnOnce(Vec<(String, Value)>) -> anyhow::Result<byos_store::Batch>) -> anyhow::Result<()> {
+async fn tamper(
+    dir: &std::path::Path,
+    change: impl FnOnce(Vec<(String, Value)>) -> anyhow::Result<byos_store::Batch>,
+) -> anyhow::Result<()> {
     use byos_store::MetaStore;
     let store = byos_store::RedbStore::open(&dir.join("meta.redb"))?;
     let rows = store.scan(byos_store::Table("kv_audit"), "auditedvault/").await?;
-    let entries = rows.into_iter().map(|(k, v)| Ok((k, serde_json::from_slice(&v)?))).collect::<anyhow::Result<Vec<_>>>()?;
+    let entries =
+        rows.into_iter().map(|(k, v)| Ok((k, serde_json::from_slice(&v)?))).collect::<anyhow::Result<Vec<_>>>()?;
     store.commit(change(entries)?).await?;
     Ok(())
 }
@@ -245,7 +322,10 @@ async fn audit_verify_detects_entries_edited_or_removed_in_the_store() -> anyhow
     server.stop().await;
 
     // The edited entry removed altogether.
-    tamper(dir.path(), |entries| Ok(byos_store::Batch::new().delete(byos_store::Table("kv_audit"), entries.get(3).context("entry 3")?.0.clone()))).await?;
+    tamper(dir.path(), |entries| {
+        Ok(byos_store::Batch::new().delete(byos_store::Table("kv_audit"), entries.get(3).context("entry 3")?.0.clone()))
+    })
+    .await?;
     let server = TestServer::start_in(dir.path()).await?;
     let verdict = audit_verdict(&server, &vault).await?;
     assert_eq!((verdict["ok"].as_bool(), verdict["entries"].as_u64()), (Some(false), Some(4)), "{verdict}");
@@ -270,7 +350,10 @@ async fn audit_verify_detects_the_newest_entries_cut_off_the_store() -> anyhow::
     // The log goes on after its sealed head, so the cut stays visible as a gap.
     use_key_once(&server).await?;
     let verdict = audit_verdict(&server, &vault).await?;
-    assert!(verdict["problem"].as_str().unwrap_or_default().contains("entry 2 is missing (found sequence number 4"), "{verdict}");
+    assert!(
+        verdict["problem"].as_str().unwrap_or_default().contains("entry 2 is missing (found sequence number 4"),
+        "{verdict}"
+    );
     server.stop().await;
     Ok(())
 }
@@ -281,14 +364,29 @@ async fn audit_verify_detects_a_cut_that_also_removed_the_sealed_head() -> anyho
     let server = TestServer::start_in(dir.path()).await?;
     let vault = vault_with_audited_uses(&server, 2).await?;
     server.stop().await;
-    tamper(dir.path(), |entries| Ok(without_entries_after(&entries, 2, byos_store::Batch::new().delete(byos_store::Table("kv_audit_head"), "auditedvault")))).await?;
+    tamper(dir.path(), |entries| {
+        Ok(without_entries_after(
+            &entries,
+            2,
+            byos_store::Batch::new().delete(byos_store::Table("kv_audit_head"), "auditedvault"),
+        ))
+    })
+    .await?;
     let server = TestServer::start_in(dir.path()).await?;
-    assert!(audit_verdict(&server, &vault).await?["problem"].as_str().unwrap_or_default().contains("sealed head is missing"));
+    assert!(
+        audit_verdict(&server, &vault).await?["problem"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sealed head is missing")
+    );
     // The next append finds the head gone and records that in the chain before going on.
     use_key_once(&server).await?;
     let verdict = audit_verdict(&server, &vault).await?;
     assert_eq!(verdict["ok"].as_bool(), Some(false), "{verdict}");
-    assert!(verdict["problem"].as_str().unwrap_or_default().contains("entry 2 records that the log was tampered with"), "{verdict}");
+    assert!(
+        verdict["problem"].as_str().unwrap_or_default().contains("entry 2 records that the log was tampered with"),
+        "{verdict}"
+    );
     server.stop().await;
     Ok(())
 }

@@ -92,21 +92,38 @@ pub fn authenticate(
 }
 
 /// Checks a Shared Key signature against both account keys.
-fn verify_shared_key(account: &Account, method: &Method, uri: &Uri, headers: &HeaderMap, query: &[(String, String)], credential: &str) -> Result<(), ApiError> {
+fn verify_shared_key(
+    account: &Account,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+    credential: &str,
+) -> Result<(), ApiError> {
     let Some((name, signature)) = credential.trim().split_once(':') else {
-        return Err(err(400, "InvalidAuthenticationInfo", "Authentication information is not given in the correct format. Check the value of Authorization header.")
-            .with_header("x-byos-denial", "malformed SharedKey credential"));
+        return Err(err(
+            400,
+            "InvalidAuthenticationInfo",
+            "Authentication information is not given in the correct format. Check the value of Authorization header.",
+        )
+        .with_header("x-byos-denial", "malformed SharedKey credential"));
     };
     if name != account.name {
-        return Err(authentication_failed(format!("The account name '{name}' in the Authorization header does not match the account '{}'.", account.name)));
+        return Err(authentication_failed(format!(
+            "The account name '{name}' in the Authorization header does not match the account '{}'.",
+            account.name
+        )));
     }
-    let presented = base64::engine::general_purpose::STANDARD.decode(signature).map_err(|_| authentication_failed("The signature is not valid base64."))?;
+    let presented = base64::engine::general_purpose::STANDARD
+        .decode(signature)
+        .map_err(|_| authentication_failed("The signature is not valid base64."))?;
     let string_to_sign = shared_key_string(&account.name, method, uri, headers, query);
     for index in 0..2 {
         if let Some(key) = account.secrets.key_bytes(index)
-            && MacKey::new(&key).verify(string_to_sign.as_bytes(), &presented) {
-                return Ok(());
-            }
+            && MacKey::new(&key).verify(string_to_sign.as_bytes(), &presented)
+        {
+            return Ok(());
+        }
     }
     Err(authentication_failed(format!(
         "The MAC signature found in the HTTP request '{signature}' is not the same as any computed signature. Server used following string to sign: '{}'.",
@@ -119,7 +136,13 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 }
 
 /// The Shared Key string-to-sign (versions 2009-09-19 and later).
-pub fn shared_key_string(account: &str, method: &Method, uri: &Uri, headers: &HeaderMap, query: &[(String, String)]) -> String {
+pub fn shared_key_string(
+    account: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+) -> String {
     let content_length = header(headers, "content-length");
     let date = if headers.contains_key("x-ms-date") { "" } else { header(headers, "date") };
     let mut out = String::with_capacity(256);
@@ -178,10 +201,20 @@ mod tests {
         // The example captured from azure-storage-blob in shared/reference/azure-clients.md.
         let uri: Uri = "https://127.0.0.1:1/myaccount/c1/big.bin?comp=blocklist".parse().unwrap_or_default();
         let mut headers = HeaderMap::new();
-        for (k, v) in [("content-length", "305"), ("content-type", "application/xml"), ("if-none-match", "*"), ("x-ms-client-request-id", "id"), ("x-ms-date", "d"), ("x-ms-version", "2026-10-06")] {
+        for (k, v) in [
+            ("content-length", "305"),
+            ("content-type", "application/xml"),
+            ("if-none-match", "*"),
+            ("x-ms-client-request-id", "id"),
+            ("x-ms-date", "d"),
+            ("x-ms-version", "2026-10-06"),
+        ] {
             headers.insert(k, v.parse().unwrap_or_else(|_| axum::http::HeaderValue::from_static("")));
         }
         let s = shared_key_string("myaccount", &Method::PUT, &uri, &headers, &query_pairs(&uri));
-        assert_eq!(s, "PUT\n\n\n305\n\napplication/xml\n\n\n\n*\n\n\nx-ms-client-request-id:id\nx-ms-date:d\nx-ms-version:2026-10-06\n/myaccount/myaccount/c1/big.bin\ncomp:blocklist");
+        assert_eq!(
+            s,
+            "PUT\n\n\n305\n\napplication/xml\n\n\n\n*\n\n\nx-ms-client-request-id:id\nx-ms-date:d\nx-ms-version:2026-10-06\n/myaccount/myaccount/c1/big.bin\ncomp:blocklist"
+        );
     }
 }

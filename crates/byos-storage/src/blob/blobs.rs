@@ -18,7 +18,10 @@ use byos_store::Batch;
 use futures_util::StreamExt;
 
 use super::containers::{self, metadata_xml, xml_response};
-use super::data::{self, BLOBS, BLOCKS, BlobRecord, BlockRecord, ContentHeaders, Segment, SegmentWriter, blob_key, block_key, decode, encode, store_err};
+use super::data::{
+    self, BLOBS, BLOCKS, BlobRecord, BlockRecord, ContentHeaders, Segment, SegmentWriter, blob_key, block_key, decode,
+    encode, store_err,
+};
 use super::errors::{bad_request, blob_not_found, err};
 use super::xml::{self, Access, BlockSource, Current, escape};
 use super::{BlobRequest, respond, structured};
@@ -37,7 +40,12 @@ fn validate_blob_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn load(service: &StorageService, account: &Account, container: &str, blob: &str) -> Result<Option<BlobRecord>, ApiError> {
+async fn load(
+    service: &StorageService,
+    account: &Account,
+    container: &str,
+    blob: &str,
+) -> Result<Option<BlobRecord>, ApiError> {
     match service.store.get(BLOBS, &blob_key(&account.name, container, blob)).await.map_err(store_err)? {
         Some(bytes) => Ok(Some(decode(&bytes)?)),
         None => Ok(None),
@@ -66,7 +74,10 @@ fn b64(bytes: &[u8]) -> String {
 /// Content headers of a write: the `x-ms-blob-*` forms win over the request's own headers.
 fn content_headers(request: &BlobRequest, from_request_headers: bool) -> ContentHeaders {
     let pick = |blob_header: &str, plain: &str| {
-        request.header(blob_header).or_else(|| if from_request_headers { request.header(plain) } else { None }).map(str::to_owned)
+        request
+            .header(blob_header)
+            .or_else(|| if from_request_headers { request.header(plain) } else { None })
+            .map(str::to_owned)
     };
     ContentHeaders {
         content_type: pick("x-ms-blob-content-type", "content-type"),
@@ -84,7 +95,12 @@ fn content_headers(request: &BlobRequest, from_request_headers: bool) -> Content
 /// Nothing is computed that the client did not send: Azure computes an MD5 for every Put Blob, but
 /// it cost a third of the CPU of a durable 1 MiB PUT here (see BENCHMARKS.md), and the clients
 /// validate content by sending their own checksums.
-async fn receive_segment(service: &StorageService, request: &BlobRequest, segment_id: &str, limit: u64) -> Result<(Segment, data::Computed), ApiError> {
+async fn receive_segment(
+    service: &StorageService,
+    request: &BlobRequest,
+    segment_id: &str,
+    limit: u64,
+) -> Result<(Segment, data::Computed), ApiError> {
     let sent_md5 = request.header("content-md5").map(str::to_owned);
     let sent_crc64 = match request.header("x-ms-content-crc64") {
         Some(text) => Some(parse_crc64(text)?),
@@ -93,7 +109,16 @@ async fn receive_segment(service: &StorageService, request: &BlobRequest, segmen
     let checksums = data::Checksums { md5: sent_md5.is_some(), crc64: sent_crc64.is_some() };
     let mut decoder = structured::decoder_for(&request.headers)?;
     let kek = request.kek(service).await?;
-    let mut writer = SegmentWriter::create(service, &request.account, &kek, request.container(), request.blob(), segment_id, checksums).await?;
+    let mut writer = SegmentWriter::create(
+        service,
+        &request.account,
+        &kek,
+        request.container(),
+        request.blob(),
+        segment_id,
+        checksums,
+    )
+    .await?;
     let mut stream = request.take_body().into_data_stream();
     while let Some(frame) = stream.next().await {
         let frame = frame.map_err(|_| bad_request("IncompleteBody", "The request body is incomplete."))?;
@@ -103,7 +128,13 @@ async fn receive_segment(service: &StorageService, request: &BlobRequest, segmen
         };
         for piece in pieces {
             if writer.written() + piece.len() as u64 > limit {
-                return Err(err(413, "RequestBodyTooLarge", format!("The request body is too large and exceeds the maximum permissible limit of {limit} bytes.")));
+                return Err(err(
+                    413,
+                    "RequestBodyTooLarge",
+                    format!(
+                        "The request body is too large and exceeds the maximum permissible limit of {limit} bytes."
+                    ),
+                ));
             }
             writer.push(piece).await?;
         }
@@ -113,9 +144,15 @@ async fn receive_segment(service: &StorageService, request: &BlobRequest, segmen
     }
     let (segment, computed) = writer.finish().await?;
     let mismatch = if sent_md5.is_some() && sent_md5 != computed.md5.map(|m| b64(&m)) {
-        Some(bad_request("Md5Mismatch", "The MD5 value specified in the request did not match with the MD5 value calculated by the server."))
+        Some(bad_request(
+            "Md5Mismatch",
+            "The MD5 value specified in the request did not match with the MD5 value calculated by the server.",
+        ))
     } else if sent_crc64.is_some() && sent_crc64 != computed.crc64 {
-        Some(bad_request("Crc64Mismatch", "The CRC64 value specified in the request did not match with the CRC64 value calculated by the server."))
+        Some(bad_request(
+            "Crc64Mismatch",
+            "The CRC64 value specified in the request did not match with the CRC64 value calculated by the server.",
+        ))
     } else {
         None
     };
@@ -141,25 +178,42 @@ fn checksum_headers(computed: &data::Computed) -> Vec<(&'static str, String)> {
 }
 
 fn write_stamp(record: &BlobRecord) -> Vec<(&'static str, String)> {
-    vec![("etag", record.etag.clone()), ("last-modified", xml::http_date_nanos(record.last_modified)), ("x-ms-request-server-encrypted", "true".into())]
+    vec![
+        ("etag", record.etag.clone()),
+        ("last-modified", xml::http_date_nanos(record.last_modified)),
+        ("x-ms-request-server-encrypted", "true".into()),
+    ]
 }
 
 /// Objects referenced by `old` but not by `new`.
 fn orphaned(old: &[Segment], new: &[Segment]) -> Vec<String> {
     let kept: HashSet<&str> = new.iter().map(|s| s.object.as_str()).collect();
     let mut seen = HashSet::new();
-    old.iter().filter(|s| !kept.contains(s.object.as_str()) && seen.insert(s.object.clone())).map(|s| s.object.clone()).collect()
+    old.iter()
+        .filter(|s| !kept.contains(s.object.as_str()) && seen.insert(s.object.clone()))
+        .map(|s| s.object.clone())
+        .collect()
 }
 
 /// Staged blocks of a blob: (block id, record).
-async fn staged_blocks(service: &StorageService, account: &Account, container: &str, blob: &str) -> Result<Vec<(String, BlockRecord)>, ApiError> {
+async fn staged_blocks(
+    service: &StorageService,
+    account: &Account,
+    container: &str,
+    blob: &str,
+) -> Result<Vec<(String, BlockRecord)>, ApiError> {
     let prefix = format!("{}{}", blob_key(&account.name, container, blob), data::BLOCK_SEPARATOR);
     let rows = service.store.scan(BLOCKS, &prefix).await.map_err(store_err)?;
     rows.into_iter().map(|(k, v)| Ok((k[prefix.len()..].to_owned(), decode::<BlockRecord>(&v)?))).collect()
 }
 
 /// Staged blocks of a blob with their stored bytes (for guards).
-async fn staged_blocks_raw(service: &StorageService, account: &Account, container: &str, blob: &str) -> Result<Vec<(String, Vec<u8>, BlockRecord)>, ApiError> {
+async fn staged_blocks_raw(
+    service: &StorageService,
+    account: &Account,
+    container: &str,
+    blob: &str,
+) -> Result<Vec<(String, Vec<u8>, BlockRecord)>, ApiError> {
     let prefix = format!("{}{}", blob_key(&account.name, container, blob), data::BLOCK_SEPARATOR);
     let rows = service.store.scan(BLOCKS, &prefix).await.map_err(store_err)?;
     rows.into_iter().map(|(k, v)| Ok((k[prefix.len()..].to_owned(), v.clone(), decode::<BlockRecord>(&v)?))).collect()
@@ -179,32 +233,40 @@ where
 {
     let (account, container, blob) = (&request.account, request.container(), request.blob());
     let key = blob_key(&account.name, container, blob);
-    let ((record, mut garbage), replaced) = data::optimistic_reporting(service, Some((BLOBS, key.as_str())), || async {
-        let parent = containers::read_container(service, account, container).await?;
-        if parent.record.is_none() {
-            return Err(super::errors::container_not_found());
-        }
-        let old: data::Read<BlobRecord> = data::read(service, BLOBS, &key).await?;
-        xml::check_conditions(&request.headers, current(&old.record), Access::Write)?;
-        let staged = staged_blocks_raw(service, account, container, blob).await?;
-        let record = build(old.record.as_ref(), &staged)?;
-        let reuses_old = old.record.as_ref().is_some_and(|o| o.segments.iter().any(|s| record.segments.iter().any(|n| n.object == s.object)));
-        let mut batch = Batch::new().expect_unchanged(data::CONTAINERS, data::container_key(&account.name, container), parent.bytes);
-        if reuses_old || xml::is_conditional(&request.headers) {
-            batch = batch.expect_unchanged(BLOBS, key.clone(), old.bytes.clone());
-        }
-        batch = batch.put(BLOBS, key.clone(), encode(&record)?);
-        let mut garbage = Vec::new();
-        for (id, bytes, block) in staged {
-            let block_key = block_key(&account.name, container, blob, &id);
-            batch = batch.expect_unchanged(BLOCKS, block_key.clone(), Some(bytes)).delete(BLOCKS, block_key);
-            if !record.segments.iter().any(|s| s.object == block.segment.object) {
-                garbage.push(block.segment.object);
+    let ((record, mut garbage), replaced) =
+        data::optimistic_reporting(service, Some((BLOBS, key.as_str())), || async {
+            let parent = containers::read_container(service, account, container).await?;
+            if parent.record.is_none() {
+                return Err(super::errors::container_not_found());
             }
-        }
-        Ok((batch, (record, garbage)))
-    })
-    .await?;
+            let old: data::Read<BlobRecord> = data::read(service, BLOBS, &key).await?;
+            xml::check_conditions(&request.headers, current(&old.record), Access::Write)?;
+            let staged = staged_blocks_raw(service, account, container, blob).await?;
+            let record = build(old.record.as_ref(), &staged)?;
+            let reuses_old = old
+                .record
+                .as_ref()
+                .is_some_and(|o| o.segments.iter().any(|s| record.segments.iter().any(|n| n.object == s.object)));
+            let mut batch = Batch::new().expect_unchanged(
+                data::CONTAINERS,
+                data::container_key(&account.name, container),
+                parent.bytes,
+            );
+            if reuses_old || xml::is_conditional(&request.headers) {
+                batch = batch.expect_unchanged(BLOBS, key.clone(), old.bytes.clone());
+            }
+            batch = batch.put(BLOBS, key.clone(), encode(&record)?);
+            let mut garbage = Vec::new();
+            for (id, bytes, block) in staged {
+                let block_key = block_key(&account.name, container, blob, &id);
+                batch = batch.expect_unchanged(BLOCKS, block_key.clone(), Some(bytes)).delete(BLOCKS, block_key);
+                if !record.segments.iter().any(|s| s.object == block.segment.object) {
+                    garbage.push(block.segment.object);
+                }
+            }
+            Ok((batch, (record, garbage)))
+        })
+        .await?;
     if let Some(replaced) = replaced.as_deref().map(decode::<BlobRecord>).transpose()? {
         garbage.extend(orphaned(&replaced.segments, &record.segments));
     }
@@ -216,7 +278,12 @@ pub async fn put(service: &StorageService, request: &BlobRequest) -> Result<Resp
     validate_blob_name(request.blob())?;
     match request.header("x-ms-blob-type") {
         Some("BlockBlob") | None => {}
-        Some(other) => return Err(Failure::from(bad_request("UnsupportedBlobType", format!("byos stores block blobs only; '{other}' is not supported.")))),
+        Some(other) => {
+            return Err(Failure::from(bad_request(
+                "UnsupportedBlobType",
+                format!("byos stores block blobs only; '{other}' is not supported."),
+            )));
+        }
     }
     containers::require(service, &request.account, request.container()).await?;
     let existing = load(service, &request.account, request.container(), request.blob()).await?;
@@ -226,7 +293,13 @@ pub async fn put(service: &StorageService, request: &BlobRequest) -> Result<Resp
     let metadata = xml::metadata_from_headers(&request.headers)?;
     let mut content = content_headers(request, true);
     content.content_md5 = content.content_md5.or_else(|| checksums.md5.map(|m| b64(&m)));
-    let sealed_metadata = data::seal_metadata(&request.account, &*request.kek(service).await?, request.container(), Some(request.blob()), &metadata)?;
+    let sealed_metadata = data::seal_metadata(
+        &request.account,
+        &*request.kek(service).await?,
+        request.container(),
+        Some(request.blob()),
+        &metadata,
+    )?;
     let now = xml::now_nanos();
     let record = commit_blob(service, request, |old, _| {
         Ok(BlobRecord {
@@ -256,7 +329,8 @@ pub async fn put(service: &StorageService, request: &BlobRequest) -> Result<Resp
 
 /// A block id: base64 of at most 64 bytes.
 fn parse_block_id(id: Option<&str>) -> Result<String, ApiError> {
-    let invalid = || bad_request("InvalidBlockId", "The specified block ID is invalid. The block ID must be Base64-encoded.");
+    let invalid =
+        || bad_request("InvalidBlockId", "The specified block ID is invalid. The block ID must be Base64-encoded.");
     let id = id.filter(|i| !i.is_empty()).ok_or_else(invalid)?;
     let decoded = base64::engine::general_purpose::STANDARD.decode(id).map_err(|_| invalid())?;
     if decoded.is_empty() || decoded.len() > 64 {
@@ -275,12 +349,17 @@ pub async fn put_block(service: &StorageService, request: &BlobRequest) -> Resul
     let record = encode(&BlockRecord { v: data::RECORD_VERSION, segment, created: byos_core::time::unix_now() })?;
     let replaced = data::optimistic(service, || async {
         let old: data::Read<BlockRecord> = data::read(service, BLOCKS, &key).await?;
-        Ok((Batch::new().expect_unchanged(BLOCKS, key.clone(), old.bytes).put(BLOCKS, key.clone(), record.clone()), old.record))
+        Ok((
+            Batch::new().expect_unchanged(BLOCKS, key.clone(), old.bytes).put(BLOCKS, key.clone(), record.clone()),
+            old.record,
+        ))
     })
     .await?;
     if let Some(old) = replaced {
         // The staged block may also be part of the committed blob; keep its object then.
-        let committed = load(service, account, container, blob).await?.is_some_and(|b| b.segments.iter().any(|s| s.object == old.segment.object));
+        let committed = load(service, account, container, blob)
+            .await?
+            .is_some_and(|b| b.segments.iter().any(|s| s.object == old.segment.object));
         if !committed {
             data::delete_objects(service, [old.segment.object]).await;
         }
@@ -296,7 +375,8 @@ pub async fn put_block_list(service: &StorageService, request: &BlobRequest) -> 
     let entries = xml::parse_block_list(&body)?;
     let (account, container, blob) = (&request.account, request.container(), request.blob());
     let metadata = xml::metadata_from_headers(&request.headers)?;
-    let sealed_metadata = data::seal_metadata(account, &*request.kek(service).await?, container, Some(blob), &metadata)?;
+    let sealed_metadata =
+        data::seal_metadata(account, &*request.kek(service).await?, container, Some(blob), &metadata)?;
     let content = content_headers(request, false);
     let now = xml::now_nanos();
     let record = commit_blob(service, request, |old, staged| {
@@ -311,7 +391,8 @@ pub async fn put_block_list(service: &StorageService, request: &BlobRequest) -> 
                 BlockSource::Committed => find_committed(id),
                 BlockSource::Latest => find_staged(id).or_else(|| find_committed(id)),
             };
-            segments.push(found.ok_or_else(|| bad_request("InvalidBlockList", "The specified block list is invalid."))?);
+            segments
+                .push(found.ok_or_else(|| bad_request("InvalidBlockList", "The specified block list is invalid."))?);
         }
         Ok(BlobRecord {
             v: data::RECORD_VERSION,
@@ -344,7 +425,11 @@ pub async fn get_block_list(service: &StorageService, request: &BlobRequest) -> 
     if kind != "uncommitted" {
         out.push_str("<CommittedBlocks>");
         for s in existing.iter().flat_map(|e| e.segments.iter()).filter(|s| s.segment_id.starts_with(BLOCK_PREFIX)) {
-            out.push_str(&format!("<Block><Name>{}</Name><Size>{}</Size></Block>", escape(&s.segment_id[BLOCK_PREFIX.len()..]), s.len));
+            out.push_str(&format!(
+                "<Block><Name>{}</Name><Size>{}</Size></Block>",
+                escape(&s.segment_id[BLOCK_PREFIX.len()..]),
+                s.len
+            ));
         }
         out.push_str("</CommittedBlocks>");
     }
@@ -358,7 +443,11 @@ pub async fn get_block_list(service: &StorageService, request: &BlobRequest) -> 
     out.push_str("</BlockList>");
     let mut response = xml_response(out);
     if let Some(e) = &existing {
-        for (name, value) in [("etag", e.etag.clone()), ("last-modified", xml::http_date_nanos(e.last_modified)), ("x-ms-blob-content-length", e.size.to_string())] {
+        for (name, value) in [
+            ("etag", e.etag.clone()),
+            ("last-modified", xml::http_date_nanos(e.last_modified)),
+            ("x-ms-blob-content-length", e.size.to_string()),
+        ] {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 response.headers_mut().insert(name, v);
             }
@@ -381,7 +470,12 @@ fn parse_range(text: Option<&str>) -> Option<(u64, Option<u64>)> {
 }
 
 /// Properties every GET / HEAD of a blob carries.
-fn blob_headers(account: &Account, kek: &Kek, container: &str, record: &BlobRecord) -> Result<Vec<(String, String)>, ApiError> {
+fn blob_headers(
+    account: &Account,
+    kek: &Kek,
+    container: &str,
+    record: &BlobRecord,
+) -> Result<Vec<(String, String)>, ApiError> {
     let mut headers: Vec<(String, String)> = vec![
         ("etag".into(), record.etag.clone()),
         ("last-modified".into(), xml::http_date_nanos(record.last_modified)),
@@ -391,10 +485,18 @@ fn blob_headers(account: &Account, kek: &Kek, container: &str, record: &BlobReco
         ("x-ms-server-encrypted".into(), "true".into()),
         ("x-ms-lease-state".into(), "available".into()),
         ("x-ms-lease-status".into(), "unlocked".into()),
-        ("content-type".into(), record.content.content_type.clone().unwrap_or_else(|| "application/octet-stream".into())),
+        (
+            "content-type".into(),
+            record.content.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
+        ),
     ];
     let c = &record.content;
-    for (name, value) in [("content-encoding", &c.content_encoding), ("content-language", &c.content_language), ("content-disposition", &c.content_disposition), ("cache-control", &c.cache_control)] {
+    for (name, value) in [
+        ("content-encoding", &c.content_encoding),
+        ("content-language", &c.content_language),
+        ("content-disposition", &c.content_disposition),
+        ("cache-control", &c.cache_control),
+    ] {
         if let Some(v) = value {
             headers.push((name.into(), v.clone()));
         }
@@ -403,7 +505,9 @@ fn blob_headers(account: &Account, kek: &Kek, container: &str, record: &BlobReco
     if committed > 0 {
         headers.push(("x-ms-blob-committed-block-count".into(), committed.to_string()));
     }
-    for (name, value) in data::open_metadata(account, kek, container, Some(&record.name), record.sealed_metadata.as_deref())? {
+    for (name, value) in
+        data::open_metadata(account, kek, container, Some(&record.name), record.sealed_metadata.as_deref())?
+    {
         headers.push((format!("x-ms-meta-{name}"), value));
     }
     Ok(headers)
@@ -411,19 +515,30 @@ fn blob_headers(account: &Account, kek: &Kek, container: &str, record: &BlobReco
 
 pub async fn get(service: &StorageService, request: &BlobRequest, with_body: bool) -> Result<Response, Failure> {
     let record = require(service, request).await?;
-    xml::check_conditions(&request.headers, Some(Current { etag: &record.etag, last_modified_nanos: record.last_modified }), Access::Read)?;
+    xml::check_conditions(
+        &request.headers,
+        Some(Current { etag: &record.etag, last_modified_nanos: record.last_modified }),
+        Access::Read,
+    )?;
     let (account, container) = (&request.account, request.container());
     let kek = request.kek(service).await?;
     let mut headers = blob_headers(account, &kek, container, &record)?;
-    let range = if with_body { parse_range(request.header("x-ms-range").or_else(|| request.header("range"))) } else { None };
+    let range =
+        if with_body { parse_range(request.header("x-ms-range").or_else(|| request.header("range"))) } else { None };
     let (status, start, end) = match range {
         Some((start, _)) if start >= record.size => {
-            return Err(Failure::from(err(416, "InvalidRange", "The range specified is invalid for the current size of the resource.").with_header("content-range", format!("bytes */{}", record.size))));
+            return Err(Failure::from(
+                err(416, "InvalidRange", "The range specified is invalid for the current size of the resource.")
+                    .with_header("content-range", format!("bytes */{}", record.size)),
+            ));
         }
         Some((start, end)) => {
             let end = end.map(|e| e.min(record.size - 1)).unwrap_or(record.size - 1);
             if end < start {
-                return Err(Failure::from(err(416, "InvalidRange", "The range specified is invalid for the current size of the resource.").with_header("content-range", format!("bytes */{}", record.size))));
+                return Err(Failure::from(
+                    err(416, "InvalidRange", "The range specified is invalid for the current size of the resource.")
+                        .with_header("content-range", format!("bytes */{}", record.size)),
+                ));
             }
             headers.push(("content-range".into(), format!("bytes {start}-{end}/{}", record.size)));
             (StatusCode::PARTIAL_CONTENT, start, end + 1)
@@ -446,10 +561,11 @@ pub async fn get(service: &StorageService, request: &BlobRequest, with_body: boo
         headers.push((structured::HEADER.into(), structured::V1_CRC64.into()));
         headers.push((structured::LENGTH_HEADER.into(), (end - start).to_string()));
         headers.push(("content-length".into(), structured::encoded_len(end - start).to_string()));
-        let content: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>> = match content {
-            Some(stream) => Box::pin(stream),
-            None => Box::pin(futures_util::stream::empty()),
-        };
+        let content: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>> =
+            match content {
+                Some(stream) => Box::pin(stream),
+                None => Box::pin(futures_util::stream::empty()),
+            };
         Body::from_stream(structured::encode(end - start, content)?)
     } else {
         headers.push(("content-length".into(), (end - start).to_string()));
@@ -462,25 +578,45 @@ pub async fn get(service: &StorageService, request: &BlobRequest, with_body: boo
 
 pub async fn metadata(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
     let record = require(service, request).await?;
-    let mut headers = vec![("etag".to_owned(), record.etag.clone()), ("last-modified".to_owned(), xml::http_date_nanos(record.last_modified))];
+    let mut headers = vec![
+        ("etag".to_owned(), record.etag.clone()),
+        ("last-modified".to_owned(), xml::http_date_nanos(record.last_modified)),
+    ];
     let kek = request.kek(service).await?;
-    for (name, value) in data::open_metadata(&request.account, &kek, request.container(), Some(&record.name), record.sealed_metadata.as_deref())? {
+    for (name, value) in data::open_metadata(
+        &request.account,
+        &kek,
+        request.container(),
+        Some(&record.name),
+        record.sealed_metadata.as_deref(),
+    )? {
         headers.push((format!("x-ms-meta-{name}"), value));
     }
     Ok(respond(StatusCode::OK, headers))
 }
 
 /// Changes a blob's record (not its data), guarded on the version the conditions were checked on.
-async fn update_record(service: &StorageService, request: &BlobRequest, change: impl Fn(&mut BlobRecord)) -> Result<Response, Failure> {
+async fn update_record(
+    service: &StorageService,
+    request: &BlobRequest,
+    change: impl Fn(&mut BlobRecord),
+) -> Result<Response, Failure> {
     let key = blob_key(&request.account.name, request.container(), request.blob());
     let record = data::optimistic(service, || async {
         let read: data::Read<BlobRecord> = data::read(service, BLOBS, &key).await?;
-        let Some(mut record) = read.record else { return Err(require(service, request).await.err().unwrap_or_else(blob_not_found)) };
-        xml::check_conditions(&request.headers, Some(Current { etag: &record.etag, last_modified_nanos: record.last_modified }), Access::Write)?;
+        let Some(mut record) = read.record else {
+            return Err(require(service, request).await.err().unwrap_or_else(blob_not_found));
+        };
+        xml::check_conditions(
+            &request.headers,
+            Some(Current { etag: &record.etag, last_modified_nanos: record.last_modified }),
+            Access::Write,
+        )?;
         change(&mut record);
         record.etag = data::new_etag();
         record.last_modified = xml::now_nanos();
-        let batch = Batch::new().expect_unchanged(BLOBS, key.clone(), read.bytes).put(BLOBS, key.clone(), encode(&record)?);
+        let batch =
+            Batch::new().expect_unchanged(BLOBS, key.clone(), read.bytes).put(BLOBS, key.clone(), encode(&record)?);
         Ok((batch, record))
     })
     .await?;
@@ -489,7 +625,13 @@ async fn update_record(service: &StorageService, request: &BlobRequest, change: 
 
 pub async fn set_metadata(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
     let metadata = xml::metadata_from_headers(&request.headers)?;
-    let sealed = data::seal_metadata(&request.account, &*request.kek(service).await?, request.container(), Some(request.blob()), &metadata)?;
+    let sealed = data::seal_metadata(
+        &request.account,
+        &*request.kek(service).await?,
+        request.container(),
+        Some(request.blob()),
+        &metadata,
+    )?;
     update_record(service, request, |r| r.sealed_metadata = sealed.clone()).await
 }
 
@@ -503,8 +645,14 @@ pub async fn delete(service: &StorageService, request: &BlobRequest) -> Result<R
     let key = blob_key(&account.name, container, blob);
     let garbage = data::optimistic(service, || async {
         let read: data::Read<BlobRecord> = data::read(service, BLOBS, &key).await?;
-        let Some(record) = read.record else { return Err(require(service, request).await.err().unwrap_or_else(blob_not_found)) };
-        xml::check_conditions(&request.headers, Some(Current { etag: &record.etag, last_modified_nanos: record.last_modified }), Access::Write)?;
+        let Some(record) = read.record else {
+            return Err(require(service, request).await.err().unwrap_or_else(blob_not_found));
+        };
+        xml::check_conditions(
+            &request.headers,
+            Some(Current { etag: &record.etag, last_modified_nanos: record.last_modified }),
+            Access::Write,
+        )?;
         let mut batch = Batch::new().expect_unchanged(BLOBS, key.clone(), read.bytes).delete(BLOBS, key.clone());
         let mut garbage = orphaned(&record.segments, &[]);
         for (id, block) in staged_blocks(service, account, container, blob).await? {
@@ -546,7 +694,8 @@ pub async fn list(service: &StorageService, request: &BlobRequest) -> Result<Res
             if marker.is_some_and(|m| delimiter.is_some_and(|d| m.ends_with(d)) && name.starts_with(m)) {
                 continue;
             }
-            let collapsed = delimiter.and_then(|d| name[prefix.len()..].find(d).map(|at| name[..prefix.len() + at + d.len()].to_owned()));
+            let collapsed = delimiter
+                .and_then(|d| name[prefix.len()..].find(d).map(|at| name[..prefix.len() + at + d.len()].to_owned()));
             let item = match collapsed {
                 Some(p) if matches!(items.last(), Some(Listed::Prefix(last)) if *last == p) => continue,
                 Some(p) => Listed::Prefix(p),
@@ -613,7 +762,8 @@ fn blob_xml(account: &Account, kek: Option<&Kek>, container: &str, b: &BlobRecor
         opt("Content-Disposition", &c.content_disposition),
     );
     if let Some(kek) = kek {
-        let metadata: BTreeMap<String, String> = data::open_metadata(account, kek, container, Some(&b.name), b.sealed_metadata.as_deref())?;
+        let metadata: BTreeMap<String, String> =
+            data::open_metadata(account, kek, container, Some(&b.name), b.sealed_metadata.as_deref())?;
         out.push_str(&metadata_xml(&metadata));
     }
     out.push_str("</Blob>");

@@ -6,10 +6,12 @@ use byos_core::ApiError;
 use byos_http::Failure;
 use byos_store::Batch;
 
-use super::data::{self, BLOBS, BLOCKS, BlobRecord, BlockRecord, CONTAINERS, ContainerRecord, container_key, decode, encode, store_err};
+use super::BlobRequest;
+use super::data::{
+    self, BLOBS, BLOCKS, BlobRecord, BlockRecord, CONTAINERS, ContainerRecord, container_key, decode, encode, store_err,
+};
 use super::errors::{bad_request, container_not_found, err};
 use super::xml::{self, escape};
-use super::BlobRequest;
 use crate::{Account, StorageService};
 
 /// Azure's rule: 3-63 lowercase letters, digits and single hyphens, starting with a letter or digit.
@@ -19,28 +21,50 @@ pub fn validate_name(name: &str) -> Result<(), ApiError> {
         && !name.starts_with('-')
         && !name.ends_with('-')
         && !name.contains("--");
-    if ok { Ok(()) } else { Err(bad_request("InvalidResourceName", "The specified resource name contains invalid characters.")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(bad_request("InvalidResourceName", "The specified resource name contains invalid characters."))
+    }
 }
 
-pub async fn load(service: &StorageService, account: &Account, container: &str) -> Result<Option<ContainerRecord>, ApiError> {
+pub async fn load(
+    service: &StorageService,
+    account: &Account,
+    container: &str,
+) -> Result<Option<ContainerRecord>, ApiError> {
     Ok(read_container(service, account, container).await?.record)
 }
 
 /// The container record (a container being deleted counts as absent) with its stored bytes.
-pub async fn read_container(service: &StorageService, account: &Account, container: &str) -> Result<data::Read<ContainerRecord>, ApiError> {
-    let mut read: data::Read<ContainerRecord> = data::read(service, CONTAINERS, &container_key(&account.name, container)).await?;
+pub async fn read_container(
+    service: &StorageService,
+    account: &Account,
+    container: &str,
+) -> Result<data::Read<ContainerRecord>, ApiError> {
+    let mut read: data::Read<ContainerRecord> =
+        data::read(service, CONTAINERS, &container_key(&account.name, container)).await?;
     if read.record.as_ref().is_some_and(|c| c.deleting) {
         read.record = None;
     }
     Ok(read)
 }
 
-pub async fn require(service: &StorageService, account: &Account, container: &str) -> Result<ContainerRecord, ApiError> {
+pub async fn require(
+    service: &StorageService,
+    account: &Account,
+    container: &str,
+) -> Result<ContainerRecord, ApiError> {
     load(service, account, container).await?.ok_or_else(container_not_found)
 }
 
 /// Changes a container's record with optimistic concurrency.
-async fn update(service: &StorageService, account: &Account, container: &str, change: impl Fn(&mut ContainerRecord)) -> Result<ContainerRecord, ApiError> {
+async fn update(
+    service: &StorageService,
+    account: &Account,
+    container: &str,
+    change: impl Fn(&mut ContainerRecord),
+) -> Result<ContainerRecord, ApiError> {
     let key = container_key(&account.name, container);
     data::optimistic(service, || async {
         let read = read_container(service, account, container).await?;
@@ -48,14 +72,22 @@ async fn update(service: &StorageService, account: &Account, container: &str, ch
         change(&mut record);
         record.etag = data::new_etag();
         record.last_modified = xml::now_nanos();
-        let batch = Batch::new().expect_unchanged(CONTAINERS, key.clone(), read.bytes).put(CONTAINERS, key.clone(), encode(&record)?);
+        let batch = Batch::new().expect_unchanged(CONTAINERS, key.clone(), read.bytes).put(
+            CONTAINERS,
+            key.clone(),
+            encode(&record)?,
+        );
         Ok((batch, record))
     })
     .await
 }
 
 /// The container's public access level (`blob` / `container`), if any.
-pub async fn public_access(service: &StorageService, account: &Account, container: &str) -> Result<Option<String>, ApiError> {
+pub async fn public_access(
+    service: &StorageService,
+    account: &Account,
+    container: &str,
+) -> Result<Option<String>, ApiError> {
     Ok(load(service, account, container).await?.and_then(|c| c.public_access))
 }
 
@@ -64,8 +96,12 @@ fn public_access_header(request: &BlobRequest) -> Result<Option<String>, ApiErro
         None | Some("") => Ok(None),
         Some(level @ ("blob" | "container")) => {
             if !request.account.settings.allow_blob_public_access {
-                return Err(err(409, "PublicAccessNotPermitted", "Public access is not permitted on this storage account.")
-                    .with_header("x-byos-denial", "allowBlobPublicAccess is false: containers cannot be made public"));
+                return Err(err(
+                    409,
+                    "PublicAccessNotPermitted",
+                    "Public access is not permitted on this storage account.",
+                )
+                .with_header("x-byos-denial", "allowBlobPublicAccess is false: containers cannot be made public"));
             }
             Ok(Some(level.to_owned()))
         }
@@ -77,7 +113,12 @@ fn stamp(record: &ContainerRecord) -> Vec<(&'static str, String)> {
     vec![("etag", record.etag.clone()), ("last-modified", xml::http_date_nanos(record.last_modified))]
 }
 
-async fn save(service: &StorageService, account: &Account, record: &ContainerRecord, batch: Batch) -> Result<(), ApiError> {
+async fn save(
+    service: &StorageService,
+    account: &Account,
+    record: &ContainerRecord,
+    batch: Batch,
+) -> Result<(), ApiError> {
     let batch = batch.put(CONTAINERS, container_key(&account.name, &record.name), encode(record)?);
     service.store.commit(batch).await.map_err(store_err)
 }
@@ -91,7 +132,11 @@ pub async fn create(service: &StorageService, request: &BlobRequest) -> Result<R
         v: data::RECORD_VERSION,
         name: name.to_owned(),
         public_access,
-        sealed_metadata: if metadata.is_empty() { None } else { data::seal_metadata(account, &*request.kek(service).await?, name, None, &metadata)? },
+        sealed_metadata: if metadata.is_empty() {
+            None
+        } else {
+            data::seal_metadata(account, &*request.kek(service).await?, name, None, &metadata)?
+        },
         etag: data::new_etag(),
         last_modified: xml::now_nanos(),
         deleting: false,
@@ -100,7 +145,9 @@ pub async fn create(service: &StorageService, request: &BlobRequest) -> Result<R
     let key = container_key(&account.name, name);
     let result = save(service, account, &record, Batch::new().expect_absent(CONTAINERS, key)).await;
     match result {
-        Err(e) if e.status == 409 => Err(Failure::from(err(409, "ContainerAlreadyExists", "The specified container already exists."))),
+        Err(e) if e.status == 409 => {
+            Err(Failure::from(err(409, "ContainerAlreadyExists", "The specified container already exists.")))
+        }
         other => {
             other?;
             Ok(super::respond(StatusCode::CREATED, stamp(&record)))
@@ -116,14 +163,26 @@ pub async fn delete(service: &StorageService, request: &BlobRequest) -> Result<R
     let marked = data::optimistic(service, || async {
         let read = read_container(service, account, name).await?;
         let mut record = read.record.ok_or_else(container_not_found)?;
-        xml::check_conditions(&request.headers, Some(xml::Current { etag: &record.etag, last_modified_nanos: record.last_modified }), xml::Access::Write)?;
+        xml::check_conditions(
+            &request.headers,
+            Some(xml::Current { etag: &record.etag, last_modified_nanos: record.last_modified }),
+            xml::Access::Write,
+        )?;
         record.deleting = true;
         let bytes = encode(&record)?;
-        Ok((Batch::new().expect_unchanged(CONTAINERS, key.clone(), read.bytes).put(CONTAINERS, key.clone(), bytes.clone()), bytes))
+        Ok((
+            Batch::new().expect_unchanged(CONTAINERS, key.clone(), read.bytes).put(
+                CONTAINERS,
+                key.clone(),
+                bytes.clone(),
+            ),
+            bytes,
+        ))
     })
     .await?;
     let prefix = format!("{key}/");
-    let mut batch = Batch::new().expect_unchanged(CONTAINERS, key.clone(), Some(marked)).delete(CONTAINERS, key.clone());
+    let mut batch =
+        Batch::new().expect_unchanged(CONTAINERS, key.clone(), Some(marked)).delete(CONTAINERS, key.clone());
     let mut objects = Vec::new();
     for (blob_key, bytes) in service.store.scan(BLOBS, &prefix).await.map_err(store_err)? {
         let blob: BlobRecord = decode(&bytes)?;
@@ -155,7 +214,9 @@ pub async fn properties(service: &StorageService, request: &BlobRequest) -> Resu
         None => Default::default(),
     };
     for (name, value) in metadata {
-        if let (Ok(n), Ok(v)) = (axum::http::HeaderName::try_from(format!("x-ms-meta-{name}")), HeaderValue::from_str(&value)) {
+        if let (Ok(n), Ok(v)) =
+            (axum::http::HeaderName::try_from(format!("x-ms-meta-{name}")), HeaderValue::from_str(&value))
+        {
             response.headers_mut().insert(n, v);
         }
     }
@@ -198,7 +259,11 @@ pub async fn set_acl(service: &StorageService, request: &BlobRequest) -> Result<
 pub fn max_results(request: &BlobRequest) -> Result<usize, ApiError> {
     match request.param("maxresults") {
         None => Ok(5000),
-        Some(v) => v.parse::<usize>().ok().filter(|n| (1..=5000).contains(n)).ok_or_else(|| super::errors::invalid_query("maxresults")),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=5000).contains(n))
+            .ok_or_else(|| super::errors::invalid_query("maxresults")),
     }
 }
 
@@ -238,7 +303,9 @@ pub async fn list(service: &StorageService, request: &BlobRequest) -> Result<Res
         ));
         if include_metadata {
             let metadata = match &c.sealed_metadata {
-                Some(sealed) => data::open_metadata(account, &*request.kek(service).await?, &c.name, None, Some(sealed))?,
+                Some(sealed) => {
+                    data::open_metadata(account, &*request.kek(service).await?, &c.name, None, Some(sealed))?
+                }
                 None => Default::default(),
             };
             out.push_str(&metadata_xml(&metadata));
@@ -246,7 +313,11 @@ pub async fn list(service: &StorageService, request: &BlobRequest) -> Result<Res
         out.push_str("</Container>");
     }
     out.push_str("</Containers>");
-    let next = if rows.len() > max { rows.get(max - 1).and_then(|(k, _)| k.split_once('/').map(|(_, n)| n.to_owned())) } else { None };
+    let next = if rows.len() > max {
+        rows.get(max - 1).and_then(|(k, _)| k.split_once('/').map(|(_, n)| n.to_owned()))
+    } else {
+        None
+    };
     out.push_str(&format!("<NextMarker>{}</NextMarker></EnumerationResults>", escape(&next.unwrap_or_default())));
     Ok(xml_response(out))
 }

@@ -39,15 +39,19 @@ pub fn rules_from_arm(cors: Option<&Value>) -> Result<Vec<CorsRule>, ApiError> {
     let Some(rules) = cors.and_then(|c| c.get("corsRules")).filter(|r| !r.is_null()) else {
         return Ok(Vec::new());
     };
-    let rules: Vec<CorsRule> = serde_json::from_value(rules.clone())
-        .map_err(|e| ApiError::bad_request("InvalidRequestPropertyValue", format!("The CORS rules are invalid: {e}.")))?;
+    let rules: Vec<CorsRule> = serde_json::from_value(rules.clone()).map_err(|e| {
+        ApiError::bad_request("InvalidRequestPropertyValue", format!("The CORS rules are invalid: {e}."))
+    })?;
     if rules.len() > MAX_RULES {
         return Err(ApiError::bad_request("InvalidCorsRules", format!("At most {MAX_RULES} CORS rules are allowed.")));
     }
     const METHODS: [&str; 9] = ["DELETE", "GET", "HEAD", "MERGE", "POST", "OPTIONS", "PUT", "PATCH", "CONNECT"];
     for rule in &rules {
         if rule.allowed_origins.is_empty() || rule.allowed_methods.is_empty() {
-            return Err(ApiError::bad_request("InvalidCorsRules", "Every CORS rule needs allowed origins and methods."));
+            return Err(ApiError::bad_request(
+                "InvalidCorsRules",
+                "Every CORS rule needs allowed origins and methods.",
+            ));
         }
         if let Some(m) = rule.allowed_methods.iter().find(|m| !METHODS.contains(&m.to_ascii_uppercase().as_str())) {
             return Err(ApiError::bad_request("InvalidCorsRules", format!("'{m}' is not an allowed CORS method.")));
@@ -70,7 +74,12 @@ fn method_matches(rule: &CorsRule, method: &str) -> bool {
 
 /// `*` or a trailing-`*` prefix, case-insensitive.
 fn header_allowed(patterns: &[String], header: &str) -> bool {
-    patterns.iter().any(|p| p == "*" || p.strip_suffix('*').map_or(p.eq_ignore_ascii_case(header), |prefix| header.to_ascii_lowercase().starts_with(&prefix.to_ascii_lowercase())))
+    patterns.iter().any(|p| {
+        p == "*"
+            || p.strip_suffix('*').map_or(p.eq_ignore_ascii_case(header), |prefix| {
+                header.to_ascii_lowercase().starts_with(&prefix.to_ascii_lowercase())
+            })
+    })
 }
 
 /// Answers an `OPTIONS` preflight: the headers to send, or Azure's error.
@@ -80,12 +89,16 @@ pub fn preflight(rules: &[CorsRule], headers: &HeaderMap) -> Result<Vec<(&'stati
         return Err(err(400, "CorsPreflightFailure", "CORS not enabled or no matching rule found for this request.")
             .with_header("x-byos-denial", "cors: preflight needs Origin and Access-Control-Request-Method"));
     };
-    let requested: Vec<String> =
-        text("access-control-request-headers").map(|h| h.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+    let requested: Vec<String> = text("access-control-request-headers")
+        .map(|h| h.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
     let rule = rules.iter().find(|r| origin_matches(r, &origin) && method_matches(r, &method));
     let Some(rule) = rule.filter(|r| requested.iter().all(|h| header_allowed(&r.allowed_headers, h))) else {
         return Err(err(403, "CorsPreflightFailure", "CORS not enabled or no matching rule found for this request.")
-            .with_header("x-byos-denial", super::errors::header_safe(&format!("cors: no rule allows origin '{origin}' with method {method}"))));
+            .with_header(
+                "x-byos-denial",
+                super::errors::header_safe(&format!("cors: no rule allows origin '{origin}' with method {method}")),
+            ));
     };
     let mut out = vec![
         ("access-control-allow-origin", allowed_origin_value(rule, &origin)),
@@ -145,13 +158,33 @@ mod tests {
     #[test]
     fn preflight_matrix() {
         let rules = [rule()];
-        let ok = preflight(&rules, &headers(&[("origin", "https://studio.example"), ("access-control-request-method", "GET"), ("access-control-request-headers", "x-ms-version")]));
+        let ok = preflight(
+            &rules,
+            &headers(&[
+                ("origin", "https://studio.example"),
+                ("access-control-request-method", "GET"),
+                ("access-control-request-headers", "x-ms-version"),
+            ]),
+        );
         assert!(ok.is_ok_and(|h| h.contains(&("access-control-max-age", "1000".into()))));
-        let slash = preflight(&rules, &headers(&[("origin", "https://studio.example/"), ("access-control-request-method", "GET")]));
+        let slash = preflight(
+            &rules,
+            &headers(&[("origin", "https://studio.example/"), ("access-control-request-method", "GET")]),
+        );
         assert_eq!(slash.err().map(|e| (e.status, e.code)), Some((403, "CorsPreflightFailure".into())));
-        let method = preflight(&rules, &headers(&[("origin", "https://studio.example"), ("access-control-request-method", "PUT")]));
+        let method = preflight(
+            &rules,
+            &headers(&[("origin", "https://studio.example"), ("access-control-request-method", "PUT")]),
+        );
         assert_eq!(method.err().map(|e| e.status), Some(403));
-        let header = preflight(&rules, &headers(&[("origin", "https://studio.example"), ("access-control-request-method", "GET"), ("access-control-request-headers", "authorization")]));
+        let header = preflight(
+            &rules,
+            &headers(&[
+                ("origin", "https://studio.example"),
+                ("access-control-request-method", "GET"),
+                ("access-control-request-headers", "authorization"),
+            ]),
+        );
         assert_eq!(header.err().map(|e| e.status), Some(403));
         let missing = preflight(&rules, &headers(&[("origin", "https://studio.example")]));
         assert_eq!(missing.err().map(|e| e.status), Some(400));

@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 
 use byos_core::ApiError;
-use byos_crypto::envelope::{CHUNK_SIZE, Kek, DataKey, SEGMENT_HEADER_LEN, TAG_LEN, chunk_offset, parse_segment_header, segment_header};
+use byos_crypto::envelope::{
+    CHUNK_SIZE, DataKey, Kek, SEGMENT_HEADER_LEN, TAG_LEN, chunk_offset, parse_segment_header, segment_header,
+};
 use byos_crypto::{b64url, b64url_decode};
 use byos_store::{Batch, ObjectWriter, Table};
 use bytes::Bytes;
@@ -126,7 +128,11 @@ where
 }
 
 /// [`optimistic`], also returning what `report` held just before the winning commit applied.
-pub async fn optimistic_reporting<T, F, Fut>(service: &StorageService, report: Option<(Table, &str)>, mut attempt: F) -> Result<(T, Option<Vec<u8>>), ApiError>
+pub async fn optimistic_reporting<T, F, Fut>(
+    service: &StorageService,
+    report: Option<(Table, &str)>,
+    mut attempt: F,
+) -> Result<(T, Option<Vec<u8>>), ApiError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(Batch, T), ApiError>>,
@@ -139,7 +145,11 @@ where
             Err(e) => return Err(store_err(e)),
         }
     }
-    Err(super::errors::err(409, "OperationConflict", "The resource kept changing during the operation; retry the request."))
+    Err(super::errors::err(
+        409,
+        "OperationConflict",
+        "The resource kept changing during the operation; retry the request.",
+    ))
 }
 
 /// A record with the exact bytes it was read from (for `expect_unchanged` guards).
@@ -148,7 +158,11 @@ pub struct Read<T> {
     pub bytes: Option<Vec<u8>>,
 }
 
-pub async fn read<T: for<'de> Deserialize<'de>>(service: &StorageService, table: Table, key: &str) -> Result<Read<T>, ApiError> {
+pub async fn read<T: for<'de> Deserialize<'de>>(
+    service: &StorageService,
+    table: Table,
+    key: &str,
+) -> Result<Read<T>, ApiError> {
     let bytes = service.store.get(table, key).await.map_err(store_err)?;
     let record = bytes.as_deref().map(decode).transpose()?;
     Ok(Read { record, bytes })
@@ -167,7 +181,11 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError>
 
 pub fn store_err(e: byos_store::StoreError) -> ApiError {
     match e {
-        byos_store::StoreError::Conflict { .. } => super::errors::err(409, "OperationConflict", "A concurrent operation changed the resource; retry the request."),
+        byos_store::StoreError::Conflict { .. } => super::errors::err(
+            409,
+            "OperationConflict",
+            "A concurrent operation changed the resource; retry the request.",
+        ),
         byos_store::StoreError::Backend(detail) => {
             tracing::error!(%detail, "metadata store failure");
             internal()
@@ -213,7 +231,13 @@ fn metadata_context(account: &str, container: &str, blob: Option<&str>) -> Vec<u
 }
 
 /// Seals `metadata` (name -> value) under the account KEK, bound to its container or blob.
-pub fn seal_metadata(account: &Account, kek: &Kek, container: &str, blob: Option<&str>, metadata: &BTreeMap<String, String>) -> Result<Option<String>, ApiError> {
+pub fn seal_metadata(
+    account: &Account,
+    kek: &Kek,
+    container: &str,
+    blob: Option<&str>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Option<String>, ApiError> {
     if metadata.is_empty() {
         return Ok(None);
     }
@@ -222,7 +246,13 @@ pub fn seal_metadata(account: &Account, kek: &Kek, container: &str, blob: Option
     Ok(Some(b64url(&sealed)))
 }
 
-pub fn open_metadata(account: &Account, kek: &Kek, container: &str, blob: Option<&str>, sealed: Option<&str>) -> Result<BTreeMap<String, String>, ApiError> {
+pub fn open_metadata(
+    account: &Account,
+    kek: &Kek,
+    container: &str,
+    blob: Option<&str>,
+    sealed: Option<&str>,
+) -> Result<BTreeMap<String, String>, ApiError> {
     let Some(sealed) = sealed else { return Ok(BTreeMap::new()) };
     let bytes = b64url_decode(sealed).ok_or_else(internal)?;
     let json = kek.open_value(&bytes, &metadata_context(&account.name, container, blob)).map_err(|_| internal())?;
@@ -254,7 +284,15 @@ pub struct SegmentWriter {
 const UNIT: usize = IO_CHUNKS * (CHUNK_SIZE + TAG_LEN);
 
 impl SegmentWriter {
-    pub async fn create(service: &StorageService, account: &Account, kek: &Kek, container: &str, blob: &str, segment_id: &str, checksums: Checksums) -> Result<Self, ApiError> {
+    pub async fn create(
+        service: &StorageService,
+        account: &Account,
+        kek: &Kek,
+        container: &str,
+        blob: &str,
+        segment_id: &str,
+        checksums: Checksums,
+    ) -> Result<Self, ApiError> {
         let object = uuid::Uuid::new_v4().simple().to_string();
         let dek = DataKey::generate().map_err(|_| internal())?;
         let wrap_context = segment_context("dek", &account.name, container, blob, segment_id);
@@ -305,7 +343,10 @@ impl SegmentWriter {
     }
 
     fn seal_open_chunk(&mut self) -> Result<(), ApiError> {
-        let tag = self.dek.seal_chunk_in(&self.aad, self.index, &mut self.buffer[self.open_chunk..]).map_err(|_| internal())?;
+        let tag = self
+            .dek
+            .seal_chunk_in(&self.aad, self.index, &mut self.buffer[self.open_chunk..])
+            .map_err(|_| internal())?;
         self.buffer.extend_from_slice(&tag);
         self.open_chunk = self.buffer.len();
         self.index += 1;
@@ -323,7 +364,16 @@ impl SegmentWriter {
         }
         self.writer.finish().await.map_err(object_err)?;
         let computed = Computed { md5: self.md5.map(|m| m.finalize().into()), crc64: self.crc64.map(|c| c.finalize()) };
-        Ok((Segment { object: self.object, wrapped_dek: self.wrapped_dek, len: self.len, chunk_size: CHUNK_SIZE as u32, segment_id: self.segment_id }, computed))
+        Ok((
+            Segment {
+                object: self.object,
+                wrapped_dek: self.wrapped_dek,
+                len: self.len,
+                chunk_size: CHUNK_SIZE as u32,
+                segment_id: self.segment_id,
+            },
+            computed,
+        ))
     }
 
     /// Plaintext bytes written so far.
@@ -342,12 +392,20 @@ struct ReadState {
 }
 
 /// Opens the data keys of a blob's segments (fails if the account's key cannot unwrap them).
-fn open_segments(account: &Account, kek: &Kek, container: &str, blob: &str, segments: &[Segment]) -> Result<Vec<(Segment, DataKey, Vec<u8>)>, ApiError> {
+fn open_segments(
+    account: &Account,
+    kek: &Kek,
+    container: &str,
+    blob: &str,
+    segments: &[Segment],
+) -> Result<Vec<(Segment, DataKey, Vec<u8>)>, ApiError> {
     segments
         .iter()
         .map(|s| {
             let wrapped = b64url_decode(&s.wrapped_dek).ok_or_else(internal)?;
-            let dek = kek.unwrap(&wrapped, &segment_context("dek", &account.name, container, blob, &s.segment_id)).map_err(|_| internal())?;
+            let dek = kek
+                .unwrap(&wrapped, &segment_context("dek", &account.name, container, blob, &s.segment_id))
+                .map_err(|_| internal())?;
             Ok((s.clone(), dek, segment_context("seg", &account.name, container, blob, &s.segment_id)))
         })
         .collect()
@@ -365,7 +423,12 @@ pub fn read_range(
     start: u64,
     end: u64,
 ) -> Result<impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static, ApiError> {
-    let state = ReadState { objects: service.objects.clone(), segments: open_segments(account, kek, container, blob, segments)?, position: start, end };
+    let state = ReadState {
+        objects: service.objects.clone(),
+        segments: open_segments(account, kek, container, blob, segments)?,
+        position: start,
+        end,
+    };
     let pieces = futures_util::stream::try_unfold(state, |mut state| async move {
         if state.position >= state.end {
             return Ok(None);
@@ -431,7 +494,11 @@ async fn next_pieces(state: &mut ReadState) -> Result<Vec<Bytes>, ApiError> {
 
 /// Adds the deletion of every container, blob and staged block of an account to `batch`, and
 /// remembers their objects for [`delete_account_objects`].
-pub async fn account_metadata_delete_ops(service: &StorageService, account: &str, mut batch: Batch) -> Result<Batch, ApiError> {
+pub async fn account_metadata_delete_ops(
+    service: &StorageService,
+    account: &str,
+    mut batch: Batch,
+) -> Result<Batch, ApiError> {
     let prefix = format!("{account}/");
     let mut objects = Vec::new();
     for (key, _) in service.store.scan(CONTAINERS, &prefix).await.map_err(store_err)? {
@@ -453,7 +520,8 @@ pub async fn account_metadata_delete_ops(service: &StorageService, account: &str
 
 /// Removes the objects of a deleted account (after its metadata deletion committed).
 pub async fn delete_account_objects(service: &StorageService, account: &str) {
-    let objects = service.pending_object_deletes.lock().unwrap_or_else(|e| e.into_inner()).remove(account).unwrap_or_default();
+    let objects =
+        service.pending_object_deletes.lock().unwrap_or_else(|e| e.into_inner()).remove(account).unwrap_or_default();
     delete_objects(service, objects).await;
 }
 

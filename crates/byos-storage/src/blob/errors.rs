@@ -13,11 +13,17 @@ pub fn bad_request(code: &str, message: impl Into<String>) -> ApiError {
 }
 
 pub fn invalid_header(name: &str) -> ApiError {
-    bad_request("InvalidHeaderValue", format!("The value for one of the HTTP headers is not in the correct format. Header: {name}"))
+    bad_request(
+        "InvalidHeaderValue",
+        format!("The value for one of the HTTP headers is not in the correct format. Header: {name}"),
+    )
 }
 
 pub fn invalid_query(name: &str) -> ApiError {
-    bad_request("InvalidQueryParameterValue", format!("Value for one of the query parameters specified in the request URI is invalid. Parameter: {name}"))
+    bad_request(
+        "InvalidQueryParameterValue",
+        format!("Value for one of the query parameters specified in the request URI is invalid. Parameter: {name}"),
+    )
 }
 
 pub fn container_not_found() -> ApiError {
@@ -45,17 +51,34 @@ pub fn internal() -> ApiError {
 /// Storage's answer to a door denial: Azure's status and code, plus the explanation header.
 pub fn denied(denial: &Denial) -> ApiError {
     let (status, code, message) = match denial.kind {
-        DenialKind::Network => (403, "AuthorizationFailure", "This request is not authorized to perform this operation."),
-        DenialKind::KeyBasedNotPermitted => (403, "KeyBasedAuthenticationNotPermitted", "Key based authentication is not permitted on this storage account."),
-        DenialKind::PublicAccessNotPermitted => (409, "PublicAccessNotPermitted", "Public access is not permitted on this storage account."),
-        DenialKind::NoCredentials => {
-            (401, "NoAuthenticationInformation", "Server failed to authenticate the request. Please refer to the information in the www-authenticate header.")
+        DenialKind::Network => {
+            (403, "AuthorizationFailure", "This request is not authorized to perform this operation.")
         }
-        DenialKind::SignaturePermission | DenialKind::Permission | DenialKind::AccessPolicy | DenialKind::NotOperator => {
-            (403, "AuthorizationPermissionMismatch", "This request is not authorized to perform this operation using this permission.")
+        DenialKind::KeyBasedNotPermitted => (
+            403,
+            "KeyBasedAuthenticationNotPermitted",
+            "Key based authentication is not permitted on this storage account.",
+        ),
+        DenialKind::PublicAccessNotPermitted => {
+            (409, "PublicAccessNotPermitted", "Public access is not permitted on this storage account.")
         }
+        DenialKind::NoCredentials => (
+            401,
+            "NoAuthenticationInformation",
+            "Server failed to authenticate the request. Please refer to the information in the www-authenticate header.",
+        ),
+        DenialKind::SignaturePermission
+        | DenialKind::Permission
+        | DenialKind::AccessPolicy
+        | DenialKind::NotOperator => (
+            403,
+            "AuthorizationPermissionMismatch",
+            "This request is not authorized to perform this operation using this permission.",
+        ),
     };
-    let mut error = err(status, code, message).with_header("x-byos-denial", header_safe(&denial.reason)).with_explanation(denial.explanation());
+    let mut error = err(status, code, message)
+        .with_header("x-byos-denial", header_safe(&denial.reason))
+        .with_explanation(denial.explanation());
     if denial.kind == DenialKind::NoCredentials {
         error = error.with_challenge("Bearer authorization_uri=https://login.microsoftonline.com/common/oauth2/authorize resource_id=https://storage.azure.com");
     }

@@ -41,9 +41,17 @@ pub fn router(service: Arc<StorageService>) -> Router {
 
 /// Splits `/{account}/{container}/{blob...}` into container and blob (percent-decoded).
 pub fn split_path(path: &str, account: &str) -> Result<(Option<String>, Option<String>), ApiError> {
-    let rest = path.strip_prefix('/').and_then(|p| p.strip_prefix(account)).ok_or_else(|| err(400, "InvalidUri", "The requested URI does not represent any resource on the server."))?;
+    let rest = path
+        .strip_prefix('/')
+        .and_then(|p| p.strip_prefix(account))
+        .ok_or_else(|| err(400, "InvalidUri", "The requested URI does not represent any resource on the server."))?;
     let rest = rest.strip_prefix('/').unwrap_or(rest);
-    let decode = |s: &str| percent_decode_str(s).decode_utf8().map(|c| c.into_owned()).map_err(|_| err(400, "InvalidUri", "The request URI is not valid UTF-8."));
+    let decode = |s: &str| {
+        percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| err(400, "InvalidUri", "The request URI is not valid UTF-8."))
+    };
     match rest.split_once('/') {
         _ if rest.is_empty() => Ok((None, None)),
         None => Ok((Some(decode(rest)?), None)),
@@ -53,7 +61,10 @@ pub fn split_path(path: &str, account: &str) -> Result<(Option<String>, Option<S
 }
 
 /// A response with `status` and `headers` (values that are not valid header text are left out).
-pub fn respond<N: AsRef<str>>(status: axum::http::StatusCode, headers: impl IntoIterator<Item = (N, String)>) -> Response {
+pub fn respond<N: AsRef<str>>(
+    status: axum::http::StatusCode,
+    headers: impl IntoIterator<Item = (N, String)>,
+) -> Response {
     let mut response = status.into_response();
     for (name, value) in headers {
         if let (Ok(n), Ok(v)) = (axum::http::HeaderName::try_from(name.as_ref()), HeaderValue::from_str(&value)) {
@@ -65,7 +76,8 @@ pub fn respond<N: AsRef<str>>(status: axum::http::StatusCode, headers: impl Into
 
 /// The RBAC scope of a container.
 pub fn container_scope(account: &Account, container: &str) -> Scope {
-    Scope::parse(&format!("{}/blobServices/default/containers/{container}", account.id)).unwrap_or_else(|_| Scope::root())
+    Scope::parse(&format!("{}/blobServices/default/containers/{container}", account.id))
+        .unwrap_or_else(|_| Scope::root())
 }
 
 /// The scope of a blob: below its container, the name encoded as one segment.
@@ -119,8 +131,17 @@ impl BlobRequest {
     /// A small request body (an XML document) read whole, at most `limit` bytes of content; a
     /// structured message is decoded and checked.
     pub async fn small_body(&self, limit: usize) -> Result<bytes::Bytes, ApiError> {
-        let framing = if self.headers.contains_key(structured::HEADER) { structured::encoded_len(limit as u64) as usize - limit } else { 0 };
-        let body = axum::body::to_bytes(self.take_body(), limit + framing).await.map_err(|_| errors::bad_request("RequestBodyTooLarge", format!("The request body is too large and exceeds the maximum permissible limit of {limit} bytes.")))?;
+        let framing = if self.headers.contains_key(structured::HEADER) {
+            structured::encoded_len(limit as u64) as usize - limit
+        } else {
+            0
+        };
+        let body = axum::body::to_bytes(self.take_body(), limit + framing).await.map_err(|_| {
+            errors::bad_request(
+                "RequestBodyTooLarge",
+                format!("The request body is too large and exceeds the maximum permissible limit of {limit} bytes."),
+            )
+        })?;
         structured::content_of(&self.headers, body)
     }
 }
@@ -129,7 +150,8 @@ async fn handle(State(service): State<Arc<StorageService>>, request: Request) ->
     let version = request.headers().get("x-ms-version").cloned();
     let origin_header = request.headers().get("origin").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let method = request.method().clone();
-    let framed_write = matches!(method, Method::PUT | Method::POST) && request.headers().contains_key(structured::HEADER);
+    let framed_write =
+        matches!(method, Method::PUT | Method::POST) && request.headers().contains_key(structured::HEADER);
     let account = account_of(&service, request.uri().path());
     let mut response = match dispatch(&service, account.clone(), request).await {
         Ok(response) => response,
@@ -141,9 +163,10 @@ async fn handle(State(service): State<Arc<StorageService>>, request: Request) ->
         headers.insert("date", date);
     }
     if !headers.contains_key("x-ms-request-id")
-        && let Ok(id) = HeaderValue::from_str(&byos_core::request_id().to_string()) {
-            headers.insert("x-ms-request-id", id);
-        }
+        && let Ok(id) = HeaderValue::from_str(&byos_core::request_id().to_string())
+    {
+        headers.insert("x-ms-request-id", id);
+    }
     if framed_write && response.status().is_success() {
         // The body was a structured message, decoded and checked: say so, as the SDK expects.
         response.headers_mut().insert(structured::HEADER, HeaderValue::from_static(structured::V1_CRC64));
@@ -160,7 +183,11 @@ fn account_of(service: &StorageService, path: &str) -> Option<Arc<Account>> {
     service.account(name)
 }
 
-async fn dispatch(service: &StorageService, account: Option<Arc<Account>>, request: Request) -> Result<Response, Failure> {
+async fn dispatch(
+    service: &StorageService,
+    account: Option<Arc<Account>>,
+    request: Request,
+) -> Result<Response, Failure> {
     let account = account.ok_or_else(|| err(404, "ResourceNotFound", "The specified resource does not exist."))?;
     let (parts, body) = request.into_parts();
     if parts.method == Method::OPTIONS {

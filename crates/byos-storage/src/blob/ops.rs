@@ -12,8 +12,6 @@ use super::errors::{bad_request, denied};
 use super::{BlobRequest, blob_scope, blobs, container_scope, containers, service};
 use crate::StorageService;
 
-
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
     ListContainers,
@@ -111,25 +109,93 @@ impl Op {
         use ActionKind::{Control, Data};
         let d = |action, kind, letters, level, public| Descriptor { action, kind, letters, level, public };
         match self {
-            Op::ListContainers => d("Microsoft.Storage/storageAccounts/blobServices/containers/read", Control, "l", Level::Service, Public::Never),
-            Op::GetUserDelegationKey => d("Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action", Control, "", Level::Service, Public::Never),
-            Op::GetServiceProperties => d("Microsoft.Storage/storageAccounts/blobServices/read", Control, "r", Level::Service, Public::Never),
-            Op::CreateContainer => d("Microsoft.Storage/storageAccounts/blobServices/containers/write", Control, "cw", Level::Container, Public::Never),
-            Op::DeleteContainer => d("Microsoft.Storage/storageAccounts/blobServices/containers/delete", Control, "d", Level::Container, Public::Never),
-            Op::GetContainerProperties | Op::GetContainerMetadata => {
-                d("Microsoft.Storage/storageAccounts/blobServices/containers/read", Control, "r", Level::Container, Public::Container)
+            Op::ListContainers => d(
+                "Microsoft.Storage/storageAccounts/blobServices/containers/read",
+                Control,
+                "l",
+                Level::Service,
+                Public::Never,
+            ),
+            Op::GetUserDelegationKey => d(
+                "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action",
+                Control,
+                "",
+                Level::Service,
+                Public::Never,
+            ),
+            Op::GetServiceProperties => {
+                d("Microsoft.Storage/storageAccounts/blobServices/read", Control, "r", Level::Service, Public::Never)
             }
-            Op::GetContainerAcl => d("Microsoft.Storage/storageAccounts/blobServices/containers/read", Control, "r", Level::Container, Public::Never),
-            Op::SetContainerMetadata | Op::SetContainerAcl => d("Microsoft.Storage/storageAccounts/blobServices/containers/write", Control, "w", Level::Container, Public::Never),
-            Op::ListBlobs => d("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read", Data, "l", Level::Container, Public::Container),
-            Op::PutBlob => d("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write", Data, "cw", Level::Object, Public::Never),
-            Op::PutBlock | Op::PutBlockList | Op::SetBlobMetadata | Op::SetBlobProperties => {
-                d("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write", Data, "w", Level::Object, Public::Never)
-            }
-            Op::GetBlockList | Op::GetBlob | Op::GetBlobProperties | Op::GetBlobMetadata => {
-                d("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read", Data, "r", Level::Object, Public::Blob)
-            }
-            Op::DeleteBlob => d("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete", Data, "d", Level::Object, Public::Never),
+            Op::CreateContainer => d(
+                "Microsoft.Storage/storageAccounts/blobServices/containers/write",
+                Control,
+                "cw",
+                Level::Container,
+                Public::Never,
+            ),
+            Op::DeleteContainer => d(
+                "Microsoft.Storage/storageAccounts/blobServices/containers/delete",
+                Control,
+                "d",
+                Level::Container,
+                Public::Never,
+            ),
+            Op::GetContainerProperties | Op::GetContainerMetadata => d(
+                "Microsoft.Storage/storageAccounts/blobServices/containers/read",
+                Control,
+                "r",
+                Level::Container,
+                Public::Container,
+            ),
+            Op::GetContainerAcl => d(
+                "Microsoft.Storage/storageAccounts/blobServices/containers/read",
+                Control,
+                "r",
+                Level::Container,
+                Public::Never,
+            ),
+            Op::SetContainerMetadata | Op::SetContainerAcl => d(
+                "Microsoft.Storage/storageAccounts/blobServices/containers/write",
+                Control,
+                "w",
+                Level::Container,
+                Public::Never,
+            ),
+            Op::ListBlobs => d(
+                "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+                Data,
+                "l",
+                Level::Container,
+                Public::Container,
+            ),
+            Op::PutBlob => d(
+                "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",
+                Data,
+                "cw",
+                Level::Object,
+                Public::Never,
+            ),
+            Op::PutBlock | Op::PutBlockList | Op::SetBlobMetadata | Op::SetBlobProperties => d(
+                "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",
+                Data,
+                "w",
+                Level::Object,
+                Public::Never,
+            ),
+            Op::GetBlockList | Op::GetBlob | Op::GetBlobProperties | Op::GetBlobMetadata => d(
+                "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+                Data,
+                "r",
+                Level::Object,
+                Public::Blob,
+            ),
+            Op::DeleteBlob => d(
+                "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete",
+                Data,
+                "d",
+                Level::Object,
+                Public::Never,
+            ),
         }
     }
 }
@@ -137,7 +203,11 @@ impl Op {
 fn unsupported(request: &BlobRequest) -> ApiError {
     bad_request(
         "UnsupportedHttpVerb",
-        format!("The resource doesn't support the specified HTTP verb or query ({} with comp={:?}).", request.method, request.param("comp").unwrap_or_default()),
+        format!(
+            "The resource doesn't support the specified HTTP verb or query ({} with comp={:?}).",
+            request.method,
+            request.param("comp").unwrap_or_default()
+        ),
     )
 }
 
@@ -157,7 +227,12 @@ fn sas_allows(sas: &Sas, d: &Descriptor) -> bool {
 }
 
 /// Builds the caller's grant for this operation and asks the door.
-pub async fn authorize(service: &StorageService, request: &BlobRequest, op: Op, authenticated: Authenticated) -> Result<Caller, Failure> {
+pub async fn authorize(
+    service: &StorageService,
+    request: &BlobRequest,
+    op: Op,
+    authenticated: Authenticated,
+) -> Result<Caller, Failure> {
     let d = op.descriptor();
     let action = Action { name: d.action.into(), kind: d.kind };
     let account = &request.account;
@@ -175,7 +250,8 @@ pub async fn authorize(service: &StorageService, request: &BlobRequest, op: Op, 
             None => account.id.clone(),
         };
     }
-    let anonymous_permits = if caller.auth == AuthMethod::Anonymous { public_permits(service, request, &d).await? } else { vec![] };
+    let anonymous_permits =
+        if caller.auth == AuthMethod::Anonymous { public_permits(service, request, &d).await? } else { vec![] };
     let guard = account.settings.guard(anonymous_permits);
     match service.door.authorize_access(&caller, &action, &scope, Some(&guard)) {
         Ok(_) => Ok(caller),
@@ -187,14 +263,26 @@ pub async fn authorize(service: &StorageService, request: &BlobRequest, op: Op, 
 }
 
 /// What an anonymous caller may do here, from the container's public access level.
-async fn public_permits(service: &StorageService, request: &BlobRequest, d: &Descriptor) -> Result<Vec<String>, ApiError> {
+async fn public_permits(
+    service: &StorageService,
+    request: &BlobRequest,
+    d: &Descriptor,
+) -> Result<Vec<String>, ApiError> {
     let Some(container) = &request.container else { return Ok(vec![]) };
     let level = containers::public_access(service, &request.account, container).await?;
-    let admitted = matches!((d.public, level.as_deref()), (Public::Blob, Some("blob" | "container")) | (Public::Container, Some("container")));
+    let admitted = matches!(
+        (d.public, level.as_deref()),
+        (Public::Blob, Some("blob" | "container")) | (Public::Container, Some("container"))
+    );
     Ok(if admitted { vec![d.action.to_owned()] } else { vec![] })
 }
 
-pub async fn execute(service: &StorageService, request: BlobRequest, op: Op, caller: &Caller) -> Result<Response, Failure> {
+pub async fn execute(
+    service: &StorageService,
+    request: BlobRequest,
+    op: Op,
+    caller: &Caller,
+) -> Result<Response, Failure> {
     match op {
         Op::ListContainers => containers::list(service, &request).await,
         Op::GetUserDelegationKey => service::user_delegation_key(service, &request, caller).await,
@@ -218,4 +306,3 @@ pub async fn execute(service: &StorageService, request: BlobRequest, op: Op, cal
         Op::DeleteBlob => blobs::delete(service, &request).await,
     }
 }
-

@@ -7,14 +7,13 @@ use byos_crypto::MacKey;
 use time::OffsetDateTime;
 
 use super::auth::{Authenticated, Sas};
-use super::xml::parse_time;
 use super::errors::{authentication_failed, err};
+use super::xml::parse_time;
 use crate::{Account, StorageService};
 
 fn param<'a>(query: &'a [(String, String)], name: &str) -> &'a str {
     query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default()
 }
-
 
 /// The signing key of a user delegation key, derived (not stored) from the account's delegation
 /// root and the key's own fields: `Value = HMAC(root, skoid \n sktid \n skt \n ske \n sks \n skv)`.
@@ -34,16 +33,56 @@ fn join(fields: &[&str]) -> String {
 fn candidate_strings(kind: SignatureKind, account: &str, query: &[(String, String)], resource: &str) -> Vec<String> {
     let p = |n| param(query, n);
     match kind {
-        SignatureKind::Account => vec![format!("{}\n", join(&[account, p("sp"), p("ss"), p("srt"), p("st"), p("se"), p("sip"), p("spr"), p("sv"), p("ses")]))],
+        SignatureKind::Account => vec![format!(
+            "{}\n",
+            join(&[account, p("sp"), p("ss"), p("srt"), p("st"), p("se"), p("sip"), p("spr"), p("sv"), p("ses")])
+        )],
         SignatureKind::Service => vec![join(&[
-            p("sp"), p("st"), p("se"), resource, p("si"), p("sip"), p("spr"), p("sv"), p("sr"), p("snapshot"), p("ses"), p("rscc"), p("rscd"), p("rsce"), p("rscl"), p("rsct"),
+            p("sp"),
+            p("st"),
+            p("se"),
+            resource,
+            p("si"),
+            p("sip"),
+            p("spr"),
+            p("sv"),
+            p("sr"),
+            p("snapshot"),
+            p("ses"),
+            p("rscc"),
+            p("rscd"),
+            p("rsce"),
+            p("rscl"),
+            p("rsct"),
         ])],
         SignatureKind::UserDelegation => {
-            let head = [p("sp"), p("st"), p("se"), resource, p("skoid"), p("sktid"), p("skt"), p("ske"), p("sks"), p("skv"), p("saoid"), p("suoid"), p("scid")];
+            let head = [
+                p("sp"),
+                p("st"),
+                p("se"),
+                resource,
+                p("skoid"),
+                p("sktid"),
+                p("skt"),
+                p("ske"),
+                p("sks"),
+                p("skv"),
+                p("saoid"),
+                p("suoid"),
+                p("scid"),
+            ];
             let middle = [p("sip"), p("spr"), p("sv"), p("sr"), p("snapshot"), p("ses")];
             let tail = [p("rscc"), p("rscd"), p("rsce"), p("rscl"), p("rsct")];
-            let newest: Vec<&str> = head.iter().chain(&[p("skdutid"), p("sduoid")]).chain(&middle).chain(&[p("srh"), p("srq")]).chain(&tail).copied().collect();
-            let with_delegated: Vec<&str> = head.iter().chain(&[p("skdutid"), p("sduoid")]).chain(&middle).chain(&tail).copied().collect();
+            let newest: Vec<&str> = head
+                .iter()
+                .chain(&[p("skdutid"), p("sduoid")])
+                .chain(&middle)
+                .chain(&[p("srh"), p("srq")])
+                .chain(&tail)
+                .copied()
+                .collect();
+            let with_delegated: Vec<&str> =
+                head.iter().chain(&[p("skdutid"), p("sduoid")]).chain(&middle).chain(&tail).copied().collect();
             let classic: Vec<&str> = head.iter().chain(&middle).chain(&tail).copied().collect();
             vec![join(&newest), join(&with_delegated), join(&classic)]
         }
@@ -51,7 +90,13 @@ fn candidate_strings(kind: SignatureKind, account: &str, query: &[(String, Strin
 }
 
 /// Verifies the SAS in `query` for a request to `uri` on `account`.
-pub fn verify(service: &StorageService, account: &Account, uri: &axum::http::Uri, query: &[(String, String)], origin: NetworkOrigin) -> Result<Authenticated, ApiError> {
+pub fn verify(
+    service: &StorageService,
+    account: &Account,
+    uri: &axum::http::Uri,
+    query: &[(String, String)],
+    origin: NetworkOrigin,
+) -> Result<Authenticated, ApiError> {
     // Values are joined with newlines; one inside a value could make two layouts collide.
     if query.iter().any(|(_, v)| v.contains('\n')) {
         return Err(authentication_failed("A signature field contains a newline."));
@@ -63,7 +108,8 @@ pub fn verify(service: &StorageService, account: &Account, uri: &axum::http::Uri
     } else {
         SignatureKind::Service
     };
-    let policy = Some(param(query, "si")).filter(|si| kind == SignatureKind::Service && !si.is_empty()).map(str::to_owned);
+    let policy =
+        Some(param(query, "si")).filter(|si| kind == SignatureKind::Service && !si.is_empty()).map(str::to_owned);
     if policy.is_none() {
         check_time_window(param(query, "st"), param(query, "se"))?;
     }
@@ -74,7 +120,9 @@ pub fn verify(service: &StorageService, account: &Account, uri: &axum::http::Uri
         Some((container, None)) => format!("/blob/{}/{container}", account.name),
         None => String::new(),
     };
-    let presented = base64::engine::general_purpose::STANDARD.decode(param(query, "sig")).map_err(|_| authentication_failed("The signature is not valid base64."))?;
+    let presented = base64::engine::general_purpose::STANDARD
+        .decode(param(query, "sig"))
+        .map_err(|_| authentication_failed("The signature is not valid base64."))?;
     let keys: Vec<zeroize::Zeroizing<Vec<u8>>> = match kind {
         SignatureKind::UserDelegation => vec![zeroize::Zeroizing::new(delegation_key(service, account, query)?)],
         _ => (0..2).filter_map(|i| account.secrets.key_bytes(i)).collect(),
@@ -83,7 +131,9 @@ pub fn verify(service: &StorageService, account: &Account, uri: &axum::http::Uri
         .iter()
         .any(|text| keys.iter().any(|key| byos_crypto::constant_time_eq(&sign(key, text), &presented)));
     if !genuine {
-        return Err(authentication_failed("Signature did not match. String to sign used was not the one the signature was made over."));
+        return Err(authentication_failed(
+            "Signature did not match. String to sign used was not the one the signature was made over.",
+        ));
     }
     let (resource_field, object_id) = match kind {
         SignatureKind::Account => (param(query, "srt").to_owned(), None),
@@ -91,17 +141,28 @@ pub fn verify(service: &StorageService, account: &Account, uri: &axum::http::Uri
         SignatureKind::UserDelegation => (param(query, "sr").to_owned(), param(query, "skoid").parse().ok()),
     };
     if kind == SignatureKind::Account && !param(query, "ss").contains('b') {
-        return Err(err(403, "AuthorizationServiceMismatch", "This request is not authorized to perform this operation using this service.")
-            .with_header("x-byos-denial", "account SAS: ss does not include the blob service"));
+        return Err(err(
+            403,
+            "AuthorizationServiceMismatch",
+            "This request is not authorized to perform this operation using this service.",
+        )
+        .with_header("x-byos-denial", "account SAS: ss does not include the blob service"));
     }
     let caller = Caller {
         object_id,
         tenant_id: object_id.map(|_| service.directory.tenant_id()),
         auth: AuthMethod::SharedAccessSignature,
-        signed: Some(SignedGrant { kind, permits: vec![], scope: account.id.clone(), key_based: kind != SignatureKind::UserDelegation }),
+        signed: Some(SignedGrant {
+            kind,
+            permits: vec![],
+            scope: account.id.clone(),
+            key_based: kind != SignatureKind::UserDelegation,
+        }),
         ..Caller::anonymous(origin)
     };
-    Ok(Authenticated { caller, sas: Some(Sas {
+    Ok(Authenticated {
+        caller,
+        sas: Some(Sas {
             kind,
             permissions: param(query, "sp").to_owned(),
             resource: resource_field,
@@ -116,16 +177,24 @@ pub fn verify(service: &StorageService, account: &Account, uri: &axum::http::Uri
 /// A service SAS naming a stored access policy takes its permissions, start and expiry from the
 /// container's policy of that id; a field set in both is refused, as Azure does. Changing or
 /// removing the policy thereby changes or revokes the SAS at once.
-pub async fn apply_stored_policy(service: &StorageService, account: &Account, mut authenticated: Authenticated) -> Result<Authenticated, ApiError> {
+pub async fn apply_stored_policy(
+    service: &StorageService,
+    account: &Account,
+    mut authenticated: Authenticated,
+) -> Result<Authenticated, ApiError> {
     let Some(sas) = authenticated.sas.as_mut() else { return Ok(authenticated) };
     let (Some(id), Some((container, _))) = (sas.policy.clone(), sas.path.clone()) else { return Ok(authenticated) };
     let policies = super::containers::load(service, account, &container).await?.map(|c| c.policies).unwrap_or_default();
     let policy = policies.into_iter().find(|p| p.id == id).ok_or_else(|| {
-        authentication_failed(format!("The signed identifier '{id}' does not name a stored access policy of container '{container}'."))
-            .with_header("x-byos-denial", format!("SAS: no stored access policy '{id}' on container {container}"))
+        authentication_failed(format!(
+            "The signed identifier '{id}' does not name a stored access policy of container '{container}'."
+        ))
+        .with_header("x-byos-denial", format!("SAS: no stored access policy '{id}' on container {container}"))
     })?;
     let merge = |field: &str, signed: &mut String, stored: Option<String>| match (signed.is_empty(), stored) {
-        (false, Some(_)) => Err(authentication_failed(format!("The {field} is set both in the signature and in the stored access policy '{id}'."))),
+        (false, Some(_)) => Err(authentication_failed(format!(
+            "The {field} is set both in the signature and in the stored access policy '{id}'."
+        ))),
         (true, Some(value)) => {
             *signed = value;
             Ok(())
@@ -142,7 +211,11 @@ pub async fn apply_stored_policy(service: &StorageService, account: &Account, mu
 fn check_time_window(st: &str, se: &str) -> Result<(), ApiError> {
     let now = OffsetDateTime::now_utc();
     let expiry = parse_time(se);
-    let start = if st.is_empty() { None } else { Some(parse_time(st).ok_or_else(|| authentication_failed("The signed start time is not a valid time."))?) };
+    let start = if st.is_empty() {
+        None
+    } else {
+        Some(parse_time(st).ok_or_else(|| authentication_failed("The signed start time is not a valid time."))?)
+    };
     let valid = expiry.is_some_and(|e| now <= e) && start.is_none_or(|s| s <= now + time::Duration::minutes(15));
     if valid {
         return Ok(());
@@ -156,8 +229,12 @@ fn check_time_window(st: &str, se: &str) -> Result<(), ApiError> {
 fn check_protocol_and_ip(query: &[(String, String)], origin: &NetworkOrigin) -> Result<(), ApiError> {
     let spr = param(query, "spr");
     if !spr.is_empty() && !spr.split(',').any(|p| p == "https") {
-        return Err(err(403, "AuthorizationProtocolMismatch", "This request is not authorized to perform this operation using this protocol.")
-            .with_header("x-byos-denial", "SAS: spr does not allow https"));
+        return Err(err(
+            403,
+            "AuthorizationProtocolMismatch",
+            "This request is not authorized to perform this operation using this protocol.",
+        )
+        .with_header("x-byos-denial", "SAS: spr does not allow https"));
     }
     let sip = param(query, "sip");
     if sip.is_empty() {
@@ -172,32 +249,57 @@ fn check_protocol_and_ip(query: &[(String, String)], origin: &NetworkOrigin) -> 
         return Ok(());
     }
     let ip = origin.ip.map(|i| i.to_string()).unwrap_or_default();
-    Err(err(403, "AuthorizationSourceIPMismatch", format!("This request is not authorized to perform this operation using this source IP {ip}."))
-        .with_header("x-byos-denial", format!("SAS: source ip {ip} outside sip {sip}")))
+    Err(err(
+        403,
+        "AuthorizationSourceIPMismatch",
+        format!("This request is not authorized to perform this operation using this source IP {ip}."),
+    )
+    .with_header("x-byos-denial", format!("SAS: source ip {ip} outside sip {sip}")))
 }
 
 /// The container/blob a service or delegation SAS is bound to, from `sr` and the request path.
-fn signed_path(kind: SignatureKind, account: &Account, uri: &axum::http::Uri, query: &[(String, String)]) -> Result<Option<(String, Option<String>)>, ApiError> {
+fn signed_path(
+    kind: SignatureKind,
+    account: &Account,
+    uri: &axum::http::Uri,
+    query: &[(String, String)],
+) -> Result<Option<(String, Option<String>)>, ApiError> {
     if kind == SignatureKind::Account {
         return Ok(None);
     }
-    let (container, blob) = super::split_path(uri.path(), &account.name).map_err(|_| authentication_failed("The request path does not name a container."))?;
-    let container = container.ok_or_else(|| authentication_failed("A service SAS must address a container or blob."))?;
+    let (container, blob) = super::split_path(uri.path(), &account.name)
+        .map_err(|_| authentication_failed("The request path does not name a container."))?;
+    let container =
+        container.ok_or_else(|| authentication_failed("A service SAS must address a container or blob."))?;
     match param(query, "sr") {
         "c" => Ok(Some((container, None))),
-        "b" | "bs" | "bv" => Ok(Some((container, Some(blob.ok_or_else(|| authentication_failed("A blob SAS must address a blob."))?)))),
+        "b" | "bs" | "bv" => {
+            Ok(Some((container, Some(blob.ok_or_else(|| authentication_failed("A blob SAS must address a blob."))?))))
+        }
         other => Err(authentication_failed(format!("The signed resource '{other}' is not supported."))),
     }
 }
 
 /// Recomputes the user delegation key a delegation SAS names, checking it is still valid.
-fn delegation_key(service: &StorageService, account: &Account, query: &[(String, String)]) -> Result<Vec<u8>, ApiError> {
-    let fields = [param(query, "skoid"), param(query, "sktid"), param(query, "skt"), param(query, "ske"), param(query, "sks"), param(query, "skv")];
+fn delegation_key(
+    service: &StorageService,
+    account: &Account,
+    query: &[(String, String)],
+) -> Result<Vec<u8>, ApiError> {
+    let fields = [
+        param(query, "skoid"),
+        param(query, "sktid"),
+        param(query, "skt"),
+        param(query, "ske"),
+        param(query, "sks"),
+        param(query, "skv"),
+    ];
     if fields[1] != service.directory.tenant_id().to_string() {
         return Err(authentication_failed("The signed tenant id is not this tenant."));
     }
     let now = OffsetDateTime::now_utc();
-    let valid = parse_time(fields[2]).is_some_and(|s| s <= now + time::Duration::minutes(15)) && parse_time(fields[3]).is_some_and(|e| now <= e);
+    let valid = parse_time(fields[2]).is_some_and(|s| s <= now + time::Duration::minutes(15))
+        && parse_time(fields[3]).is_some_and(|e| now <= e);
     if !valid {
         return Err(authentication_failed("The user delegation key is not valid at the current time."));
     }

@@ -22,16 +22,26 @@ fn iso(at: OffsetDateTime) -> String {
 
 /// `POST /?restype=service&comp=userdelegationkey`: a key bound to the calling principal, derived
 /// (not stored) so that any SAS signed with it can be re-checked against that principal's roles.
-pub async fn user_delegation_key(service: &StorageService, request: &BlobRequest, caller: &Caller) -> Result<Response, Failure> {
+pub async fn user_delegation_key(
+    service: &StorageService,
+    request: &BlobRequest,
+    caller: &Caller,
+) -> Result<Response, Failure> {
     let (Some(oid), AuthMethod::BearerToken) = (caller.object_id, caller.auth) else {
-        return Err(Failure::from(err(403, "AuthenticationFailed", "Only a Microsoft Entra token can request a user delegation key.")
-            .with_header("x-byos-denial", "user delegation keys need a bearer token")));
+        return Err(Failure::from(
+            err(403, "AuthenticationFailed", "Only a Microsoft Entra token can request a user delegation key.")
+                .with_header("x-byos-denial", "user delegation keys need a bearer token"),
+        ));
     };
     let version = request.header("x-ms-version").unwrap_or(SERVICE_VERSION).to_owned();
     let account = std::sync::Arc::clone(&request.account);
     let body = request.small_body(64 * 1024).await?;
     let (start, expiry) = xml::parse_key_info(&body)?;
-    let parse = |text: &str| OffsetDateTime::parse(text, &Rfc3339).map_err(|_| bad_request("InvalidXmlNodeValue", format!("The value '{text}' is not a valid ISO 8601 time.")));
+    let parse = |text: &str| {
+        OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+            bad_request("InvalidXmlNodeValue", format!("The value '{text}' is not a valid ISO 8601 time."))
+        })
+    };
     let now = OffsetDateTime::now_utc();
     let start = match start {
         Some(s) => parse(&s)?,
@@ -39,7 +49,10 @@ pub async fn user_delegation_key(service: &StorageService, request: &BlobRequest
     };
     let expiry = parse(&expiry)?;
     if expiry <= start || expiry > now + MAX_KEY_LIFETIME || expiry <= now {
-        return Err(Failure::from(bad_request("InvalidXmlNodeValue", "The key expiry must be after its start, in the future, and at most 7 days from now.")));
+        return Err(Failure::from(bad_request(
+            "InvalidXmlNodeValue",
+            "The key expiry must be after its start, in the future, and at most 7 days from now.",
+        )));
     }
     let tid = service.directory.tenant_id().to_string();
     let (skt, ske) = (iso(start), iso(expiry));
@@ -66,5 +79,7 @@ pub fn properties(request: &BlobRequest) -> Result<Response, Failure> {
         ));
     }
     cors.push_str("</Cors>");
-    Ok(xml_response(format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><StorageServiceProperties>{cors}</StorageServiceProperties>")))
+    Ok(xml_response(format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><StorageServiceProperties>{cors}</StorageServiceProperties>"
+    )))
 }

@@ -5,8 +5,8 @@
 //! with 1 = CRC64, segment count u16); per segment a header (number u16 from 1, content length u64),
 //! the content and, with CRC64, the content's CRC64; with CRC64 last the CRC64 of all content.
 
-use bytes::{BufMut, Bytes, BytesMut};
 use byos_core::ApiError;
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::data::CRC64;
 use super::errors::{bad_request, err};
@@ -29,7 +29,12 @@ pub fn requested(headers: &axum::http::HeaderMap) -> Result<bool, ApiError> {
     match headers.get(HEADER).map(|v| v.to_str().unwrap_or_default()) {
         None => Ok(false),
         Some(value) if value.replace(' ', "").eq_ignore_ascii_case(&V1_CRC64.replace(' ', "")) => Ok(true),
-        Some(_) => Err(bad_request("InvalidHeaderValue", format!("The value for one of the HTTP headers is not in the correct format. Header: {HEADER}; byos speaks {V1_CRC64}."))),
+        Some(_) => Err(bad_request(
+            "InvalidHeaderValue",
+            format!(
+                "The value for one of the HTTP headers is not in the correct format. Header: {HEADER}; byos speaks {V1_CRC64}."
+            ),
+        )),
     }
 }
 
@@ -40,7 +45,12 @@ pub fn decoder_for(headers: &axum::http::HeaderMap) -> Result<Option<Decoder>, A
         return Ok(None);
     }
     let number = |name: &str| -> Result<u64, ApiError> {
-        let text = headers.get(name).ok_or_else(|| bad_request("MissingRequiredHeader", format!("An HTTP header that's mandatory for this request is not specified: {name}.")))?;
+        let text = headers.get(name).ok_or_else(|| {
+            bad_request(
+                "MissingRequiredHeader",
+                format!("An HTTP header that's mandatory for this request is not specified: {name}."),
+            )
+        })?;
         text.to_str().ok().and_then(|t| t.trim().parse().ok()).ok_or_else(|| super::errors::invalid_header(name))
     };
     Ok(Some(Decoder::new(number("content-length")?, number(LENGTH_HEADER)?)))
@@ -59,7 +69,10 @@ fn invalid(detail: impl Into<String>) -> ApiError {
 }
 
 fn crc_mismatch() -> ApiError {
-    bad_request("Crc64Mismatch", "The CRC64 value specified in the request did not match with the CRC64 value calculated by the server.")
+    bad_request(
+        "Crc64Mismatch",
+        "The CRC64 value specified in the request did not match with the CRC64 value calculated by the server.",
+    )
 }
 
 /// Where the decoder is in the message.
@@ -152,8 +165,12 @@ impl Decoder {
 
     /// Interprets a complete header or CRC field.
     fn complete(&mut self, field: &[u8]) -> Result<(), ApiError> {
-        let u64_at = |at: usize| field.get(at..at + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes).unwrap_or_default();
-        let u16_at = |at: usize| field.get(at..at + 2).and_then(|b| <[u8; 2]>::try_from(b).ok()).map(u16::from_le_bytes).unwrap_or_default();
+        let u64_at = |at: usize| {
+            field.get(at..at + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes).unwrap_or_default()
+        };
+        let u16_at = |at: usize| {
+            field.get(at..at + 2).and_then(|b| <[u8; 2]>::try_from(b).ok()).map(u16::from_le_bytes).unwrap_or_default()
+        };
         match self.part {
             Part::MessageHeader => {
                 if field[0] != VERSION {
@@ -178,10 +195,16 @@ impl Decoder {
                 self.segment = number;
                 self.remaining = u64_at(2);
                 if self.decoded + self.remaining > self.content_len {
-                    return Err(invalid("The structured message carries more content than x-ms-structured-content-length."));
+                    return Err(invalid(
+                        "The structured message carries more content than x-ms-structured-content-length.",
+                    ));
                 }
                 self.segment_crc = CRC64.digest();
-                self.part = if self.remaining == 0 { if self.crc64 { Part::SegmentCrc } else { self.after_segment() } } else { Part::Content };
+                self.part = if self.remaining == 0 {
+                    if self.crc64 { Part::SegmentCrc } else { self.after_segment() }
+                } else {
+                    Part::Content
+                };
             }
             Part::SegmentCrc => {
                 let sent = u64_at(0);
@@ -215,7 +238,9 @@ impl Decoder {
             return Err(invalid("The structured message ended early."));
         }
         if self.decoded != self.content_len {
-            return Err(invalid("The structured message content length does not match x-ms-structured-content-length."));
+            return Err(invalid(
+                "The structured message content length does not match x-ms-structured-content-length.",
+            ));
         }
         Ok(())
     }
@@ -232,13 +257,26 @@ fn segment_count(content_len: u64) -> u64 {
 }
 
 /// Frames a stream of `content_len` content bytes as a structured message with CRC64s.
-pub fn encode<S>(content_len: u64, content: S) -> Result<impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static, ApiError>
+pub fn encode<S>(
+    content_len: u64,
+    content: S,
+) -> Result<impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static, ApiError>
 where
     S: futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin + 'static,
 {
-    let segments = u16::try_from(segment_count(content_len))
-        .map_err(|_| err(416, "InvalidRange", "The range is too large for a structured message; request at most 256 GiB at a time."))?;
-    let encoder = Encoder { content_len, segments, segment: 0, left_in_segment: 0, sent: 0, segment_crc: CRC64.digest(), message_crc: CRC64.digest(), finished: false };
+    let segments = u16::try_from(segment_count(content_len)).map_err(|_| {
+        err(416, "InvalidRange", "The range is too large for a structured message; request at most 256 GiB at a time.")
+    })?;
+    let encoder = Encoder {
+        content_len,
+        segments,
+        segment: 0,
+        left_in_segment: 0,
+        sent: 0,
+        segment_crc: CRC64.digest(),
+        message_crc: CRC64.digest(),
+        finished: false,
+    };
     Ok(futures_util::stream::unfold((encoder, content), |(mut encoder, mut content)| async move {
         use futures_util::StreamExt;
         if encoder.finished {
@@ -324,8 +362,10 @@ mod tests {
     use futures_util::StreamExt;
 
     async fn encoded(content: &[u8], pieces: usize) -> Vec<u8> {
-        let chunks: Vec<Result<Bytes, std::io::Error>> = content.chunks(content.len().div_ceil(pieces).max(1)).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-        let stream = encode(content.len() as u64, futures_util::stream::iter(chunks)).unwrap_or_else(|e| panic!("{e:?}"));
+        let chunks: Vec<Result<Bytes, std::io::Error>> =
+            content.chunks(content.len().div_ceil(pieces).max(1)).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        let stream =
+            encode(content.len() as u64, futures_util::stream::iter(chunks)).unwrap_or_else(|e| panic!("{e:?}"));
         let parts: Vec<Bytes> = stream.map(|r| r.unwrap_or_default()).collect().await;
         parts.concat()
     }
@@ -352,7 +392,11 @@ mod tests {
                 if size > 1000 && split < 4096 {
                     continue;
                 }
-                assert_eq!(decode_in(&message, size as u64, split).ok(), Some(content.clone()), "size {size}, frames of {split}");
+                assert_eq!(
+                    decode_in(&message, size as u64, split).ok(),
+                    Some(content.clone()),
+                    "size {size}, frames of {split}"
+                );
             }
         }
     }

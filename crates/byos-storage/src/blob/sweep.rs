@@ -68,7 +68,8 @@ pub async fn collect_orphans(service: &StorageService, grace: Duration) -> Resul
         super::errors::internal()
     })?;
     let referenced = referenced_objects(service, true).await?;
-    let orphans: Vec<String> = listed.into_iter().filter(|(id, age)| *age >= grace && !referenced.contains(id)).map(|(id, _)| id).collect();
+    let orphans: Vec<String> =
+        listed.into_iter().filter(|(id, age)| *age >= grace && !referenced.contains(id)).map(|(id, _)| id).collect();
     let count = orphans.len();
     data::delete_objects(service, orphans).await;
     Ok(count)
@@ -85,7 +86,9 @@ pub fn spawn(service: std::sync::Arc<StorageService>, interval: Duration) -> tok
             let Some(service) = weak.upgrade() else { return };
             let cutoff = byos_core::time::unix_now() - BLOCK_LIFETIME_SECS;
             match (expire_blocks(&service, cutoff).await, collect_orphans(&service, ORPHAN_GRACE).await) {
-                (Ok(blocks), Ok(orphans)) if blocks + orphans > 0 => tracing::info!(blocks, orphans, "blob housekeeping removed expired blocks and orphaned objects"),
+                (Ok(blocks), Ok(orphans)) if blocks + orphans > 0 => {
+                    tracing::info!(blocks, orphans, "blob housekeeping removed expired blocks and orphaned objects")
+                }
                 (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "blob housekeeping failed"),
                 _ => {}
             }

@@ -40,11 +40,17 @@ pub fn metadata_from_headers(headers: &HeaderMap) -> Result<BTreeMap<String, Str
     let mut metadata = BTreeMap::new();
     for (name, value) in headers {
         let Some(key) = name.as_str().strip_prefix("x-ms-meta-") else { continue };
-        let valid = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(bad_request("InvalidMetadata", format!("The metadata name '{key}' is not a valid C# identifier.")));
+            return Err(bad_request(
+                "InvalidMetadata",
+                format!("The metadata name '{key}' is not a valid C# identifier."),
+            ));
         }
-        let value = value.to_str().map_err(|_| bad_request("InvalidMetadata", format!("The value of metadata '{key}' is not ASCII.")))?;
+        let value = value
+            .to_str()
+            .map_err(|_| bad_request("InvalidMetadata", format!("The value of metadata '{key}' is not ASCII.")))?;
         metadata.insert(key.to_owned(), value.to_owned());
     }
     Ok(metadata)
@@ -77,7 +83,8 @@ pub fn is_conditional(headers: &HeaderMap) -> bool {
 /// Applies `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`.
 pub fn check_conditions(headers: &HeaderMap, current: Option<Current<'_>>, access: Access) -> Result<(), ApiError> {
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    let not_modified = || err(304, "ConditionNotMet", "The condition specified using HTTP conditional header(s) is not met.");
+    let not_modified =
+        || err(304, "ConditionNotMet", "The condition specified using HTTP conditional header(s) is not met.");
     if let Some(wanted) = get("if-match") {
         match &current {
             Some(c) if etag_matches(wanted, c.etag) => {}
@@ -86,24 +93,27 @@ pub fn check_conditions(headers: &HeaderMap, current: Option<Current<'_>>, acces
     }
     if let Some(unwanted) = get("if-none-match")
         && let Some(c) = &current
-            && etag_matches(unwanted, c.etag) {
-                return Err(match (access, unwanted.trim()) {
-                    (Access::Read, _) => not_modified(),
-                    (Access::Write, "*") => err(409, "BlobAlreadyExists", "The specified blob already exists."),
-                    (Access::Write, _) => condition_not_met(),
-                });
-            }
+        && etag_matches(unwanted, c.etag)
+    {
+        return Err(match (access, unwanted.trim()) {
+            (Access::Read, _) => not_modified(),
+            (Access::Write, "*") => err(409, "BlobAlreadyExists", "The specified blob already exists."),
+            (Access::Write, _) => condition_not_met(),
+        });
+    }
     let modified_after = |text: &str, c: &Current<'_>| {
         parse_http_date(text).map(|since| c.last_modified_nanos / 1_000_000_000 > since.unix_timestamp())
     };
     if let (Some(since), Some(c)) = (get("if-modified-since"), &current)
-        && modified_after(since, c) == Some(false) {
-            return Err(if access == Access::Read { not_modified() } else { condition_not_met() });
-        }
+        && modified_after(since, c) == Some(false)
+    {
+        return Err(if access == Access::Read { not_modified() } else { condition_not_met() });
+    }
     if let (Some(since), Some(c)) = (get("if-unmodified-since"), &current)
-        && modified_after(since, c) == Some(true) {
-            return Err(condition_not_met());
-        }
+        && modified_after(since, c) == Some(true)
+    {
+        return Err(condition_not_met());
+    }
     Ok(())
 }
 
@@ -149,13 +159,18 @@ fn children(body: &[u8], root: &str) -> Result<Vec<(String, String)>, ApiError> 
             Event::GeneralRef(r) if depth == 2 => text.push_str(&reference_text(&r)?),
             Event::End(_) => {
                 if depth == 2
-                    && let Some(name) = current.take() {
-                        out.push((name, text.trim().to_owned()));
-                    }
+                    && let Some(name) = current.take()
+                {
+                    out.push((name, text.trim().to_owned()));
+                }
                 depth -= 1;
             }
-            Event::Empty(e) if depth == 1 => out.push((String::from_utf8_lossy(e.local_name().as_ref()).into_owned(), String::new())),
-            Event::Empty(e) if depth == 0 && String::from_utf8_lossy(e.local_name().as_ref()) == root => saw_root = true,
+            Event::Empty(e) if depth == 1 => {
+                out.push((String::from_utf8_lossy(e.local_name().as_ref()).into_owned(), String::new()))
+            }
+            Event::Empty(e) if depth == 0 && String::from_utf8_lossy(e.local_name().as_ref()) == root => {
+                saw_root = true
+            }
             Event::Eof => break,
             _ => {}
         }
@@ -194,7 +209,8 @@ pub fn parse_block_list(body: &[u8]) -> Result<Vec<(BlockSource, String)>, ApiEr
 pub fn parse_key_info(body: &[u8]) -> Result<(Option<String>, String), ApiError> {
     let fields = children(body, "KeyInfo")?;
     let get = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-    let expiry = get("Expiry").ok_or_else(|| bad_request("InvalidXmlNodeValue", "The value for the Expiry node is missing."))?;
+    let expiry =
+        get("Expiry").ok_or_else(|| bad_request("InvalidXmlNodeValue", "The value for the Expiry node is missing."))?;
     Ok((get("Start").filter(|s| !s.is_empty()), expiry))
 }
 
@@ -211,9 +227,12 @@ pub fn parse_time(text: &str) -> Option<OffsetDateTime> {
 
 /// A policy time in the form Azure returns it (`2026-12-01T08:00:00.0000000Z`).
 fn policy_time(text: &str) -> Result<String, ApiError> {
-    parse_time(text)
-        .and_then(|t| t.to_offset(time::UtcOffset::UTC).format(POLICY_TIME).ok())
-        .ok_or_else(|| bad_request("InvalidXmlNodeValue", format!("The value '{text}' of an access policy time is not a valid ISO 8601 time.")))
+    parse_time(text).and_then(|t| t.to_offset(time::UtcOffset::UTC).format(POLICY_TIME).ok()).ok_or_else(|| {
+        bad_request(
+            "InvalidXmlNodeValue",
+            format!("The value '{text}' of an access policy time is not a valid ISO 8601 time."),
+        )
+    })
 }
 
 /// Parses a Set Container ACL body: at most five `<SignedIdentifier>`s, each a unique `<Id>` of at
@@ -236,7 +255,9 @@ pub fn parse_signed_identifiers(body: &[u8]) -> Result<Vec<StoredPolicy>, ApiErr
                 enter_policy_element(&path, &mut policies, &name)?;
                 path.push(name);
             }
-            Event::Empty(e) => enter_policy_element(&path, &mut policies, &String::from_utf8_lossy(e.local_name().as_ref()))?,
+            Event::Empty(e) => {
+                enter_policy_element(&path, &mut policies, &String::from_utf8_lossy(e.local_name().as_ref()))?
+            }
             Event::Text(t) => text.push_str(&t.decode().map_err(|_| invalid_xml())?),
             Event::GeneralRef(r) => text.push_str(&reference_text(&r)?),
             Event::End(_) => {
@@ -285,17 +306,24 @@ fn enter_policy_element(path: &[String], policies: &mut Vec<StoredPolicy>, name:
 
 fn check_policies(policies: &[StoredPolicy]) -> Result<(), ApiError> {
     if policies.len() > MAX_POLICIES {
-        return Err(invalid_xml().with_detail(format!("A container holds at most {MAX_POLICIES} stored access policies.")));
+        return Err(
+            invalid_xml().with_detail(format!("A container holds at most {MAX_POLICIES} stored access policies."))
+        );
     }
     for (i, policy) in policies.iter().enumerate() {
         if policy.id.is_empty() || policy.id.chars().count() > 64 {
             return Err(invalid_xml().with_detail("A signed identifier must have an Id of 1 to 64 characters."));
         }
         if policies[..i].iter().any(|p| p.id == policy.id) {
-            return Err(invalid_xml().with_detail(format!("The signed identifier '{}' appears more than once.", policy.id)));
+            return Err(
+                invalid_xml().with_detail(format!("The signed identifier '{}' appears more than once.", policy.id))
+            );
         }
         if policy.permission.as_deref().is_some_and(|p| !p.chars().all(|c| "racwdxyltmeopi".contains(c))) {
-            return Err(bad_request("InvalidXmlNodeValue", format!("The permission of the signed identifier '{}' is not valid.", policy.id)));
+            return Err(bad_request(
+                "InvalidXmlNodeValue",
+                format!("The permission of the signed identifier '{}' is not valid.", policy.id),
+            ));
         }
     }
     Ok(())
@@ -306,7 +334,8 @@ pub fn signed_identifiers_xml(policies: &[StoredPolicy]) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><SignedIdentifiers>");
     for policy in policies {
         out.push_str(&format!("<SignedIdentifier><Id>{}</Id><AccessPolicy>", escape(&policy.id)));
-        for (name, value) in [("Start", &policy.start), ("Expiry", &policy.expiry), ("Permission", &policy.permission)] {
+        for (name, value) in [("Start", &policy.start), ("Expiry", &policy.expiry), ("Permission", &policy.permission)]
+        {
             if let Some(value) = value {
                 out.push_str(&format!("<{name}>{}</{name}>", escape(value)));
             }
@@ -325,8 +354,18 @@ mod tests {
     fn block_lists() {
         let body = b"<?xml version='1.0' encoding='utf-8'?>\n<BlockList><Latest>QUE=</Latest><Committed>QkI=</Committed><Uncommitted>Q0M=</Uncommitted></BlockList>";
         let parsed = parse_block_list(body).unwrap_or_default();
-        assert_eq!(parsed, vec![(BlockSource::Latest, "QUE=".into()), (BlockSource::Committed, "QkI=".into()), (BlockSource::Uncommitted, "Q0M=".into())]);
-        assert_eq!(parse_block_list(b"<BlockList><Latest>x</BlockList>").err().map(|e| e.code), Some("InvalidXmlDocument".into()));
+        assert_eq!(
+            parsed,
+            vec![
+                (BlockSource::Latest, "QUE=".into()),
+                (BlockSource::Committed, "QkI=".into()),
+                (BlockSource::Uncommitted, "Q0M=".into())
+            ]
+        );
+        assert_eq!(
+            parse_block_list(b"<BlockList><Latest>x</BlockList>").err().map(|e| e.code),
+            Some("InvalidXmlDocument".into())
+        );
         assert!(parse_block_list(b"<Other/>").is_err());
         assert_eq!(parse_block_list(b"<BlockList/>").map(|v| v.len()).ok(), Some(0));
     }
@@ -347,7 +386,12 @@ mod tests {
         assert!(check_conditions(&h, None, Access::Write).is_ok());
         let mut m = HeaderMap::new();
         m.insert("if-match", "\"0x2\"".parse().unwrap_or_else(|_| axum::http::HeaderValue::from_static("")));
-        assert_eq!(check_conditions(&m, Some(Current { etag: "\"0x1\"", last_modified_nanos: 0 }), Access::Write).err().map(|e| e.status), Some(412));
+        assert_eq!(
+            check_conditions(&m, Some(Current { etag: "\"0x1\"", last_modified_nanos: 0 }), Access::Write)
+                .err()
+                .map(|e| e.status),
+            Some(412)
+        );
         assert_eq!(check_conditions(&m, None, Access::Read).err().map(|e| e.status), Some(412));
     }
 
@@ -356,11 +400,18 @@ mod tests {
         let body = b"<?xml version=\"1.0\"?><SignedIdentifiers><SignedIdentifier><Id>p&amp;1</Id><AccessPolicy><Start>2026-12-01T08:00:00Z</Start><Permission>rl</Permission></AccessPolicy></SignedIdentifier><SignedIdentifier><Id>bare</Id></SignedIdentifier></SignedIdentifiers>";
         let policies = parse_signed_identifiers(body).unwrap_or_default();
         assert_eq!(policies.len(), 2);
-        assert_eq!((policies[0].id.as_str(), policies[0].start.as_deref(), policies[0].expiry.as_deref()), ("p&1", Some("2026-12-01T08:00:00.0000000Z"), None));
+        assert_eq!(
+            (policies[0].id.as_str(), policies[0].start.as_deref(), policies[0].expiry.as_deref()),
+            ("p&1", Some("2026-12-01T08:00:00.0000000Z"), None)
+        );
         assert_eq!(policies[1].permission, None);
         let rendered = signed_identifiers_xml(&policies);
         assert_eq!(parse_signed_identifiers(rendered.as_bytes()).unwrap_or_default(), policies);
-        for bad in [&b"<SignedIdentifiers><SignedIdentifier><Id/></SignedIdentifier></SignedIdentifiers>"[..], b"<Wrong/>", b"<SignedIdentifiers><SignedIdentifier><Start>x</Start></SignedIdentifier></SignedIdentifiers>"] {
+        for bad in [
+            &b"<SignedIdentifiers><SignedIdentifier><Id/></SignedIdentifier></SignedIdentifiers>"[..],
+            b"<Wrong/>",
+            b"<SignedIdentifiers><SignedIdentifier><Start>x</Start></SignedIdentifier></SignedIdentifiers>",
+        ] {
             assert_eq!(parse_signed_identifiers(bad).err().map(|e| e.code), Some("InvalidXmlDocument".into()));
         }
         assert_eq!(parse_signed_identifiers(b"  ").map(|p| p.len()).ok(), Some(0));

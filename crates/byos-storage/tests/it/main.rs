@@ -23,7 +23,13 @@ impl byos_http::Listeners for NoListeners {
 }
 
 fn segment(object: &str) -> Segment {
-    Segment { object: object.into(), wrapped_dek: String::new(), len: 1, chunk_size: 65536, segment_id: "block:QQ==".into() }
+    Segment {
+        object: object.into(),
+        wrapped_dek: String::new(),
+        len: 1,
+        chunk_size: 65536,
+        segment_id: "block:QQ==".into(),
+    }
 }
 
 async fn put_object(objects: &SharedObjects, id: &str) -> anyhow::Result<()> {
@@ -44,16 +50,38 @@ async fn expired_blocks_and_orphans_are_swept_and_committed_data_is_kept() -> an
     let root = Arc::new(RootKey::ephemeral()?);
     let directory = Arc::new(Directory::open(Arc::clone(&store), &root, "https://127.0.0.1:1").await?);
     let door = Arc::new(Door::new());
-    let keyvault = byos_keyvault::KeyVaultService::new(Arc::clone(&store), Arc::clone(&root), Arc::clone(&door), Arc::clone(&directory), Arc::new(NoListeners), "https://127.0.0.1:1".into());
-    let config = byos_storage::StorageConfig { blob_base: "https://127.0.0.1:2".into(), authority: "https://127.0.0.1:1".into(), cmk_cache_ttl: Duration::from_secs(1) };
-    let service = StorageService::new(Arc::clone(&store), Arc::clone(&objects), root, door, directory, keyvault, config);
+    let keyvault = byos_keyvault::KeyVaultService::new(
+        Arc::clone(&store),
+        Arc::clone(&root),
+        Arc::clone(&door),
+        Arc::clone(&directory),
+        Arc::new(NoListeners),
+        "https://127.0.0.1:1".into(),
+    );
+    let config = byos_storage::StorageConfig {
+        blob_base: "https://127.0.0.1:2".into(),
+        authority: "https://127.0.0.1:1".into(),
+        cmk_cache_ttl: Duration::from_secs(1),
+    };
+    let service =
+        StorageService::new(Arc::clone(&store), Arc::clone(&objects), root, door, directory, keyvault, config);
 
     for id in ["old-block", "fresh-block", "committed", "orphan"] {
         put_object(&objects, id).await?;
     }
     let now = byos_core::time::unix_now();
     let block = |object: &str, created| serde_json::to_vec(&BlockRecord { v: 1, segment: segment(object), created });
-    let blob = BlobRecord { v: 1, name: "b".into(), size: 1, etag: "\"e\"".into(), created: 0, last_modified: 0, content: ContentHeaders::default(), sealed_metadata: None, segments: vec![segment("committed")] };
+    let blob = BlobRecord {
+        v: 1,
+        name: "b".into(),
+        size: 1,
+        etag: "\"e\"".into(),
+        created: 0,
+        last_modified: 0,
+        content: ContentHeaders::default(),
+        sealed_metadata: None,
+        segments: vec![segment("committed")],
+    };
     store
         .commit(
             Batch::new()
@@ -63,7 +91,10 @@ async fn expired_blocks_and_orphans_are_swept_and_committed_data_is_kept() -> an
         )
         .await?;
 
-    assert_eq!(sweep::expire_blocks(&service, now - sweep::BLOCK_LIFETIME_SECS).await.map_err(|e| anyhow::anyhow!("{e}"))?, 1);
+    assert_eq!(
+        sweep::expire_blocks(&service, now - sweep::BLOCK_LIFETIME_SECS).await.map_err(|e| anyhow::anyhow!("{e}"))?,
+        1
+    );
     assert!(store.get(BLOCKS, "acct/c/b\u{1}old").await?.is_none(), "the expired block record is gone");
     assert!(!exists(&objects, "old-block").await, "the expired block's data is gone");
     assert!(store.get(BLOCKS, "acct/c/b\u{1}fresh").await?.is_some(), "a fresh block stays");
