@@ -1,5 +1,6 @@
 //! `byos`: the command line. Parses arguments and the environment, then hands over to the library.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -128,7 +129,14 @@ fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BYOS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
+    // A log line that cannot be written (stderr closed, its disk full) is dropped: by default
+    // tracing-subscriber reports the failure with `eprintln!`, which panics and takes the server
+    // (or the request that logged) down with it.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -246,7 +254,8 @@ async fn main() -> ExitCode {
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("byos: {e:#}");
+            // Not `eprintln!`: it panics when stderr cannot be written, turning exit code 1 into 101.
+            let _ = writeln!(std::io::stderr(), "byos: {e:#}");
             ExitCode::FAILURE
         }
     }

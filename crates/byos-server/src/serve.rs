@@ -112,13 +112,39 @@ impl RunningServer {
 
 fn prepare_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
+    // Everything byos creates from now on (the metadata store, objects, keys, logs it opens) is
+    // owner-only, whatever umask it was started with.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("creating data dir {}", dir.display()))?;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir.join("keys"))?;
+    restrict_to_owner(dir).with_context(|| format!("restricting data dir {} to its owner", dir.display()))?;
     dir.canonicalize().with_context(|| format!("resolving data dir {}", dir.display()))
+}
+
+/// Makes an existing data dir and what lies directly in it owner-only (directories 0700, files
+/// 0600): a dir made by hand (`mkdir`, mode 0755) would otherwise leave the metadata store, which
+/// names every resource and holds secret hashes, readable by every local user. The dir's own mode
+/// already bars others from everything below it; deeper entries are created owner-only (umask).
+fn restrict_to_owner(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let file_type = entry.file_type()?;
+        let mode = if file_type.is_dir() {
+            0o700
+        } else if file_type.is_file() {
+            0o600
+        } else {
+            continue; // the control socket of a previous run, symlinks: left as they are
+        };
+        std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 async fn load_or_create_deployment(store: &SharedStore) -> anyhow::Result<DeploymentRecord> {
