@@ -264,8 +264,9 @@ async fn dispatch(service: &Arc<KeyVaultService>, vault_name: &str, request: Req
         Ok(caller) => caller,
         Err(refusal) => {
             // Requests without valid credentials are recorded too (as Azure's AuditEvent log does).
+            // The caller is unknown: an invalid token's claims are not evidence of anything.
             let who = crate::audit::Who {
-                caller: String::new(),
+                caller: "anonymous".into(),
                 client_id: String::new(),
                 authentication: if bearer_token(request.headers()).is_some() { "BearerToken" } else { "Anonymous" }
                     .into(),
