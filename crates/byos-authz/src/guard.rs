@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use byos_core::{AuthMethod, Caller, PrincipalKind};
+use byos_core::{AuthMethod, Caller};
 use ipnet::IpNet;
 use uuid::Uuid;
 
@@ -95,15 +95,13 @@ fn ip_allowed(firewall: &Firewall, ip: IpAddr) -> bool {
     firewall.ip_rules.iter().any(|net| net.contains(&ip))
 }
 
-/// The resource a caller acts as: the resource a byos service works for, else the owner of the
-/// caller's system-assigned identity.
+/// The resource a caller acts for: only a byos service working in-process for a resource. A bearer
+/// token of a resource's managed identity does not qualify, whoever presents it: Azure's trusted
+/// service and resource-instance exceptions cover the service's own backend calls, and here any
+/// local process can fetch such a token (`/msi/token`, IMDS).
 fn caller_resource(caller: &Caller) -> Option<&str> {
-    match (&caller.kind, caller.auth) {
-        (_, AuthMethod::ServiceIdentity) if caller.acting_for.is_some() => caller.acting_for.as_deref(),
-        (
-            Some(PrincipalKind::ManagedIdentity { resource_id }),
-            AuthMethod::BearerToken | AuthMethod::ServiceIdentity,
-        ) => Some(resource_id),
+    match caller.auth {
+        AuthMethod::ServiceIdentity => caller.acting_for.as_deref(),
         _ => None,
     }
 }
@@ -134,13 +132,19 @@ fn is_trusted_service(firewall: &Firewall, caller: &Caller) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use byos_core::NetworkOrigin;
+    use byos_core::{NetworkOrigin, PrincipalKind};
 
     fn from(ip: &str) -> Caller {
         Caller::account_key(NetworkOrigin { ip: ip.parse().ok(), tls: true })
     }
 
+    /// A byos service acting in-process for `resource`, as its system-assigned identity.
     fn acting_as(resource: &str, tenant: Uuid) -> Caller {
+        Caller { auth: AuthMethod::ServiceIdentity, acting_for: Some(resource.into()), ..token_of(resource, tenant) }
+    }
+
+    /// A client presenting a bearer token of `resource`'s system-assigned identity.
+    fn token_of(resource: &str, tenant: Uuid) -> Caller {
         Caller {
             object_id: Some(Uuid::new_v4()),
             tenant_id: Some(tenant),
@@ -189,6 +193,7 @@ mod tests {
                 ..acting_as(other, tenant)
             }, true),
             ("untrusted resource with bypass", guard(trusted), acting_as(other, tenant), false),
+            ("service identity acting for nothing", guard(instances.clone()), Caller { acting_for: None, ..acting_as(other, tenant) }, false),
             ("resource instance rule", guard(instances.clone()), acting_as(other, tenant), true),
             ("resource instance, wrong tenant", guard(instances.clone()), acting_as(other, Uuid::new_v4()), false),
             ("public network disabled, instance", ResourceGuard { public_network_disabled: true, firewall: Some(instances.clone()), ..ResourceGuard::default() }, acting_as(other, tenant), true),
@@ -198,5 +203,29 @@ mod tests {
         for (name, guard, caller, admitted) in table {
             assert_eq!(network_refusal(&guard, &caller).is_none(), admitted, "{name}");
         }
+    }
+
+    #[test]
+    fn regression_f13_a_managed_identity_bearer_token_is_not_a_trusted_service() {
+        let tenant = Uuid::new_v4();
+        let storage = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/acct";
+        let vault_firewall = Firewall {
+            bypass_azure_services: true,
+            trusted_services: KEY_VAULT_TRUSTED_SERVICES,
+            resource_rules: vec![(tenant, storage.into())],
+            ..Firewall::default()
+        };
+        let disabled = ResourceGuard {
+            public_network_disabled: true,
+            firewall: Some(vault_firewall.clone()),
+            ..ResourceGuard::default()
+        };
+        assert!(network_refusal(&guard(vault_firewall.clone()), &acting_as(storage, tenant)).is_none());
+        assert!(
+            network_refusal(&guard(vault_firewall), &token_of(storage, tenant)).is_some(),
+            "bypass and instance rule"
+        );
+        assert!(network_refusal(&disabled, &acting_as(storage, tenant)).is_none());
+        assert!(network_refusal(&disabled, &token_of(storage, tenant)).is_some(), "public network disabled");
     }
 }

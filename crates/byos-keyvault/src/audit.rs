@@ -36,7 +36,7 @@ pub struct Entry {
     /// The key id (`{vault}keys/{name}[/{version}]`).
     pub key: String,
     pub operation: String,
-    /// `success`, `denied`, or `failed: {code}`.
+    /// `success`, `denied`, `unauthenticated`, or `failed: {code}`.
     pub result: String,
     pub prev: String,
     #[serde(default)]
@@ -91,6 +91,24 @@ fn store_err(e: StoreError) -> ApiError {
     ApiError::internal()
 }
 
+/// Why an audit entry could not be made durable. The operation it records must then not be
+/// reported as done.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("the audit head key cannot be loaded: {0}")]
+    HeadKey(String),
+    #[error("the audit log cannot be read or written: {0}")]
+    Store(String),
+    #[error("the audit log kept conflicting with concurrent writers after {0} attempts")]
+    Contended(usize),
+    #[error("an audit entry cannot be encoded")]
+    Encoding,
+}
+
+/// How often the writer re-chains a batch whose commit conflicted (another writer appended to a
+/// vault's chain first) before it gives up and fails the batch's operations.
+const COMMIT_ATTEMPTS: usize = 8;
+
 /// An entry waiting to be chained.
 pub struct Pending {
     vault: String,
@@ -98,7 +116,7 @@ pub struct Pending {
     key: String,
     operation: String,
     result: String,
-    done: tokio::sync::oneshot::Sender<()>,
+    done: tokio::sync::oneshot::Sender<Result<(), AuditError>>,
 }
 
 /// Entries waiting for the writer, the writer's state, and each vault's chain head in memory.
@@ -116,21 +134,33 @@ struct ChainEnd {
 }
 
 /// The end of a vault's chain: from memory, else from its sealed head (so entries cut off the end
-/// stay visible as a gap), else, with a problem to record, from its last stored entry.
+/// stay visible as a gap), else, with a problem to record, from its last stored entry. After a
+/// conflict (`recheck`), the sealed head is also checked against the last stored entry: a head
+/// behind its log (an old head put back) would otherwise make every retry conflict again.
 async fn chain_end(
     store: &byos_store::SharedStore,
     queue: &std::sync::Mutex<Queue>,
     head_key: &MacKey,
     vault: &str,
+    recheck: bool,
 ) -> Result<ChainEnd, StoreError> {
-    if let Some(head) = queue.lock().unwrap_or_else(|e| e.into_inner()).heads.get(vault) {
+    if !recheck && let Some(head) = queue.lock().unwrap_or_else(|e| e.into_inner()).heads.get(vault) {
         return Ok(ChainEnd { last: Some(head.clone()), problem: None });
     }
     let sealed = store.get(HEADS, vault).await?.map(|bytes| serde_json::from_slice::<Head>(&bytes).ok());
     if let Some(Some(head)) = &sealed
         && head.authentic(head_key, vault)
     {
-        return Ok(ChainEnd { last: Some((head.seq, head.hash.clone())), problem: None });
+        let from_head = (head.seq, head.hash.clone());
+        if !recheck {
+            return Ok(ChainEnd { last: Some(from_head), problem: None });
+        }
+        return Ok(match last_entry(store, vault).await? {
+            Some(last) if last.0 > head.seq => {
+                ChainEnd { last: Some(last), problem: Some("the log continues past its sealed head") }
+            }
+            _ => ChainEnd { last: Some(from_head), problem: None },
+        });
     }
     // Only a log whose head is missing or altered is read to its end.
     let last = last_entry(store, vault).await?;
@@ -170,7 +200,7 @@ fn append(
     heads: &mut std::collections::HashMap<String, Option<(u64, String)>>,
     vault: &str,
     appended: Appended<'_>,
-) -> Result<(), ()> {
+) -> Result<(), AuditError> {
     let previous = heads.get(vault).cloned().flatten();
     let (seq, prev) = previous.map(|(seq, hash)| (seq + 1, hash)).unwrap_or((0, GENESIS.to_owned()));
     let mut entry = Entry {
@@ -188,17 +218,85 @@ fn append(
     };
     entry.hash = entry.digest();
     let k = key(vault, seq);
-    let bytes = serde_json::to_vec(&entry).map_err(|_| ())?;
+    let bytes = serde_json::to_vec(&entry).map_err(|_| AuditError::Encoding)?;
     heads.insert(vault.to_owned(), Some((seq, entry.hash)));
     *batch = std::mem::take(batch).expect_absent(AUDIT, k.clone()).put(AUDIT, k, bytes);
     Ok(())
 }
 
-/// Drains the queue: chains every pending entry after its vault's end and commits them, with the
-/// vaults' new sealed heads, in one batch (guarded, so nothing could fork a chain), then tells the
-/// waiters.
-async fn write_pending(store: byos_store::SharedStore, queue: Arc<std::sync::Mutex<Queue>>, head_key: Arc<MacKey>) {
+/// The new chain ends of one batch, by vault.
+type BatchHeads = std::collections::HashMap<String, Option<(u64, String)>>;
+
+/// Chains `pending` after each vault's end into one batch, with the vaults' new sealed heads.
+async fn chain_batch(
+    store: &byos_store::SharedStore,
+    queue: &std::sync::Mutex<Queue>,
+    head_key: &MacKey,
+    pending: &[Pending],
+    recheck: bool,
+) -> Result<(Batch, BatchHeads), AuditError> {
     let checker = Who { caller: String::new(), client_id: String::new(), authentication: "ByosAuditCheck".into() };
+    let mut batch = Batch::new();
+    let mut heads = BatchHeads::new();
+    for p in pending {
+        if !heads.contains_key(&p.vault) {
+            let end = chain_end(store, queue, head_key, &p.vault, recheck).await.map_err(|e| {
+                tracing::error!(vault = %p.vault, error = %e, "cannot read the audit chain head");
+                AuditError::Store(e.to_string())
+            })?;
+            heads.insert(p.vault.clone(), end.last);
+            if let Some(problem) = end.problem {
+                tracing::error!(vault = %p.vault, problem, "the key audit log was tampered with; recording it in the log");
+                let result = format!("failed: {problem}");
+                let marker = Appended { who: &checker, key: "", operation: LOG_CHECK, result: &result };
+                append(&mut batch, &mut heads, &p.vault, marker)?;
+            }
+        }
+        let entry = Appended { who: &p.who, key: &p.key, operation: &p.operation, result: &p.result };
+        append(&mut batch, &mut heads, &p.vault, entry)?;
+    }
+    for (vault, head) in &heads {
+        if let Some((seq, hash)) = head {
+            let bytes =
+                serde_json::to_vec(&Head::new(head_key, vault, *seq, hash)).map_err(|_| AuditError::Encoding)?;
+            batch = batch.put(HEADS, vault.clone(), bytes);
+        }
+    }
+    Ok((batch, heads))
+}
+
+/// Commits `pending` (guarded, so nothing can fork a chain). A conflict means another writer
+/// extended a chain first: the entries are chained again after the new end, never dropped.
+async fn commit_pending(
+    store: &byos_store::SharedStore,
+    queue: &std::sync::Mutex<Queue>,
+    head_key: &MacKey,
+    pending: &[Pending],
+) -> Result<(), AuditError> {
+    for attempt in 0..COMMIT_ATTEMPTS {
+        let (batch, heads) = chain_batch(store, queue, head_key, pending, attempt > 0).await?;
+        match store.commit(batch).await {
+            Ok(()) => {
+                let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                q.heads.extend(heads.into_iter().filter_map(|(v, h)| h.map(|h| (v, h))));
+                return Ok(());
+            }
+            Err(StoreError::Conflict { .. }) => {
+                tracing::warn!(attempt, "key audit entries conflicted with another writer; chaining them again");
+                queue.lock().unwrap_or_else(|e| e.into_inner()).heads.clear();
+            }
+            Err(StoreError::Backend(detail)) => {
+                queue.lock().unwrap_or_else(|e| e.into_inner()).heads.clear();
+                return Err(AuditError::Store(detail));
+            }
+        }
+    }
+    Err(AuditError::Contended(COMMIT_ATTEMPTS))
+}
+
+/// Drains the queue: commits every pending entry (concurrent appends together, in one batch), then
+/// tells each waiter whether its entry is durable.
+async fn write_pending(store: byos_store::SharedStore, queue: Arc<std::sync::Mutex<Queue>>, head_key: Arc<MacKey>) {
     loop {
         let pending = {
             let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -208,53 +306,13 @@ async fn write_pending(store: byos_store::SharedStore, queue: Arc<std::sync::Mut
             }
             std::mem::take(&mut q.pending)
         };
-        let mut batch = Batch::new();
-        let mut heads: std::collections::HashMap<String, Option<(u64, String)>> = std::collections::HashMap::new();
-        let mut waiters = Vec::with_capacity(pending.len());
-        let mut failed = false;
+        let outcome = commit_pending(&store, &queue, &head_key, &pending).await;
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, entries = pending.len(), "cannot write key audit entries; their operations fail");
+            queue.lock().unwrap_or_else(|e| e.into_inner()).heads.clear();
+        }
         for p in pending {
-            if !heads.contains_key(&p.vault) {
-                match chain_end(&store, &queue, &head_key, &p.vault).await {
-                    Ok(end) => {
-                        heads.insert(p.vault.clone(), end.last);
-                        if let Some(problem) = end.problem {
-                            tracing::error!(vault = %p.vault, problem, "the key audit log was tampered with; recording it in the log");
-                            let result = format!("failed: {problem}");
-                            let marker = Appended { who: &checker, key: "", operation: LOG_CHECK, result: &result };
-                            failed |= append(&mut batch, &mut heads, &p.vault, marker).is_err();
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(vault = %p.vault, error = %e, "cannot read the audit chain head");
-                        failed = true;
-                    }
-                }
-            }
-            let entry = Appended { who: &p.who, key: &p.key, operation: &p.operation, result: &p.result };
-            failed |= append(&mut batch, &mut heads, &p.vault, entry).is_err();
-            waiters.push(p.done);
-        }
-        for (vault, head) in &heads {
-            if let Some((seq, hash)) = head {
-                match serde_json::to_vec(&Head::new(&head_key, vault, *seq, hash)) {
-                    Ok(bytes) => batch = batch.put(HEADS, vault.clone(), bytes),
-                    Err(_) => failed = true,
-                }
-            }
-        }
-        let committed = !failed && store.commit(batch).await.is_ok();
-        {
-            let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
-            if committed {
-                q.heads.extend(heads.into_iter().filter_map(|(v, h)| h.map(|h| (v, h))));
-            } else {
-                // Read the heads from the store again next time; this batch's entries are lost.
-                tracing::error!("cannot write key audit entries");
-                q.heads.clear();
-            }
-        }
-        for waiter in waiters {
-            let _ = waiter.send(());
+            let _ = p.done.send(outcome.clone());
         }
     }
 }
@@ -280,30 +338,41 @@ pub fn result_of(outcome: Result<(), &ApiError>) -> String {
         {
             "denied".into()
         }
-        Err(e) if e.status == 401 => "denied".into(),
+        Err(e) if e.status == 401 => "unauthenticated".into(),
         Err(e) => format!("failed: {}", e.inner_code.clone().unwrap_or_else(|| e.code.clone())),
     }
 }
 
 impl KeyVaultService {
-    /// Appends one entry to the vault's chain. Concurrent appends are ordered by the store's guard
-    /// on the next sequence number.
-    pub async fn audit(&self, vault: &str, caller: &Caller, key_id: &str, operation: &str, result: String) {
+    /// Appends one entry to the vault's chain; returns once it is durable, or why it is not.
+    pub async fn audit(
+        &self,
+        vault: &str,
+        caller: &Caller,
+        key_id: &str,
+        operation: &str,
+        result: String,
+    ) -> Result<(), AuditError> {
         let who = Who {
             caller: caller.object_id.map(|o| o.to_string()).unwrap_or_default(),
             client_id: caller.client_id.map(|o| o.to_string()).unwrap_or_default(),
             authentication: format!("{:?}", caller.auth),
         };
-        self.audit_as(vault, &who, key_id, operation, result).await;
+        self.audit_as(vault, &who, key_id, operation, result).await
     }
 
-    /// Appends an entry for an actor that is not a request's caller (a rotation policy). Returns
-    /// once the entry is durable; concurrent appends are chained and committed together.
-    pub async fn audit_as(&self, vault: &str, who: &Who, key_id: &str, operation: &str, result: String) {
-        let head_key = match self.audit_head_key().await {
-            Ok(key) => key,
-            Err(_) => return,
-        };
+    /// Appends an entry for an actor that is not an authenticated caller (a rotation policy, a
+    /// request without valid credentials). Returns once the entry is durable; concurrent appends
+    /// are chained and committed together.
+    pub async fn audit_as(
+        &self,
+        vault: &str,
+        who: &Who,
+        key_id: &str,
+        operation: &str,
+        result: String,
+    ) -> Result<(), AuditError> {
+        let head_key = self.audit_head_key().await.map_err(|e| AuditError::HeadKey(e.message))?;
         let (done, written) = tokio::sync::oneshot::channel();
         let pending = Pending {
             vault: vault.to_ascii_lowercase(),
@@ -322,7 +391,7 @@ impl KeyVaultService {
             let (store, queue) = (self.store.clone(), Arc::clone(&self.audit_queue));
             tokio::spawn(write_pending(store, queue, head_key));
         }
-        let _ = written.await;
+        written.await.unwrap_or_else(|_| Err(AuditError::Store("the audit writer stopped".into())))
     }
 
     /// The key authenticating audit heads: unsealed from the store, created on first use.
@@ -338,7 +407,7 @@ impl KeyVaultService {
             )
             .await
             .map_err(|e| {
-                tracing::error!(error = %e, "cannot load the audit head key; key operations go unaudited");
+                tracing::error!(error = %e, "cannot load the audit head key; key operations fail until it loads");
                 ApiError::internal()
             })?;
             Ok::<_, ApiError>(Arc::new(MacKey::new(&bytes)))
@@ -415,8 +484,49 @@ pub fn verify(entries: &[Entry]) -> Result<usize, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A store whose commits that write audit entries fail while `fail` is set (a full disk, a lost
+    /// database connection).
+    #[derive(Default)]
+    pub(crate) struct FailingAudit {
+        inner: byos_store::MemStore,
+        pub(crate) fail: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl byos_store::MetaStore for FailingAudit {
+        async fn get(&self, table: byos_store::Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(table, key).await
+        }
+
+        async fn scan(&self, table: byos_store::Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+            self.inner.scan(table, prefix).await
+        }
+
+        async fn scan_page(
+            &self,
+            table: byos_store::Table,
+            prefix: &str,
+            after: Option<&str>,
+            limit: usize,
+        ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+            self.inner.scan_page(table, prefix, after, limit).await
+        }
+
+        async fn commit_reporting(
+            &self,
+            batch: Batch,
+            report: Option<(byos_store::Table, &str)>,
+        ) -> Result<Option<Vec<u8>>, StoreError> {
+            let audits = batch.ops.iter().any(|op| matches!(op, byos_store::Op::Put { table, .. } if *table == AUDIT));
+            if audits && self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Backend("disk full (test)".into()));
+            }
+            self.inner.commit_reporting(batch, report).await
+        }
+    }
 
     fn chain(n: u64) -> Vec<Entry> {
         let mut prev = GENESIS.to_owned();
@@ -461,6 +571,71 @@ mod tests {
         let mut truncated_head = chain(3);
         truncated_head.remove(0);
         assert!(verify(&truncated_head).is_err());
+    }
+
+    struct NoListeners;
+
+    #[async_trait::async_trait]
+    impl byos_http::Listeners for NoListeners {
+        async fn open(&self, _port: u16, _router: axum::Router) -> std::io::Result<(u16, byos_http::ListenerHandle)> {
+            Err(std::io::Error::other("no listeners in this test"))
+        }
+    }
+
+    async fn service_on(
+        store: &byos_store::SharedStore,
+        root: &Arc<byos_crypto::RootKey>,
+    ) -> Result<Arc<KeyVaultService>, Box<dyn std::error::Error>> {
+        let directory = Arc::new(byos_identity::Directory::open(Arc::clone(store), root, "https://127.0.0.1:1").await?);
+        Ok(KeyVaultService::new(
+            Arc::clone(store),
+            Arc::clone(root),
+            Arc::new(byos_authz::Door::new()),
+            directory,
+            Arc::new(NoListeners),
+            "https://127.0.0.1:1".into(),
+        ))
+    }
+
+    fn someone() -> Who {
+        Who { caller: "c".into(), client_id: String::new(), authentication: "BearerToken".into() }
+    }
+
+    /// Two writers on one store (a second node, or a second service instance): the first one's
+    /// in-memory head is stale when it appends again, so its commit conflicts. Before, that batch
+    /// was dropped ("this batch's entries are lost"); now it is chained again after the new end.
+    #[tokio::test]
+    async fn regression_audit_commit_conflict_retries_instead_of_dropping_entries()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let store: byos_store::SharedStore = Arc::new(byos_store::MemStore::new());
+        let root = Arc::new(byos_crypto::RootKey::ephemeral()?);
+        let first = service_on(&store, &root).await?;
+        let second = service_on(&store, &root).await?;
+        first.audit_as("kv1", &someone(), "k", "get", "success".into()).await?;
+        second.audit_as("kv1", &someone(), "k", "sign", "success".into()).await?;
+        first.audit_as("kv1", &someone(), "k", "unwrapKey", "success".into()).await?;
+        let (entries, verdict) = first.audit_verdict("kv1").await.map_err(|e| e.message)?;
+        let operations: Vec<&str> = entries.iter().map(|e| e.operation.as_str()).collect();
+        assert_eq!(operations, ["get", "sign", "unwrapKey"], "no entry may be lost");
+        assert_eq!(verdict, Ok(3));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_entry_that_cannot_be_committed_is_reported() -> Result<(), Box<dyn std::error::Error>> {
+        let store = Arc::new(FailingAudit::default());
+        let shared: byos_store::SharedStore = store.clone();
+        let service = service_on(&shared, &Arc::new(byos_crypto::RootKey::ephemeral()?)).await?;
+        service.audit_as("kv1", &someone(), "k", "get", "success".into()).await?;
+        store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        let refused = service.audit_as("kv1", &someone(), "k", "sign", "success".into()).await;
+        assert!(matches!(refused, Err(AuditError::Store(_))), "{refused:?}");
+        store.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        service.audit_as("kv1", &someone(), "k", "verify", "success".into()).await?;
+        let (entries, verdict) = service.audit_verdict("kv1").await.map_err(|e| e.message)?;
+        assert_eq!(entries.iter().map(|e| e.operation.as_str()).collect::<Vec<_>>(), ["get", "verify"]);
+        assert_eq!(verdict, Ok(2), "a failed commit leaves the chain intact");
+        Ok(())
     }
 
     #[test]

@@ -218,8 +218,7 @@ fn authorize(
     let guard = ResourceGuard {
         public_network_disabled,
         firewall,
-        policy_permits: (!vault.settings.enable_rbac_authorization)
-            .then(|| vault.settings.policy_permits(caller.object_id, caller.tenant_id)),
+        policy_permits: (!vault.settings.enable_rbac_authorization).then(|| vault.settings.policy_permits(caller)),
         ..ResourceGuard::default()
     };
     service.door.authorize_access(caller, &Action::data(action), &scope, Some(&guard)).map(|_| ()).map_err(|denial| {
@@ -257,59 +256,114 @@ fn authorize(
 
 async fn dispatch(service: &Arc<KeyVaultService>, vault_name: &str, request: Request) -> Result<Response, Failure> {
     let vault = service.vault(vault_name).ok_or_else(|| kv_error(404, "VaultNotFound", "The vault was deleted."))?;
-    let caller = authenticate(service, &request)?;
     let method = request.method().clone();
-    let target = target(request.uri().path())
+    let path = request.uri().path().to_owned();
+    let target = target(&path);
+    let subject = audit_subject(&vault, &method, target.as_ref(), &path);
+    let caller = match authenticate(service, &request) {
+        Ok(caller) => caller,
+        Err(refusal) => {
+            // Requests without valid credentials are recorded too (as Azure's AuditEvent log does).
+            // The caller is unknown: an invalid token's claims are not evidence of anything.
+            let who = crate::audit::Who {
+                caller: "anonymous".into(),
+                client_id: String::new(),
+                authentication: if bearer_token(request.headers()).is_some() { "BearerToken" } else { "Anonymous" }
+                    .into(),
+            };
+            let result = crate::audit::result_of(Err(&refusal));
+            if let Err(e) = service.audit_as(&vault.name, &who, &subject.key, &subject.operation, result).await {
+                tracing::error!(vault = %vault.name, error = %e, "an unauthenticated key vault request could not be audited");
+            }
+            return Err(Failure::from(refusal));
+        }
+    };
+    let ctx = Ctx::new(service, &vault, &caller);
+    let outcome = serve(&ctx, method, target, request).await;
+    let key_id = ctx.audit_key.get().cloned().unwrap_or(subject.key);
+    let result = crate::audit::result_of(outcome.as_ref().map(|_| ()).map_err(|f| &*f.0));
+    match service.audit(&vault.name, &caller, &key_id, &subject.operation, result).await {
+        Ok(()) => outcome,
+        Err(e) => {
+            tracing::error!(vault = %vault.name, key = %key_id, operation = %subject.operation, error = %e, "a key operation could not be audited");
+            // An operation whose record is not durable is not reported as done; a refusal stays one.
+            match outcome {
+                Ok(_) => Err(Failure::from(internal())),
+                refused => refused,
+            }
+        }
+    }
+}
+
+/// Reads the body and routes an authenticated request.
+async fn serve(ctx: &Ctx<'_>, method: Method, target: Option<Target>, request: Request) -> Result<Response, Failure> {
+    let target = target
         .ok_or_else(|| kv_error(404, "NotFound", "The requested URI does not address a Key Vault key resource."))?;
     let body = axum::body::to_bytes(request.into_body(), MAX_BODY)
         .await
         .map_err(|_| bad_parameter("The request body is too large."))?;
-    let ctx = Ctx { service, vault: &vault, caller: &caller };
-    let audited = audit_subject(&vault, &method, &target);
-    let outcome = route(&ctx, method, target, &body).await;
-    if let Some((key_id, operation)) = audited {
-        service
-            .audit(
-                &vault.name,
-                &caller,
-                &key_id,
-                operation,
-                crate::audit::result_of(outcome.as_ref().map(|_| ()).map_err(|f| &*f.0)),
-            )
-            .await;
-    }
-    outcome
+    route(ctx, method, target, &body).await
 }
 
-/// The key and operation a request is recorded under in the audit log (every key operation).
-fn audit_subject(vault: &Vault, method: &Method, target: &Target) -> Option<(String, &'static str)> {
+/// What a request is recorded under in the audit log: a key id (or the vault's collection, or the
+/// requested path when it names nothing), and the operation.
+struct AuditSubject {
+    key: String,
+    operation: String,
+}
+
+/// The longest requested path the log records for a request that addresses nothing.
+const MAX_AUDITED_PATH: usize = 256;
+
+/// The audit subject of every request that reaches a live vault, including lists, rotation
+/// policies, restore (its key is known once the backup is opened) and operations byos does not
+/// implement.
+fn audit_subject(vault: &Vault, method: &Method, target: Option<&Target>, path: &str) -> AuditSubject {
+    use Target as T;
     let key = |name: &str, version: Option<&str>| match version {
         Some(v) => format!("{}keys/{name}/{v}", vault.uri),
         None => format!("{}keys/{name}", vault.uri),
     };
-    Some(match (method, target) {
-        (&Method::POST, Target::Create(name)) => (key(name, None), "create"),
-        (&Method::GET, Target::Key(name, version)) => (key(name, version.as_deref()), "get"),
-        (&Method::PATCH, Target::Key(name, version)) => (key(name, version.as_deref()), "update"),
-        (&Method::DELETE, Target::Key(name, None)) => (key(name, None), "delete"),
-        (&Method::POST, Target::Operation(name, version, op)) => (
-            key(name, Some(version)),
-            match op.as_str() {
-                "encrypt" => "encrypt",
-                "decrypt" => "decrypt",
-                "wrapkey" => "wrapKey",
-                "unwrapkey" => "unwrapKey",
-                "sign" => "sign",
-                "verify" => "verify",
-                _ => return None,
-            },
-        ),
-        (&Method::DELETE, Target::DeletedKey(name)) => (key(name, None), "purge"),
-        (&Method::POST, Target::Recover(name)) => (key(name, None), "recover"),
-        (&Method::POST, Target::Rotate(name)) => (key(name, None), "rotate"),
-        (&Method::POST, Target::Backup(name)) => (key(name, None), "backup"),
-        _ => return None,
-    })
+    let (key, operation): (String, &str) = match (method, target) {
+        (&Method::GET, Some(T::Keys)) => (format!("{}keys", vault.uri), "list"),
+        (&Method::POST, Some(T::Create(name))) => (key(name, None), "create"),
+        (&Method::GET, Some(T::Key(name, version))) => (key(name, version.as_deref()), "get"),
+        (&Method::PATCH, Some(T::Key(name, version))) => (key(name, version.as_deref()), "update"),
+        (&Method::DELETE, Some(T::Key(name, None))) => (key(name, None), "delete"),
+        (&Method::GET, Some(T::Versions(name))) => (key(name, None), "listVersions"),
+        (&Method::POST, Some(T::Operation(name, version, op))) => {
+            let known = match op.as_str() {
+                "encrypt" => Some("encrypt"),
+                "decrypt" => Some("decrypt"),
+                "wrapkey" => Some("wrapKey"),
+                "unwrapkey" => Some("unwrapKey"),
+                "sign" => Some("sign"),
+                "verify" => Some("verify"),
+                _ => None,
+            };
+            let operation = match known {
+                Some(known) => known.to_owned(),
+                // Operations byos does not implement (release, export, ...) by their name, when it is one.
+                None if op.len() <= 32 && op.chars().all(|c| c.is_ascii_alphanumeric()) => op.clone(),
+                None => "unknown".to_owned(),
+            };
+            return AuditSubject { key: key(name, Some(version)), operation };
+        }
+        (&Method::GET, Some(T::DeletedKeys)) => (format!("{}deletedkeys", vault.uri), "listDeleted"),
+        (&Method::GET, Some(T::DeletedKey(name))) => (key(name, None), "getDeleted"),
+        (&Method::DELETE, Some(T::DeletedKey(name))) => (key(name, None), "purge"),
+        (&Method::POST, Some(T::Recover(name))) => (key(name, None), "recover"),
+        (&Method::POST, Some(T::Rotate(name))) => (key(name, None), "rotate"),
+        (&Method::POST, Some(T::Backup(name))) => (key(name, None), "backup"),
+        (&Method::POST, Some(T::Restore)) => (format!("{}keys", vault.uri), "restore"),
+        (&Method::GET, Some(T::RotationPolicy(name))) => (key(name, None), "getRotationPolicy"),
+        (&Method::PUT, Some(T::RotationPolicy(name))) => (key(name, None), "setRotationPolicy"),
+        _ => {
+            let requested: String = path.trim_start_matches('/').chars().take(MAX_AUDITED_PATH).collect();
+            (format!("{}{requested}", vault.uri), "unknown")
+        }
+    };
+    AuditSubject { key, operation: operation.to_owned() }
 }
 
 async fn route(ctx: &Ctx<'_>, method: Method, target: Target, body: &Bytes) -> Result<Response, Failure> {
@@ -343,6 +397,14 @@ struct Ctx<'a> {
     service: &'a Arc<KeyVaultService>,
     vault: &'a Vault,
     caller: &'a Caller,
+    /// The key a request turned out to address, when its path does not name it (restore).
+    audit_key: std::sync::OnceLock<String>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(service: &'a Arc<KeyVaultService>, vault: &'a Vault, caller: &'a Caller) -> Self {
+        Ctx { service, vault, caller, audit_key: std::sync::OnceLock::new() }
+    }
 }
 
 fn validate_name(name: &str) -> Result<(), ApiError> {
@@ -675,6 +737,7 @@ impl Ctx<'_> {
         let sealed = b64url_decode(&request.value).ok_or_else(invalid)?;
         let plain = self.service.root.open(SealPurpose::KeyBackup, &sealed).map_err(|_| invalid())?;
         let backup: Backup = serde_json::from_slice(&plain).map_err(|_| invalid())?;
+        let _ = self.audit_key.set(self.kid(&backup.name, None));
         authorize(
             self.service,
             self.vault,
@@ -1138,15 +1201,27 @@ impl KeyVaultService {
             None => format!("{}keys/{name}", vault.uri),
         };
         let outcome = self.use_key_unaudited(&vault, caller, name, version, op).await;
-        self.audit(
-            &vault.name,
-            caller,
-            outcome.as_ref().map(|u| u.kid.as_str()).unwrap_or(&key_id),
-            operation,
-            crate::audit::result_of(outcome.as_ref().map(|_| ())),
-        )
-        .await;
-        outcome
+        let audited = self
+            .audit(
+                &vault.name,
+                caller,
+                outcome.as_ref().map(|u| u.kid.as_str()).unwrap_or(&key_id),
+                operation,
+                crate::audit::result_of(outcome.as_ref().map(|_| ())),
+            )
+            .await;
+        match (audited, outcome) {
+            (Ok(()), outcome) => outcome,
+            (Err(e), Ok(_)) => {
+                // The key was used but the use is not on record: the caller gets no output from it.
+                tracing::error!(vault = %vault.name, key = name, operation, error = %e, "a key use by a byos service could not be audited");
+                Err(internal())
+            }
+            (Err(e), refused) => {
+                tracing::error!(vault = %vault.name, key = name, operation, error = %e, "a refused key use could not be audited");
+                refused
+            }
+        }
     }
 
     async fn use_key_unaudited(
@@ -1158,7 +1233,7 @@ impl KeyVaultService {
         op: KeyUse,
     ) -> Result<KeyUsed, ApiError> {
         let vault = Arc::clone(vault);
-        let ctx = Ctx { service: self, vault: &vault, caller };
+        let ctx = Ctx::new(self, &vault, caller);
         let (action, permission, key_op) = match &op {
             KeyUse::Get => ("Microsoft.KeyVault/vaults/keys/read", "get", None),
             KeyUse::Wrap(_) => ("Microsoft.KeyVault/vaults/keys/wrap/action", "wrapKey", Some("wrapKey")),
@@ -1218,7 +1293,7 @@ pub async fn rotate_due_keys(service: &Arc<KeyVaultService>) -> Result<(), ApiEr
         let Some((vault_name, name)) = state_key.split_once('/') else { continue };
         let Some(vault) = service.vault(vault_name) else { continue };
         let rotator = Caller::anonymous(byos_core::NetworkOrigin::local_socket());
-        let ctx = Ctx { service, vault: &vault, caller: &rotator };
+        let ctx = Ctx::new(service, &vault, &rotator);
         let Ok(current) = ctx.live(name, None).await else { continue };
         if !policy.due(current.created, current.exp, now) {
             continue;
@@ -1230,9 +1305,10 @@ pub async fn rotate_due_keys(service: &Arc<KeyVaultService>) -> Result<(), ApiEr
             authentication: "KeyRotationPolicy".into(),
         };
         let key_id = outcome.as_ref().map(|k| ctx.kid(name, Some(&k.version))).unwrap_or_else(|_| ctx.kid(name, None));
-        service
-            .audit_as(&vault.name, &who, &key_id, "rotate", crate::audit::result_of(outcome.as_ref().map(|_| ())))
-            .await;
+        let result = crate::audit::result_of(outcome.as_ref().map(|_| ()));
+        if let Err(e) = service.audit_as(&vault.name, &who, &key_id, "rotate", result).await {
+            tracing::error!(vault = %vault.name, key = name, error = %e, "a rotation by a rotation policy could not be audited");
+        }
         if let Ok(key) = outcome {
             tracing::info!(vault = %vault.name, key = name, version = %key.version, "key rotated by its rotation policy");
         }
@@ -1285,6 +1361,69 @@ mod tests {
             deleted: Some(Deleted { deleted_date: 0, scheduled_purge_date: purge_at }),
         })
         .unwrap_or_default()
+    }
+
+    /// Audit never loses an entry: when a key use cannot be recorded durably, the use fails (500)
+    /// instead of handing out its result unrecorded.
+    #[tokio::test]
+    async fn regression_audit_a_key_use_whose_entry_cannot_be_made_durable_fails()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let failing = Arc::new(crate::audit::tests::FailingAudit::default());
+        let store: SharedStore = failing.clone();
+        let root = Arc::new(byos_crypto::RootKey::ephemeral()?);
+        let directory =
+            Arc::new(byos_identity::Directory::open(Arc::clone(&store), &root, "https://127.0.0.1:1").await?);
+        let tenant = directory.tenant_id();
+        let service = KeyVaultService::new(
+            Arc::clone(&store),
+            root,
+            Arc::new(byos_authz::Door::new()),
+            directory,
+            Arc::new(NoListeners),
+            "https://127.0.0.1:1".into(),
+        );
+        let user = uuid::Uuid::new_v4();
+        let props = json!({"tenantId": tenant, "sku": {},
+            "accessPolicies": [{"tenantId": tenant, "objectId": user, "permissions": {"keys": ["get", "wrapKey"]}}]});
+        let settings =
+            crate::settings::VaultSettings::create(props.as_object().ok_or("props")?).map_err(|e| e.message)?;
+        let record = byos_arm::ResourceRecord {
+            v: 1,
+            id: "/subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/vaults/kv1".into(),
+            name: "kv1".into(),
+            resource_type: crate::VAULT_TYPE.into(),
+            location: "local".into(),
+            tags: Map::new(),
+            properties: Value::Null,
+            identity: None,
+            owned_principals: vec![],
+            created_on: String::new(),
+            extra: Map::new(),
+        };
+        service.install(&record, settings);
+        let vault = service.vault("kv1").ok_or("vault")?;
+        let caller = Caller {
+            object_id: Some(user),
+            client_id: Some(uuid::Uuid::new_v4()),
+            tenant_id: Some(tenant),
+            auth: byos_core::AuthMethod::BearerToken,
+            ..Caller::anonymous(byos_core::NetworkOrigin::local_socket())
+        };
+        let ops = vec!["wrapKey".to_owned()];
+        Ctx::new(&service, &vault, &caller)
+            .new_version("k", KeyKind::Rsa(2048), ops, Attributes::default(), Map::new(), None)
+            .await
+            .map_err(|e| e.message)?;
+        let wrap = || service.use_key(&caller, &vault.uri, "k", None, KeyUse::Wrap(vec![7; 32]));
+        assert!(wrap().await.is_ok(), "the key is usable while the log is writable");
+        failing.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        let unrecorded = wrap().await;
+        assert!(unrecorded.as_ref().is_err_and(|e| e.status == 500), "an unaudited wrap must fail");
+        failing.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        let (entries, verdict) = service.audit_verdict("kv1").await.map_err(|e| e.message)?;
+        assert_eq!(entries.len(), 1, "only the recorded use is in the log");
+        assert_eq!(verdict, Ok(1));
+        Ok(())
     }
 
     #[tokio::test]

@@ -27,6 +27,9 @@ const DELETE: Action = Action::control("Microsoft.KeyVault/vaults/delete");
 const POLICY_WRITE: Action = Action::control("Microsoft.KeyVault/vaults/accessPolicies/write");
 const DELETED_READ: Action = Action::control("Microsoft.KeyVault/locations/deletedVaults/read");
 const PURGE: Action = Action::control("Microsoft.KeyVault/locations/deletedVaults/purge/action");
+/// Changing a vault's permission model (`enableRbacAuthorization`) moves who may grant key access,
+/// so Azure requires the right to grant roles (Owner, User Access Administrator) besides vaults/write.
+const ROLE_ASSIGNMENT_WRITE: Action = Action::control("Microsoft.Authorization/roleAssignments/write");
 
 /// The provider, holding the service whose listeners it keeps in step.
 pub struct KeyVaultProvider(pub Arc<KeyVaultService>);
@@ -178,7 +181,11 @@ impl KeyVaultProvider {
             Some(record) => {
                 let mut s: VaultSettings =
                     serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+                let rbac_before = s.enable_rbac_authorization;
                 s.apply(&props)?;
+                if s.enable_rbac_authorization != rbac_before {
+                    request.authorize(arm, &ROLE_ASSIGNMENT_WRITE, &id.scope())?;
+                }
                 s
             }
             None => VaultSettings::create(&props)?,

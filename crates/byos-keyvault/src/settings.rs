@@ -3,7 +3,7 @@
 use byos_arm::network::NetworkAcls;
 use byos_authz::Firewall;
 use byos_authz::guard::KEY_VAULT_TRUSTED_SERVICES;
-use byos_core::ApiError;
+use byos_core::{ApiError, Caller};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -120,11 +120,51 @@ fn parse_policies(value: &Value) -> Result<Vec<AccessPolicy>, ApiError> {
     Ok(policies)
 }
 
+/// `softDeleteRetentionInDays` when present (7 to 90).
+fn retention_days(props: &Map<String, Value>) -> Result<Option<u32>, ApiError> {
+    let Some(days) = props.get("softDeleteRetentionInDays").filter(|d| !d.is_null()) else { return Ok(None) };
+    days.as_u64()
+        .filter(|d| (7..=90).contains(d))
+        .and_then(|d| u32::try_from(d).ok())
+        .map(Some)
+        .ok_or_else(|| bad("softDeleteRetentionInDays must be between 7 and 90."))
+}
+
 fn bool_prop(props: &Map<String, Value>, name: &str) -> Result<Option<bool>, ApiError> {
     match props.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(other) => Err(bad(format!("The property '{name}' must be true or false, not {other}."))),
+    }
+}
+
+impl AccessPolicy {
+    /// Whether this entry speaks for `caller`: its tenant and object id, and, for a compound
+    /// identity (`applicationId` set), only when the caller acts through that application (the
+    /// token's `appid`); the object id alone does not get a compound entry's permissions.
+    pub fn applies_to(&self, caller: &Caller) -> bool {
+        let (Some(oid), Some(tid)) = (caller.object_id, caller.tenant_id) else { return false };
+        let application_matches = match self.application() {
+            None => true,
+            Some(app) => caller.client_id.is_some_and(|c| c.to_string().eq_ignore_ascii_case(app)),
+        };
+        self.tenant_id == tid && self.object_id.eq_ignore_ascii_case(&oid.to_string()) && application_matches
+    }
+
+    /// The entry's application (compound identity), if any; an empty value names none.
+    fn application(&self) -> Option<&str> {
+        self.application_id.as_deref().filter(|a| !a.is_empty())
+    }
+
+    /// Whether `other` names the same identity (tenant, object, application): edits address entries by it.
+    fn same_identity(&self, other: &AccessPolicy) -> bool {
+        self.tenant_id == other.tenant_id
+            && self.object_id.eq_ignore_ascii_case(&other.object_id)
+            && match (self.application(), other.application()) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                _ => false,
+            }
     }
 }
 
@@ -143,7 +183,7 @@ impl VaultSettings {
             tenant_id,
             sku,
             access_policies: vec![],
-            soft_delete_retention_in_days: 90,
+            soft_delete_retention_in_days: retention_days(props)?.unwrap_or(90),
             enable_purge_protection: false,
             enable_rbac_authorization: false,
             network_acls: None,
@@ -171,12 +211,12 @@ impl VaultSettings {
         if let Some(rbac) = bool_prop(props, "enableRbacAuthorization")? {
             self.enable_rbac_authorization = rbac;
         }
-        if let Some(days) = props.get("softDeleteRetentionInDays").filter(|d| !d.is_null()) {
-            let days = days
-                .as_u64()
-                .filter(|d| (7..=90).contains(d))
-                .ok_or_else(|| bad("softDeleteRetentionInDays must be between 7 and 90."))?;
-            self.soft_delete_retention_in_days = days as u32;
+        // The retention is fixed at creation (Azure): lowering it would shorten what purge
+        // protection promises for keys deleted later.
+        if retention_days(props)?.is_some_and(|days| days != self.soft_delete_retention_in_days) {
+            return Err(bad(
+                "The property \"softDeleteRetentionInDays\" has been set already and it can't be modified.",
+            ));
         }
         if let Some(policies) = props.get("accessPolicies").filter(|p| !p.is_null()) {
             self.access_policies = parse_policies(policies)?;
@@ -205,10 +245,7 @@ impl VaultSettings {
     pub fn edit_policies(&mut self, kind: &str, value: &Value) -> Result<(), ApiError> {
         let edits = parse_policies(value)?;
         for edit in edits {
-            let existing = self
-                .access_policies
-                .iter_mut()
-                .find(|p| p.object_id.eq_ignore_ascii_case(&edit.object_id) && p.tenant_id == edit.tenant_id);
+            let existing = self.access_policies.iter_mut().find(|p| p.same_identity(&edit));
             match (kind.to_ascii_lowercase().as_str(), existing) {
                 ("add", Some(p)) => {
                     for k in edit.permissions.keys {
@@ -219,9 +256,7 @@ impl VaultSettings {
                 }
                 ("add", None) | ("replace", None) => self.access_policies.push(edit),
                 ("replace", Some(p)) => p.permissions = edit.permissions,
-                ("remove", _) => self
-                    .access_policies
-                    .retain(|p| !(p.object_id.eq_ignore_ascii_case(&edit.object_id) && p.tenant_id == edit.tenant_id)),
+                ("remove", _) => self.access_policies.retain(|p| !p.same_identity(&edit)),
                 (other, _) => {
                     return Err(bad(format!(
                         "The access policy operation '{other}' is not one of add, replace, remove."
@@ -262,12 +297,11 @@ impl VaultSettings {
         (disabled, firewall)
     }
 
-    /// The key permissions the caller's access policy entry grants, as data-action patterns.
-    pub fn policy_permits(&self, object_id: Option<Uuid>, tenant_id: Option<Uuid>) -> Vec<String> {
-        let (Some(oid), Some(tid)) = (object_id, tenant_id) else { return vec![] };
+    /// The key permissions the caller's access policy entries grant, as data-action patterns.
+    pub fn policy_permits(&self, caller: &Caller) -> Vec<String> {
         self.access_policies
             .iter()
-            .filter(|p| p.tenant_id == tid && p.object_id.eq_ignore_ascii_case(&oid.to_string()))
+            .filter(|p| p.applies_to(caller))
             .flat_map(|p| p.permissions.keys.iter())
             .flat_map(|permission| permission_actions(permission).iter())
             .map(|action| (*action).to_owned())
@@ -324,23 +358,67 @@ mod tests {
         Ok(())
     }
 
+    fn principal(oid: Uuid, tenant: Uuid, app: Uuid) -> Caller {
+        Caller {
+            object_id: Some(oid),
+            client_id: Some(app),
+            tenant_id: Some(tenant),
+            auth: byos_core::AuthMethod::BearerToken,
+            ..Caller::anonymous(byos_core::NetworkOrigin::local_socket())
+        }
+    }
+
     #[test]
     fn access_policy_edits() -> Result<(), ApiError> {
         let tenant = Uuid::new_v4();
         let oid = Uuid::new_v4();
+        let caller = principal(oid, tenant, Uuid::new_v4());
         let mut s = VaultSettings::create(json!({"tenantId": tenant, "sku": {}}).as_object().unwrap_or(&Map::new()))?;
         let entry = |keys: &[&str]| json!([{"tenantId": tenant, "objectId": oid, "permissions": {"keys": keys}}]);
         s.edit_policies("add", &entry(&["get"]))?;
         s.edit_policies("add", &entry(&["unwrapKey"]))?;
         assert_eq!(
-            s.policy_permits(Some(oid), Some(tenant)),
+            s.policy_permits(&caller),
             ["Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/keys/unwrap/action"]
         );
         s.edit_policies("replace", &entry(&["sign"]))?;
-        assert_eq!(s.policy_permits(Some(oid), Some(tenant)), ["Microsoft.KeyVault/vaults/keys/sign/action"]);
+        assert_eq!(s.policy_permits(&caller), ["Microsoft.KeyVault/vaults/keys/sign/action"]);
         s.edit_policies("remove", &entry(&[]))?;
-        assert!(s.policy_permits(Some(oid), Some(tenant)).is_empty());
+        assert!(s.policy_permits(&caller).is_empty());
         assert!(s.edit_policies("add", &entry(&["fly"])).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn regression_f19_compound_identity_entries_apply_only_through_their_application() -> Result<(), ApiError> {
+        let (tenant, oid, app, other_app) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let mut s = VaultSettings::create(json!({"tenantId": tenant, "sku": {}}).as_object().unwrap_or(&Map::new()))?;
+        let compound =
+            json!([{"tenantId": tenant, "objectId": oid, "applicationId": app, "permissions": {"keys": ["get"]}}]);
+        s.edit_policies("add", &compound)?;
+        assert!(s.policy_permits(&principal(oid, tenant, other_app)).is_empty(), "the object id alone");
+        assert_eq!(s.policy_permits(&principal(oid, tenant, app)), ["Microsoft.KeyVault/vaults/keys/read"]);
+        let plain = json!([{"tenantId": tenant, "objectId": oid, "permissions": {"keys": ["sign"]}}]);
+        s.edit_policies("add", &plain)?;
+        assert_eq!(s.access_policies.len(), 2, "a compound entry and the object's own entry are distinct");
+        assert_eq!(
+            s.policy_permits(&principal(oid, tenant, other_app)),
+            ["Microsoft.KeyVault/vaults/keys/sign/action"]
+        );
+        s.edit_policies("remove", &compound)?;
+        assert_eq!(s.policy_permits(&principal(oid, tenant, app)), ["Microsoft.KeyVault/vaults/keys/sign/action"]);
+        Ok(())
+    }
+
+    #[test]
+    fn regression_f12_soft_delete_retention_is_fixed_at_creation() -> Result<(), ApiError> {
+        let props = json!({"tenantId": Uuid::new_v4(), "sku": {}, "softDeleteRetentionInDays": 30});
+        let mut s = VaultSettings::create(props.as_object().unwrap_or(&Map::new()))?;
+        assert_eq!(s.soft_delete_retention_in_days, 30);
+        assert!(s.apply(json!({"softDeleteRetentionInDays": 30}).as_object().unwrap_or(&Map::new())).is_ok());
+        let lowered = s.apply(json!({"softDeleteRetentionInDays": 7}).as_object().unwrap_or(&Map::new()));
+        assert!(lowered.is_err_and(|e| e.status == 400 && e.message.contains("can't be modified")));
+        assert_eq!(s.soft_delete_retention_in_days, 30);
         Ok(())
     }
 }
