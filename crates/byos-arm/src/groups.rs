@@ -1,5 +1,6 @@
 //! Resource groups: PUT / GET / HEAD / PATCH / DELETE and list, and listing a group's resources.
-//! Deleting a group deletes everything in it: resources, their identities, role assignments.
+//! Deleting a group deletes everything in it (resources, their identities, role assignments),
+//! each resource through its provider's authorized delete ([`crate::deletion`]).
 
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
@@ -80,7 +81,7 @@ pub async fn handle(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> 
         }
         Method::DELETE => {
             request.authorize(arm, &DELETE, &scope)?;
-            delete(arm, sub, group).await
+            delete(arm, request, sub, group).await
         }
         ref other => Err(method_not_allowed(other)),
     }
@@ -147,30 +148,15 @@ async fn patch(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> Resul
 }
 
 /// Deletes the group with its resources, their identities and every role assignment inside it,
-/// in one transaction.
-async fn delete(arm: &Arm, sub: &str, group: &str) -> Result<Response, Failure> {
-    let _guard = arm.write_lock.lock().await;
+/// in one transaction, through each resource's authorized delete: if the caller may not delete
+/// one of the resources, nothing is deleted.
+async fn delete(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> Result<Response, Failure> {
+    let guard = arm.write_guard().await;
     let record = arm.group(sub, group).await?.ok_or_else(|| group_not_found(group))?;
     let resources = arm.resources_under(&records::group_resources_prefix(sub, group)).await?;
-    let mut batch = Batch::new().delete(GROUPS, group_key(sub, group));
-    let mut principals = Vec::new();
-    for resource in &resources {
-        batch = arm.delete_resource_ops(batch, resource);
-        if let Some(provider) = arm.provider_for_type(&resource.resource_type) {
-            batch = provider.delete_ops(arm, resource, batch).await?;
-        }
-        principals.extend(resource.owned_principals.iter().copied());
-    }
-    let (batch, assignments) = rbac::assignments::delete_under_ops(arm, batch, &group_scope(sub, group));
-    arm.commit_and_forget(batch, &principals).await?;
-    for name in assignments {
-        arm.door.remove_assignment(name);
-    }
-    for resource in &resources {
-        if let Some(provider) = arm.provider_for_type(&resource.resource_type) {
-            provider.deleted(resource).await;
-        }
-    }
+    let batch = Batch::new().delete(GROUPS, group_key(sub, group));
+    let batch = rbac::assignments::delete_under_ops(arm, batch, &group_scope(sub, group));
+    arm.delete_resources(&guard, &request.caller, &resources, batch).await?;
     tracing::info!(group = %record.id, resources = resources.len(), "resource group deleted");
     Ok(axum::http::StatusCode::OK.into_response())
 }

@@ -7,6 +7,7 @@
 //! Every handler authorizes through the one door before it reads or writes anything.
 
 pub mod context;
+pub mod deletion;
 pub mod groups;
 pub mod managed_identity;
 pub mod network;
@@ -22,12 +23,13 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use byos_authz::Door;
-use byos_core::ApiError;
+use byos_core::{ApiError, Caller};
 use byos_http::Failure;
 use byos_identity::Directory;
 use byos_store::SharedStore;
 
 pub use context::ArmRequest;
+pub use deletion::WriteGuard;
 pub use records::ResourceRecord;
 
 /// A resource provider namespace (`Microsoft.ManagedIdentity`, later `Microsoft.Storage`, ...).
@@ -43,8 +45,15 @@ pub trait Provider: Send + Sync + 'static {
         group: Option<&str>,
         rest: &[String],
     ) -> Result<Response, Failure>;
-    /// Adds the deletion of the provider's own records about `resource` to `batch` (used when the
-    /// resource group holding it is deleted).
+    /// Authorizes `caller` to delete `resource`. The default is ARM's rule, `{type}/delete` at the
+    /// resource's scope through the door; a provider with further conditions overrides it. Every
+    /// delete goes through [`Arm::delete_resources`], which calls this for each resource before
+    /// anything is written, so the resource-group cascade cannot skip a provider's checks.
+    fn authorize_delete(&self, arm: &Arm, caller: &Caller, resource: &ResourceRecord) -> Result<(), Failure> {
+        deletion::authorize_default(arm, caller, resource)
+    }
+    /// Adds the deletion of the provider's own records about `resource` to `batch` (called by
+    /// [`Arm::delete_resources`], after the ARM record, its principals and role assignments).
     async fn delete_ops(
         &self,
         _arm: &Arm,
@@ -104,7 +113,7 @@ impl Arm {
     }
 
     /// Serializes read-check-write sequences on ARM metadata across all providers.
-    pub async fn write_guard(&self) -> tokio::sync::MutexGuard<'_, ()> {
+    pub async fn write_guard(&self) -> WriteGuard<'_> {
         self.write_lock.lock().await
     }
 
@@ -149,6 +158,9 @@ async fn dispatch(arm: &Arm, request: Request) -> Result<Response, Failure> {
                     format!("No registered resource provider found for namespace '{namespace}'."),
                 )
             })?;
+            if let Some(group) = group.as_deref() {
+                require_group_of_request(arm, &request, &sub, group, &namespace, &rest).await?;
+            }
             provider.handle(arm, &request, group.as_deref(), &rest).await
         }
         Target::Unknown => Err(Failure::from(ApiError::not_found(
@@ -156,4 +168,25 @@ async fn dispatch(arm: &Arm, request: Request) -> Result<Response, Failure> {
             format!("The resource path '{}' does not address a resource type byos knows.", request.path),
         ))),
     }
+}
+
+/// A request for anything in a resource group that does not exist is answered ARM's
+/// `ResourceGroupNotFound`, whichever provider owns it. As ARM's front door does, the caller must
+/// first be authorized for what it asked, so a caller without access learns nothing about which
+/// groups exist (it gets the provider's 403, "...or the scope is invalid").
+async fn require_group_of_request(
+    arm: &Arm,
+    request: &ArmRequest,
+    sub: &str,
+    group: &str,
+    namespace: &str,
+    rest: &[String],
+) -> Result<(), Failure> {
+    if arm.group(sub, group).await?.is_some() {
+        return Ok(());
+    }
+    if let Some((action, scope)) = path::provider_action(&request.method, sub, group, namespace, rest) {
+        request.authorize(arm, &action, &scope)?;
+    }
+    Err(Failure::from(records::group_not_found(group)))
 }

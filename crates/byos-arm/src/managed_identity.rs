@@ -68,7 +68,7 @@ impl Provider for UserAssignedIdentities {
                     }
                     Method::DELETE => {
                         request.authorize(arm, &DELETE, &id.scope())?;
-                        delete(arm, &id).await
+                        delete(arm, &request.caller, &id).await
                     }
                     ref other => Err(method_not_allowed(other)),
                 }
@@ -151,12 +151,12 @@ async fn put(arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<Respons
     Ok(json_response(201, &record.to_wire()))
 }
 
-async fn delete(arm: &Arm, id: &ResourceId) -> Result<Response, Failure> {
-    let _guard = arm.write_lock.lock().await;
+async fn delete(arm: &Arm, caller: &Caller, id: &ResourceId) -> Result<Response, Failure> {
+    let guard = arm.write_guard().await;
     let Some(record) = arm.resource(&id.to_string()).await? else {
         return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
     };
-    arm.commit_and_forget(arm.delete_resource_ops(Batch::new(), &record), &record.owned_principals).await?;
+    arm.delete_resource(&guard, caller, &record).await?;
     tracing::info!(identity = %record.id, "user-assigned identity deleted");
     Ok(axum::http::StatusCode::OK.into_response())
 }

@@ -3,6 +3,8 @@
 //! RBAC resources hang off any scope (`{scope}/providers/Microsoft.Authorization/...`), so paths are
 //! parsed by hand rather than by a route table.
 
+use axum::http::Method;
+use byos_authz::Action;
 use byos_core::Scope;
 
 /// What an ARM path addresses.
@@ -92,6 +94,37 @@ pub fn parse(path: &str) -> Target {
     }
 }
 
+/// The action ARM authorizes for a provider request in a resource group, and its scope: `read`,
+/// `write` or `delete` of the addressed type by method, or `{type}/{name}/action` for a POST.
+/// `rest` alternates types and names (`storageAccounts/a/blobServices/default`); `None` when the
+/// path is not one ARM could name an action for.
+pub fn provider_action(
+    method: &Method,
+    sub: &str,
+    group: &str,
+    namespace: &str,
+    rest: &[String],
+) -> Option<(Action, Scope)> {
+    let post_action = *method == Method::POST && rest.len() % 2 == 1 && rest.len() > 1;
+    let addressed = if post_action { &rest[..rest.len() - 1] } else { rest };
+    let types: Vec<&str> = addressed.iter().step_by(2).map(String::as_str).collect();
+    let verb = match *method {
+        _ if post_action => format!("{}/action", rest[rest.len() - 1]),
+        Method::GET | Method::HEAD => "read".to_owned(),
+        Method::PUT | Method::PATCH => "write".to_owned(),
+        Method::DELETE => "delete".to_owned(),
+        _ => return None,
+    };
+    let action = Action::control_owned(format!("{namespace}/{}/{verb}", types.join("/")));
+    // A collection (odd length) is authorized at its parent: the group or the parent resource.
+    let named = &addressed[..addressed.len() - addressed.len() % 2];
+    let scope_text = match named {
+        [] => format!("/subscriptions/{sub}/resourceGroups/{group}"),
+        _ => format!("/subscriptions/{sub}/resourceGroups/{group}/providers/{namespace}/{}", named.join("/")),
+    };
+    Some((action, Scope::parse(&scope_text).ok()?))
+}
+
 /// `{scope}/providers/Microsoft.Authorization/{roleAssignments|roleDefinitions}[/{name}]`.
 fn authorization_target(path: &str) -> Option<Target> {
     let folded = path.to_ascii_lowercase();
@@ -134,5 +167,35 @@ mod tests {
         );
         assert_eq!(parse("/nothing/here"), Target::Unknown);
         assert_eq!(parse("/subscriptions/s/providers/Microsoft.Authorization/elsewhere"), Target::Unknown);
+    }
+
+    #[test]
+    fn provider_actions() {
+        let rest = |r: &str| r.split('/').map(str::to_owned).collect::<Vec<_>>();
+        let name = |m: Method, r: &str| {
+            provider_action(&m, "s", "g", "Microsoft.Storage", &rest(r))
+                .map(|(a, s)| (a.name.into_owned(), s.to_string()))
+        };
+        let account = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/a";
+        assert_eq!(
+            name(Method::GET, "storageAccounts/a"),
+            Some(("Microsoft.Storage/storageAccounts/read".into(), account.into()))
+        );
+        assert_eq!(
+            name(Method::GET, "storageAccounts"),
+            Some(("Microsoft.Storage/storageAccounts/read".into(), "/subscriptions/s/resourceGroups/g".into()))
+        );
+        assert_eq!(
+            name(Method::POST, "storageAccounts/a/listKeys"),
+            Some(("Microsoft.Storage/storageAccounts/listKeys/action".into(), account.into()))
+        );
+        assert_eq!(
+            name(Method::DELETE, "storageAccounts/a/blobServices/default"),
+            Some((
+                "Microsoft.Storage/storageAccounts/blobServices/delete".into(),
+                format!("{account}/blobServices/default")
+            ))
+        );
+        assert_eq!(name(Method::OPTIONS, "storageAccounts/a"), None);
     }
 }

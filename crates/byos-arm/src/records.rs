@@ -2,7 +2,7 @@
 //! by its lowercased id, so that a prefix scan lists a group's resources.
 
 use byos_core::{ApiError, Scope};
-use byos_store::{Batch, Table};
+use byos_store::Table;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -186,24 +186,6 @@ impl Arm {
             .filter(|r| r.resource_type.eq_ignore_ascii_case(full_type))
             .filter(|r| Scope::parse(&r.id).is_ok_and(|scope| request.may(self, read, &scope)))
             .collect())
-    }
-
-    /// Adds the deletion of a resource, and of the principals it owns, to `batch`.
-    pub fn delete_resource_ops(&self, mut batch: Batch, record: &ResourceRecord) -> Batch {
-        batch = batch.delete(RESOURCES, resource_key(&record.id));
-        for principal in &record.owned_principals {
-            batch = self.directory.delete_ops(batch, *principal);
-        }
-        batch
-    }
-
-    /// Commits `batch`, then makes the directory forget the principals it deleted.
-    pub async fn commit_and_forget(&self, batch: Batch, deleted_principals: &[Uuid]) -> Result<(), ApiError> {
-        self.store.commit(batch).await.map_err(store_error)?;
-        for principal in deleted_principals {
-            self.directory.removed(*principal);
-        }
-        Ok(())
     }
 }
 

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::guard::ResourceGuard;
 use crate::matching::Pattern;
-use crate::roles::{BUILTIN_ROLES, Permission, RoleAssignment, RoleDefinition};
+use crate::roles::{BUILTIN_ROLES, Permission, RoleAssignment, RoleDefinition, RoleType};
 use crate::{Action, ActionKind};
 
 /// A permission block with its patterns folded once.
@@ -60,6 +60,24 @@ enum BlockVerdict {
 struct CompiledRole {
     definition: Arc<RoleDefinition>,
     blocks: Vec<CompiledBlock>,
+    /// Where the role may be assigned (`None`: everywhere, as for every built-in role).
+    assignable: Option<Vec<Scope>>,
+}
+
+impl CompiledRole {
+    fn new(definition: RoleDefinition) -> Self {
+        let blocks = definition.permissions.iter().map(CompiledBlock::new).collect();
+        // A scope text that does not parse covers nothing, so it can only narrow the role.
+        let assignable = (definition.role_type == RoleType::CustomRole)
+            .then(|| definition.assignable_scopes.iter().filter_map(|s| Scope::parse(s).ok()).collect());
+        CompiledRole { definition: Arc::new(definition), blocks, assignable }
+    }
+
+    /// Whether an assignment of this role at `scope` is within the role's assignable scopes. An
+    /// assignment left outside them (the role was narrowed or rewritten since) grants nothing.
+    fn assignable_at(&self, scope: &Scope) -> bool {
+        self.assignable.as_ref().is_none_or(|scopes| scopes.iter().any(|s| s.covers(scope)))
+    }
 }
 
 #[derive(Default)]
@@ -166,9 +184,8 @@ impl Door {
 
     /// Adds or replaces a role definition.
     pub fn put_definition(&self, definition: RoleDefinition) {
-        let blocks = definition.permissions.iter().map(CompiledBlock::new).collect();
         let id = definition.id;
-        self.write().roles.insert(id, CompiledRole { definition: Arc::new(definition), blocks });
+        self.write().roles.insert(id, CompiledRole::new(definition));
     }
 
     pub fn remove_definition(&self, id: Uuid) {
@@ -346,6 +363,8 @@ impl Door {
             let role = policy.roles.get(&assignment.role_definition_id);
             let outcome = if !assignment_scope.covers(scope) {
                 "scope does not cover the requested scope".to_owned()
+            } else if role.is_some_and(|r| !r.assignable_at(assignment_scope)) {
+                "the role's assignableScopes no longer include the assignment's scope".to_owned()
             } else {
                 match role.map(|r| role_verdict(r, wanted, action.kind)) {
                     Some(RoleVerdict::Granted) => {
@@ -517,6 +536,37 @@ mod tests {
         assign(&door, p, role_id, SUB);
         let action = Action::control("Microsoft.Resources/subscriptions/resourceGroups/read");
         assert!(door.authorize(&caller(p), &action, &scope(SUB)).is_err());
+    }
+
+    /// F1: an assignment outside its role's assignable scopes (the role was narrowed or rewritten
+    /// after the assignment was made) grants nothing; built-in roles are assignable everywhere.
+    #[test]
+    fn regression_f01_assignment_outside_assignable_scopes_grants_nothing() {
+        let door = Door::new();
+        let rg = format!("{SUB}/resourceGroups/rg1");
+        let mut role = RoleDefinition {
+            id: Uuid::new_v4(),
+            role_name: "helpdesk".into(),
+            description: String::new(),
+            role_type: crate::RoleType::CustomRole,
+            permissions: vec![Permission { actions: vec!["*".into()], ..Permission::default() }],
+            assignable_scopes: vec![SUB.into()],
+            created_on: None,
+            updated_on: None,
+        };
+        let (p, owner) = (Uuid::new_v4(), Uuid::new_v4());
+        door.put_definition(role.clone());
+        assign(&door, p, role.id, SUB);
+        assign(&door, owner, builtin::OWNER, &rg);
+        let delete = Action::control("Microsoft.Resources/subscriptions/resourceGroups/delete");
+        let other_rg = scope(&format!("{SUB}/resourceGroups/rg2"));
+        assert!(door.authorize(&caller(p), &delete, &other_rg).is_ok());
+        role.assignable_scopes = vec![format!("{rg}/providers/Microsoft.Storage/storageAccounts/a")];
+        door.put_definition(role);
+        let denial = door.authorize(&caller(p), &delete, &other_rg).err();
+        let outcome = denial.map(|d| d.explanation()["assignmentsConsidered"][0]["outcome"].clone());
+        assert_eq!(outcome, Some(json!("the role's assignableScopes no longer include the assignment's scope")));
+        assert!(door.authorize(&caller(owner), &delete, &scope(&rg)).is_ok(), "built-in roles apply at any scope");
     }
 
     #[test]

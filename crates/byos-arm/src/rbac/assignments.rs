@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use byos_authz::{Action, RoleAssignment};
 use byos_core::{ApiError, Scope};
 use byos_http::{Failure, json_response};
-use byos_store::Batch;
+use byos_store::{Batch, Op};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -223,17 +223,28 @@ async fn delete(arm: &Arm, scope: &Scope, name: &str) -> Result<Response, Failur
     Ok(json_response(200, &wire(&assignment)))
 }
 
-/// Adds the deletion of every assignment at or below `scope` to `batch`; returns their names
-/// for the door to forget once the batch is committed.
-pub fn delete_under_ops(arm: &Arm, mut batch: Batch, scope: &Scope) -> (Batch, Vec<Uuid>) {
-    let mut names = Vec::new();
+/// Adds the deletion of every assignment at or below `scope` to `batch` (once: assignments the
+/// batch already deletes are skipped). [`Arm::commit_and_forget`] removes them from the door.
+pub fn delete_under_ops(arm: &Arm, mut batch: Batch, scope: &Scope) -> Batch {
+    let already = deleted_in(&batch);
     for a in arm.door.assignments() {
-        if Scope::parse(&a.scope).is_ok_and(|s| scope.covers(&s)) {
+        if !already.contains(&a.name) && Scope::parse(&a.scope).is_ok_and(|s| scope.covers(&s)) {
             batch = batch.delete(ASSIGNMENTS, a.name.to_string());
-            names.push(a.name);
         }
     }
-    (batch, names)
+    batch
+}
+
+/// The names of the assignments `batch` deletes.
+pub fn deleted_in(batch: &Batch) -> Vec<Uuid> {
+    batch
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Delete { table, key } if *table == ASSIGNMENTS => key.parse().ok(),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The subset of `$filter` expressions ARM supports for role assignments.

@@ -92,7 +92,7 @@ pub async fn handle(arm: &Arm, request: &ArmRequest, scope: &Scope, id: &str) ->
         }
         Method::DELETE => {
             request.authorize(arm, &DELETE, scope)?;
-            delete(arm, scope, id).await
+            delete(arm, request, scope, id).await
         }
         ref other => Err(method_not_allowed(other)),
     }
@@ -144,6 +144,12 @@ async fn put(arm: &Arm, request: &ArmRequest, scope: &Scope, id: &str) -> Result
             format!("The built-in role definition '{id}' cannot be modified."),
         )));
     }
+    if let Some(existing) = &existing {
+        // Rewriting a role changes what every assignment of it grants, so the caller must be
+        // allowed to write it wherever it is assignable today, not only where it will be.
+        authorize_at_assignable_scopes(arm, request, &WRITE, existing)?;
+        refuse_orphaned_assignments(arm, existing, &props.assignable_scopes)?;
+    }
     let name_taken =
         arm.door.definitions().iter().any(|d| d.id != id && d.role_name.eq_ignore_ascii_case(props.role_name.trim()));
     if name_taken {
@@ -168,12 +174,15 @@ async fn put(arm: &Arm, request: &ArmRequest, scope: &Scope, id: &str) -> Result
     arm.store.commit(Batch::new().put(DEFINITIONS, key.clone(), encode(&key, &record)?)).await.map_err(store_error)?;
     arm.door.put_definition(definition.clone());
     tracing::info!(role = %definition.role_name, %id, "custom role written");
-    Ok(json_response(if existing.is_some() { 200 } else { 201 }, &wire(scope, &definition)))
+    // Azure answers 201 to every create-or-update of a role definition (the SDKs accept only 201).
+    Ok(json_response(201, &wire(scope, &definition)))
 }
 
-async fn delete(arm: &Arm, scope: &Scope, id: &str) -> Result<Response, Failure> {
+async fn delete(arm: &Arm, request: &ArmRequest, scope: &Scope, id: &str) -> Result<Response, Failure> {
     let _guard = arm.write_lock.lock().await;
-    let Some(definition) = id.parse().ok().and_then(|id| arm.door.definition(id)) else {
+    // A role invisible from the URL scope is absent there, as for GET: nothing to delete.
+    let Some(definition) = id.parse().ok().and_then(|id| arm.door.definition(id)).filter(|d| visible_from(d, scope))
+    else {
         return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
     };
     if definition.role_type == RoleType::BuiltInRole {
@@ -183,6 +192,7 @@ async fn delete(arm: &Arm, scope: &Scope, id: &str) -> Result<Response, Failure>
             format!("The built-in role definition '{id}' cannot be deleted."),
         )));
     }
+    authorize_at_assignable_scopes(arm, request, &DELETE, &definition)?;
     if arm.door.assignments().iter().any(|a| a.role_definition_id == definition.id) {
         return Err(Failure::from(ApiError::conflict(
             "RoleDefinitionHasAssignments",
@@ -195,6 +205,44 @@ async fn delete(arm: &Arm, scope: &Scope, id: &str) -> Result<Response, Failure>
     arm.store.commit(Batch::new().delete(DEFINITIONS, definition.id.to_string())).await.map_err(store_error)?;
     arm.door.remove_definition(definition.id);
     Ok(json_response(200, &wire(scope, &definition)))
+}
+
+/// Authorizes `action` at every assignable scope of `definition` (Azure's rule for changing or
+/// deleting a custom role: the role's reach is everywhere it can be assigned).
+fn authorize_at_assignable_scopes(
+    arm: &Arm,
+    request: &ArmRequest,
+    action: &Action,
+    definition: &RoleDefinition,
+) -> Result<(), Failure> {
+    for text in &definition.assignable_scopes {
+        // Stored scopes were validated when written; one that no longer parses covers nothing.
+        if let Ok(assignable) = Scope::parse(text) {
+            request.authorize(arm, action, &assignable)?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses new assignable scopes that would leave an existing assignment of the role outside
+/// them (Azure's `RoleScopeBeingRemovedContainsAssignments`).
+fn refuse_orphaned_assignments(arm: &Arm, existing: &RoleDefinition, new_scopes: &[String]) -> Result<(), Failure> {
+    let new_scopes: Vec<Scope> = new_scopes.iter().filter_map(|s| Scope::parse(s).ok()).collect();
+    let old_scopes: Vec<Scope> = existing.assignable_scopes.iter().filter_map(|s| Scope::parse(s).ok()).collect();
+    for assignment in arm.door.assignments().iter().filter(|a| a.role_definition_id == existing.id) {
+        let Ok(at) = Scope::parse(&assignment.scope) else { continue };
+        if new_scopes.iter().any(|s| s.covers(&at)) {
+            continue;
+        }
+        let removed = old_scopes.iter().find(|s| s.covers(&at)).unwrap_or(&at);
+        return Err(Failure::from(ApiError::bad_request(
+            "RoleScopeBeingRemovedContainsAssignments",
+            format!(
+                "Role assignments found under scope '{removed}' which is being removed. Removing this scope from the role will orphan these assignments. Delete these assignments before removing the scope."
+            ),
+        )));
+    }
+    Ok(())
 }
 
 /// The subset of `$filter` ARM supports here: `roleName eq '...'` and `type eq '...'`.
