@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use byos_core::{AuthMethod, Caller};
+use byos_core::{AuthMethod, Caller, PrincipalKind};
 use ipnet::IpNet;
 use uuid::Uuid;
 
@@ -95,10 +95,10 @@ fn ip_allowed(firewall: &Firewall, ip: IpAddr) -> bool {
     firewall.ip_rules.iter().any(|net| net.contains(&ip))
 }
 
-/// The resource a caller acts for: only a byos service working in-process for a resource. A bearer
-/// token of a resource's managed identity does not qualify, whoever presents it: Azure's trusted
-/// service and resource-instance exceptions cover the service's own backend calls, and here any
-/// local process can fetch such a token (`/msi/token`, IMDS).
+/// The resource a caller acts for as a trusted service: only a byos service working in-process for
+/// a resource. A bearer token of a resource's managed identity does not qualify, whoever presents
+/// it: Azure's trusted-service exception covers the service's own backend calls, and here any local
+/// process can fetch such a token (`/msi/token`, IMDS).
 fn caller_resource(caller: &Caller) -> Option<&str> {
     match caller.auth {
         AuthMethod::ServiceIdentity => caller.acting_for.as_deref(),
@@ -106,8 +106,19 @@ fn caller_resource(caller: &Caller) -> Option<&str> {
     }
 }
 
+/// The resource instance a caller is, for `resourceAccessRules`: a byos service acting for it, or
+/// a bearer token of its system-assigned identity. A resource-instance rule names one resource the
+/// customer chose, unlike the trusted-service bypass, which admits every resource of a type.
+fn caller_instance(caller: &Caller) -> Option<&str> {
+    match (&caller.kind, caller.auth) {
+        (_, AuthMethod::ServiceIdentity) => caller.acting_for.as_deref(),
+        (Some(PrincipalKind::ManagedIdentity { resource_id }), AuthMethod::BearerToken) => Some(resource_id),
+        _ => None,
+    }
+}
+
 fn resource_instance_match(guard: &ResourceGuard, caller: &Caller) -> bool {
-    let (Some(resource), Some(firewall)) = (caller_resource(caller), guard.firewall.as_ref()) else {
+    let (Some(resource), Some(firewall)) = (caller_instance(caller), guard.firewall.as_ref()) else {
         return false;
     };
     let resource = resource.to_ascii_lowercase();
@@ -212,7 +223,6 @@ mod tests {
         let vault_firewall = Firewall {
             bypass_azure_services: true,
             trusted_services: KEY_VAULT_TRUSTED_SERVICES,
-            resource_rules: vec![(tenant, storage.into())],
             ..Firewall::default()
         };
         let disabled = ResourceGuard {
@@ -221,11 +231,7 @@ mod tests {
             ..ResourceGuard::default()
         };
         assert!(network_refusal(&guard(vault_firewall.clone()), &acting_as(storage, tenant)).is_none());
-        assert!(
-            network_refusal(&guard(vault_firewall), &token_of(storage, tenant)).is_some(),
-            "bypass and instance rule"
-        );
-        assert!(network_refusal(&disabled, &acting_as(storage, tenant)).is_none());
+        assert!(network_refusal(&guard(vault_firewall), &token_of(storage, tenant)).is_some(), "bypass: AzureServices");
         assert!(network_refusal(&disabled, &token_of(storage, tenant)).is_some(), "public network disabled");
     }
 }
