@@ -94,7 +94,7 @@ impl Provider for KeyVaultProvider {
                     }
                     Method::DELETE => {
                         request.authorize(arm, &DELETE, &id.scope())?;
-                        self.delete(arm, &id).await
+                        self.delete(arm, &request.caller, &id).await
                     }
                     ref other => Err(method_not_allowed(other)),
                 }
@@ -253,14 +253,12 @@ impl KeyVaultProvider {
         Ok(json_response(200, &self.wire(&record)?))
     }
 
-    async fn delete(&self, arm: &Arm, id: &ResourceId) -> Result<Response, Failure> {
-        let _guard = arm.write_guard().await;
+    async fn delete(&self, arm: &Arm, caller: &byos_core::Caller, id: &ResourceId) -> Result<Response, Failure> {
+        let guard = arm.write_guard().await;
         let Some(record) = arm.resource(&id.to_string()).await? else {
             return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
         };
-        let batch = soft_delete_ops(&record, arm.delete_resource_ops(Batch::new(), &record))?;
-        arm.commit_and_forget(batch, &record.owned_principals).await?;
-        self.0.forget(&record.name);
+        arm.delete_resource(&guard, caller, &record).await?;
         tracing::info!(vault = %record.id, "key vault soft-deleted");
         Ok(axum::http::StatusCode::OK.into_response())
     }

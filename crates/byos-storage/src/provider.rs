@@ -131,7 +131,7 @@ impl StorageProvider {
             }
             Method::DELETE => {
                 request.authorize(arm, &DELETE, &id.scope())?;
-                self.delete(arm, id).await
+                self.delete(arm, &request.caller, id).await
             }
             ref other => Err(method_not_allowed(other)),
         }
@@ -338,14 +338,12 @@ impl StorageProvider {
         }
     }
 
-    async fn delete(&self, arm: &Arm, id: &ResourceId) -> Result<Response, Failure> {
-        let _guard = arm.write_guard().await;
+    async fn delete(&self, arm: &Arm, caller: &byos_core::Caller, id: &ResourceId) -> Result<Response, Failure> {
+        let guard = arm.write_guard().await;
         let Some(record) = arm.resource(&id.to_string()).await? else {
             return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
         };
-        let batch = self.data_delete_ops(&record, arm.delete_resource_ops(Batch::new(), &record)).await?;
-        arm.commit_and_forget(batch, &record.owned_principals).await?;
-        self.deleted(&record).await;
+        arm.delete_resource(&guard, caller, &record).await?;
         tracing::info!(account = %record.id, "storage account deleted");
         Ok(axum::http::StatusCode::OK.into_response())
     }
