@@ -121,6 +121,10 @@ pub trait MetaStore: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Several prefix scans (each as [`MetaStore::scan`]) read from one consistent view: a commit
+    /// is seen by all of them or by none. For readers that must not miss a record moving from one
+    /// table to another (the orphan sweeper).
+    async fn scan_consistent(&self, scans: &[(Table, &str)]) -> Result<Vec<Vec<(String, Vec<u8>)>>, StoreError>;
     /// Applies `batch` atomically and durably (on return, it survives a crash).
     async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         self.commit_reporting(batch, None).await.map(|_| ())

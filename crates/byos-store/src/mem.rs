@@ -24,6 +24,14 @@ impl MemStore {
     }
 }
 
+fn scan_locked(tables: &Tables, table: Table, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    tables
+        .range((table.0, prefix.to_owned())..)
+        .take_while(|((t, k), _)| *t == table.0 && k.starts_with(prefix))
+        .map(|((_, k), v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 #[async_trait]
 impl MetaStore for MemStore {
     async fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -31,12 +39,13 @@ impl MetaStore for MemStore {
     }
 
     async fn scan(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(scan_locked(&*self.lock()?, table, prefix))
+    }
+
+    async fn scan_consistent(&self, scans: &[(Table, &str)]) -> Result<Vec<Vec<(String, Vec<u8>)>>, StoreError> {
+        // One lock for every scan: no commit can land between them.
         let tables = self.lock()?;
-        Ok(tables
-            .range((table.0, prefix.to_owned())..)
-            .take_while(|((t, k), _)| *t == table.0 && k.starts_with(prefix))
-            .map(|((_, k), v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(scans.iter().map(|(table, prefix)| scan_locked(&tables, *table, prefix)).collect())
     }
 
     async fn scan_page(

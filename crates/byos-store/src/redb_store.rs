@@ -40,28 +40,7 @@ impl RedbStore {
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;
-        let t = match txn.open_table(definition(table)) {
-            Ok(t) => t,
-            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(backend(e)),
-        };
-        let start = after.filter(|a| *a >= prefix).unwrap_or(prefix);
-        let mut out = Vec::new();
-        for entry in t.range(start..).map_err(backend)? {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = entry.map_err(backend)?;
-            let key = k.value();
-            if !key.starts_with(prefix) {
-                break;
-            }
-            if Some(key) == after {
-                continue;
-            }
-            out.push((key.to_owned(), v.value().to_vec()));
-        }
-        Ok(out)
+        page_in(&txn, table, prefix, after, limit)
     }
 
     /// Applies several batches in one write transaction and one fsync. A batch whose guard fails
@@ -83,6 +62,38 @@ impl RedbStore {
         txn.commit().map_err(backend)?;
         Ok(results)
     }
+}
+
+/// A page of a prefix scan inside `txn` (a missing table reads as empty).
+fn page_in(
+    txn: &redb::ReadTransaction,
+    table: Table,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let t = match txn.open_table(definition(table)) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(backend(e)),
+    };
+    let start = after.filter(|a| *a >= prefix).unwrap_or(prefix);
+    let mut out = Vec::new();
+    for entry in t.range(start..).map_err(backend)? {
+        if out.len() >= limit {
+            break;
+        }
+        let (k, v) = entry.map_err(backend)?;
+        let key = k.value();
+        if !key.starts_with(prefix) {
+            break;
+        }
+        if Some(key) == after {
+            continue;
+        }
+        out.push((key.to_owned(), v.value().to_vec()));
+    }
+    Ok(out)
 }
 
 /// What `key` holds in the transaction's current state.
@@ -173,6 +184,12 @@ impl MetaStore for RedbStore {
 
     async fn scan(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.scan_sync(table, prefix)
+    }
+
+    async fn scan_consistent(&self, scans: &[(Table, &str)]) -> Result<Vec<Vec<(String, Vec<u8>)>>, StoreError> {
+        // One read transaction: a snapshot no commit can change halfway through.
+        let txn = self.db.begin_read().map_err(backend)?;
+        scans.iter().map(|(table, prefix)| page_in(&txn, *table, prefix, None, usize::MAX)).collect()
     }
 
     async fn scan_page(

@@ -5,7 +5,7 @@
 //! then commit the metadata record; only then is the request acknowledged. Replaced segments are
 //! removed after the commit that stops referencing them.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode};
@@ -32,6 +32,10 @@ const MAX_PUT_BLOB: u64 = 5000 * 1024 * 1024;
 const MAX_BLOCK: u64 = 4000 * 1024 * 1024;
 const MAX_BLOCK_LIST_BODY: usize = 8 * 1024 * 1024;
 const BLOCK_PREFIX: &str = "block:";
+/// Azure's block counts: committed blocks in one blob (and entries of a Put Block List), and
+/// uncommitted blocks staged for one blob.
+const MAX_COMMITTED_BLOCKS: usize = 50_000;
+const MAX_UNCOMMITTED_BLOCKS: usize = 100_000;
 
 fn validate_blob_name(name: &str) -> Result<(), ApiError> {
     if name.is_empty() || name.chars().count() > 1024 || name.chars().any(|c| c.is_control()) {
@@ -346,15 +350,33 @@ pub async fn put_block(service: &StorageService, request: &BlobRequest) -> Resul
     let (segment, checksums) = receive_segment(service, request, &format!("{BLOCK_PREFIX}{id}"), MAX_BLOCK).await?;
     let (account, container, blob) = (&request.account, request.container(), request.blob());
     let key = block_key(&account.name, container, blob, &id);
+    let new_object = segment.object.clone();
     let record = encode(&BlockRecord { v: data::RECORD_VERSION, segment, created: byos_core::time::unix_now() })?;
-    let replaced = data::optimistic(service, || async {
+    let staged = data::optimistic(service, || async {
+        // Guarded on the container record, as blob commits are: a container deleted (or deleted
+        // and re-created) while the body streamed makes this fail instead of leaving a ghost block.
+        let parent = containers::read_container(service, account, container).await?;
+        if parent.record.is_none() {
+            return Err(super::errors::container_not_found());
+        }
         let old: data::Read<BlockRecord> = data::read(service, BLOCKS, &key).await?;
-        Ok((
-            Batch::new().expect_unchanged(BLOCKS, key.clone(), old.bytes).put(BLOCKS, key.clone(), record.clone()),
-            old.record,
-        ))
+        if old.record.is_none() {
+            check_uncommitted_limit(service, account, container, blob).await?;
+        }
+        let batch = Batch::new()
+            .expect_unchanged(data::CONTAINERS, data::container_key(&account.name, container), parent.bytes)
+            .expect_unchanged(BLOCKS, key.clone(), old.bytes)
+            .put(BLOCKS, key.clone(), record.clone());
+        Ok((batch, old.record))
     })
-    .await?;
+    .await;
+    let replaced = match staged {
+        Ok(replaced) => replaced,
+        Err(e) => {
+            data::delete_objects(service, [new_object]).await;
+            return Err(Failure::from(e));
+        }
+    };
     if let Some(old) = replaced {
         // The staged block may also be part of the committed blob; keep its object then.
         let committed = load(service, account, container, blob)
@@ -369,10 +391,36 @@ pub async fn put_block(service: &StorageService, request: &BlobRequest) -> Resul
     Ok(respond(StatusCode::CREATED, headers))
 }
 
+/// Azure keeps at most 100,000 uncommitted blocks per blob. Racing Put Blocks of new ids can each
+/// pass this check, so the bound holds up to the number of concurrent requests.
+async fn check_uncommitted_limit(
+    service: &StorageService,
+    account: &Account,
+    container: &str,
+    blob: &str,
+) -> Result<(), ApiError> {
+    let prefix = format!("{}{}", blob_key(&account.name, container, blob), data::BLOCK_SEPARATOR);
+    let staged = service.store.scan_page(BLOCKS, &prefix, None, MAX_UNCOMMITTED_BLOCKS).await.map_err(store_err)?;
+    if staged.len() >= MAX_UNCOMMITTED_BLOCKS {
+        return Err(err(
+            409,
+            "BlockCountExceedsLimit",
+            "The uncommitted block count cannot exceed the maximum limit of 100,000 blocks.",
+        ));
+    }
+    Ok(())
+}
+
 pub async fn put_block_list(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
     validate_blob_name(request.blob())?;
     let body = request.small_body(MAX_BLOCK_LIST_BODY).await?;
     let entries = xml::parse_block_list(&body)?;
+    if entries.len() > MAX_COMMITTED_BLOCKS {
+        return Err(Failure::from(bad_request(
+            "BlockListTooLong",
+            "The block list may not contain more than 50,000 blocks.",
+        )));
+    }
     let (account, container, blob) = (&request.account, request.container(), request.blob());
     let metadata = xml::metadata_from_headers(&request.headers)?;
     let sealed_metadata =
@@ -380,10 +428,15 @@ pub async fn put_block_list(service: &StorageService, request: &BlobRequest) -> 
     let content = content_headers(request, false);
     let now = xml::now_nanos();
     let record = commit_blob(service, request, |old, staged| {
-        let find_staged = |id: &str| staged.iter().find(|(sid, _, _)| sid == id).map(|(_, _, b)| b.segment.clone());
-        let find_committed = |id: &str| {
-            old.and_then(|o| o.segments.iter().find(|s| s.segment_id.strip_prefix(BLOCK_PREFIX) == Some(id)).cloned())
-        };
+        // Indexed once: a list of n entries is resolved in O(n), not O(n x blocks).
+        let staged_by_id: HashMap<&str, &Segment> = staged.iter().map(|(id, _, b)| (id.as_str(), &b.segment)).collect();
+        let committed_by_id: HashMap<&str, &Segment> = old
+            .iter()
+            .flat_map(|o| o.segments.iter())
+            .filter_map(|s| s.segment_id.strip_prefix(BLOCK_PREFIX).map(|id| (id, s)))
+            .collect();
+        let find_staged = |id: &str| staged_by_id.get(id).map(|s| (*s).clone());
+        let find_committed = |id: &str| committed_by_id.get(id).map(|s| (*s).clone());
         let mut segments = Vec::with_capacity(entries.len());
         for (source, id) in &entries {
             let found = match source {

@@ -52,12 +52,25 @@ pub fn split_path(path: &str, account: &str) -> Result<(Option<String>, Option<S
             .map(|c| c.into_owned())
             .map_err(|_| err(400, "InvalidUri", "The request URI is not valid UTF-8."))
     };
+    // Split first, then decode, and refuse a container name no container can have: metadata keys
+    // are `{account}/{container}/{blob}`, which names one record only while a container name
+    // cannot hold a '/' (`a%2Fb/c` would otherwise address blob `b/c` of container `a`).
+    let container = |s: &str| decode(s).and_then(|c| checked_container(&c).map(|()| c));
     match rest.split_once('/') {
         _ if rest.is_empty() => Ok((None, None)),
-        None => Ok((Some(decode(rest)?), None)),
-        Some((container, "")) => Ok((Some(decode(container)?), None)),
-        Some((container, blob)) => Ok((Some(decode(container)?), Some(decode(blob)?))),
+        None => Ok((Some(container(rest)?), None)),
+        Some((c, "")) => Ok((Some(container(c)?), None)),
+        Some((c, blob)) => Ok((Some(container(c)?), Some(decode(blob)?))),
     }
+}
+
+/// A container name as Azure allows it (the rule of Create Container, or one of the reserved
+/// `$` names).
+fn checked_container(name: &str) -> Result<(), ApiError> {
+    if matches!(name, "$root" | "$logs" | "$web" | "$blobchangefeed") {
+        return Ok(());
+    }
+    containers::validate_name(name)
 }
 
 /// A response with `status` and `headers` (values that are not valid header text are left out).

@@ -46,16 +46,22 @@ async fn collectable(service: &StorageService, objects: Vec<String>) -> Result<V
     Ok(objects.into_iter().filter(|o| !referenced.contains(o)).collect())
 }
 
+/// The objects the blob records (and, `with_blocks`, the staged blocks) reference, read from one
+/// consistent view: a Put Block List moves references from BLOCKS to BLOBS in one commit, so two
+/// separate scans could miss them in both tables and collect live data.
 async fn referenced_objects(service: &StorageService, with_blocks: bool) -> Result<HashSet<String>, ApiError> {
+    let scans: &[(byos_store::Table, &str)] = if with_blocks { &[(BLOBS, ""), (BLOCKS, "")] } else { &[(BLOBS, "")] };
+    let tables = service.store.scan_consistent(scans).await.map_err(store_err)?;
     let mut referenced = HashSet::new();
-    for (_, bytes) in service.store.scan(BLOBS, "").await.map_err(store_err)? {
-        let blob: BlobRecord = decode(&bytes)?;
-        referenced.extend(blob.segments.into_iter().map(|s| s.object));
-    }
-    if with_blocks {
-        for (_, bytes) in service.store.scan(BLOCKS, "").await.map_err(store_err)? {
-            let block: BlockRecord = decode(&bytes)?;
-            referenced.insert(block.segment.object);
+    for (table, rows) in scans.iter().zip(tables) {
+        for (_, bytes) in rows {
+            if table.0 == BLOBS {
+                let blob: BlobRecord = decode(&bytes)?;
+                referenced.extend(blob.segments.into_iter().map(|s| s.object));
+            } else {
+                let block: BlockRecord = decode(&bytes)?;
+                referenced.insert(block.segment.object);
+            }
         }
     }
     Ok(referenced)

@@ -10,7 +10,7 @@ use byos_identity::Directory;
 use byos_storage::StorageService;
 use byos_storage::blob::data::{BLOBS, BLOCKS, BlobRecord, BlockRecord, ContentHeaders, Segment};
 use byos_storage::blob::sweep;
-use byos_store::{Batch, MemObjectStore, MemStore, SharedObjects, SharedStore};
+use byos_store::{Batch, MemObjectStore, MemStore, MetaStore, SharedObjects, SharedStore};
 
 /// These tests open no vaults.
 struct NoListeners;
@@ -105,4 +105,119 @@ async fn expired_blocks_and_orphans_are_swept_and_committed_data_is_kept() -> an
         assert!(exists(&objects, kept).await, "{kept} is referenced and must stay");
     }
     Ok(())
+}
+
+/// A store that, right after the first read of the BLOBS table, commits a Put Block List's move of
+/// a staged block into a blob record: the interleaving that made the sweeper delete live data.
+struct MoveAfterBlobsRead {
+    inner: MemStore,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl MoveAfterBlobsRead {
+    async fn move_block_into_blob(&self) -> Result<(), byos_store::StoreError> {
+        if !self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.inner
+            .commit(Batch::new().delete(BLOCKS, "acct/c/victim\u{1}QQ==").put(BLOBS, "acct/c/victim", victim_blob()))
+            .await
+    }
+}
+
+fn victim_blob() -> Vec<u8> {
+    let blob = BlobRecord {
+        v: 1,
+        name: "victim".into(),
+        size: 1,
+        etag: "\"e\"".into(),
+        created: 0,
+        last_modified: 0,
+        content: ContentHeaders::default(),
+        sealed_metadata: None,
+        segments: vec![segment("staged")],
+    };
+    serde_json::to_vec(&blob).unwrap_or_default()
+}
+
+#[async_trait::async_trait]
+impl MetaStore for MoveAfterBlobsRead {
+    async fn get(&self, table: byos_store::Table, key: &str) -> Result<Option<Vec<u8>>, byos_store::StoreError> {
+        self.inner.get(table, key).await
+    }
+    async fn scan(
+        &self,
+        table: byos_store::Table,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, byos_store::StoreError> {
+        let rows = self.inner.scan(table, prefix).await?;
+        if table == BLOBS {
+            self.move_block_into_blob().await?;
+        }
+        Ok(rows)
+    }
+    async fn scan_consistent(
+        &self,
+        scans: &[(byos_store::Table, &str)],
+    ) -> Result<Vec<Vec<(String, Vec<u8>)>>, byos_store::StoreError> {
+        let rows = self.inner.scan_consistent(scans).await?;
+        if scans.iter().any(|(t, _)| *t == BLOBS) {
+            self.move_block_into_blob().await?;
+        }
+        Ok(rows)
+    }
+    async fn scan_page(
+        &self,
+        table: byos_store::Table,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, byos_store::StoreError> {
+        self.inner.scan_page(table, prefix, after, limit).await
+    }
+    async fn commit_reporting(
+        &self,
+        batch: Batch,
+        report: Option<(byos_store::Table, &str)>,
+    ) -> Result<Option<Vec<u8>>, byos_store::StoreError> {
+        self.inner.commit_reporting(batch, report).await
+    }
+}
+
+#[tokio::test]
+async fn regression_f04_sweeper_keeps_a_block_committed_during_its_scan() -> anyhow::Result<()> {
+    let racy = Arc::new(MoveAfterBlobsRead { inner: MemStore::new(), armed: false.into() });
+    let store: SharedStore = racy.clone();
+    let objects: SharedObjects = Arc::new(MemObjectStore::new());
+    let service = service_on(Arc::clone(&store), Arc::clone(&objects)).await?;
+    put_object(&objects, "staged").await?;
+    let block = BlockRecord { v: 1, segment: segment("staged"), created: byos_core::time::unix_now() };
+    store.commit(Batch::new().put(BLOCKS, "acct/c/victim\u{1}QQ==", serde_json::to_vec(&block)?)).await?;
+    racy.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let collected = sweep::collect_orphans(&service, Duration::ZERO).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert!(store.get(BLOBS, "acct/c/victim").await?.is_some(), "the commit happened during the sweep");
+    assert_eq!(collected, 0, "nothing referenced is an orphan");
+    assert!(exists(&objects, "staged").await, "the committed block's data must survive the sweep");
+    Ok(())
+}
+
+async fn service_on(store: SharedStore, objects: SharedObjects) -> anyhow::Result<Arc<StorageService>> {
+    let root = Arc::new(RootKey::ephemeral()?);
+    let directory = Arc::new(Directory::open(Arc::clone(&store), &root, "https://127.0.0.1:1").await?);
+    let door = Arc::new(Door::new());
+    let keyvault = byos_keyvault::KeyVaultService::new(
+        Arc::clone(&store),
+        Arc::clone(&root),
+        Arc::clone(&door),
+        Arc::clone(&directory),
+        Arc::new(NoListeners),
+        "https://127.0.0.1:1".into(),
+    );
+    let config = byos_storage::StorageConfig {
+        blob_base: "https://127.0.0.1:2".into(),
+        authority: "https://127.0.0.1:1".into(),
+        cmk_cache_ttl: Duration::from_secs(1),
+    };
+    Ok(StorageService::new(store, objects, root, door, directory, keyvault, config))
 }
