@@ -46,22 +46,3 @@ def test_regression_encoded_slash_in_container_name_does_not_alias_another_blob(
     assert container.get_blob_client("b/c").download_blob().readall() == b"kept"
 
 
-def test_regression_f09_block_staged_while_its_container_is_deleted_never_resurfaces(shared_account, container, ca):
-    name = "ghost.bin"
-    url = shared_account.blob_url_of(container.container_name, name)
-    sas = _write_sas(shared_account, container.container_name, name)
-    block_id = base64.b64encode(b"ghost-0").decode()
-
-    def slow_body():
-        yield b"OLD-TENANT-DATA "
-        # The container goes away (and comes back) while the block's body is still streaming.
-        container.delete_container()
-        container.create_container()
-        yield b"that must not reach the new container"
-
-    resp = bs.raw_blob_request("PUT", bs.with_sas(f"{url}?comp=block&blockid={block_id}", sas), ca, data=slow_body())
-    bs.assert_raw_blob_error(resp, 404, "ContainerNotFound")
-    blob = container.get_blob_client(name)
-    # No blob and no staged block in the new container: BlobNotFound, as Azure answers.
-    bs.expect_blob_error(lambda: blob.get_block_list("all"), 404, "BlobNotFound")
-    bs.expect_blob_error(lambda: blob.commit_block_list([block_id]), 400, "InvalidBlockList")
