@@ -515,6 +515,13 @@ pub(crate) mod tests {
             self.inner.scan_page(table, prefix, after, limit).await
         }
 
+        async fn scan_consistent(
+            &self,
+            scans: &[(byos_store::Table, &str)],
+        ) -> Result<Vec<Vec<(String, Vec<u8>)>>, StoreError> {
+            self.inner.scan_consistent(scans).await
+        }
+
         async fn commit_reporting(
             &self,
             batch: Batch,
