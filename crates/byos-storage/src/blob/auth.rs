@@ -114,6 +114,7 @@ fn verify_shared_key(
             account.name
         )));
     }
+    check_request_date(headers, time::OffsetDateTime::now_utc())?;
     let presented = base64::engine::general_purpose::STANDARD
         .decode(signature)
         .map_err(|_| authentication_failed("The signature is not valid base64."))?;
@@ -129,6 +130,30 @@ fn verify_shared_key(
         "The MAC signature found in the HTTP request '{signature}' is not the same as any computed signature. Server used following string to sign: '{}'.",
         string_to_sign.replace('\n', "\\n")
     )))
+}
+
+/// How far a Shared Key request's date may be from now, either way (Azure: 15 minutes).
+const REQUEST_DATE_SKEW: time::Duration = time::Duration::minutes(15);
+
+/// A Shared Key signature is bound to the request's date (`x-ms-date`, else `Date`), and Azure
+/// refuses a date that is missing, unreadable or more than 15 minutes from now: without this a
+/// captured request could be replayed forever, a PUT with another body of the same length.
+fn check_request_date(headers: &HeaderMap, now: time::OffsetDateTime) -> Result<(), ApiError> {
+    let sent = headers.get("x-ms-date").or_else(|| headers.get("date"));
+    let Some(sent) = sent else {
+        return Err(authentication_failed("Request date header not specified."));
+    };
+    let text = sent.to_str().unwrap_or_default();
+    let Some(date) = super::xml::parse_http_date(text) else {
+        return Err(authentication_failed("The Date header in the request is incorrect."));
+    };
+    if date < now - REQUEST_DATE_SKEW {
+        return Err(authentication_failed(format!("Request date header too old: '{text}'")));
+    }
+    if date > now + REQUEST_DATE_SKEW {
+        return Err(authentication_failed(format!("Request date header too far in the future: '{text}'")));
+    }
+    Ok(())
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
@@ -195,6 +220,48 @@ pub fn shared_key_string(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn date_headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (k, v) in pairs {
+            headers.insert(*k, v.parse().unwrap_or_else(|_| axum::http::HeaderValue::from_static("")));
+        }
+        headers
+    }
+
+    #[test]
+    fn regression_f05_shared_key_request_date_is_required_and_fresh() {
+        let now = super::super::xml::parse_http_date("Wed, 02 Dec 2026 12:00:00 GMT")
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let check =
+            |pairs: &[(&'static str, &str)]| check_request_date(&date_headers(pairs), now).map_err(|e| e.detail);
+        assert!(check(&[("x-ms-date", "Wed, 02 Dec 2026 12:14:59 GMT")]).is_ok());
+        assert!(check(&[("date", "Wed, 02 Dec 2026 11:45:01 GMT")]).is_ok());
+        // x-ms-date wins over Date, as in the string-to-sign.
+        assert!(
+            check(&[("x-ms-date", "Wed, 02 Dec 2026 12:00:00 GMT"), ("date", "Sat, 01 Jan 2000 00:00:00 GMT")]).is_ok()
+        );
+        let refused = [
+            (vec![], "Request date header not specified."),
+            (vec![("x-ms-date", "garbage")], "The Date header in the request is incorrect."),
+            (vec![("x-ms-date", "2026-12-02T12:00:00Z")], "The Date header in the request is incorrect."),
+            (
+                vec![("x-ms-date", "Sat, 01 Jan 2000 00:00:00 GMT")],
+                "Request date header too old: 'Sat, 01 Jan 2000 00:00:00 GMT'",
+            ),
+            (
+                vec![("x-ms-date", "Wed, 02 Dec 2026 12:15:01 GMT")],
+                "Request date header too far in the future: 'Wed, 02 Dec 2026 12:15:01 GMT'",
+            ),
+            (
+                vec![("x-ms-date", "garbage"), ("date", "Wed, 02 Dec 2026 12:00:00 GMT")],
+                "The Date header in the request is incorrect.",
+            ),
+        ];
+        for (pairs, detail) in refused {
+            assert_eq!(check(&pairs), Err(Some(detail.to_owned())), "{pairs:?}");
+        }
+    }
 
     #[test]
     fn shared_key_string_matches_the_documented_example() {

@@ -1,7 +1,7 @@
 //! Blob service errors, in Azure's codes and XML shape.
 
 use byos_authz::{Denial, DenialKind};
-use byos_core::{ApiError, ErrorFormat};
+use byos_core::{ApiError, AuthMethod, ErrorFormat};
 
 /// A blob-service error with Azure's status and code.
 pub fn err(status: u16, code: &str, message: impl Into<String>) -> ApiError {
@@ -76,13 +76,39 @@ pub fn denied(denial: &Denial) -> ApiError {
             "This request is not authorized to perform this operation using this permission.",
         ),
     };
-    let mut error = err(status, code, message)
-        .with_header("x-byos-denial", header_safe(&denial.reason))
-        .with_explanation(denial.explanation());
+    let mut error = err(status, code, message);
+    error = if explains_to(denial.caller.auth) {
+        error.with_header("x-byos-denial", header_safe(&denial.reason)).with_explanation(denial.explanation())
+    } else {
+        error.with_header("x-byos-denial", format!("denied by the {} check", check_name(denial.kind)))
+    };
     if denial.kind == DenialKind::NoCredentials {
         error = error.with_challenge("Bearer authorization_uri=https://login.microsoftonline.com/common/oauth2/authorize resource_id=https://storage.azure.com");
     }
     error
+}
+
+/// Whether a denied caller may read the door's full explanation. Only an authenticated principal
+/// does: it names the principal's own assignments. Anyone else (anonymous, an account-key or SAS
+/// holder, who may be a stranger holding a leaked URL) learns what Azure tells it, the code, plus
+/// which kind of check refused it; firewall rules, account locks and a delegator's object id and
+/// role assignments stay in the log.
+fn explains_to(auth: AuthMethod) -> bool {
+    matches!(auth, AuthMethod::BearerToken | AuthMethod::ServiceIdentity | AuthMethod::OperatorSocket)
+}
+
+/// The check category of a denial, as generic callers are told it.
+fn check_name(kind: DenialKind) -> &'static str {
+    match kind {
+        DenialKind::Network => "network",
+        DenialKind::KeyBasedNotPermitted => "key-based authentication",
+        DenialKind::PublicAccessNotPermitted => "public access",
+        DenialKind::NoCredentials => "credentials",
+        DenialKind::SignaturePermission
+        | DenialKind::Permission
+        | DenialKind::AccessPolicy
+        | DenialKind::NotOperator => "permission",
+    }
 }
 
 /// Header values must be visible ASCII; explanations are, but be safe with names from requests.

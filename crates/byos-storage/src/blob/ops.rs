@@ -8,7 +8,7 @@ use byos_core::{ApiError, AuthMethod, Caller, SignatureKind};
 use byos_http::Failure;
 
 use super::auth::{Authenticated, Sas};
-use super::errors::{bad_request, denied};
+use super::errors::{bad_request, denied, invalid_header};
 use super::{BlobRequest, blob_scope, blobs, container_scope, containers, service};
 use crate::StorageService;
 
@@ -63,8 +63,19 @@ struct Descriptor {
 }
 
 impl Op {
-    /// Recognises the operation from method, `restype`, `comp` and path depth.
+    /// Recognises the operation from method, `restype`, `comp` and path depth. A request that
+    /// selects anything byos does not implement ([`UNIMPLEMENTED`]) is refused first, whatever
+    /// operation it would otherwise look like.
     pub fn of(request: &BlobRequest) -> Result<Op, ApiError> {
+        refuse_unimplemented(request)?;
+        let op = Op::recognise(request)?;
+        if op == Op::PutBlob {
+            require_block_blob(request)?;
+        }
+        Ok(op)
+    }
+
+    fn recognise(request: &BlobRequest) -> Result<Op, ApiError> {
         let restype = request.param("restype").unwrap_or_default();
         let comp = request.param("comp").unwrap_or_default();
         let m = &request.method;
@@ -200,6 +211,125 @@ impl Op {
     }
 }
 
+/// What part of a request selects a feature.
+enum Selector {
+    /// `comp={value}` (compared case-insensitively).
+    Comp(&'static str),
+    /// A query parameter, whatever its value.
+    Query(&'static str),
+    /// A request header, whatever its value.
+    Header(&'static str),
+    /// A request header with this value (compared case-insensitively).
+    HeaderValue(&'static str, &'static str),
+}
+
+/// Everything a client can select by header or query that byos does not implement. Serving such a
+/// request as the neighbouring operation would silently do something else (a Copy Blob became an
+/// empty Put Blob and truncated its destination; `?snapshot=` acted on the live blob), so each is
+/// refused before anything is read or changed. A new feature removes its rows here.
+const UNIMPLEMENTED: &[(Selector, &str)] = &[
+    (Selector::Query("snapshot"), "Blob snapshots (snapshot)"),
+    (Selector::Query("versionid"), "Blob versions (versionid)"),
+    (Selector::Query("prevsnapshot"), "Page blob ranges diff (prevsnapshot)"),
+    (Selector::Comp("copy"), "Abort Copy Blob (comp=copy)"),
+    (Selector::Comp("incrementalcopy"), "Incremental Copy Blob (comp=incrementalcopy)"),
+    (Selector::Comp("lease"), "Leases (comp=lease)"),
+    (Selector::Comp("snapshot"), "Snapshot Blob (comp=snapshot)"),
+    (Selector::Comp("tier"), "Access tiers (comp=tier)"),
+    (Selector::Comp("tags"), "Blob index tags (comp=tags)"),
+    (Selector::Comp("blobs"), "Find Blobs by Tags (comp=blobs)"),
+    (Selector::Comp("appendblock"), "Append blobs (comp=appendblock)"),
+    (Selector::Comp("seal"), "Append blobs (comp=seal)"),
+    (Selector::Comp("page"), "Page blobs (comp=page)"),
+    (Selector::Comp("pagelist"), "Page blobs (comp=pagelist)"),
+    (Selector::Comp("undelete"), "Soft delete (comp=undelete)"),
+    (Selector::Comp("expiry"), "Blob expiry (comp=expiry)"),
+    (Selector::Comp("immutabilitypolicies"), "Immutability policies (comp=immutabilityPolicies)"),
+    (Selector::Comp("legalhold"), "Legal hold (comp=legalhold)"),
+    (Selector::Comp("query"), "Query Blob Contents (comp=query)"),
+    (Selector::Comp("rename"), "Rename Container (comp=rename)"),
+    (Selector::Comp("batch"), "Blob Batch (comp=batch)"),
+    (Selector::Header("x-ms-copy-source"), "Copy Blob, Put Blob/Block From URL (x-ms-copy-source)"),
+    (Selector::Header("x-ms-copy-action"), "Abort Copy Blob (x-ms-copy-action)"),
+    (Selector::Header("x-ms-lease-id"), "Leases (x-ms-lease-id)"),
+    (Selector::Header("x-ms-lease-action"), "Leases (x-ms-lease-action)"),
+    (Selector::Header("x-ms-access-tier"), "Access tiers (x-ms-access-tier)"),
+    (Selector::Header("x-ms-rehydrate-priority"), "Access tiers (x-ms-rehydrate-priority)"),
+    (Selector::Header("x-ms-tags"), "Blob index tags (x-ms-tags)"),
+    (Selector::Header("x-ms-if-tags"), "Blob index tag conditions (x-ms-if-tags)"),
+    (Selector::Header("x-ms-blob-content-length"), "Page blobs (x-ms-blob-content-length)"),
+    (Selector::Header("x-ms-blob-sequence-number"), "Page blobs (x-ms-blob-sequence-number)"),
+    (Selector::Header("x-ms-sequence-number-action"), "Page blobs (x-ms-sequence-number-action)"),
+    (Selector::Header("x-ms-if-sequence-number-le"), "Page blobs (x-ms-if-sequence-number-le)"),
+    (Selector::Header("x-ms-if-sequence-number-lt"), "Page blobs (x-ms-if-sequence-number-lt)"),
+    (Selector::Header("x-ms-if-sequence-number-eq"), "Page blobs (x-ms-if-sequence-number-eq)"),
+    (Selector::Header("x-ms-blob-condition-maxsize"), "Append blobs (x-ms-blob-condition-maxsize)"),
+    (Selector::Header("x-ms-blob-condition-appendpos"), "Append blobs (x-ms-blob-condition-appendpos)"),
+    (
+        Selector::Header("x-ms-immutability-policy-until-date"),
+        "Immutability policies (x-ms-immutability-policy-until-date)",
+    ),
+    (Selector::Header("x-ms-immutability-policy-mode"), "Immutability policies (x-ms-immutability-policy-mode)"),
+    (Selector::Header("x-ms-legal-hold"), "Legal hold (x-ms-legal-hold)"),
+    (Selector::Header("x-ms-expiry-option"), "Blob expiry (x-ms-expiry-option)"),
+    (Selector::Header("x-ms-encryption-key"), "Customer-provided keys (x-ms-encryption-key)"),
+    (Selector::Header("x-ms-encryption-scope"), "Encryption scopes (x-ms-encryption-scope)"),
+    (Selector::Header("x-ms-default-encryption-scope"), "Encryption scopes (x-ms-default-encryption-scope)"),
+    // Deleting "only" the snapshots must not delete the base blob; "include" is exact today.
+    (Selector::HeaderValue("x-ms-delete-snapshots", "only"), "Blob snapshots (x-ms-delete-snapshots: only)"),
+];
+
+/// Refuses a request that selects a feature of [`UNIMPLEMENTED`], naming it.
+fn refuse_unimplemented(request: &BlobRequest) -> Result<(), ApiError> {
+    let comp = request.param("comp").unwrap_or_default();
+    let selected = |selector: &Selector| match *selector {
+        Selector::Comp(value) => comp.eq_ignore_ascii_case(value),
+        Selector::Query(name) => request.param(name).is_some(),
+        Selector::Header(name) => request.headers.contains_key(name),
+        Selector::HeaderValue(name, value) => {
+            request.header(name).is_some_and(|v| v.trim().eq_ignore_ascii_case(value))
+        }
+    };
+    let Some((selector, feature)) = UNIMPLEMENTED.iter().find(|(selector, _)| selected(selector)) else {
+        return Ok(());
+    };
+    Err(match selector {
+        Selector::Comp(_) | Selector::Query(_) => bad_request(
+            "UnsupportedQueryParameter",
+            format!(
+                "One of the query parameters specified in the request URI is not supported. byos does not implement {feature}; nothing was changed."
+            ),
+        ),
+        Selector::Header(_) | Selector::HeaderValue(..) => bad_request(
+            "UnsupportedHeader",
+            format!(
+                "One of the HTTP headers specified in the request is not supported. byos does not implement {feature}; nothing was changed."
+            ),
+        ),
+    })
+}
+
+/// Put Blob must say which kind of blob it creates (Azure: 400 `MissingRequiredHeader`); byos
+/// stores block blobs only, so an append or page blob is refused rather than created as one.
+fn require_block_blob(request: &BlobRequest) -> Result<(), ApiError> {
+    match request.header("x-ms-blob-type").map(str::trim) {
+        Some(kind) if kind.eq_ignore_ascii_case("BlockBlob") => Ok(()),
+        Some(kind) if kind.eq_ignore_ascii_case("AppendBlob") || kind.eq_ignore_ascii_case("PageBlob") => {
+            Err(bad_request(
+                "UnsupportedHeader",
+                format!(
+                    "One of the HTTP headers specified in the request is not supported. byos stores block blobs only; x-ms-blob-type {kind} is not implemented and nothing was changed."
+                ),
+            ))
+        }
+        Some(_) => Err(invalid_header("x-ms-blob-type")),
+        None => Err(bad_request(
+            "MissingRequiredHeader",
+            "An HTTP header that's mandatory for this request is not specified. Header: x-ms-blob-type",
+        )),
+    }
+}
+
 fn unsupported(request: &BlobRequest) -> ApiError {
     bad_request(
         "UnsupportedHttpVerb",
@@ -212,16 +342,19 @@ fn unsupported(request: &BlobRequest) -> ApiError {
 }
 
 /// Whether a verified SAS carries the permission and resource type the operation needs.
-fn sas_allows(sas: &Sas, d: &Descriptor) -> bool {
+fn sas_allows(sas: &Sas, op: Op, d: &Descriptor) -> bool {
     let letter = d.letters.chars().any(|l| sas.permissions.contains(l));
     let level = match (sas.kind, d.level) {
         (SignatureKind::Account, Level::Service) => sas.resource.contains('s'),
         (SignatureKind::Account, Level::Container) => sas.resource.contains('c'),
         (SignatureKind::Account, Level::Object) => sas.resource.contains('o'),
-        // Service and delegation SAS reach the container (sr=c) or one blob (sr=b); the door
-        // checks the scope.
+        // Service and delegation SAS grant blob operations only: on the container itself they
+        // allow List Blobs and nothing else (Azure: a container SAS cannot read or write the
+        // container's properties, metadata or ACL, nor delete it; those need the account key,
+        // an account SAS or RBAC). The door checks the signed scope.
         (_, Level::Service) => false,
-        (_, _) => true,
+        (_, Level::Container) => op == Op::ListBlobs,
+        (_, Level::Object) => true,
     };
     letter && level
 }
@@ -243,7 +376,7 @@ pub async fn authorize(
     };
     let mut caller = authenticated.caller;
     if let (Some(sas), Some(signed)) = (&authenticated.sas, caller.signed.as_mut()) {
-        signed.permits = if sas_allows(sas, &d) { vec![d.action.to_owned()] } else { vec![] };
+        signed.permits = if sas_allows(sas, op, &d) { vec![d.action.to_owned()] } else { vec![] };
         signed.scope = match &sas.path {
             Some((c, Some(b))) => blob_scope(account, c, b).as_str().to_owned(),
             Some((c, None)) => container_scope(account, c).as_str().to_owned(),
@@ -256,7 +389,9 @@ pub async fn authorize(
     match service.door.authorize_access(&caller, &action, &scope, Some(&guard)) {
         Ok(_) => Ok(caller),
         Err(denial) => {
-            tracing::info!(account = %account.name, ?op, caller = %denial.caller, reason = %denial.reason, "blob request denied");
+            // The full explanation always reaches the log; the response carries it only for
+            // callers that may read it (errors::denied).
+            tracing::info!(account = %account.name, ?op, caller = %denial.caller, check = ?denial.kind, action = %denial.action.name, scope = %denial.scope.as_str(), reason = %denial.reason, "blob request denied");
             Err(Failure::from(denied(&denial)))
         }
     }

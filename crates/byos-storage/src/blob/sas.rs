@@ -273,9 +273,16 @@ fn signed_path(
         container.ok_or_else(|| authentication_failed("A service SAS must address a container or blob."))?;
     match param(query, "sr") {
         "c" => Ok(Some((container, None))),
-        "b" | "bs" | "bv" => {
+        "b" => {
             Ok(Some((container, Some(blob.ok_or_else(|| authentication_failed("A blob SAS must address a blob."))?))))
         }
+        // A snapshot or version SAS grants that snapshot or version only, never the live blob;
+        // byos has neither yet, so such a signature is refused rather than read as sr=b.
+        "bs" | "bv" => Err(err(
+            400,
+            "UnsupportedQueryParameter",
+            "One of the query parameters specified in the request URI is not supported. byos does not implement blob snapshots or versions (sr=bs, sr=bv).",
+        )),
         other => Err(authentication_failed(format!("The signed resource '{other}' is not supported."))),
     }
 }
