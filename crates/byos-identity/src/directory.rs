@@ -32,6 +32,10 @@ pub enum DirectoryError {
     Corrupt(String, String),
     #[error("no managed identity matches '{0}'")]
     NoSuchIdentity(String),
+    #[error("no service principal matches '{0}'")]
+    NoSuchPrincipal(String),
+    #[error("service principal {0} is the bootstrap admin")]
+    BootstrapAdmin(Uuid),
 }
 
 impl From<DirectoryError> for ApiError {
@@ -40,6 +44,19 @@ impl From<DirectoryError> for ApiError {
             DirectoryError::NoSuchIdentity(what) => {
                 ApiError::not_found("IdentityNotFound", format!("No managed identity matches '{what}'."))
             }
+            DirectoryError::NoSuchPrincipal(what) => ApiError::not_found(
+                "PrincipalNotFound",
+                format!(
+                    "No service principal has the client id or object id '{what}' (managed identities go with their resource)."
+                ),
+            ),
+            DirectoryError::BootstrapAdmin(oid) => ApiError::new(
+                409,
+                "BootstrapAdminProtected",
+                format!(
+                    "Service principal {oid} is the bootstrap admin of bootstrap.json; it can be neither deleted nor reset, so that the operator cannot lock itself out. Give another principal Owner and remove the admin's role assignment instead."
+                ),
+            ),
             other => {
                 tracing::error!(error = %other, "directory failure");
                 ApiError::internal()
@@ -77,6 +94,8 @@ pub struct Directory {
     tokens: TokenService,
     identity_header_key: MacKey,
     principals: RwLock<Principals>,
+    /// The bootstrap admin (`bootstrap.json`), which the operator may not delete or reset.
+    bootstrap_admin: RwLock<Option<Uuid>>,
     /// Serializes read-modify-write sequences on the directory's own records.
     write_lock: tokio::sync::Mutex<()>,
 }
@@ -102,6 +121,7 @@ impl Directory {
             tokens,
             identity_header_key: MacKey::new(&header_key),
             principals: RwLock::new(Principals::default()),
+            bootstrap_admin: RwLock::new(None),
             write_lock: tokio::sync::Mutex::new(()),
         };
         directory.load_principals().await?;
@@ -164,6 +184,7 @@ impl Directory {
             kind: IdentityKind::ServicePrincipal,
             secret_hashes: vec![secret::hash(&secret)?.0],
             created_on: byos_core::time::rfc3339_now(),
+            header_generation: 0,
         };
         let _guard = self.write_lock.lock().await;
         self.store.commit(self.put_ops(Batch::new(), &principal)?).await?;
@@ -198,9 +219,11 @@ impl Directory {
             let principal = self
                 .principal(record.object_id)
                 .ok_or_else(|| DirectoryError::Corrupt(key.into(), "principal missing".into()))?;
+            self.protect_bootstrap_admin(principal.object_id);
             return Ok((principal, secret));
         }
         let (principal, secret) = self.create_service_principal(display_name).await?;
+        self.protect_bootstrap_admin(principal.object_id);
         let record = SealedPrincipal {
             v: 1,
             object_id: principal.object_id,
@@ -209,6 +232,89 @@ impl Directory {
         let bytes = serde_json::to_vec(&record).map_err(|e| DirectoryError::Corrupt(key.into(), e.to_string()))?;
         self.store.commit(Batch::new().put(table, key, bytes)).await?;
         Ok((Arc::new(principal), secret))
+    }
+
+    fn protect_bootstrap_admin(&self, object_id: Uuid) {
+        *self.bootstrap_admin.write().unwrap_or_else(|e| e.into_inner()) = Some(object_id);
+    }
+
+    /// The service principal named by its client id or object id, unless it is the bootstrap admin.
+    fn deletable_service_principal(&self, needle: &str) -> Result<Arc<Principal>, DirectoryError> {
+        let id: Uuid = needle.trim().parse().map_err(|_| DirectoryError::NoSuchPrincipal(needle.to_owned()))?;
+        let principal = self
+            .principal(id)
+            .or_else(|| self.principal_by_client_id(id))
+            .filter(|p| !p.is_managed())
+            .ok_or_else(|| DirectoryError::NoSuchPrincipal(needle.to_owned()))?;
+        if *self.bootstrap_admin.read().unwrap_or_else(|e| e.into_inner()) == Some(principal.object_id) {
+            return Err(DirectoryError::BootstrapAdmin(principal.object_id));
+        }
+        Ok(principal)
+    }
+
+    /// Deletes a service principal (by client id or object id): its secrets stop working and its
+    /// tokens are refused at once. Its role assignments stay, as in Azure ("Identity not found"),
+    /// and grant nothing: no token or delegation key can name a principal that is gone, and object
+    /// ids are never reused.
+    pub async fn delete_service_principal(&self, needle: &str) -> Result<Arc<Principal>, DirectoryError> {
+        let _guard = self.write_lock.lock().await;
+        let principal = self.deletable_service_principal(needle)?;
+        self.store.commit(self.delete_ops(Batch::new(), principal.object_id)).await?;
+        self.removed(principal.object_id);
+        Ok(principal)
+    }
+
+    /// Replaces every client secret of a service principal with one new secret (shown once). The
+    /// old secrets stop working at once; tokens already issued stay valid until they expire (at
+    /// most an hour), as in Entra, where removing a secret does not revoke its tokens.
+    pub async fn reset_service_principal_secret(
+        &self,
+        needle: &str,
+    ) -> Result<(Principal, Zeroizing<String>), DirectoryError> {
+        let _guard = self.write_lock.lock().await;
+        let mut principal = Principal::clone(&*self.deletable_service_principal(needle)?);
+        let secret = Zeroizing::new(secret::generate()?);
+        principal.secret_hashes = vec![secret::hash(&secret)?.0];
+        self.replace(principal, needle).await.map(|p| (p, secret))
+    }
+
+    /// Rotates a managed identity's `X-IDENTITY-HEADER` secret: the old value stops working at
+    /// once (tokens already obtained with it live until they expire), and [`Directory::identity_header`]
+    /// hands out the new one.
+    pub async fn rotate_identity_header(&self, needle: &str) -> Result<Principal, DirectoryError> {
+        let _guard = self.write_lock.lock().await;
+        let mut principal = Principal::clone(&*self.find_managed_identity(needle)?);
+        principal.header_generation = principal.header_generation.wrapping_add(1);
+        self.replace(principal, needle).await
+    }
+
+    /// Stores a changed principal, guarded against its concurrent deletion (the resource manager
+    /// deletes managed identities without this directory's lock): a principal deleted meanwhile
+    /// stays deleted.
+    async fn replace(&self, principal: Principal, needle: &str) -> Result<Principal, DirectoryError> {
+        let key = principal.object_id.to_string();
+        let gone = || {
+            if principal.is_managed() {
+                DirectoryError::NoSuchIdentity(needle.to_owned())
+            } else {
+                DirectoryError::NoSuchPrincipal(needle.to_owned())
+            }
+        };
+        let Some(stored) = self.store.get(PRINCIPALS, &key).await? else {
+            return Err(gone());
+        };
+        let batch = self.put_ops(Batch::new().expect_unchanged(PRINCIPALS, key, Some(stored)), &principal)?;
+        match self.store.commit(batch).await {
+            Err(StoreError::Conflict { .. }) => return Err(gone()),
+            other => other?,
+        };
+        let mut principals = self.write_principals();
+        // Absent now means its deletion was committed after this change: it must stay deleted.
+        if !principals.by_object.contains_key(&principal.object_id) {
+            return Err(gone());
+        }
+        principals.by_object.insert(principal.object_id, Arc::new(principal.clone()));
+        Ok(principal)
     }
 
     /// A new managed-identity principal for `resource_id`; not stored until its owner commits
@@ -222,6 +328,7 @@ impl Directory {
             kind: IdentityKind::ManagedIdentity { resource_id: resource_id.to_owned(), system_assigned },
             secret_hashes: vec![],
             created_on: byos_core::time::rfc3339_now(),
+            header_generation: 0,
         }
     }
 
@@ -273,10 +380,11 @@ impl Directory {
     }
 
     /// The secret a workload presents as `X-IDENTITY-HEADER` to act as a managed identity:
-    /// `{object id}.{HMAC(identity-header key, object id)}`. Deterministic, so every `identity env`
-    /// hands out the same value; it dies with the identity.
+    /// `{object id}.{HMAC(identity-header key, object id [+ generation])}`. Deterministic, so every
+    /// `identity env` hands out the same value until it is rotated; it dies with the identity.
     pub fn identity_header(&self, principal: &Principal) -> String {
-        let tag = self.identity_header_key.sign(principal.object_id.as_bytes());
+        let tag =
+            self.identity_header_key.sign(&identity_header_message(principal.object_id, principal.header_generation));
         format!("{}.{}", principal.object_id, b64url(&tag))
     }
 
@@ -285,10 +393,9 @@ impl Directory {
         let (oid, tag) = header.split_once('.')?;
         let oid: Uuid = oid.parse().ok()?;
         let tag = byos_crypto::b64url_decode(tag)?;
-        if !self.identity_header_key.verify(oid.as_bytes(), &tag) {
-            return None;
-        }
-        self.principal(oid).filter(|p| p.is_managed())
+        let principal = self.principal(oid).filter(|p| p.is_managed())?;
+        let message = identity_header_message(oid, principal.header_generation);
+        self.identity_header_key.verify(&message, &tag).then_some(principal)
     }
 
     /// Finds a managed identity by its resource id, client id or object id.
@@ -344,6 +451,16 @@ impl Directory {
             _ => Err("Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request".into()),
         }
     }
+}
+
+/// What an identity header's HMAC covers: the object id, and after the first rotation its
+/// generation too (so headers handed out before rotations existed stay valid until rotated).
+fn identity_header_message(object_id: Uuid, generation: u32) -> Vec<u8> {
+    let mut message = object_id.as_bytes().to_vec();
+    if generation > 0 {
+        message.extend_from_slice(&generation.to_be_bytes());
+    }
+    message
 }
 
 async fn load_or_create_tenant(store: &SharedStore) -> Result<Uuid, DirectoryError> {

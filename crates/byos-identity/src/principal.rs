@@ -30,6 +30,14 @@ pub struct Principal {
     #[serde(default)]
     pub secret_hashes: Vec<String>,
     pub created_on: String,
+    /// Bumped by each rotation of a managed identity's `X-IDENTITY-HEADER` secret, which is bound
+    /// to it, so that rotating kills the old value (0, never rotated, is not stored).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub header_generation: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 pub const PRINCIPAL_RECORD_VERSION: u32 = 1;

@@ -225,6 +225,7 @@ mod tests {
             kind: IdentityKind::ServicePrincipal,
             secret_hashes: vec![],
             created_on: String::new(),
+            header_generation: 0,
         }
     }
 

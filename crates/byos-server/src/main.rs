@@ -97,6 +97,24 @@ enum PrincipalCommand {
         #[arg(long)]
         name: String,
     },
+    /// Delete a service principal: its secrets and tokens stop working at once; its role
+    /// assignments stay, granting nothing, as in Azure. The bootstrap admin cannot be deleted.
+    Delete {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Client id or object id of the service principal.
+        #[arg(long)]
+        principal: String,
+    },
+    /// Replace a service principal's secrets with a new one (printed like `create`); the old
+    /// secret stops working at once, tokens already issued live until they expire.
+    Reset {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Client id or object id of the service principal.
+        #[arg(long)]
+        principal: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -120,6 +138,15 @@ enum IdentityCommand {
     UnbindHost {
         #[command(flatten)]
         dir: DataDir,
+        #[arg(long)]
+        identity: String,
+    },
+    /// Rotate a managed identity's X-IDENTITY-HEADER secret: the old value stops working at once;
+    /// `identity env` prints the new one.
+    RotateHeader {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Resource id, client id or object id of the managed identity.
         #[arg(long)]
         identity: String,
     },
@@ -170,11 +197,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             wait_for_stop_signal().await?;
             server.shutdown().await;
         }
-        Command::Principal { command: PrincipalCommand::Create { dir, name } } => {
-            let created =
-                control::call(&dir.data_dir, "POST", "/operator/principals", Some(json!({"name": name}))).await?;
-            println!("{created}");
-        }
+        Command::Principal { command } => principal(command).await?,
         Command::Identity { command } => identity(command).await?,
         Command::Audit { command } => audit(command).await?,
     }
@@ -206,6 +229,20 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
     }
 }
 
+async fn principal(command: PrincipalCommand) -> anyhow::Result<()> {
+    let (dir, path, body) = match command {
+        PrincipalCommand::Create { dir, name } => (dir, "/operator/principals", json!({"name": name})),
+        PrincipalCommand::Delete { dir, principal } => {
+            (dir, "/operator/principals/delete", json!({"principal": principal}))
+        }
+        PrincipalCommand::Reset { dir, principal } => {
+            (dir, "/operator/principals/reset", json!({"principal": principal}))
+        }
+    };
+    println!("{}", control::call(&dir.data_dir, "POST", path, Some(body)).await?);
+    Ok(())
+}
+
 async fn identity(command: IdentityCommand) -> anyhow::Result<()> {
     match command {
         IdentityCommand::Env { dir, identity } => {
@@ -219,6 +256,13 @@ async fn identity(command: IdentityCommand) -> anyhow::Result<()> {
         }
         IdentityCommand::BindHost { dir, identity } => set_binding(&dir.data_dir, &identity, true).await?,
         IdentityCommand::UnbindHost { dir, identity } => set_binding(&dir.data_dir, &identity, false).await?,
+        IdentityCommand::RotateHeader { dir, identity } => {
+            let body = json!({"identity": identity});
+            println!(
+                "{}",
+                control::call(&dir.data_dir, "POST", "/operator/identities/rotate-header", Some(body)).await?
+            );
+        }
     }
     Ok(())
 }

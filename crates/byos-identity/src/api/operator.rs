@@ -20,12 +20,17 @@ use super::IdentityState;
 pub struct OperatorSocket;
 
 const PRINCIPALS_WRITE: Action = Action::operator("byos/principals/write");
+const PRINCIPALS_DELETE: Action = Action::operator("byos/principals/delete");
 const IDENTITY_SECRETS_READ: Action = Action::operator("byos/managedIdentities/secrets/read");
+const IDENTITY_SECRETS_WRITE: Action = Action::operator("byos/managedIdentities/secrets/write");
 const IMDS_BINDINGS_WRITE: Action = Action::operator("byos/managedIdentities/hostBindings/write");
 
 pub fn router(state: IdentityState) -> Router {
     Router::new()
         .route("/operator/principals", post(create_principal))
+        .route("/operator/principals/delete", post(delete_principal))
+        .route("/operator/principals/reset", post(reset_principal))
+        .route("/operator/identities/rotate-header", post(rotate_identity_header))
         .route("/operator/identities/env", get(identity_env))
         .route("/operator/identities/host-binding", post(host_binding))
         .with_state(state)
@@ -69,6 +74,64 @@ async fn create_principal(
     Ok(json_response(
         201,
         &json!({"client_id": principal.client_id, "client_secret": secret.as_str(), "object_id": principal.object_id, "display_name": principal.display_name}),
+    ))
+}
+
+/// Names a service principal by its client id or object id.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrincipalRef {
+    principal: String,
+}
+
+async fn delete_principal(
+    State(state): State<IdentityState>,
+    extensions: Extensions,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    authorize(&state, &extensions, &PRINCIPALS_DELETE)?;
+    let request: PrincipalRef = parse_json(&body)?;
+    let principal = state.directory.delete_service_principal(&request.principal).await?;
+    tracing::info!(object_id = %principal.object_id, client_id = %principal.client_id, "service principal deleted");
+    Ok(json_response(
+        200,
+        &json!({"client_id": principal.client_id, "object_id": principal.object_id, "display_name": principal.display_name, "deleted": true}),
+    ))
+}
+
+async fn reset_principal(
+    State(state): State<IdentityState>,
+    extensions: Extensions,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    authorize(&state, &extensions, &PRINCIPALS_WRITE)?;
+    let request: PrincipalRef = parse_json(&body)?;
+    let (principal, secret) = state.directory.reset_service_principal_secret(&request.principal).await?;
+    tracing::info!(object_id = %principal.object_id, client_id = %principal.client_id, "service principal secret reset");
+    Ok(json_response(
+        200,
+        &json!({"client_id": principal.client_id, "client_secret": secret.as_str(), "object_id": principal.object_id, "display_name": principal.display_name}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityRef {
+    identity: String,
+}
+
+async fn rotate_identity_header(
+    State(state): State<IdentityState>,
+    extensions: Extensions,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    authorize(&state, &extensions, &IDENTITY_SECRETS_WRITE)?;
+    let request: IdentityRef = parse_json(&body)?;
+    let principal = state.directory.rotate_identity_header(&request.identity).await?;
+    tracing::info!(object_id = %principal.object_id, generation = principal.header_generation, "identity header rotated");
+    Ok(json_response(
+        200,
+        &json!({"client_id": principal.client_id, "object_id": principal.object_id, "resource_id": principal.resource_id(), "rotated": true}),
     ))
 }
 
