@@ -5,8 +5,10 @@
 //!   root-sealed secrets; the wrap is tested by an unwrap, so a missing permission fails the update.
 //! - Use: the unwrapped KEK is cached for `cmk_cache_ttl` (≤ 60 s); after that every data operation
 //!   unwraps again, so a revoked key or identity makes the data unreadable within that time.
-//! - Rotation: when the key's current version changes (and no version is pinned), the KEK is
-//!   re-wrapped with the new version. Data keys and blobs are never re-encrypted.
+//! - Identity: resolved from the account's current identity at every use, never pinned at setup.
+//! - Rotation: when the key's current version changes (and no version is pinned), the background
+//!   watch re-wraps the KEK with the new version (data reads never write records). Data keys and
+//!   blobs are never re-encrypted.
 //! - Disable: the KEK goes back under the root key, again without touching data.
 
 use std::sync::Arc;
