@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::{KeyVaultService, Vault};
 
-const KEYS: Table = Table("kv_keys");
+pub(crate) const KEYS: Table = Table("kv_keys");
 const KEY_STATE: Table = Table("kv_key_state");
 const ROTATION: Table = Table("kv_rotation");
 const VAULT_AUDIENCES: [&str; 2] = ["https://vault.azure.net", "https://vault.azure.net/"];

@@ -29,6 +29,8 @@ use settings::VaultSettings;
 pub const VAULT_TYPE: &str = "Microsoft.KeyVault/vaults";
 pub(crate) const NAMES: Table = Table("kv_names");
 pub(crate) const DELETED_VAULTS: Table = Table("kv_deleted_vaults");
+/// The host suffix of a vault's `vaultUri` in Azure (`https://{name}.vault.azure.net/`).
+const AZURE_VAULT_SUFFIX: &str = ".vault.azure.net";
 
 /// A live vault as the data plane needs it.
 pub struct Vault {
@@ -89,17 +91,66 @@ impl KeyVaultService {
                 let settings: VaultSettings =
                     serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
                 let port = self.serve(&record.name, settings.port).await?;
-                if port != settings.port {
-                    tracing::warn!(vault = %record.name, old = settings.port, new = port, "vault port was taken; its vaultUri changed");
+                if port == settings.port {
+                    self.install(&record, settings);
+                    continue;
                 }
-                self.install(&record, VaultSettings { port, ..settings });
+                tracing::warn!(vault = %record.name, old = settings.port, new = port, "vault port was taken; its vaultUri changed");
+                let settings = VaultSettings { port, ..settings };
+                let record = self.persist_port(record, &settings).await?;
+                self.install(&record, settings);
             }
         }
         Ok(())
     }
 
+    /// Records the port a vault is served on now, so that ARM advertises the `vaultUri` that works
+    /// (and the next start tries that port first).
+    async fn persist_port(
+        &self,
+        mut record: byos_arm::ResourceRecord,
+        settings: &VaultSettings,
+    ) -> Result<byos_arm::ResourceRecord, ApiError> {
+        use byos_arm::records::{RESOURCES, encode, resource_key, store_error};
+        record.properties = serde_json::to_value(settings).map_err(|_| ApiError::internal())?;
+        let key = resource_key(&record.id);
+        self.store
+            .commit(byos_store::Batch::new().put(RESOURCES, key.clone(), encode(&key, &record)?))
+            .await
+            .map_err(store_error)?;
+        Ok(record)
+    }
+
     pub fn vault(&self, name: &str) -> Option<Arc<Vault>> {
         self.vaults.read().unwrap_or_else(|e| e.into_inner()).get(&name.to_ascii_lowercase()).cloned()
+    }
+
+    /// The live vault with resource id `id`.
+    pub fn vault_by_id(&self, id: &str) -> Option<Arc<Vault>> {
+        let name = id.rsplit('/').next()?;
+        self.vault(name).filter(|v| v.id.eq_ignore_ascii_case(id))
+    }
+
+    /// The live vault a `keyVaultUri` names: the URI it is served at now, or its Azure form
+    /// `https://{name}.vault.azure.net/` (which does not depend on a port).
+    pub fn vault_named_by(&self, uri: &str) -> Option<Arc<Vault>> {
+        self.vault_by_uri(uri).or_else(|| {
+            let host = uri.trim().strip_prefix("https://")?.trim_end_matches('/').to_ascii_lowercase();
+            self.vault(host.strip_suffix(AZURE_VAULT_SUFFIX)?)
+        })
+    }
+
+    /// The live vault that holds version `version` of key `name` (versions are unique across
+    /// vaults): how a record that named a vault by a URI no longer served finds it again.
+    pub async fn vault_holding_key_version(&self, name: &str, version: &str) -> Option<Arc<Vault>> {
+        let vaults: Vec<Arc<Vault>> = self.vaults.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        for vault in vaults {
+            let key = format!("{}/{}/{version}", vault.name.to_ascii_lowercase(), name.to_ascii_lowercase());
+            if let Ok(Some(_)) = self.store.get(keys::KEYS, &key).await {
+                return Some(vault);
+            }
+        }
+        None
     }
 
     pub(crate) fn uri(port: u16) -> String {

@@ -9,7 +9,6 @@ use byos_crypto::envelope::Kek;
 use byos_crypto::{MacKey, RootKey, SealPurpose, b64url, b64url_decode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use uuid::Uuid;
 use zeroize::Zeroizing;
 
 /// Azure's rule: 3-24 lowercase letters and digits.
@@ -44,21 +43,55 @@ pub struct AccountSettings {
     pub cmk: Option<CmkSettings>,
 }
 
+/// The current format of [`CmkSettings`].
+pub const CMK_SETTINGS_VERSION: u32 = 2;
+
 /// Customer-managed key settings of an account (`encryption.keySource: Microsoft.Keyvault`).
+///
+/// Version 2 names the vault by its resource id (its URI is resolved at each use, so a vault whose
+/// port moved is followed) and no principal: the identity that uses the key is resolved from the
+/// account's identity at each use. Version 1 records (a vault URI and the principal id the identity
+/// had at setup) are read as they are: the URI is resolved at use and the principal is ignored;
+/// they are written back as version 2.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CmkSettings {
+    /// 1 when absent (records written before versioning).
+    #[serde(default = "legacy_cmk_version")]
+    pub v: u32,
     pub key_name: String,
     /// A pinned version; `None` follows the key's current version (automatic rotation).
     pub key_version: Option<String>,
+    /// The vault's resource id (empty in version 1 records).
+    #[serde(default)]
+    pub vault_id: String,
+    /// Version 1 only: the vault's URI at setup (what such a record is resolved by).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub key_vault_uri: String,
     /// The user-assigned identity used with the key; `None` means the system-assigned one.
     pub identity: Option<String>,
-    /// The principal that identity had when CMK was set up (what byos acts as).
-    pub principal: Uuid,
-    /// The key version the KEK is wrapped with now (`{vault}keys/{name}/{version}`).
+    /// The key version the KEK is wrapped with now (`{vault}keys/{name}/{version}`; only the name
+    /// and version are meaningful, the vault is `vault_id`).
     pub current_key_id: String,
     pub last_rotation: String,
+}
+
+fn legacy_cmk_version() -> u32 {
+    1
+}
+
+impl CmkSettings {
+    /// The key version the KEK is wrapped with now.
+    pub fn current_version(&self) -> Option<&str> {
+        split_key_id(&self.current_key_id).map(|(_, _, version)| version)
+    }
+}
+
+/// Splits `{vault}keys/{name}/{version}`.
+pub fn split_key_id(key_id: &str) -> Option<(&str, &str, &str)> {
+    let (vault, rest) = key_id.split_once("keys/")?;
+    let (name, version) = rest.split_once('/')?;
+    Some((vault, name, version))
 }
 
 /// What an update asks of the account's encryption.
@@ -141,8 +174,9 @@ impl AccountSettings {
         Ok(())
     }
 
-    /// The ARM `properties` as returned to clients.
-    pub fn to_wire(&self, blob_endpoint: &str, location: &str) -> Value {
+    /// The ARM `properties` as returned to clients; `vault_uri` is the live URI of the vault that
+    /// holds the customer key (if any), resolved by the caller.
+    pub fn to_wire(&self, blob_endpoint: &str, location: &str, vault_uri: Option<&str>) -> Value {
         json!({
             "provisioningState": "Succeeded",
             "creationTime": self.creation_time,
@@ -156,23 +190,29 @@ impl AccountSettings {
             "supportsHttpsTrafficOnly": self.supports_https_traffic_only,
             "accessTier": self.access_tier,
             "networkAcls": self.network_acls,
-            "encryption": self.encryption_wire(),
+            "encryption": self.encryption_wire(vault_uri),
         })
     }
 
-    fn encryption_wire(&self) -> Value {
+    fn encryption_wire(&self, vault_uri: Option<&str>) -> Value {
         let mut encryption = json!({
             "keySource": "Microsoft.Storage",
             "requireInfrastructureEncryption": false,
             "services": {"blob": {"enabled": true, "keyType": "Account", "lastEnabledTime": self.creation_time}},
         });
         if let Some(cmk) = &self.cmk {
+            // The vault is named by resource id; what clients see is where it is served now.
+            let uri = vault_uri.unwrap_or(&cmk.key_vault_uri);
+            let current = match cmk.current_version() {
+                Some(version) if !uri.is_empty() => format!("{uri}keys/{}/{version}", cmk.key_name),
+                _ => cmk.current_key_id.clone(),
+            };
             encryption["keySource"] = json!("Microsoft.Keyvault");
             encryption["keyvaultproperties"] = json!({
                 "keyname": cmk.key_name,
                 "keyversion": cmk.key_version.clone().unwrap_or_default(),
-                "keyvaulturi": cmk.key_vault_uri,
-                "currentVersionedKeyIdentifier": cmk.current_key_id,
+                "keyvaulturi": uri,
+                "currentVersionedKeyIdentifier": current,
                 "lastKeyRotationTimestamp": cmk.last_rotation,
             });
             if let Some(identity) = &cmk.identity {
@@ -330,6 +370,14 @@ impl AccountSecrets {
     /// The service-managed KEK's bytes (`None` with a customer-managed key).
     pub fn root_kek_bytes(&self) -> Option<Zeroizing<Vec<u8>>> {
         (self.raw.cmk.is_none()).then(|| b64url_decode(&self.raw.kek).map(Zeroizing::new)).flatten()
+    }
+
+    /// The same secrets with a new user-delegation root: every user delegation key (and so every
+    /// user delegation SAS) derived from the old one stops being valid.
+    pub fn with_new_delegation_root(&self) -> Result<Self, ApiError> {
+        let mut raw = self.raw.clone();
+        raw.delegation = b64url(&byos_crypto::random_bytes::<32>().map_err(|_| ApiError::internal())?);
+        Self::from_record(raw)
     }
 
     /// The same secrets with the KEK protected by a customer's key: the KEK leaves the record.

@@ -5,8 +5,10 @@
 //!   root-sealed secrets; the wrap is tested by an unwrap, so a missing permission fails the update.
 //! - Use: the unwrapped KEK is cached for `cmk_cache_ttl` (≤ 60 s); after that every data operation
 //!   unwraps again, so a revoked key or identity makes the data unreadable within that time.
-//! - Rotation: when the key's current version changes (and no version is pinned), the KEK is
-//!   re-wrapped with the new version. Data keys and blobs are never re-encrypted.
+//! - Identity: resolved from the account's current identity at every use, never pinned at setup.
+//! - Rotation: when the key's current version changes (and no version is pinned), the background
+//!   watch re-wraps the KEK with the new version (data reads never write records). Data keys and
+//!   blobs are never re-encrypted.
 //! - Disable: the KEK goes back under the root key, again without touching data.
 
 use std::sync::Arc;
@@ -15,35 +17,76 @@ use std::time::Instant;
 use byos_core::{ApiError, AuthMethod, Caller, NetworkOrigin, PrincipalKind};
 use byos_crypto::envelope::Kek;
 use byos_crypto::{b64url, b64url_decode};
+use byos_identity::Principal;
 use byos_keyvault::keys::{KeyUse, KeyUsed};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::account::{CmkSettings, CmkWrap, KekSource};
+use crate::account::{CmkSettings, CmkWrap, KekSource, split_key_id};
 use crate::blob::errors::err;
 use crate::{Account, StorageService};
 
-/// The account's managed identity acting in-process for the account `account_id` (an explicit
-/// caller for the door; network rules see it as the account, a trusted service for key vaults).
-pub fn identity_caller(service: &StorageService, principal: Uuid, account_id: &str) -> Option<Caller> {
-    let p = service.directory.principal(principal)?;
-    Some(Caller {
-        object_id: Some(p.object_id),
-        client_id: Some(p.client_id),
+/// The identities a resource has now: what the identity that uses its customer key is resolved
+/// from, at every use (nothing about a KEK depends on a principal id copied at setup).
+pub struct Identities<'a> {
+    /// The system-assigned identity's object id.
+    pub system: Option<Uuid>,
+    /// The attached user-assigned identities (resource ids).
+    pub user: &'a [String],
+}
+
+impl Account {
+    pub fn identities(&self) -> Identities<'_> {
+        Identities { system: self.system_identity, user: &self.user_identities }
+    }
+}
+
+/// The managed identity that uses a customer key: the resource's current system-assigned
+/// identity (`identity` None), or the user-assigned identity `identity`, looked up by its resource
+/// id, if it is attached now and still exists.
+pub fn acting_principal(
+    service: &StorageService,
+    identities: &Identities<'_>,
+    identity: Option<&str>,
+) -> Option<Arc<Principal>> {
+    match identity {
+        None => identities.system.and_then(|oid| service.directory.principal(oid)),
+        Some(uami) => {
+            if !identities.user.iter().any(|attached| attached.eq_ignore_ascii_case(uami)) {
+                return None;
+            }
+            let principal = service.directory.find_managed_identity(uami).ok()?;
+            principal.resource_id().is_some_and(|r| r.eq_ignore_ascii_case(uami)).then_some(principal)
+        }
+    }
+}
+
+/// The account's managed identity `principal` acting in-process for the account `account_id` (an
+/// explicit caller for the door; network rules see it as the account, a trusted service for key vaults).
+pub fn identity_caller(service: &StorageService, principal: &Principal, account_id: &str) -> Caller {
+    Caller {
+        object_id: Some(principal.object_id),
+        client_id: Some(principal.client_id),
         tenant_id: Some(service.directory.tenant_id()),
-        kind: Some(PrincipalKind::ManagedIdentity { resource_id: p.resource_id().unwrap_or_default().to_owned() }),
+        kind: Some(PrincipalKind::ManagedIdentity {
+            resource_id: principal.resource_id().unwrap_or_default().to_owned(),
+        }),
         auth: AuthMethod::ServiceIdentity,
         origin: NetworkOrigin { ip: None, tls: false },
         signed: None,
         acting_for: Some(account_id.to_owned()),
-    })
+    }
 }
 
-/// Splits `{vault}keys/{name}/{version}`.
-fn split_key_id(key_id: &str) -> Option<(&str, &str, &str)> {
-    let (vault, rest) = key_id.split_once("keys/")?;
-    let (name, version) = rest.split_once('/')?;
-    Some((vault, name, version))
+/// The caller that uses the account's customer key now (`None`: its identity is gone).
+fn acting_caller(service: &StorageService, account: &Account, settings: &CmkSettings) -> Option<Caller> {
+    let principal = acting_principal(service, &account.identities(), settings.identity.as_deref())?;
+    Some(identity_caller(service, &principal, &account.id))
+}
+
+/// The error of a vault that is not served (deleted, or named by an unknown URI).
+fn vault_not_found(what: &str) -> ApiError {
+    ApiError::not_found("VaultNotFound", format!("No key vault {what} is served."))
 }
 
 /// What ARM says when a customer key cannot be set up.
@@ -65,27 +108,23 @@ fn setup_error(cause: &ApiError, what: &str) -> ApiError {
     )
 }
 
-/// Wraps `kek` with the requested key as `caller`, then proves the identity can unwrap it.
+/// Wraps `kek` with key `key_name` (`version`, else its current version) of the vault served at
+/// `vault_uri`, as `caller`, then proves the identity can unwrap it.
 pub async fn wrap(
     service: &StorageService,
     caller: &Caller,
-    settings: &CmkSettings,
+    vault_uri: &str,
+    key_name: &str,
+    version: Option<&str>,
     kek: &[u8],
 ) -> Result<(CmkWrap, KeyUsed), ApiError> {
     let kv = &service.keyvault;
-    let version = settings.key_version.as_deref();
     let wrapped = kv
-        .use_key(caller, &settings.key_vault_uri, &settings.key_name, version, KeyUse::Wrap(kek.to_vec()))
+        .use_key(caller, vault_uri, key_name, version, KeyUse::Wrap(kek.to_vec()))
         .await
         .map_err(|e| setup_error(&e, "wrap the account key"))?;
     let check = kv
-        .use_key(
-            caller,
-            &settings.key_vault_uri,
-            &settings.key_name,
-            Some(&wrapped.version),
-            KeyUse::Unwrap(wrapped.output.to_vec()),
-        )
+        .use_key(caller, vault_uri, key_name, Some(&wrapped.version), KeyUse::Unwrap(wrapped.output.to_vec()))
         .await
         .map_err(|e| setup_error(&e, "unwrap the account key"))?;
     if check.output.as_slice() != kek {
@@ -107,39 +146,66 @@ enum UnwrapFailure {
 /// The current KEK, unwrapped through Key Vault as the account's identity.
 struct Unwrapped {
     caller: Caller,
+    /// The vault's URI now.
+    vault_uri: String,
     /// The key version the KEK is wrapped with.
     version: String,
     kek: Zeroizing<Vec<u8>>,
 }
 
-/// Unwraps the account's KEK with the customer key version it is wrapped with.
-async fn unwrap_current(service: &StorageService, account: &Account) -> Result<Unwrapped, UnwrapFailure> {
+/// Unwraps the account's KEK, as `caller`, with the customer key version it is wrapped with.
+async fn unwrap_as(service: &StorageService, account: &Account, caller: Caller) -> Result<Unwrapped, UnwrapFailure> {
     let (KekSource::Customer(wrap), Some(settings)) = (&account.secrets.kek, account.settings.cmk.as_ref()) else {
         return Err(UnwrapFailure::Corrupt);
     };
-    let caller = identity_caller(service, settings.principal, &account.id).ok_or(UnwrapFailure::NoIdentity)?;
-    let (vault, name, version) = split_key_id(&wrap.key_id).ok_or(UnwrapFailure::Corrupt)?;
+    let (_, name, version) = split_key_id(&wrap.key_id).ok_or(UnwrapFailure::Corrupt)?;
     let wrapped = b64url_decode(&wrap.wrapped).ok_or(UnwrapFailure::Corrupt)?;
+    let vault = service
+        .cmk_vault(settings)
+        .await
+        .ok_or_else(|| UnwrapFailure::Key(Box::new(vault_not_found(&format!("holds the key '{name}'")))))?;
     let used = service
         .keyvault
-        .use_key(&caller, vault, name, Some(version), KeyUse::Unwrap(wrapped))
+        .use_key(&caller, &vault.uri, name, Some(version), KeyUse::Unwrap(wrapped))
         .await
         .map_err(|e| UnwrapFailure::Key(Box::new(e)))?;
-    Ok(Unwrapped { caller, version: version.to_owned(), kek: used.output })
+    Ok(Unwrapped { caller, vault_uri: vault.uri.clone(), version: version.to_owned(), kek: used.output })
+}
+
+/// Unwraps the account's KEK as the identity that uses its key now.
+async fn unwrap_current(service: &StorageService, account: &Account) -> Result<Unwrapped, UnwrapFailure> {
+    let settings = account.settings.cmk.as_ref().ok_or(UnwrapFailure::Corrupt)?;
+    let caller = acting_caller(service, account, settings).ok_or(UnwrapFailure::NoIdentity)?;
+    unwrap_as(service, account, caller).await
 }
 
 /// The KEK's bytes of an account protected by a customer key (to re-wrap it or take it back under
-/// the root key); needs the identity's access to the key now.
-pub async fn customer_kek_bytes(service: &StorageService, account: &Account) -> Result<Zeroizing<Vec<u8>>, ApiError> {
-    match unwrap_current(service, account).await {
-        Ok(unwrapped) => Ok(unwrapped.kek),
-        Err(UnwrapFailure::Corrupt) => Err(ApiError::internal()),
-        Err(UnwrapFailure::NoIdentity) => Err(ApiError::bad_request(
-            "InvalidIdentity",
-            "The identity that protects the account key no longer exists.",
-        )),
-        Err(UnwrapFailure::Key(e)) => Err(setup_error(&e, "unwrap the current account key")),
+/// the root key). `new_identity` (the identity an update switches to) is tried first, so that
+/// re-pointing works without the identity being replaced; then the account's identity now.
+pub async fn customer_kek_bytes(
+    service: &StorageService,
+    account: &Account,
+    new_identity: Option<&Caller>,
+) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    let mut first_failure = None;
+    if let Some(caller) = new_identity {
+        match unwrap_as(service, account, caller.clone()).await {
+            Ok(unwrapped) => return Ok(unwrapped.kek),
+            Err(failure) => first_failure = Some(failure),
+        }
     }
+    let failure = match unwrap_current(service, account).await {
+        Ok(unwrapped) => return Ok(unwrapped.kek),
+        Err(failure) => first_failure.unwrap_or(failure),
+    };
+    Err(match failure {
+        UnwrapFailure::Corrupt => ApiError::internal(),
+        UnwrapFailure::NoIdentity => ApiError::bad_request(
+            "InvalidIdentity",
+            "The identity that protects the account key no longer exists: name an identity that can unwrap the key (identity and encryption.identity).",
+        ),
+        UnwrapFailure::Key(e) => setup_error(&e, "unwrap the current account key"),
+    })
 }
 
 /// The blob error for a customer key that cannot be used now.
@@ -164,7 +230,7 @@ fn unavailable(cause: &ApiError) -> ApiError {
 
 impl StorageService {
     /// The account's KEK: from memory for service-managed keys; for customer-managed keys from
-    /// a short cache, else unwrapped now through Key Vault as the account's identity.
+    /// a short cache, else unwrapped now through Key Vault as the account's identity. Never writes.
     pub async fn kek(&self, account: &Account) -> Result<Arc<Kek>, ApiError> {
         if let KekSource::Root(kek) = &account.secrets.kek {
             return Ok(Arc::clone(kek));
@@ -174,6 +240,11 @@ impl StorageService {
         {
             return Ok(Arc::clone(kek));
         }
+        self.unwrap_and_cache(account).await.map(|(kek, _)| kek)
+    }
+
+    /// Unwraps a customer-protected KEK now and caches it (or drops the cached one on failure).
+    async fn unwrap_and_cache(&self, account: &Account) -> Result<(Arc<Kek>, Unwrapped), ApiError> {
         let unwrapped = match unwrap_current(self, account).await {
             Ok(unwrapped) => unwrapped,
             Err(failure) => {
@@ -194,32 +265,36 @@ impl StorageService {
             }
         };
         let kek = Arc::new(Kek::from_bytes(&unwrapped.kek).map_err(|_| crate::blob::errors::internal())?);
-        if let Some(settings) = account.settings.cmk.as_ref().filter(|s| s.key_version.is_none()) {
-            self.follow_rotation(account, &unwrapped.caller, settings, &unwrapped.version, &unwrapped.kek).await;
-        }
         self.cmk_cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(account.name.clone(), (Arc::clone(&kek), Instant::now()));
-        Ok(kek)
+        Ok((kek, unwrapped))
     }
 
-    /// Re-wraps the KEK when the key has a newer current version (automatic rotation).
-    async fn follow_rotation(
-        &self,
-        account: &Account,
-        caller: &Caller,
-        settings: &CmkSettings,
-        wrapped_with: &str,
-        kek: &Zeroizing<Vec<u8>>,
-    ) {
+    /// One tick of the rotation watch for an account that follows its key's current version:
+    /// refreshes the cached KEK and, when the key has a newer current version, re-wraps the KEK
+    /// with it and records that (the only place a key rotation writes the account's records).
+    async fn follow_rotation(&self, account: &Account) {
+        let Some(settings) = account.settings.cmk.as_ref().filter(|s| s.key_version.is_none()) else { return };
+        // A failure here is what data requests report too; nothing to do until access returns.
+        let Ok((_, unwrapped)) = self.unwrap_and_cache(account).await else { return };
+        let kv = &self.keyvault;
         let latest =
-            match self.keyvault.use_key(caller, &settings.key_vault_uri, &settings.key_name, None, KeyUse::Get).await {
-                Ok(latest) if latest.version != wrapped_with => latest,
+            match kv.use_key(&unwrapped.caller, &unwrapped.vault_uri, &settings.key_name, None, KeyUse::Get).await {
+                Ok(latest) if latest.version != unwrapped.version => latest,
                 _ => return,
             };
-        let pinned = CmkSettings { key_version: Some(latest.version.clone()), ..settings.clone() };
-        match wrap(self, caller, &pinned, kek).await {
+        let rewrapped = wrap(
+            self,
+            &unwrapped.caller,
+            &unwrapped.vault_uri,
+            &settings.key_name,
+            Some(&latest.version),
+            &unwrapped.kek,
+        )
+        .await;
+        match rewrapped {
             Ok((wrap, used)) => {
                 if let Err(e) = crate::provider::record_rotation(self, account, wrap, &used).await {
                     tracing::warn!(account = %account.name, error = %e, "could not record the key rotation");
@@ -249,8 +324,7 @@ pub fn spawn_rotation_watch(
             ticker.tick().await;
             let Some(service) = weak.upgrade() else { return };
             for account in service.accounts_following_rotation() {
-                // A failure here is what data requests report too; nothing to do until access returns.
-                let _ = service.kek(&account).await;
+                service.follow_rotation(&account).await;
             }
         }
     })

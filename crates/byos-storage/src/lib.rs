@@ -36,6 +36,10 @@ pub struct Account {
     pub settings: AccountSettings,
     pub secrets: AccountSecrets,
     pub cors: Vec<CorsRule>,
+    /// The account's system-assigned identity now (what a customer key is used as by default).
+    pub system_identity: Option<uuid::Uuid>,
+    /// The user-assigned identities attached to the account now (resource ids).
+    pub user_identities: Vec<String>,
 }
 
 /// The storage service: shared by the ARM provider and the blob listener.
@@ -128,14 +132,64 @@ impl StorageService {
             Some(bytes) => blob::cors::decode_rules(&bytes)?,
             None => Vec::new(),
         };
-        let account = Arc::new(Account { id: record.id.clone(), name: record.name.clone(), settings, secrets, cors });
+        let account = Arc::new(Account {
+            id: record.id.clone(),
+            name: record.name.clone(),
+            settings,
+            secrets,
+            cors,
+            system_identity: record.owned_principals.first().copied(),
+            user_identities: attached_user_identities(record.identity.as_ref()),
+        });
         self.accounts.write().unwrap_or_else(|e| e.into_inner()).insert(record.name.clone(), Arc::clone(&account));
         self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).remove(&record.name);
         Ok(account)
+    }
+
+    /// The live vault that holds an account's customer key: by resource id, or (records of
+    /// version 1) by the URI it was set up with, else by the key version it holds.
+    pub(crate) async fn cmk_vault(&self, cmk: &account::CmkSettings) -> Option<Arc<byos_keyvault::Vault>> {
+        if let Some(vault) = self.cmk_vault_now(cmk) {
+            return Some(vault);
+        }
+        if !cmk.vault_id.is_empty() {
+            return None;
+        }
+        // A version 1 record whose vault moved to another port (before ports were persisted).
+        self.keyvault.vault_holding_key_version(&cmk.key_name, cmk.current_version()?).await
+    }
+
+    /// Brings version 1 customer-key settings to the current version (the vault named by its
+    /// resource id, no principal) when their vault can be found; left as they are otherwise.
+    pub(crate) async fn migrate_cmk(&self, settings: &mut AccountSettings) {
+        let Some(cmk) = settings.cmk.as_mut().filter(|c| c.v < account::CMK_SETTINGS_VERSION) else { return };
+        if let Some(vault) = self.cmk_vault(cmk).await {
+            cmk.vault_id = vault.id.clone();
+            cmk.key_vault_uri.clear();
+            cmk.v = account::CMK_SETTINGS_VERSION;
+        }
+    }
+
+    /// [`Self::cmk_vault`] without the store lookup (for rendering).
+    pub(crate) fn cmk_vault_now(&self, cmk: &account::CmkSettings) -> Option<Arc<byos_keyvault::Vault>> {
+        if cmk.vault_id.is_empty() {
+            self.keyvault.vault_by_uri(&cmk.key_vault_uri)
+        } else {
+            self.keyvault.vault_by_id(&cmk.vault_id)
+        }
     }
 
     pub(crate) fn forget(&self, name: &str) {
         self.accounts.write().unwrap_or_else(|e| e.into_inner()).remove(name);
         self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
     }
+}
+
+/// The resource ids in an `identity` property's `userAssignedIdentities`.
+pub(crate) fn attached_user_identities(identity: Option<&serde_json::Value>) -> Vec<String> {
+    identity
+        .and_then(|i| i.get("userAssignedIdentities"))
+        .and_then(serde_json::Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
 }

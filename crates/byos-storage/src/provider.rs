@@ -19,11 +19,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::account::{
-    AccountSecrets, AccountSettings, CmkSettings, CmkWrap, EncryptionRequest, parse_encryption, validate_name,
+    AccountSecrets, AccountSettings, CMK_SETTINGS_VERSION, CmkSettings, CmkWrap, EncryptionRequest, parse_encryption,
+    validate_name,
 };
 use crate::blob::cors;
 use crate::cmk;
-use crate::{ACCOUNT_TYPE, BLOB_SERVICES, NAMES, SECRETS, StorageService};
+use crate::{ACCOUNT_TYPE, Account, BLOB_SERVICES, NAMES, SECRETS, StorageService, attached_user_identities};
 
 const NAMESPACE: &str = "Microsoft.Storage";
 const READ: Action = Action::control("Microsoft.Storage/storageAccounts/read");
@@ -31,6 +32,8 @@ const WRITE: Action = Action::control("Microsoft.Storage/storageAccounts/write")
 const DELETE: Action = Action::control("Microsoft.Storage/storageAccounts/delete");
 const LIST_KEYS: Action = Action::control("Microsoft.Storage/storageAccounts/listKeys/action");
 const REGENERATE_KEY: Action = Action::control("Microsoft.Storage/storageAccounts/regenerateKey/action");
+const REVOKE_USER_DELEGATION_KEYS: Action =
+    Action::control("Microsoft.Storage/storageAccounts/revokeUserDelegationKeys/action");
 const CHECK_NAME: Action = Action::control("Microsoft.Storage/checkNameAvailability/read");
 const BLOB_SERVICE_READ: Action = Action::control("Microsoft.Storage/storageAccounts/blobServices/read");
 const BLOB_SERVICE_WRITE: Action = Action::control("Microsoft.Storage/storageAccounts/blobServices/write");
@@ -78,6 +81,9 @@ impl Provider for StorageProvider {
                     [] => self.account_op(arm, request, &id).await,
                     [op] if is(op, "listKeys") => self.list_keys(arm, request, &id).await,
                     [op] if is(op, "regenerateKey") => self.regenerate_key(arm, request, &id).await,
+                    [op] if is(op, "revokeUserDelegationKeys") => {
+                        self.revoke_user_delegation_keys(arm, request, &id).await
+                    }
                     [s] if is(s, "blobServices") => self.blob_services(arm, request, &id, true).await,
                     [s, d] if is(s, "blobServices") && is(d, "default") => {
                         self.blob_services(arm, request, &id, false).await
@@ -109,7 +115,12 @@ impl StorageProvider {
         let settings: AccountSettings =
             serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
         let mut wire = record.to_wire();
-        wire["properties"] = settings.to_wire(&self.service().endpoint(&record.name), &record.location);
+        let vault = settings.cmk.as_ref().and_then(|cmk| self.service().cmk_vault_now(cmk));
+        wire["properties"] = settings.to_wire(
+            &self.service().endpoint(&record.name),
+            &record.location,
+            vault.as_ref().map(|v| v.uri.as_str()),
+        );
         Ok(wire)
     }
 
@@ -163,12 +174,16 @@ impl StorageProvider {
         };
         let props = body.properties.clone().unwrap_or_default();
         settings.apply(&props)?;
+        self.service().migrate_cmk(&mut settings).await;
         let encryption = parse_encryption(&props)?;
         let plan =
             plan_identity(arm, &request.caller, &id.to_string(), body.identity.as_ref(), current.as_ref()).await?;
+        if let (None, Some(cmk)) = (&encryption, &settings.cmk) {
+            require_encryption_identity(cmk, &plan)?;
+        }
         let fresh = current.is_none().then(AccountSecrets::generate).transpose()?;
         let secrets = match &encryption {
-            Some(request) => Some(self.apply_encryption(arm, id, &mut settings, &plan, request, fresh).await?),
+            Some(request) => Some(self.apply_encryption(id, &mut settings, &plan, request, fresh).await?),
             None => fresh,
         };
         let mut extra = current.as_ref().map(|r| r.extra.clone()).unwrap_or_default();
@@ -226,7 +241,7 @@ impl StorageProvider {
     /// Azure, but every data access then depends on that region).
     fn cross_region_key(&self, settings: &AccountSettings, location: &str) -> Option<String> {
         let cmk = settings.cmk.as_ref()?;
-        let vault = self.service().keyvault.vault_by_uri(&cmk.key_vault_uri)?;
+        let vault = self.service().cmk_vault_now(cmk)?;
         (!vault.location.eq_ignore_ascii_case(location)).then(|| {
             format!(
                 "cross-region customer-managed key: the key vault '{}' is in {}, the account in {location}",
@@ -239,7 +254,6 @@ impl StorageProvider {
     /// `fresh` is the secrets of an account being created (`None` for an existing account).
     async fn apply_encryption(
         &self,
-        arm: &Arm,
         id: &ResourceId,
         settings: &mut AccountSettings,
         plan: &byos_arm::managed_identity::IdentityPlan,
@@ -247,95 +261,89 @@ impl StorageProvider {
         fresh: Option<AccountSecrets>,
     ) -> Result<AccountSecrets, ApiError> {
         let live = self.service().account(&id.name);
-        let current_bytes = |secrets: &AccountSecrets| secrets.root_kek_bytes();
-        let kek = match (&fresh, &live) {
-            (Some(secrets), _) => current_bytes(secrets).ok_or_else(ApiError::internal)?,
-            (None, Some(account)) => match current_bytes(&account.secrets) {
-                Some(bytes) => bytes,
-                None => cmk::customer_kek_bytes(self.service(), account).await?,
-            },
-            (None, None) => return Err(ApiError::internal()),
+        let EncryptionRequest::CustomerManaged { key_name, key_version, key_vault_uri, identity } = request else {
+            let (_, base) = self.root_protected(live.as_deref(), fresh, None).await?;
+            settings.cmk = None;
+            return Ok(base);
         };
-        let base = match (fresh, &live) {
-            (Some(secrets), _) => secrets,
-            (None, Some(account)) => account.secrets.with_service_key(&kek)?,
-            (None, None) => return Err(ApiError::internal()),
-        };
-        match request {
-            EncryptionRequest::ServiceManaged => {
-                settings.cmk = None;
-                Ok(base)
-            }
-            EncryptionRequest::CustomerManaged { key_name, key_version, key_vault_uri, identity } => {
-                let vault = self.service().keyvault.vault_by_uri(key_vault_uri).ok_or_else(|| {
-                    ApiError::bad_request("KeyVaultNotFound", format!("The key vault '{key_vault_uri}' was not found (byos serves each vault at its own https://127.0.0.1:port/)."))
-                })?;
-                if !vault.settings.enable_purge_protection {
-                    return Err(ApiError::bad_request(
-                        "KeyVaultPolicyError",
-                        format!(
-                            "The key vault '{}' must have soft delete and purge protection enabled to hold customer-managed keys.",
-                            vault.name
-                        ),
-                    ));
-                }
-                let principal = self.encryption_principal(arm, plan, identity.as_deref()).await?;
-                let caller = cmk::identity_caller(self.service(), principal, &id.to_string()).ok_or_else(|| {
-                    ApiError::bad_request("InvalidIdentity", "The account's managed identity does not exist.")
-                })?;
-                let mut cmk = CmkSettings {
-                    key_name: key_name.clone(),
-                    key_version: key_version.clone(),
-                    key_vault_uri: vault.uri.clone(),
-                    identity: identity.clone(),
-                    principal,
-                    current_key_id: String::new(),
-                    last_rotation: byos_core::time::rfc3339_now(),
+        let vault = self.service().keyvault.vault_named_by(key_vault_uri).ok_or_else(|| {
+            ApiError::bad_request("KeyVaultNotFound", format!("The key vault '{key_vault_uri}' was not found (byos serves each vault at its own https://127.0.0.1:port/, also named https://{{vault name}}.vault.azure.net/)."))
+        })?;
+        if !vault.settings.enable_purge_protection {
+            return Err(ApiError::bad_request(
+                "KeyVaultPolicyError",
+                format!(
+                    "The key vault '{}' must have soft delete and purge protection enabled to hold customer-managed keys.",
+                    vault.name
+                ),
+            ));
+        }
+        let principal = self.encryption_principal(plan, identity.as_deref())?;
+        let caller = cmk::identity_caller(self.service(), &principal, &id.to_string());
+        let (kek, base) = self.root_protected(live.as_deref(), fresh, Some(&caller)).await?;
+        let (wrap, _) = cmk::wrap(self.service(), &caller, &vault.uri, key_name, key_version.as_deref(), &kek).await?;
+        settings.cmk = Some(CmkSettings {
+            v: CMK_SETTINGS_VERSION,
+            key_name: key_name.clone(),
+            key_version: key_version.clone(),
+            vault_id: vault.id.clone(),
+            key_vault_uri: String::new(),
+            identity: identity.clone(),
+            current_key_id: wrap.key_id.clone(),
+            last_rotation: byos_core::time::rfc3339_now(),
+        });
+        tracing::info!(account = %id, key = %wrap.key_id, "account key now protected by a customer-managed key");
+        base.with_customer_key(wrap)
+    }
+
+    /// The account's KEK bytes and its secrets with the KEK under the root key. A KEK protected by
+    /// a customer key is unwrapped as `new_identity` (the identity an update switches to) or else
+    /// as the account's identity now.
+    async fn root_protected(
+        &self,
+        live: Option<&Account>,
+        fresh: Option<AccountSecrets>,
+        new_identity: Option<&byos_core::Caller>,
+    ) -> Result<(zeroize::Zeroizing<Vec<u8>>, AccountSecrets), ApiError> {
+        match (fresh, live) {
+            (Some(secrets), _) => Ok((secrets.root_kek_bytes().ok_or_else(ApiError::internal)?, secrets)),
+            (None, Some(account)) => {
+                let kek = match account.secrets.root_kek_bytes() {
+                    Some(bytes) => bytes,
+                    None => cmk::customer_kek_bytes(self.service(), account, new_identity).await?,
                 };
-                let (wrap, _) = cmk::wrap(self.service(), &caller, &cmk, &kek).await?;
-                cmk.current_key_id = wrap.key_id.clone();
-                settings.cmk = Some(cmk);
-                tracing::info!(account = %id, key = %wrap.key_id, "account key now protected by a customer-managed key");
-                base.with_customer_key(wrap)
+                let base = account.secrets.with_service_key(&kek)?;
+                Ok((kek, base))
             }
+            (None, None) => Err(ApiError::internal()),
         }
     }
 
-    /// The principal that uses the customer key: the named user-assigned identity (which must be
-    /// attached to the account) or the account's system-assigned identity.
-    async fn encryption_principal(
+    /// The identity that will use the customer key, from the identity the account will have: the
+    /// named user-assigned identity (which must be attached) or the system-assigned one.
+    fn encryption_principal(
         &self,
-        arm: &Arm,
         plan: &byos_arm::managed_identity::IdentityPlan,
         identity: Option<&str>,
-    ) -> Result<uuid::Uuid, ApiError> {
-        let no_identity = || {
+    ) -> Result<Arc<byos_identity::Principal>, ApiError> {
+        let user = attached_user_identities(plan.wire.as_ref());
+        if let Some(uami) = identity
+            && !user.iter().any(|k| k.eq_ignore_ascii_case(uami))
+        {
+            return Err(ApiError::bad_request(
+                "InvalidIdentity",
+                format!(
+                    "The identity '{uami}' must be attached to the account (identity.userAssignedIdentities) to use it for encryption."
+                ),
+            ));
+        }
+        let identities = cmk::Identities { system: plan.owned.first().copied(), user: &user };
+        cmk::acting_principal(self.service(), &identities, identity).ok_or_else(|| {
             ApiError::bad_request(
                 "InvalidIdentity",
                 "A customer-managed key needs a managed identity: enable the account's system-assigned identity or name an attached user-assigned identity in encryption.identity.",
             )
-        };
-        match identity {
-            None => plan.owned.first().copied().ok_or_else(no_identity),
-            Some(uami) => {
-                let attached = plan
-                    .wire
-                    .as_ref()
-                    .and_then(|w| w.get("userAssignedIdentities"))
-                    .and_then(|m| m.as_object())
-                    .is_some_and(|m| m.keys().any(|k| k.eq_ignore_ascii_case(uami)));
-                if !attached {
-                    return Err(ApiError::bad_request(
-                        "InvalidIdentity",
-                        format!(
-                            "The identity '{uami}' must be attached to the account (identity.userAssignedIdentities) to use it for encryption."
-                        ),
-                    ));
-                }
-                let record = arm.resource(uami).await?.ok_or_else(no_identity)?;
-                record.owned_principals.first().copied().ok_or_else(no_identity)
-            }
-        }
+        })
     }
 
     async fn delete(&self, arm: &Arm, caller: &byos_core::Caller, id: &ResourceId) -> Result<Response, Failure> {
@@ -420,15 +428,41 @@ impl StorageProvider {
         let record = self.require(arm, id).await?;
         let account = self.service().account(&record.name).ok_or_else(ApiError::internal)?;
         let secrets = account.secrets.with_new_key(index)?;
+        self.store_secrets(&record, &secrets).await?;
+        tracing::info!(account = %record.id, key = body.key_name, "account key regenerated");
+        Ok(json_response(200, &self.keys_wire(&secrets, &record.created_on)))
+    }
+
+    /// Replaces an account's sealed secrets (under the ARM write guard) and reloads the account.
+    async fn store_secrets(&self, record: &ResourceRecord, secrets: &AccountSecrets) -> Result<(), ApiError> {
         let key = record.id.to_ascii_lowercase();
         self.service()
             .store
             .commit(Batch::new().put(SECRETS, key, secrets.seal(&self.service().root)?))
             .await
             .map_err(store_error)?;
-        self.service().refresh(&record).await?;
-        tracing::info!(account = %record.id, key = body.key_name, "account key regenerated");
-        Ok(json_response(200, &self.keys_wire(&secrets, &record.created_on)))
+        self.service().refresh(record).await?;
+        Ok(())
+    }
+
+    /// `POST .../revokeUserDelegationKeys`: a new user-delegation root, so that every user
+    /// delegation key issued before, and every SAS signed with one, stops working. 200, no body.
+    async fn revoke_user_delegation_keys(
+        &self,
+        arm: &Arm,
+        request: &ArmRequest,
+        id: &ResourceId,
+    ) -> Result<Response, Failure> {
+        if request.method != Method::POST {
+            return Err(method_not_allowed(&request.method));
+        }
+        request.authorize(arm, &REVOKE_USER_DELEGATION_KEYS, &id.scope())?;
+        let _guard = arm.write_guard().await;
+        let record = self.require(arm, id).await?;
+        let account = self.service().account(&record.name).ok_or_else(ApiError::internal)?;
+        self.store_secrets(&record, &account.secrets.with_new_delegation_root()?).await?;
+        tracing::info!(account = %record.id, "user delegation keys revoked");
+        Ok(axum::http::StatusCode::OK.into_response())
     }
 
     async fn blob_services(
@@ -473,6 +507,34 @@ impl StorageProvider {
     }
 }
 
+/// Refuses an identity change that would take away the identity the account's customer key is
+/// used as (the key, and so the data, would become unreachable).
+fn require_encryption_identity(
+    cmk: &CmkSettings,
+    plan: &byos_arm::managed_identity::IdentityPlan,
+) -> Result<(), ApiError> {
+    let kept = match cmk.identity.as_deref() {
+        None => !plan.owned.is_empty(),
+        Some(uami) => attached_user_identities(plan.wire.as_ref()).iter().any(|k| k.eq_ignore_ascii_case(uami)),
+    };
+    if kept {
+        return Ok(());
+    }
+    let used_as = match cmk.identity.as_deref() {
+        None => "the account's system-assigned identity (properties.encryption.identity is not set)".to_owned(),
+        Some(uami) => {
+            format!("the user-assigned identity '{uami}' (properties.encryption.identity.userAssignedIdentity)")
+        }
+    };
+    Err(ApiError::bad_request(
+        "InvalidValuesForRequestParameters",
+        format!(
+            "Values for request parameters are invalid: identity. The customer-managed key '{}' (properties.encryption.keySource Microsoft.Keyvault) is used as {used_as}; removing that identity would leave the key and the account's data unreachable. Point properties.encryption at another identity, or back to Microsoft.Storage, first or in the same request.",
+            cmk.key_name
+        ),
+    ))
+}
+
 /// Records that the account's KEK is now wrapped by a newer key version (automatic rotation),
 /// guarded on the record and secrets it replaces.
 pub(crate) async fn record_rotation(
@@ -487,7 +549,14 @@ pub(crate) async fn record_rotation(
     let mut record: ResourceRecord = records::decode(&key, &record_bytes)?;
     let mut settings: AccountSettings =
         serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
-    let cmk = settings.cmk.as_mut().ok_or_else(ApiError::internal)?;
+    // The account may have been re-pointed or pinned since the watch unwrapped its KEK: then this
+    // re-wrap is stale and must not replace what the update wrote.
+    let replaced = account.settings.cmk.as_ref().map(|c| c.current_key_id.as_str());
+    let cmk = settings
+        .cmk
+        .as_mut()
+        .filter(|c| c.key_version.is_none() && Some(c.current_key_id.as_str()) == replaced)
+        .ok_or_else(|| ApiError::conflict("Conflict", "The account's encryption changed during the key rotation."))?;
     cmk.current_key_id = used.kid.clone();
     cmk.last_rotation = byos_core::time::rfc3339_now();
     record.properties = serde_json::to_value(&settings).map_err(|_| ApiError::internal())?;
