@@ -280,15 +280,7 @@ where
 
 pub async fn put(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
     validate_blob_name(request.blob())?;
-    match request.header("x-ms-blob-type") {
-        Some("BlockBlob") | None => {}
-        Some(other) => {
-            return Err(Failure::from(bad_request(
-                "UnsupportedBlobType",
-                format!("byos stores block blobs only; '{other}' is not supported."),
-            )));
-        }
-    }
+    // `Op::of` admits a Put Blob only with `x-ms-blob-type: BlockBlob`.
     containers::require(service, &request.account, request.container()).await?;
     let existing = load(service, &request.account, request.container(), request.blob()).await?;
     xml::check_conditions(&request.headers, current(&existing), Access::Write)?;
