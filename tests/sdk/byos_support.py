@@ -28,6 +28,7 @@ import jwt
 import pytest
 import requests
 from azure.core.exceptions import HttpResponseError
+from azure.keyvault.keys._shared import http_challenge_cache as keyvault_challenge_cache
 
 HERE = Path(__file__).resolve().parent
 MI_PROBE = HERE / "mi_probe.py"
@@ -120,6 +121,14 @@ def refused(call: Callable[[], Any]) -> HttpResponseError | None:
 # The server process and its command line
 
 
+def forget_vault_challenges() -> None:
+    """Empty azure-keyvault-keys' process-wide challenge cache. It is keyed by scheme://host:port and, in
+    Azure, a vault's host is its own forever; here each vault is a 127.0.0.1 port, so once a server stops,
+    a vault of another server (another tenant) may get the same port, and the SDK would ask the credential
+    for a token of the stopped server's tenant from the cached challenge instead of reading the new one."""
+    keyvault_challenge_cache.clear()
+
+
 class ByosServer:
     """One `byos serve` process on its own data dir, on free ports (`--port 0`)."""
 
@@ -197,6 +206,7 @@ class ByosServer:
 
     def _forget_process(self) -> None:
         self.proc = None
+        forget_vault_challenges()
         if self._log is not None:
             self._log.close()
             self._log = None

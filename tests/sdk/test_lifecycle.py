@@ -55,3 +55,21 @@ def test_principal_create_fails_clearly_after_the_server_stopped(private_server)
     srv = private_server()
     assert srv.stop() == 0
     _assert_fails_clearly(srv.cli("principal", "create", "--data-dir", str(srv.data_dir), "--name", "x"))
+
+
+def test_regression_stale_vault_challenge_after_a_server_stops(private_server):
+    """CI failed test_keyvault_ec with "not configured to acquire tokens for tenant ...": a private server's
+    vault had held the same 127.0.0.1 port before, and the Key Vault SDK's process-wide challenge cache still
+    named that stopped server's tenant. Stopping a server forgets the cached challenges."""
+    srv = private_server()
+    boot = srv.boot
+    cred = bs.admin_credential(boot)
+    rg = bs.create_resource_group(bs.resource_client(boot, cred), boot, "challenge")
+    vault = bs.create_vault(bs.keyvault_mgmt_client(boot, cred), boot, rg,
+                            access_policies=[bs.access_policy(boot["tenant_id"], boot["admin"]["object_id"])])
+    bs.key_client(vault.uri, cred, boot["ca_file"]).create_rsa_key(bs.unique("challenge"))
+    assert bs.keyvault_challenge_cache.get_challenge_for_url(vault.uri) is not None, "the SDK cached no challenge"
+
+    assert srv.stop() == 0
+
+    assert bs.keyvault_challenge_cache.get_challenge_for_url(vault.uri) is None
