@@ -86,8 +86,8 @@ impl Arm {
 
 /// ARM's 403 for a door denial, with Azure's exact message and byos's explanation.
 pub fn authorization_failed(denial: &Denial) -> ApiError {
-    let client = denial.caller.client_id.map(|c| c.to_string()).unwrap_or_default();
-    let oid = denial.caller.object_id.map(|c| c.to_string()).unwrap_or_default();
+    let client = denial.caller.client_id().map(|c| c.to_string()).unwrap_or_default();
+    let oid = denial.caller.object_id().map(|c| c.to_string()).unwrap_or_default();
     ApiError::new(
         403,
         "AuthorizationFailed",

@@ -38,7 +38,7 @@ pub fn require(arm: &Arm, sub: &str) -> Result<(), Failure> {
 /// Lists the subscription if the caller holds any role assignment in or above it, as Azure does.
 pub fn list(arm: &Arm, request: &ArmRequest) -> Result<Response, Failure> {
     let scope = Scope::subscription(&arm.deployment.subscription_id);
-    let visible = request.caller.object_id.is_some_and(|oid| arm.door.has_assignment_near(oid, &scope));
+    let visible = request.caller.object_id().is_some_and(|oid| arm.door.has_assignment_near(oid, &scope));
     let value: Vec<Value> = if visible { vec![subscription_wire(arm)] } else { vec![] };
     let count = value.len();
     Ok(json_response(200, &json!({"value": value, "count": {"type": "Total", "value": count}})))
@@ -47,7 +47,7 @@ pub fn list(arm: &Arm, request: &ArmRequest) -> Result<Response, Failure> {
 pub fn get(arm: &Arm, request: &ArmRequest, sub: &str) -> Result<Response, Failure> {
     require(arm, sub)?;
     let scope = Scope::subscription(sub);
-    let visible = request.caller.object_id.is_some_and(|oid| arm.door.has_assignment_near(oid, &scope));
+    let visible = request.caller.object_id().is_some_and(|oid| arm.door.has_assignment_near(oid, &scope));
     if !visible {
         request.authorize(arm, &byos_authz::Action::control("Microsoft.Resources/subscriptions/read"), &scope)?;
     }

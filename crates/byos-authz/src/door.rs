@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use byos_core::{AuthMethod, Caller, Scope, SignatureKind};
+use byos_core::{Actor, AuthMethod, Caller, Scope, SignatureKind};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -90,12 +90,17 @@ struct Policy {
 /// What allowed an access.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Grant {
-    Assignment { assignment: Uuid, role: Uuid },
+    Assignment {
+        assignment: Uuid,
+        role: Uuid,
+    },
     Operator,
     AccountKey,
     Signature,
     Anonymous,
     AccessPolicy,
+    /// A background task, within its own grant.
+    Actor(Actor),
 }
 
 /// Which check refused an access; services map it to their protocol's error code.
@@ -132,14 +137,20 @@ pub struct Denial {
 }
 
 impl Denial {
+    /// The refusal as a plain 403 `AuthorizationFailed` carrying the explanation (for callers that
+    /// are not a protocol's client, such as background tasks, whose errors reach only the log).
+    pub fn to_api_error(&self) -> byos_core::ApiError {
+        byos_core::ApiError::new(403, "AuthorizationFailed", self.reason.clone()).with_explanation(self.explanation())
+    }
+
     /// The explanation byos attaches to denials (`additionalInfo` type `ByosAccessExplanation`).
     pub fn explanation(&self) -> Value {
         json!({
             "caller": {
-                "objectId": self.caller.object_id,
-                "clientId": self.caller.client_id,
-                "authentication": self.caller.auth,
-                "sourceIp": self.caller.origin.ip,
+                "objectId": self.caller.object_id(),
+                "clientId": self.caller.client_id(),
+                "authentication": self.caller.auth(),
+                "sourceIp": self.caller.origin().ip,
             },
             "check": format!("{:?}", self.kind),
             "action": self.action.name,
@@ -256,7 +267,7 @@ impl Door {
                 reason,
             })
         };
-        match (caller.auth, action.kind) {
+        match (caller.auth(), action.kind) {
             (AuthMethod::OperatorSocket, ActionKind::Operator) => return Ok(Grant::Operator),
             (AuthMethod::OperatorSocket, _) => {
                 return Err(deny(
@@ -272,13 +283,14 @@ impl Door {
                     "operator actions are available only through the local control socket".into(),
                 ));
             }
+            (AuthMethod::InternalActor, _) => return actor_grant(caller, action, &deny),
             _ => {}
         }
         if let Some(guard) = guard {
             if let Some(why) = crate::guard::network_refusal(guard, caller) {
                 return Err(deny(DenialKind::Network, vec![], why));
             }
-            let key_based = caller.auth == AuthMethod::SharedKey || caller.signed.as_ref().is_some_and(|s| s.key_based);
+            let key_based = caller.auth() == AuthMethod::SharedKey || caller.signed().is_some_and(|s| s.key_based);
             if key_based && !guard.allow_key_based {
                 return Err(deny(
                     DenialKind::KeyBasedNotPermitted,
@@ -288,7 +300,7 @@ impl Door {
             }
         }
         let wanted = action.name.to_ascii_lowercase();
-        match caller.auth {
+        match caller.auth() {
             AuthMethod::SharedKey if guard.is_some() => Ok(Grant::AccountKey),
             AuthMethod::SharedKey => {
                 Err(deny(DenialKind::Permission, vec![], "account keys grant nothing outside their account".into()))
@@ -307,7 +319,7 @@ impl Door {
                 )),
             },
             AuthMethod::SharedAccessSignature => {
-                let Some(signed) = caller.signed.as_ref() else {
+                let Some(signed) = caller.signed() else {
                     return Err(deny(DenialKind::SignaturePermission, vec![], "the signature grants nothing".into()));
                 };
                 let covers = Scope::parse(&signed.scope).is_ok_and(|s| s.covers(scope));
@@ -340,7 +352,9 @@ impl Door {
                 }
                 None => self.rbac(caller, action, &wanted, scope, &deny),
             },
-            AuthMethod::OperatorSocket => Err(deny(DenialKind::NotOperator, vec![], "unreachable".into())),
+            AuthMethod::OperatorSocket | AuthMethod::InternalActor => {
+                Err(deny(DenialKind::NotOperator, vec![], "decided above".into()))
+            }
         }
     }
 
@@ -353,7 +367,7 @@ impl Door {
         scope: &Scope,
         deny: &dyn Fn(DenialKind, Vec<Value>, String) -> Box<Denial>,
     ) -> Result<Grant, Box<Denial>> {
-        let Some(principal) = caller.object_id else {
+        let Some(principal) = caller.object_id() else {
             return Err(deny(DenialKind::Permission, vec![], "the credential names no principal".into()));
         };
         let policy = self.read();
@@ -399,6 +413,25 @@ impl Door {
     }
 }
 
+/// A background task's access: its own grant list ([`crate::actors::grants`]) at any scope. Network
+/// rules do not apply: the task runs inside byos and reaches nothing over the network.
+fn actor_grant(
+    caller: &Caller,
+    action: &Action,
+    deny: &dyn Fn(DenialKind, Vec<Value>, String) -> Box<Denial>,
+) -> Result<Grant, Box<Denial>> {
+    let Some(actor) = caller.actor_kind() else {
+        return Err(deny(DenialKind::Permission, vec![], "the caller names no background task".into()));
+    };
+    let wanted = action.name.to_ascii_lowercase();
+    let grants = crate::actors::grants(actor);
+    if grants.iter().any(|p| Pattern::new(p).matches(&wanted)) {
+        return Ok(Grant::Actor(actor));
+    }
+    let reason = format!("the {} may only perform {grants:?}, not '{}'", actor.name(), action.name);
+    Err(deny(DenialKind::Permission, vec![], reason))
+}
+
 enum RoleVerdict {
     Granted,
     Refused(String),
@@ -430,21 +463,18 @@ fn role_verdict(role: &CompiledRole, action: &str, kind: ActionKind) -> RoleVerd
 mod tests {
     use super::*;
     use crate::builtin;
-    use byos_core::{NetworkOrigin, PrincipalKind};
+    use byos_core::{NetworkOrigin, PrincipalKind, PrincipalRef};
 
     const SUB: &str = "/subscriptions/00000000-0000-0000-0000-000000000001";
 
     fn caller(oid: Uuid) -> Caller {
-        Caller {
-            object_id: Some(oid),
-            client_id: Some(oid),
-            tenant_id: None,
-            kind: Some(PrincipalKind::ServicePrincipal),
-            auth: AuthMethod::BearerToken,
-            origin: NetworkOrigin { ip: None, tls: true },
-            signed: None,
-            acting_for: None,
-        }
+        let principal = PrincipalRef {
+            object_id: oid,
+            client_id: oid,
+            tenant_id: Uuid::nil(),
+            kind: PrincipalKind::ServicePrincipal,
+        };
+        Caller::bearer(principal, NetworkOrigin { ip: None, tls: true })
     }
 
     fn assign(door: &Door, principal: Uuid, role: Uuid, scope: &str) {
@@ -599,25 +629,23 @@ mod tests {
         let open = ResourceGuard { allow_key_based: true, allow_public_access: true, ..ResourceGuard::default() };
         let locked = ResourceGuard { allow_key_based: false, allow_public_access: false, ..ResourceGuard::default() };
         let public_read = ResourceGuard { anonymous_permits: vec![read.name.to_string()], ..open.clone() };
-        let sas = |kind, permits: &[&str], oid| Caller {
-            object_id: oid,
-            auth: AuthMethod::SharedAccessSignature,
-            signed: Some(SignedGrant {
+        let sas = |kind, permits: &[&str], oid: Option<Uuid>| {
+            let grant = SignedGrant {
                 kind,
                 permits: permits.iter().map(|p| p.to_string()).collect(),
                 scope: account.clone(),
                 key_based: kind != SignatureKind::UserDelegation,
-            }),
-            ..Caller::anonymous(origin.clone())
+            };
+            Caller::signature(grant, oid.map(|oid| (oid, Uuid::nil())), origin.clone())
         };
         let delegator = Uuid::new_v4();
         let read_pattern = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read";
         type Row<'a> = (&'a str, Caller, &'a Action, &'a ResourceGuard, Result<(), DenialKind>);
         let table: Vec<Row> = vec![
-            ("account key", Caller::account_key(origin.clone()), &write, &open, Ok(())),
+            ("account key", Caller::shared_key(origin.clone()), &write, &open, Ok(())),
             (
                 "account key, key access off",
-                Caller::account_key(origin.clone()),
+                Caller::shared_key(origin.clone()),
                 &write,
                 &locked,
                 Err(DenialKind::KeyBasedNotPermitted),
@@ -675,5 +703,30 @@ mod tests {
             with_rbac.is_ok(),
             "a delegation SAS works while its delegator holds the role, even with key access off"
         );
+    }
+
+    /// Each background task is granted its own list and nothing else, whatever the scope, and a
+    /// resource's network rules do not apply to it (it reaches nothing over the network).
+    #[test]
+    fn actors_are_granted_only_their_own_actions() {
+        let door = Door::new();
+        let key = scope(&format!("{SUB}/resourceGroups/g/providers/Microsoft.KeyVault/vaults/v/keys/k"));
+        let rotate = Action::data("Microsoft.KeyVault/vaults/keys/rotate/action");
+        let purge = Action::data("Microsoft.KeyVault/vaults/keys/purge/action");
+        let read = Action::data("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read");
+        let closed = ResourceGuard { public_network_disabled: true, ..ResourceGuard::default() };
+        let rotation = Caller::actor(Actor::KeyRotation);
+        assert_eq!(
+            door.authorize_access(&rotation, &rotate, &key, Some(&closed)),
+            Ok(Grant::Actor(Actor::KeyRotation))
+        );
+        let refused =
+            door.authorize(&rotation, &purge, &key).map_err(|d| (d.kind, d.reason.contains("key rotation watch")));
+        assert_eq!(refused, Err((DenialKind::Permission, true)));
+        for actor in [Actor::KeyRotation, Actor::SoftDeletePurge, Actor::BlobHousekeeping, Actor::CmkRotationWatch] {
+            assert!(door.authorize(&Caller::actor(actor), &read, &Scope::root()).is_err(), "{actor:?} may read blobs");
+            let operator = Action::operator("byos/managedIdentities/secrets/read");
+            assert!(door.authorize(&Caller::actor(actor), &operator, &Scope::root()).is_err(), "{actor:?}");
+        }
     }
 }

@@ -80,7 +80,7 @@ pub fn network_refusal(guard: &ResourceGuard, caller: &Caller) -> Option<String>
     if firewall.bypass_azure_services && is_trusted_service(firewall, caller) {
         return None;
     }
-    match caller.origin.ip {
+    match caller.origin().ip {
         Some(ip) if ip_allowed(firewall, ip) => None,
         Some(ip) => Some(format!("firewall: ip {ip} not in ipRules")),
         None => Some("firewall: the caller has no network address that an ipRule could admit".to_owned()),
@@ -100,8 +100,8 @@ fn ip_allowed(firewall: &Firewall, ip: IpAddr) -> bool {
 /// it: Azure's trusted-service exception covers the service's own backend calls, and here any local
 /// process can fetch such a token (`/msi/token`, IMDS).
 fn caller_resource(caller: &Caller) -> Option<&str> {
-    match caller.auth {
-        AuthMethod::ServiceIdentity => caller.acting_for.as_deref(),
+    match caller.auth() {
+        AuthMethod::ServiceIdentity => caller.acting_for(),
         _ => None,
     }
 }
@@ -110,8 +110,8 @@ fn caller_resource(caller: &Caller) -> Option<&str> {
 /// a bearer token of its system-assigned identity. A resource-instance rule names one resource the
 /// customer chose, unlike the trusted-service bypass, which admits every resource of a type.
 fn caller_instance(caller: &Caller) -> Option<&str> {
-    match (&caller.kind, caller.auth) {
-        (_, AuthMethod::ServiceIdentity) => caller.acting_for.as_deref(),
+    match (caller.kind(), caller.auth()) {
+        (_, AuthMethod::ServiceIdentity) => caller.acting_for(),
         (Some(PrincipalKind::ManagedIdentity { resource_id }), AuthMethod::BearerToken) => Some(resource_id),
         _ => None,
     }
@@ -125,7 +125,7 @@ fn resource_instance_match(guard: &ResourceGuard, caller: &Caller) -> bool {
     firewall
         .resource_rules
         .iter()
-        .any(|(tenant, pattern)| Some(*tenant) == caller.tenant_id && Pattern::new(pattern).matches(&resource))
+        .any(|(tenant, pattern)| Some(*tenant) == caller.tenant_id() && Pattern::new(pattern).matches(&resource))
 }
 
 fn is_trusted_service(firewall: &Firewall, caller: &Caller) -> bool {
@@ -143,26 +143,29 @@ fn is_trusted_service(firewall: &Firewall, caller: &Caller) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use byos_core::{NetworkOrigin, PrincipalKind};
+    use byos_core::{NetworkOrigin, PrincipalKind, PrincipalRef};
 
     fn from(ip: &str) -> Caller {
-        Caller::account_key(NetworkOrigin { ip: ip.parse().ok(), tls: true })
+        Caller::shared_key(NetworkOrigin { ip: ip.parse().ok(), tls: true })
+    }
+
+    fn identity_of(resource: &str, tenant: Uuid) -> PrincipalRef {
+        PrincipalRef {
+            object_id: Uuid::new_v4(),
+            client_id: Uuid::new_v4(),
+            tenant_id: tenant,
+            kind: PrincipalKind::ManagedIdentity { resource_id: resource.into() },
+        }
     }
 
     /// A byos service acting in-process for `resource`, as its system-assigned identity.
     fn acting_as(resource: &str, tenant: Uuid) -> Caller {
-        Caller { auth: AuthMethod::ServiceIdentity, acting_for: Some(resource.into()), ..token_of(resource, tenant) }
+        Caller::service_identity(identity_of(resource, tenant), resource.into())
     }
 
     /// A client presenting a bearer token of `resource`'s system-assigned identity.
     fn token_of(resource: &str, tenant: Uuid) -> Caller {
-        Caller {
-            object_id: Some(Uuid::new_v4()),
-            tenant_id: Some(tenant),
-            kind: Some(PrincipalKind::ManagedIdentity { resource_id: resource.into() }),
-            auth: AuthMethod::BearerToken,
-            ..from("10.1.1.1")
-        }
+        Caller::bearer(identity_of(resource, tenant), NetworkOrigin { ip: "10.1.1.1".parse().ok(), tls: true })
     }
 
     fn guard(firewall: Firewall) -> ResourceGuard {
@@ -195,20 +198,57 @@ mod tests {
             ("ip in cidr", guard(ips.clone()), from("127.0.1.77"), true),
             ("unlisted ip", guard(ips.clone()), from("127.0.0.3"), false),
             ("trusted service with bypass", guard(trusted.clone()), acting_as(speech, tenant), true),
-            ("trusted service without bypass", guard(Firewall { trusted_services: STORAGE_TRUSTED_SERVICES, ..Firewall::default() }), acting_as(speech, tenant), false),
-            ("service trusted elsewhere", guard(Firewall { bypass_azure_services: true, trusted_services: KEY_VAULT_TRUSTED_SERVICES, ..Firewall::default() }), acting_as(speech, tenant), false),
-            ("byos service acting for a trusted resource", guard(Firewall { bypass_azure_services: true, trusted_services: KEY_VAULT_TRUSTED_SERVICES, ..Firewall::default() }), Caller {
-                auth: AuthMethod::ServiceIdentity,
-                acting_for: Some(other.into()),
-                kind: Some(PrincipalKind::ManagedIdentity { resource_id: "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u".into() }),
-                ..acting_as(other, tenant)
-            }, true),
+            (
+                "trusted service without bypass",
+                guard(Firewall { trusted_services: STORAGE_TRUSTED_SERVICES, ..Firewall::default() }),
+                acting_as(speech, tenant),
+                false,
+            ),
+            (
+                "service trusted elsewhere",
+                guard(Firewall {
+                    bypass_azure_services: true,
+                    trusted_services: KEY_VAULT_TRUSTED_SERVICES,
+                    ..Firewall::default()
+                }),
+                acting_as(speech, tenant),
+                false,
+            ),
+            (
+                "byos service acting for a trusted resource",
+                guard(Firewall {
+                    bypass_azure_services: true,
+                    trusted_services: KEY_VAULT_TRUSTED_SERVICES,
+                    ..Firewall::default()
+                }),
+                Caller::service_identity(
+                    identity_of(
+                        "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u",
+                        tenant,
+                    ),
+                    other.into(),
+                ),
+                true,
+            ),
             ("untrusted resource with bypass", guard(trusted), acting_as(other, tenant), false),
-            ("service identity acting for nothing", guard(instances.clone()), Caller { acting_for: None, ..acting_as(other, tenant) }, false),
             ("resource instance rule", guard(instances.clone()), acting_as(other, tenant), true),
             ("resource instance, wrong tenant", guard(instances.clone()), acting_as(other, Uuid::new_v4()), false),
-            ("public network disabled, instance", ResourceGuard { public_network_disabled: true, firewall: Some(instances.clone()), ..ResourceGuard::default() }, acting_as(other, tenant), true),
-            ("public network disabled, listed ip", ResourceGuard { public_network_disabled: true, firewall: Some(ips), ..ResourceGuard::default() }, from("127.0.0.2"), false),
+            (
+                "public network disabled, instance",
+                ResourceGuard {
+                    public_network_disabled: true,
+                    firewall: Some(instances.clone()),
+                    ..ResourceGuard::default()
+                },
+                acting_as(other, tenant),
+                true,
+            ),
+            (
+                "public network disabled, listed ip",
+                ResourceGuard { public_network_disabled: true, firewall: Some(ips), ..ResourceGuard::default() },
+                from("127.0.0.2"),
+                false,
+            ),
             ("no firewall", ResourceGuard::default(), from("192.0.2.1"), true),
         ];
         for (name, guard, caller, admitted) in table {

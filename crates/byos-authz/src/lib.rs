@@ -7,6 +7,7 @@
 //! A denial is a value, [`Denial`], that explains itself: which assignments of the caller were
 //! considered and why none granted the action.
 
+pub mod actors;
 mod door;
 pub mod guard;
 mod matching;

@@ -1,7 +1,8 @@
 //! The caller of an operation: who, how they proved it, and where the request came from.
 //!
 //! Every authorization decision takes a `Caller`; there is no implicit "system" caller. byos's own
-//! services act as the managed identity of the resource they work for, so they are callers too.
+//! services act as the managed identity of the resource they work for, and its background tasks as
+//! named [`Actor`]s, so they are callers too.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -37,6 +38,8 @@ pub enum AuthMethod {
     /// A byos service acting, in-process, as a resource's managed identity (e.g. storage using the
     /// customer's key as the account's identity). Authorized exactly like that identity's token.
     ServiceIdentity,
+    /// One of byos's background tasks ([`Actor`]), limited to its own grant.
+    InternalActor,
 }
 
 /// Which kind of shared access signature a caller presented.
@@ -86,42 +89,66 @@ impl NetworkOrigin {
     }
 }
 
-/// An authenticated (or anonymous) caller, explicit in every authorization decision.
+/// A directory principal as an authenticator found it: who the caller is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrincipalRef {
+    pub object_id: Uuid,
+    /// The application / client id (`appid`), shown in denial messages as Azure does.
+    pub client_id: Uuid,
+    pub tenant_id: Uuid,
+    pub kind: PrincipalKind,
+}
+
+/// byos's own background work, each a caller of its own with a narrow grant in the door (see
+/// `byos_authz::Door`): there is no implicit "system" caller that may do anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Actor {
+    /// Key Vault's rotation policy watch: rotates keys whose policy is due.
+    KeyRotation,
+    /// Key Vault's retention watch: purges soft-deleted keys and vaults past their retention.
+    SoftDeletePurge,
+    /// Blob housekeeping: expires uncommitted blocks and collects unreferenced objects.
+    BlobHousekeeping,
+    /// Storage's customer-managed-key watch: records the key version a KEK was re-wrapped with.
+    CmkRotationWatch,
+}
+
+impl Actor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Actor::KeyRotation => "key rotation watch",
+            Actor::SoftDeletePurge => "soft-delete retention watch",
+            Actor::BlobHousekeeping => "blob housekeeping",
+            Actor::CmkRotationWatch => "customer-managed key rotation watch",
+        }
+    }
+}
+
+/// The context of one operation: who asks, how they proved it, where the request came from, and
+/// whom a byos service acts for. Explicit in every authorization decision.
+///
+/// Its fields are private: a `Caller` is made only by its named constructors, and each of those
+/// belongs to one authenticator (token verification, Shared Key, SAS, the operator socket,
+/// `Directory::act_as`, a background task's [`Actor`]). `tests/constructors.rs` fails the build's
+/// tests when a constructor is used anywhere else.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Caller {
-    /// The principal's object id (`oid`); `None` when anonymous or the operator.
-    pub object_id: Option<Uuid>,
-    /// The application / client id (`appid`), shown in denial messages as Azure does.
-    pub client_id: Option<Uuid>,
-    pub tenant_id: Option<Uuid>,
-    pub kind: Option<PrincipalKind>,
-    pub auth: AuthMethod,
-    pub origin: NetworkOrigin,
-    /// For shared access signatures: what the signature grants.
-    pub signed: Option<SignedGrant>,
-    /// For [`AuthMethod::ServiceIdentity`]: the resource the byos service works for. Network rules
-    /// see the caller as that resource (a trusted service, a resource instance) whichever identity
-    /// it authenticates as, system- or user-assigned.
-    pub acting_for: Option<String>,
+    object_id: Option<Uuid>,
+    client_id: Option<Uuid>,
+    tenant_id: Option<Uuid>,
+    kind: Option<PrincipalKind>,
+    auth: AuthMethod,
+    origin: NetworkOrigin,
+    signed: Option<SignedGrant>,
+    acting_for: Option<String>,
+    actor: Option<Actor>,
 }
 
 impl Caller {
-    /// The operator, reached through the local control socket of the data dir.
-    pub fn operator() -> Self {
-        Caller {
-            object_id: None,
-            client_id: None,
-            tenant_id: None,
-            kind: None,
-            auth: AuthMethod::OperatorSocket,
-            origin: NetworkOrigin::local_socket(),
-            signed: None,
-            acting_for: None,
-        }
-    }
-
-    /// A caller that presented no credentials.
+    /// A caller that presented no credentials (anyone may be anonymous).
     pub fn anonymous(origin: NetworkOrigin) -> Self {
         Caller {
             object_id: None,
@@ -132,12 +159,107 @@ impl Caller {
             origin,
             signed: None,
             acting_for: None,
+            actor: None,
         }
     }
 
-    /// A caller holding an account key.
-    pub fn account_key(origin: NetworkOrigin) -> Self {
+    /// The operator, reached through the local control socket of the data dir.
+    pub fn operator() -> Self {
+        Caller { auth: AuthMethod::OperatorSocket, ..Self::anonymous(NetworkOrigin::local_socket()) }
+    }
+
+    /// A principal whose bearer token the token service verified on this request.
+    pub fn bearer(principal: PrincipalRef, origin: NetworkOrigin) -> Self {
+        Caller { auth: AuthMethod::BearerToken, ..Self::principal(principal, origin) }
+    }
+
+    /// A caller whose Shared Key signature verified against one of the account's keys.
+    pub fn shared_key(origin: NetworkOrigin) -> Self {
         Caller { auth: AuthMethod::SharedKey, ..Self::anonymous(origin) }
+    }
+
+    /// A caller whose shared access signature verified; `delegator` (object id, tenant) for a user
+    /// delegation SAS.
+    pub fn signature(grant: SignedGrant, delegator: Option<(Uuid, Uuid)>, origin: NetworkOrigin) -> Self {
+        Caller {
+            object_id: delegator.map(|(oid, _)| oid),
+            tenant_id: delegator.map(|(_, tenant)| tenant),
+            auth: AuthMethod::SharedAccessSignature,
+            signed: Some(grant),
+            ..Self::anonymous(origin)
+        }
+    }
+
+    /// A byos service acting, in-process, as `identity`, a managed identity attached to the resource
+    /// `acting_for` now. Only `Directory::act_as` makes one, after proving that attachment.
+    pub fn service_identity(identity: PrincipalRef, acting_for: String) -> Self {
+        Caller {
+            auth: AuthMethod::ServiceIdentity,
+            acting_for: Some(acting_for),
+            ..Self::principal(identity, NetworkOrigin { ip: None, tls: false })
+        }
+    }
+
+    /// One of byos's background tasks.
+    pub fn actor(actor: Actor) -> Self {
+        Caller {
+            auth: AuthMethod::InternalActor,
+            actor: Some(actor),
+            ..Self::anonymous(NetworkOrigin { ip: None, tls: false })
+        }
+    }
+
+    fn principal(principal: PrincipalRef, origin: NetworkOrigin) -> Self {
+        Caller {
+            object_id: Some(principal.object_id),
+            client_id: Some(principal.client_id),
+            tenant_id: Some(principal.tenant_id),
+            kind: Some(principal.kind),
+            ..Self::anonymous(origin)
+        }
+    }
+
+    /// The principal's object id (`oid`); `None` when anonymous, key-based, an actor or the operator.
+    /// For a user delegation SAS: the delegating principal.
+    pub fn object_id(&self) -> Option<Uuid> {
+        self.object_id
+    }
+
+    pub fn client_id(&self) -> Option<Uuid> {
+        self.client_id
+    }
+
+    pub fn tenant_id(&self) -> Option<Uuid> {
+        self.tenant_id
+    }
+
+    pub fn kind(&self) -> Option<&PrincipalKind> {
+        self.kind.as_ref()
+    }
+
+    pub fn auth(&self) -> AuthMethod {
+        self.auth
+    }
+
+    pub fn origin(&self) -> &NetworkOrigin {
+        &self.origin
+    }
+
+    /// For shared access signatures: what the signature grants.
+    pub fn signed(&self) -> Option<&SignedGrant> {
+        self.signed.as_ref()
+    }
+
+    /// For [`AuthMethod::ServiceIdentity`]: the resource the byos service works for. Network rules
+    /// see the caller as that resource (a trusted service, a resource instance) whichever identity
+    /// it authenticates as, system- or user-assigned.
+    pub fn acting_for(&self) -> Option<&str> {
+        self.acting_for.as_deref()
+    }
+
+    /// For [`AuthMethod::InternalActor`]: which background task.
+    pub fn actor_kind(&self) -> Option<Actor> {
+        self.actor
     }
 }
 
@@ -149,6 +271,7 @@ impl fmt::Display for Caller {
             (AuthMethod::SharedAccessSignature, Some(oid)) => write!(f, "signature delegated by principal {oid}"),
             (AuthMethod::SharedAccessSignature, None) => write!(f, "signature holder"),
             (AuthMethod::ServiceIdentity, Some(oid)) => write!(f, "byos service acting as managed identity {oid}"),
+            (AuthMethod::InternalActor, _) => write!(f, "byos {}", self.actor.map_or("background task", Actor::name)),
             (_, Some(oid)) => write!(f, "principal {oid}"),
             _ => write!(f, "anonymous"),
         }

@@ -7,6 +7,6 @@ pub mod error;
 pub mod ids;
 pub mod time;
 
-pub use caller::{AuthMethod, Caller, NetworkOrigin, PrincipalKind, SignatureKind, SignedGrant};
+pub use caller::{Actor, AuthMethod, Caller, NetworkOrigin, PrincipalKind, PrincipalRef, SignatureKind, SignedGrant};
 pub use error::{ApiError, ErrorFormat};
 pub use ids::{ResourceId, Scope, request_id};

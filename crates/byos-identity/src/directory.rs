@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use byos_core::{ApiError, AuthMethod, Caller, NetworkOrigin};
+use byos_core::{ApiError, Caller, NetworkOrigin, PrincipalRef};
 use byos_crypto::{CryptoError, MacKey, RootKey, SealPurpose, SigningKey, b64url, secret};
 use byos_store::{Batch, SharedStore, StoreError, Table};
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,17 @@ use zeroize::Zeroizing;
 
 use crate::principal::{IdentityKind, PRINCIPAL_RECORD_VERSION, Principal};
 use crate::token::{TokenError, TokenService};
+
+/// The managed identities a resource has now, as its owner records them: what
+/// [`Directory::act_as`] checks an identity against at every use.
+pub struct AttachedIdentities<'a> {
+    /// The resource's id.
+    pub resource_id: &'a str,
+    /// Its system-assigned identity's object id.
+    pub system: Option<Uuid>,
+    /// Its attached user-assigned identities (resource ids).
+    pub user: &'a [String],
+}
 
 const DIRECTORY: Table = Table("directory");
 const PRINCIPALS: Table = Table("principals");
@@ -367,16 +378,43 @@ impl Directory {
             return Err(TokenError::WrongAudience(claims.aud));
         }
         let principal = self.principal(claims.oid).ok_or(TokenError::UnknownPrincipal(claims.oid))?;
-        Ok(Caller {
-            object_id: Some(principal.object_id),
-            client_id: Some(principal.client_id),
-            tenant_id: Some(self.tenant_id),
-            kind: Some(principal.caller_kind()),
-            auth: AuthMethod::BearerToken,
-            origin,
-            signed: None,
-            acting_for: None,
-        })
+        Ok(Caller::bearer(self.principal_ref(&principal), origin))
+    }
+
+    fn principal_ref(&self, principal: &Principal) -> PrincipalRef {
+        PrincipalRef {
+            object_id: principal.object_id,
+            client_id: principal.client_id,
+            tenant_id: self.tenant_id,
+            kind: principal.caller_kind(),
+        }
+    }
+
+    /// The caller for a byos service acting, in-process, for `resource` as one of its managed
+    /// identities: the system-assigned one (`identity` None) or the attached user-assigned identity
+    /// `identity` (a resource id). `None` when that identity is not the resource's now: not attached,
+    /// deleted, or (system-assigned) belonging to another resource. The only way to a
+    /// service-identity caller, so a service can act only as an identity its resource really has.
+    pub fn act_as(&self, resource: &AttachedIdentities<'_>, identity: Option<&str>) -> Option<Caller> {
+        let principal = match identity {
+            None => self.principal(resource.system?)?,
+            Some(uami) => {
+                if !resource.user.iter().any(|attached| attached.eq_ignore_ascii_case(uami)) {
+                    return None;
+                }
+                self.find_managed_identity(uami).ok()?
+            }
+        };
+        let owned = match (&principal.kind, identity) {
+            (IdentityKind::ManagedIdentity { resource_id, system_assigned: true }, None) => {
+                resource_id.eq_ignore_ascii_case(resource.resource_id)
+            }
+            (IdentityKind::ManagedIdentity { resource_id, system_assigned: false }, Some(uami)) => {
+                resource_id.eq_ignore_ascii_case(uami)
+            }
+            _ => false,
+        };
+        owned.then(|| Caller::service_identity(self.principal_ref(&principal), resource.resource_id.to_owned()))
     }
 
     /// The secret a workload presents as `X-IDENTITY-HEADER` to act as a managed identity:
@@ -562,6 +600,39 @@ mod tests {
             dir.principal_for_identity_header(&dir.identity_header(&sp)).is_none(),
             "service principals are not managed identities"
         );
+        Ok(())
+    }
+
+    /// A service acts only as an identity its resource has now: its own system-assigned identity,
+    /// or a user-assigned identity attached to it, never another resource's.
+    #[tokio::test]
+    async fn act_as_proves_the_identity_is_the_resources_now() -> Result<(), Box<dyn std::error::Error>> {
+        let (dir, _root, _store) = directory().await;
+        let account = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/a";
+        let other = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/b";
+        let uami = "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u";
+        let own = dir.new_managed_identity(account, "a", true);
+        let foreign = dir.new_managed_identity(other, "b", true);
+        let user = dir.new_managed_identity(uami, "u", false);
+        for p in [&own, &foreign, &user] {
+            dir.installed(p.clone());
+        }
+        let attached = [uami.to_owned()];
+        let resource = |system| AttachedIdentities { resource_id: account, system, user: &attached };
+
+        let acting = dir.act_as(&resource(Some(own.object_id)), None).ok_or("own system identity")?;
+        assert_eq!((acting.object_id(), acting.acting_for()), (Some(own.object_id), Some(account)));
+        assert!(dir.act_as(&resource(Some(foreign.object_id)), None).is_none(), "another resource's identity");
+        assert!(dir.act_as(&resource(None), None).is_none(), "no system identity");
+        let acting = dir.act_as(&resource(None), Some(uami)).ok_or("attached user identity")?;
+        assert_eq!(acting.object_id(), Some(user.object_id));
+        let detached = AttachedIdentities { resource_id: account, system: None, user: &[] };
+        assert!(dir.act_as(&detached, Some(uami)).is_none(), "a detached user identity");
+        let by_object_id = [user.object_id.to_string()];
+        let named_oddly = AttachedIdentities { resource_id: account, system: None, user: &by_object_id };
+        assert!(dir.act_as(&named_oddly, Some(&by_object_id[0])).is_none(), "attached by resource id only");
+        dir.removed(user.object_id);
+        assert!(dir.act_as(&resource(None), Some(uami)).is_none(), "a deleted user identity");
         Ok(())
     }
 }

@@ -12,6 +12,6 @@ mod directory;
 mod principal;
 mod token;
 
-pub use directory::{Directory, DirectoryError, ImdsRequest, load_or_create_sealed};
+pub use directory::{AttachedIdentities, Directory, DirectoryError, ImdsRequest, load_or_create_sealed};
 pub use principal::{IdentityKind, Principal};
 pub use token::{Claims, TokenError, TokenService, audience_from_scope};

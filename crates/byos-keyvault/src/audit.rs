@@ -354,9 +354,9 @@ impl KeyVaultService {
         result: String,
     ) -> Result<(), AuditError> {
         let who = Who {
-            caller: caller.object_id.map(|o| o.to_string()).unwrap_or_default(),
-            client_id: caller.client_id.map(|o| o.to_string()).unwrap_or_default(),
-            authentication: format!("{:?}", caller.auth),
+            caller: caller.object_id().map(|o| o.to_string()).unwrap_or_default(),
+            client_id: caller.client_id().map(|o| o.to_string()).unwrap_or_default(),
+            authentication: format!("{:?}", caller.auth()),
         };
         self.audit_as(vault, &who, key_id, operation, result).await
     }
@@ -683,16 +683,11 @@ async fn operator_audit(
     extensions: axum::http::Extensions,
     axum::extract::Query(query): axum::extract::Query<AuditQuery>,
 ) -> Result<axum::response::Response, byos_http::Failure> {
-    use byos_identity::api::operator::OperatorSocket;
-    let caller = if extensions.get::<OperatorSocket>().is_some() {
-        Caller::operator()
-    } else {
-        Caller::anonymous(byos_http::origin_of(&extensions))
-    };
+    let caller = byos_identity::api::operator::operator_caller(&extensions);
     service
         .door
         .authorize(&caller, &byos_authz::Action::operator("byos/keyVaults/audit/read"), &byos_core::Scope::root())
-        .map_err(|d| ApiError::new(403, "AuthorizationFailed", d.reason.clone()).with_explanation(d.explanation()))?;
+        .map_err(|d| d.to_api_error())?;
     let (entries, verdict) = service.audit_verdict(&query.vault).await?;
     let verdict = match verdict {
         Ok(n) => serde_json::json!({"ok": true, "entries": n}),

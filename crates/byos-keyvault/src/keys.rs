@@ -19,6 +19,9 @@ use zeroize::Zeroizing;
 
 use crate::{KeyVaultService, Vault};
 
+const ROTATE: &str = "Microsoft.KeyVault/vaults/keys/rotate/action";
+const PURGE: &str = "Microsoft.KeyVault/vaults/keys/purge/action";
+
 pub(crate) const KEYS: Table = Table("kv_keys");
 const KEY_STATE: Table = Table("kv_key_state");
 const ROTATION: Table = Table("kv_rotation");
@@ -222,7 +225,7 @@ fn authorize(
         ..ResourceGuard::default()
     };
     service.door.authorize_access(caller, &Action::data(action), &scope, Some(&guard)).map(|_| ()).map_err(|denial| {
-        let who = format!("appid={};oid={}", caller.client_id.map(|c| c.to_string()).unwrap_or_default(), caller.object_id.map(|c| c.to_string()).unwrap_or_default());
+        let who = format!("appid={};oid={}", caller.client_id().map(|c| c.to_string()).unwrap_or_default(), caller.object_id().map(|c| c.to_string()).unwrap_or_default());
         let error = match denial.kind {
             DenialKind::Network if public_network_disabled => kv_error(
                 403,
@@ -235,7 +238,7 @@ fn authorize(
                 "Forbidden",
                 format!(
                     "Client address is not authorized and caller is not a trusted service.\r\nClient address: {}\r\nCaller: {who}\r\nVault: {};location={}",
-                    caller.origin.ip.map(|ip| ip.to_string()).unwrap_or_else(|| "(in-process)".into()),
+                    caller.origin().ip.map(|ip| ip.to_string()).unwrap_or_else(|| "(in-process)".into()),
                     vault.name,
                     vault.location
                 ),
@@ -693,14 +696,7 @@ impl Ctx<'_> {
     }
 
     async fn rotate(&self, name: &str) -> Result<Response, Failure> {
-        authorize(
-            self.service,
-            self.vault,
-            self.caller,
-            "Microsoft.KeyVault/vaults/keys/rotate/action",
-            "rotate",
-            Some(name),
-        )?;
+        authorize(self.service, self.vault, self.caller, ROTATE, "rotate", Some(name))?;
         Ok(json_response(200, &self.bundle(&self.rotate_now(name).await?)))
     }
 
@@ -975,14 +971,7 @@ impl Ctx<'_> {
     }
 
     async fn purge(&self, name: &str) -> Result<Response, Failure> {
-        authorize(
-            self.service,
-            self.vault,
-            self.caller,
-            "Microsoft.KeyVault/vaults/keys/purge/action",
-            "purge",
-            Some(name),
-        )?;
+        authorize(self.service, self.vault, self.caller, PURGE, "purge", Some(name))?;
         let (state, deleted, _) = self.deleted_key(name).await?;
         if self.vault.settings.enable_purge_protection && deleted.scheduled_purge_date > byos_core::time::unix_now() {
             return Err(Failure::from(kv_error(
@@ -1286,19 +1275,21 @@ pub async fn vault_keys_delete_ops(
 }
 
 /// Rotates every key whose rotation policy is due (the watcher's tick).
-pub async fn rotate_due_keys(service: &Arc<KeyVaultService>) -> Result<(), ApiError> {
+pub async fn rotate_due_keys(service: &Arc<KeyVaultService>, rotator: &Caller) -> Result<(), ApiError> {
     let now = byos_core::time::unix_now();
     for (state_key, bytes) in service.store.scan(ROTATION, "").await.map_err(store_err)? {
         let policy: crate::rotation::RotationPolicy = decode(&bytes)?;
         let Some((vault_name, name)) = state_key.split_once('/') else { continue };
         let Some(vault) = service.vault(vault_name) else { continue };
-        let rotator = Caller::anonymous(byos_core::NetworkOrigin::local_socket());
-        let ctx = Ctx::new(service, &vault, &rotator);
+        let ctx = Ctx::new(service, &vault, rotator);
         let Ok(current) = ctx.live(name, None).await else { continue };
         if !policy.due(current.created, current.exp, now) {
             continue;
         }
-        let outcome = ctx.rotate_now(name).await;
+        let outcome = match authorize(service, &vault, rotator, ROTATE, "rotate", Some(name)) {
+            Ok(()) => ctx.rotate_now(name).await,
+            Err(e) => Err(e),
+        };
         let who = crate::audit::Who {
             caller: String::new(),
             client_id: String::new(),
@@ -1317,7 +1308,7 @@ pub async fn rotate_due_keys(service: &Arc<KeyVaultService>) -> Result<(), ApiEr
 }
 
 /// Purges soft-deleted keys whose retention has ended (the watcher's tick), as Key Vault does.
-pub async fn purge_expired_keys(service: &KeyVaultService) -> Result<usize, ApiError> {
+pub async fn purge_expired_keys(service: &KeyVaultService, purger: &Caller) -> Result<usize, ApiError> {
     let now = byos_core::time::unix_now();
     let mut purged = 0;
     for (state_key, bytes) in service.store.scan(KEY_STATE, "").await.map_err(store_err)? {
@@ -1325,6 +1316,11 @@ pub async fn purge_expired_keys(service: &KeyVaultService) -> Result<usize, ApiE
         if state.deleted.as_ref().is_none_or(|d| d.scheduled_purge_date > now) {
             continue;
         }
+        // The keys of a vault that is itself soft-deleted go with the vault's own purge.
+        let Some((vault, name)) = state_key.split_once('/').and_then(|(v, n)| Some((service.vault(v)?, n))) else {
+            continue;
+        };
+        authorize(service, &vault, purger, PURGE, "purge", Some(name))?;
         let mut batch = Batch::new()
             .expect_unchanged(KEY_STATE, state_key.clone(), Some(bytes))
             .delete(KEY_STATE, state_key.clone())
@@ -1387,28 +1383,15 @@ mod tests {
             "accessPolicies": [{"tenantId": tenant, "objectId": user, "permissions": {"keys": ["get", "wrapKey"]}}]});
         let settings =
             crate::settings::VaultSettings::create(props.as_object().ok_or("props")?).map_err(|e| e.message)?;
-        let record = byos_arm::ResourceRecord {
-            v: 1,
-            id: "/subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/vaults/kv1".into(),
-            name: "kv1".into(),
-            resource_type: crate::VAULT_TYPE.into(),
-            location: "local".into(),
-            tags: Map::new(),
-            properties: Value::Null,
-            identity: None,
-            owned_principals: vec![],
-            created_on: String::new(),
-            extra: Map::new(),
-        };
-        service.install(&record, settings);
+        service.install(&vault_record("kv1"), settings);
         let vault = service.vault("kv1").ok_or("vault")?;
-        let caller = Caller {
-            object_id: Some(user),
-            client_id: Some(uuid::Uuid::new_v4()),
-            tenant_id: Some(tenant),
-            auth: byos_core::AuthMethod::BearerToken,
-            ..Caller::anonymous(byos_core::NetworkOrigin::local_socket())
+        let principal = byos_core::PrincipalRef {
+            object_id: user,
+            client_id: uuid::Uuid::new_v4(),
+            tenant_id: tenant,
+            kind: byos_core::PrincipalKind::ServicePrincipal,
         };
+        let caller = Caller::bearer(principal, byos_core::NetworkOrigin::local_socket());
         let ops = vec!["wrapKey".to_owned()];
         Ctx::new(&service, &vault, &caller)
             .new_version("k", KeyKind::Rsa(2048), ops, Attributes::default(), Map::new(), None)
@@ -1426,6 +1409,22 @@ mod tests {
         Ok(())
     }
 
+    fn vault_record(name: &str) -> byos_arm::ResourceRecord {
+        byos_arm::ResourceRecord {
+            v: 1,
+            id: format!("/subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/vaults/{name}"),
+            name: name.into(),
+            resource_type: crate::VAULT_TYPE.into(),
+            location: "local".into(),
+            tags: Map::new(),
+            properties: Value::Null,
+            identity: None,
+            owned_principals: vec![],
+            created_on: String::new(),
+            extra: Map::new(),
+        }
+    }
+
     #[tokio::test]
     async fn soft_deleted_keys_are_purged_only_after_their_retention() -> Result<(), Box<dyn std::error::Error>> {
         let store: SharedStore = Arc::new(MemStore::new());
@@ -1440,6 +1439,10 @@ mod tests {
             Arc::new(NoListeners),
             "https://127.0.0.1:1".into(),
         );
+        let props = json!({"tenantId": uuid::Uuid::new_v4(), "sku": {}, "enableRbacAuthorization": true});
+        let settings =
+            crate::settings::VaultSettings::create(props.as_object().ok_or("props")?).map_err(|e| e.message)?;
+        service.install(&vault_record("vault"), settings);
         let now = byos_core::time::unix_now();
         store
             .commit(
@@ -1450,7 +1453,15 @@ mod tests {
                     .put(KEYS, "vault/retained/v1", b"{}".to_vec()),
             )
             .await?;
-        assert_eq!(purge_expired_keys(&service).await.map_err(|e| e.message)?, 1);
+        let rotation = Caller::actor(byos_core::Actor::KeyRotation);
+        assert!(purge_expired_keys(&service, &rotation).await.is_err_and(|e| e.status == 403), "not the purge's actor");
+        assert!(store.get(KEY_STATE, "vault/expired").await?.is_some(), "a refused purge purges nothing");
+        assert_eq!(
+            purge_expired_keys(&service, &Caller::actor(byos_core::Actor::SoftDeletePurge))
+                .await
+                .map_err(|e| e.message)?,
+            1
+        );
         assert!(store.get(KEY_STATE, "vault/expired").await?.is_none());
         assert!(store.get(KEYS, "vault/expired/v1").await?.is_none(), "every version goes with the key");
         assert!(store.get(KEY_STATE, "vault/retained").await?.is_some(), "a key still in retention stays recoverable");

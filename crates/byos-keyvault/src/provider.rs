@@ -390,7 +390,7 @@ async fn purge_vault(service: &KeyVaultService, name: &str) -> Result<(), ApiErr
 }
 
 /// Purges soft-deleted vaults whose retention has ended (the watcher's tick), as Azure does.
-pub async fn purge_expired_vaults(service: &KeyVaultService) -> Result<usize, ApiError> {
+pub async fn purge_expired_vaults(service: &KeyVaultService, purger: &byos_core::Caller) -> Result<usize, ApiError> {
     let now = time::OffsetDateTime::now_utc();
     let mut purged = 0;
     for (key, bytes) in service.store.scan(DELETED_VAULTS, "").await.map_err(store_error)? {
@@ -399,6 +399,10 @@ pub async fn purge_expired_vaults(service: &KeyVaultService) -> Result<usize, Ap
             time::OffsetDateTime::parse(&deleted.scheduled_purge_date, &time::format_description::well_known::Rfc3339)
                 .is_ok_and(|d| d <= now);
         if due {
+            let scope = Scope::subscription(
+                &ResourceId::parse(&deleted.record.id).map_err(|_| ApiError::internal())?.subscription_id,
+            );
+            service.door.authorize(purger, &PURGE, &scope).map_err(|denial| denial.to_api_error())?;
             purge_vault(service, &deleted.record.name).await?;
             purged += 1;
         }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use byos_core::ApiError;
+use byos_core::{Actor, ApiError, Caller};
 use serde::{Deserialize, Serialize};
 
 /// An ISO 8601 duration (`P90D`, `PT5S`, `P1Y2M`) in seconds; years count 365 days, months 30.
@@ -136,13 +136,15 @@ const PURGE_EVERY: u64 = 60;
 pub fn spawn_watch(service: Arc<crate::KeyVaultService>, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(&service);
     drop(service);
+    let rotator = Caller::actor(Actor::KeyRotation);
+    let purger = Caller::actor(Actor::SoftDeletePurge);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         for tick in 0u64.. {
             ticker.tick().await;
             let Some(service) = weak.upgrade() else { return };
-            if let Err(e) = crate::keys::rotate_due_keys(&service).await {
+            if let Err(e) = crate::keys::rotate_due_keys(&service, &rotator).await {
                 tracing::warn!(error = %e, "automatic key rotation failed");
             }
             // Soft-deleted keys and vaults go for good once their retention (days) has ended; a
@@ -150,9 +152,10 @@ pub fn spawn_watch(service: Arc<crate::KeyVaultService>, interval: std::time::Du
             if tick % PURGE_EVERY != 0 {
                 continue;
             }
-            for outcome in
-                [crate::keys::purge_expired_keys(&service).await, crate::provider::purge_expired_vaults(&service).await]
-            {
+            for outcome in [
+                crate::keys::purge_expired_keys(&service, &purger).await,
+                crate::provider::purge_expired_vaults(&service, &purger).await,
+            ] {
                 match outcome {
                     Ok(0) => {}
                     Ok(purged) => tracing::info!(purged, "purged soft-deleted key vault objects past their retention"),

@@ -143,10 +143,10 @@ impl AccessPolicy {
     /// identity (`applicationId` set), only when the caller acts through that application (the
     /// token's `appid`); the object id alone does not get a compound entry's permissions.
     pub fn applies_to(&self, caller: &Caller) -> bool {
-        let (Some(oid), Some(tid)) = (caller.object_id, caller.tenant_id) else { return false };
+        let (Some(oid), Some(tid)) = (caller.object_id(), caller.tenant_id()) else { return false };
         let application_matches = match self.application() {
             None => true,
-            Some(app) => caller.client_id.is_some_and(|c| c.to_string().eq_ignore_ascii_case(app)),
+            Some(app) => caller.client_id().is_some_and(|c| c.to_string().eq_ignore_ascii_case(app)),
         };
         self.tenant_id == tid && self.object_id.eq_ignore_ascii_case(&oid.to_string()) && application_matches
     }
@@ -359,13 +359,13 @@ mod tests {
     }
 
     fn principal(oid: Uuid, tenant: Uuid, app: Uuid) -> Caller {
-        Caller {
-            object_id: Some(oid),
-            client_id: Some(app),
-            tenant_id: Some(tenant),
-            auth: byos_core::AuthMethod::BearerToken,
-            ..Caller::anonymous(byos_core::NetworkOrigin::local_socket())
-        }
+        let principal = byos_core::PrincipalRef {
+            object_id: oid,
+            client_id: app,
+            tenant_id: tenant,
+            kind: byos_core::PrincipalKind::ServicePrincipal,
+        };
+        Caller::bearer(principal, byos_core::NetworkOrigin::local_socket())
     }
 
     #[test]

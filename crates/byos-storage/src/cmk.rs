@@ -14,74 +14,30 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use byos_core::{ApiError, AuthMethod, Caller, NetworkOrigin, PrincipalKind};
+use byos_core::{Actor, ApiError, Caller};
 use byos_crypto::envelope::Kek;
 use byos_crypto::{b64url, b64url_decode};
-use byos_identity::Principal;
+use byos_identity::AttachedIdentities;
 use byos_keyvault::keys::{KeyUse, KeyUsed};
-use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::account::{CmkSettings, CmkWrap, KekSource, split_key_id};
 use crate::blob::errors::err;
 use crate::{Account, StorageService};
 
-/// The identities a resource has now: what the identity that uses its customer key is resolved
-/// from, at every use (nothing about a KEK depends on a principal id copied at setup).
-pub struct Identities<'a> {
-    /// The system-assigned identity's object id.
-    pub system: Option<Uuid>,
-    /// The attached user-assigned identities (resource ids).
-    pub user: &'a [String],
-}
-
 impl Account {
-    pub fn identities(&self) -> Identities<'_> {
-        Identities { system: self.system_identity, user: &self.user_identities }
+    /// The managed identities the account has now: the identity that uses its customer key is
+    /// resolved from them at every use (nothing about a KEK depends on a principal id copied at setup).
+    pub fn identities(&self) -> AttachedIdentities<'_> {
+        AttachedIdentities { resource_id: &self.id, system: self.system_identity, user: &self.user_identities }
     }
 }
 
-/// The managed identity that uses a customer key: the resource's current system-assigned
-/// identity (`identity` None), or the user-assigned identity `identity`, looked up by its resource
-/// id, if it is attached now and still exists.
-pub fn acting_principal(
-    service: &StorageService,
-    identities: &Identities<'_>,
-    identity: Option<&str>,
-) -> Option<Arc<Principal>> {
-    match identity {
-        None => identities.system.and_then(|oid| service.directory.principal(oid)),
-        Some(uami) => {
-            if !identities.user.iter().any(|attached| attached.eq_ignore_ascii_case(uami)) {
-                return None;
-            }
-            let principal = service.directory.find_managed_identity(uami).ok()?;
-            principal.resource_id().is_some_and(|r| r.eq_ignore_ascii_case(uami)).then_some(principal)
-        }
-    }
-}
-
-/// The account's managed identity `principal` acting in-process for the account `account_id` (an
-/// explicit caller for the door; network rules see it as the account, a trusted service for key vaults).
-pub fn identity_caller(service: &StorageService, principal: &Principal, account_id: &str) -> Caller {
-    Caller {
-        object_id: Some(principal.object_id),
-        client_id: Some(principal.client_id),
-        tenant_id: Some(service.directory.tenant_id()),
-        kind: Some(PrincipalKind::ManagedIdentity {
-            resource_id: principal.resource_id().unwrap_or_default().to_owned(),
-        }),
-        auth: AuthMethod::ServiceIdentity,
-        origin: NetworkOrigin { ip: None, tls: false },
-        signed: None,
-        acting_for: Some(account_id.to_owned()),
-    }
-}
-
-/// The caller that uses the account's customer key now (`None`: its identity is gone).
+/// The caller that uses the account's customer key now: its identity acting in-process for the
+/// account (network rules see it as the account, a trusted service for key vaults). `None`: that
+/// identity is gone or no longer attached.
 fn acting_caller(service: &StorageService, account: &Account, settings: &CmkSettings) -> Option<Caller> {
-    let principal = acting_principal(service, &account.identities(), settings.identity.as_deref())?;
-    Some(identity_caller(service, &principal, &account.id))
+    service.directory.act_as(&account.identities(), settings.identity.as_deref())
 }
 
 /// The error of a vault that is not served (deleted, or named by an unknown URI).
@@ -275,7 +231,7 @@ impl StorageService {
     /// One tick of the rotation watch for an account that follows its key's current version:
     /// refreshes the cached KEK and, when the key has a newer current version, re-wraps the KEK
     /// with it and records that (the only place a key rotation writes the account's records).
-    async fn follow_rotation(&self, account: &Account) {
+    async fn follow_rotation(&self, watch: &Caller, account: &Account) {
         let Some(settings) = account.settings.cmk.as_ref().filter(|s| s.key_version.is_none()) else { return };
         // A failure here is what data requests report too; nothing to do until access returns.
         let Ok((_, unwrapped)) = self.unwrap_and_cache(account).await else { return };
@@ -296,7 +252,7 @@ impl StorageService {
         .await;
         match rewrapped {
             Ok((wrap, used)) => {
-                if let Err(e) = crate::provider::record_rotation(self, account, wrap, &used).await {
+                if let Err(e) = crate::provider::record_rotation(self, watch, account, wrap, &used).await {
                     tracing::warn!(account = %account.name, error = %e, "could not record the key rotation");
                 } else {
                     tracing::info!(account = %account.name, key = %used.kid, "account key re-wrapped with the new key version");
@@ -317,6 +273,7 @@ pub fn spawn_rotation_watch(
 ) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(&service);
     drop(service);
+    let watch = Caller::actor(Actor::CmkRotationWatch);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -324,7 +281,7 @@ pub fn spawn_rotation_watch(
             ticker.tick().await;
             let Some(service) = weak.upgrade() else { return };
             for account in service.accounts_following_rotation() {
-                service.follow_rotation(&account).await;
+                service.follow_rotation(&watch, &account).await;
             }
         }
     })

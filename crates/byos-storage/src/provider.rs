@@ -278,8 +278,7 @@ impl StorageProvider {
                 ),
             ));
         }
-        let principal = self.encryption_principal(plan, identity.as_deref())?;
-        let caller = cmk::identity_caller(self.service(), &principal, &id.to_string());
+        let caller = self.encryption_caller(&id.to_string(), plan, identity.as_deref())?;
         let (kek, base) = self.root_protected(live.as_deref(), fresh, Some(&caller)).await?;
         let (wrap, _) = cmk::wrap(self.service(), &caller, &vault.uri, key_name, key_version.as_deref(), &kek).await?;
         settings.cmk = Some(CmkSettings {
@@ -321,11 +320,12 @@ impl StorageProvider {
 
     /// The identity that will use the customer key, from the identity the account will have: the
     /// named user-assigned identity (which must be attached) or the system-assigned one.
-    fn encryption_principal(
+    fn encryption_caller(
         &self,
+        account_id: &str,
         plan: &byos_arm::managed_identity::IdentityPlan,
         identity: Option<&str>,
-    ) -> Result<Arc<byos_identity::Principal>, ApiError> {
+    ) -> Result<byos_core::Caller, ApiError> {
         let user = attached_user_identities(plan.wire.as_ref());
         if let Some(uami) = identity
             && !user.iter().any(|k| k.eq_ignore_ascii_case(uami))
@@ -337,8 +337,12 @@ impl StorageProvider {
                 ),
             ));
         }
-        let identities = cmk::Identities { system: plan.owned.first().copied(), user: &user };
-        cmk::acting_principal(self.service(), &identities, identity).ok_or_else(|| {
+        let identities = byos_identity::AttachedIdentities {
+            resource_id: account_id,
+            system: plan.owned.first().copied(),
+            user: &user,
+        };
+        self.service().directory.act_as(&identities, identity).ok_or_else(|| {
             ApiError::bad_request(
                 "InvalidIdentity",
                 "A customer-managed key needs a managed identity: enable the account's system-assigned identity or name an attached user-assigned identity in encryption.identity.",
@@ -539,10 +543,13 @@ fn require_encryption_identity(
 /// guarded on the record and secrets it replaces.
 pub(crate) async fn record_rotation(
     service: &StorageService,
+    watch: &byos_core::Caller,
     account: &crate::Account,
     wrap: CmkWrap,
     used: &byos_keyvault::keys::KeyUsed,
 ) -> Result<(), ApiError> {
+    let scope = Scope::parse(&account.id).map_err(|_| ApiError::internal())?;
+    service.door.authorize(watch, &WRITE, &scope).map_err(|denial| denial.to_api_error())?;
     let key = resource_key(&account.id);
     let record_bytes = service.store.get(RESOURCES, &key).await.map_err(store_error)?.ok_or_else(ApiError::internal)?;
     let secrets_bytes = service.store.get(SECRETS, &key).await.map_err(store_error)?.ok_or_else(ApiError::internal)?;

@@ -157,7 +157,7 @@ async fn create(arm: &Arm, request: &ArmRequest, scope: &Scope, name: &str) -> R
         principal_type: props.principal_type.unwrap_or_else(|| "ServicePrincipal".into()),
         description: props.description,
         created_on: byos_core::time::rfc3339_now(),
-        created_by: request.caller.object_id,
+        created_by: request.caller.object_id(),
     };
     insert(arm, &assignment).await?;
     tracing::info!(assignment = %name, principal = %assignment.principal_id, role = %role.role_name, scope = %scope, "role assignment created");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use byos_arm::managed_identity::plan_identity;
 use byos_arm::{Arm, Deployment};
 use byos_authz::{Action, Door, RoleAssignment, builtin};
-use byos_core::{AuthMethod, Caller, NetworkOrigin, Scope};
+use byos_core::{Caller, NetworkOrigin, Scope};
 use byos_crypto::RootKey;
 use byos_identity::Directory;
 use byos_store::{Batch, MemStore, SharedStore};
@@ -28,16 +28,7 @@ async fn arm() -> anyhow::Result<Arc<Arm>> {
 }
 
 fn operator_of_nothing() -> Caller {
-    Caller {
-        object_id: None,
-        client_id: None,
-        tenant_id: None,
-        kind: None,
-        auth: AuthMethod::Anonymous,
-        origin: NetworkOrigin::local_socket(),
-        signed: None,
-        acting_for: None,
-    }
+    Caller::anonymous(NetworkOrigin::local_socket())
 }
 
 /// Commits a plan the way a resource provider does, returning the stored identity property.

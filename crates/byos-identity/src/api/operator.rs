@@ -36,18 +36,24 @@ pub fn router(state: IdentityState) -> Router {
         .with_state(state)
 }
 
-/// The operator caller, if the request came through the control socket; then the door decides.
-fn authorize(state: &IdentityState, extensions: &Extensions, action: &Action) -> Result<(), Failure> {
-    let caller = if extensions.get::<OperatorSocket>().is_some() {
+/// The caller of an operator API: the operator if the request came through the control socket
+/// (only its listener marks requests so), else an anonymous caller the door refuses.
+pub fn operator_caller(extensions: &Extensions) -> Caller {
+    if extensions.get::<OperatorSocket>().is_some() {
         Caller::operator()
     } else {
         Caller::anonymous(byos_http::origin_of(extensions))
-    };
-    state.door.authorize(&caller, action, &Scope::root()).map(|_| ()).map_err(|denial| {
-        Failure::from(
-            ApiError::new(403, "AuthorizationFailed", denial.reason.clone()).with_explanation(denial.explanation()),
-        )
-    })
+    }
+}
+
+/// The operator caller, if the request came through the control socket; then the door decides.
+fn authorize(state: &IdentityState, extensions: &Extensions, action: &Action) -> Result<(), Failure> {
+    let caller = operator_caller(extensions);
+    state
+        .door
+        .authorize(&caller, action, &Scope::root())
+        .map(|_| ())
+        .map_err(|denial| Failure::from(denial.to_api_error()))
 }
 
 #[derive(Deserialize)]

@@ -70,7 +70,7 @@ pub fn authenticate(
         return match scheme {
             s if s.eq_ignore_ascii_case("SharedKey") => {
                 verify_shared_key(account, method, uri, headers, &query, rest)?;
-                Ok(Authenticated { caller: Caller::account_key(origin), sas: None })
+                Ok(Authenticated { caller: Caller::shared_key(origin), sas: None })
             }
             s if s.eq_ignore_ascii_case("Bearer") => {
                 let caller = service.directory.authenticate(rest.trim(), &STORAGE_AUDIENCES, origin).map_err(|e| {

@@ -77,7 +77,7 @@ pub fn denied(denial: &Denial) -> ApiError {
         ),
     };
     let mut error = err(status, code, message);
-    error = if explains_to(denial.caller.auth) {
+    error = if explains_to(denial.caller.auth()) {
         error.with_header("x-byos-denial", header_safe(&denial.reason)).with_explanation(denial.explanation())
     } else {
         error.with_header("x-byos-denial", format!("denied by the {} check", check_name(denial.kind)))

@@ -374,17 +374,20 @@ pub async fn authorize(
         (Some(c), None) => container_scope(account, c),
         _ => byos_core::Scope::parse(&account.id).map_err(|_| ApiError::internal())?,
     };
-    let mut caller = authenticated.caller;
-    if let (Some(sas), Some(signed)) = (&authenticated.sas, caller.signed.as_mut()) {
-        signed.permits = if sas_allows(sas, op, &d) { vec![d.action.to_owned()] } else { vec![] };
-        signed.scope = match &sas.path {
-            Some((c, Some(b))) => blob_scope(account, c, b).as_str().to_owned(),
-            Some((c, None)) => container_scope(account, c).as_str().to_owned(),
-            None => account.id.clone(),
-        };
-    }
+    let caller = match &authenticated.sas {
+        Some(sas) => {
+            let permits = if sas_allows(sas, op, &d) { vec![d.action.to_owned()] } else { vec![] };
+            let signed_scope = match &sas.path {
+                Some((c, Some(b))) => blob_scope(account, c, b).as_str().to_owned(),
+                Some((c, None)) => container_scope(account, c).as_str().to_owned(),
+                None => account.id.clone(),
+            };
+            super::sas::for_operation(&authenticated.caller, permits, signed_scope)
+        }
+        None => authenticated.caller,
+    };
     let anonymous_permits =
-        if caller.auth == AuthMethod::Anonymous { public_permits(service, request, &d).await? } else { vec![] };
+        if caller.auth() == AuthMethod::Anonymous { public_permits(service, request, &d).await? } else { vec![] };
     let guard = account.settings.guard(anonymous_permits);
     match service.door.authorize_access(&caller, &action, &scope, Some(&guard)) {
         Ok(_) => Ok(caller),

@@ -2,7 +2,7 @@
 //! current azure-storage-blob signs, `sv` 2020-12-06 and later), and user delegation keys.
 
 use base64::Engine;
-use byos_core::{ApiError, AuthMethod, Caller, NetworkOrigin, SignatureKind, SignedGrant};
+use byos_core::{ApiError, Caller, NetworkOrigin, SignatureKind, SignedGrant};
 use byos_crypto::MacKey;
 use time::OffsetDateTime;
 
@@ -148,18 +148,16 @@ pub fn verify(
         )
         .with_header("x-byos-denial", "account SAS: ss does not include the blob service"));
     }
-    let caller = Caller {
-        object_id,
-        tenant_id: object_id.map(|_| service.directory.tenant_id()),
-        auth: AuthMethod::SharedAccessSignature,
-        signed: Some(SignedGrant {
-            kind,
-            permits: vec![],
-            scope: account.id.clone(),
-            key_based: kind != SignatureKind::UserDelegation,
-        }),
-        ..Caller::anonymous(origin)
+    // What the signature grants depends on the operation: `for_operation` fills it in once that is
+    // known; until then it grants nothing.
+    let grant = SignedGrant {
+        kind,
+        permits: vec![],
+        scope: account.id.clone(),
+        key_based: kind != SignatureKind::UserDelegation,
     };
+    let delegator = object_id.map(|oid| (oid, service.directory.tenant_id()));
+    let caller = Caller::signature(grant, delegator, origin);
     Ok(Authenticated {
         caller,
         sas: Some(Sas {
@@ -315,4 +313,13 @@ fn delegation_key(
         return Err(authentication_failed("The principal that delegated this signature no longer exists."));
     }
     Ok(delegation_key_value(account, fields))
+}
+
+/// The caller of a verified signature for one operation: granting `permits` (what the signed
+/// permissions allow of this operation) at `scope` (the signed resource).
+pub(super) fn for_operation(caller: &Caller, permits: Vec<String>, scope: String) -> Caller {
+    let Some(signed) = caller.signed() else { return caller.clone() };
+    let grant = SignedGrant { permits, scope, ..signed.clone() };
+    let delegator = caller.object_id().zip(caller.tenant_id());
+    Caller::signature(grant, delegator, caller.origin().clone())
 }

@@ -27,7 +27,7 @@ pub async fn user_delegation_key(
     request: &BlobRequest,
     caller: &Caller,
 ) -> Result<Response, Failure> {
-    let (Some(oid), AuthMethod::BearerToken) = (caller.object_id, caller.auth) else {
+    let (Some(oid), AuthMethod::BearerToken) = (caller.object_id(), caller.auth()) else {
         return Err(Failure::from(
             err(403, "AuthenticationFailed", "Only a Microsoft Entra token can request a user delegation key.")
                 .with_header("x-byos-denial", "user delegation keys need a bearer token"),

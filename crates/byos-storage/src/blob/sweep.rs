@@ -5,7 +5,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use byos_core::ApiError;
+use byos_authz::Action;
+use byos_core::{Actor, ApiError, Caller, Scope};
 use byos_store::Batch;
 
 use super::data::{self, BLOBS, BLOCKS, BlobRecord, BlockRecord, decode, store_err};
@@ -16,8 +17,17 @@ pub const BLOCK_LIFETIME_SECS: i64 = 7 * 24 * 3600;
 /// How old an unreferenced object must be before it is collected.
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 
+/// What the housekeeping deletes, and so what its caller must be granted (at every account).
+const DELETE: Action = Action::data("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete");
+
+/// Whether `caller` may run the housekeeping (the door grants it to the blob housekeeping actor).
+fn authorize(service: &StorageService, caller: &Caller) -> Result<(), ApiError> {
+    service.door.authorize(caller, &DELETE, &Scope::root()).map(|_| ()).map_err(|denial| denial.to_api_error())
+}
+
 /// Deletes staged blocks created before `cutoff` (Unix seconds); returns how many.
-pub async fn expire_blocks(service: &StorageService, cutoff: i64) -> Result<usize, ApiError> {
+pub async fn expire_blocks(service: &StorageService, caller: &Caller, cutoff: i64) -> Result<usize, ApiError> {
+    authorize(service, caller)?;
     let objects = data::optimistic(service, || async {
         let mut batch = Batch::new();
         let mut objects = Vec::new();
@@ -68,7 +78,8 @@ async fn referenced_objects(service: &StorageService, with_blocks: bool) -> Resu
 }
 
 /// Deletes objects older than `grace` that nothing references; returns how many.
-pub async fn collect_orphans(service: &StorageService, grace: Duration) -> Result<usize, ApiError> {
+pub async fn collect_orphans(service: &StorageService, caller: &Caller, grace: Duration) -> Result<usize, ApiError> {
+    authorize(service, caller)?;
     let listed = service.objects.list().await.map_err(|e| {
         tracing::warn!(error = %e, "cannot list objects");
         super::errors::internal()
@@ -85,13 +96,15 @@ pub async fn collect_orphans(service: &StorageService, grace: Duration) -> Resul
 pub fn spawn(service: std::sync::Arc<StorageService>, interval: Duration) -> tokio::task::JoinHandle<()> {
     let weak = std::sync::Arc::downgrade(&service);
     drop(service);
+    let housekeeper = Caller::actor(Actor::BlobHousekeeping);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         loop {
             ticker.tick().await;
             let Some(service) = weak.upgrade() else { return };
             let cutoff = byos_core::time::unix_now() - BLOCK_LIFETIME_SECS;
-            match (expire_blocks(&service, cutoff).await, collect_orphans(&service, ORPHAN_GRACE).await) {
+            let expired = expire_blocks(&service, &housekeeper, cutoff).await;
+            match (expired, collect_orphans(&service, &housekeeper, ORPHAN_GRACE).await) {
                 (Ok(blocks), Ok(orphans)) if blocks + orphans > 0 => {
                     tracing::info!(blocks, orphans, "blob housekeeping removed expired blocks and orphaned objects")
                 }

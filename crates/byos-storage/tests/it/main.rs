@@ -92,14 +92,21 @@ async fn expired_blocks_and_orphans_are_swept_and_committed_data_is_kept() -> an
         .await?;
 
     assert_eq!(
-        sweep::expire_blocks(&service, now - sweep::BLOCK_LIFETIME_SECS).await.map_err(|e| anyhow::anyhow!("{e}"))?,
+        sweep::expire_blocks(&service, &housekeeper(), now - sweep::BLOCK_LIFETIME_SECS)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
         1
     );
     assert!(store.get(BLOCKS, "acct/c/b\u{1}old").await?.is_none(), "the expired block record is gone");
     assert!(!exists(&objects, "old-block").await, "the expired block's data is gone");
     assert!(store.get(BLOCKS, "acct/c/b\u{1}fresh").await?.is_some(), "a fresh block stays");
 
-    assert_eq!(sweep::collect_orphans(&service, Duration::from_secs(1)).await.map_err(|e| anyhow::anyhow!("{e}"))?, 1);
+    assert_eq!(
+        sweep::collect_orphans(&service, &housekeeper(), Duration::from_secs(1))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        1
+    );
     assert!(!exists(&objects, "orphan").await, "an unreferenced object is collected");
     for kept in ["committed", "fresh-block"] {
         assert!(exists(&objects, kept).await, "{kept} is referenced and must stay");
@@ -195,7 +202,8 @@ async fn regression_f04_sweeper_keeps_a_block_committed_during_its_scan() -> any
     store.commit(Batch::new().put(BLOCKS, "acct/c/victim\u{1}QQ==", serde_json::to_vec(&block)?)).await?;
     racy.armed.store(true, std::sync::atomic::Ordering::SeqCst);
 
-    let collected = sweep::collect_orphans(&service, Duration::ZERO).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let collected =
+        sweep::collect_orphans(&service, &housekeeper(), Duration::ZERO).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     assert!(store.get(BLOBS, "acct/c/victim").await?.is_some(), "the commit happened during the sweep");
     assert_eq!(collected, 0, "nothing referenced is an orphan");
     assert!(exists(&objects, "staged").await, "the committed block's data must survive the sweep");
@@ -220,4 +228,35 @@ async fn service_on(store: SharedStore, objects: SharedObjects) -> anyhow::Resul
         cmk_cache_ttl: Duration::from_secs(1),
     };
     Ok(StorageService::new(store, objects, root, door, directory, keyvault, config))
+}
+
+fn housekeeper() -> byos_core::Caller {
+    byos_core::Caller::actor(byos_core::Actor::BlobHousekeeping)
+}
+
+/// A background task is a caller of its own: another task (here key rotation) or any other caller
+/// cannot run the blob housekeeping, and nothing is deleted.
+#[tokio::test]
+async fn housekeeping_is_refused_to_any_caller_but_its_actor() -> anyhow::Result<()> {
+    let store: SharedStore = Arc::new(MemStore::new());
+    let objects: SharedObjects = Arc::new(MemObjectStore::new());
+    let service = service_on(Arc::clone(&store), Arc::clone(&objects)).await?;
+    put_object(&objects, "orphan").await?;
+    let origin = byos_core::NetworkOrigin { ip: None, tls: false };
+    for caller in [
+        byos_core::Caller::actor(byos_core::Actor::KeyRotation),
+        byos_core::Caller::anonymous(origin.clone()),
+        byos_core::Caller::shared_key(origin),
+    ] {
+        let refused = sweep::collect_orphans(&service, &caller, Duration::ZERO).await;
+        assert_eq!(refused.map_err(|e| (e.status, e.code)), Err((403, "AuthorizationFailed".to_owned())), "{caller}");
+        let refused = sweep::expire_blocks(&service, &caller, i64::MAX).await;
+        assert!(refused.is_err(), "{caller} expired blocks");
+    }
+    assert!(exists(&objects, "orphan").await, "a refused sweep deletes nothing");
+    assert_eq!(
+        sweep::collect_orphans(&service, &housekeeper(), Duration::ZERO).await.map_err(|e| anyhow::anyhow!("{e}"))?,
+        1
+    );
+    Ok(())
 }
