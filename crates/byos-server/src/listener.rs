@@ -1,16 +1,21 @@
 //! Accept loops: HTTPS on TCP for the public APIs, plain HTTP on the operator's Unix socket.
 //! Each connection is served on its own task; the request carries its [`NetworkOrigin`].
 
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use byos_core::NetworkOrigin;
 use byos_identity::api::operator::OperatorSocket;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,10 +25,16 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Plaintext rustls may buffer per connection (its default is 64 KiB).
 const TLS_BUFFER_LIMIT: usize = 1024 * 1024;
 
-/// Wraps `router` as a hyper service that stamps every request with `extension`.
+/// The longest `x-ms-client-request-id` echoed back (Azure's limit for the header).
+const MAX_CLIENT_REQUEST_ID: usize = 1024;
+
+/// Wraps `router` as a hyper service that stamps every request with `extension`, notes on its
+/// connection that a request came, and echoes the client's `x-ms-client-request-id`, as every Azure
+/// service does.
 fn service<E: Clone + Send + Sync + 'static>(
     router: Router,
     extension: E,
+    activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
     Response = axum::response::Response,
@@ -32,8 +43,155 @@ fn service<E: Clone + Send + Sync + 'static>(
 > + Clone {
     hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(extension.clone());
-        router.clone().oneshot(request.map(axum::body::Body::new))
+        activity.requested.store(true, Ordering::Relaxed);
+        let client_request_id =
+            request.headers().get("x-ms-client-request-id").filter(|v| v.len() <= MAX_CLIENT_REQUEST_ID).cloned();
+        let response = router.clone().oneshot(request.map(axum::body::Body::new));
+        async move {
+            let mut response = response.await?;
+            if let Some(id) = client_request_id {
+                response.headers_mut().entry("x-ms-client-request-id").or_insert(id);
+            }
+            Ok(response)
+        }
     })
+}
+
+/// How long connections may stay open, and how many at once (security review F6: without these,
+/// idle or trickling clients exhaust the file descriptors and take every listener down).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// The whole header of a request must arrive within this time, and a connection that has not
+    /// sent a request yet is closed after it.
+    pub header_read_timeout: Duration,
+    /// A connection with no bytes moving either way is closed after this, whether it waits for the
+    /// next request or stalls in the middle of one (a body trickling in, a response not read).
+    pub idle_timeout: Duration,
+    /// Open HTTPS connections, over every listener; more wait in the kernel's backlog until one
+    /// closes. The operator's control socket is not counted.
+    pub max_connections: usize,
+}
+
+/// File descriptors kept free of connections: the store, objects being written, listeners, logs.
+const RESERVED_DESCRIPTORS: u64 = 256;
+const DEFAULT_MAX_CONNECTIONS: u64 = 4096;
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+/// At most 4096 connections, and fewer when the process may open fewer files: the descriptor
+/// limit less a reserve (or half the limit when it is small), so that accepting never fails.
+fn default_max_connections() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX);
+    let usable = soft.saturating_sub(RESERVED_DESCRIPTORS).max(soft / 2).max(16);
+    usize::try_from(usable.min(DEFAULT_MAX_CONNECTIONS)).unwrap_or(4096)
+}
+
+/// When a connection last moved bytes, and whether it has sent a request yet.
+struct Activity {
+    epoch: Instant,
+    last_ms: AtomicU64,
+    requested: AtomicBool,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Activity { epoch: Instant::now(), last_ms: AtomicU64::new(0), requested: AtomicBool::new(false) })
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    fn quiet_for(&self) -> Duration {
+        self.epoch.elapsed().saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// Resolves once no bytes have moved on the connection for `idle_timeout`, or for
+/// `header_read_timeout` before its first request (hyper's own header timeout starts only once it
+/// reads a request, after the protocol is detected).
+async fn idle(activity: &Activity, limits: ConnectionLimits) {
+    loop {
+        let limit =
+            if activity.requested.load(Ordering::Relaxed) { limits.idle_timeout } else { limits.header_read_timeout };
+        let quiet = activity.quiet_for();
+        if quiet >= limit {
+            return;
+        }
+        tokio::time::sleep(limit - quiet).await;
+    }
+}
+
+/// A connection's stream that stamps its [`Activity`] whenever bytes move.
+struct Watched<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.stamp_written(&polled);
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.stamp_written(&polled);
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<S> Watched<S> {
+    fn stamp_written(&self, polled: &Poll<std::io::Result<usize>>) {
+        if matches!(polled, Poll::Ready(Ok(n)) if *n > 0) {
+            self.activity.touch();
+        }
+    }
+}
+
+/// A connection builder with hyper's timer, so that its header read timeout applies.
+fn builder(limits: ConnectionLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    builder
 }
 
 /// Serves HTTPS on `listener` until `stop` flips, then lets in-flight connections finish.
@@ -59,20 +217,43 @@ impl byos_http::Listeners for Hub {
 }
 
 /// Where a listener's connection tasks are tracked, so shutdown can wait until they (and the state
-/// they hold) are gone.
+/// they hold) are gone, and the limits they live under.
 #[derive(Clone)]
 pub struct Connections {
     pub tracker: TaskTracker,
+    pub limits: ConnectionLimits,
+    /// One permit per open HTTPS connection, shared by every listener.
+    open: Arc<Semaphore>,
 }
 
-/// Serves one connection until it ends, or until `stop` asks it to finish its in-flight requests.
-async fn serve_connection<C>(connection: C, stop: CancellationToken)
+impl Connections {
+    pub fn new(limits: ConnectionLimits) -> Self {
+        Connections { tracker: TaskTracker::new(), limits, open: Arc::new(Semaphore::new(limits.max_connections)) }
+    }
+
+    /// A slot for one more connection, waiting (and saying so, once per wait) while all are taken.
+    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = Arc::clone(&self.open).try_acquire_owned() {
+            return Some(permit);
+        }
+        tracing::warn!(
+            max_connections = self.limits.max_connections,
+            "connection limit reached: new connections wait until one closes"
+        );
+        Arc::clone(&self.open).acquire_owned().await.ok()
+    }
+}
+
+/// Serves one connection until it ends, until it is idle past its limits (then it is dropped,
+/// which closes it), or until `stop` asks it to finish its in-flight requests.
+async fn serve_connection<C>(connection: C, stop: CancellationToken, activity: &Activity, limits: ConnectionLimits)
 where
     C: std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + GracefulConnection,
 {
     let mut connection = std::pin::pin!(connection);
     let outcome = tokio::select! {
         outcome = connection.as_mut() => outcome,
+        _ = idle(activity, limits) => return tracing::debug!("closing an idle connection"),
         _ = stop.cancelled() => {
             connection.as_mut().graceful_shutdown();
             connection.await
@@ -124,21 +305,29 @@ pub async fn serve_tls(
     connections: Connections,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let mut accept_errors = AcceptErrors::default();
     loop {
+        let slot = tokio::select! {
+            slot = connections.slot() => slot,
+            _ = stop.cancelled() => break,
+        };
+        let Some(slot) = slot else { break };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    accept_errors.failed(&e).await;
                     continue;
                 }
             },
             _ = stop.cancelled() => break,
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, router, stop) = (acceptor.clone(), router.clone(), stop.clone());
+        let (acceptor, router, stop, limits) = (acceptor.clone(), router.clone(), stop.clone(), connections.limits);
         connections.tracker.spawn(async move {
+            let _slot = slot;
+            let activity = Activity::new();
+            let tcp = Watched { inner: tcp, activity: Arc::clone(&activity) };
             let mut tls_stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -147,32 +336,60 @@ pub async fn serve_tls(
             // Let a whole blob piece be encrypted per write instead of 64 KiB at a time.
             tls_stream.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
             let origin = NetworkOrigin { ip: Some(peer.ip()), tls: true };
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service(router, origin));
-            serve_connection(connection, stop).await;
+            let service = service(router, origin, Arc::clone(&activity));
+            let builder = builder(limits);
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+            serve_connection(connection, stop, &activity, limits).await;
         });
+    }
+}
+
+/// Failed accepts (most often: out of file descriptors) back off, and are logged at most every few
+/// seconds instead of flooding the log while they last.
+#[derive(Default)]
+struct AcceptErrors {
+    last_logged: Option<Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrors {
+    const LOG_EVERY: Duration = Duration::from_secs(5);
+    const BACKOFF: Duration = Duration::from_millis(100);
+
+    async fn failed(&mut self, error: &std::io::Error) {
+        if self.last_logged.is_none_or(|at| at.elapsed() >= Self::LOG_EVERY) {
+            tracing::warn!(%error, suppressed = self.suppressed, "accept failed");
+            self.last_logged = Some(Instant::now());
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+        tokio::time::sleep(Self::BACKOFF).await;
     }
 }
 
 /// Serves the operator API on the control socket until `stop` flips.
 pub async fn serve_control(listener: UnixListener, router: Router, stop: CancellationToken, connections: Connections) {
+    let mut accept_errors = AcceptErrors::default();
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    tracing::warn!(error = %e, "control socket accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    accept_errors.failed(&e).await;
                     continue;
                 }
             },
             _ = stop.cancelled() => break,
         };
-        let (router, stop) = (router.clone(), stop.clone());
+        let (router, stop, limits) = (router.clone(), stop.clone(), connections.limits);
         connections.tracker.spawn(async move {
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let connection = builder.serve_connection(TokioIo::new(stream), service(router, OperatorSocket));
-            serve_connection(connection, stop).await;
+            let activity = Activity::new();
+            let stream = Watched { inner: stream, activity: Arc::clone(&activity) };
+            let service = service(router, OperatorSocket, Arc::clone(&activity));
+            let builder = builder(limits);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            serve_connection(connection, stop, &activity, limits).await;
         });
     }
 }

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use byos_server::listener::ConnectionLimits;
 use byos_server::{ServeConfig, control};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -20,11 +21,40 @@ struct Cli {
     command: Command,
 }
 
-#[derive(clap::Args)]
+#[derive(Args)]
 struct DataDir {
     /// Where byos keeps everything (metadata, encrypted data, CA).
     #[arg(long, default_value = "./byos-data")]
     data_dir: PathBuf,
+}
+
+/// How long HTTPS connections may stay open, and how many at once.
+#[derive(Args)]
+struct Limits {
+    /// Seconds a client has to send a request's whole header (and its first request).
+    #[arg(long, env = "BYOS_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_read_timeout_seconds: u64,
+    /// Seconds a connection may stay open with no request in flight and no bytes moving.
+    #[arg(long, env = "BYOS_IDLE_TIMEOUT_SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    idle_timeout_seconds: u64,
+    /// Open HTTPS connections at most, over all listeners (default: 4096, fewer if the open-files
+    /// limit is lower).
+    #[arg(long, env = "BYOS_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: Option<u64>,
+}
+
+impl Limits {
+    fn connection_limits(&self) -> ConnectionLimits {
+        let defaults = ConnectionLimits::default();
+        ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_seconds),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_seconds),
+            max_connections: self
+                .max_connections
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(defaults.max_connections),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -46,6 +76,8 @@ enum Command {
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        #[command(flatten)]
+        limits: Limits,
     },
     /// Manage service principals.
     Principal {
@@ -188,12 +220,12 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { dir, port, blob_port, cmk_cache_seconds, log_format } => {
+        Command::Serve { dir, port, blob_port, cmk_cache_seconds, log_format, limits } => {
             init_logging(log_format);
             let cmk_cache = std::time::Duration::from_secs(cmk_cache_seconds);
-            let server =
-                byos_server::start(ServeConfig { blob_port, cmk_cache, ..ServeConfig::new(dir.data_dir, port) })
-                    .await?;
+            let limits = limits.connection_limits();
+            let config = ServeConfig { blob_port, cmk_cache, limits, ..ServeConfig::new(dir.data_dir, port) };
+            let server = byos_server::start(config).await?;
             wait_for_stop_signal().await?;
             server.shutdown().await;
         }

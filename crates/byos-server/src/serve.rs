@@ -46,6 +46,8 @@ pub struct ServeConfig {
     /// How long an account key unwrapped with a customer-managed key is cached (1-60 s): the
     /// longest time data stays readable after the key or the access to it is revoked.
     pub cmk_cache: Duration,
+    /// Timeouts and the connection cap of the HTTPS listeners.
+    pub limits: listener::ConnectionLimits,
 }
 
 pub const DEFAULT_CMK_CACHE: Duration = Duration::from_secs(30);
@@ -61,6 +63,7 @@ impl ServeConfig {
             blob_port: DEFAULT_BLOB_PORT,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             cmk_cache: DEFAULT_CMK_CACHE,
+            limits: listener::ConnectionLimits::default(),
         }
     }
 
@@ -214,7 +217,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let hosts = vec!["127.0.0.1".to_owned(), "::1".to_owned(), "localhost".to_owned(), address.ip().to_string()];
     let tls_config = ca.server_config(&hosts)?;
     let stop = CancellationToken::new();
-    let connections = listener::Connections { tracker: TaskTracker::new() };
+    let connections = listener::Connections::new(config.limits);
     let hub: Arc<dyn byos_http::Listeners> = Arc::new(listener::Hub {
         bind: config.bind,
         tls: Arc::clone(&tls_config),
