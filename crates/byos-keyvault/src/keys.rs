@@ -728,20 +728,22 @@ impl Ctx<'_> {
         struct RestoreBody {
             value: String,
         }
-        let request: RestoreBody = parse(body)?;
-        let invalid = || bad_parameter("The backup blob is malformed or was not produced by this byos deployment.");
-        let sealed = b64url_decode(&request.value).ok_or_else(invalid)?;
-        let plain = self.service.root.open(SealPurpose::KeyBackup, &sealed).map_err(|_| invalid())?;
-        let backup: Backup = serde_json::from_slice(&plain).map_err(|_| invalid())?;
-        let _ = self.audit_key.set(self.kid(&backup.name, None));
+        // Authorized at the vault (the key does not exist yet) before the backup is even opened: a
+        // caller without the right learns nothing, not even whether a blob is a backup of this deployment.
         authorize(
             self.service,
             self.vault,
             self.caller,
             "Microsoft.KeyVault/vaults/keys/restore/action",
             "restore",
-            Some(&backup.name),
+            None,
         )?;
+        let request: RestoreBody = parse(body)?;
+        let invalid = || bad_parameter("The backup blob is malformed or was not produced by this byos deployment.");
+        let sealed = b64url_decode(&request.value).ok_or_else(invalid)?;
+        let plain = self.service.root.open(SealPurpose::KeyBackup, &sealed).map_err(|_| invalid())?;
+        let backup: Backup = serde_json::from_slice(&plain).map_err(|_| invalid())?;
+        let _ = self.audit_key.set(self.kid(&backup.name, None));
         let skey = self.state_key(&backup.name);
         let mut batch = Batch::new().expect_absent(KEY_STATE, skey.clone()).put(
             KEY_STATE,

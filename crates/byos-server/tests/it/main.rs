@@ -6,6 +6,8 @@ use byos_testkit::TestServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+mod unauthorized;
+
 const API: &str = "api-version=2021-04-01";
 
 async fn get_json(client: &reqwest::Client, url: String, token: &str) -> anyhow::Result<(StatusCode, Value)> {

@@ -63,6 +63,32 @@ struct Descriptor {
 }
 
 impl Op {
+    /// Every operation, for tests that must cover them all (the unauthorized-coverage test walks
+    /// each with an unprivileged caller; its exhaustive `match` breaks when a variant is added).
+    pub const ALL: [Op; 21] = [
+        Op::ListContainers,
+        Op::GetUserDelegationKey,
+        Op::GetServiceProperties,
+        Op::CreateContainer,
+        Op::DeleteContainer,
+        Op::GetContainerProperties,
+        Op::GetContainerMetadata,
+        Op::SetContainerMetadata,
+        Op::GetContainerAcl,
+        Op::SetContainerAcl,
+        Op::ListBlobs,
+        Op::PutBlob,
+        Op::PutBlock,
+        Op::PutBlockList,
+        Op::GetBlockList,
+        Op::GetBlob,
+        Op::GetBlobProperties,
+        Op::GetBlobMetadata,
+        Op::SetBlobMetadata,
+        Op::SetBlobProperties,
+        Op::DeleteBlob,
+    ];
+
     /// Recognises the operation from method, `restype`, `comp` and path depth. A request that
     /// selects anything byos does not implement ([`UNIMPLEMENTED`]) is refused first, whatever
     /// operation it would otherwise look like.
