@@ -46,3 +46,35 @@ def test_regression_encoded_slash_in_container_name_does_not_alias_another_blob(
     assert container.get_blob_client("b/c").download_blob().readall() == b"kept"
 
 
+
+
+def _recreating_body(container, first: bytes):
+    """A request body that deletes and re-creates `container` while it streams."""
+    yield first
+    container.delete_container()
+    container.create_container()
+    yield b"that must not reach the new container"
+
+
+def test_regression_f09_block_staged_while_its_container_is_deleted_never_resurfaces(shared_account, container, ca):
+    name = "ghost.bin"
+    url = shared_account.blob_url_of(container.container_name, name)
+    sas = _write_sas(shared_account, container.container_name, name)
+    block_id = base64.b64encode(b"ghost-0").decode()
+    body = _recreating_body(container, b"OLD-TENANT-DATA ")
+    resp = bs.raw_blob_request("PUT", bs.with_sas(f"{url}?comp=block&blockid={block_id}", sas), ca, data=body)
+    bs.assert_raw_blob_error(resp, 404, "ContainerNotFound")
+    blob = container.get_blob_client(name)
+    # No blob and no staged block in the new container: BlobNotFound, as Azure answers.
+    bs.expect_blob_error(lambda: blob.get_block_list("all"), 404, "BlobNotFound")
+    bs.expect_blob_error(lambda: blob.commit_block_list([block_id]), 400, "InvalidBlockList")
+
+
+def test_regression_f09_blob_put_while_its_container_is_recreated_never_lands_in_the_new_one(shared_account, container, ca):
+    name = "ghost-put.bin"
+    url = shared_account.blob_url_of(container.container_name, name)
+    sas = _write_sas(shared_account, container.container_name, name)
+    body = _recreating_body(container, b"OLD-TENANT-DATA ")
+    resp = bs.raw_blob_request("PUT", bs.with_sas(url, sas), ca, data=body, headers={"x-ms-blob-type": "BlockBlob"})
+    bs.assert_raw_blob_error(resp, 404, "ContainerNotFound")
+    bs.expect_blob_error(lambda: container.get_blob_client(name).download_blob().readall(), 404, "BlobNotFound")

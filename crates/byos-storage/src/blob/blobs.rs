@@ -231,7 +231,12 @@ async fn staged_blocks_raw(
 /// conditional or the new version reuses its blocks. Unconditional writes otherwise race as in
 /// Azure (last writer wins); the commit reports the version it really replaced, so racing writers
 /// each remove exactly the objects of their own predecessor.
-async fn commit_blob<F>(service: &StorageService, request: &BlobRequest, build: F) -> Result<BlobRecord, ApiError>
+async fn commit_blob<F>(
+    service: &StorageService,
+    request: &BlobRequest,
+    started: &data::ContainerRecord,
+    build: F,
+) -> Result<BlobRecord, ApiError>
 where
     F: Fn(Option<&BlobRecord>, &[(String, Vec<u8>, BlockRecord)]) -> Result<BlobRecord, ApiError>,
 {
@@ -239,10 +244,7 @@ where
     let key = blob_key(&account.name, container, blob);
     let ((record, mut garbage), replaced) =
         data::optimistic_reporting(service, Some((BLOBS, key.as_str())), || async {
-            let parent = containers::read_container(service, account, container).await?;
-            if parent.record.is_none() {
-                return Err(super::errors::container_not_found());
-            }
+            let parent = containers::read_same_container(service, account, started).await?;
             let old: data::Read<BlobRecord> = data::read(service, BLOBS, &key).await?;
             xml::check_conditions(&request.headers, current(&old.record), Access::Write)?;
             let staged = staged_blocks_raw(service, account, container, blob).await?;
@@ -281,7 +283,7 @@ where
 pub async fn put(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
     validate_blob_name(request.blob())?;
     // `Op::of` admits a Put Blob only with `x-ms-blob-type: BlockBlob`.
-    containers::require(service, &request.account, request.container()).await?;
+    let started = containers::require(service, &request.account, request.container()).await?;
     let existing = load(service, &request.account, request.container(), request.blob()).await?;
     xml::check_conditions(&request.headers, current(&existing), Access::Write)?;
     let segment_id = format!("put:{}", uuid::Uuid::new_v4().simple());
@@ -297,7 +299,7 @@ pub async fn put(service: &StorageService, request: &BlobRequest) -> Result<Resp
         &metadata,
     )?;
     let now = xml::now_nanos();
-    let record = commit_blob(service, request, |old, _| {
+    let record = commit_blob(service, request, &started, |old, _| {
         Ok(BlobRecord {
             v: data::RECORD_VERSION,
             name: request.blob().to_owned(),
@@ -338,19 +340,17 @@ fn parse_block_id(id: Option<&str>) -> Result<String, ApiError> {
 pub async fn put_block(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
     validate_blob_name(request.blob())?;
     let id = parse_block_id(request.param("blockid"))?;
-    containers::require(service, &request.account, request.container()).await?;
+    let started = containers::require(service, &request.account, request.container()).await?;
     let (segment, checksums) = receive_segment(service, request, &format!("{BLOCK_PREFIX}{id}"), MAX_BLOCK).await?;
     let (account, container, blob) = (&request.account, request.container(), request.blob());
     let key = block_key(&account.name, container, blob, &id);
     let new_object = segment.object.clone();
     let record = encode(&BlockRecord { v: data::RECORD_VERSION, segment, created: byos_core::time::unix_now() })?;
     let staged = data::optimistic(service, || async {
-        // Guarded on the container record, as blob commits are: a container deleted (or deleted
-        // and re-created) while the body streamed makes this fail instead of leaving a ghost block.
-        let parent = containers::read_container(service, account, container).await?;
-        if parent.record.is_none() {
-            return Err(super::errors::container_not_found());
-        }
+        // Guarded on the container the request began in, as blob commits are: a container deleted
+        // (or deleted and re-created) while the body streamed makes this fail instead of leaving a
+        // ghost block.
+        let parent = containers::read_same_container(service, account, &started).await?;
         let old: data::Read<BlockRecord> = data::read(service, BLOCKS, &key).await?;
         if old.record.is_none() {
             check_uncommitted_limit(service, account, container, blob).await?;
@@ -419,7 +419,8 @@ pub async fn put_block_list(service: &StorageService, request: &BlobRequest) -> 
         data::seal_metadata(account, &*request.kek(service).await?, container, Some(blob), &metadata)?;
     let content = content_headers(request, false);
     let now = xml::now_nanos();
-    let record = commit_blob(service, request, |old, staged| {
+    let started = containers::require(service, account, container).await?;
+    let record = commit_blob(service, request, &started, |old, staged| {
         // Indexed once: a list of n entries is resolved in O(n), not O(n x blocks).
         let staged_by_id: HashMap<&str, &Segment> = staged.iter().map(|(id, _, b)| (id.as_str(), &b.segment)).collect();
         let committed_by_id: HashMap<&str, &Segment> = old

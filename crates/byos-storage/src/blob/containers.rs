@@ -58,6 +58,20 @@ pub async fn require(
     load(service, account, container).await?.ok_or_else(container_not_found)
 }
 
+/// The container as a write that began in `started` may commit into it: the same incarnation, not
+/// being deleted (a container deleted and created again while a body streamed is another container).
+pub async fn read_same_container(
+    service: &StorageService,
+    account: &Account,
+    started: &ContainerRecord,
+) -> Result<data::Read<ContainerRecord>, ApiError> {
+    let read = read_container(service, account, &started.name).await?;
+    match &read.record {
+        Some(now) if now.incarnation == started.incarnation => Ok(read),
+        _ => Err(container_not_found()),
+    }
+}
+
 /// Changes a container's record with optimistic concurrency.
 async fn update(
     service: &StorageService,
@@ -113,16 +127,6 @@ fn stamp(record: &ContainerRecord) -> Vec<(&'static str, String)> {
     vec![("etag", record.etag.clone()), ("last-modified", xml::http_date_nanos(record.last_modified))]
 }
 
-async fn save(
-    service: &StorageService,
-    account: &Account,
-    record: &ContainerRecord,
-    batch: Batch,
-) -> Result<(), ApiError> {
-    let batch = batch.put(CONTAINERS, container_key(&account.name, &record.name), encode(record)?);
-    service.store.commit(batch).await.map_err(store_err)
-}
-
 pub async fn create(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
     let (account, name) = (&request.account, request.container());
     validate_name(name)?;
@@ -140,16 +144,26 @@ pub async fn create(service: &StorageService, request: &BlobRequest) -> Result<R
         etag: data::new_etag(),
         last_modified: xml::now_nanos(),
         deleting: false,
+        incarnation: uuid::Uuid::new_v4().simple().to_string(),
         policies: Vec::new(),
     };
     let key = container_key(&account.name, name);
-    let result = save(service, account, &record, Batch::new().expect_absent(CONTAINERS, key)).await;
-    match result {
-        Err(e) if e.status == 409 => {
+    // Guarded on the account's name record too: a creation that was under way while the account was
+    // deleted fails instead of leaving a container that a new account of that name would inherit.
+    let batch = Batch::new().expect_absent(CONTAINERS, key).expect_unchanged(
+        crate::NAMES,
+        account.name.clone(),
+        Some(account.id.clone().into_bytes()),
+    );
+    match service.store.commit(batch.put(CONTAINERS, container_key(&account.name, name), encode(&record)?)).await {
+        Err(byos_store::StoreError::Conflict { table, .. }) if table == crate::NAMES.0 => {
+            Err(Failure::from(err(404, "ResourceNotFound", "The specified resource does not exist.")))
+        }
+        Err(byos_store::StoreError::Conflict { .. }) => {
             Err(Failure::from(err(409, "ContainerAlreadyExists", "The specified container already exists.")))
         }
         other => {
-            other?;
+            other.map_err(store_err)?;
             Ok(super::respond(StatusCode::CREATED, stamp(&record)))
         }
     }

@@ -53,6 +53,11 @@ pub struct ContainerRecord {
     /// every in-flight blob commit into it fail its guard.
     #[serde(default)]
     pub deleting: bool,
+    /// Random at creation: a container deleted and created again under its name is another one,
+    /// and a write that began in the first never lands in the second (F9). Empty for containers
+    /// created before it existed, which only a re-creation replaces.
+    #[serde(default)]
+    pub incarnation: String,
     /// Stored access policies (signed identifiers) that service SAS can name with `si`.
     #[serde(default)]
     pub policies: Vec<StoredPolicy>,
@@ -492,13 +497,25 @@ async fn next_pieces(state: &mut ReadState) -> Result<Vec<Bytes>, ApiError> {
     Err(internal())
 }
 
-/// Adds the deletion of every container, blob and staged block of an account to `batch`, and
-/// remembers their objects for [`delete_account_objects`].
+/// Adds the deletion of every container, blob and staged block of `account` to `batch`, and notes
+/// their objects for [`delete_account_objects`].
 pub async fn account_metadata_delete_ops(
     service: &StorageService,
     account: &str,
-    mut batch: Batch,
+    batch: Batch,
 ) -> Result<Batch, ApiError> {
+    let (batch, objects) = account_rows(service, account, batch).await?;
+    service.pending_object_deletes.lock().unwrap_or_else(|e| e.into_inner()).insert(account.to_owned(), objects);
+    Ok(batch)
+}
+
+/// The deletions of `account`'s container, blob and block rows, added to `batch`, and the objects
+/// they reference.
+async fn account_rows(
+    service: &StorageService,
+    account: &str,
+    mut batch: Batch,
+) -> Result<(Batch, Vec<String>), ApiError> {
     let prefix = format!("{account}/");
     let mut objects = Vec::new();
     for (key, _) in service.store.scan(CONTAINERS, &prefix).await.map_err(store_err)? {
@@ -514,14 +531,31 @@ pub async fn account_metadata_delete_ops(
         objects.push(record.segment.object);
         batch = batch.delete(BLOCKS, key);
     }
-    service.pending_object_deletes.lock().unwrap_or_else(|e| e.into_inner()).insert(account.to_owned(), objects);
-    Ok(batch)
+    Ok((batch, objects))
 }
 
-/// Removes the objects of a deleted account (after its metadata deletion committed).
+/// After an account's deletion committed: removes its objects, and then any container, blob or
+/// block that a request under way committed between the deletion's scan and its commit (F9: they
+/// would resurface in a new account of that name). Nothing can commit after the deletion: blob and
+/// block commits guard on their container record, container creation on the account's name record.
 pub async fn delete_account_objects(service: &StorageService, account: &str) {
-    let objects =
+    let mut objects =
         service.pending_object_deletes.lock().unwrap_or_else(|e| e.into_inner()).remove(account).unwrap_or_default();
+    match account_rows(service, account, Batch::new()).await {
+        Ok((batch, late)) if !late.is_empty() || !batch.is_empty() => match service.store.commit(batch).await {
+            Ok(()) => {
+                tracing::info!(account, objects = late.len(), "removed data committed while the account was deleted");
+                objects.extend(late);
+            }
+            Err(e) => {
+                tracing::warn!(account, error = %e, "could not remove data committed during the account's deletion")
+            }
+        },
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(account, error = %e.message, "could not look for data committed during the account's deletion")
+        }
+    }
     delete_objects(service, objects).await;
 }
 

@@ -260,3 +260,47 @@ async fn housekeeping_is_refused_to_any_caller_but_its_actor() -> anyhow::Result
     );
     Ok(())
 }
+
+/// F9: a container, blob or block that a request under way committed between an account
+/// deletion's scan and its commit was left behind, and resurfaced in a new account of that name.
+/// The clean-up after the deletion removes them, and their objects, and nothing of another account.
+#[tokio::test]
+async fn regression_f09_data_committed_during_account_deletion_is_removed() -> anyhow::Result<()> {
+    let store: SharedStore = Arc::new(MemStore::new());
+    let objects: SharedObjects = Arc::new(MemObjectStore::new());
+    let service = service_on(Arc::clone(&store), Arc::clone(&objects)).await?;
+    for object in ["late-blob", "late-block", "neighbour"] {
+        put_object(&objects, object).await?;
+    }
+    let blob = |object: &str| BlobRecord {
+        v: 1,
+        name: "b".into(),
+        size: 1,
+        etag: "\"e\"".into(),
+        created: 0,
+        last_modified: 0,
+        content: ContentHeaders::default(),
+        sealed_metadata: None,
+        segments: vec![segment(object)],
+    };
+    let block = BlockRecord { v: 1, segment: segment("late-block"), created: 0 };
+    store
+        .commit(
+            Batch::new()
+                .put(byos_storage::blob::data::CONTAINERS, "acct/c", b"{}".to_vec())
+                .put(BLOBS, "acct/c/b", serde_json::to_vec(&blob("late-blob"))?)
+                .put(BLOCKS, "acct/c/b\u{1}QQ==", serde_json::to_vec(&block)?)
+                .put(BLOBS, "acct2/c/b", serde_json::to_vec(&blob("neighbour"))?),
+        )
+        .await?;
+
+    byos_storage::blob::data::delete_account_objects(&service, "acct").await;
+
+    assert!(store.get(byos_storage::blob::data::CONTAINERS, "acct/c").await?.is_none());
+    assert!(store.get(BLOBS, "acct/c/b").await?.is_none());
+    assert!(store.get(BLOCKS, "acct/c/b\u{1}QQ==").await?.is_none());
+    assert!(!exists(&objects, "late-blob").await && !exists(&objects, "late-block").await);
+    assert!(store.get(BLOBS, "acct2/c/b").await?.is_some(), "another account's blob stays");
+    assert!(exists(&objects, "neighbour").await);
+    Ok(())
+}
