@@ -1,28 +1,25 @@
-//! The key-usage audit log: every key operation on a vault (who, which key version, what, result,
-//! when), append-only and hash-chained per vault, so that editing or deleting any past entry is
-//! detected by [`verify`].
-//!
-//! `entry.hash = SHA-256(canonical JSON of the entry without its hash)`, and each entry carries the
-//! previous entry's hash; sequence numbers are contiguous from 0. The chain alone cannot show that
-//! its newest entries were cut off, or that it was rewritten from some entry on, so every commit
-//! also records the vault's [`Head`] (last sequence number and hash) authenticated with a key
-//! sealed under the root key.
+//! The key-usage audit log: every request to a vault (who, which key version, what, result,
+//! when), one hash-chained [`byos_audit::AuditLog`] chain per vault, so that editing, deleting or
+//! cutting off any past entry is detected (`byos audit verify`).
 
-use std::sync::Arc;
-
+use byos_audit::{AuditError, AuditLog, Chained, LogTables};
 use byos_core::{ApiError, Caller};
-use byos_crypto::{MacKey, SealPurpose, b64url, b64url_decode};
-use byos_store::{Batch, StoreError, Table};
+use byos_store::Table;
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use crate::KeyVaultService;
 
-const AUDIT: Table = Table("kv_audit");
-const HEADS: Table = Table("kv_audit_head");
-const META: Table = Table("kv_meta");
-const HEAD_KEY: &str = "audit-head-key";
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// Where the key-usage log lives (tables and names unchanged since the log was first written).
+pub const TABLES: LogTables = LogTables {
+    entries: Table("kv_audit"),
+    heads: Table("kv_audit_head"),
+    meta: Table("kv_meta"),
+    head_key: "audit-head-key",
+    name: "key vault audit",
+};
+
+/// The operation of the entry byos appends when it finds a vault's stored log tampered with.
+const LOG_CHECK: &str = "auditLogCheck";
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
@@ -44,276 +41,51 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn digest(&self) -> String {
-        let mut unsigned = self.clone();
-        unsigned.hash = String::new();
-        let bytes = serde_json::to_vec(&unsigned).unwrap_or_default();
-        byos_crypto::sha256(&bytes).iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-/// The newest entry of a vault's chain, as the last commit left it, authenticated so that only
-/// byos (holding the root key) can move it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Head {
-    pub v: u32,
-    pub seq: u64,
-    pub hash: String,
-    pub mac: String,
-}
-
-impl Head {
-    fn signed_text(vault: &str, seq: u64, hash: &str) -> String {
-        format!("byos-audit-head\n{vault}\n{seq}\n{hash}")
-    }
-
-    fn new(key: &MacKey, vault: &str, seq: u64, hash: &str) -> Head {
-        Head {
+    fn new(who: &Who, key: &str, operation: &str, result: String) -> Entry {
+        Entry {
             v: 1,
-            seq,
-            hash: hash.to_owned(),
-            mac: b64url(&key.sign(Self::signed_text(vault, seq, hash).as_bytes())),
+            seq: 0,
+            time: String::new(),
+            caller: who.caller.clone(),
+            client_id: who.client_id.clone(),
+            authentication: who.authentication.clone(),
+            key: key.to_owned(),
+            operation: operation.to_owned(),
+            result,
+            prev: String::new(),
+            hash: String::new(),
         }
     }
+}
 
-    fn authentic(&self, key: &MacKey, vault: &str) -> bool {
-        b64url_decode(&self.mac)
-            .is_some_and(|tag| key.verify(Self::signed_text(vault, self.seq, &self.hash).as_bytes(), &tag))
+impl Chained for Entry {
+    fn seq(&self) -> u64 {
+        self.seq
     }
-}
 
-fn key(vault: &str, seq: u64) -> String {
-    format!("{}/{seq:020}", vault.to_ascii_lowercase())
-}
-
-fn store_err(e: StoreError) -> ApiError {
-    tracing::error!(error = %e, "audit log store failure");
-    ApiError::internal()
-}
-
-/// Why an audit entry could not be made durable. The operation it records must then not be
-/// reported as done.
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum AuditError {
-    #[error("the audit head key cannot be loaded: {0}")]
-    HeadKey(String),
-    #[error("the audit log cannot be read or written: {0}")]
-    Store(String),
-    #[error("the audit log kept conflicting with concurrent writers after {0} attempts")]
-    Contended(usize),
-    #[error("an audit entry cannot be encoded")]
-    Encoding,
-}
-
-/// How often the writer re-chains a batch whose commit conflicted (another writer appended to a
-/// vault's chain first) before it gives up and fails the batch's operations.
-const COMMIT_ATTEMPTS: usize = 8;
-
-/// An entry waiting to be chained.
-pub struct Pending {
-    vault: String,
-    who: Who,
-    key: String,
-    operation: String,
-    result: String,
-    done: tokio::sync::oneshot::Sender<Result<(), AuditError>>,
-}
-
-/// Entries waiting for the writer, the writer's state, and each vault's chain head in memory.
-#[derive(Default)]
-pub struct Queue {
-    pending: Vec<Pending>,
-    writing: bool,
-    heads: std::collections::HashMap<String, (u64, String)>,
-}
-
-/// Where a vault's chain continues, and what was wrong with its stored end, if anything.
-struct ChainEnd {
-    last: Option<(u64, String)>,
-    problem: Option<&'static str>,
-}
-
-/// The end of a vault's chain: from memory, else from its sealed head (so entries cut off the end
-/// stay visible as a gap), else, with a problem to record, from its last stored entry. After a
-/// conflict (`recheck`), the sealed head is also checked against the last stored entry: a head
-/// behind its log (an old head put back) would otherwise make every retry conflict again.
-async fn chain_end(
-    store: &byos_store::SharedStore,
-    queue: &std::sync::Mutex<Queue>,
-    head_key: &MacKey,
-    vault: &str,
-    recheck: bool,
-) -> Result<ChainEnd, StoreError> {
-    if !recheck && let Some(head) = queue.lock().unwrap_or_else(|e| e.into_inner()).heads.get(vault) {
-        return Ok(ChainEnd { last: Some(head.clone()), problem: None });
+    fn prev(&self) -> &str {
+        &self.prev
     }
-    let sealed = store.get(HEADS, vault).await?.map(|bytes| serde_json::from_slice::<Head>(&bytes).ok());
-    if let Some(Some(head)) = &sealed
-        && head.authentic(head_key, vault)
-    {
-        let from_head = (head.seq, head.hash.clone());
-        if !recheck {
-            return Ok(ChainEnd { last: Some(from_head), problem: None });
-        }
-        return Ok(match last_entry(store, vault).await? {
-            Some(last) if last.0 > head.seq => {
-                ChainEnd { last: Some(last), problem: Some("the log continues past its sealed head") }
-            }
-            _ => ChainEnd { last: Some(from_head), problem: None },
-        });
+
+    fn hash(&self) -> &str {
+        &self.hash
     }
-    // Only a log whose head is missing or altered is read to its end.
-    let last = last_entry(store, vault).await?;
-    Ok(match (sealed, &last) {
-        (Some(_), _) => ChainEnd { last, problem: Some("the sealed head of the log was altered") },
-        (None, Some(_)) => ChainEnd { last, problem: Some("the sealed head of the log was missing") },
-        (None, None) => ChainEnd { last: None, problem: None },
-    })
-}
 
-/// The sequence number and hash of a vault's last stored entry.
-async fn last_entry(store: &byos_store::SharedStore, vault: &str) -> Result<Option<(u64, String)>, StoreError> {
-    match store.scan(AUDIT, &format!("{vault}/")).await?.into_iter().last() {
-        Some((_, bytes)) => {
-            let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| StoreError::Backend(e.to_string()))?;
-            Ok(Some((entry.seq, entry.hash)))
-        }
-        None => Ok(None),
+    fn link(&mut self, seq: u64, prev: String, time: String) {
+        (self.seq, self.prev, self.time) = (seq, prev, time);
     }
-}
 
-/// The operation of the entry byos appends when it finds a vault's stored log tampered with: the
-/// evidence becomes part of the chain, so continuing the log cannot erase it.
-const LOG_CHECK: &str = "auditLogCheck";
-
-/// One entry being added to a batch of the writer.
-struct Appended<'a> {
-    who: &'a Who,
-    key: &'a str,
-    operation: &'a str,
-    result: &'a str,
-}
-
-/// Chains an entry after the vault's current end in `heads` and adds it to `batch`.
-fn append(
-    batch: &mut Batch,
-    heads: &mut std::collections::HashMap<String, Option<(u64, String)>>,
-    vault: &str,
-    appended: Appended<'_>,
-) -> Result<(), AuditError> {
-    let previous = heads.get(vault).cloned().flatten();
-    let (seq, prev) = previous.map(|(seq, hash)| (seq + 1, hash)).unwrap_or((0, GENESIS.to_owned()));
-    let mut entry = Entry {
-        v: 1,
-        seq,
-        time: byos_core::time::rfc3339_now(),
-        caller: appended.who.caller.clone(),
-        client_id: appended.who.client_id.clone(),
-        authentication: appended.who.authentication.clone(),
-        key: appended.key.to_owned(),
-        operation: appended.operation.to_owned(),
-        result: appended.result.to_owned(),
-        prev,
-        hash: String::new(),
-    };
-    entry.hash = entry.digest();
-    let k = key(vault, seq);
-    let bytes = serde_json::to_vec(&entry).map_err(|_| AuditError::Encoding)?;
-    heads.insert(vault.to_owned(), Some((seq, entry.hash)));
-    *batch = std::mem::take(batch).expect_absent(AUDIT, k.clone()).put(AUDIT, k, bytes);
-    Ok(())
-}
-
-/// The new chain ends of one batch, by vault.
-type BatchHeads = std::collections::HashMap<String, Option<(u64, String)>>;
-
-/// Chains `pending` after each vault's end into one batch, with the vaults' new sealed heads.
-async fn chain_batch(
-    store: &byos_store::SharedStore,
-    queue: &std::sync::Mutex<Queue>,
-    head_key: &MacKey,
-    pending: &[Pending],
-    recheck: bool,
-) -> Result<(Batch, BatchHeads), AuditError> {
-    let checker = Who { caller: String::new(), client_id: String::new(), authentication: "ByosAuditCheck".into() };
-    let mut batch = Batch::new();
-    let mut heads = BatchHeads::new();
-    for p in pending {
-        if !heads.contains_key(&p.vault) {
-            let end = chain_end(store, queue, head_key, &p.vault, recheck).await.map_err(|e| {
-                tracing::error!(vault = %p.vault, error = %e, "cannot read the audit chain head");
-                AuditError::Store(e.to_string())
-            })?;
-            heads.insert(p.vault.clone(), end.last);
-            if let Some(problem) = end.problem {
-                tracing::error!(vault = %p.vault, problem, "the key audit log was tampered with; recording it in the log");
-                let result = format!("failed: {problem}");
-                let marker = Appended { who: &checker, key: "", operation: LOG_CHECK, result: &result };
-                append(&mut batch, &mut heads, &p.vault, marker)?;
-            }
-        }
-        let entry = Appended { who: &p.who, key: &p.key, operation: &p.operation, result: &p.result };
-        append(&mut batch, &mut heads, &p.vault, entry)?;
+    fn set_hash(&mut self, hash: String) {
+        self.hash = hash;
     }
-    for (vault, head) in &heads {
-        if let Some((seq, hash)) = head {
-            let bytes =
-                serde_json::to_vec(&Head::new(head_key, vault, *seq, hash)).map_err(|_| AuditError::Encoding)?;
-            batch = batch.put(HEADS, vault.clone(), bytes);
-        }
-    }
-    Ok((batch, heads))
-}
 
-/// Commits `pending` (guarded, so nothing can fork a chain). A conflict means another writer
-/// extended a chain first: the entries are chained again after the new end, never dropped.
-async fn commit_pending(
-    store: &byos_store::SharedStore,
-    queue: &std::sync::Mutex<Queue>,
-    head_key: &MacKey,
-    pending: &[Pending],
-) -> Result<(), AuditError> {
-    for attempt in 0..COMMIT_ATTEMPTS {
-        let (batch, heads) = chain_batch(store, queue, head_key, pending, attempt > 0).await?;
-        match store.commit(batch).await {
-            Ok(()) => {
-                let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
-                q.heads.extend(heads.into_iter().filter_map(|(v, h)| h.map(|h| (v, h))));
-                return Ok(());
-            }
-            Err(StoreError::Conflict { .. }) => {
-                tracing::warn!(attempt, "key audit entries conflicted with another writer; chaining them again");
-                queue.lock().unwrap_or_else(|e| e.into_inner()).heads.clear();
-            }
-            Err(StoreError::Backend(detail)) => {
-                queue.lock().unwrap_or_else(|e| e.into_inner()).heads.clear();
-                return Err(AuditError::Store(detail));
-            }
-        }
+    fn log_check(problem: &str) -> Self {
+        let checker = Who { caller: String::new(), client_id: String::new(), authentication: "ByosAuditCheck".into() };
+        Entry::new(&checker, "", LOG_CHECK, format!("failed: {problem}"))
     }
-    Err(AuditError::Contended(COMMIT_ATTEMPTS))
-}
 
-/// Drains the queue: commits every pending entry (concurrent appends together, in one batch), then
-/// tells each waiter whether its entry is durable.
-async fn write_pending(store: byos_store::SharedStore, queue: Arc<std::sync::Mutex<Queue>>, head_key: Arc<MacKey>) {
-    loop {
-        let pending = {
-            let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
-            if q.pending.is_empty() {
-                q.writing = false;
-                return;
-            }
-            std::mem::take(&mut q.pending)
-        };
-        let outcome = commit_pending(&store, &queue, &head_key, &pending).await;
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, entries = pending.len(), "cannot write key audit entries; their operations fail");
-            queue.lock().unwrap_or_else(|e| e.into_inner()).heads.clear();
-        }
-        for p in pending {
-            let _ = p.done.send(outcome.clone());
-        }
+    fn log_check_problem(&self) -> Option<&str> {
+        (self.operation == LOG_CHECK).then_some(self.result.as_str())
     }
 }
 
@@ -341,6 +113,12 @@ pub fn result_of(outcome: Result<(), &ApiError>) -> String {
         Err(e) if e.status == 401 => "unauthenticated".into(),
         Err(e) => format!("failed: {}", e.inner_code.clone().unwrap_or_else(|| e.code.clone())),
     }
+}
+
+/// A log failure as the vault's caller sees it: the operation is not reported as done.
+fn internal(e: AuditError) -> ApiError {
+    tracing::error!(error = %e, "key vault audit log failure");
+    ApiError::internal()
 }
 
 impl KeyVaultService {
@@ -372,120 +150,30 @@ impl KeyVaultService {
         operation: &str,
         result: String,
     ) -> Result<(), AuditError> {
-        let head_key = self.audit_head_key().await.map_err(|e| AuditError::HeadKey(e.message))?;
-        let (done, written) = tokio::sync::oneshot::channel();
-        let pending = Pending {
-            vault: vault.to_ascii_lowercase(),
-            who: who.clone(),
-            key: key_id.to_owned(),
-            operation: operation.to_owned(),
-            result,
-            done,
-        };
-        let lead = {
-            let mut queue = self.audit_queue.lock().unwrap_or_else(|e| e.into_inner());
-            queue.pending.push(pending);
-            !std::mem::replace(&mut queue.writing, true)
-        };
-        if lead {
-            let (store, queue) = (self.store.clone(), Arc::clone(&self.audit_queue));
-            tokio::spawn(write_pending(store, queue, head_key));
-        }
-        written.await.unwrap_or_else(|_| Err(AuditError::Store("the audit writer stopped".into())))
-    }
-
-    /// The key authenticating audit heads: unsealed from the store, created on first use.
-    async fn audit_head_key(&self) -> Result<Arc<MacKey>, ApiError> {
-        let key = self.audit_key.get_or_try_init(|| async {
-            let bytes = byos_identity::load_or_create_sealed(
-                &self.store,
-                &self.root,
-                META,
-                HEAD_KEY,
-                SealPurpose::AuditHeadKey,
-                || Ok(Zeroizing::new(byos_crypto::random_bytes::<32>()?.to_vec())),
-            )
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot load the audit head key; key operations fail until it loads");
-                ApiError::internal()
-            })?;
-            Ok::<_, ApiError>(Arc::new(MacKey::new(&bytes)))
-        });
-        key.await.cloned()
+        self.audit_log.append(vault, Entry::new(who, key_id, operation, result)).await
     }
 
     /// Every entry of a vault's log, in order.
     pub async fn audit_entries(&self, vault: &str) -> Result<Vec<Entry>, ApiError> {
-        let rows = self.store.scan(AUDIT, &format!("{}/", vault.to_ascii_lowercase())).await.map_err(store_err)?;
-        rows.iter().map(|(_, b)| serde_json::from_slice(b).map_err(|_| ApiError::internal())).collect()
+        self.audit_log.entries(vault).await.map_err(internal)
     }
 
     /// A vault's entries and the verdict on them: the chain, and its end against the sealed head.
     pub async fn audit_verdict(&self, vault: &str) -> Result<(Vec<Entry>, Result<usize, String>), ApiError> {
-        let vault = vault.to_ascii_lowercase();
-        let entries = self.audit_entries(&vault).await?;
-        let head: Option<Head> = match self.store.get(HEADS, &vault).await.map_err(store_err)? {
-            Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(|_| ApiError::internal())?),
-            None => None,
-        };
-        let key = self.audit_head_key().await?;
-        let verdict = verify_anchored(&entries, head.as_ref(), &key, &vault);
-        Ok((entries, verdict))
+        self.audit_log.verdict(vault).await.map_err(internal)
     }
 }
 
-/// [`verify`], then checks that the chain ends exactly at the vault's authenticated head: entries
-/// cut off the end, or a chain rewritten and re-hashed from some entry on, no longer match it.
-pub fn verify_anchored(entries: &[Entry], head: Option<&Head>, key: &MacKey, vault: &str) -> Result<usize, String> {
-    let count = verify(entries)?;
-    match (entries.last(), head) {
-        (None, None) => Ok(0),
-        (_, Some(head)) if !head.authentic(key, vault) => Err("the log's sealed head was altered".into()),
-        (Some(last), Some(head)) if last.seq == head.seq && last.hash == head.hash => Ok(count),
-        (Some(last), Some(head)) if last.seq < head.seq => {
-            Err(format!("entries {} to {} were cut off the end of the log", last.seq + 1, head.seq))
-        }
-        (None, Some(head)) => Err(format!("every entry was removed (the sealed head names entry {})", head.seq)),
-        (Some(_), Some(head)) => {
-            Err(format!("the log does not end at entry {} as its sealed head says: it was rewritten", head.seq))
-        }
-        (Some(_), None) => Err("the log's sealed head is missing".into()),
-    }
-}
-
-/// Checks a chain: contiguous sequence numbers, each hash matching its entry, each entry naming
-/// its predecessor's hash. Returns the number of entries, or what is wrong first.
-pub fn verify(entries: &[Entry]) -> Result<usize, String> {
-    let mut prev = GENESIS.to_owned();
-    for (expected, entry) in entries.iter().enumerate() {
-        if entry.seq != expected as u64 {
-            return Err(format!("entry {expected} is missing (found sequence number {} in its place)", entry.seq));
-        }
-        if entry.prev != prev {
-            return Err(format!(
-                "entry {} does not follow entry {}: the chain was cut or reordered",
-                entry.seq,
-                expected.saturating_sub(1)
-            ));
-        }
-        if entry.digest() != entry.hash {
-            return Err(format!("entry {} was modified after it was written", entry.seq));
-        }
-        if entry.operation == LOG_CHECK {
-            return Err(format!(
-                "entry {} records that the log was tampered with before it: {}",
-                entry.seq, entry.result
-            ));
-        }
-        prev = entry.hash.clone();
-    }
-    Ok(entries.len())
-}
+/// The log of a service: one chain per vault.
+pub type KeyAuditLog = AuditLog<Entry>;
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use byos_audit::{GENESIS, Head, digest, verify, verify_anchored};
+    use byos_crypto::MacKey;
+    use byos_store::{Batch, StoreError};
+    use std::sync::Arc;
 
     /// A store whose commits that write audit entries fail while `fail` is set (a full disk, a lost
     /// database connection).
@@ -527,7 +215,10 @@ pub(crate) mod tests {
             batch: Batch,
             report: Option<(byos_store::Table, &str)>,
         ) -> Result<Option<Vec<u8>>, StoreError> {
-            let audits = batch.ops.iter().any(|op| matches!(op, byos_store::Op::Put { table, .. } if *table == AUDIT));
+            let audits = batch
+                .ops
+                .iter()
+                .any(|op| matches!(op, byos_store::Op::Put { table, .. } if table.0 == TABLES.entries.0));
             if audits && self.fail.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err(StoreError::Backend("disk full (test)".into()));
             }
@@ -552,7 +243,7 @@ pub(crate) mod tests {
                     prev: prev.clone(),
                     hash: String::new(),
                 };
-                e.hash = e.digest();
+                e.hash = digest(&e);
                 prev = e.hash.clone();
                 e
             })
@@ -567,7 +258,7 @@ pub(crate) mod tests {
         assert!(verify(&edited).is_err_and(|e| e.contains("entry 2 was modified")));
         let mut rehashed = chain(4);
         rehashed[1].operation = "sign".into();
-        rehashed[1].hash = rehashed[1].digest();
+        rehashed[1].hash = digest(&rehashed[1]);
         assert!(
             verify(&rehashed).is_err_and(|e| e.contains("entry 2 does not follow")),
             "rehashing one entry breaks the next link"
@@ -653,17 +344,19 @@ pub(crate) mod tests {
         assert_eq!(verify_anchored(&full, Some(&head), &key, "v"), Ok(4));
         let cut = &full[..2];
         assert!(verify_anchored(cut, Some(&head), &key, "v").is_err_and(|e| e.contains("entries 2 to 3 were cut off")));
-        assert!(verify_anchored(&[], Some(&head), &key, "v").is_err_and(|e| e.contains("every entry was removed")));
+        assert!(
+            verify_anchored::<Entry>(&[], Some(&head), &key, "v").is_err_and(|e| e.contains("every entry was removed"))
+        );
         let mut rewritten = chain(4);
         rewritten[3].result = "denied".into();
-        rewritten[3].hash = rewritten[3].digest();
+        rewritten[3].hash = digest(&rewritten[3]);
         assert_eq!(verify(&rewritten), Ok(4), "a re-hashed tail is a valid chain");
         assert!(verify_anchored(&rewritten, Some(&head), &key, "v").is_err_and(|e| e.contains("rewritten")));
         let moved = Head { seq: 1, hash: full[1].hash.clone(), ..head.clone() };
         assert!(verify_anchored(cut, Some(&moved), &key, "v").is_err_and(|e| e.contains("altered")));
         assert!(verify_anchored(&full, Some(&head), &key, "other vault").is_err_and(|e| e.contains("altered")));
         assert!(verify_anchored(&full, None, &key, "v").is_err_and(|e| e.contains("missing")));
-        assert_eq!(verify_anchored(&[], None, &key, "v"), Ok(0));
+        assert_eq!(verify_anchored::<Entry>(&[], None, &key, "v"), Ok(0));
     }
 }
 

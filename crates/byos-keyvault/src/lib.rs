@@ -52,10 +52,8 @@ pub struct KeyVaultService {
     listeners: Arc<dyn Listeners>,
     vaults: RwLock<HashMap<String, Arc<Vault>>>,
     open_listeners: Mutex<HashMap<String, ListenerHandle>>,
-    /// Audit entries waiting to be chained and committed together.
-    audit_queue: Arc<Mutex<audit::Queue>>,
-    /// The key that authenticates each vault's audit head (sealed under the root key in the store).
-    audit_key: tokio::sync::OnceCell<Arc<byos_crypto::MacKey>>,
+    /// The key-usage log: one hash-chained chain per vault.
+    audit_log: audit::KeyAuditLog,
     /// Private keys already unsealed and parsed, by `{vault}/{name}/{version}` (memory only).
     parsed_keys: Mutex<HashMap<String, Arc<keys::ParsedKey>>>,
 }
@@ -69,6 +67,7 @@ impl KeyVaultService {
         listeners: Arc<dyn Listeners>,
         authority: String,
     ) -> Arc<Self> {
+        let audit_log = audit::KeyAuditLog::new(store.clone(), Arc::clone(&root), audit::TABLES);
         Arc::new(KeyVaultService {
             store,
             root,
@@ -78,8 +77,7 @@ impl KeyVaultService {
             listeners,
             vaults: RwLock::new(HashMap::new()),
             open_listeners: Mutex::new(HashMap::new()),
-            audit_queue: Arc::default(),
-            audit_key: tokio::sync::OnceCell::new(),
+            audit_log,
             parsed_keys: Mutex::new(HashMap::new()),
         })
     }
