@@ -6,6 +6,7 @@
 //! resources ([`rbac`]) or a resource provider ([`Provider`]; today [`managed_identity`]).
 //! Every handler authorizes through the one door before it reads or writes anything.
 
+pub mod activity;
 pub mod context;
 pub mod deletion;
 pub mod groups;
@@ -91,6 +92,8 @@ pub struct Arm {
     providers: Vec<Arc<dyn Provider>>,
     /// Serializes every read-check-write sequence on ARM metadata, so checks stay true until commit.
     pub(crate) write_lock: tokio::sync::Mutex<()>,
+    /// Every write, action and refusal, hash-chained.
+    pub activity: activity::ActivityLog,
 }
 
 impl Arm {
@@ -99,12 +102,15 @@ impl Arm {
         directory: Arc<Directory>,
         door: Arc<Door>,
         store: SharedStore,
+        root: Arc<byos_crypto::RootKey>,
         deployment: Deployment,
         mut providers: Vec<Arc<dyn Provider>>,
     ) -> Result<Arc<Self>, ApiError> {
         rbac::load_into_door(&store, &door).await?;
         providers.push(Arc::new(managed_identity::UserAssignedIdentities));
-        Ok(Arc::new(Arm { directory, door, store, deployment, providers, write_lock: tokio::sync::Mutex::new(()) }))
+        let activity = activity::ActivityLog::new(store.clone(), root, activity::TABLES);
+        let write_lock = tokio::sync::Mutex::new(());
+        Ok(Arc::new(Arm { directory, door, store, deployment, providers, write_lock, activity }))
     }
 
     /// The provider owning resources of `full_type` (`Namespace/type`).
@@ -130,26 +136,45 @@ pub fn router(arm: Arc<Arm>) -> Router {
         .with_state(arm)
 }
 
+/// Serves one ARM request, then records it in the activity log when it is a write, an action or
+/// a refusal (before answering, so that an answered change is in the log).
 async fn handle(State(arm): State<Arc<Arm>>, request: Request) -> Response {
-    match dispatch(&arm, request).await {
-        Ok(response) => response,
-        Err(failure) => failure.into_response(),
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let source_ip = byos_http::origin_of(request.extensions()).ip;
+    let (caller, outcome) = match ArmRequest::from_http(&arm, request).await {
+        Ok(request) => {
+            let outcome = dispatch(&arm, &request).await;
+            (Some(request.caller), outcome)
+        }
+        Err(failure) => (None, Err(failure)),
+    };
+    let status = match &outcome {
+        Ok(response) => response.status().as_u16(),
+        Err(failure) => failure.0.status,
+    };
+    if activity::recorded(&method, status) {
+        let error = outcome.as_ref().err().map(|f| &*f.0);
+        let finished =
+            activity::Finished { caller: caller.as_ref(), source_ip, method: &method, path: &path, status, error };
+        if let Err(e) = activity::record(&arm.activity, finished).await {
+            tracing::error!(error = %e, %method, %path, "an ARM request could not be recorded in the activity log");
+        }
     }
+    outcome.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn dispatch(arm: &Arm, request: Request) -> Result<Response, Failure> {
+async fn dispatch(arm: &Arm, request: &ArmRequest) -> Result<Response, Failure> {
     use path::Target;
-    let request = ArmRequest::from_http(arm, request).await?;
     match path::parse(&request.path) {
-        Target::Subscriptions => subscriptions::list(arm, &request),
-        Target::Subscription { sub } => subscriptions::get(arm, &request, &sub),
-        Target::ResourceGroups { sub } => groups::list(arm, &request, &sub).await,
-        Target::ResourceGroup { sub, group } => groups::handle(arm, &request, &sub, &group).await,
-        Target::GroupResources { sub, group } => groups::list_resources(arm, &request, &sub, &group).await,
-        Target::RoleAssignments { scope } => rbac::assignments::list(arm, &request, &scope),
-        Target::RoleAssignment { scope, name } => rbac::assignments::handle(arm, &request, &scope, &name).await,
-        Target::RoleDefinitions { scope } => rbac::definitions::list(arm, &request, &scope),
-        Target::RoleDefinition { scope, id } => rbac::definitions::handle(arm, &request, &scope, &id).await,
+        Target::Subscriptions => subscriptions::list(arm, request),
+        Target::Subscription { sub } => subscriptions::get(arm, request, &sub),
+        Target::ResourceGroups { sub } => groups::list(arm, request, &sub).await,
+        Target::ResourceGroup { sub, group } => groups::handle(arm, request, &sub, &group).await,
+        Target::GroupResources { sub, group } => groups::list_resources(arm, request, &sub, &group).await,
+        Target::RoleAssignments { scope } => rbac::assignments::list(arm, request, &scope),
+        Target::RoleAssignment { scope, name } => rbac::assignments::handle(arm, request, &scope, &name).await,
+        Target::RoleDefinitions { scope } => rbac::definitions::list(arm, request, &scope),
+        Target::RoleDefinition { scope, id } => rbac::definitions::handle(arm, request, &scope, &id).await,
         Target::Provider { sub, group, namespace, rest } => {
             subscriptions::require(arm, &sub)?;
             let provider = arm.provider(&namespace).ok_or_else(|| {
@@ -159,9 +184,9 @@ async fn dispatch(arm: &Arm, request: Request) -> Result<Response, Failure> {
                 )
             })?;
             if let Some(group) = group.as_deref() {
-                require_group_of_request(arm, &request, &sub, group, &namespace, &rest).await?;
+                require_group_of_request(arm, request, &sub, group, &namespace, &rest).await?;
             }
-            provider.handle(arm, &request, group.as_deref(), &rest).await
+            provider.handle(arm, request, group.as_deref(), &rest).await
         }
         Target::Unknown => Err(Failure::from(ApiError::not_found(
             "InvalidResourceType",

@@ -414,3 +414,12 @@ pub fn verify<E: Chained>(entries: &[E]) -> Result<usize, String> {
     }
     Ok(entries.len())
 }
+
+/// What the operator is shown of a chain: `{"verification": {"ok", "entries"[, "problem"]}, "entries": [...]}`.
+pub fn report<E: Chained>(entries: &[E], verdict: Result<usize, String>) -> serde_json::Value {
+    let verification = match verdict {
+        Ok(n) => serde_json::json!({"ok": true, "entries": n}),
+        Err(problem) => serde_json::json!({"ok": false, "entries": entries.len(), "problem": problem}),
+    };
+    serde_json::json!({"verification": verification, "entries": entries})
+}

@@ -382,12 +382,7 @@ async fn operator_audit(
         .authorize(&caller, &byos_authz::Action::operator("byos/keyVaults/audit/read"), &byos_core::Scope::root())
         .map_err(|d| d.to_api_error())?;
     let (entries, verdict) = service.audit_verdict(&query.vault).await?;
-    let verdict = match verdict {
-        Ok(n) => serde_json::json!({"ok": true, "entries": n}),
-        Err(problem) => serde_json::json!({"ok": false, "entries": entries.len(), "problem": problem}),
-    };
-    Ok(byos_http::json_response(
-        200,
-        &serde_json::json!({"vault": query.vault, "verification": verdict, "entries": entries}),
-    ))
+    let mut report = byos_audit::report(&entries, verdict);
+    report["vault"] = serde_json::Value::String(query.vault);
+    Ok(byos_http::json_response(200, &report))
 }

@@ -112,6 +112,14 @@ enum AuditCommand {
         #[arg(long)]
         vault: String,
     },
+    /// Print the resource manager's activity log (every write, action and refusal), one JSON
+    /// object per line; with --verify, check its hash chain instead.
+    Activity {
+        #[command(flatten)]
+        dir: DataDir,
+        #[arg(long)]
+        verify: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -237,12 +245,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn audit(command: AuditCommand) -> anyhow::Result<()> {
-    let (dir, vault, verify_only) = match command {
-        AuditCommand::List { dir, vault } => (dir, vault, false),
-        AuditCommand::Verify { dir, vault } => (dir, vault, true),
+    let (dir, query, what, verify_only) = match command {
+        AuditCommand::List { dir, vault } => (dir, vault_query(&vault), format!("vault {vault}"), false),
+        AuditCommand::Verify { dir, vault } => (dir, vault_query(&vault), format!("vault {vault}"), true),
+        AuditCommand::Activity { dir, verify } => {
+            (dir, "/operator/activity".to_owned(), "the activity log".into(), verify)
+        }
     };
-    let answer =
-        control::call(&dir.data_dir, "GET", &format!("/operator/audit?vault={}", percent_encode(&vault)), None).await?;
+    let answer = control::call(&dir.data_dir, "GET", &query, None).await?;
     if !verify_only {
         for entry in answer["entries"].as_array().into_iter().flatten() {
             println!("{entry}");
@@ -255,10 +265,14 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
         Ok(())
     } else {
         anyhow::bail!(
-            "audit log of vault {vault} is broken: {}",
+            "audit log of {what} is broken: {}",
             verification["problem"].as_str().unwrap_or("unknown problem")
         )
     }
+}
+
+fn vault_query(vault: &str) -> String {
+    format!("/operator/audit?vault={}", percent_encode(vault))
 }
 
 async fn principal(command: PrincipalCommand) -> anyhow::Result<()> {

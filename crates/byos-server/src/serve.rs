@@ -259,8 +259,15 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         base_url: base_url.clone(),
         authority: base_url.clone(),
     };
-    let arm =
-        Arm::open(Arc::clone(&directory), Arc::clone(&door), Arc::clone(&store), arm_deployment, providers).await?;
+    let arm = Arm::open(
+        Arc::clone(&directory),
+        Arc::clone(&door),
+        Arc::clone(&store),
+        Arc::clone(&root),
+        arm_deployment,
+        providers,
+    )
+    .await?;
     storage.load(&arm).await?;
     keyvault.load(&arm).await?;
     let housekeeping = vec![
@@ -285,6 +292,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         .layer(panic_guard());
     let operator = byos_identity::api::operator::router(identity)
         .merge(byos_keyvault::audit::operator_router(Arc::clone(&keyvault)))
+        .merge(byos_arm::activity::operator_router(Arc::clone(&arm)))
         .layer(panic_guard());
     let blob = byos_storage::blob::router(Arc::clone(&storage)).layer(panic_guard());
 

@@ -17,14 +17,15 @@ const RESOURCE: &str = "/subscriptions/00000000-0000-0000-0000-0000000000aa/reso
 
 async fn arm() -> anyhow::Result<Arc<Arm>> {
     let store: SharedStore = Arc::new(MemStore::new());
-    let directory = Arc::new(Directory::open(Arc::clone(&store), &RootKey::ephemeral()?, "https://127.0.0.1:1").await?);
+    let root = Arc::new(RootKey::ephemeral()?);
+    let directory = Arc::new(Directory::open(Arc::clone(&store), &root, "https://127.0.0.1:1").await?);
     let deployment = Deployment {
         subscription_id: SUB.into(),
         location: "eastus".into(),
         base_url: "https://127.0.0.1:1".into(),
         authority: "https://127.0.0.1:1".into(),
     };
-    Ok(Arm::open(directory, Arc::new(Door::new()), store, deployment, vec![]).await?)
+    Ok(Arm::open(directory, Arc::new(Door::new()), store, root, deployment, vec![]).await?)
 }
 
 fn operator_of_nothing() -> Caller {

@@ -404,3 +404,39 @@ async fn use_key_once(server: &TestServer) -> anyhow::Result<()> {
     client.get(format!("{uri}keys/audited?api-version=7.4")).bearer_auth(&token).send().await?.error_for_status()?;
     Ok(())
 }
+
+/// The ARM activity log is chained and anchored like the key-usage log: an entry removed from the
+/// store of a stopped server is detected by `byos audit activity --verify` (F17).
+#[tokio::test]
+async fn activity_log_detects_an_entry_removed_in_the_store() -> anyhow::Result<()> {
+    use byos_store::MetaStore;
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start_in(dir.path()).await?;
+    let client = server.client()?;
+    let admin = server.admin_token(&client).await?;
+    for group in ["act1", "act2", "act3"] {
+        client.put(group_url(&server, group)).bearer_auth(&admin).json(&json!({"location": "eastus"})).send().await?;
+    }
+    let activity = |server: &TestServer| {
+        let dir = server.data_dir.clone();
+        async move { byos_server::control::call(&dir, "GET", "/operator/activity", None).await }
+    };
+    let answer = activity(&server).await?;
+    assert_eq!(answer["verification"]["ok"], json!(true), "{answer}");
+    let recorded = answer["entries"].as_array().map(Vec::len).unwrap_or_default();
+    assert!(recorded >= 3, "{answer}");
+    server.stop().await;
+
+    let store = byos_store::RedbStore::open(&dir.path().join("meta.redb"))?;
+    let rows = store.scan(byos_store::Table("arm_activity"), "arm/").await?;
+    let (second, _) = rows.get(1).context("a second entry")?;
+    store.commit(byos_store::Batch::new().delete(byos_store::Table("arm_activity"), second.clone())).await?;
+    drop(store);
+
+    let server = TestServer::start_in(dir.path()).await?;
+    let answer = activity(&server).await?;
+    assert_eq!(answer["verification"]["ok"], json!(false), "{answer}");
+    assert!(answer["verification"]["problem"].as_str().unwrap_or_default().contains("entry 1 is missing"), "{answer}");
+    server.stop().await;
+    Ok(())
+}
