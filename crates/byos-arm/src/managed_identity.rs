@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use byos_authz::Action;
-use byos_core::{ApiError, Caller, ResourceId};
+use byos_core::{ApiError, Caller, OrInternal, ResourceId};
 use byos_http::{Failure, json_response};
 use byos_identity::Principal;
 use byos_store::Batch;
@@ -302,11 +302,7 @@ async fn user_assigned(
             })?;
         arm.authorize(caller, &ASSIGN, &parsed.scope())?;
         let record = require(arm, &parsed).await?;
-        let principal = record
-            .owned_principals
-            .first()
-            .and_then(|oid| arm.directory.principal(*oid))
-            .ok_or_else(ApiError::internal)?;
+        let principal = record.owned_principals.first().and_then(|oid| arm.directory.principal(*oid)).or_internal()?;
         resolved
             .insert(record.id.clone(), json!({"principalId": principal.object_id, "clientId": principal.client_id}));
     }

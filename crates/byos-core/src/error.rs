@@ -128,3 +128,69 @@ impl std::fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+/// Turns a failure that is byos's own fault (a record that does not decode, a key that does not
+/// seal, a value that must exist) into a bare 500, after logging where it happened and what kind of
+/// error it was. The client learns nothing more; the operator learns enough to find the cause.
+/// The error's text is not logged: decoding errors may quote the data they failed on.
+pub trait OrInternal<T> {
+    /// The value, or `ApiError::internal()`.
+    fn or_internal(self) -> Result<T, ApiError>;
+    /// The value, or the service's own internal error (in its wire format).
+    fn or_internal_with(self, internal: fn() -> ApiError) -> Result<T, ApiError>;
+}
+
+impl<T, E> OrInternal<T> for Result<T, E> {
+    #[track_caller]
+    fn or_internal(self) -> Result<T, ApiError> {
+        self.or_internal_with(ApiError::internal)
+    }
+
+    #[track_caller]
+    fn or_internal_with(self, internal: fn() -> ApiError) -> Result<T, ApiError> {
+        match self {
+            Ok(value) => Ok(value),
+            Err(_) => {
+                log_internal(std::any::type_name::<E>(), std::panic::Location::caller());
+                Err(internal())
+            }
+        }
+    }
+}
+
+impl<T> OrInternal<T> for Option<T> {
+    #[track_caller]
+    fn or_internal(self) -> Result<T, ApiError> {
+        self.or_internal_with(ApiError::internal)
+    }
+
+    #[track_caller]
+    fn or_internal_with(self, internal: fn() -> ApiError) -> Result<T, ApiError> {
+        match self {
+            Some(value) => Ok(value),
+            None => {
+                log_internal("a value that must exist is missing", std::panic::Location::caller());
+                Err(internal())
+            }
+        }
+    }
+}
+
+fn log_internal(what: &str, at: &std::panic::Location<'_>) {
+    tracing::error!(error = what, at = %at, "internal error: answering 500");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_failures_are_bare_500s_in_the_services_format() {
+        let failed: Result<u8, &str> = Err("the cause");
+        assert_eq!(failed.or_internal().map_err(|e| (e.status, e.code)), Err((500, "InternalServerError".to_owned())));
+        let xml = || ApiError::internal().with_format(ErrorFormat::StorageXml);
+        assert_eq!(Err::<u8, _>(()).or_internal_with(xml).map_err(|e| e.format), Err(ErrorFormat::StorageXml));
+        assert_eq!(None::<u8>.or_internal().map_err(|e| e.status), Err(500));
+        assert_eq!(Some(7).or_internal().map_err(|e| e.status), Ok(7));
+    }
+}

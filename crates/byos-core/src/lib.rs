@@ -8,5 +8,5 @@ pub mod ids;
 pub mod time;
 
 pub use caller::{Actor, AuthMethod, Caller, NetworkOrigin, PrincipalKind, PrincipalRef, SignatureKind, SignedGrant};
-pub use error::{ApiError, ErrorFormat};
+pub use error::{ApiError, ErrorFormat, OrInternal};
 pub use ids::{ResourceId, Scope, request_id};

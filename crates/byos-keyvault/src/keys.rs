@@ -8,7 +8,7 @@ use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use byos_authz::{Action, DenialKind, ResourceGuard};
-use byos_core::{ApiError, Caller, ErrorFormat, Scope};
+use byos_core::{ApiError, Caller, ErrorFormat, OrInternal, Scope};
 use byos_crypto::vault_keys::{EcKey, RsaEncryption, RsaKey, RsaSignature};
 use byos_crypto::{SealPurpose, b64url, b64url_decode};
 use byos_http::{Failure, bearer_token, json_response, origin_of};
@@ -128,11 +128,11 @@ fn store_err(e: byos_store::StoreError) -> ApiError {
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|_| internal())
+    serde_json::from_slice(bytes).or_internal_with(internal)
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(value).map_err(|_| internal())
+    serde_json::to_vec(value).or_internal_with(internal)
 }
 
 /// The router of one vault's listener.
@@ -216,7 +216,7 @@ fn authorize(
         Some(name) => format!("{}/keys/{name}", vault.id),
         None => vault.id.clone(),
     };
-    let scope = Scope::parse(&scope_text).map_err(|_| internal())?;
+    let scope = Scope::parse(&scope_text).or_internal_with(internal)?;
     let (public_network_disabled, firewall) = vault.settings.network();
     let guard = ResourceGuard {
         public_network_disabled,
@@ -634,15 +634,15 @@ impl Ctx<'_> {
             KeyKind::EcP256 => EcKey::generate().map(ParsedKey::Ec),
         })
         .await
-        .map_err(|_| internal())?
-        .map_err(|_| internal())?;
+        .or_internal_with(internal)?
+        .or_internal_with(internal)?;
         let (kty, public) = match &key {
             ParsedKey::Rsa(rsa) => {
-                let (n, e) = rsa.public_components().map_err(|_| internal())?;
+                let (n, e) = rsa.public_components().or_internal_with(internal)?;
                 ("RSA", [b64url(&n), b64url(&e), String::new(), String::new()])
             }
             ParsedKey::Ec(ec) => {
-                let (x, y) = ec.public_xy().map_err(|_| internal())?;
+                let (x, y) = ec.public_xy().or_internal_with(internal)?;
                 ("EC", [String::new(), String::new(), b64url(&x), b64url(&y)])
             }
         };
@@ -650,7 +650,7 @@ impl Ctx<'_> {
             ParsedKey::Rsa(rsa) => rsa.pkcs8(),
             ParsedKey::Ec(ec) => ec.pkcs8(),
         };
-        let sealed = self.service.root.seal(SealPurpose::VaultKey, pkcs8).map_err(|_| internal())?;
+        let sealed = self.service.root.seal(SealPurpose::VaultKey, pkcs8).or_internal_with(internal)?;
         let [n, e, x, y] = public;
         let now = byos_core::time::unix_now();
         let policy_expiry = self.rotation_policy(name).await?.and_then(|p| p.expiry_for(now));
@@ -688,7 +688,7 @@ impl Ctx<'_> {
     async fn rotate_now(&self, name: &str) -> Result<KeyVersion, ApiError> {
         let current = self.live(name, None).await?;
         let kind = match &*self.private_key(&current)? {
-            ParsedKey::Rsa(rsa) => KeyKind::Rsa(rsa.bits().map_err(|_| internal())?),
+            ParsedKey::Rsa(rsa) => KeyKind::Rsa(rsa.bits().or_internal_with(internal)?),
             ParsedKey::Ec(_) => KeyKind::EcP256,
         };
         let state = self.state(name).await?;
@@ -718,7 +718,7 @@ impl Ctx<'_> {
             state: self.state(name).await?.ok_or_else(|| not_found(name, None))?,
             versions: self.versions(name).await?,
         };
-        let sealed = self.service.root.seal(SealPurpose::KeyBackup, &encode(&backup)?).map_err(|_| internal())?;
+        let sealed = self.service.root.seal(SealPurpose::KeyBackup, &encode(&backup)?).or_internal_with(internal)?;
         Ok(json_response(200, &json!({"value": b64url(&sealed)})))
     }
 
@@ -1042,7 +1042,7 @@ impl Ctx<'_> {
                 let alg = RsaEncryption::parse(&request.alg).ok_or_else(|| {
                     bad_parameter(format!("The algorithm '{}' is not valid for an RSA key.", request.alg))
                 })?;
-                if value.len() != private.modulus_len().map_err(|_| internal())? {
+                if value.len() != private.modulus_len().or_internal_with(internal)? {
                     return Err(Failure::from(bad_parameter(
                         "The ciphertext length does not match the key's modulus length.",
                     )));
@@ -1063,7 +1063,7 @@ impl Ctx<'_> {
                         request.alg
                     ))));
                 }
-                json!({"kid": kid, "value": b64url(&private.sign_digest(alg, &value).map_err(|_| internal())?)})
+                json!({"kid": kid, "value": b64url(&private.sign_digest(alg, &value).or_internal_with(internal)?)})
             }
             _ => {
                 let alg = RsaSignature::parse(&request.alg).ok_or_else(|| {
@@ -1074,7 +1074,7 @@ impl Ctx<'_> {
                     .as_deref()
                     .and_then(b64url_decode)
                     .ok_or_else(|| bad_parameter("The 'digest' is missing or not valid base64url."))?;
-                json!({"value": private.verify_digest(alg, &digest, &value).map_err(|_| internal())?})
+                json!({"value": private.verify_digest(alg, &digest, &value).or_internal_with(internal)?})
             }
         };
         tracing::debug!(vault = %self.vault.name, key = name, version = %key.version, op, "key operation");
@@ -1106,13 +1106,13 @@ impl Ctx<'_> {
         if let Some(parsed) = self.service.parsed_keys.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key) {
             return Ok(Arc::clone(parsed));
         }
-        let sealed = b64url_decode(&key.sealed_private).ok_or_else(internal)?;
+        let sealed = b64url_decode(&key.sealed_private).or_internal_with(internal)?;
         let pkcs8: Zeroizing<Vec<u8>> =
-            self.service.root.open(SealPurpose::VaultKey, &sealed).map_err(|_| internal())?;
+            self.service.root.open(SealPurpose::VaultKey, &sealed).or_internal_with(internal)?;
         let parsed = Arc::new(if key.kty == "EC" {
-            ParsedKey::Ec(EcKey::from_pkcs8(pkcs8).map_err(|_| internal())?)
+            ParsedKey::Ec(EcKey::from_pkcs8(pkcs8).or_internal_with(internal)?)
         } else {
-            ParsedKey::Rsa(RsaKey::from_pkcs8(pkcs8).map_err(|_| internal())?)
+            ParsedKey::Rsa(RsaKey::from_pkcs8(pkcs8).or_internal_with(internal)?)
         });
         self.service.parsed_keys.lock().unwrap_or_else(|e| e.into_inner()).insert(cache_key, Arc::clone(&parsed));
         Ok(parsed)
@@ -1129,7 +1129,7 @@ fn ec_operation(key: &EcKey, op: &str, request: &OperationBody, value: &[u8], ki
             if value.len() != 32 {
                 return Err(bad_parameter("The digest must be 32 bytes for ES256."));
             }
-            Ok(json!({"kid": kid, "value": b64url(&key.sign_digest(value).map_err(|_| internal())?)}))
+            Ok(json!({"kid": kid, "value": b64url(&key.sign_digest(value).or_internal_with(internal)?)}))
         }
         "verify" => {
             let digest = request

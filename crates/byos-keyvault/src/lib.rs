@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use byos_arm::Arm;
 use byos_authz::Door;
 use byos_core::ApiError;
+use byos_core::OrInternal;
 use byos_crypto::RootKey;
 use byos_http::{ListenerHandle, Listeners};
 use byos_identity::Directory;
@@ -86,8 +87,7 @@ impl KeyVaultService {
     pub async fn load(self: &Arc<Self>, arm: &Arm) -> Result<(), ApiError> {
         for record in arm.resources_under("/subscriptions/").await? {
             if record.resource_type.eq_ignore_ascii_case(VAULT_TYPE) {
-                let settings: VaultSettings =
-                    serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+                let settings: VaultSettings = serde_json::from_value(record.properties.clone()).or_internal()?;
                 let port = self.serve(&record.name, settings.port).await?;
                 if port == settings.port {
                     self.install(&record, settings);
@@ -110,7 +110,7 @@ impl KeyVaultService {
         settings: &VaultSettings,
     ) -> Result<byos_arm::ResourceRecord, ApiError> {
         use byos_arm::records::{RESOURCES, encode, resource_key, store_error};
-        record.properties = serde_json::to_value(settings).map_err(|_| ApiError::internal())?;
+        record.properties = serde_json::to_value(settings).or_internal()?;
         let key = resource_key(&record.id);
         self.store
             .commit(byos_store::Batch::new().put(RESOURCES, key.clone(), encode(&key, &record)?))

@@ -11,7 +11,7 @@ use byos_arm::records::{
 };
 use byos_arm::{Arm, ArmRequest, Provider};
 use byos_authz::Action;
-use byos_core::{ApiError, ResourceId, Scope};
+use byos_core::{ApiError, OrInternal, ResourceId, Scope};
 use byos_http::{Failure, json_response};
 use byos_store::Batch;
 use serde::{Deserialize, Serialize};
@@ -119,8 +119,7 @@ impl Provider for KeyVaultProvider {
 
 /// Moves a vault's record to the soft-deleted table (its keys stay where they are).
 fn soft_delete_ops(record: &ResourceRecord, batch: Batch) -> Result<Batch, ApiError> {
-    let settings: VaultSettings =
-        serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+    let settings: VaultSettings = serde_json::from_value(record.properties.clone()).or_internal()?;
     let now = time::OffsetDateTime::now_utc();
     let deleted = DeletedVault {
         v: 1,
@@ -136,8 +135,7 @@ fn soft_delete_ops(record: &ResourceRecord, batch: Batch) -> Result<Batch, ApiEr
 
 impl KeyVaultProvider {
     fn wire(&self, record: &ResourceRecord) -> Result<Value, ApiError> {
-        let settings: VaultSettings =
-            serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+        let settings: VaultSettings = serde_json::from_value(record.properties.clone()).or_internal()?;
         let mut wire = record.to_wire();
         wire["properties"] = settings.to_wire(&KeyVaultService::uri(settings.port));
         Ok(wire)
@@ -179,8 +177,7 @@ impl KeyVaultProvider {
         }
         let mut settings = match &current {
             Some(record) => {
-                let mut s: VaultSettings =
-                    serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+                let mut s: VaultSettings = serde_json::from_value(record.properties.clone()).or_internal()?;
                 let rbac_before = s.enable_rbac_authorization;
                 s.apply(&props)?;
                 if s.enable_rbac_authorization != rbac_before {
@@ -210,7 +207,7 @@ impl KeyVaultProvider {
                 .or(body.location.filter(|l| !l.is_empty()))
                 .unwrap_or(group.location),
             tags: body.tags.or_else(|| current.as_ref().map(|r| r.tags.clone())).unwrap_or_default(),
-            properties: serde_json::to_value(&settings).map_err(|_| ApiError::internal())?,
+            properties: serde_json::to_value(&settings).or_internal()?,
             identity: None,
             owned_principals: vec![],
             created_on: current.as_ref().map(|r| r.created_on.clone()).unwrap_or_else(byos_core::time::rfc3339_now),
@@ -240,10 +237,9 @@ impl KeyVaultProvider {
                 format!("The soft-deleted vault '{}' belongs to '{}'; recover it there.", id.name, record.id),
             )));
         }
-        let mut settings: VaultSettings =
-            serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+        let mut settings: VaultSettings = serde_json::from_value(record.properties.clone()).or_internal()?;
         settings.port = self.0.serve(&id.name, settings.port).await?;
-        record.properties = serde_json::to_value(&settings).map_err(|_| ApiError::internal())?;
+        record.properties = serde_json::to_value(&settings).or_internal()?;
         let key = resource_key(&record.id);
         let name_key = id.name.to_ascii_lowercase();
         let batch = Batch::new().put(RESOURCES, key.clone(), encode(&key, &record)?).delete(DELETED_VAULTS, name_key);
@@ -280,10 +276,9 @@ impl KeyVaultProvider {
             .resource(&id.to_string())
             .await?
             .ok_or_else(|| resource_not_found(VAULT_TYPE, &id.name, &id.resource_group))?;
-        let mut settings: VaultSettings =
-            serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+        let mut settings: VaultSettings = serde_json::from_value(record.properties.clone()).or_internal()?;
         settings.edit_policies(kind, &policies)?;
-        record.properties = serde_json::to_value(&settings).map_err(|_| ApiError::internal())?;
+        record.properties = serde_json::to_value(&settings).or_internal()?;
         let key = resource_key(&record.id);
         arm.store
             .commit(Batch::new().put(RESOURCES, key.clone(), encode(&key, &record)?))
@@ -399,9 +394,7 @@ pub async fn purge_expired_vaults(service: &KeyVaultService, purger: &byos_core:
             time::OffsetDateTime::parse(&deleted.scheduled_purge_date, &time::format_description::well_known::Rfc3339)
                 .is_ok_and(|d| d <= now);
         if due {
-            let scope = Scope::subscription(
-                &ResourceId::parse(&deleted.record.id).map_err(|_| ApiError::internal())?.subscription_id,
-            );
+            let scope = Scope::subscription(&ResourceId::parse(&deleted.record.id).or_internal()?.subscription_id);
             service.door.authorize(purger, &PURGE, &scope).map_err(|denial| denial.to_api_error())?;
             purge_vault(service, &deleted.record.name).await?;
             purged += 1;

@@ -5,6 +5,7 @@ use byos_arm::network::NetworkAcls;
 use byos_authz::ResourceGuard;
 use byos_authz::guard::STORAGE_TRUSTED_SERVICES;
 use byos_core::ApiError;
+use byos_core::OrInternal;
 use byos_crypto::envelope::Kek;
 use byos_crypto::{MacKey, RootKey, SealPurpose, b64url, b64url_decode};
 use serde::{Deserialize, Serialize};
@@ -322,7 +323,7 @@ impl Drop for SecretsRecord {
 /// A fresh shared key: 64 random bytes, base64 (as Azure's account keys).
 pub fn new_shared_key() -> Result<String, ApiError> {
     use base64::Engine;
-    let bytes = byos_crypto::random_bytes::<64>().map_err(|_| ApiError::internal())?;
+    let bytes = byos_crypto::random_bytes::<64>().or_internal()?;
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
@@ -332,20 +333,20 @@ impl AccountSecrets {
             v: 1,
             key1: new_shared_key()?,
             key2: new_shared_key()?,
-            kek: b64url(&byos_crypto::random_bytes::<32>().map_err(|_| ApiError::internal())?),
-            delegation: b64url(&byos_crypto::random_bytes::<32>().map_err(|_| ApiError::internal())?),
+            kek: b64url(&byos_crypto::random_bytes::<32>().or_internal()?),
+            delegation: b64url(&byos_crypto::random_bytes::<32>().or_internal()?),
             cmk: None,
         };
         Self::from_record(record)
     }
 
     fn from_record(raw: SecretsRecord) -> Result<Self, ApiError> {
-        let delegation = Zeroizing::new(b64url_decode(&raw.delegation).ok_or_else(ApiError::internal)?);
+        let delegation = Zeroizing::new(b64url_decode(&raw.delegation).or_internal()?);
         let kek = match &raw.cmk {
             Some(wrap) => KekSource::Customer(wrap.clone()),
             None => {
-                let bytes = Zeroizing::new(b64url_decode(&raw.kek).ok_or_else(ApiError::internal)?);
-                KekSource::Root(std::sync::Arc::new(Kek::from_bytes(&bytes).map_err(|_| ApiError::internal())?))
+                let bytes = Zeroizing::new(b64url_decode(&raw.kek).or_internal()?);
+                KekSource::Root(std::sync::Arc::new(Kek::from_bytes(&bytes).or_internal()?))
             }
         };
         Ok(AccountSecrets {
@@ -376,7 +377,7 @@ impl AccountSecrets {
     /// user delegation SAS) derived from the old one stops being valid.
     pub fn with_new_delegation_root(&self) -> Result<Self, ApiError> {
         let mut raw = self.raw.clone();
-        raw.delegation = b64url(&byos_crypto::random_bytes::<32>().map_err(|_| ApiError::internal())?);
+        raw.delegation = b64url(&byos_crypto::random_bytes::<32>().or_internal()?);
         Self::from_record(raw)
     }
 
@@ -397,8 +398,8 @@ impl AccountSecrets {
     }
 
     pub fn seal(&self, root: &RootKey) -> Result<Vec<u8>, ApiError> {
-        let json = Zeroizing::new(serde_json::to_vec(&self.raw).map_err(|_| ApiError::internal())?);
-        root.seal(SealPurpose::AccountSecrets, &json).map_err(|_| ApiError::internal())
+        let json = Zeroizing::new(serde_json::to_vec(&self.raw).or_internal()?);
+        root.seal(SealPurpose::AccountSecrets, &json).or_internal()
     }
 
     pub fn open(root: &RootKey, sealed: &[u8]) -> Result<Self, ApiError> {
@@ -406,7 +407,7 @@ impl AccountSecrets {
             tracing::error!(error = %e, "cannot open account secrets");
             ApiError::internal()
         })?;
-        let raw: SecretsRecord = serde_json::from_slice(&json).map_err(|_| ApiError::internal())?;
+        let raw: SecretsRecord = serde_json::from_slice(&json).or_internal()?;
         Self::from_record(raw)
     }
 

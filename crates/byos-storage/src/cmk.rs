@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use byos_core::{Actor, ApiError, Caller};
+use byos_core::{Actor, ApiError, Caller, OrInternal};
 use byos_crypto::envelope::Kek;
 use byos_crypto::{b64url, b64url_decode};
 use byos_identity::AttachedIdentities;
@@ -220,7 +220,7 @@ impl StorageService {
                 });
             }
         };
-        let kek = Arc::new(Kek::from_bytes(&unwrapped.kek).map_err(|_| crate::blob::errors::internal())?);
+        let kek = Arc::new(Kek::from_bytes(&unwrapped.kek).or_internal_with(crate::blob::errors::internal)?);
         self.cmk_cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())

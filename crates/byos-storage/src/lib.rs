@@ -17,6 +17,7 @@ use std::sync::{Arc, RwLock};
 use byos_arm::Arm;
 use byos_authz::Door;
 use byos_core::ApiError;
+use byos_core::OrInternal;
 use byos_crypto::RootKey;
 use byos_identity::Directory;
 use byos_store::{SharedObjects, SharedStore, Table};
@@ -121,12 +122,7 @@ impl StorageService {
             tracing::error!(account = %record.id, error = %e, "stored account settings are corrupt");
             ApiError::internal()
         })?;
-        let sealed = self
-            .store
-            .get(SECRETS, &key)
-            .await
-            .map_err(byos_arm::records::store_error)?
-            .ok_or_else(ApiError::internal)?;
+        let sealed = self.store.get(SECRETS, &key).await.map_err(byos_arm::records::store_error)?.or_internal()?;
         let secrets = AccountSecrets::open(&self.root, &sealed)?;
         let cors = match self.store.get(BLOB_SERVICES, &key).await.map_err(byos_arm::records::store_error)? {
             Some(bytes) => blob::cors::decode_rules(&bytes)?,

@@ -12,7 +12,7 @@ use byos_arm::records::{
 };
 use byos_arm::{Arm, ArmRequest, Provider};
 use byos_authz::Action;
-use byos_core::{ApiError, ResourceId, Scope};
+use byos_core::{ApiError, OrInternal, ResourceId, Scope};
 use byos_http::{Failure, json_response};
 use byos_store::Batch;
 use serde::Deserialize;
@@ -112,8 +112,7 @@ impl StorageProvider {
 
     /// The account as ARM returns it.
     fn wire(&self, record: &ResourceRecord) -> Result<Value, ApiError> {
-        let settings: AccountSettings =
-            serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+        let settings: AccountSettings = serde_json::from_value(record.properties.clone()).or_internal()?;
         let mut wire = record.to_wire();
         let vault = settings.cmk.as_ref().and_then(|cmk| self.service().cmk_vault_now(cmk));
         wire["properties"] = settings.to_wire(
@@ -169,7 +168,7 @@ impl StorageProvider {
             )));
         }
         let mut settings: AccountSettings = match &current {
-            Some(record) => serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?,
+            Some(record) => serde_json::from_value(record.properties.clone()).or_internal()?,
             None => AccountSettings::default(),
         };
         let props = body.properties.clone().unwrap_or_default();
@@ -208,7 +207,7 @@ impl StorageProvider {
                 .or(body.location.filter(|l| !l.is_empty()))
                 .unwrap_or(group.location),
             tags: body.tags.or_else(|| current.as_ref().map(|r| r.tags.clone())).unwrap_or_default(),
-            properties: serde_json::to_value(&settings).map_err(|_| ApiError::internal())?,
+            properties: serde_json::to_value(&settings).or_internal()?,
             identity: plan.wire.clone(),
             owned_principals: plan.owned.clone(),
             created_on: current.as_ref().map(|r| r.created_on.clone()).unwrap_or_else(byos_core::time::rfc3339_now),
@@ -305,7 +304,7 @@ impl StorageProvider {
         new_identity: Option<&byos_core::Caller>,
     ) -> Result<(zeroize::Zeroizing<Vec<u8>>, AccountSecrets), ApiError> {
         match (fresh, live) {
-            (Some(secrets), _) => Ok((secrets.root_kek_bytes().ok_or_else(ApiError::internal)?, secrets)),
+            (Some(secrets), _) => Ok((secrets.root_kek_bytes().or_internal()?, secrets)),
             (None, Some(account)) => {
                 let kek = match account.secrets.root_kek_bytes() {
                     Some(bytes) => bytes,
@@ -403,7 +402,7 @@ impl StorageProvider {
         }
         request.authorize(arm, &LIST_KEYS, &id.scope())?;
         let record = self.require(arm, id).await?;
-        let account = self.service().account(&record.name).ok_or_else(ApiError::internal)?;
+        let account = self.service().account(&record.name).or_internal()?;
         Ok(json_response(200, &self.keys_wire(&account.secrets, &record.created_on)))
     }
 
@@ -430,7 +429,7 @@ impl StorageProvider {
         };
         let _guard = arm.write_guard().await;
         let record = self.require(arm, id).await?;
-        let account = self.service().account(&record.name).ok_or_else(ApiError::internal)?;
+        let account = self.service().account(&record.name).or_internal()?;
         let secrets = account.secrets.with_new_key(index)?;
         self.store_secrets(&record, &secrets).await?;
         tracing::info!(account = %record.id, key = body.key_name, "account key regenerated");
@@ -463,7 +462,7 @@ impl StorageProvider {
         request.authorize(arm, &REVOKE_USER_DELEGATION_KEYS, &id.scope())?;
         let _guard = arm.write_guard().await;
         let record = self.require(arm, id).await?;
-        let account = self.service().account(&record.name).ok_or_else(ApiError::internal)?;
+        let account = self.service().account(&record.name).or_internal()?;
         self.store_secrets(&record, &account.secrets.with_new_delegation_root()?).await?;
         tracing::info!(account = %record.id, "user delegation keys revoked");
         Ok(axum::http::StatusCode::OK.into_response())
@@ -499,7 +498,7 @@ impl StorageProvider {
             }
             ref other => return Err(method_not_allowed(other)),
         };
-        let account = self.service().account(&record.name).ok_or_else(ApiError::internal)?;
+        let account = self.service().account(&record.name).or_internal()?;
         let service = json!({
             "id": format!("{}/blobServices/default", record.id),
             "name": "default",
@@ -548,14 +547,13 @@ pub(crate) async fn record_rotation(
     wrap: CmkWrap,
     used: &byos_keyvault::keys::KeyUsed,
 ) -> Result<(), ApiError> {
-    let scope = Scope::parse(&account.id).map_err(|_| ApiError::internal())?;
+    let scope = Scope::parse(&account.id).or_internal()?;
     service.door.authorize(watch, &WRITE, &scope).map_err(|denial| denial.to_api_error())?;
     let key = resource_key(&account.id);
-    let record_bytes = service.store.get(RESOURCES, &key).await.map_err(store_error)?.ok_or_else(ApiError::internal)?;
-    let secrets_bytes = service.store.get(SECRETS, &key).await.map_err(store_error)?.ok_or_else(ApiError::internal)?;
+    let record_bytes = service.store.get(RESOURCES, &key).await.map_err(store_error)?.or_internal()?;
+    let secrets_bytes = service.store.get(SECRETS, &key).await.map_err(store_error)?.or_internal()?;
     let mut record: ResourceRecord = records::decode(&key, &record_bytes)?;
-    let mut settings: AccountSettings =
-        serde_json::from_value(record.properties.clone()).map_err(|_| ApiError::internal())?;
+    let mut settings: AccountSettings = serde_json::from_value(record.properties.clone()).or_internal()?;
     // The account may have been re-pointed or pinned since the watch unwrapped its KEK: then this
     // re-wrap is stale and must not replace what the update wrote.
     let replaced = account.settings.cmk.as_ref().map(|c| c.current_key_id.as_str());
@@ -566,7 +564,7 @@ pub(crate) async fn record_rotation(
         .ok_or_else(|| ApiError::conflict("Conflict", "The account's encryption changed during the key rotation."))?;
     cmk.current_key_id = used.kid.clone();
     cmk.last_rotation = byos_core::time::rfc3339_now();
-    record.properties = serde_json::to_value(&settings).map_err(|_| ApiError::internal())?;
+    record.properties = serde_json::to_value(&settings).or_internal()?;
     let secrets = AccountSecrets::open(&service.root, &secrets_bytes)?.with_customer_key(wrap)?;
     let batch = Batch::new()
         .expect_unchanged(RESOURCES, key.clone(), Some(record_bytes))

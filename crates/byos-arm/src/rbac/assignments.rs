@@ -3,7 +3,7 @@
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use byos_authz::{Action, RoleAssignment};
-use byos_core::{ApiError, Scope};
+use byos_core::{ApiError, OrInternal, Scope};
 use byos_http::{Failure, json_response};
 use byos_store::{Batch, Op};
 use serde::Deserialize;
@@ -176,7 +176,7 @@ async fn insert(arm: &Arm, assignment: &RoleAssignment) -> Result<(), ApiError> 
         ))
         .await
         .map_err(store_error)?;
-    arm.door.put_assignment(assignment.clone()).map_err(|_| ApiError::internal())
+    arm.door.put_assignment(assignment.clone()).or_internal()
 }
 
 /// Makes sure `principal` holds `role` at `scope` (the bootstrap admin's Owner role).

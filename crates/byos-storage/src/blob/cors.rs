@@ -3,6 +3,7 @@
 
 use axum::http::{HeaderMap, HeaderValue};
 use byos_core::ApiError;
+use byos_core::OrInternal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -27,11 +28,11 @@ struct Stored {
 }
 
 pub fn encode_rules(rules: &[CorsRule]) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(&Stored { v: 1, rules: rules.to_vec() }).map_err(|_| ApiError::internal())
+    serde_json::to_vec(&Stored { v: 1, rules: rules.to_vec() }).or_internal()
 }
 
 pub fn decode_rules(bytes: &[u8]) -> Result<Vec<CorsRule>, ApiError> {
-    serde_json::from_slice::<Stored>(bytes).map(|s| s.rules).map_err(|_| ApiError::internal())
+    serde_json::from_slice::<Stored>(bytes).map(|s| s.rules).or_internal()
 }
 
 /// Validates `properties.cors` of a blob service PUT (ARM shape).

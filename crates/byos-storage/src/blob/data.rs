@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use byos_core::ApiError;
+use byos_core::OrInternal;
 use byos_crypto::envelope::{
     CHUNK_SIZE, DataKey, Kek, SEGMENT_HEADER_LEN, TAG_LEN, chunk_offset, parse_segment_header, segment_header,
 };
@@ -174,7 +175,7 @@ pub async fn read<T: for<'de> Deserialize<'de>>(
 }
 
 pub fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(record).map_err(|_| internal())
+    serde_json::to_vec(record).or_internal_with(internal)
 }
 
 pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -246,8 +247,8 @@ pub fn seal_metadata(
     if metadata.is_empty() {
         return Ok(None);
     }
-    let json = zeroize::Zeroizing::new(serde_json::to_vec(metadata).map_err(|_| internal())?);
-    let sealed = kek.seal_value(&json, &metadata_context(&account.name, container, blob)).map_err(|_| internal())?;
+    let json = zeroize::Zeroizing::new(serde_json::to_vec(metadata).or_internal_with(internal)?);
+    let sealed = kek.seal_value(&json, &metadata_context(&account.name, container, blob)).or_internal_with(internal)?;
     Ok(Some(b64url(&sealed)))
 }
 
@@ -259,9 +260,9 @@ pub fn open_metadata(
     sealed: Option<&str>,
 ) -> Result<BTreeMap<String, String>, ApiError> {
     let Some(sealed) = sealed else { return Ok(BTreeMap::new()) };
-    let bytes = b64url_decode(sealed).ok_or_else(internal)?;
-    let json = kek.open_value(&bytes, &metadata_context(&account.name, container, blob)).map_err(|_| internal())?;
-    serde_json::from_slice(&json).map_err(|_| internal())
+    let bytes = b64url_decode(sealed).or_internal_with(internal)?;
+    let json = kek.open_value(&bytes, &metadata_context(&account.name, container, blob)).or_internal_with(internal)?;
+    serde_json::from_slice(&json).or_internal_with(internal)
 }
 
 /// Streams plaintext into one encrypted segment; bounded memory (one I/O unit of chunks).
@@ -299,9 +300,9 @@ impl SegmentWriter {
         checksums: Checksums,
     ) -> Result<Self, ApiError> {
         let object = uuid::Uuid::new_v4().simple().to_string();
-        let dek = DataKey::generate().map_err(|_| internal())?;
+        let dek = DataKey::generate().or_internal_with(internal)?;
         let wrap_context = segment_context("dek", &account.name, container, blob, segment_id);
-        let wrapped = kek.wrap(&dek, &wrap_context).map_err(|_| internal())?;
+        let wrapped = kek.wrap(&dek, &wrap_context).or_internal_with(internal)?;
         let writer = service.objects.create(&object).await.map_err(object_err)?;
         let mut buffer = Vec::with_capacity(UNIT + SEGMENT_HEADER_LEN as usize);
         buffer.extend_from_slice(&segment_header(CHUNK_SIZE));
@@ -351,7 +352,7 @@ impl SegmentWriter {
         let tag = self
             .dek
             .seal_chunk_in(&self.aad, self.index, &mut self.buffer[self.open_chunk..])
-            .map_err(|_| internal())?;
+            .or_internal_with(internal)?;
         self.buffer.extend_from_slice(&tag);
         self.open_chunk = self.buffer.len();
         self.index += 1;
@@ -407,10 +408,10 @@ fn open_segments(
     segments
         .iter()
         .map(|s| {
-            let wrapped = b64url_decode(&s.wrapped_dek).ok_or_else(internal)?;
+            let wrapped = b64url_decode(&s.wrapped_dek).or_internal_with(internal)?;
             let dek = kek
                 .unwrap(&wrapped, &segment_context("dek", &account.name, container, blob, &s.segment_id))
-                .map_err(|_| internal())?;
+                .or_internal_with(internal)?;
             Ok((s.clone(), dek, segment_context("seg", &account.name, container, blob, &s.segment_id)))
         })
         .collect()
@@ -466,7 +467,7 @@ async fn next_pieces(state: &mut ReadState) -> Result<Vec<Bytes>, ApiError> {
         let plain_in_span = ((last + 1) * chunk_size).min(segment.len) - first * chunk_size;
         let span = header_len + plain_in_span as usize + (last - first + 1) as usize * TAG_LEN;
         let mut raw = state.objects.read_at(&segment.object, offset, span).await.map_err(object_err)?;
-        if header_len > 0 && parse_segment_header(&raw).map_err(|_| internal())? != segment.chunk_size as usize {
+        if header_len > 0 && parse_segment_header(&raw).or_internal_with(internal)? != segment.chunk_size as usize {
             return Err(internal());
         }
         // Decrypt each chunk in place; the pieces are slices of the buffer, no further copy.

@@ -4,7 +4,7 @@
 use axum::http::Method;
 use axum::response::Response;
 use byos_authz::{Action, ActionKind};
-use byos_core::{ApiError, AuthMethod, Caller, SignatureKind};
+use byos_core::{ApiError, AuthMethod, Caller, OrInternal, SignatureKind};
 use byos_http::Failure;
 
 use super::auth::{Authenticated, Sas};
@@ -398,7 +398,7 @@ pub async fn authorize(
     let scope = match (&request.container, &request.blob) {
         (Some(c), Some(b)) => blob_scope(account, c, b),
         (Some(c), None) => container_scope(account, c),
-        _ => byos_core::Scope::parse(&account.id).map_err(|_| ApiError::internal())?,
+        _ => byos_core::Scope::parse(&account.id).or_internal()?,
     };
     let caller = match &authenticated.sas {
         Some(sas) => {
