@@ -388,33 +388,54 @@ impl SegmentWriter {
     }
 }
 
-/// Where a read is in a blob's segments.
+/// One segment a read touches: where it starts in the blob, with its opened data key.
+struct OpenSegment {
+    start: u64,
+    segment: Segment,
+    dek: DataKey,
+    aad: Vec<u8>,
+}
+
+/// Where a read is in the segments it touches.
 struct ReadState {
     objects: byos_store::SharedObjects,
-    segments: Vec<(Segment, DataKey, Vec<u8>)>,
+    segments: Vec<OpenSegment>,
+    /// The segment holding `position` (reads move forward only).
+    cursor: usize,
     /// Next plaintext offset to produce, and the end (exclusive), in blob coordinates.
     position: u64,
     end: u64,
 }
 
-/// Opens the data keys of a blob's segments (fails if the account's key cannot unwrap them).
+/// Opens the data keys of the segments that `[start, end)` touches, and only those: a range read
+/// of a blob of many blocks unwraps one or two keys, not one per block (fails if the account's key
+/// cannot unwrap them, before any byte is sent).
 fn open_segments(
-    account: &Account,
+    account: &str,
     kek: &Kek,
-    container: &str,
-    blob: &str,
+    (container, blob): (&str, &str),
     segments: &[Segment],
-) -> Result<Vec<(Segment, DataKey, Vec<u8>)>, ApiError> {
-    segments
-        .iter()
-        .map(|s| {
-            let wrapped = b64url_decode(&s.wrapped_dek).or_internal_with(internal)?;
-            let dek = kek
-                .unwrap(&wrapped, &segment_context("dek", &account.name, container, blob, &s.segment_id))
-                .or_internal_with(internal)?;
-            Ok((s.clone(), dek, segment_context("seg", &account.name, container, blob, &s.segment_id)))
-        })
-        .collect()
+    (start, end): (u64, u64),
+) -> Result<Vec<OpenSegment>, ApiError> {
+    let mut offset = 0u64;
+    let mut touched = Vec::new();
+    for s in segments {
+        let segment_start = offset;
+        offset += s.len;
+        if offset <= start || s.len == 0 {
+            continue;
+        }
+        if segment_start >= end {
+            break;
+        }
+        let wrapped = b64url_decode(&s.wrapped_dek).or_internal_with(internal)?;
+        let dek = kek
+            .unwrap(&wrapped, &segment_context("dek", account, container, blob, &s.segment_id))
+            .or_internal_with(internal)?;
+        let aad = segment_context("seg", account, container, blob, &s.segment_id);
+        touched.push(OpenSegment { start: segment_start, segment: s.clone(), dek, aad });
+    }
+    Ok(touched)
 }
 
 /// The plaintext of `[start, end)` of a blob, as a stream of decrypted pieces.
@@ -431,7 +452,8 @@ pub fn read_range(
 ) -> Result<impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static, ApiError> {
     let state = ReadState {
         objects: service.objects.clone(),
-        segments: open_segments(account, kek, container, blob, segments)?,
+        segments: open_segments(&account.name, kek, (container, blob), segments, (start, end))?,
+        cursor: 0,
         position: start,
         end,
     };
@@ -448,11 +470,12 @@ pub fn read_range(
 /// Reads and decrypts up to `IO_CHUNKS` chunks from the segment holding `state.position`; returns
 /// the plaintext of each chunk as a slice of the one buffer read from the object.
 async fn next_pieces(state: &mut ReadState) -> Result<Vec<Bytes>, ApiError> {
-    let mut segment_start = 0u64;
-    for (segment, dek, aad) in &state.segments {
+    while let Some(open) = state.segments.get(state.cursor) {
+        let OpenSegment { start: segment_start, segment, dek, aad } = open;
+        let segment_start = *segment_start;
         let segment_end = segment_start + segment.len;
         if state.position >= segment_end {
-            segment_start = segment_end;
+            state.cursor += 1;
             continue;
         }
         let chunk_size = segment.chunk_size as u64;
@@ -566,5 +589,44 @@ pub async fn delete_objects(service: &StorageService, objects: impl IntoIterator
         if let Err(e) = service.objects.delete(&object).await {
             tracing::warn!(object, error = %e, "could not delete an unreferenced object");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment of `len` bytes whose data key is wrapped for it, or (`valid` false) garbage that
+    /// no key unwraps.
+    fn segment(kek: &Kek, id: &str, len: u64, valid: bool) -> Result<Segment, ApiError> {
+        let wrapped = if valid {
+            let dek = DataKey::generate().or_internal()?;
+            kek.wrap(&dek, &segment_context("dek", "a", "c", "b", id)).or_internal()?
+        } else {
+            vec![0; 40]
+        };
+        Ok(Segment {
+            object: id.into(),
+            wrapped_dek: b64url(&wrapped),
+            len,
+            chunk_size: CHUNK_SIZE as u32,
+            segment_id: id.into(),
+        })
+    }
+
+    /// A range read unwraps the keys of the segments it touches, and no other.
+    #[test]
+    fn a_range_opens_only_the_segments_it_touches() -> Result<(), ApiError> {
+        let kek = Kek::from_bytes(&[9; 32]).or_internal()?;
+        let segments =
+            [segment(&kek, "s0", 100, false)?, segment(&kek, "s1", 100, true)?, segment(&kek, "s2", 100, false)?];
+        let opened = open_segments("a", &kek, ("c", "b"), &segments, (120, 180))?;
+        assert_eq!(opened.iter().map(|o| (o.start, o.segment.segment_id.as_str())).collect::<Vec<_>>(), [(100, "s1")]);
+        assert!(
+            open_segments("a", &kek, ("c", "b"), &segments, (150, 250)).is_err(),
+            "s2 is touched and cannot be opened"
+        );
+        assert!(open_segments("a", &kek, ("c", "b"), &segments, (300, 300))?.is_empty());
+        Ok(())
     }
 }
