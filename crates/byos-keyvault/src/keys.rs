@@ -203,7 +203,26 @@ fn authenticate(service: &KeyVaultService, request: &Request) -> Result<Caller, 
     })
 }
 
-/// Asks the door: RBAC on RBAC vaults, the vault's access policy otherwise.
+/// The door's decision on `action` at `scope` of `vault`: its network rules, then RBAC on RBAC
+/// vaults or the vault's access policy otherwise.
+fn ask_door(
+    service: &KeyVaultService,
+    vault: &Vault,
+    caller: &Caller,
+    action: &'static str,
+    scope: &Scope,
+) -> Result<(), Box<byos_authz::Denial>> {
+    let (public_network_disabled, firewall) = vault.settings.network();
+    let guard = ResourceGuard {
+        public_network_disabled,
+        firewall,
+        policy_permits: (!vault.settings.enable_rbac_authorization).then(|| vault.settings.policy_permits(caller)),
+        ..ResourceGuard::default()
+    };
+    service.door.authorize_access(caller, &Action::data(action), scope, Some(&guard)).map(|_| ())
+}
+
+/// Asks the door (see [`ask_door`]) and answers a refusal in Key Vault's words.
 fn authorize(
     service: &KeyVaultService,
     vault: &Vault,
@@ -217,14 +236,8 @@ fn authorize(
         None => vault.id.clone(),
     };
     let scope = Scope::parse(&scope_text).or_internal_with(internal)?;
-    let (public_network_disabled, firewall) = vault.settings.network();
-    let guard = ResourceGuard {
-        public_network_disabled,
-        firewall,
-        policy_permits: (!vault.settings.enable_rbac_authorization).then(|| vault.settings.policy_permits(caller)),
-        ..ResourceGuard::default()
-    };
-    service.door.authorize_access(caller, &Action::data(action), &scope, Some(&guard)).map(|_| ()).map_err(|denial| {
+    let public_network_disabled = vault.settings.network().0;
+    ask_door(service, vault, caller, action, &scope).map_err(|denial| {
         let who = format!("appid={};oid={}", caller.client_id().map(|c| c.to_string()).unwrap_or_default(), caller.object_id().map(|c| c.to_string()).unwrap_or_default());
         let error = match denial.kind {
             DenialKind::Network if public_network_disabled => kv_error(
@@ -1083,21 +1096,8 @@ impl Ctx<'_> {
 
     /// Disabled, expired, not-yet-valid keys and operations the key does not allow are refused.
     fn check_usable(&self, key: &KeyVersion, op: &str) -> Result<(), ApiError> {
-        let now = byos_core::time::unix_now();
-        let refuse = |inner: &str, message: String| Err(kv_error(403, "Forbidden", message).with_inner_code(inner));
-        if !key.enabled {
-            return refuse("KeyDisabled", format!("Operation {op} is not allowed on a disabled key."));
-        }
-        if key.nbf.is_some_and(|nbf| now < nbf) {
-            return refuse("KeyNotYetValid", format!("Operation {op} is not allowed on a key that is not yet valid."));
-        }
-        if key.exp.is_some_and(|exp| now >= exp) {
-            return refuse("KeyExpired", format!("Operation {op} is not allowed on an expired key."));
-        }
-        if !key.key_ops.iter().any(|o| o == op) {
-            return refuse("OperationNotAllowed", format!("Operation {op} is not permitted on this key."));
-        }
-        Ok(())
+        usability(key, op)
+            .map_err(|unusable| kv_error(403, "Forbidden", unusable.message(op)).with_inner_code(unusable.inner_code()))
     }
 
     /// The version's private key: unsealed and parsed once, then kept in memory.
@@ -1150,6 +1150,90 @@ pub enum KeyUse {
     Unwrap(Vec<u8>),
 }
 
+/// Why a key version cannot serve an operation now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unusable {
+    Disabled,
+    NotYetValid,
+    Expired,
+    /// The operation is not among the key's `key_ops`.
+    OperationNotAllowed,
+}
+
+impl Unusable {
+    /// Key Vault's inner error code.
+    pub fn inner_code(self) -> &'static str {
+        match self {
+            Unusable::Disabled => "KeyDisabled",
+            Unusable::NotYetValid => "KeyNotYetValid",
+            Unusable::Expired => "KeyExpired",
+            Unusable::OperationNotAllowed => "OperationNotAllowed",
+        }
+    }
+
+    fn message(self, op: &str) -> String {
+        match self {
+            Unusable::Disabled => format!("Operation {op} is not allowed on a disabled key."),
+            Unusable::NotYetValid => format!("Operation {op} is not allowed on a key that is not yet valid."),
+            Unusable::Expired => format!("Operation {op} is not allowed on an expired key."),
+            Unusable::OperationNotAllowed => format!("Operation {op} is not permitted on this key."),
+        }
+    }
+}
+
+/// Whether `key` may serve `op` now: enabled, within its validity, `op` among its operations.
+fn usability(key: &KeyVersion, op: &str) -> Result<(), Unusable> {
+    let now = byos_core::time::unix_now();
+    if !key.enabled {
+        return Err(Unusable::Disabled);
+    }
+    if key.nbf.is_some_and(|nbf| now < nbf) {
+        return Err(Unusable::NotYetValid);
+    }
+    if key.exp.is_some_and(|exp| now >= exp) {
+        return Err(Unusable::Expired);
+    }
+    if !key.key_ops.iter().any(|o| o == op) {
+        return Err(Unusable::OperationNotAllowed);
+    }
+    Ok(())
+}
+
+/// Why [`KeyVaultService::use_key`] did not serve a use: in domain terms, for the service that
+/// asked to explain in its own protocol (no status codes or inner error strings to decode).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyUseError {
+    #[error("no key vault is served at {0}")]
+    VaultNotFound(String),
+    /// The door refused: the vault's network rules (`DenialKind::Network`), its RBAC or its access policy.
+    #[error("{}", .0.reason)]
+    Denied(Box<byos_authz::Denial>),
+    #[error("the key '{0}' (or the version asked for) does not exist")]
+    KeyNotFound(String),
+    #[error("the key cannot be used now: {}", .0.inner_code())]
+    Unusable(Unusable),
+    #[error("only RSA keys can protect another key (RSA-OAEP-256); this one is an {0} key")]
+    NotRsa(String),
+    #[error("the value cannot be {0} with this key")]
+    Rejected(&'static str),
+    #[error("the key use failed or could not be recorded")]
+    Internal,
+}
+
+impl KeyUseError {
+    /// The result the audit log records.
+    fn audit_result(&self) -> String {
+        match self {
+            KeyUseError::Denied(_) => "denied".into(),
+            KeyUseError::VaultNotFound(_) => "failed: VaultNotFound".into(),
+            KeyUseError::KeyNotFound(_) => "failed: KeyNotFound".into(),
+            KeyUseError::Unusable(u) => format!("failed: {}", u.inner_code()),
+            KeyUseError::NotRsa(_) | KeyUseError::Rejected(_) => "failed: BadParameter".into(),
+            KeyUseError::Internal => "failed: InternalServerError".into(),
+        }
+    }
+}
+
 /// The key version that served a [`KeyUse`], and its output (empty for `Get`).
 pub struct KeyUsed {
     pub kid: String,
@@ -1178,10 +1262,8 @@ impl KeyVaultService {
         name: &str,
         version: Option<&str>,
         op: KeyUse,
-    ) -> Result<KeyUsed, ApiError> {
-        let vault = self
-            .vault_by_uri(vault_uri)
-            .ok_or_else(|| kv_error(404, "VaultNotFound", format!("No key vault is served at {vault_uri}.")))?;
+    ) -> Result<KeyUsed, KeyUseError> {
+        let vault = self.vault_by_uri(vault_uri).ok_or_else(|| KeyUseError::VaultNotFound(vault_uri.to_owned()))?;
         let operation = match &op {
             KeyUse::Get => "get",
             KeyUse::Wrap(_) => "wrapKey",
@@ -1198,7 +1280,7 @@ impl KeyVaultService {
                 caller,
                 outcome.as_ref().map(|u| u.kid.as_str()).unwrap_or(&key_id),
                 operation,
-                crate::audit::result_of(outcome.as_ref().map(|_| ())),
+                outcome.as_ref().map_or_else(KeyUseError::audit_result, |_| "success".into()),
             )
             .await;
         match (audited, outcome) {
@@ -1206,7 +1288,7 @@ impl KeyVaultService {
             (Err(e), Ok(_)) => {
                 // The key was used but the use is not on record: the caller gets no output from it.
                 tracing::error!(vault = %vault.name, key = name, operation, error = %e, "a key use by a byos service could not be audited");
-                Err(internal())
+                Err(KeyUseError::Internal)
             }
             (Err(e), refused) => {
                 tracing::error!(vault = %vault.name, key = name, operation, error = %e, "a refused key use could not be audited");
@@ -1222,38 +1304,43 @@ impl KeyVaultService {
         name: &str,
         version: Option<&str>,
         op: KeyUse,
-    ) -> Result<KeyUsed, ApiError> {
+    ) -> Result<KeyUsed, KeyUseError> {
         let vault = Arc::clone(vault);
         let ctx = Ctx::new(self, &vault, caller);
-        let (action, permission, key_op) = match &op {
-            KeyUse::Get => ("Microsoft.KeyVault/vaults/keys/read", "get", None),
-            KeyUse::Wrap(_) => ("Microsoft.KeyVault/vaults/keys/wrap/action", "wrapKey", Some("wrapKey")),
-            KeyUse::Unwrap(_) => ("Microsoft.KeyVault/vaults/keys/unwrap/action", "unwrapKey", Some("unwrapKey")),
+        let (action, key_op) = match &op {
+            KeyUse::Get => ("Microsoft.KeyVault/vaults/keys/read", None),
+            KeyUse::Wrap(_) => ("Microsoft.KeyVault/vaults/keys/wrap/action", Some("wrapKey")),
+            KeyUse::Unwrap(_) => ("Microsoft.KeyVault/vaults/keys/unwrap/action", Some("unwrapKey")),
         };
-        authorize(self, &vault, caller, action, permission, Some(name))?;
-        let key = ctx.live(name, version).await?;
+        let scope = Scope::parse(&format!("{}/keys/{name}", vault.id)).map_err(|_| KeyUseError::Internal)?;
+        ask_door(self, &vault, caller, action, &scope).map_err(KeyUseError::Denied)?;
+        let key = match ctx.live(name, version).await {
+            Ok(key) => key,
+            // `live` answers 404 for a key or version that does not exist, 500 for a store failure.
+            Err(e) if e.status == 404 => return Err(KeyUseError::KeyNotFound(name.to_owned())),
+            Err(_) => return Err(KeyUseError::Internal),
+        };
         if let Some(key_op) = key_op {
             if !key.kty.starts_with("RSA") {
-                return Err(bad_parameter(format!(
-                    "Only RSA keys can protect another key (RSA-OAEP-256); '{name}' is an {} key.",
-                    key.kty
-                )));
+                return Err(KeyUseError::NotRsa(key.kty.clone()));
             }
-            ctx.check_usable(&key, key_op)?;
+            usability(&key, key_op).map_err(KeyUseError::Unusable)?;
         }
+        let private = || ctx.private_key(&key).map_err(|_| KeyUseError::Internal);
         let output = match op {
             KeyUse::Get => Zeroizing::new(Vec::new()),
-            KeyUse::Wrap(plain) => Zeroizing::new(
-                ctx.private_key(&key)?
-                    .rsa()?
-                    .encrypt(RsaEncryption::Oaep256, &plain)
-                    .map_err(|_| bad_parameter("The value cannot be wrapped with this key."))?,
-            ),
-            KeyUse::Unwrap(wrapped) => ctx
-                .private_key(&key)?
-                .rsa()?
-                .decrypt(RsaEncryption::Oaep256, &wrapped)
-                .map_err(|_| bad_parameter("The value cannot be unwrapped with this key."))?,
+            KeyUse::Wrap(plain) => {
+                let parsed = private()?;
+                let rsa = parsed.rsa().map_err(|_| KeyUseError::Internal)?;
+                Zeroizing::new(
+                    rsa.encrypt(RsaEncryption::Oaep256, &plain).map_err(|_| KeyUseError::Rejected("wrapped"))?,
+                )
+            }
+            KeyUse::Unwrap(wrapped) => {
+                let parsed = private()?;
+                let rsa = parsed.rsa().map_err(|_| KeyUseError::Internal)?;
+                rsa.decrypt(RsaEncryption::Oaep256, &wrapped).map_err(|_| KeyUseError::Rejected("unwrapped"))?
+            }
         };
         tracing::debug!(vault = %vault.name, key = name, version = %key.version, caller = %caller, "key used by a byos service");
         Ok(KeyUsed { kid: ctx.kid(name, Some(&key.version)), version: key.version, output })
@@ -1403,7 +1490,7 @@ mod tests {
         assert!(wrap().await.is_ok(), "the key is usable while the log is writable");
         failing.fail.store(true, std::sync::atomic::Ordering::SeqCst);
         let unrecorded = wrap().await;
-        assert!(unrecorded.as_ref().is_err_and(|e| e.status == 500), "an unaudited wrap must fail");
+        assert!(unrecorded.as_ref().is_err_and(|e| matches!(e, KeyUseError::Internal)), "an unaudited wrap must fail");
         failing.fail.store(false, std::sync::atomic::Ordering::SeqCst);
         let (entries, verdict) = service.audit_verdict("kv1").await.map_err(|e| e.message)?;
         assert_eq!(entries.len(), 1, "only the recorded use is in the log");

@@ -14,11 +14,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use byos_authz::DenialKind;
 use byos_core::{Actor, ApiError, Caller, OrInternal};
 use byos_crypto::envelope::Kek;
 use byos_crypto::{b64url, b64url_decode};
 use byos_identity::AttachedIdentities;
-use byos_keyvault::keys::{KeyUse, KeyUsed};
+use byos_keyvault::keys::{KeyUse, KeyUseError, KeyUsed};
 use zeroize::Zeroizing;
 
 use crate::account::{CmkSettings, CmkWrap, KekSource, split_key_id};
@@ -40,27 +41,24 @@ fn acting_caller(service: &StorageService, account: &Account, settings: &CmkSett
     service.directory.act_as(&account.identities(), settings.identity.as_deref())
 }
 
-/// The error of a vault that is not served (deleted, or named by an unknown URI).
-fn vault_not_found(what: &str) -> ApiError {
-    ApiError::not_found("VaultNotFound", format!("No key vault {what} is served."))
-}
-
 /// What ARM says when a customer key cannot be set up.
-fn setup_error(cause: &ApiError, what: &str) -> ApiError {
-    let reason = match (cause.status, cause.inner_code.as_deref()) {
-        (403, Some("AccessDenied" | "ForbiddenByRbac")) => {
-            "the identity does not have permission (get, wrapKey, unwrapKey) on the key"
-        }
-        (403, Some("ForbiddenByFirewall" | "ForbiddenByConnection")) => {
+fn setup_error(cause: &KeyUseError, what: &str) -> ApiError {
+    let reason = match cause {
+        KeyUseError::Denied(denial) if denial.kind == DenialKind::Network => {
             "the key vault's network rules do not admit the storage service (allow trusted Microsoft services: networkAcls.bypass AzureServices)"
         }
-        (403, _) => "the key is disabled, expired or not usable for wrapKey/unwrapKey",
-        (404, _) => "the key vault or the key (version) was not found",
-        _ => "the key could not be used",
+        KeyUseError::Denied(_) => "the identity does not have permission (get, wrapKey, unwrapKey) on the key",
+        KeyUseError::Unusable(_) | KeyUseError::NotRsa(_) | KeyUseError::Rejected(_) => {
+            "the key is disabled, expired or not usable for wrapKey/unwrapKey"
+        }
+        KeyUseError::VaultNotFound(_) | KeyUseError::KeyNotFound(_) => {
+            "the key vault or the key (version) was not found"
+        }
+        KeyUseError::Internal => "the key could not be used",
     };
     ApiError::bad_request(
         "KeyVaultAuthenticationFailure",
-        format!("Cannot {what} with the customer-managed key: {reason} ({}).", cause.message),
+        format!("Cannot {what} with the customer-managed key: {reason} ({cause})."),
     )
 }
 
@@ -96,7 +94,7 @@ enum UnwrapFailure {
     /// The identity that protects the key no longer exists.
     NoIdentity,
     /// Key Vault refused (the key, its version, or the identity's access).
-    Key(Box<ApiError>),
+    Key(KeyUseError),
 }
 
 /// The current KEK, unwrapped through Key Vault as the account's identity.
@@ -116,15 +114,14 @@ async fn unwrap_as(service: &StorageService, account: &Account, caller: Caller) 
     };
     let (_, name, version) = split_key_id(&wrap.key_id).ok_or(UnwrapFailure::Corrupt)?;
     let wrapped = b64url_decode(&wrap.wrapped).ok_or(UnwrapFailure::Corrupt)?;
-    let vault = service
-        .cmk_vault(settings)
-        .await
-        .ok_or_else(|| UnwrapFailure::Key(Box::new(vault_not_found(&format!("holds the key '{name}'")))))?;
+    let vault = service.cmk_vault(settings).await.ok_or_else(|| {
+        UnwrapFailure::Key(KeyUseError::VaultNotFound(format!("the vault that holds the key '{name}'")))
+    })?;
     let used = service
         .keyvault
         .use_key(&caller, &vault.uri, name, Some(version), KeyUse::Unwrap(wrapped))
         .await
-        .map_err(|e| UnwrapFailure::Key(Box::new(e)))?;
+        .map_err(UnwrapFailure::Key)?;
     Ok(Unwrapped { caller, vault_uri: vault.uri.clone(), version: version.to_owned(), kek: used.output })
 }
 
@@ -165,22 +162,22 @@ pub async fn customer_kek_bytes(
 }
 
 /// The blob error for a customer key that cannot be used now.
-fn unavailable(cause: &ApiError) -> ApiError {
-    let (code, message) = match (cause.status, cause.inner_code.as_deref(), cause.code.as_str()) {
-        (404, _, "VaultNotFound") => ("KeyVaultVaultNotFound", "The key vault is not found for encryption."),
-        (403, Some("AccessDenied" | "ForbiddenByRbac"), _) | (401, _, _) => (
-            "KeyVaultAccessTokenCannotBeAcquired",
-            "The key vault access token cannot be acquired: the account's identity has no access to the key.",
-        ),
-        (403, Some("ForbiddenByFirewall" | "ForbiddenByConnection"), _) => (
+fn unavailable(cause: &KeyUseError) -> ApiError {
+    let (code, message) = match cause {
+        KeyUseError::VaultNotFound(_) => ("KeyVaultVaultNotFound", "The key vault is not found for encryption."),
+        KeyUseError::Denied(denial) if denial.kind == DenialKind::Network => (
             "KeyVaultAccessTokenCannotBeAcquired",
             "The key vault access token cannot be acquired: the key vault's network rules do not admit the storage service.",
+        ),
+        KeyUseError::Denied(_) => (
+            "KeyVaultAccessTokenCannotBeAcquired",
+            "The key vault access token cannot be acquired: the account's identity has no access to the key.",
         ),
         _ => ("KeyVaultEncryptionKeyNotFound", "The key vault key is not found to unwrap the encryption key."),
     };
     err(403, code, message).with_header(
         "x-byos-denial",
-        crate::blob::errors::header_safe(&format!("customer-managed key unavailable: {}", cause.message)),
+        crate::blob::errors::header_safe(&format!("customer-managed key unavailable: {cause}")),
     )
 }
 
@@ -214,7 +211,7 @@ impl StorageService {
                     )
                     .with_header("x-byos-denial", "customer-managed key unavailable: the identity was removed"),
                     UnwrapFailure::Key(e) => {
-                        tracing::info!(account = %account.name, reason = %e.message, "customer-managed key unavailable");
+                        tracing::info!(account = %account.name, reason = %e, "customer-managed key unavailable");
                         unavailable(&e)
                     }
                 });
