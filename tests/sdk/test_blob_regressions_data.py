@@ -78,3 +78,25 @@ def test_regression_f09_blob_put_while_its_container_is_recreated_never_lands_in
     resp = bs.raw_blob_request("PUT", bs.with_sas(url, sas), ca, data=body, headers={"x-ms-blob-type": "BlockBlob"})
     bs.assert_raw_blob_error(resp, 404, "ContainerNotFound")
     bs.expect_blob_error(lambda: container.get_blob_client(name).download_blob().readall(), 404, "BlobNotFound")
+
+
+def test_regression_range_get_content_md5_is_honoured(shared_account, container, ca):
+    """`download_blob(validate_content=True)` asks for each range's MD5 (x-ms-range-get-content-md5);
+    it was ignored, so the SDK had nothing (or the whole blob's MD5) to check each range against."""
+    import hashlib
+    import os
+
+    data = os.urandom(9 * bs.MIB + 3)
+    client = container.get_blob_client("range-md5.bin")
+    client.upload_blob(data)
+    assert client.download_blob(validate_content=True, max_concurrency=2).readall() == data
+    url = bs.with_sas(shared_account.blob_url_of(container.container_name, "range-md5.bin"),
+                      _write_sas(shared_account, container.container_name, "range-md5.bin"))
+    ranged = bs.raw_blob_request("GET", url, ca, headers={"x-ms-range": "bytes=10-1033", "x-ms-range-get-content-md5": "true"})
+    assert ranged.status_code == 206
+    assert ranged.headers["content-md5"] == base64.b64encode(hashlib.md5(data[10:1034]).digest()).decode()
+    too_big = bs.raw_blob_request("GET", url, ca, headers={"x-ms-range": f"bytes=0-{4 * bs.MIB}",
+                                                           "x-ms-range-get-content-md5": "true"})
+    bs.assert_raw_blob_error(too_big, 400, "InvalidRange")
+    no_range = bs.raw_blob_request("GET", url, ca, headers={"x-ms-range-get-content-md5": "true"})
+    bs.assert_raw_blob_error(no_range, 400, "InvalidHeaderValue")

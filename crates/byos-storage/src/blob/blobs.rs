@@ -11,11 +11,11 @@ use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use byos_core::ApiError;
+use byos_core::{ApiError, OrInternal};
 use byos_crypto::envelope::Kek;
 use byos_http::Failure;
 use byos_store::Batch;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 
 use super::containers::{self, metadata_xml, xml_response};
 use super::data::{
@@ -571,6 +571,7 @@ pub async fn get(service: &StorageService, request: &BlobRequest, with_body: boo
     let mut headers = blob_headers(account, &kek, container, &record)?;
     let range =
         if with_body { parse_range(request.header("x-ms-range").or_else(|| request.header("range"))) } else { None };
+    let range_checksums = if with_body { range_checksums_asked(request, range.is_some())? } else { Default::default() };
     let (status, start, end) = match range {
         Some((start, _)) if start >= record.size => {
             return Err(Failure::from(
@@ -587,6 +588,15 @@ pub async fn get(service: &StorageService, request: &BlobRequest, with_body: boo
                 ));
             }
             headers.push(("content-range".into(), format!("bytes {start}-{end}/{}", record.size)));
+            if let Some(md5) = &record.content.content_md5 {
+                headers.push(("x-ms-blob-content-md5".into(), md5.clone()));
+            }
+            if range_checksums.any() && end + 1 - start > MAX_CHECKSUMMED_RANGE {
+                return Err(Failure::from(bad_request(
+                    "InvalidRange",
+                    "A range checksum (x-ms-range-get-content-md5 / -crc64) is computed only for ranges of at most 4 MiB.",
+                )));
+            }
             (StatusCode::PARTIAL_CONTENT, start, end + 1)
         }
         None => {
@@ -613,6 +623,17 @@ pub async fn get(service: &StorageService, request: &BlobRequest, with_body: boo
                 None => Box::pin(futures_util::stream::empty()),
             };
         Body::from_stream(structured::encode(end - start, content)?)
+    } else if range_checksums.any() {
+        // At most 4 MiB: read it whole, so its checksums can precede it.
+        let bytes = match content {
+            Some(stream) => {
+                futures_util::TryStreamExt::try_concat(stream.map_ok(|b| b.to_vec())).await.or_internal()?
+            }
+            None => Vec::new(),
+        };
+        headers.extend(range_checksums.headers(&bytes));
+        headers.push(("content-length".into(), bytes.len().to_string()));
+        Body::from(bytes)
     } else {
         headers.push(("content-length".into(), (end - start).to_string()));
         content.map(Body::from_stream).unwrap_or_else(Body::empty)
@@ -620,6 +641,53 @@ pub async fn get(service: &StorageService, request: &BlobRequest, with_body: boo
     let mut response = respond(status, headers);
     *response.body_mut() = body;
     Ok(response)
+}
+
+/// The largest range Azure returns a checksum of.
+const MAX_CHECKSUMMED_RANGE: u64 = 4 * 1024 * 1024;
+
+/// Which checksums of the range a Get Blob asked for (`x-ms-range-get-content-md5` /
+/// `x-ms-range-get-content-crc64: true`, as the SDKs send with `validate_content`).
+#[derive(Default)]
+struct RangeChecksums {
+    md5: bool,
+    crc64: bool,
+}
+
+impl RangeChecksums {
+    fn any(&self) -> bool {
+        self.md5 || self.crc64
+    }
+
+    fn headers(&self, bytes: &[u8]) -> Vec<(String, String)> {
+        let mut headers = Vec::new();
+        if self.md5 {
+            headers.push(("content-md5".to_owned(), b64(&<md5::Md5 as md5::Digest>::digest(bytes))));
+        }
+        if self.crc64 {
+            headers.push(("x-ms-content-crc64".to_owned(), b64(&data::CRC64.checksum(bytes).to_le_bytes())));
+        }
+        headers
+    }
+}
+
+/// The range checksums asked for; without a range, asking is a bad request, as in Azure.
+fn range_checksums_asked(request: &BlobRequest, has_range: bool) -> Result<RangeChecksums, ApiError> {
+    let flag = |name: &'static str| match request.header(name) {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+        Some(_) => Err(super::errors::invalid_header(name)),
+    };
+    let asked =
+        RangeChecksums { md5: flag("x-ms-range-get-content-md5")?, crc64: flag("x-ms-range-get-content-crc64")? };
+    if asked.any() && !has_range {
+        return Err(bad_request(
+            "InvalidHeaderValue",
+            "x-ms-range-get-content-md5 and x-ms-range-get-content-crc64 need a Range (or x-ms-range) header.",
+        ));
+    }
+    Ok(asked)
 }
 
 pub async fn metadata(service: &StorageService, request: &BlobRequest) -> Result<Response, Failure> {
