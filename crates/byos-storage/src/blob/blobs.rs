@@ -223,6 +223,21 @@ async fn staged_blocks_raw(
     rows.into_iter().map(|(k, v)| Ok((k[prefix.len()..].to_owned(), v.clone(), decode::<BlockRecord>(&v)?))).collect()
 }
 
+/// The blob a domain operation acts on.
+#[derive(Clone, Copy)]
+pub struct BlobTarget<'a> {
+    pub account: &'a Account,
+    pub container: &'a str,
+    pub blob: &'a str,
+}
+
+impl BlobRequest {
+    /// The blob this request addresses.
+    fn target(&self) -> BlobTarget<'_> {
+        BlobTarget { account: &self.account, container: self.container(), blob: self.blob() }
+    }
+}
+
 /// Commits a new version of a blob, built by `build` from the current version and the staged
 /// blocks; removes the staged blocks, and afterwards the objects nothing references any more.
 ///
@@ -233,20 +248,21 @@ async fn staged_blocks_raw(
 /// each remove exactly the objects of their own predecessor.
 async fn commit_blob<F>(
     service: &StorageService,
-    request: &BlobRequest,
+    target: BlobTarget<'_>,
+    conditions: &xml::Conditions,
     started: &data::ContainerRecord,
     build: F,
 ) -> Result<BlobRecord, ApiError>
 where
     F: Fn(Option<&BlobRecord>, &[(String, Vec<u8>, BlockRecord)]) -> Result<BlobRecord, ApiError>,
 {
-    let (account, container, blob) = (&request.account, request.container(), request.blob());
+    let BlobTarget { account, container, blob } = target;
     let key = blob_key(&account.name, container, blob);
     let ((record, mut garbage), replaced) =
         data::optimistic_reporting(service, Some((BLOBS, key.as_str())), || async {
             let parent = containers::read_same_container(service, account, started).await?;
             let old: data::Read<BlobRecord> = data::read(service, BLOBS, &key).await?;
-            xml::check_conditions(&request.headers, current(&old.record), Access::Write)?;
+            conditions.check(current(&old.record), Access::Write)?;
             let staged = staged_blocks_raw(service, account, container, blob).await?;
             let record = build(old.record.as_ref(), &staged)?;
             let reuses_old = old
@@ -258,7 +274,7 @@ where
                 data::container_key(&account.name, container),
                 parent.bytes,
             );
-            if reuses_old || xml::is_conditional(&request.headers) {
+            if reuses_old || conditions.is_set() {
                 batch = batch.expect_unchanged(BLOBS, key.clone(), old.bytes.clone());
             }
             batch = batch.put(BLOBS, key.clone(), encode(&record)?);
@@ -299,7 +315,8 @@ pub async fn put(service: &StorageService, request: &BlobRequest) -> Result<Resp
         &metadata,
     )?;
     let now = xml::now_nanos();
-    let record = commit_blob(service, request, &started, |old, _| {
+    let conditions = xml::Conditions::from_headers(&request.headers);
+    let record = commit_blob(service, request.target(), &conditions, &started, |old, _| {
         Ok(BlobRecord {
             v: data::RECORD_VERSION,
             name: request.blob().to_owned(),
@@ -420,7 +437,8 @@ pub async fn put_block_list(service: &StorageService, request: &BlobRequest) -> 
     let content = content_headers(request, false);
     let now = xml::now_nanos();
     let started = containers::require(service, account, container).await?;
-    let record = commit_blob(service, request, &started, |old, staged| {
+    let conditions = xml::Conditions::from_headers(&request.headers);
+    let record = commit_blob(service, request.target(), &conditions, &started, |old, staged| {
         // Indexed once: a list of n entries is resolved in O(n), not O(n x blocks).
         let staged_by_id: HashMap<&str, &Segment> = staged.iter().map(|(id, _, b)| (id.as_str(), &b.segment)).collect();
         let committed_by_id: HashMap<&str, &Segment> = old

@@ -73,48 +73,73 @@ fn etag_matches(list: &str, etag: &str) -> bool {
     list.split(',').map(str::trim).any(|t| t == "*" || t == etag || t.trim_matches('"') == etag.trim_matches('"'))
 }
 
-const CONDITIONAL_HEADERS: [&str; 4] = ["if-match", "if-none-match", "if-modified-since", "if-unmodified-since"];
-
-/// Whether the request carries any condition.
-pub fn is_conditional(headers: &HeaderMap) -> bool {
-    CONDITIONAL_HEADERS.iter().any(|h| headers.contains_key(*h))
+/// A request's preconditions (`If-Match`, `If-None-Match`, `If-Modified-Since`,
+/// `If-Unmodified-Since`), parsed once by the HTTP layer; domain code checks them against the
+/// current version without seeing headers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Conditions {
+    pub if_match: Option<String>,
+    pub if_none_match: Option<String>,
+    pub if_modified_since: Option<String>,
+    pub if_unmodified_since: Option<String>,
 }
 
-/// Applies `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`.
-pub fn check_conditions(headers: &HeaderMap, current: Option<Current<'_>>, access: Access) -> Result<(), ApiError> {
-    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    let not_modified =
-        || err(304, "ConditionNotMet", "The condition specified using HTTP conditional header(s) is not met.");
-    if let Some(wanted) = get("if-match") {
-        match &current {
-            Some(c) if etag_matches(wanted, c.etag) => {}
-            _ => return Err(condition_not_met()),
+impl Conditions {
+    pub fn from_headers(headers: &HeaderMap) -> Conditions {
+        let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Conditions {
+            if_match: get("if-match"),
+            if_none_match: get("if-none-match"),
+            if_modified_since: get("if-modified-since"),
+            if_unmodified_since: get("if-unmodified-since"),
         }
     }
-    if let Some(unwanted) = get("if-none-match")
-        && let Some(c) = &current
-        && etag_matches(unwanted, c.etag)
-    {
-        return Err(match (access, unwanted.trim()) {
-            (Access::Read, _) => not_modified(),
-            (Access::Write, "*") => err(409, "BlobAlreadyExists", "The specified blob already exists."),
-            (Access::Write, _) => condition_not_met(),
-        });
+
+    /// Whether any condition is set.
+    pub fn is_set(&self) -> bool {
+        *self != Conditions::default()
     }
-    let modified_after = |text: &str, c: &Current<'_>| {
-        parse_http_date(text).map(|since| c.last_modified_nanos / 1_000_000_000 > since.unix_timestamp())
-    };
-    if let (Some(since), Some(c)) = (get("if-modified-since"), &current)
-        && modified_after(since, c) == Some(false)
-    {
-        return Err(if access == Access::Read { not_modified() } else { condition_not_met() });
+
+    /// Checks the conditions against the current version (`None`: there is none).
+    pub fn check(&self, current: Option<Current<'_>>, access: Access) -> Result<(), ApiError> {
+        let not_modified =
+            || err(304, "ConditionNotMet", "The condition specified using HTTP conditional header(s) is not met.");
+        if let Some(wanted) = &self.if_match {
+            match &current {
+                Some(c) if etag_matches(wanted, c.etag) => {}
+                _ => return Err(condition_not_met()),
+            }
+        }
+        if let Some(unwanted) = &self.if_none_match
+            && let Some(c) = &current
+            && etag_matches(unwanted, c.etag)
+        {
+            return Err(match (access, unwanted.trim()) {
+                (Access::Read, _) => not_modified(),
+                (Access::Write, "*") => err(409, "BlobAlreadyExists", "The specified blob already exists."),
+                (Access::Write, _) => condition_not_met(),
+            });
+        }
+        let modified_after = |text: &str, c: &Current<'_>| {
+            parse_http_date(text).map(|since| c.last_modified_nanos / 1_000_000_000 > since.unix_timestamp())
+        };
+        if let (Some(since), Some(c)) = (&self.if_modified_since, &current)
+            && modified_after(since, c) == Some(false)
+        {
+            return Err(if access == Access::Read { not_modified() } else { condition_not_met() });
+        }
+        if let (Some(since), Some(c)) = (&self.if_unmodified_since, &current)
+            && modified_after(since, c) == Some(true)
+        {
+            return Err(condition_not_met());
+        }
+        Ok(())
     }
-    if let (Some(since), Some(c)) = (get("if-unmodified-since"), &current)
-        && modified_after(since, c) == Some(true)
-    {
-        return Err(condition_not_met());
-    }
-    Ok(())
+}
+
+/// Applies the request's preconditions (see [`Conditions`]).
+pub fn check_conditions(headers: &HeaderMap, current: Option<Current<'_>>, access: Access) -> Result<(), ApiError> {
+    Conditions::from_headers(headers).check(current, access)
 }
 
 fn invalid_xml() -> ApiError {
@@ -415,5 +440,18 @@ mod tests {
             assert_eq!(parse_signed_identifiers(bad).err().map(|e| e.code), Some("InvalidXmlDocument".into()));
         }
         assert_eq!(parse_signed_identifiers(b"  ").map(|p| p.len()).ok(), Some(0));
+    }
+
+    #[test]
+    fn typed_conditions_need_no_headers() {
+        assert!(!Conditions::default().is_set());
+        let star = Conditions { if_none_match: Some("*".into()), ..Conditions::default() };
+        assert!(star.is_set());
+        let exists = Some(Current { etag: "\"0x1\"", last_modified_nanos: 0 });
+        assert_eq!(star.check(exists, Access::Write).err().map(|e| e.status), Some(409));
+        assert!(star.check(None, Access::Write).is_ok());
+        let mut headers = HeaderMap::new();
+        headers.insert("if-match", axum::http::HeaderValue::from_static("\"0x1\""));
+        assert_eq!(Conditions::from_headers(&headers).if_match.as_deref(), Some("\"0x1\""));
     }
 }
