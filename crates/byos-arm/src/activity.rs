@@ -4,7 +4,7 @@
 //! verified by `byos audit activity`. Successful reads are not recorded, as in Azure.
 
 use axum::http::Method;
-use byos_audit::{AuditError, AuditLog, Chained, LogTables};
+use byos_audit::{AuditError, AuditLog, Chained, LOG_CHECK, LOG_CHECK_AUTHENTICATION, LogTables};
 use byos_core::{ApiError, Caller};
 use byos_store::Table;
 use serde::{Deserialize, Serialize};
@@ -22,8 +22,6 @@ pub const CHAIN: &str = "arm";
 
 /// The longest request path recorded (longer ones are cut; ARM ids are far shorter).
 const MAX_PATH: usize = 1024;
-
-const LOG_CHECK: &str = "auditLogCheck";
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -71,7 +69,7 @@ impl Chained for ActivityEntry {
 
     fn log_check(problem: &str) -> Self {
         ActivityEntry {
-            authentication: "ByosAuditCheck".into(),
+            authentication: LOG_CHECK_AUTHENTICATION.into(),
             method: LOG_CHECK.into(),
             result: format!("failed: {problem}"),
             ..ActivityEntry::blank()

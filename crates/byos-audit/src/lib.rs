@@ -22,6 +22,11 @@ use zeroize::Zeroizing;
 /// The `prev` of a chain's first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// The operation (or method) of the entry a log appends when it finds its stored end tampered
+/// with, and the authentication it records.
+pub const LOG_CHECK: &str = "auditLogCheck";
+pub const LOG_CHECK_AUTHENTICATION: &str = "ByosAuditCheck";
+
 /// An entry of a hash-chained log.
 pub trait Chained: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
     fn seq(&self) -> u64;

@@ -133,19 +133,17 @@ impl std::error::Error for ApiError {}
 /// seal, a value that must exist) into a bare 500, after logging where it happened and what kind of
 /// error it was. The client learns nothing more; the operator learns enough to find the cause.
 /// The error's text is not logged: decoding errors may quote the data they failed on.
-pub trait OrInternal<T> {
+pub trait OrInternal<T>: Sized {
     /// The value, or `ApiError::internal()`.
-    fn or_internal(self) -> Result<T, ApiError>;
+    #[track_caller]
+    fn or_internal(self) -> Result<T, ApiError> {
+        self.or_internal_with(ApiError::internal)
+    }
     /// The value, or the service's own internal error (in its wire format).
     fn or_internal_with(self, internal: fn() -> ApiError) -> Result<T, ApiError>;
 }
 
 impl<T, E> OrInternal<T> for Result<T, E> {
-    #[track_caller]
-    fn or_internal(self) -> Result<T, ApiError> {
-        self.or_internal_with(ApiError::internal)
-    }
-
     #[track_caller]
     fn or_internal_with(self, internal: fn() -> ApiError) -> Result<T, ApiError> {
         match self {
@@ -159,11 +157,6 @@ impl<T, E> OrInternal<T> for Result<T, E> {
 }
 
 impl<T> OrInternal<T> for Option<T> {
-    #[track_caller]
-    fn or_internal(self) -> Result<T, ApiError> {
-        self.or_internal_with(ApiError::internal)
-    }
-
     #[track_caller]
     fn or_internal_with(self, internal: fn() -> ApiError) -> Result<T, ApiError> {
         match self {

@@ -2,7 +2,7 @@
 //! when), one hash-chained [`byos_audit::AuditLog`] chain per vault, so that editing, deleting or
 //! cutting off any past entry is detected (`byos audit verify`).
 
-use byos_audit::{AuditError, AuditLog, Chained, LogTables};
+use byos_audit::{AuditError, AuditLog, Chained, LOG_CHECK, LOG_CHECK_AUTHENTICATION, LogTables};
 use byos_core::{ApiError, Caller};
 use byos_store::Table;
 use serde::{Deserialize, Serialize};
@@ -17,9 +17,6 @@ pub const TABLES: LogTables = LogTables {
     head_key: "audit-head-key",
     name: "key vault audit",
 };
-
-/// The operation of the entry byos appends when it finds a vault's stored log tampered with.
-const LOG_CHECK: &str = "auditLogCheck";
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
@@ -80,7 +77,8 @@ impl Chained for Entry {
     }
 
     fn log_check(problem: &str) -> Self {
-        let checker = Who { caller: String::new(), client_id: String::new(), authentication: "ByosAuditCheck".into() };
+        let checker =
+            Who { caller: String::new(), client_id: String::new(), authentication: LOG_CHECK_AUTHENTICATION.into() };
         Entry::new(&checker, "", LOG_CHECK, format!("failed: {problem}"))
     }
 

@@ -32,6 +32,21 @@ fn segment(object: &str) -> Segment {
     }
 }
 
+/// A committed one-byte blob `name` whose only segment is `object`.
+fn blob_record(name: &str, object: &str) -> BlobRecord {
+    BlobRecord {
+        v: 1,
+        name: name.into(),
+        size: 1,
+        etag: "\"e\"".into(),
+        created: 0,
+        last_modified: 0,
+        content: ContentHeaders::default(),
+        sealed_metadata: None,
+        segments: vec![segment(object)],
+    }
+}
+
 async fn put_object(objects: &SharedObjects, id: &str) -> anyhow::Result<()> {
     let mut writer = objects.create(id).await?;
     writer.write(b"x".to_vec()).await?;
@@ -71,17 +86,7 @@ async fn expired_blocks_and_orphans_are_swept_and_committed_data_is_kept() -> an
     }
     let now = byos_core::time::unix_now();
     let block = |object: &str, created| serde_json::to_vec(&BlockRecord { v: 1, segment: segment(object), created });
-    let blob = BlobRecord {
-        v: 1,
-        name: "b".into(),
-        size: 1,
-        etag: "\"e\"".into(),
-        created: 0,
-        last_modified: 0,
-        content: ContentHeaders::default(),
-        sealed_metadata: None,
-        segments: vec![segment("committed")],
-    };
+    let blob = blob_record("b", "committed");
     store
         .commit(
             Batch::new()
@@ -133,18 +138,7 @@ impl MoveAfterBlobsRead {
 }
 
 fn victim_blob() -> Vec<u8> {
-    let blob = BlobRecord {
-        v: 1,
-        name: "victim".into(),
-        size: 1,
-        etag: "\"e\"".into(),
-        created: 0,
-        last_modified: 0,
-        content: ContentHeaders::default(),
-        sealed_metadata: None,
-        segments: vec![segment("staged")],
-    };
-    serde_json::to_vec(&blob).unwrap_or_default()
+    serde_json::to_vec(&blob_record("victim", "staged")).unwrap_or_default()
 }
 
 #[async_trait::async_trait]
@@ -272,17 +266,7 @@ async fn regression_f09_data_committed_during_account_deletion_is_removed() -> a
     for object in ["late-blob", "late-block", "neighbour"] {
         put_object(&objects, object).await?;
     }
-    let blob = |object: &str| BlobRecord {
-        v: 1,
-        name: "b".into(),
-        size: 1,
-        etag: "\"e\"".into(),
-        created: 0,
-        last_modified: 0,
-        content: ContentHeaders::default(),
-        sealed_metadata: None,
-        segments: vec![segment(object)],
-    };
+    let blob = |object: &str| blob_record("b", object);
     let block = BlockRecord { v: 1, segment: segment("late-block"), created: 0 };
     store
         .commit(
