@@ -139,7 +139,8 @@ pub fn router(arm: Arc<Arm>) -> Router {
 /// Serves one ARM request, then records it in the activity log when it is a write, an action or
 /// a refusal (before answering, so that an answered change is in the log).
 async fn handle(State(arm): State<Arc<Arm>>, request: Request) -> Response {
-    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    // The URI's clone shares its bytes; the path is read only for a request that is recorded.
+    let (method, uri) = (request.method().clone(), request.uri().clone());
     let source_ip = byos_http::origin_of(request.extensions()).ip;
     let (caller, outcome) = match ArmRequest::from_http(&arm, request).await {
         Ok(request) => {
@@ -154,10 +155,10 @@ async fn handle(State(arm): State<Arc<Arm>>, request: Request) -> Response {
     };
     if activity::recorded(&method, status) {
         let error = outcome.as_ref().err().map(|f| &*f.0);
-        let finished =
-            activity::Finished { caller: caller.as_ref(), source_ip, method: &method, path: &path, status, error };
+        let path = uri.path();
+        let finished = activity::Finished { caller: caller.as_ref(), source_ip, method: &method, path, status, error };
         if let Err(e) = activity::record(&arm.activity, finished).await {
-            tracing::error!(error = %e, %method, %path, "an ARM request could not be recorded in the activity log");
+            tracing::error!(error = %e, %method, path, "an ARM request could not be recorded in the activity log");
         }
     }
     outcome.unwrap_or_else(IntoResponse::into_response)

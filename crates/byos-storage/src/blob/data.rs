@@ -566,7 +566,7 @@ pub async fn delete_account_objects(service: &StorageService, account: &str) {
     let mut objects =
         service.pending_object_deletes.lock().unwrap_or_else(|e| e.into_inner()).remove(account).unwrap_or_default();
     match account_rows(service, account, Batch::new()).await {
-        Ok((batch, late)) if !late.is_empty() || !batch.is_empty() => match service.store.commit(batch).await {
+        Ok((batch, late)) if !batch.is_empty() => match service.store.commit(batch).await {
             Ok(()) => {
                 tracing::info!(account, objects = late.len(), "removed data committed while the account was deleted");
                 objects.extend(late);
