@@ -8,4 +8,4 @@ pub mod listener;
 pub mod serve;
 pub mod tls;
 
-pub use serve::{RunningServer, ServeConfig, start};
+pub use serve::{RunningServer, ServeConfig, Services, start};

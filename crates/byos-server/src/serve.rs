@@ -85,10 +85,20 @@ pub struct RunningServer {
     pub base_url: String,
     pub tenant_id: String,
     pub subscription_id: String,
+    /// The in-process services, for byos code that runs beside the listeners (tests today; the AI
+    /// services next). Holding them grants nothing: every call still takes a caller to the door.
+    pub services: Services,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     housekeeping: Vec<JoinHandle<()>>,
     connections: TaskTracker,
+}
+
+/// The services a running server shares with in-process code.
+#[derive(Clone)]
+pub struct Services {
+    pub directory: Arc<Directory>,
+    pub storage: Arc<byos_storage::StorageService>,
 }
 
 impl RunningServer {
@@ -327,6 +337,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         base_url,
         tenant_id: boot.tenant_id.clone(),
         subscription_id: deployment.subscription_id,
+        services: Services { directory, storage },
         stop,
         tasks,
         housekeeping,

@@ -92,6 +92,11 @@ impl TestServer {
         .await
     }
 
+    /// The server's in-process services.
+    pub fn services(&self) -> anyhow::Result<&byos_server::Services> {
+        Ok(&self.server.as_ref().context("the server is stopped")?.services)
+    }
+
     /// Stops the server the way SIGTERM does.
     pub async fn stop(mut self) {
         if let Some(server) = self.server.take() {

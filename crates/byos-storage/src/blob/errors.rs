@@ -115,3 +115,68 @@ fn check_name(kind: DenialKind) -> &'static str {
 pub fn header_safe(text: &str) -> String {
     text.chars().map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' }).collect()
 }
+
+/// What went wrong with a blob operation, in domain terms. The HTTP layer renders it in Azure's
+/// format ([`ApiError`]); other services (the artifact store of the AI accounts) match on it.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The door refused the caller (which check, for whom, why).
+    #[error("{} is not allowed {} at {}: {}", .0.caller, .0.action.name, .0.scope.as_str(), .0.reason)]
+    Denied(Box<Denial>),
+    #[error("the storage account does not exist")]
+    AccountNotFound,
+    #[error("the container does not exist")]
+    ContainerNotFound,
+    #[error("the blob does not exist")]
+    BlobNotFound,
+    #[error("the container already exists")]
+    ContainerAlreadyExists,
+    /// A precondition (`If-Match`, ...) failed; 412, or 304 for a read.
+    #[error("a condition was not met: {0}")]
+    ConditionNotMet(ApiError),
+    /// The account's customer-managed key cannot be used now (revoked, vault gone, identity gone).
+    #[error("the account's customer-managed key is unavailable: {0}")]
+    KeyUnavailable(ApiError),
+    /// Anything else Azure refuses with its own code: invalid input, limits, byos's own failures.
+    #[error("{0}")]
+    Refused(ApiError),
+}
+
+/// The codes of [`cmk`](crate::cmk)'s answer when the account's key cannot be used.
+const KEY_UNAVAILABLE_CODES: [&str; 3] =
+    ["KeyVaultVaultNotFound", "KeyVaultAccessTokenCannotBeAcquired", "KeyVaultEncryptionKeyNotFound"];
+
+impl From<ApiError> for BlobError {
+    /// Classifies this crate's own errors (built by the helpers above and in `cmk`).
+    fn from(e: ApiError) -> Self {
+        match e.code.as_str() {
+            "ContainerNotFound" => BlobError::ContainerNotFound,
+            "BlobNotFound" => BlobError::BlobNotFound,
+            "ContainerAlreadyExists" => BlobError::ContainerAlreadyExists,
+            "ConditionNotMet" => BlobError::ConditionNotMet(e),
+            code if KEY_UNAVAILABLE_CODES.contains(&code) => BlobError::KeyUnavailable(e),
+            _ => BlobError::Refused(e),
+        }
+    }
+}
+
+impl From<BlobError> for ApiError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::Denied(denial) => denied(&denial),
+            BlobError::AccountNotFound => account_not_found(),
+            BlobError::ContainerNotFound => container_not_found(),
+            BlobError::BlobNotFound => blob_not_found(),
+            BlobError::ContainerAlreadyExists => container_exists(),
+            BlobError::ConditionNotMet(e) | BlobError::KeyUnavailable(e) | BlobError::Refused(e) => e,
+        }
+    }
+}
+
+pub fn account_not_found() -> ApiError {
+    err(404, "ResourceNotFound", "The specified resource does not exist.")
+}
+
+pub fn container_exists() -> ApiError {
+    err(409, "ContainerAlreadyExists", "The specified container already exists.")
+}

@@ -265,7 +265,7 @@ fn signed_path(
     if kind == SignatureKind::Account {
         return Ok(None);
     }
-    let (container, blob) = super::split_path(uri.path(), &account.name)
+    let (container, blob) = super::http::split_path(uri.path(), &account.name)
         .map_err(|_| authentication_failed("The request path does not name a container."))?;
     let container =
         container.ok_or_else(|| authentication_failed("A service SAS must address a container or blob."))?;
