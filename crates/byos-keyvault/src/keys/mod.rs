@@ -1,33 +1,47 @@
-//! The keys data plane of one vault (Key Vault REST 7.x, prefix-less paths on the vault's port).
+//! The keys of a vault, without HTTP: every key operation is a method of [`Ctx`] (one vault, one
+//! caller) that asks the door first, takes typed parameters ([`model`]) and returns typed results
+//! or a [`KeyError`]. [`http`] is the REST API over them (one listener per vault);
+//! [`KeyVaultService::use_key`] is how other byos services use keys; the rotation watcher calls
+//! [`rotate_due_keys`] and [`purge_expired_keys`].
 
-use std::sync::Arc;
+mod error;
+pub mod http;
+pub mod model;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Request, State};
-use axum::http::Method;
-use axum::response::{IntoResponse, Response};
-use byos_authz::{Action, DenialKind, ResourceGuard};
-use byos_core::{ApiError, Caller, ErrorFormat, OrInternal, Scope};
+use std::sync::{Arc, OnceLock};
+
+use byos_authz::{Action, ResourceGuard};
+use byos_core::{ApiError, Caller, Scope};
 use byos_crypto::vault_keys::{EcKey, RsaEncryption, RsaKey, RsaSignature};
 use byos_crypto::{SealPurpose, b64url, b64url_decode};
-use byos_http::{Failure, bearer_token, json_response, origin_of};
 use byos_store::{Batch, Table};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
+use crate::rotation::RotationPolicy;
 use crate::{KeyVaultService, Vault};
+use error::OrKeyInternal;
+pub use error::{KeyError, Refusal};
+pub use http::router;
+pub use model::KeyOperation;
+use model::{
+    Attributes, CreateKey, DeletedKeyBundle, DeletedKeyItem, JsonWebKey, KeyAttributes, KeyBackup, KeyBundle, KeyItem,
+    OperationRequest, OperationResult, PublicKey, RestoreKey, RotationPolicyBundle, UpdateKey,
+};
 
+const READ: &str = "Microsoft.KeyVault/vaults/keys/read";
 const ROTATE: &str = "Microsoft.KeyVault/vaults/keys/rotate/action";
 const PURGE: &str = "Microsoft.KeyVault/vaults/keys/purge/action";
 
 pub(crate) const KEYS: Table = Table("kv_keys");
 const KEY_STATE: Table = Table("kv_key_state");
 const ROTATION: Table = Table("kv_rotation");
-const VAULT_AUDIENCES: [&str; 2] = ["https://vault.azure.net", "https://vault.azure.net/"];
 const DEFAULT_KEY_OPS: [&str; 6] = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"];
-const MAX_BODY: usize = 256 * 1024;
+
+/// A request's typed parameters, or why its body could not be read into them. An operation
+/// reports a body it could not read only after the door admitted the caller.
+pub type Parsed<T> = Result<T, KeyError>;
 
 /// One version of a key, as stored. The private key is sealed under the root key.
 #[derive(Clone, Serialize, Deserialize)]
@@ -79,11 +93,11 @@ pub enum ParsedKey {
 }
 
 impl ParsedKey {
-    fn rsa(&self) -> Result<&RsaKey, ApiError> {
+    fn rsa(&self) -> Result<&RsaKey, KeyError> {
         match self {
             ParsedKey::Rsa(key) => Ok(key),
             ParsedKey::Ec(_) => {
-                Err(bad_parameter("This operation needs an RSA key; EC keys can only sign and verify."))
+                Err(KeyError::bad_parameter("This operation needs an RSA key; EC keys can only sign and verify."))
             }
         }
     }
@@ -103,401 +117,90 @@ struct Deleted {
     scheduled_purge_date: i64,
 }
 
-fn kv_error(status: u16, code: &str, message: impl Into<String>) -> ApiError {
-    ApiError::new(status, code, message).with_format(ErrorFormat::KeyVault)
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, KeyError> {
+    serde_json::from_slice(bytes).or_key_internal()
 }
 
-fn bad_parameter(message: impl Into<String>) -> ApiError {
-    kv_error(400, "BadParameter", message)
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, KeyError> {
+    serde_json::to_vec(value).or_key_internal()
 }
 
-fn internal() -> ApiError {
-    ApiError::internal().with_format(ErrorFormat::KeyVault)
-}
-
-fn store_err(e: byos_store::StoreError) -> ApiError {
-    match e {
-        byos_store::StoreError::Conflict { .. } => {
-            kv_error(409, "Conflict", "A concurrent change conflicted with this request; retry it.")
-        }
-        byos_store::StoreError::Backend(detail) => {
-            tracing::error!(%detail, "metadata store failure");
-            internal()
-        }
-    }
-}
-
-fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).or_internal_with(internal)
-}
-
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(value).or_internal_with(internal)
-}
-
-/// The router of one vault's listener.
-pub fn router(service: Arc<KeyVaultService>, vault: String) -> Router {
-    Router::new().fallback(handle).with_state((service, vault))
-}
-
-async fn handle(State((service, vault)): State<(Arc<KeyVaultService>, String)>, request: Request) -> Response {
-    match dispatch(&service, &vault, request).await {
-        Ok(response) => response,
-        Err(failure) => failure.into_response(),
-    }
-}
-
-/// What a request addresses, from its path.
-enum Target {
-    Keys,
-    Create(String),
-    Key(String, Option<String>),
-    Versions(String),
-    Operation(String, String, String),
-    DeletedKeys,
-    DeletedKey(String),
-    Recover(String),
-    Rotate(String),
-    RotationPolicy(String),
-    Backup(String),
-    Restore,
-}
-
-fn target(path: &str) -> Option<Target> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let own = |s: &str| s.to_owned();
-    let version = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-    Some(match segments.as_slice() {
-        ["keys"] | ["keys", ""] => Target::Keys,
-        ["keys", name, "create"] => Target::Create(own(name)),
-        ["keys", "restore"] => Target::Restore,
-        ["keys", name, "backup"] => Target::Backup(own(name)),
-        ["keys", name, "versions"] => Target::Versions(own(name)),
-        ["keys", name, "rotate"] => Target::Rotate(own(name)),
-        ["keys", name, "rotationpolicy"] => Target::RotationPolicy(own(name)),
-        ["keys", name] => Target::Key(own(name), None),
-        ["keys", name, v] => Target::Key(own(name), version(v)),
-        ["keys", name, v, op] => Target::Operation(own(name), own(v), op.to_ascii_lowercase()),
-        ["deletedkeys"] | ["deletedkeys", ""] => Target::DeletedKeys,
-        ["deletedkeys", name] => Target::DeletedKey(own(name)),
-        ["deletedkeys", name, "recover"] => Target::Recover(own(name)),
-        _ => return None,
-    })
-}
-
-/// The authenticated caller, or the 401 challenge the SDK needs to fetch a token.
-fn authenticate(service: &KeyVaultService, request: &Request) -> Result<Caller, ApiError> {
-    let challenge = format!(
-        "Bearer authorization=\"{}/{}\", resource=\"https://vault.azure.net\"",
-        service.authority,
-        service.directory.tenant_id()
-    );
-    let Some(token) = bearer_token(request.headers()) else {
-        return Err(kv_error(401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.")
-            .with_challenge(challenge));
-    };
-    service.directory.authenticate(token, &VAULT_AUDIENCES, origin_of(request.extensions())).map_err(|e| {
-        kv_error(401, "Unauthorized", format!("AKV10032: Invalid token: {e}."))
-            .with_challenge(challenge.clone())
-            .with_explanation(json!({"reason": e.to_string()}))
-    })
-}
-
-/// The door's decision on `action` at `scope` of `vault`: its network rules, then RBAC on RBAC
-/// vaults or the vault's access policy otherwise.
-fn ask_door(
-    service: &KeyVaultService,
-    vault: &Vault,
-    caller: &Caller,
-    action: &'static str,
-    scope: &Scope,
-) -> Result<(), Box<byos_authz::Denial>> {
-    let (public_network_disabled, firewall) = vault.settings.network();
-    let guard = ResourceGuard {
-        public_network_disabled,
-        firewall,
-        policy_permits: (!vault.settings.enable_rbac_authorization).then(|| vault.settings.policy_permits(caller)),
-        ..ResourceGuard::default()
-    };
-    service.door.authorize_access(caller, &Action::data(action), scope, Some(&guard)).map(|_| ())
-}
-
-/// Asks the door (see [`ask_door`]) and answers a refusal in Key Vault's words.
-fn authorize(
-    service: &KeyVaultService,
-    vault: &Vault,
-    caller: &Caller,
-    action: &'static str,
-    permission: &str,
-    key: Option<&str>,
-) -> Result<(), ApiError> {
-    let scope_text = match key {
-        Some(name) => format!("{}/keys/{name}", vault.id),
-        None => vault.id.clone(),
-    };
-    let scope = Scope::parse(&scope_text).or_internal_with(internal)?;
-    let public_network_disabled = vault.settings.network().0;
-    ask_door(service, vault, caller, action, &scope).map_err(|denial| {
-        let who = format!("appid={};oid={}", caller.client_id().map(|c| c.to_string()).unwrap_or_default(), caller.object_id().map(|c| c.to_string()).unwrap_or_default());
-        let error = match denial.kind {
-            DenialKind::Network if public_network_disabled => kv_error(
-                403,
-                "Forbidden",
-                "Public network access is disabled and request is not from a trusted service nor via an approved private link.",
-            )
-            .with_inner_code("ForbiddenByConnection"),
-            DenialKind::Network => kv_error(
-                403,
-                "Forbidden",
-                format!(
-                    "Client address is not authorized and caller is not a trusted service.\r\nClient address: {}\r\nCaller: {who}\r\nVault: {};location={}",
-                    caller.origin().ip.map(|ip| ip.to_string()).unwrap_or_else(|| "(in-process)".into()),
-                    vault.name,
-                    vault.location
-                ),
-            )
-            .with_inner_code("ForbiddenByFirewall"),
-            DenialKind::AccessPolicy => kv_error(
-                403,
-                "Forbidden",
-                format!("The user, group or application '{who}' does not have keys {permission} permission on key vault '{};location={}'.", vault.name, vault.location),
-            )
-            .with_inner_code("AccessDenied"),
-            _ => kv_error(403, "Forbidden", format!("Caller is not authorized to perform action on resource. Caller: {who}. Action: '{action}'. Resource: '{scope_text}'."))
-                .with_inner_code("ForbiddenByRbac"),
-        };
-        error.with_explanation(denial.explanation())
-    })
-}
-
-async fn dispatch(service: &Arc<KeyVaultService>, vault_name: &str, request: Request) -> Result<Response, Failure> {
-    let vault = service.vault(vault_name).ok_or_else(|| kv_error(404, "VaultNotFound", "The vault was deleted."))?;
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let target = target(&path);
-    let subject = audit_subject(&vault, &method, target.as_ref(), &path);
-    let caller = match authenticate(service, &request) {
-        Ok(caller) => caller,
-        Err(refusal) => {
-            // Requests without valid credentials are recorded too (as Azure's AuditEvent log does).
-            // The caller is unknown: an invalid token's claims are not evidence of anything.
-            let who = crate::audit::Who {
-                caller: "anonymous".into(),
-                client_id: String::new(),
-                authentication: if bearer_token(request.headers()).is_some() { "BearerToken" } else { "Anonymous" }
-                    .into(),
-            };
-            let result = crate::audit::result_of(Err(&refusal));
-            if let Err(e) = service.audit_as(&vault.name, &who, &subject.key, &subject.operation, result).await {
-                tracing::error!(vault = %vault.name, error = %e, "an unauthenticated key vault request could not be audited");
-            }
-            return Err(Failure::from(refusal));
-        }
-    };
-    let ctx = Ctx::new(service, &vault, &caller);
-    let outcome = serve(&ctx, method, target, request).await;
-    let key_id = ctx.audit_key.get().cloned().unwrap_or(subject.key);
-    let result = crate::audit::result_of(outcome.as_ref().map(|_| ()).map_err(|f| &*f.0));
-    match service.audit(&vault.name, &caller, &key_id, &subject.operation, result).await {
-        Ok(()) => outcome,
-        Err(e) => {
-            tracing::error!(vault = %vault.name, key = %key_id, operation = %subject.operation, error = %e, "a key operation could not be audited");
-            // An operation whose record is not durable is not reported as done; a refusal stays one.
-            match outcome {
-                Ok(_) => Err(Failure::from(internal())),
-                refused => refused,
-            }
-        }
-    }
-}
-
-/// Reads the body and routes an authenticated request.
-async fn serve(ctx: &Ctx<'_>, method: Method, target: Option<Target>, request: Request) -> Result<Response, Failure> {
-    let target = target
-        .ok_or_else(|| kv_error(404, "NotFound", "The requested URI does not address a Key Vault key resource."))?;
-    let body = axum::body::to_bytes(request.into_body(), MAX_BODY)
-        .await
-        .map_err(|_| bad_parameter("The request body is too large."))?;
-    route(ctx, method, target, &body).await
-}
-
-/// What a request is recorded under in the audit log: a key id (or the vault's collection, or the
-/// requested path when it names nothing), and the operation.
-struct AuditSubject {
-    key: String,
-    operation: String,
-}
-
-/// The longest requested path the log records for a request that addresses nothing.
-const MAX_AUDITED_PATH: usize = 256;
-
-/// The audit subject of every request that reaches a live vault, including lists, rotation
-/// policies, restore (its key is known once the backup is opened) and operations byos does not
-/// implement.
-fn audit_subject(vault: &Vault, method: &Method, target: Option<&Target>, path: &str) -> AuditSubject {
-    use Target as T;
-    let key = |name: &str, version: Option<&str>| match version {
-        Some(v) => format!("{}keys/{name}/{v}", vault.uri),
-        None => format!("{}keys/{name}", vault.uri),
-    };
-    let (key, operation): (String, &str) = match (method, target) {
-        (&Method::GET, Some(T::Keys)) => (format!("{}keys", vault.uri), "list"),
-        (&Method::POST, Some(T::Create(name))) => (key(name, None), "create"),
-        (&Method::GET, Some(T::Key(name, version))) => (key(name, version.as_deref()), "get"),
-        (&Method::PATCH, Some(T::Key(name, version))) => (key(name, version.as_deref()), "update"),
-        (&Method::DELETE, Some(T::Key(name, None))) => (key(name, None), "delete"),
-        (&Method::GET, Some(T::Versions(name))) => (key(name, None), "listVersions"),
-        (&Method::POST, Some(T::Operation(name, version, op))) => {
-            let known = match op.as_str() {
-                "encrypt" => Some("encrypt"),
-                "decrypt" => Some("decrypt"),
-                "wrapkey" => Some("wrapKey"),
-                "unwrapkey" => Some("unwrapKey"),
-                "sign" => Some("sign"),
-                "verify" => Some("verify"),
-                _ => None,
-            };
-            let operation = match known {
-                Some(known) => known.to_owned(),
-                // Operations byos does not implement (release, export, ...) by their name, when it is one.
-                None if op.len() <= 32 && op.chars().all(|c| c.is_ascii_alphanumeric()) => op.clone(),
-                None => "unknown".to_owned(),
-            };
-            return AuditSubject { key: key(name, Some(version)), operation };
-        }
-        (&Method::GET, Some(T::DeletedKeys)) => (format!("{}deletedkeys", vault.uri), "listDeleted"),
-        (&Method::GET, Some(T::DeletedKey(name))) => (key(name, None), "getDeleted"),
-        (&Method::DELETE, Some(T::DeletedKey(name))) => (key(name, None), "purge"),
-        (&Method::POST, Some(T::Recover(name))) => (key(name, None), "recover"),
-        (&Method::POST, Some(T::Rotate(name))) => (key(name, None), "rotate"),
-        (&Method::POST, Some(T::Backup(name))) => (key(name, None), "backup"),
-        (&Method::POST, Some(T::Restore)) => (format!("{}keys", vault.uri), "restore"),
-        (&Method::GET, Some(T::RotationPolicy(name))) => (key(name, None), "getRotationPolicy"),
-        (&Method::PUT, Some(T::RotationPolicy(name))) => (key(name, None), "setRotationPolicy"),
-        _ => {
-            let requested: String = path.trim_start_matches('/').chars().take(MAX_AUDITED_PATH).collect();
-            (format!("{}{requested}", vault.uri), "unknown")
-        }
-    };
-    AuditSubject { key, operation: operation.to_owned() }
-}
-
-async fn route(ctx: &Ctx<'_>, method: Method, target: Target, body: &Bytes) -> Result<Response, Failure> {
-    use Target as T;
-    match (method, target) {
-        (Method::GET, T::Keys) => ctx.list_keys().await,
-        (Method::POST, T::Create(name)) => ctx.create(&name, body).await,
-        (Method::GET, T::Key(name, version)) => ctx.get(&name, version.as_deref()).await,
-        (Method::PATCH, T::Key(name, version)) => ctx.update(&name, version.as_deref(), body).await,
-        (Method::DELETE, T::Key(name, None)) => ctx.delete(&name).await,
-        (Method::GET, T::Versions(name)) => ctx.list_versions(&name).await,
-        (Method::POST, T::Operation(name, version, op)) => ctx.operate(&name, &version, &op, body).await,
-        (Method::GET, T::DeletedKeys) => ctx.list_deleted().await,
-        (Method::GET, T::DeletedKey(name)) => ctx.get_deleted(&name).await,
-        (Method::DELETE, T::DeletedKey(name)) => ctx.purge(&name).await,
-        (Method::POST, T::Recover(name)) => ctx.recover(&name).await,
-        (Method::POST, T::Rotate(name)) => ctx.rotate(&name).await,
-        (Method::POST, T::Backup(name)) => ctx.backup(&name).await,
-        (Method::POST, T::Restore) => ctx.restore(body).await,
-        (Method::GET, T::RotationPolicy(name)) => ctx.get_rotation_policy(&name).await,
-        (Method::PUT, T::RotationPolicy(name)) => ctx.set_rotation_policy(&name, body).await,
-        (method, _) => Err(Failure::from(kv_error(
-            405,
-            "MethodNotAllowed",
-            format!("The method {method} is not supported on this resource."),
-        ))),
-    }
-}
-
-struct Ctx<'a> {
-    service: &'a Arc<KeyVaultService>,
-    vault: &'a Vault,
-    caller: &'a Caller,
-    /// The key a request turned out to address, when its path does not name it (restore).
-    audit_key: std::sync::OnceLock<String>,
-}
-
-impl<'a> Ctx<'a> {
-    fn new(service: &'a Arc<KeyVaultService>, vault: &'a Vault, caller: &'a Caller) -> Self {
-        Ctx { service, vault, caller, audit_key: std::sync::OnceLock::new() }
-    }
-}
-
-fn validate_name(name: &str) -> Result<(), ApiError> {
+fn validate_name(name: &str) -> Result<(), KeyError> {
     if !name.is_empty() && name.len() <= 127 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
         Ok(())
     } else {
-        Err(bad_parameter(format!(
+        Err(KeyError::bad_parameter(format!(
             "The key name '{name}' is invalid: it must match ^[0-9a-zA-Z-]+$ and be at most 127 characters."
         )))
     }
 }
 
-fn not_found(name: &str, version: Option<&str>) -> ApiError {
-    kv_error(
-        404,
-        "KeyNotFound",
-        format!(
-            "A key with (name/id) {name}{} was not found in this key vault.",
-            version.map(|v| format!("/{v}")).unwrap_or_default()
-        ),
-    )
+fn not_found(name: &str, version: Option<&str>) -> KeyError {
+    KeyError::KeyNotFound { name: name.to_owned(), version: version.map(str::to_owned) }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Attributes {
-    enabled: Option<bool>,
-    nbf: Option<i64>,
-    exp: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct CreateBody {
-    kty: String,
-    key_size: Option<usize>,
-    #[serde(default)]
-    crv: Option<String>,
-    #[serde(default)]
-    key_ops: Option<Vec<String>>,
-    #[serde(default)]
-    attributes: Option<Attributes>,
-    #[serde(default)]
-    tags: Option<Map<String, Value>>,
-}
-
-#[derive(Deserialize)]
-struct UpdateBody {
-    #[serde(default)]
-    key_ops: Option<Vec<String>>,
-    #[serde(default)]
-    attributes: Option<Attributes>,
-    #[serde(default)]
-    tags: Option<Map<String, Value>>,
-}
-
-#[derive(Deserialize)]
-struct OperationBody {
-    alg: String,
-    value: String,
-    #[serde(default)]
-    digest: Option<String>,
-}
-
-fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| bad_parameter(format!("The request body is invalid: {e}.")))
-}
-
-const KEY_OPS: [&str; 6] = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"];
-
-fn check_key_ops(ops: &[String]) -> Result<(), ApiError> {
-    match ops.iter().find(|op| !KEY_OPS.contains(&op.as_str())) {
-        Some(op) => Err(bad_parameter(format!("The key operation '{op}' is invalid."))),
+fn check_key_ops(ops: &[String]) -> Result<(), KeyError> {
+    match ops.iter().find(|op| !DEFAULT_KEY_OPS.contains(&op.as_str())) {
+        Some(op) => Err(KeyError::bad_parameter(format!("The key operation '{op}' is invalid."))),
         None => Ok(()),
     }
 }
 
+/// The context of key operations: one vault, one authenticated caller. Every operation asks the
+/// door for this caller before it reads anything.
+pub struct Ctx<'a> {
+    service: &'a Arc<KeyVaultService>,
+    vault: &'a Vault,
+    caller: &'a Caller,
+    /// The key an operation turned out to address when its target does not name it (restore
+    /// names it only inside the backup), so the audit log records that key.
+    addressed: OnceLock<String>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(service: &'a Arc<KeyVaultService>, vault: &'a Vault, caller: &'a Caller) -> Self {
+        Ctx { service, vault, caller, addressed: OnceLock::new() }
+    }
+
+    /// The id of the key the last operation addressed, when its target did not name it.
+    pub fn addressed_key(&self) -> Option<String> {
+        self.addressed.get().cloned()
+    }
+}
+
 impl Ctx<'_> {
+    /// The door's decision on `action` at the vault or one of its keys: the vault's network rules,
+    /// then RBAC on RBAC vaults or the vault's access policy (`permission`) otherwise.
+    fn admit(&self, action: &'static str, permission: &'static str, key: Option<&str>) -> Result<(), KeyError> {
+        let resource = match key {
+            Some(name) => format!("{}/keys/{name}", self.vault.id),
+            None => self.vault.id.clone(),
+        };
+        let scope = Scope::parse(&resource).or_key_internal()?;
+        let settings = &self.vault.settings;
+        let (public_network_disabled, firewall) = settings.network();
+        let guard = ResourceGuard {
+            public_network_disabled,
+            firewall,
+            policy_permits: (!settings.enable_rbac_authorization).then(|| settings.policy_permits(self.caller)),
+            ..ResourceGuard::default()
+        };
+        self.service.door.authorize_access(self.caller, &Action::data(action), &scope, Some(&guard)).map_err(
+            |denial| {
+                KeyError::Denied(Box::new(Refusal {
+                    denial,
+                    action,
+                    permission,
+                    resource,
+                    vault: self.vault.name.clone(),
+                    location: self.vault.location.clone(),
+                    public_network_disabled,
+                }))
+            },
+        )?;
+        Ok(())
+    }
+
     fn kid(&self, name: &str, version: Option<&str>) -> String {
         match version {
             Some(v) => format!("{}keys/{name}/{v}", self.vault.uri),
@@ -509,39 +212,48 @@ impl Ctx<'_> {
         if self.vault.settings.enable_purge_protection { "Recoverable" } else { "Recoverable+Purgeable" }
     }
 
-    fn attributes(&self, k: &KeyVersion) -> Value {
-        let mut attributes = json!({
-            "enabled": k.enabled, "created": k.created, "updated": k.updated,
-            "recoveryLevel": self.recovery_level(), "recoverableDays": self.vault.settings.soft_delete_retention_in_days,
-        });
-        if let Some(nbf) = k.nbf {
-            attributes["nbf"] = json!(nbf);
+    fn attributes(&self, k: &KeyVersion) -> KeyAttributes {
+        KeyAttributes {
+            enabled: k.enabled,
+            nbf: k.nbf,
+            exp: k.exp,
+            created: k.created,
+            updated: k.updated,
+            recovery_level: self.recovery_level(),
+            recoverable_days: self.vault.settings.soft_delete_retention_in_days,
         }
-        if let Some(exp) = k.exp {
-            attributes["exp"] = json!(exp);
-        }
-        attributes
     }
 
-    fn bundle(&self, k: &KeyVersion) -> Value {
-        let mut key = json!({"kid": self.kid(&k.name, Some(&k.version)), "kty": k.kty, "key_ops": k.key_ops});
-        if k.kty == "EC" {
-            key["crv"] = json!(k.crv);
-            key["x"] = json!(k.x);
-            key["y"] = json!(k.y);
+    fn bundle(&self, k: &KeyVersion) -> KeyBundle {
+        let public = if k.kty == "EC" {
+            PublicKey::Ec { crv: k.crv.clone(), x: k.x.clone(), y: k.y.clone() }
         } else {
-            key["n"] = json!(k.n);
-            key["e"] = json!(k.e);
+            PublicKey::Rsa { n: k.n.clone(), e: k.e.clone() }
+        };
+        KeyBundle {
+            key: JsonWebKey {
+                kid: self.kid(&k.name, Some(&k.version)),
+                kty: k.kty.clone(),
+                key_ops: k.key_ops.clone(),
+                public,
+            },
+            attributes: self.attributes(k),
+            tags: k.tags.clone(),
         }
-        json!({"key": key, "attributes": self.attributes(k), "tags": k.tags})
     }
 
-    fn deleted_bundle(&self, k: &KeyVersion, deleted: &Deleted) -> Value {
-        let mut bundle = self.bundle(k);
-        bundle["recoveryId"] = json!(format!("{}deletedkeys/{}", self.vault.uri, k.name));
-        bundle["deletedDate"] = json!(deleted.deleted_date);
-        bundle["scheduledPurgeDate"] = json!(deleted.scheduled_purge_date);
-        bundle
+    fn deleted_bundle(&self, k: &KeyVersion, deleted: &Deleted) -> DeletedKeyBundle {
+        DeletedKeyBundle {
+            bundle: self.bundle(k),
+            recovery_id: format!("{}deletedkeys/{}", self.vault.uri, k.name),
+            deleted_date: deleted.deleted_date,
+            scheduled_purge_date: deleted.scheduled_purge_date,
+        }
+    }
+
+    /// A list entry: the key (`kid` without version) or one version (`kid` with it).
+    fn item(&self, k: &KeyVersion, version: Option<&str>) -> KeyItem {
+        KeyItem { kid: self.kid(&k.name, version), attributes: self.attributes(k), tags: k.tags.clone() }
     }
 
     fn state_key(&self, name: &str) -> String {
@@ -552,82 +264,40 @@ impl Ctx<'_> {
         format!("{}/{}", self.state_key(name), version)
     }
 
-    async fn state(&self, name: &str) -> Result<Option<KeyState>, ApiError> {
-        self.service
-            .store
-            .get(KEY_STATE, &self.state_key(name))
-            .await
-            .map_err(store_err)?
-            .map(|b| decode(&b))
-            .transpose()
+    async fn state(&self, name: &str) -> Result<Option<KeyState>, KeyError> {
+        self.service.store.get(KEY_STATE, &self.state_key(name)).await?.map(|b| decode(&b)).transpose()
     }
 
-    async fn version(&self, name: &str, version: &str) -> Result<Option<KeyVersion>, ApiError> {
-        self.service
-            .store
-            .get(KEYS, &self.version_key(name, version))
-            .await
-            .map_err(store_err)?
-            .map(|b| decode(&b))
-            .transpose()
+    async fn version(&self, name: &str, version: &str) -> Result<Option<KeyVersion>, KeyError> {
+        self.service.store.get(KEYS, &self.version_key(name, version)).await?.map(|b| decode(&b)).transpose()
     }
 
     /// A live (not deleted) key's requested or latest version.
-    async fn live(&self, name: &str, version: Option<&str>) -> Result<KeyVersion, ApiError> {
+    async fn live(&self, name: &str, version: Option<&str>) -> Result<KeyVersion, KeyError> {
         let state = self.state(name).await?.filter(|s| s.deleted.is_none()).ok_or_else(|| not_found(name, version))?;
         self.version(name, version.unwrap_or(&state.latest)).await?.ok_or_else(|| not_found(name, version))
     }
 
-    async fn create(&self, name: &str, body: &Bytes) -> Result<Response, Failure> {
-        authorize(
-            self.service,
-            self.vault,
-            self.caller,
-            "Microsoft.KeyVault/vaults/keys/create/action",
-            "create",
-            Some(name),
-        )?;
+    /// Creates a key, or a new current version of an existing one.
+    pub async fn create(&self, name: &str, request: Parsed<CreateKey>) -> Result<KeyBundle, KeyError> {
+        self.admit("Microsoft.KeyVault/vaults/keys/create/action", "create", Some(name))?;
         validate_name(name)?;
-        let request: CreateBody = parse(body)?;
-        let kind = match (request.kty.as_str(), request.crv.as_deref()) {
-            ("RSA" | "RSA-HSM", _) => {
-                let bits = request.key_size.unwrap_or(2048);
-                if ![2048, 3072, 4096].contains(&bits) {
-                    return Err(Failure::from(bad_parameter(format!(
-                        "The key size {bits} is not supported; use 2048, 3072 or 4096."
-                    ))));
-                }
-                KeyKind::Rsa(bits)
-            }
-            ("EC" | "EC-HSM", None | Some("P-256")) => KeyKind::EcP256,
-            ("EC" | "EC-HSM", Some(curve)) => {
-                return Err(Failure::from(bad_parameter(format!(
-                    "The curve '{curve}' is not supported; byos creates P-256 EC keys."
-                ))));
-            }
-            (other, _) => {
-                return Err(Failure::from(bad_parameter(format!(
-                    "The key type '{other}' is not supported; byos creates RSA (2048, 3072, 4096) and EC P-256 keys."
-                ))));
-            }
-        };
+        let request = request?;
+        let kind = key_kind(&request)?;
         let default_ops: &[&str] = if matches!(kind, KeyKind::EcP256) { &["sign", "verify"] } else { &DEFAULT_KEY_OPS };
         let key_ops = request.key_ops.unwrap_or_else(|| default_ops.iter().map(|s| (*s).to_owned()).collect());
         check_key_ops(&key_ops)?;
         if matches!(kind, KeyKind::EcP256) && key_ops.iter().any(|op| op != "sign" && op != "verify") {
-            return Err(Failure::from(bad_parameter("EC keys support only the sign and verify operations.")));
+            return Err(KeyError::bad_parameter("EC keys support only the sign and verify operations."));
         }
         let previous = self.state(name).await?;
         if previous.as_ref().is_some_and(|s| s.deleted.is_some()) {
-            return Err(Failure::from(
-                kv_error(409, "Conflict", format!("Key {name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the key can only be recovered or purged."))
-                    .with_inner_code("ObjectIsDeletedButRecoverable"),
-            ));
+            return Err(KeyError::DeletedButRecoverable(name.to_owned()));
         }
         let attributes = request.attributes.unwrap_or_default();
         let record =
             self.new_version(name, kind, key_ops, attributes, request.tags.unwrap_or_default(), previous).await?;
-        Ok(json_response(200, &self.bundle(&record)))
+        Ok(self.bundle(&record))
     }
 
     /// Generates and stores a new version of `name`, making it the current one; guarded on the
@@ -640,22 +310,22 @@ impl Ctx<'_> {
         attributes: Attributes,
         tags: Map<String, Value>,
         previous: Option<KeyState>,
-    ) -> Result<KeyVersion, ApiError> {
+    ) -> Result<KeyVersion, KeyError> {
         // RSA generation takes up to seconds for 4096 bits: keep it off the async workers.
         let key = tokio::task::spawn_blocking(move || match kind {
             KeyKind::Rsa(bits) => RsaKey::generate(bits).map(ParsedKey::Rsa),
             KeyKind::EcP256 => EcKey::generate().map(ParsedKey::Ec),
         })
         .await
-        .or_internal_with(internal)?
-        .or_internal_with(internal)?;
+        .or_key_internal()?
+        .or_key_internal()?;
         let (kty, public) = match &key {
             ParsedKey::Rsa(rsa) => {
-                let (n, e) = rsa.public_components().or_internal_with(internal)?;
+                let (n, e) = rsa.public_components().or_key_internal()?;
                 ("RSA", [b64url(&n), b64url(&e), String::new(), String::new()])
             }
             ParsedKey::Ec(ec) => {
-                let (x, y) = ec.public_xy().or_internal_with(internal)?;
+                let (x, y) = ec.public_xy().or_key_internal()?;
                 ("EC", [String::new(), String::new(), b64url(&x), b64url(&y)])
             }
         };
@@ -663,7 +333,7 @@ impl Ctx<'_> {
             ParsedKey::Rsa(rsa) => rsa.pkcs8(),
             ParsedKey::Ec(ec) => ec.pkcs8(),
         };
-        let sealed = self.service.root.seal(SealPurpose::VaultKey, pkcs8).or_internal_with(internal)?;
+        let sealed = self.service.root.seal(SealPurpose::VaultKey, pkcs8).or_key_internal()?;
         let [n, e, x, y] = public;
         let now = byos_core::time::unix_now();
         let policy_expiry = self.rotation_policy(name).await?.and_then(|p| p.expiry_for(now));
@@ -692,38 +362,32 @@ impl Ctx<'_> {
             .expect_unchanged(KEY_STATE, self.state_key(name), state_bytes)
             .put(KEYS, self.version_key(name, &record.version), encode(&record)?)
             .put(KEY_STATE, self.state_key(name), encode(&state)?);
-        self.service.store.commit(batch).await.map_err(store_err)?;
+        self.service.store.commit(batch).await?;
         tracing::info!(vault = %self.vault.name, key = name, version = %record.version, "key version created");
         Ok(record)
     }
 
     /// A new version with the current one's type, size, operations and tags.
-    async fn rotate_now(&self, name: &str) -> Result<KeyVersion, ApiError> {
+    async fn rotate_now(&self, name: &str) -> Result<KeyVersion, KeyError> {
         let current = self.live(name, None).await?;
         let kind = match &*self.private_key(&current)? {
-            ParsedKey::Rsa(rsa) => KeyKind::Rsa(rsa.bits().or_internal_with(internal)?),
+            ParsedKey::Rsa(rsa) => KeyKind::Rsa(rsa.bits().or_key_internal()?),
             ParsedKey::Ec(_) => KeyKind::EcP256,
         };
         let state = self.state(name).await?;
         self.new_version(name, kind, current.key_ops.clone(), Attributes::default(), current.tags.clone(), state).await
     }
 
-    async fn rotate(&self, name: &str) -> Result<Response, Failure> {
-        authorize(self.service, self.vault, self.caller, ROTATE, "rotate", Some(name))?;
-        Ok(json_response(200, &self.bundle(&self.rotate_now(name).await?)))
+    /// Rotates a key now: a new current version like the current one.
+    pub async fn rotate(&self, name: &str) -> Result<KeyBundle, KeyError> {
+        self.admit(ROTATE, "rotate", Some(name))?;
+        Ok(self.bundle(&self.rotate_now(name).await?))
     }
 
     /// An opaque backup of every version of a key: the records (private keys still sealed) sealed
     /// once more under the root key, so it restores only into this deployment.
-    async fn backup(&self, name: &str) -> Result<Response, Failure> {
-        authorize(
-            self.service,
-            self.vault,
-            self.caller,
-            "Microsoft.KeyVault/vaults/keys/backup/action",
-            "backup",
-            Some(name),
-        )?;
+    pub async fn backup(&self, name: &str) -> Result<KeyBackup, KeyError> {
+        self.admit("Microsoft.KeyVault/vaults/keys/backup/action", "backup", Some(name))?;
         self.live(name, None).await?;
         let backup = Backup {
             v: 1,
@@ -731,32 +395,22 @@ impl Ctx<'_> {
             state: self.state(name).await?.ok_or_else(|| not_found(name, None))?,
             versions: self.versions(name).await?,
         };
-        let sealed = self.service.root.seal(SealPurpose::KeyBackup, &encode(&backup)?).or_internal_with(internal)?;
-        Ok(json_response(200, &json!({"value": b64url(&sealed)})))
+        let sealed = self.service.root.seal(SealPurpose::KeyBackup, &encode(&backup)?).or_key_internal()?;
+        Ok(KeyBackup { value: b64url(&sealed) })
     }
 
     /// Restores a backup as a key of this vault, under its original name (which must be free).
-    async fn restore(&self, body: &Bytes) -> Result<Response, Failure> {
-        #[derive(Deserialize)]
-        struct RestoreBody {
-            value: String,
-        }
+    pub async fn restore(&self, request: Parsed<RestoreKey>) -> Result<KeyBundle, KeyError> {
         // Authorized at the vault (the key does not exist yet) before the backup is even opened: a
         // caller without the right learns nothing, not even whether a blob is a backup of this deployment.
-        authorize(
-            self.service,
-            self.vault,
-            self.caller,
-            "Microsoft.KeyVault/vaults/keys/restore/action",
-            "restore",
-            None,
-        )?;
-        let request: RestoreBody = parse(body)?;
-        let invalid = || bad_parameter("The backup blob is malformed or was not produced by this byos deployment.");
+        self.admit("Microsoft.KeyVault/vaults/keys/restore/action", "restore", None)?;
+        let request = request?;
+        let invalid =
+            || KeyError::bad_parameter("The backup blob is malformed or was not produced by this byos deployment.");
         let sealed = b64url_decode(&request.value).ok_or_else(invalid)?;
         let plain = self.service.root.open(SealPurpose::KeyBackup, &sealed).map_err(|_| invalid())?;
         let backup: Backup = serde_json::from_slice(&plain).map_err(|_| invalid())?;
-        let _ = self.audit_key.set(self.kid(&backup.name, None));
+        let _ = self.addressed.set(self.kid(&backup.name, None));
         let skey = self.state_key(&backup.name);
         let mut batch = Batch::new().expect_absent(KEY_STATE, skey.clone()).put(
             KEY_STATE,
@@ -767,87 +421,63 @@ impl Ctx<'_> {
             batch = batch.put(KEYS, self.version_key(&backup.name, &version.version), encode(version)?);
         }
         self.service.store.commit(batch).await.map_err(|e| match e {
-            byos_store::StoreError::Conflict { .. } => kv_error(
-                409,
-                "Conflict",
-                format!("A key named '{}' already exists in this vault (or is deleted but recoverable).", backup.name),
-            ),
-            other => store_err(other),
+            byos_store::StoreError::Conflict { .. } => KeyError::NameTaken(backup.name.clone()),
+            other => KeyError::from(other),
         })?;
         let current = self.live(&backup.name, None).await?;
         tracing::info!(vault = %self.vault.name, key = %backup.name, "key restored from backup");
-        Ok(json_response(200, &self.bundle(&current)))
+        Ok(self.bundle(&current))
     }
 
-    async fn rotation_policy(&self, name: &str) -> Result<Option<crate::rotation::RotationPolicy>, ApiError> {
-        self.service
-            .store
-            .get(ROTATION, &self.state_key(name))
-            .await
-            .map_err(store_err)?
-            .map(|b| decode(&b))
-            .transpose()
+    async fn rotation_policy(&self, name: &str) -> Result<Option<RotationPolicy>, KeyError> {
+        self.service.store.get(ROTATION, &self.state_key(name)).await?.map(|b| decode(&b)).transpose()
     }
 
-    fn policy_wire(&self, name: &str, policy: &crate::rotation::RotationPolicy) -> Value {
-        let mut wire = serde_json::to_value(policy).unwrap_or(Value::Null);
-        wire["id"] = json!(format!("{}keys/{name}/rotationpolicy", self.vault.uri));
-        wire
+    fn policy_bundle(&self, name: &str, policy: RotationPolicy) -> RotationPolicyBundle {
+        RotationPolicyBundle { id: format!("{}keys/{name}/rotationpolicy", self.vault.uri), policy }
     }
 
-    async fn get_rotation_policy(&self, name: &str) -> Result<Response, Failure> {
-        authorize(
-            self.service,
-            self.vault,
-            self.caller,
-            "Microsoft.KeyVault/vaults/keyrotationpolicies/read",
-            "getrotationpolicy",
-            Some(name),
-        )?;
+    /// The key's rotation policy (Key Vault's default when none was set).
+    pub async fn get_rotation_policy(&self, name: &str) -> Result<RotationPolicyBundle, KeyError> {
+        self.admit("Microsoft.KeyVault/vaults/keyrotationpolicies/read", "getrotationpolicy", Some(name))?;
         self.live(name, None).await?;
-        let policy = self.rotation_policy(name).await?.unwrap_or_else(crate::rotation::RotationPolicy::default_policy);
-        Ok(json_response(200, &self.policy_wire(name, &policy)))
+        let policy = self.rotation_policy(name).await?.unwrap_or_else(RotationPolicy::default_policy);
+        Ok(self.policy_bundle(name, policy))
     }
 
-    async fn set_rotation_policy(&self, name: &str, body: &Bytes) -> Result<Response, Failure> {
-        authorize(
-            self.service,
-            self.vault,
-            self.caller,
-            "Microsoft.KeyVault/vaults/keyrotationpolicies/write",
-            "setrotationpolicy",
-            Some(name),
-        )?;
+    /// Sets the key's rotation policy (keeping when the first one was created).
+    pub async fn set_rotation_policy(
+        &self,
+        name: &str,
+        policy: Parsed<RotationPolicy>,
+    ) -> Result<RotationPolicyBundle, KeyError> {
+        self.admit("Microsoft.KeyVault/vaults/keyrotationpolicies/write", "setrotationpolicy", Some(name))?;
         self.live(name, None).await?;
-        let mut policy: crate::rotation::RotationPolicy = parse(body)?;
+        let mut policy = policy?;
         policy.validate()?;
         let now = byos_core::time::unix_now();
         let created = self.rotation_policy(name).await?.and_then(|p| p.attributes.created).unwrap_or(now);
         policy.attributes.created = Some(created);
         policy.attributes.updated = Some(now);
-        self.service
-            .store
-            .commit(Batch::new().put(ROTATION, self.state_key(name), encode(&policy)?))
-            .await
-            .map_err(store_err)?;
-        Ok(json_response(200, &self.policy_wire(name, &policy)))
+        self.service.store.commit(Batch::new().put(ROTATION, self.state_key(name), encode(&policy)?)).await?;
+        Ok(self.policy_bundle(name, policy))
     }
 
-    async fn get(&self, name: &str, version: Option<&str>) -> Result<Response, Failure> {
-        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/read", "get", Some(name))?;
-        Ok(json_response(200, &self.bundle(&self.live(name, version).await?)))
+    /// A live key's requested or current version.
+    pub async fn get(&self, name: &str, version: Option<&str>) -> Result<KeyBundle, KeyError> {
+        self.admit(READ, "get", Some(name))?;
+        Ok(self.bundle(&self.live(name, version).await?))
     }
 
-    async fn update(&self, name: &str, version: Option<&str>, body: &Bytes) -> Result<Response, Failure> {
-        authorize(
-            self.service,
-            self.vault,
-            self.caller,
-            "Microsoft.KeyVault/vaults/keys/update/action",
-            "update",
-            Some(name),
-        )?;
-        let request: UpdateBody = parse(body)?;
+    /// Changes a version's operations, attributes or tags.
+    pub async fn update(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        request: Parsed<UpdateKey>,
+    ) -> Result<KeyBundle, KeyError> {
+        self.admit("Microsoft.KeyVault/vaults/keys/update/action", "update", Some(name))?;
+        let request = request?;
         let mut key = self.live(name, version).await?;
         let before = encode(&key)?;
         if let Some(ops) = request.key_ops {
@@ -865,56 +495,44 @@ impl Ctx<'_> {
         key.updated = byos_core::time::unix_now();
         let vkey = self.version_key(name, &key.version);
         let batch = Batch::new().expect_unchanged(KEYS, vkey.clone(), Some(before)).put(KEYS, vkey, encode(&key)?);
-        self.service.store.commit(batch).await.map_err(store_err)?;
-        Ok(json_response(200, &self.bundle(&key)))
+        self.service.store.commit(batch).await?;
+        Ok(self.bundle(&key))
     }
 
-    async fn list_keys(&self) -> Result<Response, Failure> {
-        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/read", "list", None)?;
+    /// The vault's live keys, each by its current version.
+    pub async fn list_keys(&self) -> Result<Vec<KeyItem>, KeyError> {
+        self.admit(READ, "list", None)?;
         let prefix = format!("{}/", self.vault.name.to_ascii_lowercase());
-        let mut value = Vec::new();
-        for (state_key, bytes) in self.service.store.scan(KEY_STATE, &prefix).await.map_err(store_err)? {
+        let mut items = Vec::new();
+        for (state_key, bytes) in self.service.store.scan(KEY_STATE, &prefix).await? {
             let state: KeyState = decode(&bytes)?;
             if state.deleted.is_some() {
                 continue;
             }
             if let Some(key) = self.version(&state_key[prefix.len()..], &state.latest).await? {
-                value.push(
-                    json!({"kid": self.kid(&key.name, None), "attributes": self.attributes(&key), "tags": key.tags}),
-                );
+                items.push(self.item(&key, None));
             }
         }
-        Ok(json_response(200, &json!({"value": value, "nextLink": null})))
+        Ok(items)
     }
 
-    async fn versions(&self, name: &str) -> Result<Vec<KeyVersion>, ApiError> {
-        let rows = self.service.store.scan(KEYS, &format!("{}/", self.state_key(name))).await.map_err(store_err)?;
+    async fn versions(&self, name: &str) -> Result<Vec<KeyVersion>, KeyError> {
+        let rows = self.service.store.scan(KEYS, &format!("{}/", self.state_key(name))).await?;
         let mut versions: Vec<KeyVersion> = rows.iter().map(|(_, b)| decode(b)).collect::<Result<_, _>>()?;
         versions.sort_by_key(|k| k.created);
         Ok(versions)
     }
 
-    async fn list_versions(&self, name: &str) -> Result<Response, Failure> {
-        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/read", "list", Some(name))?;
+    /// Every version of a live key, oldest first.
+    pub async fn list_versions(&self, name: &str) -> Result<Vec<KeyItem>, KeyError> {
+        self.admit(READ, "list", Some(name))?;
         self.live(name, None).await?;
-        let value: Vec<Value> = self
-            .versions(name)
-            .await?
-            .iter()
-            .map(|k| json!({"kid": self.kid(&k.name, Some(&k.version)), "attributes": self.attributes(k), "tags": k.tags}))
-            .collect();
-        Ok(json_response(200, &json!({"value": value, "nextLink": null})))
+        Ok(self.versions(name).await?.iter().map(|k| self.item(k, Some(&k.version))).collect())
     }
 
-    async fn delete(&self, name: &str) -> Result<Response, Failure> {
-        authorize(
-            self.service,
-            self.vault,
-            self.caller,
-            "Microsoft.KeyVault/vaults/keys/delete",
-            "delete",
-            Some(name),
-        )?;
+    /// Soft-deletes a key: recoverable until its vault's retention ends.
+    pub async fn delete(&self, name: &str) -> Result<DeletedKeyBundle, KeyError> {
+        self.admit("Microsoft.KeyVault/vaults/keys/delete", "delete", Some(name))?;
         let key = self.live(name, None).await?;
         let state = self.state(name).await?.ok_or_else(|| not_found(name, None))?;
         let now = byos_core::time::unix_now();
@@ -929,50 +547,47 @@ impl Ctx<'_> {
             skey,
             encode(&new_state)?,
         );
-        self.service.store.commit(batch).await.map_err(store_err)?;
+        self.service.store.commit(batch).await?;
         tracing::info!(vault = %self.vault.name, key = name, "key soft-deleted");
-        Ok(json_response(200, &self.deleted_bundle(&key, &deleted)))
+        Ok(self.deleted_bundle(&key, &deleted))
     }
 
-    async fn deleted_key(&self, name: &str) -> Result<(KeyState, Deleted, KeyVersion), ApiError> {
-        let missing = || kv_error(404, "KeyNotFound", format!("Deleted Key not found: {name}"));
+    async fn deleted_key(&self, name: &str) -> Result<(KeyState, Deleted, KeyVersion), KeyError> {
+        let missing = || KeyError::DeletedKeyNotFound(name.to_owned());
         let state = self.state(name).await?.ok_or_else(missing)?;
         let deleted = state.deleted.clone().ok_or_else(missing)?;
         let key = self.version(name, &state.latest).await?.ok_or_else(missing)?;
         Ok((state, deleted, key))
     }
 
-    async fn get_deleted(&self, name: &str) -> Result<Response, Failure> {
-        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/read", "get", Some(name))?;
+    /// A soft-deleted key.
+    pub async fn get_deleted(&self, name: &str) -> Result<DeletedKeyBundle, KeyError> {
+        self.admit(READ, "get", Some(name))?;
         let (_, deleted, key) = self.deleted_key(name).await?;
-        Ok(json_response(200, &self.deleted_bundle(&key, &deleted)))
+        Ok(self.deleted_bundle(&key, &deleted))
     }
 
-    async fn list_deleted(&self) -> Result<Response, Failure> {
-        authorize(self.service, self.vault, self.caller, "Microsoft.KeyVault/vaults/keys/read", "list", None)?;
+    /// The vault's soft-deleted keys.
+    pub async fn list_deleted(&self) -> Result<Vec<DeletedKeyItem>, KeyError> {
+        self.admit(READ, "list", None)?;
         let prefix = format!("{}/", self.vault.name.to_ascii_lowercase());
-        let mut value = Vec::new();
-        for (state_key, bytes) in self.service.store.scan(KEY_STATE, &prefix).await.map_err(store_err)? {
+        let mut items = Vec::new();
+        for (state_key, bytes) in self.service.store.scan(KEY_STATE, &prefix).await? {
             let state: KeyState = decode(&bytes)?;
             let Some(deleted) = &state.deleted else { continue };
             if let Some(key) = self.version(&state_key[prefix.len()..], &state.latest).await? {
-                let mut item = self.deleted_bundle(&key, deleted);
-                item["kid"] = json!(self.kid(&key.name, None));
-                value.push(item);
+                items.push(DeletedKeyItem {
+                    deleted: self.deleted_bundle(&key, deleted),
+                    kid: self.kid(&key.name, None),
+                });
             }
         }
-        Ok(json_response(200, &json!({"value": value, "nextLink": null})))
+        Ok(items)
     }
 
-    async fn recover(&self, name: &str) -> Result<Response, Failure> {
-        authorize(
-            self.service,
-            self.vault,
-            self.caller,
-            "Microsoft.KeyVault/vaults/keys/recover/action",
-            "recover",
-            Some(name),
-        )?;
+    /// Brings a soft-deleted key back, every version as it was.
+    pub async fn recover(&self, name: &str) -> Result<KeyBundle, KeyError> {
+        self.admit("Microsoft.KeyVault/vaults/keys/recover/action", "recover", Some(name))?;
         let (state, _, key) = self.deleted_key(name).await?;
         let skey = self.state_key(name);
         let recovered = KeyState { deleted: None, ..state.clone() };
@@ -981,20 +596,16 @@ impl Ctx<'_> {
             skey,
             encode(&recovered)?,
         );
-        self.service.store.commit(batch).await.map_err(store_err)?;
-        Ok(json_response(200, &self.bundle(&key)))
+        self.service.store.commit(batch).await?;
+        Ok(self.bundle(&key))
     }
 
-    async fn purge(&self, name: &str) -> Result<Response, Failure> {
-        authorize(self.service, self.vault, self.caller, PURGE, "purge", Some(name))?;
+    /// Deletes a soft-deleted key for good (refused under purge protection until its retention ends).
+    pub async fn purge(&self, name: &str) -> Result<(), KeyError> {
+        self.admit(PURGE, "purge", Some(name))?;
         let (state, deleted, _) = self.deleted_key(name).await?;
         if self.vault.settings.enable_purge_protection && deleted.scheduled_purge_date > byos_core::time::unix_now() {
-            return Err(Failure::from(kv_error(
-                403,
-                "Forbidden",
-                "Operation \"purge\" is not allowed because purge protection is enabled for this vault. Key Vault service will automatically purge it after the retention period has passed.",
-            )
-            .with_inner_code("PurgeProtected")));
+            return Err(KeyError::PurgeProtected);
         }
         let skey = self.state_key(name);
         let mut batch = Batch::new()
@@ -1004,142 +615,174 @@ impl Ctx<'_> {
         for version in self.versions(name).await? {
             batch = batch.delete(KEYS, self.version_key(name, &version.version));
         }
-        self.service.store.commit(batch).await.map_err(store_err)?;
-        let prefix = format!("{}/", self.state_key(name));
-        self.service.parsed_keys.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| !k.starts_with(&prefix));
+        self.service.store.commit(batch).await?;
+        self.service.forget_parsed_keys(&format!("{}/", self.state_key(name)));
         tracing::info!(vault = %self.vault.name, key = name, "key purged");
-        Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+        Ok(())
     }
 
-    /// encrypt, decrypt, wrapkey, unwrapkey, sign, verify with one key version.
-    async fn operate(&self, name: &str, version: &str, op: &str, body: &Bytes) -> Result<Response, Failure> {
-        let (action, permission, key_op) = match op {
-            "encrypt" => ("Microsoft.KeyVault/vaults/keys/encrypt/action", "encrypt", "encrypt"),
-            "decrypt" => ("Microsoft.KeyVault/vaults/keys/decrypt/action", "decrypt", "decrypt"),
-            "wrapkey" => ("Microsoft.KeyVault/vaults/keys/wrap/action", "wrapKey", "wrapKey"),
-            "unwrapkey" => ("Microsoft.KeyVault/vaults/keys/unwrap/action", "unwrapKey", "unwrapKey"),
-            "sign" => ("Microsoft.KeyVault/vaults/keys/sign/action", "sign", "sign"),
-            "verify" => ("Microsoft.KeyVault/vaults/keys/verify/action", "verify", "verify"),
-            other => {
-                return Err(Failure::from(kv_error(404, "NotFound", format!("'{other}' is not a key operation."))));
-            }
-        };
-        authorize(self.service, self.vault, self.caller, action, permission, Some(name))?;
-        let request: OperationBody = parse(body)?;
+    /// encrypt, decrypt, wrapKey, unwrapKey, sign or verify with one key version.
+    pub async fn operate(
+        &self,
+        name: &str,
+        version: &str,
+        op: KeyOperation,
+        request: Parsed<OperationRequest>,
+    ) -> Result<OperationResult, KeyError> {
+        self.admit(op.action(), op.name(), Some(name))?;
+        let request = request?;
         let key = self.live(name, Some(version)).await?;
-        if key.kty == "EC" && !matches!(op, "sign" | "verify") {
-            return Err(Failure::from(bad_parameter(format!(
-                "The operation '{op}' needs an RSA key; EC keys can only sign and verify."
-            ))));
+        if key.kty == "EC" && !matches!(op, KeyOperation::Sign | KeyOperation::Verify) {
+            return Err(KeyError::bad_parameter(format!(
+                // The operation as the path spells it (lower case).
+                "The operation '{}' needs an RSA key; EC keys can only sign and verify.",
+                op.name().to_ascii_lowercase()
+            )));
         }
-        self.check_usable(&key, key_op)?;
-        let value =
-            b64url_decode(&request.value).ok_or_else(|| bad_parameter("The 'value' is not valid base64url."))?;
+        usability(&key, op.name()).map_err(|reason| KeyError::Unusable { reason, operation: op.name() })?;
+        let value = b64url_decode(&request.value)
+            .ok_or_else(|| KeyError::bad_parameter("The 'value' is not valid base64url."))?;
         let parsed = self.private_key(&key)?;
         let kid = self.kid(name, Some(&key.version));
-        if let ParsedKey::Ec(ec) = &*parsed {
-            return Ok(json_response(200, &ec_operation(ec, op, &request, &value, &kid)?));
-        }
-        let private = parsed.rsa()?;
-        let out = match op {
-            "encrypt" | "wrapkey" => {
-                let alg = RsaEncryption::parse(&request.alg).ok_or_else(|| {
-                    bad_parameter(format!("The algorithm '{}' is not valid for an RSA key.", request.alg))
-                })?;
-                let out = private
-                    .encrypt(alg, &value)
-                    .map_err(|_| bad_parameter("The value is too long for this key and algorithm."))?;
-                json!({"kid": kid, "value": b64url(&out)})
-            }
-            "decrypt" | "unwrapkey" => {
-                let alg = RsaEncryption::parse(&request.alg).ok_or_else(|| {
-                    bad_parameter(format!("The algorithm '{}' is not valid for an RSA key.", request.alg))
-                })?;
-                if value.len() != private.modulus_len().or_internal_with(internal)? {
-                    return Err(Failure::from(bad_parameter(
-                        "The ciphertext length does not match the key's modulus length.",
-                    )));
-                }
-                let plain = private
-                    .decrypt(alg, &value)
-                    .map_err(|_| bad_parameter("The ciphertext could not be decrypted with this key and algorithm."))?;
-                json!({"kid": kid, "value": b64url(&plain)})
-            }
-            "sign" => {
-                let alg = RsaSignature::parse(&request.alg).ok_or_else(|| {
-                    bad_parameter(format!("The algorithm '{}' is not valid for an RSA key.", request.alg))
-                })?;
-                if value.len() != alg.digest_len() {
-                    return Err(Failure::from(bad_parameter(format!(
-                        "The digest must be {} bytes for {}.",
-                        alg.digest_len(),
-                        request.alg
-                    ))));
-                }
-                json!({"kid": kid, "value": b64url(&private.sign_digest(alg, &value).or_internal_with(internal)?)})
-            }
-            _ => {
-                let alg = RsaSignature::parse(&request.alg).ok_or_else(|| {
-                    bad_parameter(format!("The algorithm '{}' is not valid for an RSA key.", request.alg))
-                })?;
-                let digest = request
-                    .digest
-                    .as_deref()
-                    .and_then(b64url_decode)
-                    .ok_or_else(|| bad_parameter("The 'digest' is missing or not valid base64url."))?;
-                json!({"value": private.verify_digest(alg, &digest, &value).or_internal_with(internal)?})
-            }
+        let result = match &*parsed {
+            ParsedKey::Ec(ec) => ec_operation(ec, op, &request, &value, kid)?,
+            ParsedKey::Rsa(rsa) => rsa_operation(rsa, op, &request, &value, kid)?,
         };
-        tracing::debug!(vault = %self.vault.name, key = name, version = %key.version, op, "key operation");
-        Ok(json_response(200, &out))
-    }
-
-    /// Disabled, expired, not-yet-valid keys and operations the key does not allow are refused.
-    fn check_usable(&self, key: &KeyVersion, op: &str) -> Result<(), ApiError> {
-        usability(key, op)
-            .map_err(|unusable| kv_error(403, "Forbidden", unusable.message(op)).with_inner_code(unusable.inner_code()))
+        tracing::debug!(vault = %self.vault.name, key = name, version = %key.version, op = op.name(), "key operation");
+        Ok(result)
     }
 
     /// The version's private key: unsealed and parsed once, then kept in memory.
-    fn private_key(&self, key: &KeyVersion) -> Result<Arc<ParsedKey>, ApiError> {
+    fn private_key(&self, key: &KeyVersion) -> Result<Arc<ParsedKey>, KeyError> {
         let cache_key = self.version_key(&key.name, &key.version);
         if let Some(parsed) = self.service.parsed_keys.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key) {
             return Ok(Arc::clone(parsed));
         }
-        let sealed = b64url_decode(&key.sealed_private).or_internal_with(internal)?;
-        let pkcs8: Zeroizing<Vec<u8>> =
-            self.service.root.open(SealPurpose::VaultKey, &sealed).or_internal_with(internal)?;
+        let sealed = b64url_decode(&key.sealed_private).or_key_internal()?;
+        let pkcs8: Zeroizing<Vec<u8>> = self.service.root.open(SealPurpose::VaultKey, &sealed).or_key_internal()?;
         let parsed = Arc::new(if key.kty == "EC" {
-            ParsedKey::Ec(EcKey::from_pkcs8(pkcs8).or_internal_with(internal)?)
+            ParsedKey::Ec(EcKey::from_pkcs8(pkcs8).or_key_internal()?)
         } else {
-            ParsedKey::Rsa(RsaKey::from_pkcs8(pkcs8).or_internal_with(internal)?)
+            ParsedKey::Rsa(RsaKey::from_pkcs8(pkcs8).or_key_internal()?)
         });
         self.service.parsed_keys.lock().unwrap_or_else(|e| e.into_inner()).insert(cache_key, Arc::clone(&parsed));
         Ok(parsed)
     }
 }
 
+impl KeyVaultService {
+    /// Drops the parsed private keys under `prefix` (`{vault}/` or `{vault}/{name}/`) once their
+    /// records are gone.
+    fn forget_parsed_keys(&self, prefix: &str) {
+        self.parsed_keys.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| !k.starts_with(prefix));
+    }
+}
+
+/// The kind of key a Create Key request asks for, if byos makes it.
+fn key_kind(request: &CreateKey) -> Result<KeyKind, KeyError> {
+    match (request.kty.as_str(), request.crv.as_deref()) {
+        ("RSA" | "RSA-HSM", _) => {
+            let bits = request.key_size.unwrap_or(2048);
+            if ![2048, 3072, 4096].contains(&bits) {
+                return Err(KeyError::bad_parameter(format!(
+                    "The key size {bits} is not supported; use 2048, 3072 or 4096."
+                )));
+            }
+            Ok(KeyKind::Rsa(bits))
+        }
+        ("EC" | "EC-HSM", None | Some("P-256")) => Ok(KeyKind::EcP256),
+        ("EC" | "EC-HSM", Some(curve)) => {
+            Err(KeyError::bad_parameter(format!("The curve '{curve}' is not supported; byos creates P-256 EC keys.")))
+        }
+        (other, _) => Err(KeyError::bad_parameter(format!(
+            "The key type '{other}' is not supported; byos creates RSA (2048, 3072, 4096) and EC P-256 keys."
+        ))),
+    }
+}
+
+fn rsa_algorithm_error(alg: &str) -> KeyError {
+    KeyError::bad_parameter(format!("The algorithm '{alg}' is not valid for an RSA key."))
+}
+
+fn digest_of(request: &OperationRequest) -> Result<Vec<u8>, KeyError> {
+    request
+        .digest
+        .as_deref()
+        .and_then(b64url_decode)
+        .ok_or_else(|| KeyError::bad_parameter("The 'digest' is missing or not valid base64url."))
+}
+
+/// encrypt, decrypt, wrapKey, unwrapKey, sign, verify with an RSA key.
+fn rsa_operation(
+    key: &RsaKey,
+    op: KeyOperation,
+    request: &OperationRequest,
+    value: &[u8],
+    kid: String,
+) -> Result<OperationResult, KeyError> {
+    let encryption = || RsaEncryption::parse(&request.alg).ok_or_else(|| rsa_algorithm_error(&request.alg));
+    let signature = || RsaSignature::parse(&request.alg).ok_or_else(|| rsa_algorithm_error(&request.alg));
+    // Decrypted output is plaintext: it stays in zeroized memory until encoded.
+    let output: Zeroizing<Vec<u8>> = match op {
+        KeyOperation::Encrypt | KeyOperation::WrapKey => Zeroizing::new(
+            key.encrypt(encryption()?, value)
+                .map_err(|_| KeyError::bad_parameter("The value is too long for this key and algorithm."))?,
+        ),
+        KeyOperation::Decrypt | KeyOperation::UnwrapKey => {
+            let alg = encryption()?;
+            if value.len() != key.modulus_len().or_key_internal()? {
+                return Err(KeyError::bad_parameter("The ciphertext length does not match the key's modulus length."));
+            }
+            key.decrypt(alg, value).map_err(|_| {
+                KeyError::bad_parameter("The ciphertext could not be decrypted with this key and algorithm.")
+            })?
+        }
+        KeyOperation::Sign => {
+            let alg = signature()?;
+            if value.len() != alg.digest_len() {
+                return Err(KeyError::bad_parameter(format!(
+                    "The digest must be {} bytes for {}.",
+                    alg.digest_len(),
+                    request.alg
+                )));
+            }
+            Zeroizing::new(key.sign_digest(alg, value).or_key_internal()?)
+        }
+        KeyOperation::Verify => {
+            let alg = signature()?;
+            let digest = digest_of(request)?;
+            return Ok(OperationResult::Verified { value: key.verify_digest(alg, &digest, value).or_key_internal()? });
+        }
+    };
+    Ok(OperationResult::Value { kid, value: b64url(&output) })
+}
+
 /// sign / verify with an EC P-256 key (ES256 over a SHA-256 digest).
-fn ec_operation(key: &EcKey, op: &str, request: &OperationBody, value: &[u8], kid: &str) -> Result<Value, ApiError> {
+fn ec_operation(
+    key: &EcKey,
+    op: KeyOperation,
+    request: &OperationRequest,
+    value: &[u8],
+    kid: String,
+) -> Result<OperationResult, KeyError> {
     if request.alg != "ES256" {
-        return Err(bad_parameter(format!("The algorithm '{}' is not valid for a P-256 key; use ES256.", request.alg)));
+        return Err(KeyError::bad_parameter(format!(
+            "The algorithm '{}' is not valid for a P-256 key; use ES256.",
+            request.alg
+        )));
     }
     match op {
-        "sign" => {
+        KeyOperation::Sign => {
             if value.len() != 32 {
-                return Err(bad_parameter("The digest must be 32 bytes for ES256."));
+                return Err(KeyError::bad_parameter("The digest must be 32 bytes for ES256."));
             }
-            Ok(json!({"kid": kid, "value": b64url(&key.sign_digest(value).or_internal_with(internal)?)}))
+            Ok(OperationResult::Value { kid, value: b64url(&key.sign_digest(value).or_key_internal()?) })
         }
-        "verify" => {
-            let digest = request
-                .digest
-                .as_deref()
-                .and_then(b64url_decode)
-                .ok_or_else(|| bad_parameter("The 'digest' is missing or not valid base64url."))?;
-            Ok(json!({"value": key.verify_digest(&digest, value)}))
+        KeyOperation::Verify => {
+            let digest = digest_of(request)?;
+            Ok(OperationResult::Verified { value: key.verify_digest(&digest, value) })
         }
-        _ => Err(bad_parameter("EC keys support only the sign and verify operations.")),
+        _ => Err(KeyError::bad_parameter("EC keys support only the sign and verify operations.")),
     }
 }
 
@@ -1168,15 +811,6 @@ impl Unusable {
             Unusable::NotYetValid => "KeyNotYetValid",
             Unusable::Expired => "KeyExpired",
             Unusable::OperationNotAllowed => "OperationNotAllowed",
-        }
-    }
-
-    fn message(self, op: &str) -> String {
-        match self {
-            Unusable::Disabled => format!("Operation {op} is not allowed on a disabled key."),
-            Unusable::NotYetValid => format!("Operation {op} is not allowed on a key that is not yet valid."),
-            Unusable::Expired => format!("Operation {op} is not allowed on an expired key."),
-            Unusable::OperationNotAllowed => format!("Operation {op} is not permitted on this key."),
         }
     }
 }
@@ -1299,51 +933,55 @@ impl KeyVaultService {
 
     async fn use_key_unaudited(
         self: &Arc<Self>,
-        vault: &Arc<Vault>,
+        vault: &Vault,
         caller: &Caller,
         name: &str,
         version: Option<&str>,
         op: KeyUse,
     ) -> Result<KeyUsed, KeyUseError> {
-        let vault = Arc::clone(vault);
-        let ctx = Ctx::new(self, &vault, caller);
-        let (action, key_op) = match &op {
-            KeyUse::Get => ("Microsoft.KeyVault/vaults/keys/read", None),
-            KeyUse::Wrap(_) => ("Microsoft.KeyVault/vaults/keys/wrap/action", Some("wrapKey")),
-            KeyUse::Unwrap(_) => ("Microsoft.KeyVault/vaults/keys/unwrap/action", Some("unwrapKey")),
+        let ctx = Ctx::new(self, vault, caller);
+        let (action, permission, key_op) = match &op {
+            KeyUse::Get => (READ, "get", None),
+            KeyUse::Wrap(_) => (KeyOperation::WrapKey.action(), "wrapKey", Some("wrapKey")),
+            KeyUse::Unwrap(_) => (KeyOperation::UnwrapKey.action(), "unwrapKey", Some("unwrapKey")),
         };
-        let scope = Scope::parse(&format!("{}/keys/{name}", vault.id)).map_err(|_| KeyUseError::Internal)?;
-        ask_door(self, &vault, caller, action, &scope).map_err(KeyUseError::Denied)?;
-        let key = match ctx.live(name, version).await {
-            Ok(key) => key,
-            // `live` answers 404 for a key or version that does not exist, 500 for a store failure.
-            Err(e) if e.status == 404 => return Err(KeyUseError::KeyNotFound(name.to_owned())),
-            Err(_) => return Err(KeyUseError::Internal),
-        };
+        ctx.admit(action, permission, Some(name)).map_err(KeyUseError::from)?;
+        let key = ctx.live(name, version).await.map_err(KeyUseError::from)?;
         if let Some(key_op) = key_op {
             if !key.kty.starts_with("RSA") {
                 return Err(KeyUseError::NotRsa(key.kty.clone()));
             }
             usability(&key, key_op).map_err(KeyUseError::Unusable)?;
         }
-        let private = || ctx.private_key(&key).map_err(|_| KeyUseError::Internal);
+        let rsa = || ctx.private_key(&key).map_err(|_| KeyUseError::Internal);
         let output = match op {
             KeyUse::Get => Zeroizing::new(Vec::new()),
             KeyUse::Wrap(plain) => {
-                let parsed = private()?;
+                let parsed = rsa()?;
                 let rsa = parsed.rsa().map_err(|_| KeyUseError::Internal)?;
                 Zeroizing::new(
                     rsa.encrypt(RsaEncryption::Oaep256, &plain).map_err(|_| KeyUseError::Rejected("wrapped"))?,
                 )
             }
             KeyUse::Unwrap(wrapped) => {
-                let parsed = private()?;
+                let parsed = rsa()?;
                 let rsa = parsed.rsa().map_err(|_| KeyUseError::Internal)?;
                 rsa.decrypt(RsaEncryption::Oaep256, &wrapped).map_err(|_| KeyUseError::Rejected("unwrapped"))?
             }
         };
         tracing::debug!(vault = %vault.name, key = name, version = %key.version, caller = %caller, "key used by a byos service");
         Ok(KeyUsed { kid: ctx.kid(name, Some(&key.version)), version: key.version, output })
+    }
+}
+
+impl From<KeyError> for KeyUseError {
+    /// The errors the door and the key lookup can give a key use; anything else is byos's failure.
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Denied(refusal) => KeyUseError::Denied(refusal.denial),
+            KeyError::KeyNotFound { name, .. } => KeyUseError::KeyNotFound(name),
+            _ => KeyUseError::Internal,
+        }
     }
 }
 
@@ -1354,9 +992,9 @@ pub async fn vault_keys_delete_ops(
     mut batch: Batch,
 ) -> Result<Batch, ApiError> {
     let prefix = format!("{vault}/");
-    service.parsed_keys.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| !k.starts_with(&prefix));
+    service.forget_parsed_keys(&prefix);
     for table in [KEYS, KEY_STATE, ROTATION] {
-        for (key, _) in service.store.scan(table, &prefix).await.map_err(store_err)? {
+        for (key, _) in service.store.scan(table, &prefix).await.map_err(KeyError::from)? {
             batch = batch.delete(table, key);
         }
     }
@@ -1364,10 +1002,10 @@ pub async fn vault_keys_delete_ops(
 }
 
 /// Rotates every key whose rotation policy is due (the watcher's tick).
-pub async fn rotate_due_keys(service: &Arc<KeyVaultService>, rotator: &Caller) -> Result<(), ApiError> {
+pub async fn rotate_due_keys(service: &Arc<KeyVaultService>, rotator: &Caller) -> Result<(), KeyError> {
     let now = byos_core::time::unix_now();
-    for (state_key, bytes) in service.store.scan(ROTATION, "").await.map_err(store_err)? {
-        let policy: crate::rotation::RotationPolicy = decode(&bytes)?;
+    for (state_key, bytes) in service.store.scan(ROTATION, "").await? {
+        let policy: RotationPolicy = decode(&bytes)?;
         let Some((vault_name, name)) = state_key.split_once('/') else { continue };
         let Some(vault) = service.vault(vault_name) else { continue };
         let ctx = Ctx::new(service, &vault, rotator);
@@ -1375,32 +1013,33 @@ pub async fn rotate_due_keys(service: &Arc<KeyVaultService>, rotator: &Caller) -
         if !policy.due(current.created, current.exp, now) {
             continue;
         }
-        let outcome = match authorize(service, &vault, rotator, ROTATE, "rotate", Some(name)) {
-            Ok(()) => ctx.rotate_now(name).await,
-            Err(e) => Err(e),
-        };
+        let outcome = ctx.rotate(name).await;
+        let rotated = outcome.is_ok();
         let who = crate::audit::Who {
             caller: String::new(),
             client_id: String::new(),
             authentication: "KeyRotationPolicy".into(),
         };
-        let key_id = outcome.as_ref().map(|k| ctx.kid(name, Some(&k.version))).unwrap_or_else(|_| ctx.kid(name, None));
-        let result = crate::audit::result_of(outcome.as_ref().map(|_| ()));
+        let key_id = outcome.as_ref().map(|k| k.key.kid.clone()).unwrap_or_else(|_| ctx.kid(name, None));
+        let result = match outcome {
+            Ok(_) => crate::audit::result_of(Ok(())),
+            Err(e) => crate::audit::result_of(Err(&ApiError::from(e))),
+        };
         if let Err(e) = service.audit_as(&vault.name, &who, &key_id, "rotate", result).await {
             tracing::error!(vault = %vault.name, key = name, error = %e, "a rotation by a rotation policy could not be audited");
         }
-        if let Ok(key) = outcome {
-            tracing::info!(vault = %vault.name, key = name, version = %key.version, "key rotated by its rotation policy");
+        if rotated {
+            tracing::info!(vault = %vault.name, key = name, kid = %key_id, "key rotated by its rotation policy");
         }
     }
     Ok(())
 }
 
 /// Purges soft-deleted keys whose retention has ended (the watcher's tick), as Key Vault does.
-pub async fn purge_expired_keys(service: &KeyVaultService, purger: &Caller) -> Result<usize, ApiError> {
+pub async fn purge_expired_keys(service: &Arc<KeyVaultService>, purger: &Caller) -> Result<usize, KeyError> {
     let now = byos_core::time::unix_now();
     let mut purged = 0;
-    for (state_key, bytes) in service.store.scan(KEY_STATE, "").await.map_err(store_err)? {
+    for (state_key, bytes) in service.store.scan(KEY_STATE, "").await? {
         let state: KeyState = decode(&bytes)?;
         if state.deleted.as_ref().is_none_or(|d| d.scheduled_purge_date > now) {
             continue;
@@ -1409,17 +1048,17 @@ pub async fn purge_expired_keys(service: &KeyVaultService, purger: &Caller) -> R
         let Some((vault, name)) = state_key.split_once('/').and_then(|(v, n)| Some((service.vault(v)?, n))) else {
             continue;
         };
-        authorize(service, &vault, purger, PURGE, "purge", Some(name))?;
+        Ctx::new(service, &vault, purger).admit(PURGE, "purge", Some(name))?;
         let mut batch = Batch::new()
             .expect_unchanged(KEY_STATE, state_key.clone(), Some(bytes))
             .delete(KEY_STATE, state_key.clone())
             .delete(ROTATION, state_key.clone());
         let prefix = format!("{state_key}/");
-        for (version_key, _) in service.store.scan(KEYS, &prefix).await.map_err(store_err)? {
+        for (version_key, _) in service.store.scan(KEYS, &prefix).await? {
             batch = batch.delete(KEYS, version_key);
         }
-        service.store.commit(batch).await.map_err(store_err)?;
-        service.parsed_keys.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| !k.starts_with(&prefix));
+        service.store.commit(batch).await?;
+        service.forget_parsed_keys(&prefix);
         purged += 1;
     }
     Ok(purged)
@@ -1428,7 +1067,9 @@ pub async fn purge_expired_keys(service: &KeyVaultService, purger: &Caller) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::Router;
     use byos_store::{MemStore, SharedStore};
+    use serde_json::json;
 
     struct NoListeners;
 
@@ -1455,37 +1096,14 @@ mod tests {
     -> Result<(), Box<dyn std::error::Error>> {
         let failing = Arc::new(crate::audit::tests::FailingAudit::default());
         let store: SharedStore = failing.clone();
-        let root = Arc::new(byos_crypto::RootKey::ephemeral()?);
-        let directory =
-            Arc::new(byos_identity::Directory::open(Arc::clone(&store), &root, "https://127.0.0.1:1").await?);
-        let tenant = directory.tenant_id();
-        let service = KeyVaultService::new(
-            Arc::clone(&store),
-            root,
-            Arc::new(byos_authz::Door::new()),
-            directory,
-            Arc::new(NoListeners),
-            "https://127.0.0.1:1".into(),
-        );
+        let (service, tenant) = service_on(Arc::clone(&store)).await?;
         let user = uuid::Uuid::new_v4();
-        let props = json!({"tenantId": tenant, "sku": {},
-            "accessPolicies": [{"tenantId": tenant, "objectId": user, "permissions": {"keys": ["get", "wrapKey"]}}]});
-        let settings =
-            crate::settings::VaultSettings::create(props.as_object().ok_or("props")?).map_err(|e| e.message)?;
-        service.install(&vault_record("kv1"), settings);
-        let vault = service.vault("kv1").ok_or("vault")?;
-        let principal = byos_core::PrincipalRef {
-            object_id: user,
-            client_id: uuid::Uuid::new_v4(),
-            tenant_id: tenant,
-            kind: byos_core::PrincipalKind::ServicePrincipal,
-        };
-        let caller = Caller::bearer(principal, byos_core::NetworkOrigin::local_socket());
+        let vault = install_policy_vault(&service, tenant, user, &["get", "wrapKey"])?;
+        let caller = bearer(user, tenant);
         let ops = vec!["wrapKey".to_owned()];
         Ctx::new(&service, &vault, &caller)
             .new_version("k", KeyKind::Rsa(2048), ops, Attributes::default(), Map::new(), None)
-            .await
-            .map_err(|e| e.message)?;
+            .await?;
         let wrap = || service.use_key(&caller, &vault.uri, "k", None, KeyUse::Wrap(vec![7; 32]));
         assert!(wrap().await.is_ok(), "the key is usable while the log is writable");
         failing.fail.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -1495,6 +1113,87 @@ mod tests {
         let (entries, verdict) = service.audit_verdict("kv1").await.map_err(|e| e.message)?;
         assert_eq!(entries.len(), 1, "only the recorded use is in the log");
         assert_eq!(verdict, Ok(1));
+        Ok(())
+    }
+
+    /// A Key Vault service over `store` (no listeners, an empty door), and its tenant.
+    async fn service_on(store: SharedStore) -> Result<(Arc<KeyVaultService>, uuid::Uuid), Box<dyn std::error::Error>> {
+        let root = Arc::new(byos_crypto::RootKey::ephemeral()?);
+        let directory =
+            Arc::new(byos_identity::Directory::open(Arc::clone(&store), &root, "https://127.0.0.1:1").await?);
+        let tenant = directory.tenant_id();
+        let service = KeyVaultService::new(
+            store,
+            root,
+            Arc::new(byos_authz::Door::new()),
+            directory,
+            Arc::new(NoListeners),
+            "https://127.0.0.1:1".into(),
+        );
+        Ok((service, tenant))
+    }
+
+    /// Installs vault `kv1`, governed by an access policy granting `user` the key permissions `keys`.
+    fn install_policy_vault(
+        service: &KeyVaultService,
+        tenant: uuid::Uuid,
+        user: uuid::Uuid,
+        keys: &[&str],
+    ) -> Result<Arc<Vault>, Box<dyn std::error::Error>> {
+        let props = json!({"tenantId": tenant, "sku": {},
+            "accessPolicies": [{"tenantId": tenant, "objectId": user, "permissions": {"keys": keys}}]});
+        let settings =
+            crate::settings::VaultSettings::create(props.as_object().ok_or("props")?).map_err(|e| e.message)?;
+        service.install(&vault_record("kv1"), settings);
+        Ok(service.vault("kv1").ok_or("vault")?)
+    }
+
+    fn bearer(user: uuid::Uuid, tenant: uuid::Uuid) -> Caller {
+        let principal = byos_core::PrincipalRef {
+            object_id: user,
+            client_id: uuid::Uuid::new_v4(),
+            tenant_id: tenant,
+            kind: byos_core::PrincipalKind::ServicePrincipal,
+        };
+        Caller::bearer(principal, byos_core::NetworkOrigin::local_socket())
+    }
+
+    fn rsa_key() -> CreateKey {
+        CreateKey { kty: "RSA".into(), key_size: None, crv: None, key_ops: None, attributes: None, tags: None }
+    }
+
+    /// The key operations are usable without HTTP, and each asks the door itself: a caller the
+    /// vault's access policy does not name is refused in domain terms (even with unreadable
+    /// parameters: the door answers first), one it grants creates and reads a key.
+    #[tokio::test]
+    async fn domain_operations_ask_the_door_before_anything_else() -> Result<(), Box<dyn std::error::Error>> {
+        let (service, tenant) = service_on(Arc::new(MemStore::new())).await?;
+        let owner = uuid::Uuid::new_v4();
+        let vault = install_policy_vault(&service, tenant, owner, &["create", "get"])?;
+        let stranger = bearer(uuid::Uuid::new_v4(), tenant);
+        let refused = Ctx::new(&service, &vault, &stranger);
+        let unreadable = Err(KeyError::bad_parameter("unreadable"));
+        for outcome in [refused.create("k", Ok(rsa_key())).await, refused.create("k", unreadable).await] {
+            match outcome {
+                Err(KeyError::Denied(refusal)) => {
+                    assert_eq!(refusal.denial.kind, byos_authz::DenialKind::AccessPolicy);
+                    assert_eq!(refusal.permission, "create");
+                }
+                other => return Err(format!("expected a denial, got {:?}", other.map(|b| b.key.kid)).into()),
+            }
+        }
+        assert!(matches!(refused.get("k", None).await, Err(KeyError::Denied(_))), "the stranger cannot read either");
+
+        let owner = bearer(owner, tenant);
+        let admitted = Ctx::new(&service, &vault, &owner);
+        let created = admitted.create("k", Ok(rsa_key())).await?;
+        assert_eq!(created.key.kty, "RSA");
+        let read = admitted.get("k", None).await?;
+        assert_eq!(read.key.kid, created.key.kid, "the current version is the one just created");
+        assert!(
+            matches!(admitted.get("other", None).await, Err(KeyError::KeyNotFound { name, version: None }) if name == "other"),
+            "an admitted caller learns that a key does not exist"
+        );
         Ok(())
     }
 
@@ -1517,17 +1216,7 @@ mod tests {
     #[tokio::test]
     async fn soft_deleted_keys_are_purged_only_after_their_retention() -> Result<(), Box<dyn std::error::Error>> {
         let store: SharedStore = Arc::new(MemStore::new());
-        let root = Arc::new(byos_crypto::RootKey::ephemeral()?);
-        let directory =
-            Arc::new(byos_identity::Directory::open(Arc::clone(&store), &root, "https://127.0.0.1:1").await?);
-        let service = KeyVaultService::new(
-            Arc::clone(&store),
-            root,
-            Arc::new(byos_authz::Door::new()),
-            directory,
-            Arc::new(NoListeners),
-            "https://127.0.0.1:1".into(),
-        );
+        let (service, _) = service_on(Arc::clone(&store)).await?;
         let props = json!({"tenantId": uuid::Uuid::new_v4(), "sku": {}, "enableRbacAuthorization": true});
         let settings =
             crate::settings::VaultSettings::create(props.as_object().ok_or("props")?).map_err(|e| e.message)?;
@@ -1543,14 +1232,12 @@ mod tests {
             )
             .await?;
         let rotation = Caller::actor(byos_core::Actor::KeyRotation);
-        assert!(purge_expired_keys(&service, &rotation).await.is_err_and(|e| e.status == 403), "not the purge's actor");
-        assert!(store.get(KEY_STATE, "vault/expired").await?.is_some(), "a refused purge purges nothing");
-        assert_eq!(
-            purge_expired_keys(&service, &Caller::actor(byos_core::Actor::SoftDeletePurge))
-                .await
-                .map_err(|e| e.message)?,
-            1
+        assert!(
+            matches!(purge_expired_keys(&service, &rotation).await, Err(KeyError::Denied(_))),
+            "not the purge's actor"
         );
+        assert!(store.get(KEY_STATE, "vault/expired").await?.is_some(), "a refused purge purges nothing");
+        assert_eq!(purge_expired_keys(&service, &Caller::actor(byos_core::Actor::SoftDeletePurge)).await?, 1);
         assert!(store.get(KEY_STATE, "vault/expired").await?.is_none());
         assert!(store.get(KEYS, "vault/expired/v1").await?.is_none(), "every version goes with the key");
         assert!(store.get(KEY_STATE, "vault/retained").await?.is_some(), "a key still in retention stays recoverable");
