@@ -3,9 +3,10 @@
 //! - [`settings`]: the vault properties byos enforces (soft delete always on, irreversible purge
 //!   protection, access policies or RBAC).
 //! - [`provider`]: the `Microsoft.KeyVault` ARM provider, soft-deleted vaults, access policy edits.
-//! - [`keys`]: the keys data plane (create, versions, crypto operations, delete/recover/purge), one
-//!   listener per vault because the SDK needs a host or port per vault. Private keys never leave
-//!   byos and are stored only sealed under the root key.
+//! - [`keys`]: the keys data plane (create, versions, crypto operations, delete/recover/purge):
+//!   HTTP-free operations that authorize inside ([`keys::Ctx`], typed [`keys::KeyError`]), and
+//!   [`keys::http`], served on one listener per vault because the SDK needs a host or port per
+//!   vault. Private keys never leave byos and are stored only sealed under the root key.
 
 pub mod audit;
 pub mod keys;
