@@ -158,7 +158,7 @@ impl KeyVaultService {
 
     /// Starts serving a vault's data plane on `port` (or any port if it is taken); returns the port.
     pub(crate) async fn serve(self: &Arc<Self>, name: &str, port: u16) -> Result<u16, ApiError> {
-        let router = keys::router(Arc::clone(self), name.to_ascii_lowercase());
+        let router = keys::http::router(Arc::clone(self), name.to_ascii_lowercase());
         let opened = match self.listeners.open(port, router.clone()).await {
             Ok(opened) => opened,
             Err(_) if port != 0 => self.listeners.open(0, router).await.map_err(|e| listener_error(name, e))?,

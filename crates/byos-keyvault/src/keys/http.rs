@@ -15,7 +15,7 @@ use byos_core::{ApiError, Caller, ErrorFormat};
 use byos_http::{Failure, bearer_token, json_response, origin_of};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{Ctx, KeyError, KeyOperation, Parsed, Refusal};
 use crate::{KeyVaultService, Vault};
@@ -328,9 +328,16 @@ fn ok<T: Serialize>(body: &T) -> Result<Response, Failure> {
     Ok(json_response(200, &value))
 }
 
-/// A list as Key Vault pages it (byos returns every item in one page).
+/// A list as Key Vault pages it: byos returns every item in one page, so `nextLink` is null.
+#[derive(Serialize)]
+struct Page<'a, T> {
+    value: &'a [T],
+    #[serde(rename = "nextLink")]
+    next_link: Option<String>,
+}
+
 fn page<T: Serialize>(items: &[T]) -> Result<Response, Failure> {
-    ok(&json!({"value": items, "nextLink": Value::Null}))
+    ok(&Page { value: items, next_link: None })
 }
 
 async fn route(ctx: &Ctx<'_>, method: Method, target: Target, body: &Bytes) -> Result<Response, Failure> {

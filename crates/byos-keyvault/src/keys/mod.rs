@@ -23,7 +23,6 @@ use crate::rotation::RotationPolicy;
 use crate::{KeyVaultService, Vault};
 use error::OrKeyInternal;
 pub use error::{KeyError, Refusal};
-pub use http::router;
 pub use model::KeyOperation;
 use model::{
     Attributes, CreateKey, DeletedKeyBundle, DeletedKeyItem, JsonWebKey, KeyAttributes, KeyBackup, KeyBundle, KeyItem,
@@ -37,7 +36,8 @@ const PURGE: &str = "Microsoft.KeyVault/vaults/keys/purge/action";
 pub(crate) const KEYS: Table = Table("kv_keys");
 const KEY_STATE: Table = Table("kv_key_state");
 const ROTATION: Table = Table("kv_rotation");
-const DEFAULT_KEY_OPS: [&str; 6] = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"];
+/// Every operation a key may allow; an RSA key allows all of them unless created otherwise.
+const KEY_OPS: [&str; 6] = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"];
 
 /// A request's typed parameters, or why its body could not be read into them. An operation
 /// reports a body it could not read only after the door admitted the caller.
@@ -140,7 +140,7 @@ fn not_found(name: &str, version: Option<&str>) -> KeyError {
 }
 
 fn check_key_ops(ops: &[String]) -> Result<(), KeyError> {
-    match ops.iter().find(|op| !DEFAULT_KEY_OPS.contains(&op.as_str())) {
+    match ops.iter().find(|op| !KEY_OPS.contains(&op.as_str())) {
         Some(op) => Err(KeyError::bad_parameter(format!("The key operation '{op}' is invalid."))),
         None => Ok(()),
     }
@@ -284,7 +284,7 @@ impl Ctx<'_> {
         validate_name(name)?;
         let request = request?;
         let kind = key_kind(&request)?;
-        let default_ops: &[&str] = if matches!(kind, KeyKind::EcP256) { &["sign", "verify"] } else { &DEFAULT_KEY_OPS };
+        let default_ops: &[&str] = if matches!(kind, KeyKind::EcP256) { &["sign", "verify"] } else { &KEY_OPS };
         let key_ops = request.key_ops.unwrap_or_else(|| default_ops.iter().map(|s| (*s).to_owned()).collect());
         check_key_ops(&key_ops)?;
         if matches!(kind, KeyKind::EcP256) && key_ops.iter().any(|op| op != "sign" && op != "verify") {
@@ -1021,6 +1021,7 @@ pub async fn rotate_due_keys(service: &Arc<KeyVaultService>, rotator: &Caller) -
             authentication: "KeyRotationPolicy".into(),
         };
         let key_id = outcome.as_ref().map(|k| k.key.kid.clone()).unwrap_or_else(|_| ctx.kid(name, None));
+        // Recorded in Key Vault's codes, like the results of REST requests.
         let result = match outcome {
             Ok(_) => crate::audit::result_of(Ok(())),
             Err(e) => crate::audit::result_of(Err(&ApiError::from(e))),
