@@ -3,9 +3,10 @@
 //! - [`settings`]: the vault properties byos enforces (soft delete always on, irreversible purge
 //!   protection, access policies or RBAC).
 //! - [`provider`]: the `Microsoft.KeyVault` ARM provider, soft-deleted vaults, access policy edits.
-//! - [`keys`]: the keys data plane (create, versions, crypto operations, delete/recover/purge), one
-//!   listener per vault because the SDK needs a host or port per vault. Private keys never leave
-//!   byos and are stored only sealed under the root key.
+//! - [`keys`]: the keys data plane (create, versions, crypto operations, delete/recover/purge):
+//!   HTTP-free operations that authorize inside ([`keys::Ctx`], typed [`keys::KeyError`]), and
+//!   [`keys::http`], served on one listener per vault because the SDK needs a host or port per
+//!   vault. Private keys never leave byos and are stored only sealed under the root key.
 
 pub mod audit;
 pub mod keys;
@@ -157,7 +158,7 @@ impl KeyVaultService {
 
     /// Starts serving a vault's data plane on `port` (or any port if it is taken); returns the port.
     pub(crate) async fn serve(self: &Arc<Self>, name: &str, port: u16) -> Result<u16, ApiError> {
-        let router = keys::router(Arc::clone(self), name.to_ascii_lowercase());
+        let router = keys::http::router(Arc::clone(self), name.to_ascii_lowercase());
         let opened = match self.listeners.open(port, router.clone()).await {
             Ok(opened) => opened,
             Err(_) if port != 0 => self.listeners.open(0, router).await.map_err(|e| listener_error(name, e))?,

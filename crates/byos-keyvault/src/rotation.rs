@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use byos_core::{Actor, ApiError, Caller};
+use byos_core::{Actor, Caller};
+
+use crate::keys::KeyError;
 use serde::{Deserialize, Serialize};
 
 /// An ISO 8601 duration (`P90D`, `PT5S`, `P1Y2M`) in seconds; years count 365 days, months 30.
@@ -87,8 +89,8 @@ impl RotationPolicy {
     }
 
     /// Checks durations and action types.
-    pub fn validate(&self) -> Result<(), ApiError> {
-        let bad = |m: String| ApiError::bad_request("BadParameter", m).with_format(byos_core::ErrorFormat::KeyVault);
+    pub fn validate(&self) -> Result<(), KeyError> {
+        let bad = KeyError::BadParameter;
         for action in &self.lifetime_actions {
             if !["rotate", "notify"].contains(&action.action.kind.to_ascii_lowercase().as_str()) {
                 return Err(bad(format!("The action type '{}' is not Rotate or Notify.", action.action.kind)));
@@ -153,7 +155,7 @@ pub fn spawn_watch(service: Arc<crate::KeyVaultService>, interval: std::time::Du
                 continue;
             }
             for outcome in [
-                crate::keys::purge_expired_keys(&service, &purger).await,
+                crate::keys::purge_expired_keys(&service, &purger).await.map_err(byos_core::ApiError::from),
                 crate::provider::purge_expired_vaults(&service, &purger).await,
             ] {
                 match outcome {
