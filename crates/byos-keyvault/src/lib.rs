@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod keys;
+pub mod protector;
 pub mod provider;
 pub mod rotation;
 pub mod settings;

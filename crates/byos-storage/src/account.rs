@@ -8,6 +8,7 @@ use byos_core::ApiError;
 use byos_core::OrInternal;
 use byos_crypto::envelope::Kek;
 use byos_crypto::{MacKey, RootKey, SealPurpose, b64url, b64url_decode};
+use byos_keyvault::protector::{Protection, WrappedKek};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
@@ -271,27 +272,11 @@ pub fn parse_encryption(props: &Map<String, Value>) -> Result<Option<EncryptionR
     }))
 }
 
-/// Where an account's key-encryption key comes from.
-pub enum KekSource {
-    /// Sealed under the service root key (service-managed keys).
-    Root(std::sync::Arc<Kek>),
-    /// Wrapped by a customer's key in Key Vault: usable only through that key.
-    Customer(CmkWrap),
-}
-
-/// The KEK wrapped (RSA-OAEP-256) by a customer's key version.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CmkWrap {
-    /// `{vault}keys/{name}/{version}`
-    pub key_id: String,
-    pub wrapped: String,
-}
-
 /// An account's secrets. Stored only sealed under the root key; with a customer-managed key the
 /// KEK itself is not among them, only its wrapped form.
 pub struct AccountSecrets {
     pub keys: [Zeroizing<String>; 2],
-    pub kek: KekSource,
+    pub kek: Protection,
     /// Derives user delegation keys (so byos need not store them).
     pub delegation: MacKey,
     raw: SecretsRecord,
@@ -307,7 +292,7 @@ struct SecretsRecord {
     kek: String,
     delegation: String,
     #[serde(default)]
-    cmk: Option<CmkWrap>,
+    cmk: Option<WrappedKek>,
 }
 
 impl Drop for SecretsRecord {
@@ -343,10 +328,10 @@ impl AccountSecrets {
     fn from_record(raw: SecretsRecord) -> Result<Self, ApiError> {
         let delegation = Zeroizing::new(b64url_decode(&raw.delegation).or_internal()?);
         let kek = match &raw.cmk {
-            Some(wrap) => KekSource::Customer(wrap.clone()),
+            Some(wrap) => Protection::Customer(wrap.clone()),
             None => {
                 let bytes = Zeroizing::new(b64url_decode(&raw.kek).or_internal()?);
-                KekSource::Root(std::sync::Arc::new(Kek::from_bytes(&bytes).or_internal()?))
+                Protection::Root(std::sync::Arc::new(Kek::from_bytes(&bytes).or_internal()?))
             }
         };
         Ok(AccountSecrets {
@@ -382,7 +367,7 @@ impl AccountSecrets {
     }
 
     /// The same secrets with the KEK protected by a customer's key: the KEK leaves the record.
-    pub fn with_customer_key(&self, wrap: CmkWrap) -> Result<Self, ApiError> {
+    pub fn with_customer_key(&self, wrap: WrappedKek) -> Result<Self, ApiError> {
         let mut raw = self.raw.clone();
         raw.kek = String::new();
         raw.cmk = Some(wrap);

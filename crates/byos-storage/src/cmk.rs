@@ -3,8 +3,10 @@
 //!
 //! - Enable / change key: the KEK is wrapped with the key (RSA-OAEP-256) and removed from the
 //!   root-sealed secrets; the wrap is tested by an unwrap, so a missing permission fails the update.
-//! - Use: the unwrapped KEK is cached for `cmk_cache_ttl` (≤ 60 s); after that every data operation
-//!   unwraps again, so a revoked key or identity makes the data unreadable within that time.
+//! - Use: the unwrapped KEK is cached for `cmk_cache_ttl` (≤ 60 s) by the key protector
+//!   (`byos_keyvault::protector`, shared with every service that keeps data under its own KEK);
+//!   after that every data operation unwraps again, so a revoked key or identity makes the data
+//!   unreadable within that time.
 //! - Identity: resolved from the account's current identity at every use, never pinned at setup.
 //! - Rotation: when the key's current version changes (and no version is pinned), the background
 //!   watch re-wraps the KEK with the new version (data reads never write records). Data keys and
@@ -12,17 +14,17 @@
 //! - Disable: the KEK goes back under the root key, again without touching data.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use byos_authz::DenialKind;
-use byos_core::{Actor, ApiError, Caller, OrInternal};
+use byos_core::{Actor, ApiError, Caller};
 use byos_crypto::envelope::Kek;
-use byos_crypto::{b64url, b64url_decode};
 use byos_identity::AttachedIdentities;
-use byos_keyvault::keys::{KeyUse, KeyUseError, KeyUsed};
+use byos_keyvault::Vault;
+use byos_keyvault::keys::{KeyUseError, KeyUsed};
+use byos_keyvault::protector::{CustomerKey, Protection, ProtectorError, WrapError, WrappedKek};
 use zeroize::Zeroizing;
 
-use crate::account::{CmkSettings, CmkWrap, KekSource, split_key_id};
+use crate::account::CmkSettings;
 use crate::blob::errors::err;
 use crate::{Account, StorageService};
 
@@ -32,13 +34,15 @@ impl Account {
     pub fn identities(&self) -> AttachedIdentities<'_> {
         AttachedIdentities { resource_id: &self.id, system: self.system_identity, user: &self.user_identities }
     }
-}
 
-/// The caller that uses the account's customer key now: its identity acting in-process for the
-/// account (network rules see it as the account, a trusted service for key vaults). `None`: that
-/// identity is gone or no longer attached.
-fn acting_caller(service: &StorageService, account: &Account, settings: &CmkSettings) -> Option<Caller> {
-    service.directory.act_as(&account.identities(), settings.identity.as_deref())
+    /// Who uses the account's customer key and in which vault, as the account says now.
+    fn customer_key<'a>(&'a self, settings: &'a CmkSettings, vault: Option<&'a Vault>) -> CustomerKey<'a> {
+        CustomerKey {
+            resource: self.identities(),
+            identity: settings.identity.as_deref(),
+            vault_uri: vault.map(|v| v.uri.as_str()),
+        }
+    }
 }
 
 /// What ARM says when a customer key cannot be set up.
@@ -71,65 +75,15 @@ pub async fn wrap(
     key_name: &str,
     version: Option<&str>,
     kek: &[u8],
-) -> Result<(CmkWrap, KeyUsed), ApiError> {
-    let kv = &service.keyvault;
-    let wrapped = kv
-        .use_key(caller, vault_uri, key_name, version, KeyUse::Wrap(kek.to_vec()))
-        .await
-        .map_err(|e| setup_error(&e, "wrap the account key"))?;
-    let check = kv
-        .use_key(caller, vault_uri, key_name, Some(&wrapped.version), KeyUse::Unwrap(wrapped.output.to_vec()))
-        .await
-        .map_err(|e| setup_error(&e, "unwrap the account key"))?;
-    if check.output.as_slice() != kek {
-        return Err(ApiError::internal());
+) -> Result<(WrappedKek, KeyUsed), ApiError> {
+    service.protector.wrap(caller, vault_uri, key_name, version, kek).await.map_err(|e| wrap_error(&e))
+}
+
+fn wrap_error(e: &WrapError) -> ApiError {
+    match e {
+        WrapError::Wrap(cause) => setup_error(cause, "wrap the account key"),
+        WrapError::Unwrap(cause) => setup_error(cause, "unwrap the account key"),
     }
-    Ok((CmkWrap { key_id: wrapped.kid.clone(), wrapped: b64url(&wrapped.output) }, wrapped))
-}
-
-/// Why the current wrapped KEK could not be unwrapped.
-enum UnwrapFailure {
-    /// The stored wrap or settings are unreadable.
-    Corrupt,
-    /// The identity that protects the key no longer exists.
-    NoIdentity,
-    /// Key Vault refused (the key, its version, or the identity's access).
-    Key(KeyUseError),
-}
-
-/// The current KEK, unwrapped through Key Vault as the account's identity.
-struct Unwrapped {
-    caller: Caller,
-    /// The vault's URI now.
-    vault_uri: String,
-    /// The key version the KEK is wrapped with.
-    version: String,
-    kek: Zeroizing<Vec<u8>>,
-}
-
-/// Unwraps the account's KEK, as `caller`, with the customer key version it is wrapped with.
-async fn unwrap_as(service: &StorageService, account: &Account, caller: Caller) -> Result<Unwrapped, UnwrapFailure> {
-    let (KekSource::Customer(wrap), Some(settings)) = (&account.secrets.kek, account.settings.cmk.as_ref()) else {
-        return Err(UnwrapFailure::Corrupt);
-    };
-    let (_, name, version) = split_key_id(&wrap.key_id).ok_or(UnwrapFailure::Corrupt)?;
-    let wrapped = b64url_decode(&wrap.wrapped).ok_or(UnwrapFailure::Corrupt)?;
-    let vault = service.cmk_vault(settings).await.ok_or_else(|| {
-        UnwrapFailure::Key(KeyUseError::VaultNotFound(format!("the vault that holds the key '{name}'")))
-    })?;
-    let used = service
-        .keyvault
-        .use_key(&caller, &vault.uri, name, Some(version), KeyUse::Unwrap(wrapped))
-        .await
-        .map_err(UnwrapFailure::Key)?;
-    Ok(Unwrapped { caller, vault_uri: vault.uri.clone(), version: version.to_owned(), kek: used.output })
-}
-
-/// Unwraps the account's KEK as the identity that uses its key now.
-async fn unwrap_current(service: &StorageService, account: &Account) -> Result<Unwrapped, UnwrapFailure> {
-    let settings = account.settings.cmk.as_ref().ok_or(UnwrapFailure::Corrupt)?;
-    let caller = acting_caller(service, account, settings).ok_or(UnwrapFailure::NoIdentity)?;
-    unwrap_as(service, account, caller).await
 }
 
 /// The KEK's bytes of an account protected by a customer key (to re-wrap it or take it back under
@@ -140,30 +94,53 @@ pub async fn customer_kek_bytes(
     account: &Account,
     new_identity: Option<&Caller>,
 ) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    let (Protection::Customer(wrapped), Some(settings)) = (&account.secrets.kek, account.settings.cmk.as_ref()) else {
+        return Err(ApiError::internal());
+    };
+    let vault = service.cmk_vault(settings).await;
+    let key = account.customer_key(settings, vault.as_deref());
+    let protector = &service.protector;
     let mut first_failure = None;
     if let Some(caller) = new_identity {
-        match unwrap_as(service, account, caller.clone()).await {
+        match protector.unwrap_as(caller.clone(), key.vault_uri, wrapped).await {
             Ok(unwrapped) => return Ok(unwrapped.kek),
             Err(failure) => first_failure = Some(failure),
         }
     }
-    let failure = match unwrap_current(service, account).await {
+    let now = match protector.acting(&key) {
+        Ok(caller) => protector.unwrap_as(caller, key.vault_uri, wrapped).await,
+        Err(e) => Err(e),
+    };
+    let failure = match now {
         Ok(unwrapped) => return Ok(unwrapped.kek),
         Err(failure) => first_failure.unwrap_or(failure),
     };
     Err(match failure {
-        UnwrapFailure::Corrupt => ApiError::internal(),
-        UnwrapFailure::NoIdentity => ApiError::bad_request(
+        ProtectorError::Corrupt => ApiError::internal(),
+        ProtectorError::NoIdentity => ApiError::bad_request(
             "InvalidIdentity",
             "The identity that protects the account key no longer exists: name an identity that can unwrap the key (identity and encryption.identity).",
         ),
-        UnwrapFailure::Key(e) => setup_error(&e, "unwrap the current account key"),
+        ProtectorError::Key(e) => setup_error(&e, "unwrap the current account key"),
     })
 }
 
 /// The blob error for a customer key that cannot be used now.
-fn unavailable(cause: &KeyUseError) -> ApiError {
-    let (code, message) = match cause {
+fn unavailable(account: &Account, failure: ProtectorError) -> ApiError {
+    let cause = match failure {
+        ProtectorError::Corrupt => return crate::blob::errors::internal(),
+        ProtectorError::NoIdentity => {
+            return err(
+                403,
+                "KeyVaultAccessTokenCannotBeAcquired",
+                "The key vault access token cannot be acquired: the account's identity no longer exists.",
+            )
+            .with_header("x-byos-denial", "customer-managed key unavailable: the identity was removed");
+        }
+        ProtectorError::Key(cause) => cause,
+    };
+    tracing::info!(account = %account.name, reason = %cause, "customer-managed key unavailable");
+    let (code, message) = match &cause {
         KeyUseError::VaultNotFound(_) => ("KeyVaultVaultNotFound", "The key vault is not found for encryption."),
         KeyUseError::Denied(denial) if denial.kind == DenialKind::Network => (
             "KeyVaultAccessTokenCannotBeAcquired",
@@ -183,46 +160,17 @@ fn unavailable(cause: &KeyUseError) -> ApiError {
 
 impl StorageService {
     /// The account's KEK: from memory for service-managed keys; for customer-managed keys from
-    /// a short cache, else unwrapped now through Key Vault as the account's identity. Never writes.
+    /// the protector's short cache, else unwrapped now through Key Vault as the account's
+    /// identity. Never writes.
     pub async fn kek(&self, account: &Account) -> Result<Arc<Kek>, ApiError> {
-        if let KekSource::Root(kek) = &account.secrets.kek {
-            return Ok(Arc::clone(kek));
-        }
-        if let Some((kek, at)) = self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&account.name)
-            && at.elapsed() < self.cmk_cache_ttl
-        {
-            return Ok(Arc::clone(kek));
-        }
-        self.unwrap_and_cache(account).await.map(|(kek, _)| kek)
-    }
-
-    /// Unwraps a customer-protected KEK now and caches it (or drops the cached one on failure).
-    async fn unwrap_and_cache(&self, account: &Account) -> Result<(Arc<Kek>, Unwrapped), ApiError> {
-        let unwrapped = match unwrap_current(self, account).await {
-            Ok(unwrapped) => unwrapped,
-            Err(failure) => {
-                self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).remove(&account.name);
-                return Err(match failure {
-                    UnwrapFailure::Corrupt => crate::blob::errors::internal(),
-                    UnwrapFailure::NoIdentity => err(
-                        403,
-                        "KeyVaultAccessTokenCannotBeAcquired",
-                        "The key vault access token cannot be acquired: the account's identity no longer exists.",
-                    )
-                    .with_header("x-byos-denial", "customer-managed key unavailable: the identity was removed"),
-                    UnwrapFailure::Key(e) => {
-                        tracing::info!(account = %account.name, reason = %e, "customer-managed key unavailable");
-                        unavailable(&e)
-                    }
-                });
-            }
+        let settings = match (&account.secrets.kek, account.settings.cmk.as_ref()) {
+            (Protection::Root(kek), _) => return Ok(Arc::clone(kek)),
+            (Protection::Customer(_), Some(settings)) => settings,
+            (Protection::Customer(_), None) => return Err(crate::blob::errors::internal()),
         };
-        let kek = Arc::new(Kek::from_bytes(&unwrapped.kek).or_internal_with(crate::blob::errors::internal)?);
-        self.cmk_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(account.name.clone(), (Arc::clone(&kek), Instant::now()));
-        Ok((kek, unwrapped))
+        let vault = self.cmk_vault(settings).await;
+        let key = account.customer_key(settings, vault.as_deref());
+        self.protector.kek(&account.name, &account.secrets.kek, &key).await.map_err(|e| unavailable(account, e))
     }
 
     /// One tick of the rotation watch for an account that follows its key's current version:
@@ -230,25 +178,14 @@ impl StorageService {
     /// with it and records that (the only place a key rotation writes the account's records).
     async fn follow_rotation(&self, watch: &Caller, account: &Account) {
         let Some(settings) = account.settings.cmk.as_ref().filter(|s| s.key_version.is_none()) else { return };
+        let Protection::Customer(wrapped) = &account.secrets.kek else { return };
+        let vault = self.cmk_vault(settings).await;
+        let key = account.customer_key(settings, vault.as_deref());
         // A failure here is what data requests report too; nothing to do until access returns.
-        let Ok((_, unwrapped)) = self.unwrap_and_cache(account).await else { return };
-        let kv = &self.keyvault;
-        let latest =
-            match kv.use_key(&unwrapped.caller, &unwrapped.vault_uri, &settings.key_name, None, KeyUse::Get).await {
-                Ok(latest) if latest.version != unwrapped.version => latest,
-                _ => return,
-            };
-        let rewrapped = wrap(
-            self,
-            &unwrapped.caller,
-            &unwrapped.vault_uri,
-            &settings.key_name,
-            Some(&latest.version),
-            &unwrapped.kek,
-        )
-        .await;
-        match rewrapped {
-            Ok((wrap, used)) => {
+        let Ok((_, unwrapped)) = self.protector.unwrap_and_cache(&account.name, wrapped, &key).await else { return };
+        match self.protector.rewrap_if_rotated(&unwrapped).await {
+            Ok(None) => {}
+            Ok(Some((wrap, used))) => {
                 if let Err(e) = crate::provider::record_rotation(self, watch, account, wrap, &used).await {
                     tracing::warn!(account = %account.name, error = %e, "could not record the key rotation");
                 } else {
@@ -256,7 +193,7 @@ impl StorageService {
                 }
             }
             Err(e) => {
-                tracing::warn!(account = %account.name, error = %e, "could not re-wrap the account key with the new key version")
+                tracing::warn!(account = %account.name, error = %wrap_error(&e), "could not re-wrap the account key with the new key version")
             }
         }
     }

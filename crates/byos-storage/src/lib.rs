@@ -60,8 +60,8 @@ pub struct StorageService {
     /// Customer-managed keys live in Key Vault; byos uses them as the account's identity.
     pub(crate) keyvault: Arc<byos_keyvault::KeyVaultService>,
     /// How long an unwrapped customer-protected KEK is kept (the revocation delay).
-    pub(crate) cmk_cache_ttl: std::time::Duration,
-    pub(crate) cmk_cache: std::sync::Mutex<HashMap<String, (Arc<byos_crypto::envelope::Kek>, std::time::Instant)>>,
+    /// Customer-protected KEKs: wraps, unwraps as the account's identity, caches briefly.
+    pub(crate) protector: byos_keyvault::protector::KeyProtector,
 }
 
 /// Wiring of the storage service.
@@ -81,6 +81,11 @@ impl StorageService {
         keyvault: Arc<byos_keyvault::KeyVaultService>,
         config: StorageConfig,
     ) -> Arc<Self> {
+        let protector = byos_keyvault::protector::KeyProtector::new(
+            Arc::clone(&keyvault),
+            Arc::clone(&directory),
+            config.cmk_cache_ttl,
+        );
         Arc::new(StorageService {
             store,
             objects,
@@ -91,9 +96,8 @@ impl StorageService {
             authority: config.authority,
             accounts: RwLock::new(HashMap::new()),
             pending_object_deletes: std::sync::Mutex::new(HashMap::new()),
+            protector,
             keyvault,
-            cmk_cache_ttl: config.cmk_cache_ttl,
-            cmk_cache: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -138,7 +142,7 @@ impl StorageService {
             user_identities: attached_user_identities(record.identity.as_ref()),
         });
         self.accounts.write().unwrap_or_else(|e| e.into_inner()).insert(record.name.clone(), Arc::clone(&account));
-        self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).remove(&record.name);
+        self.protector.forget(&record.name);
         Ok(account)
     }
 
@@ -177,7 +181,7 @@ impl StorageService {
 
     pub(crate) fn forget(&self, name: &str) {
         self.accounts.write().unwrap_or_else(|e| e.into_inner()).remove(name);
-        self.cmk_cache.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        self.protector.forget(name);
     }
 }
 

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::account::{
-    AccountSecrets, AccountSettings, CMK_SETTINGS_VERSION, CmkSettings, CmkWrap, EncryptionRequest, parse_encryption,
+    AccountSecrets, AccountSettings, CMK_SETTINGS_VERSION, CmkSettings, EncryptionRequest, parse_encryption,
     validate_name,
 };
 use crate::blob::cors;
@@ -544,7 +544,7 @@ pub(crate) async fn record_rotation(
     service: &StorageService,
     watch: &byos_core::Caller,
     account: &crate::Account,
-    wrap: CmkWrap,
+    wrap: byos_keyvault::protector::WrappedKek,
     used: &byos_keyvault::keys::KeyUsed,
 ) -> Result<(), ApiError> {
     let scope = Scope::parse(&account.id).or_internal()?;

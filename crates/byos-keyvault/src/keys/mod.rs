@@ -1066,7 +1066,7 @@ pub async fn purge_expired_keys(service: &Arc<KeyVaultService>, purger: &Caller)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use axum::Router;
     use byos_store::{MemStore, SharedStore};
@@ -1118,7 +1118,9 @@ mod tests {
     }
 
     /// A Key Vault service over `store` (no listeners, an empty door), and its tenant.
-    async fn service_on(store: SharedStore) -> Result<(Arc<KeyVaultService>, uuid::Uuid), Box<dyn std::error::Error>> {
+    pub(crate) async fn service_on(
+        store: SharedStore,
+    ) -> Result<(Arc<KeyVaultService>, uuid::Uuid), Box<dyn std::error::Error>> {
         let root = Arc::new(byos_crypto::RootKey::ephemeral()?);
         let directory =
             Arc::new(byos_identity::Directory::open(Arc::clone(&store), &root, "https://127.0.0.1:1").await?);
@@ -1135,7 +1137,7 @@ mod tests {
     }
 
     /// Installs vault `kv1`, governed by an access policy granting `user` the key permissions `keys`.
-    fn install_policy_vault(
+    pub(crate) fn install_policy_vault(
         service: &KeyVaultService,
         tenant: uuid::Uuid,
         user: uuid::Uuid,
@@ -1149,7 +1151,7 @@ mod tests {
         Ok(service.vault("kv1").ok_or("vault")?)
     }
 
-    fn bearer(user: uuid::Uuid, tenant: uuid::Uuid) -> Caller {
+    pub(crate) fn bearer(user: uuid::Uuid, tenant: uuid::Uuid) -> Caller {
         let principal = byos_core::PrincipalRef {
             object_id: user,
             client_id: uuid::Uuid::new_v4(),
@@ -1159,7 +1161,7 @@ mod tests {
         Caller::bearer(principal, byos_core::NetworkOrigin::local_socket())
     }
 
-    fn rsa_key() -> CreateKey {
+    pub(crate) fn rsa_key() -> CreateKey {
         CreateKey { kty: "RSA".into(), key_size: None, crv: None, key_ops: None, attributes: None, tags: None }
     }
 
