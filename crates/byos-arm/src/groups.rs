@@ -2,11 +2,11 @@
 //! Deleting a group deletes everything in it (resources, their identities, role assignments),
 //! each resource through its provider's authorized delete ([`crate::deletion`]).
 
+use crate::ArmReply;
 use axum::http::Method;
-use axum::response::{IntoResponse, Response};
 use byos_authz::Action;
 use byos_core::ApiError;
-use byos_http::{Failure, json_response};
+use byos_http::Failure;
 use byos_store::Batch;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -43,7 +43,7 @@ fn validate_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn list(arm: &Arm, request: &ArmRequest, sub: &str) -> Result<Response, Failure> {
+pub async fn list(arm: &Arm, request: &ArmRequest, sub: &str) -> Result<ArmReply, Failure> {
     require(arm, sub)?;
     if request.method != Method::GET {
         return Err(method_not_allowed(&request.method));
@@ -55,21 +55,21 @@ pub async fn list(arm: &Arm, request: &ArmRequest, sub: &str) -> Result<Response
         .filter(|g| request.may(arm, &READ, &group_scope(sub, &g.name)))
         .map(GroupRecord::to_wire)
         .collect();
-    Ok(json_response(200, &json!({"value": value})))
+    Ok(ArmReply::json(200, json!({"value": value})))
 }
 
-pub async fn handle(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> Result<Response, Failure> {
+pub async fn handle(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> Result<ArmReply, Failure> {
     require(arm, sub)?;
     let scope = group_scope(sub, group);
     match request.method {
         Method::GET => {
             request.authorize(arm, &READ, &scope)?;
-            Ok(json_response(200, &arm.require_group(sub, group).await?.to_wire()))
+            Ok(ArmReply::json(200, arm.require_group(sub, group).await?.to_wire()))
         }
         Method::HEAD => {
             request.authorize(arm, &READ, &scope)?;
             let status = if arm.group(sub, group).await?.is_some() { 204 } else { 404 };
-            Ok(axum::http::StatusCode::from_u16(status).unwrap_or_default().into_response())
+            Ok(ArmReply::empty(status))
         }
         Method::PUT => {
             request.authorize(arm, &WRITE, &scope)?;
@@ -87,7 +87,7 @@ pub async fn handle(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> 
     }
 }
 
-async fn put(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> Result<Response, Failure> {
+async fn put(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> Result<ArmReply, Failure> {
     validate_name(group)?;
     let body: GroupBody = request.json()?;
     let location = body.location.filter(|l| !l.trim().is_empty()).ok_or_else(|| {
@@ -125,10 +125,10 @@ async fn put(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> Result<
         .await
         .map_err(records::store_error)?;
     tracing::info!(group = %record.id, created, "resource group written");
-    Ok(json_response(if created { 201 } else { 200 }, &record.to_wire()))
+    Ok(ArmReply::json(if created { 201 } else { 200 }, record.to_wire()))
 }
 
-async fn patch(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> Result<Response, Failure> {
+async fn patch(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> Result<ArmReply, Failure> {
     let body: GroupBody = request.json()?;
     let _guard = arm.write_lock.lock().await;
     let mut record = arm.require_group(sub, group).await?;
@@ -144,13 +144,13 @@ async fn patch(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> Resul
         .commit(Batch::new().put(GROUPS, key.clone(), records::encode(&key, &record)?))
         .await
         .map_err(records::store_error)?;
-    Ok(json_response(200, &record.to_wire()))
+    Ok(ArmReply::json(200, record.to_wire()))
 }
 
 /// Deletes the group with its resources, their identities and every role assignment inside it,
 /// in one transaction, through each resource's authorized delete: if the caller may not delete
 /// one of the resources, nothing is deleted.
-async fn delete(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> Result<Response, Failure> {
+async fn delete(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> Result<ArmReply, Failure> {
     let guard = arm.write_guard().await;
     let record = arm.group(sub, group).await?.ok_or_else(|| group_not_found(group))?;
     let resources = arm.resources_under(&records::group_resources_prefix(sub, group)).await?;
@@ -158,11 +158,11 @@ async fn delete(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> Resu
     let batch = rbac::assignments::delete_under_ops(arm, batch, &group_scope(sub, group));
     arm.delete_resources(&guard, &request.caller, &resources, batch).await?;
     tracing::info!(group = %record.id, resources = resources.len(), "resource group deleted");
-    Ok(axum::http::StatusCode::OK.into_response())
+    Ok(ArmReply::empty(200))
 }
 
 /// `GET /subscriptions/{s}/resourceGroups/{g}/resources`: the resources the caller may read.
-pub async fn list_resources(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> Result<Response, Failure> {
+pub async fn list_resources(arm: &Arm, request: &ArmRequest, sub: &str, group: &str) -> Result<ArmReply, Failure> {
     require(arm, sub)?;
     request.authorize(arm, &READ, &group_scope(sub, group))?;
     arm.require_group(sub, group).await?;
@@ -175,7 +175,7 @@ pub async fn list_resources(arm: &Arm, request: &ArmRequest, sub: &str, group: &
         })
         .map(|r| json!({"id": r.id, "name": r.name, "type": r.resource_type, "location": r.location, "tags": r.tags}))
         .collect();
-    Ok(json_response(200, &json!({"value": value})))
+    Ok(ArmReply::json(200, json!({"value": value})))
 }
 
 /// A provider path naming a type its namespace does not have.

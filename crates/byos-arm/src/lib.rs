@@ -15,6 +15,7 @@ pub mod network;
 pub mod path;
 pub mod rbac;
 pub mod records;
+pub mod reply;
 pub mod subscriptions;
 
 use std::sync::Arc;
@@ -32,20 +33,22 @@ use byos_store::SharedStore;
 pub use context::ArmRequest;
 pub use deletion::WriteGuard;
 pub use records::ResourceRecord;
+pub use reply::ArmReply;
 
 /// A resource provider namespace (`Microsoft.ManagedIdentity`, later `Microsoft.Storage`, ...).
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
     /// The namespace, as ARM spells it.
     fn namespace(&self) -> &'static str;
-    /// Handles `{sub}[/resourceGroups/{group}]/providers/{namespace}/{rest...}`.
+    /// Handles `{sub}[/resourceGroups/{group}]/providers/{namespace}/{rest...}`; the router renders
+    /// the reply or the failure.
     async fn handle(
         &self,
         arm: &Arm,
         request: &ArmRequest,
         group: Option<&str>,
         rest: &[String],
-    ) -> Result<Response, Failure>;
+    ) -> Result<ArmReply, Failure>;
     /// Authorizes `caller` to delete `resource`. The default is ARM's rule, `{type}/delete` at the
     /// resource's scope through the door; a provider with further conditions overrides it. Every
     /// delete goes through [`Arm::delete_resources`], which calls this for each resource before
@@ -150,7 +153,7 @@ async fn handle(State(arm): State<Arc<Arm>>, request: Request) -> Response {
         Err(failure) => (None, Err(failure)),
     };
     let status = match &outcome {
-        Ok(response) => response.status().as_u16(),
+        Ok(reply) => reply.status,
         Err(failure) => failure.0.status,
     };
     if activity::recorded(&method, status) {
@@ -161,10 +164,10 @@ async fn handle(State(arm): State<Arc<Arm>>, request: Request) -> Response {
             tracing::error!(error = %e, %method, path, "an ARM request could not be recorded in the activity log");
         }
     }
-    outcome.unwrap_or_else(IntoResponse::into_response)
+    outcome.map_or_else(IntoResponse::into_response, ArmReply::render)
 }
 
-async fn dispatch(arm: &Arm, request: &ArmRequest) -> Result<Response, Failure> {
+async fn dispatch(arm: &Arm, request: &ArmRequest) -> Result<ArmReply, Failure> {
     use path::Target;
     match path::parse(&request.path) {
         Target::Subscriptions => subscriptions::list(arm, request),

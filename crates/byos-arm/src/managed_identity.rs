@@ -5,12 +5,12 @@
 //! principal owned by the resource it is enabled on: created with it, deleted with it (or when
 //! disabled), after which its role assignments grant nothing because no token names it any more.
 
+use crate::ArmReply;
 use async_trait::async_trait;
 use axum::http::Method;
-use axum::response::{IntoResponse, Response};
 use byos_authz::Action;
 use byos_core::{ApiError, Caller, OrInternal, ResourceId};
-use byos_http::{Failure, json_response};
+use byos_http::Failure;
 use byos_identity::Principal;
 use byos_store::Batch;
 use serde::Deserialize;
@@ -51,7 +51,7 @@ impl Provider for UserAssignedIdentities {
         request: &ArmRequest,
         group: Option<&str>,
         rest: &[String],
-    ) -> Result<Response, Failure> {
+    ) -> Result<ArmReply, Failure> {
         let sub = arm.deployment.subscription_id.clone();
         match (group, rest) {
             (_, [t]) if t.eq_ignore_ascii_case(TYPE) => list(arm, request, &sub, group).await,
@@ -60,7 +60,7 @@ impl Provider for UserAssignedIdentities {
                 match request.method {
                     Method::GET => {
                         request.authorize(arm, &READ, &id.scope())?;
-                        Ok(json_response(200, &require(arm, &id).await?.to_wire()))
+                        Ok(ArmReply::json(200, require(arm, &id).await?.to_wire()))
                     }
                     Method::PUT | Method::PATCH => {
                         request.authorize(arm, &WRITE, &id.scope())?;
@@ -109,7 +109,7 @@ fn properties(arm: &Arm, principal: &Principal) -> Value {
     json!({"tenantId": arm.directory.tenant_id(), "principalId": principal.object_id, "clientId": principal.client_id})
 }
 
-async fn put(arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<Response, Failure> {
+async fn put(arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<ArmReply, Failure> {
     validate_name(&id.name)?;
     let body: IdentityBody = request.json()?;
     let tags = body.tags.unwrap_or_default();
@@ -123,7 +123,7 @@ async fn put(arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<Respons
             .commit(Batch::new().put(RESOURCES, key.clone(), records::encode(&key, &record)?))
             .await
             .map_err(records::store_error)?;
-        return Ok(json_response(200, &record.to_wire()));
+        return Ok(ArmReply::json(200, record.to_wire()));
     }
     if request.method == Method::PATCH {
         return Err(Failure::from(resource_not_found(FULL_TYPE, &id.name, &id.resource_group)));
@@ -148,27 +148,27 @@ async fn put(arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<Respons
     arm.store.commit(arm.directory.put_ops(batch, &principal)?).await.map_err(records::store_error)?;
     arm.directory.installed(principal);
     tracing::info!(identity = %record.id, "user-assigned identity created");
-    Ok(json_response(201, &record.to_wire()))
+    Ok(ArmReply::json(201, record.to_wire()))
 }
 
-async fn delete(arm: &Arm, caller: &Caller, id: &ResourceId) -> Result<Response, Failure> {
+async fn delete(arm: &Arm, caller: &Caller, id: &ResourceId) -> Result<ArmReply, Failure> {
     let guard = arm.write_guard().await;
     let Some(record) = arm.resource(&id.to_string()).await? else {
-        return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+        return Ok(ArmReply::empty(204));
     };
     arm.delete_resource(&guard, caller, &record).await?;
     tracing::info!(identity = %record.id, "user-assigned identity deleted");
-    Ok(axum::http::StatusCode::OK.into_response())
+    Ok(ArmReply::empty(200))
 }
 
-async fn list(arm: &Arm, request: &ArmRequest, sub: &str, group: Option<&str>) -> Result<Response, Failure> {
+async fn list(arm: &Arm, request: &ArmRequest, sub: &str, group: Option<&str>) -> Result<ArmReply, Failure> {
     let value: Vec<Value> = arm
         .readable_resources(request, sub, group, FULL_TYPE, &READ)
         .await?
         .iter()
         .map(ResourceRecord::to_wire)
         .collect();
-    Ok(json_response(200, &json!({"value": value})))
+    Ok(ArmReply::json(200, json!({"value": value})))
 }
 
 /// The outcome of applying a requested `identity` property to a resource: what to store, which

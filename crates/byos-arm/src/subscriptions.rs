@@ -3,7 +3,9 @@
 use axum::extract::State;
 use axum::response::Response;
 use byos_core::{ApiError, Scope};
-use byos_http::{Failure, json_response};
+use byos_http::Failure;
+
+use crate::ArmReply;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -36,42 +38,40 @@ pub fn require(arm: &Arm, sub: &str) -> Result<(), Failure> {
 }
 
 /// Lists the subscription if the caller holds any role assignment in or above it, as Azure does.
-pub fn list(arm: &Arm, request: &ArmRequest) -> Result<Response, Failure> {
+pub fn list(arm: &Arm, request: &ArmRequest) -> Result<ArmReply, Failure> {
     let scope = Scope::subscription(&arm.deployment.subscription_id);
     let visible = request.caller.object_id().is_some_and(|oid| arm.door.has_assignment_near(oid, &scope));
     let value: Vec<Value> = if visible { vec![subscription_wire(arm)] } else { vec![] };
     let count = value.len();
-    Ok(json_response(200, &json!({"value": value, "count": {"type": "Total", "value": count}})))
+    Ok(ArmReply::json(200, json!({"value": value, "count": {"type": "Total", "value": count}})))
 }
 
-pub fn get(arm: &Arm, request: &ArmRequest, sub: &str) -> Result<Response, Failure> {
+pub fn get(arm: &Arm, request: &ArmRequest, sub: &str) -> Result<ArmReply, Failure> {
     require(arm, sub)?;
     let scope = Scope::subscription(sub);
     let visible = request.caller.object_id().is_some_and(|oid| arm.door.has_assignment_near(oid, &scope));
     if !visible {
         request.authorize(arm, &byos_authz::Action::control("Microsoft.Resources/subscriptions/read"), &scope)?;
     }
-    Ok(json_response(200, &subscription_wire(arm)))
+    Ok(ArmReply::json(200, subscription_wire(arm)))
 }
 
 /// `GET /metadata/endpoints`: what `az cloud register --endpoint-resource-manager` reads.
 pub async fn cloud_metadata(State(arm): State<Arc<Arm>>) -> Response {
     let base = format!("{}/", arm.deployment.base_url);
-    json_response(
-        200,
-        &json!({
-            "name": "byos",
-            "galleryEndpoint": base,
-            "graphEndpoint": base,
-            "portalEndpoint": base,
-            "resourceManager": base,
-            "authentication": {
-                "loginEndpoint": arm.deployment.authority,
-                "audiences": ["https://management.core.windows.net/", "https://management.azure.com/"],
-                "tenant": "organizations",
-                "identityProvider": "AAD",
-            },
-            "suffixes": {"storage": "core.windows.net", "keyVaultDns": "vault.azure.net", "acrLoginServer": "azurecr.io"},
-        }),
-    )
+    ArmReply::ok(json!({
+        "name": "byos",
+        "galleryEndpoint": base,
+        "graphEndpoint": base,
+        "portalEndpoint": base,
+        "resourceManager": base,
+        "authentication": {
+            "loginEndpoint": arm.deployment.authority,
+            "audiences": ["https://management.core.windows.net/", "https://management.azure.com/"],
+            "tenant": "organizations",
+            "identityProvider": "AAD",
+        },
+        "suffixes": {"storage": "core.windows.net", "keyVaultDns": "vault.azure.net", "acrLoginServer": "azurecr.io"},
+    }))
+    .render()
 }

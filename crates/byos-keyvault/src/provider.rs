@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::http::Method;
-use axum::response::{IntoResponse, Response};
+use byos_arm::ArmReply;
 use byos_arm::groups::{method_not_allowed, unknown_resource_type};
 use byos_arm::records::{
     self, RESOURCES, ResourceRecord, encode, resource_key, resource_not_found, store_error, validate_tags,
@@ -12,7 +12,7 @@ use byos_arm::records::{
 use byos_arm::{Arm, ArmRequest, Provider};
 use byos_authz::Action;
 use byos_core::{ApiError, OrInternal, ResourceId, Scope};
-use byos_http::{Failure, json_response};
+use byos_http::Failure;
 use byos_store::Batch;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -64,7 +64,7 @@ impl Provider for KeyVaultProvider {
         request: &ArmRequest,
         group: Option<&str>,
         rest: &[String],
-    ) -> Result<Response, Failure> {
+    ) -> Result<ArmReply, Failure> {
         let sub = arm.deployment.subscription_id.clone();
         let parts: Vec<&str> = rest.iter().map(String::as_str).collect();
         let is = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
@@ -86,7 +86,7 @@ impl Provider for KeyVaultProvider {
                             .resource(&id.to_string())
                             .await?
                             .ok_or_else(|| resource_not_found(VAULT_TYPE, name, group))?;
-                        Ok(json_response(200, &self.wire(&record)?))
+                        Ok(ArmReply::json(200, self.wire(&record)?))
                     }
                     Method::PUT | Method::PATCH => {
                         request.authorize(arm, &WRITE, &id.scope())?;
@@ -141,7 +141,7 @@ impl KeyVaultProvider {
         Ok(wire)
     }
 
-    async fn put(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<Response, Failure> {
+    async fn put(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<ArmReply, Failure> {
         validate_name(&id.name)?;
         let body: VaultBody = request.json()?;
         if let Some(tags) = &body.tags {
@@ -226,10 +226,10 @@ impl KeyVaultProvider {
         }
         self.0.install(&record, settings);
         tracing::info!(vault = %record.id, created = current.is_none(), "key vault written");
-        Ok(json_response(if current.is_none() { 201 } else { 200 }, &self.wire(&record)?))
+        Ok(ArmReply::json(if current.is_none() { 201 } else { 200 }, self.wire(&record)?))
     }
 
-    async fn recover(&self, arm: &Arm, id: &ResourceId, deleted: DeletedVault) -> Result<Response, Failure> {
+    async fn recover(&self, arm: &Arm, id: &ResourceId, deleted: DeletedVault) -> Result<ArmReply, Failure> {
         let mut record = deleted.record;
         if !record.id.eq_ignore_ascii_case(&id.to_string()) {
             return Err(Failure::from(ApiError::bad_request(
@@ -246,17 +246,17 @@ impl KeyVaultProvider {
         arm.store.commit(batch).await.map_err(store_error)?;
         self.0.install(&record, settings);
         tracing::info!(vault = %record.id, "key vault recovered");
-        Ok(json_response(200, &self.wire(&record)?))
+        Ok(ArmReply::json(200, self.wire(&record)?))
     }
 
-    async fn delete(&self, arm: &Arm, caller: &byos_core::Caller, id: &ResourceId) -> Result<Response, Failure> {
+    async fn delete(&self, arm: &Arm, caller: &byos_core::Caller, id: &ResourceId) -> Result<ArmReply, Failure> {
         let guard = arm.write_guard().await;
         let Some(record) = arm.resource(&id.to_string()).await? else {
-            return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+            return Ok(ArmReply::empty(204));
         };
         arm.delete_resource(&guard, caller, &record).await?;
         tracing::info!(vault = %record.id, "key vault soft-deleted");
-        Ok(axum::http::StatusCode::OK.into_response())
+        Ok(ArmReply::empty(200))
     }
 
     async fn edit_policies(
@@ -265,7 +265,7 @@ impl KeyVaultProvider {
         request: &ArmRequest,
         id: &ResourceId,
         kind: &str,
-    ) -> Result<Response, Failure> {
+    ) -> Result<ArmReply, Failure> {
         if request.method != Method::PUT {
             return Err(method_not_allowed(&request.method));
         }
@@ -285,9 +285,9 @@ impl KeyVaultProvider {
             .await
             .map_err(store_error)?;
         self.0.install(&record, settings.clone());
-        Ok(json_response(
+        Ok(ArmReply::json(
             200,
-            &json!({
+            json!({
                 "id": format!("{}/accessPolicies/{}", record.id, kind.to_ascii_lowercase()),
                 "name": kind.to_ascii_lowercase(),
                 "type": "Microsoft.KeyVault/vaults/accessPolicies",
@@ -297,10 +297,10 @@ impl KeyVaultProvider {
         ))
     }
 
-    async fn list(&self, arm: &Arm, request: &ArmRequest, sub: &str, group: Option<&str>) -> Result<Response, Failure> {
+    async fn list(&self, arm: &Arm, request: &ArmRequest, sub: &str, group: Option<&str>) -> Result<ArmReply, Failure> {
         let records = arm.readable_resources(request, sub, group, VAULT_TYPE, &READ).await?;
         let value = records.iter().map(|r| self.wire(r)).collect::<Result<Vec<_>, _>>()?;
-        Ok(json_response(200, &json!({"value": value})))
+        Ok(ArmReply::json(200, json!({"value": value})))
     }
 
     fn deleted_wire(&self, sub: &str, deleted: &DeletedVault) -> Value {
@@ -329,22 +329,22 @@ impl KeyVaultProvider {
         records::decode(&key, &bytes)
     }
 
-    async fn list_deleted(&self, arm: &Arm, request: &ArmRequest, sub: &str) -> Result<Response, Failure> {
+    async fn list_deleted(&self, arm: &Arm, request: &ArmRequest, sub: &str) -> Result<ArmReply, Failure> {
         request.authorize(arm, &DELETED_READ, &Scope::subscription(sub))?;
         let mut value = Vec::new();
         for (key, bytes) in self.0.store.scan(DELETED_VAULTS, "").await.map_err(store_error)? {
             value.push(self.deleted_wire(sub, &records::decode(&key, &bytes)?));
         }
-        Ok(json_response(200, &json!({"value": value})))
+        Ok(ArmReply::json(200, json!({"value": value})))
     }
 
-    async fn get_deleted(&self, arm: &Arm, request: &ArmRequest, sub: &str, name: &str) -> Result<Response, Failure> {
+    async fn get_deleted(&self, arm: &Arm, request: &ArmRequest, sub: &str, name: &str) -> Result<ArmReply, Failure> {
         request.authorize(arm, &DELETED_READ, &Scope::subscription(sub))?;
-        Ok(json_response(200, &self.deleted_wire(sub, &self.load_deleted(name).await?)))
+        Ok(ArmReply::json(200, self.deleted_wire(sub, &self.load_deleted(name).await?)))
     }
 
     /// Purges a soft-deleted vault and its keys, unless purge protection keeps it until retention ends.
-    async fn purge(&self, arm: &Arm, request: &ArmRequest, sub: &str, name: &str) -> Result<Response, Failure> {
+    async fn purge(&self, arm: &Arm, request: &ArmRequest, sub: &str, name: &str) -> Result<ArmReply, Failure> {
         if request.method != Method::POST {
             return Err(method_not_allowed(&request.method));
         }
@@ -366,7 +366,7 @@ impl KeyVaultProvider {
             )));
         }
         purge_vault(&self.0, name).await?;
-        Ok(json_response(200, &json!({})))
+        Ok(ArmReply::json(200, json!({})))
     }
 }
 

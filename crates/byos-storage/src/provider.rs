@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::http::Method;
-use axum::response::{IntoResponse, Response};
+use byos_arm::ArmReply;
 use byos_arm::groups::{method_not_allowed, unknown_resource_type};
 use byos_arm::managed_identity::plan_identity;
 use byos_arm::records::{
@@ -13,7 +13,7 @@ use byos_arm::records::{
 use byos_arm::{Arm, ArmRequest, Provider};
 use byos_authz::Action;
 use byos_core::{ApiError, OrInternal, ResourceId, Scope};
-use byos_http::{Failure, json_response};
+use byos_http::Failure;
 use byos_store::Batch;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -68,7 +68,7 @@ impl Provider for StorageProvider {
         request: &ArmRequest,
         group: Option<&str>,
         rest: &[String],
-    ) -> Result<Response, Failure> {
+    ) -> Result<ArmReply, Failure> {
         let sub = arm.deployment.subscription_id.clone();
         let parts: Vec<&str> = rest.iter().map(String::as_str).collect();
         let is = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
@@ -129,11 +129,11 @@ impl StorageProvider {
             .ok_or_else(|| resource_not_found(ACCOUNT_TYPE, &id.name, &id.resource_group))
     }
 
-    async fn account_op(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<Response, Failure> {
+    async fn account_op(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<ArmReply, Failure> {
         match request.method {
             Method::GET => {
                 request.authorize(arm, &READ, &id.scope())?;
-                Ok(json_response(200, &self.wire(&self.require(arm, id).await?)?))
+                Ok(ArmReply::json(200, self.wire(&self.require(arm, id).await?)?))
             }
             Method::PUT | Method::PATCH => {
                 request.authorize(arm, &WRITE, &id.scope())?;
@@ -147,7 +147,7 @@ impl StorageProvider {
         }
     }
 
-    async fn put(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<Response, Failure> {
+    async fn put(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<ArmReply, Failure> {
         validate_name(&id.name)?;
         let body: AccountBody = request.json()?;
         if let Some(tags) = &body.tags {
@@ -226,14 +226,12 @@ impl StorageProvider {
         plan.applied(arm);
         self.service().refresh(&record).await?;
         tracing::info!(account = %record.id, created = current.is_none(), "storage account written");
-        let mut response = json_response(200, &self.wire(&record)?);
-        if let Some(warning) = encryption.as_ref().and_then(|_| self.cross_region_key(&settings, &record.location))
-            && let Ok(value) = axum::http::HeaderValue::from_str(&warning)
-        {
+        let mut reply = ArmReply::json(200, self.wire(&record)?);
+        if let Some(warning) = encryption.as_ref().and_then(|_| self.cross_region_key(&settings, &record.location)) {
             tracing::warn!(account = %record.id, %warning, "customer-managed key in another region");
-            response.headers_mut().insert("x-byos-warning", value);
+            reply = reply.with_header("x-byos-warning", warning);
         }
-        Ok(response)
+        Ok(reply)
     }
 
     /// A warning when the account's customer key lives in a vault of another region (allowed, as in
@@ -349,14 +347,14 @@ impl StorageProvider {
         })
     }
 
-    async fn delete(&self, arm: &Arm, caller: &byos_core::Caller, id: &ResourceId) -> Result<Response, Failure> {
+    async fn delete(&self, arm: &Arm, caller: &byos_core::Caller, id: &ResourceId) -> Result<ArmReply, Failure> {
         let guard = arm.write_guard().await;
         let Some(record) = arm.resource(&id.to_string()).await? else {
-            return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+            return Ok(ArmReply::empty(204));
         };
         arm.delete_resource(&guard, caller, &record).await?;
         tracing::info!(account = %record.id, "storage account deleted");
-        Ok(axum::http::StatusCode::OK.into_response())
+        Ok(ArmReply::empty(200))
     }
 
     /// Everything byos keeps for an account besides its ARM record.
@@ -366,13 +364,13 @@ impl StorageProvider {
         crate::blob::data::account_metadata_delete_ops(&self.0, &record.name, batch).await
     }
 
-    async fn list(&self, arm: &Arm, request: &ArmRequest, sub: &str, group: Option<&str>) -> Result<Response, Failure> {
+    async fn list(&self, arm: &Arm, request: &ArmRequest, sub: &str, group: Option<&str>) -> Result<ArmReply, Failure> {
         let records = arm.readable_resources(request, sub, group, ACCOUNT_TYPE, &READ).await?;
         let value = records.iter().map(|r| self.wire(r)).collect::<Result<Vec<_>, _>>()?;
-        Ok(json_response(200, &json!({"value": value})))
+        Ok(ArmReply::json(200, json!({"value": value})))
     }
 
-    async fn check_name(&self, arm: &Arm, request: &ArmRequest, sub: &str) -> Result<Response, Failure> {
+    async fn check_name(&self, arm: &Arm, request: &ArmRequest, sub: &str) -> Result<ArmReply, Failure> {
         request.authorize(arm, &CHECK_NAME, &Scope::subscription(sub))?;
         #[derive(Deserialize)]
         struct Check {
@@ -386,7 +384,7 @@ impl StorageProvider {
             }
             Ok(()) => json!({"nameAvailable": true}),
         };
-        Ok(json_response(200, &answer))
+        Ok(ArmReply::json(200, answer))
     }
 
     fn keys_wire(&self, secrets: &AccountSecrets, created: &str) -> Value {
@@ -396,17 +394,17 @@ impl StorageProvider {
         ]})
     }
 
-    async fn list_keys(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<Response, Failure> {
+    async fn list_keys(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<ArmReply, Failure> {
         if request.method != Method::POST {
             return Err(method_not_allowed(&request.method));
         }
         request.authorize(arm, &LIST_KEYS, &id.scope())?;
         let record = self.require(arm, id).await?;
         let account = self.service().account(&record.name).or_internal()?;
-        Ok(json_response(200, &self.keys_wire(&account.secrets, &record.created_on)))
+        Ok(ArmReply::json(200, self.keys_wire(&account.secrets, &record.created_on)))
     }
 
-    async fn regenerate_key(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<Response, Failure> {
+    async fn regenerate_key(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<ArmReply, Failure> {
         if request.method != Method::POST {
             return Err(method_not_allowed(&request.method));
         }
@@ -433,7 +431,7 @@ impl StorageProvider {
         let secrets = account.secrets.with_new_key(index)?;
         self.store_secrets(&record, &secrets).await?;
         tracing::info!(account = %record.id, key = body.key_name, "account key regenerated");
-        Ok(json_response(200, &self.keys_wire(&secrets, &record.created_on)))
+        Ok(ArmReply::json(200, self.keys_wire(&secrets, &record.created_on)))
     }
 
     /// Replaces an account's sealed secrets (under the ARM write guard) and reloads the account.
@@ -455,7 +453,7 @@ impl StorageProvider {
         arm: &Arm,
         request: &ArmRequest,
         id: &ResourceId,
-    ) -> Result<Response, Failure> {
+    ) -> Result<ArmReply, Failure> {
         if request.method != Method::POST {
             return Err(method_not_allowed(&request.method));
         }
@@ -465,7 +463,7 @@ impl StorageProvider {
         let account = self.service().account(&record.name).or_internal()?;
         self.store_secrets(&record, &account.secrets.with_new_delegation_root()?).await?;
         tracing::info!(account = %record.id, "user delegation keys revoked");
-        Ok(axum::http::StatusCode::OK.into_response())
+        Ok(ArmReply::empty(200))
     }
 
     async fn blob_services(
@@ -474,7 +472,7 @@ impl StorageProvider {
         request: &ArmRequest,
         id: &ResourceId,
         list: bool,
-    ) -> Result<Response, Failure> {
+    ) -> Result<ArmReply, Failure> {
         let scope = id.scope().child("blobServices/default");
         let record = match request.method {
             Method::GET => {
@@ -506,7 +504,7 @@ impl StorageProvider {
             "sku": record.extra.get("sku"),
             "properties": {"cors": {"corsRules": cors::rules_to_arm(&account.cors)}, "deleteRetentionPolicy": {"enabled": false}},
         });
-        Ok(json_response(200, &if list { json!({"value": [service]}) } else { service }))
+        Ok(ArmReply::json(200, if list { json!({"value": [service]}) } else { service }))
     }
 }
 

@@ -1,10 +1,10 @@
 //! `{scope}/providers/Microsoft.Authorization/roleAssignments[/{name}]`.
 
+use crate::ArmReply;
 use axum::http::Method;
-use axum::response::{IntoResponse, Response};
 use byos_authz::{Action, RoleAssignment};
 use byos_core::{ApiError, OrInternal, Scope};
-use byos_http::{Failure, json_response};
+use byos_http::Failure;
 use byos_store::{Batch, Op};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -61,12 +61,12 @@ fn wire(assignment: &RoleAssignment) -> Value {
     })
 }
 
-pub async fn handle(arm: &Arm, request: &ArmRequest, scope: &Scope, name: &str) -> Result<Response, Failure> {
+pub async fn handle(arm: &Arm, request: &ArmRequest, scope: &Scope, name: &str) -> Result<ArmReply, Failure> {
     match request.method {
         Method::GET => {
             request.authorize(arm, &READ, scope)?;
             let assignment = find(arm, scope, name).ok_or_else(|| not_found(name))?;
-            Ok(json_response(200, &wire(&assignment)))
+            Ok(ArmReply::json(200, wire(&assignment)))
         }
         Method::PUT => {
             request.authorize(arm, &WRITE, scope)?;
@@ -94,7 +94,7 @@ fn role_guid(role_definition_id: &str) -> Option<Uuid> {
     role_definition_id.trim_end_matches('/').rsplit('/').next()?.parse().ok()
 }
 
-async fn create(arm: &Arm, request: &ArmRequest, scope: &Scope, name: &str) -> Result<Response, Failure> {
+async fn create(arm: &Arm, request: &ArmRequest, scope: &Scope, name: &str) -> Result<ArmReply, Failure> {
     let name: Uuid = name.parse().map_err(|_| {
         ApiError::bad_request(
             "InvalidRoleAssignmentId",
@@ -161,7 +161,7 @@ async fn create(arm: &Arm, request: &ArmRequest, scope: &Scope, name: &str) -> R
     };
     insert(arm, &assignment).await?;
     tracing::info!(assignment = %name, principal = %assignment.principal_id, role = %role.role_name, scope = %scope, "role assignment created");
-    Ok(json_response(201, &wire(&assignment)))
+    Ok(ArmReply::json(201, wire(&assignment)))
 }
 
 /// Stores a validated assignment, then lets the door use it.
@@ -212,15 +212,15 @@ async fn check_scope_exists(arm: &Arm, scope: &Scope) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn delete(arm: &Arm, scope: &Scope, name: &str) -> Result<Response, Failure> {
+async fn delete(arm: &Arm, scope: &Scope, name: &str) -> Result<ArmReply, Failure> {
     let _guard = arm.write_lock.lock().await;
     let Some(assignment) = find(arm, scope, name) else {
-        return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+        return Ok(ArmReply::empty(204));
     };
     arm.store.commit(Batch::new().delete(ASSIGNMENTS, assignment.name.to_string())).await.map_err(store_error)?;
     arm.door.remove_assignment(assignment.name);
     tracing::info!(assignment = %assignment.name, "role assignment deleted");
-    Ok(json_response(200, &wire(&assignment)))
+    Ok(ArmReply::json(200, wire(&assignment)))
 }
 
 /// Adds the deletion of every assignment at or below `scope` to `batch` (once: assignments the
@@ -282,7 +282,7 @@ fn parse_filter(text: Option<&String>) -> Result<Filter, ApiError> {
 }
 
 /// Lists assignments at, above and (unless `atScope()`) below the scope.
-pub fn list(arm: &Arm, request: &ArmRequest, scope: &Scope) -> Result<Response, Failure> {
+pub fn list(arm: &Arm, request: &ArmRequest, scope: &Scope) -> Result<ArmReply, Failure> {
     if request.method != Method::GET {
         return Err(method_not_allowed(&request.method));
     }
@@ -300,7 +300,7 @@ pub fn list(arm: &Arm, request: &ArmRequest, scope: &Scope) -> Result<Response, 
         .collect();
     value.sort_by(|a, b| a.created_on.cmp(&b.created_on).then(a.name.cmp(&b.name)));
     let value: Vec<Value> = value.iter().map(wire).collect();
-    Ok(json_response(200, &json!({"value": value})))
+    Ok(ArmReply::json(200, json!({"value": value})))
 }
 
 #[cfg(test)]

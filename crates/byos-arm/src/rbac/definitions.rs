@@ -1,11 +1,11 @@
 //! `{scope}/providers/Microsoft.Authorization/roleDefinitions[/{id}]`: every built-in role, plus
 //! custom roles (PUT / GET / DELETE).
 
+use crate::ArmReply;
 use axum::http::Method;
-use axum::response::{IntoResponse, Response};
 use byos_authz::{Action, Permission, RoleDefinition, RoleType};
 use byos_core::{ApiError, Scope};
-use byos_http::{Failure, json_response};
+use byos_http::Failure;
 use byos_store::Batch;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -78,13 +78,13 @@ fn visible_from(d: &RoleDefinition, scope: &Scope) -> bool {
         || d.assignable_scopes.iter().filter_map(|s| Scope::parse(s).ok()).any(|s| s.covers(scope) || scope.covers(&s))
 }
 
-pub async fn handle(arm: &Arm, request: &ArmRequest, scope: &Scope, id: &str) -> Result<Response, Failure> {
+pub async fn handle(arm: &Arm, request: &ArmRequest, scope: &Scope, id: &str) -> Result<ArmReply, Failure> {
     match request.method {
         Method::GET => {
             request.authorize(arm, &READ, scope)?;
             let definition = id.parse().ok().and_then(|id| arm.door.definition(id)).filter(|d| visible_from(d, scope));
             let definition = definition.ok_or_else(|| not_found(id))?;
-            Ok(json_response(200, &wire(scope, &definition)))
+            Ok(ArmReply::json(200, wire(scope, &definition)))
         }
         Method::PUT => {
             request.authorize(arm, &WRITE, scope)?;
@@ -105,7 +105,7 @@ fn not_found(id: &str) -> ApiError {
     )
 }
 
-async fn put(arm: &Arm, request: &ArmRequest, scope: &Scope, id: &str) -> Result<Response, Failure> {
+async fn put(arm: &Arm, request: &ArmRequest, scope: &Scope, id: &str) -> Result<ArmReply, Failure> {
     let id: Uuid = id.parse().map_err(|_| {
         ApiError::bad_request(
             "InvalidRoleDefinitionId",
@@ -175,15 +175,15 @@ async fn put(arm: &Arm, request: &ArmRequest, scope: &Scope, id: &str) -> Result
     arm.door.put_definition(definition.clone());
     tracing::info!(role = %definition.role_name, %id, "custom role written");
     // Azure answers 201 to every create-or-update of a role definition (the SDKs accept only 201).
-    Ok(json_response(201, &wire(scope, &definition)))
+    Ok(ArmReply::json(201, wire(scope, &definition)))
 }
 
-async fn delete(arm: &Arm, request: &ArmRequest, scope: &Scope, id: &str) -> Result<Response, Failure> {
+async fn delete(arm: &Arm, request: &ArmRequest, scope: &Scope, id: &str) -> Result<ArmReply, Failure> {
     let _guard = arm.write_lock.lock().await;
     // A role invisible from the URL scope is absent there, as for GET: nothing to delete.
     let Some(definition) = id.parse().ok().and_then(|id| arm.door.definition(id)).filter(|d| visible_from(d, scope))
     else {
-        return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+        return Ok(ArmReply::empty(204));
     };
     if definition.role_type == RoleType::BuiltInRole {
         return Err(Failure::from(ApiError::new(
@@ -204,7 +204,7 @@ async fn delete(arm: &Arm, request: &ArmRequest, scope: &Scope, id: &str) -> Res
     }
     arm.store.commit(Batch::new().delete(DEFINITIONS, definition.id.to_string())).await.map_err(store_error)?;
     arm.door.remove_definition(definition.id);
-    Ok(json_response(200, &wire(scope, &definition)))
+    Ok(ArmReply::json(200, wire(scope, &definition)))
 }
 
 /// Authorizes `action` at every assignable scope of `definition` (Azure's rule for changing or
@@ -268,7 +268,7 @@ fn matches_filter(d: &RoleDefinition, filter: Option<&String>) -> Result<bool, A
     Ok(ok)
 }
 
-pub fn list(arm: &Arm, request: &ArmRequest, scope: &Scope) -> Result<Response, Failure> {
+pub fn list(arm: &Arm, request: &ArmRequest, scope: &Scope) -> Result<ArmReply, Failure> {
     if request.method != Method::GET {
         return Err(method_not_allowed(&request.method));
     }
@@ -282,5 +282,5 @@ pub fn list(arm: &Arm, request: &ArmRequest, scope: &Scope) -> Result<Response, 
     }
     definitions.sort_by(|a, b| a.role_name.cmp(&b.role_name));
     let value: Vec<Value> = definitions.iter().map(|d| wire(scope, d)).collect();
-    Ok(json_response(200, &json!({"value": value})))
+    Ok(ArmReply::json(200, json!({"value": value})))
 }
