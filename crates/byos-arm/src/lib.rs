@@ -3,12 +3,14 @@
 //! One handler ([`router`]) takes every ARM request: it authenticates the bearer token
 //! ([`context`]), checks `api-version`, parses the path ([`path`]) and dispatches to the owner of
 //! the addressed resource: subscriptions ([`subscriptions`]), resource groups ([`groups`]), RBAC
-//! resources ([`rbac`]) or a resource provider ([`Provider`]; today [`managed_identity`]).
+//! resources ([`rbac`]) or a resource provider ([`Provider`]; built in: [`managed_identity`] and
+//! [`features`]).
 //! Every handler authorizes through the one door before it reads or writes anything.
 
 pub mod activity;
 pub mod context;
 pub mod deletion;
+pub mod features;
 pub mod groups;
 pub mod managed_identity;
 pub mod network;
@@ -84,6 +86,8 @@ pub struct Deployment {
     /// Base URL of the resource manager (`https://127.0.0.1:8443`).
     pub base_url: String,
     pub authority: String,
+    /// Preview features the operator approved at start (`byos serve --approve-feature`).
+    pub approved_features: Vec<&'static features::Feature>,
 }
 
 /// The resource manager's shared state.
@@ -111,9 +115,12 @@ impl Arm {
     ) -> Result<Arc<Self>, ApiError> {
         rbac::load_into_door(&store, &door).await?;
         providers.push(Arc::new(managed_identity::UserAssignedIdentities));
+        providers.push(Arc::new(features::Features));
         let activity = activity::ActivityLog::new(store.clone(), root, activity::TABLES);
         let write_lock = tokio::sync::Mutex::new(());
-        Ok(Arc::new(Arm { directory, door, store, deployment, providers, write_lock, activity }))
+        let arm = Arc::new(Arm { directory, door, store, deployment, providers, write_lock, activity });
+        features::approve_at_start(&arm).await?;
+        Ok(arm)
     }
 
     /// The provider owning resources of `full_type` (`Namespace/type`).

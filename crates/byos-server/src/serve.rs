@@ -48,6 +48,8 @@ pub struct ServeConfig {
     pub cmk_cache: Duration,
     /// Timeouts and the connection cap of the HTTPS listeners.
     pub limits: listener::ConnectionLimits,
+    /// Preview features approved for the subscription at start (`--approve-feature`).
+    pub approved_features: Vec<&'static byos_arm::features::Feature>,
 }
 
 pub const DEFAULT_CMK_CACHE: Duration = Duration::from_secs(30);
@@ -64,6 +66,7 @@ impl ServeConfig {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             cmk_cache: DEFAULT_CMK_CACHE,
             limits: listener::ConnectionLimits::default(),
+            approved_features: Vec::new(),
         }
     }
 
@@ -268,6 +271,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         location: deployment.location.clone(),
         base_url: base_url.clone(),
         authority: base_url.clone(),
+        approved_features: config.approved_features.clone(),
     };
     let arm = Arm::open(
         Arc::clone(&directory),
@@ -303,6 +307,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let operator = byos_identity::api::operator::router(identity)
         .merge(byos_keyvault::audit::operator_router(Arc::clone(&keyvault)))
         .merge(byos_arm::activity::operator_router(Arc::clone(&arm)))
+        .merge(byos_arm::features::operator_router(Arc::clone(&arm)))
         .layer(panic_guard());
     let blob = byos_storage::blob::router(Arc::clone(&storage)).layer(panic_guard());
 

@@ -24,6 +24,7 @@ async fn arm() -> anyhow::Result<Arc<Arm>> {
         location: "eastus".into(),
         base_url: "https://127.0.0.1:1".into(),
         authority: "https://127.0.0.1:1".into(),
+        approved_features: vec![],
     };
     Ok(Arm::open(directory, Arc::new(Door::new()), store, root, deployment, vec![]).await?)
 }

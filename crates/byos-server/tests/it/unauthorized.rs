@@ -177,6 +177,8 @@ fn arm_targets(sub: &str, group: &str, account: &str) -> Vec<(Method, String, Va
     let definition = format!(
         "/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/00000000-0000-0000-0000-0000000000bb"
     );
+    let features =
+        format!("/subscriptions/{sub}/providers/Microsoft.Features/providers/Microsoft.CognitiveServices/features");
     let located = json!({"location": "eastus"});
     let none = Value::Null;
     vec![
@@ -234,6 +236,11 @@ fn arm_targets(sub: &str, group: &str, account: &str) -> Vec<(Method, String, Va
             format!("/subscriptions/{sub}/providers/Microsoft.Storage/checkNameAvailability"),
             json!({"name": "freeacct", "type": "Microsoft.Storage/storageAccounts"}),
         ),
+        (Method::GET, format!("/subscriptions/{sub}/providers/Microsoft.Features/features"), none.clone()),
+        (Method::GET, features.clone(), none.clone()),
+        (Method::GET, format!("{features}/byoxPreview"), none.clone()),
+        (Method::POST, format!("{features}/byoxPreview/register"), none.clone()),
+        (Method::POST, format!("{features}/byoxPreview/unregister"), none),
     ]
 }
 
