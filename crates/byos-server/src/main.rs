@@ -78,6 +78,11 @@ enum Command {
         log_format: LogFormat,
         #[command(flatten)]
         limits: Limits,
+        /// Approve a preview feature (`Namespace/name`) for the subscription, as `byos feature
+        /// approve` does; repeatable (comma separated in the environment). The customer must still
+        /// register it.
+        #[arg(long = "approve-feature", value_name = "NAMESPACE/NAME", env = "BYOS_APPROVE_FEATURES", value_delimiter = ',', value_parser = byos_arm::features::parse)]
+        approve_features: Vec<&'static byos_arm::features::Feature>,
     },
     /// Manage service principals.
     Principal {
@@ -93,6 +98,27 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Decide on the subscription's preview features.
+    Feature {
+        #[command(subcommand)]
+        command: FeatureCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FeatureCommand {
+    /// Approve a preview feature that waits for approval (Azure's access request): a pending
+    /// registration becomes Registered, a later one is Registered at once.
+    Approve {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The resource provider namespace, e.g. Microsoft.CognitiveServices.
+        #[arg(long)]
+        namespace: String,
+        /// The feature, e.g. byoxPreview.
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -228,11 +254,17 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { dir, port, blob_port, cmk_cache_seconds, log_format, limits } => {
+        Command::Serve { dir, port, blob_port, cmk_cache_seconds, log_format, limits, approve_features } => {
             init_logging(log_format);
             let cmk_cache = std::time::Duration::from_secs(cmk_cache_seconds);
             let limits = limits.connection_limits();
-            let config = ServeConfig { blob_port, cmk_cache, limits, ..ServeConfig::new(dir.data_dir, port) };
+            let config = ServeConfig {
+                blob_port,
+                cmk_cache,
+                limits,
+                approved_features: approve_features,
+                ..ServeConfig::new(dir.data_dir, port)
+            };
             let server = byos_server::start(config).await?;
             wait_for_stop_signal().await?;
             server.shutdown().await;
@@ -240,7 +272,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Principal { command } => principal(command).await?,
         Command::Identity { command } => identity(command).await?,
         Command::Audit { command } => audit(command).await?,
+        Command::Feature { command } => feature(command).await?,
     }
+    Ok(())
+}
+
+async fn feature(command: FeatureCommand) -> anyhow::Result<()> {
+    let FeatureCommand::Approve { dir, namespace, name } = command;
+    let body = json!({"namespace": namespace, "name": name});
+    println!("{}", control::call(&dir.data_dir, "POST", "/operator/features/approve", Some(body)).await?);
     Ok(())
 }
 
