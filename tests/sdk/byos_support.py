@@ -249,6 +249,13 @@ class ByosServer:
                     raise AssertionError(f"audit list printed a line that is not JSON: {line!r}") from exc
         return records
 
+    def feature_approve(self, namespace: str, name: str) -> dict[str, Any]:
+        """`byos feature approve --namespace NS --name NAME`: the operator approves a preview feature."""
+        res = self.cli("feature", "approve", "--data-dir", str(self.data_dir), "--namespace", namespace,
+                       "--name", name)
+        assert res.returncode == 0, f"feature approve failed ({res.returncode}): {res.stderr}"
+        return json.loads(res.stdout)
+
     def audit_verify(self, vault: str) -> subprocess.CompletedProcess:
         """`byos audit verify --vault NAME` (the caller checks the exit code and output)."""
         return self.cli("audit", "verify", "--data-dir", str(self.data_dir), "--vault", vault)
@@ -442,6 +449,13 @@ def identity_client(boot: dict[str, Any], credential):
     from azure.mgmt.msi import ManagedServiceIdentityClient
 
     return ManagedServiceIdentityClient(credential, boot["subscription_id"], **_mgmt_kwargs(boot))
+
+
+def features_client(boot: dict[str, Any], credential):
+    """A FeatureClient (azure-mgmt-resource-features): the subscription's preview features."""
+    from azure.mgmt.resource.features import FeatureClient
+
+    return FeatureClient(credential, boot["subscription_id"], **_mgmt_kwargs(boot))
 
 
 def subscription_client(boot: dict[str, Any], credential):
