@@ -68,6 +68,32 @@ impl ArmRequest {
         arm.authorize(&self.caller, action, scope)
     }
 
+    /// Refuses any method but `method` (ARM's `MethodNotAllowed`).
+    pub fn require_method(&self, method: &axum::http::Method) -> Result<(), Failure> {
+        if self.method == method {
+            return Ok(());
+        }
+        Err(crate::groups::method_not_allowed(&self.method))
+    }
+
+    /// The key a `regenerateKey` action names (`{"keyName": "key1" | "key2"}`, any case): 0 or 1.
+    pub fn key_to_regenerate(&self) -> Result<usize, Failure> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Regenerate {
+            key_name: String,
+        }
+        let body: Regenerate = self.json()?;
+        match body.key_name.to_ascii_lowercase().as_str() {
+            "key1" => Ok(0),
+            "key2" => Ok(1),
+            other => Err(Failure::from(byos_core::ApiError::bad_request(
+                "InvalidKeyName",
+                format!("The key name '{other}' is invalid; use key1 or key2."),
+            ))),
+        }
+    }
+
     /// Whether the caller may perform `action` at `scope` (for filtering lists; no error).
     pub fn may(&self, arm: &Arm, action: &Action, scope: &Scope) -> bool {
         arm.door.authorize(&self.caller, action, scope).is_ok()

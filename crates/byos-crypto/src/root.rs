@@ -41,6 +41,8 @@ pub enum SealPurpose {
     KeyBackup,
     /// The key that authenticates the heads of the key-usage audit logs.
     AuditHeadKey,
+    /// An AI-services account's keys and the KEK of its service-held data.
+    CognitiveAccountSecrets,
 }
 
 impl SealPurpose {
@@ -54,6 +56,7 @@ impl SealPurpose {
             SealPurpose::VaultKey => "vault-key",
             SealPurpose::KeyBackup => "key-backup",
             SealPurpose::AuditHeadKey => "audit-head-key",
+            SealPurpose::CognitiveAccountSecrets => "cognitive-account-secrets",
         }
     }
 }

@@ -20,6 +20,35 @@ pub trait Listeners: Send + Sync + 'static {
 /// Keeps a run-time listener open; dropping it stops accepting on it.
 pub struct ListenerHandle(pub Box<dyn Send + Sync>);
 
+/// The run-time listeners of one kind of resource (vaults, AI accounts), one per resource, by key.
+pub struct ListenerSet {
+    listeners: std::sync::Arc<dyn Listeners>,
+    open: std::sync::Mutex<std::collections::HashMap<String, ListenerHandle>>,
+}
+
+impl ListenerSet {
+    pub fn new(listeners: std::sync::Arc<dyn Listeners>) -> Self {
+        ListenerSet { listeners, open: std::sync::Mutex::new(std::collections::HashMap::new()) }
+    }
+
+    /// Serves `router` for `key` on `port`, or on any free port when that one is taken (a
+    /// resource's advertised URI then changes: the caller persists the port returned).
+    pub async fn serve(&self, key: &str, port: u16, router: axum::Router) -> std::io::Result<u16> {
+        let (port, handle) = match self.listeners.open(port, router.clone()).await {
+            Ok(opened) => opened,
+            Err(_) if port != 0 => self.listeners.open(0, router).await?,
+            Err(e) => return Err(e),
+        };
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_owned(), handle);
+        Ok(port)
+    }
+
+    /// Stops serving `key`'s listener.
+    pub fn close(&self, key: &str) {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+}
+
 /// The largest JSON body any control-plane API accepts.
 pub const MAX_JSON_BODY: usize = 1 << 20;
 

@@ -23,7 +23,7 @@ use byos_authz::Door;
 use byos_core::ApiError;
 use byos_core::OrInternal;
 use byos_crypto::RootKey;
-use byos_http::{ListenerHandle, Listeners};
+use byos_http::{ListenerSet, Listeners};
 use byos_identity::Directory;
 use byos_store::{SharedStore, Table};
 
@@ -52,9 +52,8 @@ pub struct KeyVaultService {
     pub(crate) door: Arc<Door>,
     pub(crate) directory: Arc<Directory>,
     pub(crate) authority: String,
-    listeners: Arc<dyn Listeners>,
     vaults: RwLock<HashMap<String, Arc<Vault>>>,
-    open_listeners: Mutex<HashMap<String, ListenerHandle>>,
+    listeners: ListenerSet,
     /// The key-usage log: one hash-chained chain per vault.
     audit_log: audit::KeyAuditLog,
     /// Private keys already unsealed and parsed, by `{vault}/{name}/{version}` (memory only).
@@ -77,9 +76,8 @@ impl KeyVaultService {
             door,
             directory,
             authority,
-            listeners,
             vaults: RwLock::new(HashMap::new()),
-            open_listeners: Mutex::new(HashMap::new()),
+            listeners: ListenerSet::new(listeners),
             audit_log,
             parsed_keys: Mutex::new(HashMap::new()),
         })
@@ -159,14 +157,9 @@ impl KeyVaultService {
 
     /// Starts serving a vault's data plane on `port` (or any port if it is taken); returns the port.
     pub(crate) async fn serve(self: &Arc<Self>, name: &str, port: u16) -> Result<u16, ApiError> {
-        let router = keys::http::router(Arc::clone(self), name.to_ascii_lowercase());
-        let opened = match self.listeners.open(port, router.clone()).await {
-            Ok(opened) => opened,
-            Err(_) if port != 0 => self.listeners.open(0, router).await.map_err(|e| listener_error(name, e))?,
-            Err(e) => return Err(listener_error(name, e)),
-        };
-        self.open_listeners.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_ascii_lowercase(), opened.1);
-        Ok(opened.0)
+        let key = name.to_ascii_lowercase();
+        let router = keys::http::router(Arc::clone(self), key.clone());
+        self.listeners.serve(&key, port, router).await.map_err(|e| listener_error(name, e))
     }
 
     pub(crate) fn install(&self, record: &byos_arm::ResourceRecord, settings: VaultSettings) {
@@ -186,7 +179,7 @@ impl KeyVaultService {
     /// Stops serving a vault (deleted or its group deleted).
     pub(crate) fn forget(&self, name: &str) {
         self.vaults.write().unwrap_or_else(|e| e.into_inner()).remove(&name.to_ascii_lowercase());
-        self.open_listeners.lock().unwrap_or_else(|e| e.into_inner()).remove(&name.to_ascii_lowercase());
+        self.listeners.close(&name.to_ascii_lowercase());
     }
 }
 

@@ -246,9 +246,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         Arc::clone(&root),
         Arc::clone(&door),
         Arc::clone(&directory),
-        hub,
+        Arc::clone(&hub),
         base_url.clone(),
     );
+    let cognitive = byos_cognitive::CognitiveService::new(Arc::clone(&store), Arc::clone(&root), hub);
     let storage = byos_storage::StorageService::new(
         Arc::clone(&store),
         objects,
@@ -265,6 +266,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let providers: Vec<Arc<dyn byos_arm::Provider>> = vec![
         Arc::new(byos_storage::provider::StorageProvider(Arc::clone(&storage))),
         Arc::new(byos_keyvault::provider::KeyVaultProvider(Arc::clone(&keyvault))),
+        Arc::new(byos_cognitive::provider::CognitiveProvider(Arc::clone(&cognitive))),
     ];
     let arm_deployment = Deployment {
         subscription_id: deployment.subscription_id.clone(),
@@ -284,6 +286,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     .await?;
     storage.load(&arm).await?;
     keyvault.load(&arm).await?;
+    cognitive.load(&arm).await?;
     let housekeeping = vec![
         byos_storage::blob::sweep::spawn(Arc::clone(&storage), HOUSEKEEPING_INTERVAL),
         byos_storage::cmk::spawn_rotation_watch(Arc::clone(&storage), config.cmk_cache.min(MAX_CMK_CACHE)),

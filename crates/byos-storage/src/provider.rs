@@ -395,9 +395,7 @@ impl StorageProvider {
     }
 
     async fn list_keys(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<ArmReply, Failure> {
-        if request.method != Method::POST {
-            return Err(method_not_allowed(&request.method));
-        }
+        request.require_method(&Method::POST)?;
         request.authorize(arm, &LIST_KEYS, &id.scope())?;
         let record = self.require(arm, id).await?;
         let account = self.service().account(&record.name).or_internal()?;
@@ -405,32 +403,15 @@ impl StorageProvider {
     }
 
     async fn regenerate_key(&self, arm: &Arm, request: &ArmRequest, id: &ResourceId) -> Result<ArmReply, Failure> {
-        if request.method != Method::POST {
-            return Err(method_not_allowed(&request.method));
-        }
+        request.require_method(&Method::POST)?;
         request.authorize(arm, &REGENERATE_KEY, &id.scope())?;
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Regenerate {
-            key_name: String,
-        }
-        let body: Regenerate = request.json()?;
-        let index = match body.key_name.to_ascii_lowercase().as_str() {
-            "key1" => 0,
-            "key2" => 1,
-            other => {
-                return Err(Failure::from(ApiError::bad_request(
-                    "InvalidKeyName",
-                    format!("The key name '{other}' is invalid; use key1 or key2."),
-                )));
-            }
-        };
+        let index = request.key_to_regenerate()?;
         let _guard = arm.write_guard().await;
         let record = self.require(arm, id).await?;
         let account = self.service().account(&record.name).or_internal()?;
         let secrets = account.secrets.with_new_key(index)?;
         self.store_secrets(&record, &secrets).await?;
-        tracing::info!(account = %record.id, key = body.key_name, "account key regenerated");
+        tracing::info!(account = %record.id, key = index + 1, "account key regenerated");
         Ok(ArmReply::json(200, self.keys_wire(&secrets, &record.created_on)))
     }
 

@@ -181,6 +181,9 @@ fn arm_targets(sub: &str, group: &str, account: &str) -> Vec<(Method, String, Va
         format!("/subscriptions/{sub}/providers/Microsoft.Features/providers/Microsoft.CognitiveServices/features");
     let located = json!({"location": "eastus"});
     let none = Value::Null;
+    let ai = format!("{group}/providers/Microsoft.CognitiveServices/accounts/covcs");
+    let ai_sub = format!("/subscriptions/{sub}/providers/Microsoft.CognitiveServices");
+    let ai_deleted = format!("{ai_sub}/locations/eastus/resourceGroups/cov/deletedAccounts/covcs");
     vec![
         (Method::GET, group.to_owned(), none.clone()),
         (Method::PUT, group.to_owned(), located.clone()),
@@ -240,7 +243,30 @@ fn arm_targets(sub: &str, group: &str, account: &str) -> Vec<(Method, String, Va
         (Method::GET, features.clone(), none.clone()),
         (Method::GET, format!("{features}/byoxPreview"), none.clone()),
         (Method::POST, format!("{features}/byoxPreview/register"), none.clone()),
-        (Method::POST, format!("{features}/byoxPreview/unregister"), none),
+        (Method::POST, format!("{features}/byoxPreview/unregister"), none.clone()),
+        (Method::GET, ai.clone(), none.clone()),
+        (Method::PUT, ai.clone(), json!({"location": "eastus", "kind": "SpeechServices", "sku": {"name": "S0"}})),
+        (Method::PATCH, ai.clone(), json!({"tags": {}})),
+        (Method::DELETE, ai.clone(), none.clone()),
+        (Method::POST, format!("{ai}/listKeys"), none.clone()),
+        (Method::POST, format!("{ai}/regenerateKey"), json!({"keyName": "Key1"})),
+        (Method::GET, format!("{ai}/skus"), none.clone()),
+        (Method::GET, format!("{ai}/usages"), none.clone()),
+        (Method::GET, format!("{ai}/models"), none.clone()),
+        (Method::GET, format!("{ai_sub}/deletedAccounts"), none.clone()),
+        (Method::GET, ai_deleted.clone(), none.clone()),
+        (Method::DELETE, ai_deleted, none.clone()),
+        (
+            Method::POST,
+            format!("{ai_sub}/checkDomainAvailability"),
+            json!({"subdomainName": "covcs", "type": "Microsoft.CognitiveServices/accounts"}),
+        ),
+        (
+            Method::POST,
+            format!("{ai_sub}/locations/eastus/checkSkuAvailability"),
+            json!({"skus": ["S0"], "kind": "SpeechServices", "type": "Microsoft.CognitiveServices/accounts"}),
+        ),
+        (Method::GET, format!("{ai_sub}/skus"), none),
     ]
 }
 
