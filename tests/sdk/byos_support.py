@@ -598,10 +598,9 @@ def utc_in(**delta) -> dt.datetime:
 # ---- the source address a data-plane client connects from ------------------------------------------
 
 
-def source_address_transport(source_ip: str, ca_file: str):
-    """An azure-core transport whose connections come from `source_ip` (any 127.0.0.0/8 address works on
-    Linux: the whole range is routed to lo), so the tests can exercise the account firewall."""
-    from azure.core.pipeline.transport import RequestsTransport
+def source_address_session(source_ip: str) -> requests.Session:
+    """A requests Session whose connections come from `source_ip` (any 127.0.0.0/8 address works on Linux:
+    the whole range is routed to lo), so the tests can exercise firewalls."""
     from requests.adapters import HTTPAdapter
 
     class SourceAddressAdapter(HTTPAdapter):
@@ -612,7 +611,14 @@ def source_address_transport(source_ip: str, ca_file: str):
     session = requests.Session()
     session.mount("https://", SourceAddressAdapter())
     session.mount("http://", SourceAddressAdapter())
-    return RequestsTransport(session=session, connection_verify=ca_file)
+    return session
+
+
+def source_address_transport(source_ip: str, ca_file: str):
+    """An azure-core transport whose connections come from `source_ip` (see source_address_session)."""
+    from azure.core.pipeline.transport import RequestsTransport
+
+    return RequestsTransport(session=source_address_session(source_ip), connection_verify=ca_file)
 
 
 # ---- Blob clients ---------------------------------------------------------------------------------------

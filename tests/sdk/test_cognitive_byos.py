@@ -6,6 +6,7 @@ storage account, Speech kinds only, only at creation, the system-assigned identi
 The module runs its own server: the feature's state is per subscription and these tests start from NotRegistered."""
 
 import pytest
+import requests
 
 import byos_support as bs
 import cognitive_support as cs
@@ -174,3 +175,16 @@ def test_storage_in_another_region_is_allowed_and_reported(approved, own, boot, 
         "properties": {"userOwnedStorage": [{"resourceId": far.id}]}})
     assert resp.status_code == 201, resp.text
     assert "westeurope" in resp.headers.get("x-byos-warning", ""), resp.headers
+
+
+def test_accounts_keep_their_endpoint_keys_and_binding_across_a_restart(approved, own, boot, admin_cs, rg, storage):
+    account = _create(admin_cs, rg, _byos_model(boot, storage.id))
+    key = admin_cs.accounts.list_keys(rg, account.name).key1
+    boot = own.restart()
+    client = cs.cognitive_client(boot, bs.admin_credential(boot))
+    again = client.accounts.get(rg, account.name)
+    assert again.properties.endpoint == account.properties.endpoint
+    assert [s.resource_id for s in again.properties.user_owned_storage] == [storage.id]
+    resp = requests.post(again.properties.endpoint + "sts/v1.0/issueToken",
+                         headers={"Ocp-Apim-Subscription-Key": key}, verify=boot["ca_file"], timeout=30)
+    assert resp.status_code == 200, resp.text

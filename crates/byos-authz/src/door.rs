@@ -295,7 +295,7 @@ impl Door {
                 return Err(deny(
                     DenialKind::KeyBasedNotPermitted,
                     vec![],
-                    "allowSharedKeyAccess is false: account keys and key-signed SAS are refused".into(),
+                    "key-based access is disabled on this resource (allowSharedKeyAccess false, or disableLocalAuth true): keys, key-signed SAS and tokens issued for a key are refused".into(),
                 ));
             }
         }

@@ -11,16 +11,19 @@ pub mod account;
 pub mod dataplane;
 pub mod provider;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use byos_arm::Arm;
 use byos_arm::records::{RESOURCES, ResourceRecord, encode, resource_key, store_error};
+use byos_authz::Door;
 use byos_core::{ApiError, OrInternal};
 use byos_crypto::RootKey;
 use byos_http::{ListenerSet, Listeners};
+use byos_identity::Directory;
 use byos_store::{Batch, SharedStore, Table};
 
-use account::AccountSettings;
+use account::{AccountKeys, AccountSettings};
 
 pub const ACCOUNT_TYPE: &str = "Microsoft.CognitiveServices/accounts";
 pub const NAMESPACE: &str = "Microsoft.CognitiveServices";
@@ -31,16 +34,55 @@ pub(crate) const DOMAINS: Table = Table("cs_domains");
 /// Soft-deleted accounts, by lowercased account id.
 pub(crate) const DELETED: Table = Table("cs_deleted_accounts");
 
+/// An account as its data plane needs it, cached in memory and replaced on every change.
+pub struct LiveAccount {
+    pub id: String,
+    pub location: String,
+    pub settings: AccountSettings,
+    pub keys: AccountKeys,
+}
+
 /// The AI-services accounts service: shared by the ARM provider and every account's listener.
 pub struct CognitiveService {
     pub(crate) store: SharedStore,
     pub(crate) root: Arc<RootKey>,
+    pub(crate) door: Arc<Door>,
+    pub(crate) directory: Arc<Directory>,
     listeners: ListenerSet,
+    /// Live accounts by lowercased id.
+    accounts: RwLock<HashMap<String, Arc<LiveAccount>>>,
 }
 
 impl CognitiveService {
-    pub fn new(store: SharedStore, root: Arc<RootKey>, listeners: Arc<dyn Listeners>) -> Arc<Self> {
-        Arc::new(CognitiveService { store, root, listeners: ListenerSet::new(listeners) })
+    pub fn new(
+        store: SharedStore,
+        root: Arc<RootKey>,
+        door: Arc<Door>,
+        directory: Arc<Directory>,
+        listeners: Arc<dyn Listeners>,
+    ) -> Arc<Self> {
+        let listeners = ListenerSet::new(listeners);
+        Arc::new(CognitiveService { store, root, door, directory, listeners, accounts: RwLock::default() })
+    }
+
+    /// The live account with lowercased id `key`.
+    pub fn account(&self, key: &str) -> Option<Arc<LiveAccount>> {
+        self.accounts.read().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+
+    /// Re-reads an account's keys and installs the record as the live account (after every
+    /// committed change).
+    pub(crate) async fn refresh(&self, record: &ResourceRecord) -> Result<(), ApiError> {
+        let key = resource_key(&record.id);
+        let sealed = self.store.get(KEYS, &key).await.map_err(store_error)?.or_internal()?;
+        let live = LiveAccount {
+            id: record.id.clone(),
+            location: record.location.clone(),
+            settings: serde_json::from_value(record.properties.clone()).or_internal()?,
+            keys: AccountKeys::open(&self.root, &sealed)?,
+        };
+        self.accounts.write().unwrap_or_else(|e| e.into_inner()).insert(key, Arc::new(live));
+        Ok(())
     }
 
     /// Serves every account's data plane (at start-up, once the resource manager is open); an
@@ -52,20 +94,27 @@ impl CognitiveService {
             }
             let mut settings: AccountSettings = serde_json::from_value(record.properties.clone()).or_internal()?;
             let port = self.serve(&record.id, settings.port).await?;
-            if port != settings.port {
-                tracing::warn!(account = %record.id, old = settings.port, new = port, "account port was taken; its endpoint changed");
-                settings.port = port;
-                self.persist_settings(record, &settings).await?;
+            if port == settings.port {
+                self.refresh(&record).await?;
+                continue;
             }
+            tracing::warn!(account = %record.id, old = settings.port, new = port, "account port was taken; its endpoint changed");
+            settings.port = port;
+            self.refresh(&self.persist_settings(record, &settings).await?).await?;
         }
         Ok(())
     }
 
-    async fn persist_settings(&self, mut record: ResourceRecord, settings: &AccountSettings) -> Result<(), ApiError> {
+    async fn persist_settings(
+        &self,
+        mut record: ResourceRecord,
+        settings: &AccountSettings,
+    ) -> Result<ResourceRecord, ApiError> {
         record.properties = serde_json::to_value(settings).or_internal()?;
         let key = resource_key(&record.id);
         let batch = Batch::new().put(RESOURCES, key.clone(), encode(&key, &record)?);
-        self.store.commit(batch).await.map_err(store_error)
+        self.store.commit(batch).await.map_err(store_error)?;
+        Ok(record)
     }
 
     /// `https://127.0.0.1:{port}/`: the account's `properties.endpoint`.
@@ -76,7 +125,7 @@ impl CognitiveService {
     /// Starts serving an account's data plane on `port` (any free port for 0, or when it is taken).
     pub(crate) async fn serve(self: &Arc<Self>, account_id: &str, port: u16) -> Result<u16, ApiError> {
         let key = resource_key(account_id);
-        let router = dataplane::router();
+        let router = dataplane::router(Arc::clone(self), key.clone());
         self.listeners.serve(&key, port, router).await.map_err(|e| {
             tracing::error!(account = account_id, error = %e, "cannot open a listener for the account");
             ApiError::internal()
@@ -85,6 +134,8 @@ impl CognitiveService {
 
     /// Stops serving an account (deleted, or its creation failed).
     pub(crate) fn close(&self, account_id: &str) {
-        self.listeners.close(&resource_key(account_id));
+        let key = resource_key(account_id);
+        self.accounts.write().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        self.listeners.close(&key);
     }
 }

@@ -288,6 +288,7 @@ impl CognitiveProvider {
             return Err(Failure::from(records::store_error(e)));
         }
         plan.applied(arm);
+        self.service().refresh(&record).await?;
         tracing::info!(account = %record.id, created, "AI-services account written");
         let mut reply = ArmReply::json(if created { 201 } else { 200 }, wire(&record)?);
         if let Some(warning) = storage.and_then(|s| cross_region_warning(&s, &record.location)) {
@@ -543,6 +544,7 @@ impl CognitiveProvider {
             return Err(Failure::from(records::store_error(e)));
         }
         plan.applied(arm);
+        self.service().refresh(&record).await?;
         tracing::info!(account = %record.id, "AI-services account restored");
         Ok(ArmReply::json(201, wire(&record)?))
     }
@@ -575,6 +577,7 @@ impl CognitiveProvider {
         let key = resource_key(&record.id);
         let batch = Batch::new().put(KEYS, key, keys.seal(&self.service().root)?);
         self.service().store.commit(batch).await.map_err(records::store_error)?;
+        self.service().refresh(&record).await?;
         tracing::info!(account = %record.id, key = index + 1, "account key regenerated");
         Ok(ArmReply::ok(keys.to_wire()))
     }

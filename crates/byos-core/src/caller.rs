@@ -31,7 +31,8 @@ pub enum AuthMethod {
     OperatorSocket,
     /// No credentials were presented.
     Anonymous,
-    /// A storage account key (Shared Key signature).
+    /// A resource's key: a storage account's Shared Key signature, an AI-services account's
+    /// subscription key or a token its token service issued for one.
     SharedKey,
     /// A shared access signature; what it grants is in [`Caller::signed`].
     SharedAccessSignature,

@@ -18,7 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // The control socket's listener marks its requests; only that marker makes an operator.
     ("operator", &["byos-identity/src/api/operator.rs"]),
     // Shared Key and SAS verification against the account's keys / user delegation keys.
-    ("shared_key", &["byos-storage/src/blob/auth.rs"]),
+    ("shared_key", &["byos-storage/src/blob/auth.rs", "byos-cognitive/src/dataplane.rs"]),
     ("signature", &["byos-storage/src/blob/sas.rs"]),
     // Each background task makes its own actor, once, where it is spawned.
     ("actor", &["byos-keyvault/src/rotation.rs", "byos-storage/src/blob/sweep.rs", "byos-storage/src/cmk.rs"]),

@@ -41,6 +41,19 @@ pub struct Claims {
     pub xms_mirid: Option<String>,
 }
 
+/// The claims of a token for a resource (no principal): Cognitive Services' STS token shape.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct ResourceClaims {
+    aud: String,
+    iss: String,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    #[serde(rename = "azure-resource-id")]
+    resource_id: String,
+    region: String,
+}
+
 /// Why a presented token was not accepted.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TokenError {
@@ -157,6 +170,64 @@ impl TokenService {
 
     /// The claims of a token signed by this service for this tenant (times unchecked).
     fn verify_signed(&self, token: &str) -> Result<Claims, TokenError> {
+        let payload = self.signed_payload(token)?;
+        let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+        if claims.iss != self.issuer || claims.tid != self.tenant_id {
+            return Err(TokenError::WrongIssuer);
+        }
+        Ok(claims)
+    }
+
+    /// Mints a token that names a resource instead of a principal (what an AI-services account's
+    /// token service issues for a key): audience `aud`, valid for `lifetime` seconds from `now`.
+    pub fn mint_resource_token(
+        &self,
+        resource_id: &str,
+        region: &str,
+        aud: &str,
+        lifetime: i64,
+        now: i64,
+    ) -> Result<String, byos_crypto::CryptoError> {
+        let claims = ResourceClaims {
+            aud: aud.to_owned(),
+            iss: self.issuer.clone(),
+            iat: now,
+            nbf: now,
+            exp: now + lifetime,
+            resource_id: resource_id.to_owned(),
+            region: region.to_owned(),
+        };
+        let payload = serde_json::to_vec(&claims).map_err(|_| byos_crypto::CryptoError::Sign)?;
+        let signing_input = format!("{}.{}", self.header_b64, b64url(&payload));
+        let signature = self.signer.sign_rs256(signing_input.as_bytes())?;
+        Ok(format!("{signing_input}.{}", b64url(&signature)))
+    }
+
+    /// The resource a token of [`TokenService::mint_resource_token`] names, if it is signed here,
+    /// valid at `now` and for audience `aud`.
+    pub fn verify_resource_token(&self, token: &str, aud: &str, now: i64) -> Result<String, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Malformed);
+        }
+        let payload = self.signed_payload(token)?;
+        let claims: ResourceClaims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+        if claims.iss != self.issuer {
+            return Err(TokenError::WrongIssuer);
+        }
+        if claims.aud != aud {
+            return Err(TokenError::WrongAudience(claims.aud));
+        }
+        if now >= claims.exp {
+            return Err(TokenError::Expired { exp: claims.exp, now });
+        }
+        if now + CLOCK_SKEW_SECS < claims.nbf {
+            return Err(TokenError::NotYetValid { nbf: claims.nbf });
+        }
+        Ok(claims.resource_id)
+    }
+
+    /// The payload of a JWT whose header and RS256 signature are this service's.
+    fn signed_payload(&self, token: &str) -> Result<Vec<u8>, TokenError> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -169,12 +240,7 @@ impl TokenService {
         if !self.verifier.verify_rs256(signing_input.as_bytes(), &signature) {
             return Err(TokenError::BadSignature);
         }
-        let payload = b64url_decode(payload).ok_or(TokenError::Malformed)?;
-        let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
-        if claims.iss != self.issuer || claims.tid != self.tenant_id {
-            return Err(TokenError::WrongIssuer);
-        }
-        Ok(claims)
+        b64url_decode(payload).ok_or(TokenError::Malformed)
     }
 
     fn check_header(&self, header: &str) -> Result<(), TokenError> {
@@ -227,6 +293,28 @@ mod tests {
             created_on: String::new(),
             header_generation: 0,
         }
+    }
+
+    #[test]
+    fn resource_tokens_name_their_resource_and_are_no_principal_token() -> Result<(), Box<dyn std::error::Error>> {
+        let svc = service();
+        let id = "/subscriptions/s/resourceGroups/g/providers/Microsoft.CognitiveServices/accounts/a";
+        let token = svc.mint_resource_token(id, "eastus", "urn:ms.cognitiveservices", 600, 1000)?;
+        assert_eq!(svc.verify_resource_token(&token, "urn:ms.cognitiveservices", 1599)?, id);
+        assert_eq!(
+            svc.verify_resource_token(&token, "urn:ms.cognitiveservices", 1600),
+            Err(TokenError::Expired { exp: 1600, now: 1600 })
+        );
+        assert!(matches!(svc.verify_resource_token(&token, "urn:other", 1001), Err(TokenError::WrongAudience(_))));
+        assert_eq!(svc.verify(&token, 1001), Err(TokenError::Malformed), "a resource token names no principal");
+        let (principal_token, _) = svc.mint(&principal(), "urn:ms.cognitiveservices", 1000)?;
+        assert_eq!(
+            svc.verify_resource_token(&principal_token, "urn:ms.cognitiveservices", 1001),
+            Err(TokenError::Malformed)
+        );
+        let other = service().mint_resource_token(id, "eastus", "urn:ms.cognitiveservices", 600, 1000)?;
+        assert!(svc.verify_resource_token(&other, "urn:ms.cognitiveservices", 1001).is_err(), "another signer");
+        Ok(())
     }
 
     #[test]

@@ -249,7 +249,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         Arc::clone(&hub),
         base_url.clone(),
     );
-    let cognitive = byos_cognitive::CognitiveService::new(Arc::clone(&store), Arc::clone(&root), hub);
+    let cognitive = byos_cognitive::CognitiveService::new(
+        Arc::clone(&store),
+        Arc::clone(&root),
+        Arc::clone(&door),
+        Arc::clone(&directory),
+        hub,
+    );
     let storage = byos_storage::StorageService::new(
         Arc::clone(&store),
         objects,
