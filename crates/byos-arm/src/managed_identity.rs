@@ -171,6 +171,15 @@ async fn list(arm: &Arm, request: &ArmRequest, sub: &str, group: Option<&str>) -
     Ok(ArmReply::json(200, json!({"value": value})))
 }
 
+/// The user-assigned identities an `identity` property attaches (their resource ids).
+pub fn attached_user_identities(identity: Option<&Value>) -> Vec<String> {
+    identity
+        .and_then(|i| i.get("userAssignedIdentities"))
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
 /// The outcome of applying a requested `identity` property to a resource: what to store, which
 /// principals to create and delete. Apply with [`IdentityPlan::ops`], then [`IdentityPlan::applied`].
 #[derive(Debug, Default)]

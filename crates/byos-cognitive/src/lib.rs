@@ -4,10 +4,12 @@
 //! - [`account`]: kinds, SKUs, the settings an account keeps and its sealed keys.
 //! - [`provider`]: the ARM provider (accounts, keys, SKUs, availability checks, BYOS binding at
 //!   creation, soft delete with restore and purge).
+//! - [`artifacts`]: the artifact store the account's services keep what they produce through.
 //! - [`dataplane`]: each account's data-plane listener at `properties.endpoint` (one port per
 //!   account, as the Speech SDK addresses an account by host and port only).
 
 pub mod account;
+pub mod artifacts;
 pub mod dataplane;
 pub mod provider;
 
@@ -38,6 +40,10 @@ pub(crate) const DELETED: Table = Table("cs_deleted_accounts");
 pub struct LiveAccount {
     pub id: String,
     pub location: String,
+    /// The account's system-assigned identity now (what reaches its BYOS storage).
+    pub system_identity: Option<uuid::Uuid>,
+    /// The user-assigned identities attached now (resource ids).
+    pub user_identities: Vec<String>,
     pub settings: AccountSettings,
     pub keys: AccountKeys,
 }
@@ -49,6 +55,8 @@ pub struct CognitiveService {
     pub(crate) door: Arc<Door>,
     pub(crate) directory: Arc<Directory>,
     listeners: ListenerSet,
+    /// Where the account's services keep what they produce.
+    pub artifacts: artifacts::ArtifactStore,
     /// Live accounts by lowercased id.
     accounts: RwLock<HashMap<String, Arc<LiveAccount>>>,
 }
@@ -60,9 +68,11 @@ impl CognitiveService {
         door: Arc<Door>,
         directory: Arc<Directory>,
         listeners: Arc<dyn Listeners>,
+        storage: Arc<byos_storage::StorageService>,
     ) -> Arc<Self> {
         let listeners = ListenerSet::new(listeners);
-        Arc::new(CognitiveService { store, root, door, directory, listeners, accounts: RwLock::default() })
+        let artifacts = artifacts::ArtifactStore::new(storage, Arc::clone(&directory));
+        Arc::new(CognitiveService { store, root, door, directory, listeners, artifacts, accounts: RwLock::default() })
     }
 
     /// The live account with lowercased id `key`.
@@ -78,6 +88,8 @@ impl CognitiveService {
         let live = LiveAccount {
             id: record.id.clone(),
             location: record.location.clone(),
+            system_identity: record.owned_principals.first().copied(),
+            user_identities: byos_arm::managed_identity::attached_user_identities(record.identity.as_ref()),
             settings: serde_json::from_value(record.properties.clone()).or_internal()?,
             keys: AccountKeys::open(&self.root, &sealed)?,
         };

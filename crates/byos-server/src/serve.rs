@@ -102,6 +102,7 @@ pub struct RunningServer {
 pub struct Services {
     pub directory: Arc<Directory>,
     pub storage: Arc<byos_storage::StorageService>,
+    pub cognitive: Arc<byos_cognitive::CognitiveService>,
 }
 
 impl RunningServer {
@@ -249,13 +250,6 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         Arc::clone(&hub),
         base_url.clone(),
     );
-    let cognitive = byos_cognitive::CognitiveService::new(
-        Arc::clone(&store),
-        Arc::clone(&root),
-        Arc::clone(&door),
-        Arc::clone(&directory),
-        hub,
-    );
     let storage = byos_storage::StorageService::new(
         Arc::clone(&store),
         objects,
@@ -268,6 +262,14 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             authority: base_url.clone(),
             cmk_cache_ttl: config.cmk_cache.min(MAX_CMK_CACHE),
         },
+    );
+    let cognitive = byos_cognitive::CognitiveService::new(
+        Arc::clone(&store),
+        Arc::clone(&root),
+        Arc::clone(&door),
+        Arc::clone(&directory),
+        hub,
+        Arc::clone(&storage),
     );
     let providers: Vec<Arc<dyn byos_arm::Provider>> = vec![
         Arc::new(byos_storage::provider::StorageProvider(Arc::clone(&storage))),
@@ -351,7 +353,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         base_url,
         tenant_id: boot.tenant_id.clone(),
         subscription_id: deployment.subscription_id,
-        services: Services { directory, storage },
+        services: Services { directory, storage, cognitive },
         stop,
         tasks,
         housekeeping,

@@ -139,7 +139,7 @@ impl StorageService {
             secrets,
             cors,
             system_identity: record.owned_principals.first().copied(),
-            user_identities: attached_user_identities(record.identity.as_ref()),
+            user_identities: byos_arm::managed_identity::attached_user_identities(record.identity.as_ref()),
         });
         self.accounts.write().unwrap_or_else(|e| e.into_inner()).insert(record.name.clone(), Arc::clone(&account));
         self.protector.forget(&record.name);
@@ -183,13 +183,4 @@ impl StorageService {
         self.accounts.write().unwrap_or_else(|e| e.into_inner()).remove(name);
         self.protector.forget(name);
     }
-}
-
-/// The resource ids in an `identity` property's `userAssignedIdentities`.
-pub(crate) fn attached_user_identities(identity: Option<&serde_json::Value>) -> Vec<String> {
-    identity
-        .and_then(|i| i.get("userAssignedIdentities"))
-        .and_then(serde_json::Value::as_object)
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default()
 }

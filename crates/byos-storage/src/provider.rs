@@ -24,7 +24,8 @@ use crate::account::{
 };
 use crate::blob::cors;
 use crate::cmk;
-use crate::{ACCOUNT_TYPE, Account, BLOB_SERVICES, NAMES, SECRETS, StorageService, attached_user_identities};
+use crate::{ACCOUNT_TYPE, Account, BLOB_SERVICES, NAMES, SECRETS, StorageService};
+use byos_arm::managed_identity::attached_user_identities;
 
 const NAMESPACE: &str = "Microsoft.Storage";
 const READ: Action = Action::control("Microsoft.Storage/storageAccounts/read");

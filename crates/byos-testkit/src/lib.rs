@@ -92,6 +92,31 @@ impl TestServer {
         .await
     }
 
+    /// An ARM request as the bootstrap admin (api-version 2023-05-01 unless `path` names one);
+    /// fails unless it succeeds. Returns the JSON answer (`null` when there is none).
+    pub async fn arm_as_admin(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let admin = self.admin_token(client).await?;
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let version =
+            if path.contains("api-version=") { String::new() } else { format!("{separator}api-version=2023-05-01") };
+        let mut request =
+            client.request(method.clone(), format!("{}{path}{version}", self.base_url)).bearer_auth(&admin);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        anyhow::ensure!(status.is_success(), "{method} {path}: {status} {text}");
+        Ok(if text.is_empty() { serde_json::Value::Null } else { serde_json::from_str(&text)? })
+    }
+
     /// The server's in-process services.
     pub fn services(&self) -> anyhow::Result<&byos_server::Services> {
         Ok(&self.server.as_ref().context("the server is stopped")?.services)

@@ -14,16 +14,8 @@ use byos_testkit::TestServer;
 use futures_util::TryStreamExt;
 use serde_json::{Value, json};
 
-const API: &str = "api-version=2023-05-01";
-
 async fn arm_put(server: &TestServer, client: &reqwest::Client, path: &str, body: Value) -> anyhow::Result<Value> {
-    let admin = server.admin_token(client).await?;
-    let url = format!("{}{path}?{API}", server.base_url);
-    let response = client.put(url).bearer_auth(&admin).json(&body).send().await?;
-    let status = response.status();
-    let body: Value = response.json().await?;
-    anyhow::ensure!(status.is_success(), "PUT {path}: {status} {body}");
-    Ok(body)
+    server.arm_as_admin(client, reqwest::Method::PUT, path, Some(body)).await
 }
 
 /// The caller of storage account `source` acting as its system-assigned identity.

@@ -6,6 +6,7 @@ use byos_testkit::TestServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+mod artifacts;
 mod blob_api;
 mod unauthorized;
 

@@ -1,0 +1,234 @@
+//! The artifact store: the one interface an account's services (speech, documents) keep what they
+//! produce through (datasets, results, logs, models).
+//!
+//! For an account bound to the customer's storage (BYOS) it writes there, in the containers the
+//! seed's service uses (created on first use), through the storage service's API as the account's
+//! system-assigned identity acting for the account: the door decides exactly as for any client
+//! (role, firewall with its trusted-service and resource-instance rules, key and public-access
+//! locks, the storage account's own customer-managed key). A refusal is
+//! [`ArtifactError::Inaccessible`], carrying the door's explanation.
+//!
+//! Accounts without BYOS keep their artifacts in service-managed storage, encrypted under the
+//! account's keys: that half arrives with the first service that writes artifacts.
+
+use std::sync::Arc;
+
+use byos_authz::DenialKind;
+use byos_core::{ApiError, Caller};
+use byos_identity::{AttachedIdentities, Directory};
+use byos_storage::StorageService;
+use byos_storage::blob::api::{BlobAddress, BlobInfo};
+use byos_storage::blob::errors::BlobError;
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use serde_json::{Value, json};
+
+use crate::LiveAccount;
+
+/// Where in the account's storage an artifact goes: the containers of the seed's service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Area {
+    /// Datasets, transcription results, evaluation results (`customspeech-artifacts`).
+    Artifacts,
+    /// Audio and transcription logs of endpoints with logging on (`customspeech-audiologs`).
+    AudioLogs,
+    /// Custom models (`customspeech-models`).
+    Models,
+}
+
+impl Area {
+    pub fn container(self) -> &'static str {
+        match self {
+            Area::Artifacts => "customspeech-artifacts",
+            Area::AudioLogs => "customspeech-audiologs",
+            Area::Models => "customspeech-models",
+        }
+    }
+}
+
+/// Why an artifact could not be kept or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// The customer's storage refused the account (or the account cannot reach it at all).
+    #[error("the account's storage {storage} refused access: {reason}")]
+    Inaccessible {
+        storage: String,
+        /// Which check refused, when the door did.
+        check: Option<DenialKind>,
+        reason: String,
+        /// The door's explanation (which rule, which scope, what was considered).
+        explanation: Value,
+    },
+    #[error("the artifact does not exist")]
+    NotFound,
+    /// The account keeps its artifacts in service-managed storage, which is not available yet.
+    #[error("service-managed artifact storage is not available yet")]
+    ServiceStorageUnavailable,
+    #[error("reading the artifact's content failed")]
+    ReadFailed,
+    #[error("{0}")]
+    Storage(BlobError),
+}
+
+impl ArtifactError {
+    /// The error a service answers with: `InaccessibleCustomerStorage` with byos's explanation.
+    pub fn to_api_error(&self) -> ApiError {
+        match self {
+            ArtifactError::Inaccessible { storage, reason, explanation, .. } => ApiError::new(
+                403,
+                "InaccessibleCustomerStorage",
+                format!("The storage account '{storage}' bound to this resource cannot be accessed: {reason}."),
+            )
+            .with_explanation(explanation.clone()),
+            ArtifactError::NotFound => ApiError::not_found("NotFound", "The artifact does not exist."),
+            ArtifactError::ServiceStorageUnavailable => ApiError::new(
+                501,
+                "NotImplemented",
+                "Artifacts of accounts without their own storage are not available in this version of byos.",
+            ),
+            ArtifactError::ReadFailed => ApiError::internal(),
+            ArtifactError::Storage(e) => {
+                tracing::warn!(error = %e, "artifact store: storage failed");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+/// An artifact as the services see it.
+pub type ArtifactInfo = BlobInfo;
+
+/// The artifact store over the storage service.
+pub struct ArtifactStore {
+    storage: Arc<StorageService>,
+    directory: Arc<Directory>,
+}
+
+/// Where an account's artifacts live and who reaches them.
+struct Binding {
+    storage_id: String,
+    account_name: String,
+    caller: Caller,
+}
+
+impl ArtifactStore {
+    pub fn new(storage: Arc<StorageService>, directory: Arc<Directory>) -> Self {
+        ArtifactStore { storage, directory }
+    }
+
+    /// The customer's storage account and the account's identity acting for it, resolved now (an
+    /// identity removed since is refused, never a principal remembered from earlier).
+    fn binding(&self, account: &LiveAccount) -> Result<Binding, ArtifactError> {
+        let bound = account.settings.user_owned_storage.first().ok_or(ArtifactError::ServiceStorageUnavailable)?;
+        let storage_id = bound.resource_id.clone();
+        let account_name = storage_id.rsplit('/').next().unwrap_or_default().to_owned();
+        let attached = AttachedIdentities {
+            resource_id: &account.id,
+            system: account.system_identity,
+            user: &account.user_identities,
+        };
+        let caller = self.directory.act_as(&attached, None).ok_or_else(|| ArtifactError::Inaccessible {
+            storage: storage_id.clone(),
+            check: None,
+            reason: "the account has no system-assigned identity now, and BYOS reaches the storage as that identity".into(),
+            explanation: json!({"check": "Identity", "resource": account.id,
+                                "fix": "enable the account's system-assigned identity and grant it Storage Blob Data Contributor on the storage account"}),
+        })?;
+        Ok(Binding { storage_id, account_name, caller })
+    }
+
+    fn classify(binding: &Binding, e: BlobError) -> ArtifactError {
+        match e {
+            BlobError::Denied(denial) => ArtifactError::Inaccessible {
+                storage: binding.storage_id.clone(),
+                check: Some(denial.kind),
+                reason: denial.reason.clone(),
+                explanation: denial.explanation(),
+            },
+            BlobError::AccountNotFound => ArtifactError::Inaccessible {
+                storage: binding.storage_id.clone(),
+                check: None,
+                reason: "the storage account no longer exists".into(),
+                explanation: json!({"check": "StorageAccount", "storage": binding.storage_id}),
+            },
+            BlobError::KeyUnavailable(e) => ArtifactError::Inaccessible {
+                storage: binding.storage_id.clone(),
+                check: None,
+                reason: format!("its customer-managed key cannot be used: {}", e.message),
+                explanation: json!({"check": "CustomerManagedKey", "storage": binding.storage_id, "code": e.code}),
+            },
+            BlobError::BlobNotFound | BlobError::ContainerNotFound => ArtifactError::NotFound,
+            other => ArtifactError::Storage(other),
+        }
+    }
+
+    fn address<'a>(binding: &'a Binding, area: Area, path: &'a str) -> BlobAddress<'a> {
+        BlobAddress { account: &binding.account_name, container: area.container(), blob: path }
+    }
+
+    /// Keeps `content` at `path` of `area`, creating the area's container on first use.
+    pub async fn put(
+        &self,
+        account: &LiveAccount,
+        area: Area,
+        path: &str,
+        content: Bytes,
+        content_type: &str,
+    ) -> Result<ArtifactInfo, ArtifactError> {
+        let binding = self.binding(account)?;
+        let at = Self::address(&binding, area, path);
+        let put =
+            || self.storage.put_blob(&binding.caller, at, content.clone(), Some(content_type), Default::default());
+        match put().await {
+            Err(BlobError::ContainerNotFound) => {
+                match self.storage.create_container(&binding.caller, &binding.account_name, area.container()).await {
+                    Ok(()) | Err(BlobError::ContainerAlreadyExists) => {
+                        tracing::info!(account = %account.id, container = area.container(), "artifact container created");
+                    }
+                    Err(e) => return Err(Self::classify(&binding, e)),
+                }
+                put().await.map_err(|e| Self::classify(&binding, e))
+            }
+            other => other.map_err(|e| Self::classify(&binding, e)),
+        }
+    }
+
+    /// The content of the artifact at `path` of `area`.
+    pub async fn read(&self, account: &LiveAccount, area: Area, path: &str) -> Result<Bytes, ArtifactError> {
+        let binding = self.binding(account)?;
+        let reader = self
+            .storage
+            .read_blob(&binding.caller, Self::address(&binding, area, path))
+            .await
+            .map_err(|e| Self::classify(&binding, e))?;
+        let chunks: Vec<Bytes> = reader.content.try_collect().await.map_err(|e| {
+            tracing::warn!(error = %e, "artifact store: reading failed");
+            ArtifactError::ReadFailed
+        })?;
+        Ok(chunks.concat().into())
+    }
+
+    /// The artifacts of `area` whose path starts with `prefix` (none when the container was never
+    /// used).
+    pub async fn list(
+        &self,
+        account: &LiveAccount,
+        area: Area,
+        prefix: &str,
+    ) -> Result<Vec<ArtifactInfo>, ArtifactError> {
+        let binding = self.binding(account)?;
+        match self.storage.list_blobs(&binding.caller, &binding.account_name, area.container(), prefix).await {
+            Err(BlobError::ContainerNotFound) => Ok(Vec::new()),
+            other => other.map_err(|e| Self::classify(&binding, e)),
+        }
+    }
+
+    /// Deletes the artifact at `path` of `area`.
+    pub async fn delete(&self, account: &LiveAccount, area: Area, path: &str) -> Result<(), ArtifactError> {
+        let binding = self.binding(account)?;
+        self.storage
+            .delete_blob(&binding.caller, Self::address(&binding, area, path))
+            .await
+            .map_err(|e| Self::classify(&binding, e))
+    }
+}
