@@ -265,9 +265,12 @@ impl AccountSettings {
     }
 }
 
-/// An account's two keys, sealed under the root key in their own table (never in the ARM record).
+/// An account's secrets, sealed under the root key in their own table (never in the ARM record):
+/// its two keys, and the key-encryption key of the data byos keeps for it (service-managed
+/// artifacts), which customer-managed keys will protect instead of the root key.
 pub struct AccountKeys {
     keys: [Zeroizing<String>; 2],
+    kek: Zeroizing<Vec<u8>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -275,6 +278,8 @@ struct KeysRecord {
     v: u32,
     key1: String,
     key2: String,
+    /// base64url of the 32-byte KEK.
+    kek: String,
 }
 
 impl Drop for KeysRecord {
@@ -282,6 +287,7 @@ impl Drop for KeysRecord {
         use zeroize::Zeroize;
         self.key1.zeroize();
         self.key2.zeroize();
+        self.kek.zeroize();
     }
 }
 
@@ -293,7 +299,8 @@ fn new_key() -> Result<Zeroizing<String>, ApiError> {
 
 impl AccountKeys {
     pub fn generate() -> Result<Self, ApiError> {
-        Ok(AccountKeys { keys: [new_key()?, new_key()?] })
+        let kek = Zeroizing::new(byos_crypto::random_bytes::<32>().or_internal()?.to_vec());
+        Ok(AccountKeys { keys: [new_key()?, new_key()?], kek })
     }
 
     /// Key 1 or 2 (`index` 0 or 1).
@@ -301,15 +308,25 @@ impl AccountKeys {
         self.keys[index.min(1)].as_str()
     }
 
-    /// The same keys with key `index` (0 or 1) replaced: the old one stops working at once.
+    /// The KEK of the account's service-held data.
+    pub fn kek(&self) -> Result<byos_crypto::envelope::Kek, ApiError> {
+        byos_crypto::envelope::Kek::from_bytes(&self.kek).or_internal()
+    }
+
+    /// The same secrets with key `index` (0 or 1) replaced: the old one stops working at once.
     pub fn regenerated(&self, index: usize) -> Result<Self, ApiError> {
         let mut keys = self.keys.clone();
         keys[index.min(1)] = new_key()?;
-        Ok(AccountKeys { keys })
+        Ok(AccountKeys { keys, kek: self.kek.clone() })
     }
 
     pub fn seal(&self, root: &RootKey) -> Result<Vec<u8>, ApiError> {
-        let record = KeysRecord { v: 1, key1: self.keys[0].to_string(), key2: self.keys[1].to_string() };
+        let record = KeysRecord {
+            v: 1,
+            key1: self.keys[0].to_string(),
+            key2: self.keys[1].to_string(),
+            kek: byos_crypto::b64url(&self.kek),
+        };
         let plain = Zeroizing::new(serde_json::to_vec(&record).or_internal()?);
         root.seal(SealPurpose::CognitiveAccountSecrets, &plain).or_internal()
     }
@@ -317,7 +334,8 @@ impl AccountKeys {
     pub fn open(root: &RootKey, sealed: &[u8]) -> Result<Self, ApiError> {
         let plain = root.open(SealPurpose::CognitiveAccountSecrets, sealed).or_internal()?;
         let record: KeysRecord = serde_json::from_slice(&plain).or_internal()?;
-        Ok(AccountKeys { keys: [Zeroizing::new(record.key1.clone()), Zeroizing::new(record.key2.clone())] })
+        let kek = Zeroizing::new(byos_crypto::b64url_decode(&record.kek).or_internal()?);
+        Ok(AccountKeys { keys: [Zeroizing::new(record.key1.clone()), Zeroizing::new(record.key2.clone())], kek })
     }
 
     /// `{"key1", "key2"}`, as listKeys and regenerateKey answer.
@@ -352,6 +370,9 @@ mod tests {
         let regenerated = keys.regenerated(1)?;
         assert_eq!(regenerated.key(0), keys.key(0));
         assert_ne!(regenerated.key(1), keys.key(1));
+        let sealed = keys.kek()?.seal_value(b"artifact", b"ctx").or_internal()?;
+        assert_eq!(opened.kek()?.open_value(&sealed, b"ctx").or_internal()?.as_slice(), b"artifact");
+        assert_eq!(regenerated.kek()?.open_value(&sealed, b"ctx").or_internal()?.as_slice(), b"artifact");
         Ok(())
     }
 }

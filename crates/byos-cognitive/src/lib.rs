@@ -69,9 +69,10 @@ impl CognitiveService {
         directory: Arc<Directory>,
         listeners: Arc<dyn Listeners>,
         storage: Arc<byos_storage::StorageService>,
+        objects: byos_store::SharedObjects,
     ) -> Arc<Self> {
         let listeners = ListenerSet::new(listeners);
-        let artifacts = artifacts::ArtifactStore::new(storage, Arc::clone(&directory));
+        let artifacts = artifacts::ArtifactStore::new(storage, Arc::clone(&directory), Arc::clone(&store), objects);
         Arc::new(CognitiveService { store, root, door, directory, listeners, artifacts, accounts: RwLock::default() })
     }
 

@@ -664,7 +664,10 @@ impl CognitiveProvider {
         if let Some(domain) = settings_of(&deleted.record)?.custom_sub_domain_name {
             batch = batch.delete(DOMAINS, domain.to_ascii_lowercase());
         }
+        let artifacts = &self.service().artifacts;
+        let (batch, objects) = artifacts.purge_ops(&deleted.record.id, batch).await?;
         self.service().store.commit(batch).await.map_err(records::store_error)?;
+        artifacts.purged(objects).await;
         tracing::info!(account = %deleted.record.id, "soft-deleted AI-services account purged");
         Ok(ArmReply::empty(200))
     }

@@ -270,6 +270,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         Arc::clone(&directory),
         hub,
         Arc::clone(&storage),
+        Arc::new(byos_store::DirObjectStore::open(&data_dir.join("objects-cognitive"))?),
     );
     let providers: Vec<Arc<dyn byos_arm::Provider>> = vec![
         Arc::new(byos_storage::provider::StorageProvider(Arc::clone(&storage))),

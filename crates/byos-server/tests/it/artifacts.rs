@@ -97,8 +97,36 @@ async fn artifact_store_writes_byos_storage_as_the_accounts_identity_through_the
     Ok(())
 }
 
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, needle)?);
+        } else if path.is_file() && std::fs::read(&path)?.windows(needle.len()).any(|w| w == needle) {
+            found.push(path);
+        }
+    }
+    Ok(found)
+}
+
+fn object_count(dir: &std::path::Path) -> anyhow::Result<usize> {
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if entry.path().is_dir() && name != "tmp" {
+            count += object_count(&entry.path())?;
+        } else if entry.path().is_file() {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
 #[tokio::test]
-async fn artifact_store_of_an_account_without_byos_is_not_available_yet() -> anyhow::Result<()> {
+async fn artifact_store_keeps_other_accounts_artifacts_encrypted_in_service_storage() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let client = server.client()?;
     let sub = server.boot_str(&["subscription_id"]);
@@ -109,8 +137,38 @@ async fn artifact_store_of_an_account_without_byos_is_not_available_yet() -> any
     server.arm_as_admin(&client, Method::PUT, &format!("{account_id}?api-version=2025-09-01"), Some(body)).await?;
     let cognitive = &server.services()?.cognitive;
     let live = cognitive.account(&account_id.to_ascii_lowercase()).context("the account is live")?;
-    let result = cognitive.artifacts.put(&live, Area::Artifacts, "x", bytes::Bytes::new(), "text/plain").await;
-    anyhow::ensure!(matches!(result, Err(ArtifactError::ServiceStorageUnavailable)), "{result:?}");
+    let store = &cognitive.artifacts;
+    // Larger than one 64 KiB chunk, and recognisable on disk if it were ever written in plaintext.
+    let secret: Vec<u8> = b"confidential-transcript-".iter().copied().cycle().take(150_000).collect();
+    let content = bytes::Bytes::from(secret.clone());
+
+    store.put(&live, Area::Artifacts, "TranscriptionData/t1/result.json", content.clone(), "application/json").await?;
+    anyhow::ensure!(store.read(&live, Area::Artifacts, "TranscriptionData/t1/result.json").await? == content);
+    let replaced = bytes::Bytes::from_static(b"{}");
+    store.put(&live, Area::Artifacts, "TranscriptionData/t1/result.json", replaced.clone(), "application/json").await?;
+    anyhow::ensure!(store.read(&live, Area::Artifacts, "TranscriptionData/t1/result.json").await? == replaced);
+    store.put(&live, Area::Models, "m1/model.bin", content.clone(), "application/octet-stream").await?;
+    let listed = store.list(&live, Area::Artifacts, "TranscriptionData/").await?;
+    anyhow::ensure!(listed.len() == 1 && listed[0].size == 2, "{listed:?}");
+    anyhow::ensure!(store.list(&live, Area::AudioLogs, "").await?.is_empty());
+    let objects = server.data_dir.join("objects-cognitive");
+    anyhow::ensure!(object_count(&objects)? == 2, "the overwritten object is gone");
+    let leaked = files_containing(&server.data_dir, b"confidential-transcript-")?;
+    anyhow::ensure!(leaked.is_empty(), "plaintext on disk: {leaked:?}");
+
+    store.delete(&live, Area::Artifacts, "TranscriptionData/t1/result.json").await?;
+    anyhow::ensure!(matches!(
+        store.read(&live, Area::Artifacts, "TranscriptionData/t1/result.json").await,
+        Err(ArtifactError::NotFound)
+    ));
+    // Deleting keeps the account's artifacts for a restore; purging removes them.
+    server.arm_as_admin(&client, Method::DELETE, &format!("{account_id}?api-version=2025-09-01"), None).await?;
+    anyhow::ensure!(object_count(&objects)? == 1, "a soft-deleted account keeps its artifacts");
+    let deleted = format!(
+        "/subscriptions/{sub}/providers/Microsoft.CognitiveServices/locations/eastus/resourceGroups/art/deletedAccounts/plain?api-version=2025-09-01"
+    );
+    server.arm_as_admin(&client, Method::DELETE, &deleted, None).await?;
+    anyhow::ensure!(object_count(&objects)? == 0, "a purged account's artifacts are gone");
     server.stop().await;
     Ok(())
 }

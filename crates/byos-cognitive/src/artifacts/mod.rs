@@ -8,8 +8,10 @@
 //! locks, the storage account's own customer-managed key). A refusal is
 //! [`ArtifactError::Inaccessible`], carrying the door's explanation.
 //!
-//! Accounts without BYOS keep their artifacts in service-managed storage, encrypted under the
-//! account's keys: that half arrives with the first service that writes artifacts.
+//! Accounts without BYOS keep their artifacts in service-managed storage ([`service`]), encrypted
+//! under the account's KEK.
+
+mod service;
 
 use std::sync::Arc;
 
@@ -61,11 +63,11 @@ pub enum ArtifactError {
     },
     #[error("the artifact does not exist")]
     NotFound,
-    /// The account keeps its artifacts in service-managed storage, which is not available yet.
-    #[error("service-managed artifact storage is not available yet")]
-    ServiceStorageUnavailable,
     #[error("reading the artifact's content failed")]
     ReadFailed,
+    /// byos's own storage failed (logged where it happened).
+    #[error("byos could not keep or read the artifact")]
+    Internal,
     #[error("{0}")]
     Storage(BlobError),
 }
@@ -81,12 +83,7 @@ impl ArtifactError {
             )
             .with_explanation(explanation.clone()),
             ArtifactError::NotFound => ApiError::not_found("NotFound", "The artifact does not exist."),
-            ArtifactError::ServiceStorageUnavailable => ApiError::new(
-                501,
-                "NotImplemented",
-                "Artifacts of accounts without their own storage are not available in this version of byos.",
-            ),
-            ArtifactError::ReadFailed => ApiError::internal(),
+            ArtifactError::ReadFailed | ArtifactError::Internal => ApiError::internal(),
             ArtifactError::Storage(e) => {
                 tracing::warn!(error = %e, "artifact store: storage failed");
                 ApiError::internal()
@@ -102,6 +99,7 @@ pub type ArtifactInfo = BlobInfo;
 pub struct ArtifactStore {
     storage: Arc<StorageService>,
     directory: Arc<Directory>,
+    service: service::ServiceStorage,
 }
 
 /// Where an account's artifacts live and who reaches them.
@@ -112,14 +110,42 @@ struct Binding {
 }
 
 impl ArtifactStore {
-    pub fn new(storage: Arc<StorageService>, directory: Arc<Directory>) -> Self {
-        ArtifactStore { storage, directory }
+    pub fn new(
+        storage: Arc<StorageService>,
+        directory: Arc<Directory>,
+        store: byos_store::SharedStore,
+        objects: byos_store::SharedObjects,
+    ) -> Self {
+        ArtifactStore { storage, directory, service: service::ServiceStorage::new(store, objects) }
+    }
+
+    /// Whether the account keeps its artifacts in the customer's storage.
+    fn byos(account: &LiveAccount) -> bool {
+        !account.settings.user_owned_storage.is_empty()
+    }
+
+    /// Adds the deletion of the service-held artifacts of `account_id` to `batch` (its purge);
+    /// returns what to call [`ArtifactStore::purged`] with once the batch is committed. The
+    /// customer's storage is the customer's: a purge leaves it alone, as in Azure.
+    pub(crate) async fn purge_ops(
+        &self,
+        account_id: &str,
+        batch: byos_store::Batch,
+    ) -> Result<(byos_store::Batch, Vec<String>), ApiError> {
+        self.service.purge_ops(account_id, batch).await.map_err(|e| e.to_api_error())
+    }
+
+    /// Deletes the objects of a committed purge.
+    pub(crate) async fn purged(&self, objects: Vec<String>) {
+        for object in objects {
+            self.service.delete_object(&object).await;
+        }
     }
 
     /// The customer's storage account and the account's identity acting for it, resolved now (an
     /// identity removed since is refused, never a principal remembered from earlier).
     fn binding(&self, account: &LiveAccount) -> Result<Binding, ArtifactError> {
-        let bound = account.settings.user_owned_storage.first().ok_or(ArtifactError::ServiceStorageUnavailable)?;
+        let bound = account.settings.user_owned_storage.first().ok_or(ArtifactError::Internal)?;
         let storage_id = bound.resource_id.clone();
         let account_name = storage_id.rsplit('/').next().unwrap_or_default().to_owned();
         let attached = AttachedIdentities {
@@ -175,6 +201,9 @@ impl ArtifactStore {
         content: Bytes,
         content_type: &str,
     ) -> Result<ArtifactInfo, ArtifactError> {
+        if !Self::byos(account) {
+            return self.service.put(account, area, path, content, content_type).await;
+        }
         let binding = self.binding(account)?;
         let at = Self::address(&binding, area, path);
         let put =
@@ -195,6 +224,9 @@ impl ArtifactStore {
 
     /// The content of the artifact at `path` of `area`.
     pub async fn read(&self, account: &LiveAccount, area: Area, path: &str) -> Result<Bytes, ArtifactError> {
+        if !Self::byos(account) {
+            return self.service.read(account, area, path).await;
+        }
         let binding = self.binding(account)?;
         let reader = self
             .storage
@@ -216,6 +248,9 @@ impl ArtifactStore {
         area: Area,
         prefix: &str,
     ) -> Result<Vec<ArtifactInfo>, ArtifactError> {
+        if !Self::byos(account) {
+            return self.service.list(account, area, prefix).await;
+        }
         let binding = self.binding(account)?;
         match self.storage.list_blobs(&binding.caller, &binding.account_name, area.container(), prefix).await {
             Err(BlobError::ContainerNotFound) => Ok(Vec::new()),
@@ -225,6 +260,9 @@ impl ArtifactStore {
 
     /// Deletes the artifact at `path` of `area`.
     pub async fn delete(&self, account: &LiveAccount, area: Area, path: &str) -> Result<(), ArtifactError> {
+        if !Self::byos(account) {
+            return self.service.delete(account, area, path).await;
+        }
         let binding = self.binding(account)?;
         self.storage
             .delete_blob(&binding.caller, Self::address(&binding, area, path))
