@@ -8,9 +8,11 @@ use byos_core::Actor;
 pub fn grants(actor: Actor) -> &'static [&'static str] {
     match actor {
         Actor::KeyRotation => &["Microsoft.KeyVault/vaults/keys/rotate/action"],
-        Actor::SoftDeletePurge => {
-            &["Microsoft.KeyVault/vaults/keys/purge/action", "Microsoft.KeyVault/locations/deletedVaults/purge/action"]
-        }
+        Actor::SoftDeletePurge => &[
+            "Microsoft.KeyVault/vaults/keys/purge/action",
+            "Microsoft.KeyVault/locations/deletedVaults/purge/action",
+            "Microsoft.CognitiveServices/locations/resourceGroups/deletedAccounts/delete",
+        ],
         // Staged blocks past their lifetime and objects no record references are the only data it
         // removes; it never reads.
         Actor::BlobHousekeeping => &["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete"],

@@ -659,16 +659,7 @@ impl CognitiveProvider {
         if request.method == Method::GET {
             return Ok(ArmReply::ok(self.deleted_wire(&deleted)?));
         }
-        let key = resource_key(&deleted.record.id);
-        let mut batch = Batch::new().delete(DELETED, key.clone()).delete(KEYS, key);
-        if let Some(domain) = settings_of(&deleted.record)?.custom_sub_domain_name {
-            batch = batch.delete(DOMAINS, domain.to_ascii_lowercase());
-        }
-        let artifacts = &self.service().artifacts;
-        let (batch, objects) = artifacts.purge_ops(&deleted.record.id, batch).await?;
-        self.service().store.commit(batch).await.map_err(records::store_error)?;
-        artifacts.purged(objects).await;
-        tracing::info!(account = %deleted.record.id, "soft-deleted AI-services account purged");
+        purge(self.service(), &deleted).await?;
         Ok(ArmReply::empty(200))
     }
 
@@ -750,6 +741,61 @@ impl CognitiveProvider {
             .collect();
         Ok(ArmReply::list(value))
     }
+}
+
+/// Removes a soft-deleted account for good: its record, keys, subdomain and service-held artifacts
+/// (its BYOS storage is the customer's and stays).
+async fn purge(service: &CognitiveService, deleted: &DeletedAccount) -> Result<(), ApiError> {
+    let key = resource_key(&deleted.record.id);
+    let mut batch = Batch::new().delete(DELETED, key.clone()).delete(KEYS, key);
+    if let Some(domain) = settings_of(&deleted.record)?.custom_sub_domain_name {
+        batch = batch.delete(DOMAINS, domain.to_ascii_lowercase());
+    }
+    let (batch, objects) = service.artifacts.purge_ops(&deleted.record.id, batch).await?;
+    service.store.commit(batch).await.map_err(records::store_error)?;
+    service.artifacts.purged(objects).await;
+    tracing::info!(account = %deleted.record.id, "soft-deleted AI-services account purged");
+    Ok(())
+}
+
+/// Purges the soft-deleted accounts whose 48 hours have passed, as `purger` (the soft-delete
+/// watch), which the door must admit for each; returns how many went.
+pub async fn purge_expired_accounts(service: &CognitiveService, purger: &byos_core::Caller) -> Result<usize, ApiError> {
+    let now = time::OffsetDateTime::now_utc();
+    let mut purged = 0;
+    for (key, bytes) in service.store.scan(DELETED, "").await.map_err(records::store_error)? {
+        let deleted: DeletedAccount = records::decode(&key, &bytes)?;
+        let due =
+            time::OffsetDateTime::parse(&deleted.scheduled_purge_date, &time::format_description::well_known::Rfc3339)
+                .is_ok_and(|d| d <= now);
+        if due {
+            let scope = Scope::subscription(&ResourceId::parse(&deleted.record.id).or_internal()?.subscription_id);
+            service.door.authorize(purger, &PURGE, &scope).map_err(|denial| denial.to_api_error())?;
+            purge(service, &deleted).await?;
+            purged += 1;
+        }
+    }
+    Ok(purged)
+}
+
+/// Purges soft-deleted accounts past their retention every `interval`, until the service is dropped.
+pub fn spawn_purge_watch(service: Arc<CognitiveService>, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    let weak = Arc::downgrade(&service);
+    drop(service);
+    let purger = byos_core::Caller::actor(byos_core::Actor::SoftDeletePurge);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(service) = weak.upgrade() else { return };
+            match purge_expired_accounts(&service, &purger).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "purged soft-deleted AI-services accounts past their retention"),
+                Err(e) => tracing::warn!(error = %e, "purging expired soft-deleted AI-services accounts failed"),
+            }
+        }
+    })
 }
 
 /// Customer-managed keys for AI-services accounts arrive with their own change; until then a

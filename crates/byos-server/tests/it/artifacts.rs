@@ -172,3 +172,58 @@ async fn artifact_store_keeps_other_accounts_artifacts_encrypted_in_service_stor
     server.stop().await;
     Ok(())
 }
+
+/// Moves every soft-deleted account's scheduled purge into the past (as 48 hours passing would).
+async fn age_deleted_accounts(dir: &std::path::Path) -> anyhow::Result<()> {
+    use byos_store::MetaStore;
+    let table = byos_store::Table("cs_deleted_accounts");
+    let store = byos_store::RedbStore::open(&dir.join("meta.redb"))?;
+    let mut batch = byos_store::Batch::new();
+    for (key, bytes) in store.scan(table, "").await? {
+        let mut deleted: Value = serde_json::from_slice(&bytes)?;
+        deleted["scheduledPurgeDate"] = json!("2000-01-01T00:00:00Z");
+        batch = batch.put(table, key, serde_json::to_vec(&deleted)?);
+    }
+    store.commit(batch).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn soft_deleted_accounts_are_purged_with_their_artifacts_after_their_retention() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start_in(dir.path()).await?;
+    let client = server.client()?;
+    let sub = server.boot_str(&["subscription_id"]);
+    let group = format!("/subscriptions/{sub}/resourceGroups/old");
+    server.arm_as_admin(&client, Method::PUT, &group, Some(json!({"location": "eastus"}))).await?;
+    let account_id = format!("{group}/providers/Microsoft.CognitiveServices/accounts/old");
+    let body = json!({"location": "eastus", "kind": "SpeechServices", "sku": {"name": "S0"}});
+    server.arm_as_admin(&client, Method::PUT, &format!("{account_id}?api-version=2025-09-01"), Some(body)).await?;
+    let cognitive = &server.services()?.cognitive;
+    let live = cognitive.account(&account_id.to_ascii_lowercase()).context("the account is live")?;
+    cognitive.artifacts.put(&live, Area::Models, "m/model.bin", bytes::Bytes::from_static(b"m"), "x/y").await?;
+    server.arm_as_admin(&client, Method::DELETE, &format!("{account_id}?api-version=2025-09-01"), None).await?;
+    server.stop().await;
+
+    age_deleted_accounts(dir.path()).await?;
+    let server = TestServer::start_in(dir.path()).await?;
+    let client = server.client()?;
+    let admin = server.admin_token(&client).await?;
+    let deleted = format!(
+        "{}/subscriptions/{sub}/providers/Microsoft.CognitiveServices/locations/eastus/resourceGroups/old/deletedAccounts/old?api-version=2025-09-01",
+        server.base_url
+    );
+    // The watch runs at start and then every minute.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = client.get(&deleted).bearer_auth(&admin).send().await?.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            break;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "still there after its retention: {status}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::ensure!(object_count(&dir.path().join("objects-cognitive"))? == 0, "its artifacts went with it");
+    server.stop().await;
+    Ok(())
+}
