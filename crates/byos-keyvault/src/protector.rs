@@ -18,15 +18,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use byos_core::Caller;
+use byos_authz::DenialKind;
+use byos_core::{ApiError, Caller};
 use byos_crypto::envelope::Kek;
 use byos_crypto::{b64url, b64url_decode};
 use byos_identity::{AttachedIdentities, Directory};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::KeyVaultService;
 use crate::keys::{KeyUse, KeyUseError, KeyUsed};
+use crate::{KeyVaultService, Vault};
 
 /// A KEK wrapped by one version of a customer's key, as a resource stores it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,6 +221,40 @@ impl KeyProtector {
         self.wrap(caller, uri, name, Some(&latest.version), &unwrapped.kek).await.map(Some)
     }
 
+    /// The vault a resource's `keyVaultUri` names, if it may hold customer-managed keys (soft
+    /// delete is always on in byos; purge protection must be on too).
+    pub fn customer_vault(&self, uri: &str) -> Result<Arc<Vault>, SetupError> {
+        let vault = self.keyvault.vault_named_by(uri).ok_or_else(|| SetupError::VaultNotFound(uri.to_owned()))?;
+        if !vault.settings.enable_purge_protection {
+            return Err(SetupError::NoPurgeProtection(vault.name.clone()));
+        }
+        Ok(vault)
+    }
+
+    /// [`KeyProtector::wrap`], after checking that the key version is an RSA key of `rsa_bits`
+    /// bits when the resource requires a size.
+    pub async fn wrap_requiring(
+        &self,
+        caller: &Caller,
+        vault_uri: &str,
+        key_name: &str,
+        version: Option<&str>,
+        kek: &[u8],
+        rsa_bits: Option<usize>,
+    ) -> Result<(WrappedKek, KeyUsed), SetupError> {
+        if let Some(required) = rsa_bits {
+            let got = self
+                .keyvault
+                .use_key(caller, vault_uri, key_name, version, KeyUse::Get)
+                .await
+                .map_err(|e| SetupError::Wrap(WrapError::Wrap(e)))?;
+            if got.rsa_bits != Some(required) {
+                return Err(SetupError::KeySize { bits: got.rsa_bits, required });
+            }
+        }
+        self.wrap(caller, vault_uri, key_name, version, kek).await.map_err(SetupError::Wrap)
+    }
+
     /// Drops the resource's cached KEK (its key changed, or the resource is gone).
     pub fn forget(&self, cache_key: &str) {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).remove(cache_key);
@@ -290,4 +325,67 @@ mod tests {
         assert!(matches!(vault_gone, Err(ProtectorError::Key(KeyUseError::VaultNotFound(_)))));
         Ok(())
     }
+}
+
+/// Why a customer key cannot be set up for a resource.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("the key vault '{0}' was not found")]
+    VaultNotFound(String),
+    #[error("the key vault '{0}' does not have purge protection")]
+    NoPurgeProtection(String),
+    #[error("the key is not an RSA key of {required} bits")]
+    KeySize { bits: Option<usize>, required: usize },
+    #[error(transparent)]
+    Wrap(WrapError),
+}
+
+impl SetupError {
+    /// The ARM error for a change that needed the key to `what` (e.g. "wrap the account key").
+    pub fn to_api_error(&self, what: &str) -> ApiError {
+        match self {
+            SetupError::VaultNotFound(uri) => ApiError::bad_request(
+                "KeyVaultNotFound",
+                format!(
+                    "The key vault '{uri}' was not found (byos serves each vault at its own https://127.0.0.1:port/, also named https://{{vault name}}.vault.azure.net/)."
+                ),
+            ),
+            SetupError::NoPurgeProtection(name) => ApiError::bad_request(
+                "KeyVaultPolicyError",
+                format!(
+                    "The key vault '{name}' must have soft delete and purge protection enabled to hold customer-managed keys."
+                ),
+            ),
+            SetupError::KeySize { bits, required } => ApiError::bad_request(
+                "KeyVaultKeyNotSupported",
+                format!(
+                    "The key must be an RSA key of {required} bits; this one is {}.",
+                    bits.map_or_else(|| "not an RSA key".to_owned(), |b| format!("{b} bits"))
+                ),
+            ),
+            SetupError::Wrap(WrapError::Wrap(cause)) => key_failure(cause, what),
+            SetupError::Wrap(WrapError::Unwrap(cause)) => key_failure(cause, &format!("{what} back")),
+        }
+    }
+}
+
+/// What ARM says when Key Vault refused a key use during a change.
+pub fn key_failure(cause: &KeyUseError, what: &str) -> ApiError {
+    let reason = match cause {
+        KeyUseError::Denied(denial) if denial.kind == DenialKind::Network => {
+            "the key vault's network rules do not admit the byos service (allow trusted Microsoft services: networkAcls.bypass AzureServices)"
+        }
+        KeyUseError::Denied(_) => "the identity does not have permission (get, wrapKey, unwrapKey) on the key",
+        KeyUseError::Unusable(_) | KeyUseError::NotRsa(_) | KeyUseError::Rejected(_) => {
+            "the key is disabled, expired or not usable for wrapKey/unwrapKey"
+        }
+        KeyUseError::VaultNotFound(_) | KeyUseError::KeyNotFound(_) => {
+            "the key vault or the key (version) was not found"
+        }
+        KeyUseError::Internal => "the key could not be used",
+    };
+    ApiError::bad_request(
+        "KeyVaultAuthenticationFailure",
+        format!("Cannot {what} with the customer-managed key: {reason} ({cause})."),
+    )
 }

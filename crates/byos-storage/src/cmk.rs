@@ -21,7 +21,7 @@ use byos_crypto::envelope::Kek;
 use byos_identity::AttachedIdentities;
 use byos_keyvault::Vault;
 use byos_keyvault::keys::{KeyUseError, KeyUsed};
-use byos_keyvault::protector::{CustomerKey, Protection, ProtectorError, WrapError, WrappedKek};
+use byos_keyvault::protector::{CustomerKey, Protection, ProtectorError, WrapError, WrappedKek, key_failure};
 use zeroize::Zeroizing;
 
 use crate::account::CmkSettings;
@@ -45,27 +45,6 @@ impl Account {
     }
 }
 
-/// What ARM says when a customer key cannot be set up.
-fn setup_error(cause: &KeyUseError, what: &str) -> ApiError {
-    let reason = match cause {
-        KeyUseError::Denied(denial) if denial.kind == DenialKind::Network => {
-            "the key vault's network rules do not admit the storage service (allow trusted Microsoft services: networkAcls.bypass AzureServices)"
-        }
-        KeyUseError::Denied(_) => "the identity does not have permission (get, wrapKey, unwrapKey) on the key",
-        KeyUseError::Unusable(_) | KeyUseError::NotRsa(_) | KeyUseError::Rejected(_) => {
-            "the key is disabled, expired or not usable for wrapKey/unwrapKey"
-        }
-        KeyUseError::VaultNotFound(_) | KeyUseError::KeyNotFound(_) => {
-            "the key vault or the key (version) was not found"
-        }
-        KeyUseError::Internal => "the key could not be used",
-    };
-    ApiError::bad_request(
-        "KeyVaultAuthenticationFailure",
-        format!("Cannot {what} with the customer-managed key: {reason} ({cause})."),
-    )
-}
-
 /// Wraps `kek` with key `key_name` (`version`, else its current version) of the vault served at
 /// `vault_uri`, as `caller`, then proves the identity can unwrap it.
 pub async fn wrap(
@@ -81,8 +60,8 @@ pub async fn wrap(
 
 fn wrap_error(e: &WrapError) -> ApiError {
     match e {
-        WrapError::Wrap(cause) => setup_error(cause, "wrap the account key"),
-        WrapError::Unwrap(cause) => setup_error(cause, "unwrap the account key"),
+        WrapError::Wrap(cause) => key_failure(cause, "wrap the account key"),
+        WrapError::Unwrap(cause) => key_failure(cause, "unwrap the account key"),
     }
 }
 
@@ -121,7 +100,7 @@ pub async fn customer_kek_bytes(
             "InvalidIdentity",
             "The identity that protects the account key no longer exists: name an identity that can unwrap the key (identity and encryption.identity).",
         ),
-        ProtectorError::Key(e) => setup_error(&e, "unwrap the current account key"),
+        ProtectorError::Key(e) => key_failure(&e, "unwrap the current account key"),
     })
 }
 

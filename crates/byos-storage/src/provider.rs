@@ -264,18 +264,11 @@ impl StorageProvider {
             settings.cmk = None;
             return Ok(base);
         };
-        let vault = self.service().keyvault.vault_named_by(key_vault_uri).ok_or_else(|| {
-            ApiError::bad_request("KeyVaultNotFound", format!("The key vault '{key_vault_uri}' was not found (byos serves each vault at its own https://127.0.0.1:port/, also named https://{{vault name}}.vault.azure.net/)."))
-        })?;
-        if !vault.settings.enable_purge_protection {
-            return Err(ApiError::bad_request(
-                "KeyVaultPolicyError",
-                format!(
-                    "The key vault '{}' must have soft delete and purge protection enabled to hold customer-managed keys.",
-                    vault.name
-                ),
-            ));
-        }
+        let vault = self
+            .service()
+            .protector
+            .customer_vault(key_vault_uri)
+            .map_err(|e| e.to_api_error("wrap the account key"))?;
         let caller = self.encryption_caller(&id.to_string(), plan, identity.as_deref())?;
         let (kek, base) = self.root_protected(live.as_deref(), fresh, Some(&caller)).await?;
         let (wrap, _) = cmk::wrap(self.service(), &caller, &vault.uri, key_name, key_version.as_deref(), &kek).await?;

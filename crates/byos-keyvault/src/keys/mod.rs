@@ -873,6 +873,8 @@ pub struct KeyUsed {
     pub kid: String,
     pub version: String,
     pub output: Zeroizing<Vec<u8>>,
+    /// The modulus size of an RSA key (what AI accounts' customer keys must be: 2048).
+    pub rsa_bits: Option<usize>,
 }
 
 impl KeyVaultService {
@@ -970,8 +972,17 @@ impl KeyVaultService {
             }
         };
         tracing::debug!(vault = %vault.name, key = name, version = %key.version, caller = %caller, "key used by a byos service");
-        Ok(KeyUsed { kid: ctx.kid(name, Some(&key.version)), version: key.version, output })
+        let rsa_bits = modulus_bits(&key);
+        Ok(KeyUsed { kid: ctx.kid(name, Some(&key.version)), version: key.version, output, rsa_bits })
     }
+}
+
+/// The bit length of an RSA key's modulus (`None` for other key types).
+fn modulus_bits(key: &KeyVersion) -> Option<usize> {
+    let n = byos_crypto::b64url_decode(&key.n).filter(|_| key.kty.starts_with("RSA"))?;
+    let significant = n.iter().skip_while(|b| **b == 0).collect::<Vec<_>>();
+    let first = **significant.first()?;
+    Some((significant.len() - 1) * 8 + (8 - first.leading_zeros() as usize))
 }
 
 impl From<KeyError> for KeyUseError {
