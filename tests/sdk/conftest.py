@@ -203,6 +203,22 @@ def principal_with_role(new_principal, assign) -> Callable:
     return create
 
 
+# ---- AI-services accounts ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def cognitive(boot) -> Callable:
+    """`cognitive(cred)`: a CognitiveServicesManagementClient (azure-mgmt-cognitiveservices) for any credential."""
+    import cognitive_support as cs
+
+    return lambda cred: cs.cognitive_client(boot, cred)
+
+
+@pytest.fixture(scope="session")
+def admin_cognitive(cognitive, admin_cred):
+    return cognitive(admin_cred)
+
+
 # ---- Key Vault ------------------------------------------------------------------------------------------
 
 

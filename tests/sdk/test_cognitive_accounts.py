@@ -11,17 +11,6 @@ import byos_support as bs
 import cognitive_support as cs
 
 
-@pytest.fixture(scope="session")
-def cognitive(boot):
-    """`cognitive(cred)`: a CognitiveServicesManagementClient for any credential."""
-    return lambda cred: cs.cognitive_client(boot, cred)
-
-
-@pytest.fixture(scope="session")
-def admin_cognitive(cognitive, admin_cred):
-    return cognitive(admin_cred)
-
-
 @pytest.fixture(scope="module")
 def speech(admin_cognitive, make_rg, boot):
     """One SpeechServices S0 account the read-only tests share."""
@@ -118,18 +107,6 @@ def test_principal_without_roles_cannot_create(cognitive, new_principal, make_rg
     client = cognitive(new_principal("cs-norole").credential)
     bs.expect_authorization_failed(lambda: cs.create_account(client, boot, rg, name=name),
                                    "Microsoft.CognitiveServices/accounts/write", cs.account_id(sub, rg, name))
-
-
-def test_customer_managed_keys_are_refused_for_now_and_change_nothing(admin_cognitive, speech):
-    from azure.mgmt.cognitiveservices.models import Account, AccountProperties, Encryption, KeyVaultProperties
-
-    rg, account = speech
-    patch = Account(properties=AccountProperties(encryption=Encryption(
-        key_source="Microsoft.KeyVault",
-        key_vault_properties=KeyVaultProperties(key_name="k", key_version="v", key_vault_uri="https://127.0.0.1:1/"))))
-    bs.expect_arm_error(lambda: admin_cognitive.accounts.begin_update(rg, account.name, patch).result(), 400,
-                        "FeatureNotSupported")
-    assert admin_cognitive.accounts.get(rg, account.name).properties.encryption is None
 
 
 # ---- update ------------------------------------------------------------------------------------------------

@@ -1,9 +1,13 @@
 //! What byos keeps about an AI-services account: its kind and SKU, the settings an ARM request may
 //! change (validated here, with Azure's error codes), and its sealed keys.
 
+use std::sync::Arc;
+
 use byos_arm::network::NetworkAcls;
 use byos_core::{ApiError, OrInternal};
+use byos_crypto::envelope::Kek;
 use byos_crypto::{RootKey, SealPurpose};
+use byos_keyvault::protector::{Protection, WrappedKek};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
@@ -168,6 +172,71 @@ pub struct AccountSettings {
     pub allowed_fqdn_list: Vec<String>,
     /// The port of the account's data-plane listener.
     pub port: u16,
+    /// `Some` when the KEK of the account's service-held data is protected by a customer key.
+    #[serde(default)]
+    pub cmk: Option<CmkSettings>,
+}
+
+/// An account's customer-managed key (`encryption.keySource: Microsoft.KeyVault`). The vault is
+/// named by its resource id (its URI is resolved at each use); the identity that uses the key is
+/// resolved from the account's identities at each use, never a principal id copied at setup.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CmkSettings {
+    pub vault_id: String,
+    pub key_name: String,
+    #[serde(default)]
+    pub key_version: Option<String>,
+    /// The user-assigned identity that uses the key (resource id); `None`: the system-assigned one.
+    #[serde(default)]
+    pub identity: Option<String>,
+    /// `identityClientId` as the request gave it.
+    #[serde(default)]
+    pub identity_client_id: Option<String>,
+    /// The key version the KEK is wrapped with now.
+    pub key_id: String,
+}
+
+/// What a request asks of `properties.encryption`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EncryptionRequest {
+    /// `keySource: Microsoft.CognitiveServices`: service-managed keys.
+    Service,
+    /// `keySource: Microsoft.KeyVault` with its `keyVaultProperties`.
+    Customer {
+        key_name: String,
+        key_version: Option<String>,
+        key_vault_uri: String,
+        identity_client_id: Option<String>,
+    },
+}
+
+/// Parses `properties.encryption`, if the request has one.
+pub fn parse_encryption(props: &Map<String, Value>) -> Result<Option<EncryptionRequest>, ApiError> {
+    let Some(encryption) = props.get("encryption").filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+    let source = text(encryption.get("keySource")).unwrap_or_else(|| "Microsoft.CognitiveServices".into());
+    if source.eq_ignore_ascii_case("Microsoft.CognitiveServices") {
+        return Ok(Some(EncryptionRequest::Service));
+    }
+    if !source.eq_ignore_ascii_case("Microsoft.KeyVault") {
+        return Err(invalid("encryption.keySource", "expected Microsoft.CognitiveServices or Microsoft.KeyVault"));
+    }
+    let kv = encryption.get("keyVaultProperties").cloned().unwrap_or(Value::Null);
+    let key_name = text(kv.get("keyName")).ok_or_else(|| {
+        invalid("encryption.keyVaultProperties.keyName", "a key name is required with Microsoft.KeyVault")
+    })?;
+    let key_vault_uri = text(kv.get("keyVaultUri")).ok_or_else(|| {
+        invalid("encryption.keyVaultProperties.keyVaultUri", "a vault URI is required with Microsoft.KeyVault")
+    })?;
+    Ok(Some(EncryptionRequest::Customer {
+        key_name,
+        key_version: text(kv.get("keyVersion")),
+        key_vault_uri,
+        identity_client_id: text(kv.get("identityClientId")),
+    }))
 }
 
 fn invalid(property: &str, why: &str) -> ApiError {
@@ -204,6 +273,7 @@ impl AccountSettings {
             restrict_outbound_network_access: false,
             allowed_fqdn_list: Vec::new(),
             port: 0,
+            cmk: None,
         })
     }
 
@@ -232,8 +302,8 @@ impl AccountSettings {
         Ok(())
     }
 
-    /// `properties` as ARM returns them.
-    pub fn to_wire(&self, endpoint: &str) -> Value {
+    /// `properties` as ARM returns them (`vault_uri`: where the customer key's vault is served now).
+    pub fn to_wire(&self, endpoint: &str, vault_uri: Option<&str>) -> Value {
         let mut wire = json!({
             "provisioningState": "Succeeded",
             "endpoint": endpoint,
@@ -261,6 +331,12 @@ impl AccountSettings {
             wire["restrictOutboundNetworkAccess"] = json!(true);
             wire["allowedFqdnList"] = json!(self.allowed_fqdn_list);
         }
+        if let Some(cmk) = &self.cmk {
+            wire["encryption"] = json!({"keySource": "Microsoft.KeyVault", "keyVaultProperties": {
+                "keyName": cmk.key_name, "keyVersion": cmk.key_version, "keyVaultUri": vault_uri,
+                "identityClientId": cmk.identity_client_id,
+            }});
+        }
         wire
     }
 }
@@ -268,9 +344,13 @@ impl AccountSettings {
 /// An account's secrets, sealed under the root key in their own table (never in the ARM record):
 /// its two keys, and the key-encryption key of the data byos keeps for it (service-managed
 /// artifacts), which customer-managed keys will protect instead of the root key.
+#[derive(Clone)]
 pub struct AccountKeys {
     keys: [Zeroizing<String>; 2],
+    /// The root-protected KEK; empty while a customer key protects it.
     kek: Zeroizing<Vec<u8>>,
+    /// The KEK wrapped by the customer's key.
+    cmk: Option<WrappedKek>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -278,8 +358,10 @@ struct KeysRecord {
     v: u32,
     key1: String,
     key2: String,
-    /// base64url of the 32-byte KEK.
+    /// base64url of the 32-byte KEK (empty with a customer key).
     kek: String,
+    #[serde(default)]
+    cmk: Option<WrappedKek>,
 }
 
 impl Drop for KeysRecord {
@@ -300,7 +382,7 @@ fn new_key() -> Result<Zeroizing<String>, ApiError> {
 impl AccountKeys {
     pub fn generate() -> Result<Self, ApiError> {
         let kek = Zeroizing::new(byos_crypto::random_bytes::<32>().or_internal()?.to_vec());
-        Ok(AccountKeys { keys: [new_key()?, new_key()?], kek })
+        Ok(AccountKeys { keys: [new_key()?, new_key()?], kek, cmk: None })
     }
 
     /// Key 1 or 2 (`index` 0 or 1).
@@ -308,16 +390,34 @@ impl AccountKeys {
         self.keys[index.min(1)].as_str()
     }
 
-    /// The KEK of the account's service-held data.
-    pub fn kek(&self) -> Result<byos_crypto::envelope::Kek, ApiError> {
-        byos_crypto::envelope::Kek::from_bytes(&self.kek).or_internal()
+    /// How the KEK of the account's service-held data is protected.
+    pub fn protection(&self) -> Result<Protection, ApiError> {
+        match &self.cmk {
+            Some(wrapped) => Ok(Protection::Customer(wrapped.clone())),
+            None => Ok(Protection::Root(Arc::new(Kek::from_bytes(&self.kek).or_internal()?))),
+        }
+    }
+
+    /// The KEK's bytes while the root key protects it.
+    pub fn root_kek_bytes(&self) -> Option<&[u8]> {
+        self.cmk.is_none().then_some(self.kek.as_slice())
+    }
+
+    /// The same secrets with the KEK protected by a customer key: the KEK leaves the record.
+    pub fn with_customer_key(&self, wrapped: WrappedKek) -> Self {
+        AccountKeys { keys: self.keys.clone(), kek: Zeroizing::new(Vec::new()), cmk: Some(wrapped) }
+    }
+
+    /// The same secrets with the KEK (unwrapped by the caller) back under the root key.
+    pub fn with_service_key(&self, kek: &[u8]) -> Self {
+        AccountKeys { keys: self.keys.clone(), kek: Zeroizing::new(kek.to_vec()), cmk: None }
     }
 
     /// The same secrets with key `index` (0 or 1) replaced: the old one stops working at once.
     pub fn regenerated(&self, index: usize) -> Result<Self, ApiError> {
         let mut keys = self.keys.clone();
         keys[index.min(1)] = new_key()?;
-        Ok(AccountKeys { keys, kek: self.kek.clone() })
+        Ok(AccountKeys { keys, kek: self.kek.clone(), cmk: self.cmk.clone() })
     }
 
     pub fn seal(&self, root: &RootKey) -> Result<Vec<u8>, ApiError> {
@@ -326,6 +426,7 @@ impl AccountKeys {
             key1: self.keys[0].to_string(),
             key2: self.keys[1].to_string(),
             kek: byos_crypto::b64url(&self.kek),
+            cmk: self.cmk.clone(),
         };
         let plain = Zeroizing::new(serde_json::to_vec(&record).or_internal()?);
         root.seal(SealPurpose::CognitiveAccountSecrets, &plain).or_internal()
@@ -335,7 +436,8 @@ impl AccountKeys {
         let plain = root.open(SealPurpose::CognitiveAccountSecrets, sealed).or_internal()?;
         let record: KeysRecord = serde_json::from_slice(&plain).or_internal()?;
         let kek = Zeroizing::new(byos_crypto::b64url_decode(&record.kek).or_internal()?);
-        Ok(AccountKeys { keys: [Zeroizing::new(record.key1.clone()), Zeroizing::new(record.key2.clone())], kek })
+        let keys = [Zeroizing::new(record.key1.clone()), Zeroizing::new(record.key2.clone())];
+        Ok(AccountKeys { keys, kek, cmk: record.cmk.clone() })
     }
 
     /// `{"key1", "key2"}`, as listKeys and regenerateKey answer.
@@ -370,9 +472,16 @@ mod tests {
         let regenerated = keys.regenerated(1)?;
         assert_eq!(regenerated.key(0), keys.key(0));
         assert_ne!(regenerated.key(1), keys.key(1));
-        let sealed = keys.kek()?.seal_value(b"artifact", b"ctx").or_internal()?;
-        assert_eq!(opened.kek()?.open_value(&sealed, b"ctx").or_internal()?.as_slice(), b"artifact");
-        assert_eq!(regenerated.kek()?.open_value(&sealed, b"ctx").or_internal()?.as_slice(), b"artifact");
+        assert_eq!(opened.root_kek_bytes(), keys.root_kek_bytes());
+        assert_eq!(regenerated.root_kek_bytes(), keys.root_kek_bytes());
+        let wrapped = WrappedKek { key_id: "https://v/keys/k/1".into(), wrapped: "AAAA".into() };
+        let customer = AccountKeys::open(&root, &keys.with_customer_key(wrapped.clone()).seal(&root)?)?;
+        assert!(
+            customer.root_kek_bytes().is_none()
+                && matches!(customer.protection()?, Protection::Customer(w) if w == wrapped)
+        );
+        let back = customer.with_service_key(keys.root_kek_bytes().or_internal()?);
+        assert_eq!(back.root_kek_bytes(), keys.root_kek_bytes());
         Ok(())
     }
 }

@@ -5,11 +5,13 @@
 //! - [`provider`]: the ARM provider (accounts, keys, SKUs, availability checks, BYOS binding at
 //!   creation, soft delete with restore and purge).
 //! - [`artifacts`]: the artifact store the account's services keep what they produce through.
+//! - [`cmk`]: customer-managed keys for the account's service-held data, on the key protector.
 //! - [`dataplane`]: each account's data-plane listener at `properties.endpoint` (one port per
 //!   account, as the Speech SDK addresses an account by host and port only).
 
 pub mod account;
 pub mod artifacts;
+pub mod cmk;
 pub mod dataplane;
 pub mod provider;
 
@@ -46,6 +48,23 @@ pub struct LiveAccount {
     pub user_identities: Vec<String>,
     pub settings: AccountSettings,
     pub keys: AccountKeys,
+    /// How the KEK of the account's service-held data is protected now.
+    pub protection: byos_keyvault::protector::Protection,
+}
+
+/// What the service is made of (the server wires them at start).
+pub struct Parts {
+    pub store: SharedStore,
+    pub root: Arc<RootKey>,
+    pub door: Arc<Door>,
+    pub directory: Arc<Directory>,
+    /// Opens the accounts' data-plane listeners.
+    pub listeners: Arc<dyn Listeners>,
+    /// Customer storage (BYOS), reached through its blob API.
+    pub storage: Arc<byos_storage::StorageService>,
+    /// Where service-held artifacts live (not the blob object store).
+    pub objects: byos_store::SharedObjects,
+    pub customer_keys: cmk::CustomerKeys,
 }
 
 /// The AI-services accounts service: shared by the ARM provider and every account's listener.
@@ -57,23 +76,25 @@ pub struct CognitiveService {
     listeners: ListenerSet,
     /// Where the account's services keep what they produce.
     pub artifacts: artifacts::ArtifactStore,
+    pub(crate) cmk: Arc<cmk::CustomerKeys>,
     /// Live accounts by lowercased id.
     accounts: RwLock<HashMap<String, Arc<LiveAccount>>>,
 }
 
 impl CognitiveService {
-    pub fn new(
-        store: SharedStore,
-        root: Arc<RootKey>,
-        door: Arc<Door>,
-        directory: Arc<Directory>,
-        listeners: Arc<dyn Listeners>,
-        storage: Arc<byos_storage::StorageService>,
-        objects: byos_store::SharedObjects,
-    ) -> Arc<Self> {
+    pub fn new(parts: Parts) -> Arc<Self> {
+        let Parts { store, root, door, directory, listeners, storage, objects, customer_keys } = parts;
         let listeners = ListenerSet::new(listeners);
-        let artifacts = artifacts::ArtifactStore::new(storage, Arc::clone(&directory), Arc::clone(&store), objects);
-        Arc::new(CognitiveService { store, root, door, directory, listeners, artifacts, accounts: RwLock::default() })
+        let cmk = Arc::new(customer_keys);
+        let artifacts = artifacts::ArtifactStore::new(
+            storage,
+            Arc::clone(&directory),
+            Arc::clone(&store),
+            objects,
+            Arc::clone(&cmk),
+        );
+        let accounts = RwLock::default();
+        Arc::new(CognitiveService { store, root, door, directory, listeners, artifacts, cmk, accounts })
     }
 
     /// The live account with lowercased id `key`.
@@ -86,13 +107,15 @@ impl CognitiveService {
     pub(crate) async fn refresh(&self, record: &ResourceRecord) -> Result<(), ApiError> {
         let key = resource_key(&record.id);
         let sealed = self.store.get(KEYS, &key).await.map_err(store_error)?.or_internal()?;
+        let keys = AccountKeys::open(&self.root, &sealed)?;
         let live = LiveAccount {
             id: record.id.clone(),
             location: record.location.clone(),
             system_identity: record.owned_principals.first().copied(),
             user_identities: byos_arm::managed_identity::attached_user_identities(record.identity.as_ref()),
             settings: serde_json::from_value(record.properties.clone()).or_internal()?,
-            keys: AccountKeys::open(&self.root, &sealed)?,
+            protection: keys.protection()?,
+            keys,
         };
         self.accounts.write().unwrap_or_else(|e| e.into_inner()).insert(key, Arc::new(live));
         Ok(())

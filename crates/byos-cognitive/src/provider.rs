@@ -16,9 +16,10 @@ use byos_store::Batch;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::LiveAccount;
 use crate::account::{
-    AccountKeys, AccountSettings, Kind, UserOwnedStorage, same_storage, sku_tier, validate_name, validate_sku,
-    validate_subdomain,
+    AccountKeys, AccountSettings, CmkSettings, EncryptionRequest, Kind, UserOwnedStorage, parse_encryption,
+    same_storage, sku_tier, validate_name, validate_sku, validate_subdomain,
 };
 use crate::{ACCOUNT_TYPE, CognitiveService, DELETED, DOMAINS, KEYS, NAMESPACE};
 
@@ -48,6 +49,16 @@ const SOFT_DELETE_RETENTION: time::Duration = time::Duration::hours(48);
 
 /// The provider, holding the service whose listeners it keeps in step.
 pub struct CognitiveProvider(pub Arc<CognitiveService>);
+
+/// What an encryption change needs to know about the account being written.
+struct EncryptionChange<'a> {
+    id: &'a ResourceId,
+    location: &'a str,
+    plan: &'a IdentityPlan,
+    /// The account as it is now (`None` while it is being created).
+    live: Option<&'a LiveAccount>,
+    creating: bool,
+}
 
 #[derive(Deserialize)]
 struct AccountBody {
@@ -145,10 +156,12 @@ fn settings_of(record: &ResourceRecord) -> Result<AccountSettings, ApiError> {
 }
 
 /// The account as ARM returns it.
-fn wire(record: &ResourceRecord) -> Result<Value, ApiError> {
+fn wire(service: &CognitiveService, record: &ResourceRecord) -> Result<Value, ApiError> {
     let settings = settings_of(record)?;
     let mut wire = record.to_wire();
-    wire["properties"] = settings.to_wire(&CognitiveService::endpoint(settings.port));
+    let vault = settings.cmk.as_ref().and_then(|cmk| service.cmk.vault(cmk));
+    wire["properties"] =
+        settings.to_wire(&CognitiveService::endpoint(settings.port), vault.as_ref().map(|v| v.uri.as_str()));
     Ok(wire)
 }
 
@@ -195,7 +208,7 @@ impl CognitiveProvider {
         match request.method {
             Method::GET => {
                 request.authorize(arm, &READ, &id.scope())?;
-                Ok(ArmReply::ok(wire(&self.require(arm, id).await?)?))
+                Ok(ArmReply::ok(wire(self.service(), &self.require(arm, id).await?)?))
             }
             Method::PUT | Method::PATCH => {
                 request.authorize(arm, &WRITE, &id.scope())?;
@@ -252,7 +265,7 @@ impl CognitiveProvider {
             None => self.new_settings(&body)?,
         };
         settings.apply(&props)?;
-        check_encryption(&props)?;
+        let encryption = parse_encryption(&props)?;
         self.check_free_tier(arm, id, &settings, current.as_ref()).await?;
         let domain = self.claim_subdomain(id, &mut settings, &props, current.is_none()).await?;
         let storage = self.bind_storage(arm, request, id, &mut settings, &props, current.is_none()).await?;
@@ -264,18 +277,27 @@ impl CognitiveProvider {
             plan_identity(arm, &request.caller, &id.to_string(), requested_identity.as_ref(), current.as_ref()).await?;
         require_byos_identity(&settings, &plan)?;
         let created = current.is_none();
+        let location = location_of(current.as_ref(), &body, &group);
+        let live = self.service().account(&resource_key(&id.to_string()));
+        let fresh = created.then(AccountKeys::generate).transpose()?;
+        let change =
+            EncryptionChange { id, location: &location, plan: &plan, live: live.as_deref(), creating: created };
+        let keys = match &encryption {
+            Some(request) => Some(self.apply_encryption(&change, &mut settings, request, fresh).await?),
+            None => fresh,
+        };
+        require_cmk_identity(&settings, &plan)?;
         if created {
             settings.port = self.service().serve(&id.to_string(), 0).await?;
         }
-        let record = self.record(id, &group, &body, settings, &plan, current.as_ref())?;
+        let record = self.record(id, &body, settings, &plan, current.as_ref(), location)?;
         let mut batch = Batch::new().put(RESOURCES, resource_key(&record.id), encode(&record.id, &record)?);
-        if created {
+        if let Some(keys) = &keys {
             let key = resource_key(&record.id);
-            batch = batch.expect_absent(KEYS, key.clone()).put(
-                KEYS,
-                key,
-                AccountKeys::generate()?.seal(&self.service().root)?,
-            );
+            if created {
+                batch = batch.expect_absent(KEYS, key.clone());
+            }
+            batch = batch.put(KEYS, key, keys.seal(&self.service().root)?);
         }
         if let Some(domain) = domain {
             batch = batch.expect_absent(DOMAINS, domain.clone()).put(DOMAINS, domain, record.id.clone().into_bytes());
@@ -288,9 +310,10 @@ impl CognitiveProvider {
             return Err(Failure::from(records::store_error(e)));
         }
         plan.applied(arm);
+        self.service().cmk.forget(&record.id);
         self.service().refresh(&record).await?;
         tracing::info!(account = %record.id, created, "AI-services account written");
-        let mut reply = ArmReply::json(if created { 201 } else { 200 }, wire(&record)?);
+        let mut reply = ArmReply::json(if created { 201 } else { 200 }, wire(self.service(), &record)?);
         if let Some(warning) = storage.and_then(|s| cross_region_warning(&s, &record.location)) {
             tracing::warn!(account = %record.id, %warning, "BYOS storage account in another region");
             reply = reply.with_header("x-byos-warning", warning);
@@ -479,14 +502,84 @@ impl CognitiveProvider {
         })?)
     }
 
+    /// Applies `properties.encryption`: back to service-managed keys (the KEK is unwrapped once
+    /// more and sealed under the root key), or a customer key with the seed's preconditions (S0, an
+    /// identity that exists already, a vault in the account's region with purge protection, an RSA
+    /// 2048 key the identity may get, wrap and unwrap). Returns the account's secrets to store.
+    async fn apply_encryption(
+        &self,
+        change: &EncryptionChange<'_>,
+        settings: &mut AccountSettings,
+        request: &EncryptionRequest,
+        fresh: Option<AccountKeys>,
+    ) -> Result<AccountKeys, ApiError> {
+        let cmk = &self.service().cmk;
+        let EncryptionRequest::Customer { key_name, key_version, key_vault_uri, identity_client_id } = request else {
+            let Some(live) = change.live.filter(|_| settings.cmk.is_some()) else {
+                return fresh.or_else(|| change.live.map(|l| l.keys.clone())).ok_or_else(ApiError::internal);
+            };
+            let kek = cmk.customer_kek_bytes(live, None).await?;
+            settings.cmk = None;
+            tracing::info!(account = %change.id, "account key back under service-managed keys");
+            return Ok(live.keys.with_service_key(&kek));
+        };
+        if settings.sku != "S0" {
+            return Err(cmk_refused(format!(
+                "customer-managed keys need the S0 pricing tier; this account is {}",
+                settings.sku
+            )));
+        }
+        let identity = cmk_identity(change, identity_client_id.as_deref())?;
+        let vault =
+            cmk.protector.customer_vault(key_vault_uri).map_err(|e| e.to_api_error("wrap the account's key"))?;
+        if !vault.location.eq_ignore_ascii_case(change.location) {
+            return Err(cmk_refused(format!(
+                "the key vault '{}' is in {}, the account in {}: the vault must be in the account's region",
+                vault.name, vault.location, change.location
+            )));
+        }
+        let user = byos_arm::managed_identity::attached_user_identities(change.plan.wire.as_ref());
+        let identities = byos_identity::AttachedIdentities {
+            resource_id: &change.id.to_string(),
+            system: change.plan.owned.first().copied(),
+            user: &user,
+        };
+        let caller = self.service().directory.act_as(&identities, identity.as_deref()).ok_or_else(|| {
+            ApiError::bad_request(
+                "InvalidIdentity",
+                "The identity named for the customer-managed key is not the account's.",
+            )
+        })?;
+        let base = match (fresh, change.live) {
+            (Some(keys), _) => keys,
+            (None, Some(live)) if live.keys.root_kek_bytes().is_none() => {
+                live.keys.with_service_key(&cmk.customer_kek_bytes(live, Some(&caller)).await?)
+            }
+            (None, Some(live)) => live.keys.clone(),
+            (None, None) => return Err(ApiError::internal()),
+        };
+        let kek = base.root_kek_bytes().ok_or_else(ApiError::internal)?;
+        let wrapped = cmk.wrap(&caller, &vault, key_name, key_version.as_deref(), kek).await?;
+        settings.cmk = Some(CmkSettings {
+            vault_id: vault.id.clone(),
+            key_name: key_name.clone(),
+            key_version: key_version.clone(),
+            identity,
+            identity_client_id: identity_client_id.clone(),
+            key_id: wrapped.key_id.clone(),
+        });
+        tracing::info!(account = %change.id, key = %wrapped.key_id, "account key now protected by a customer-managed key");
+        Ok(base.with_customer_key(wrapped))
+    }
+
     fn record(
         &self,
         id: &ResourceId,
-        group: &records::GroupRecord,
         body: &AccountBody,
         settings: AccountSettings,
         plan: &IdentityPlan,
         current: Option<&ResourceRecord>,
+        location: String,
     ) -> Result<ResourceRecord, ApiError> {
         let mut extra = Map::new();
         extra.insert("kind".into(), json!(settings.kind.name()));
@@ -496,10 +589,7 @@ impl CognitiveProvider {
             id: current.map_or_else(|| id.to_string(), |r| r.id.clone()),
             name: current.map_or_else(|| id.name.clone(), |r| r.name.clone()),
             resource_type: ACCOUNT_TYPE.into(),
-            location: current
-                .map(|r| r.location.clone())
-                .or(body.location.clone().filter(|l| !l.is_empty()))
-                .unwrap_or_else(|| group.location.clone()),
+            location,
             tags: body.tags.clone().or_else(|| current.map(|r| r.tags.clone())).unwrap_or_default(),
             properties: serde_json::to_value(&settings).or_internal()?,
             identity: plan.wire.clone(),
@@ -544,14 +634,15 @@ impl CognitiveProvider {
             return Err(Failure::from(records::store_error(e)));
         }
         plan.applied(arm);
+        self.service().cmk.forget(&record.id);
         self.service().refresh(&record).await?;
         tracing::info!(account = %record.id, "AI-services account restored");
-        Ok(ArmReply::json(201, wire(&record)?))
+        Ok(ArmReply::json(201, wire(self.service(), &record)?))
     }
 
     async fn list(&self, arm: &Arm, request: &ArmRequest, sub: &str, group: Option<&str>) -> Result<ArmReply, Failure> {
         let records = arm.readable_resources(request, sub, group, ACCOUNT_TYPE, &READ).await?;
-        Ok(ArmReply::list(records.iter().map(wire).collect::<Result<Vec<_>, _>>()?))
+        Ok(ArmReply::list(records.iter().map(|r| wire(self.service(), r)).collect::<Result<Vec<_>, _>>()?))
     }
 
     async fn keys_of(&self, record: &ResourceRecord) -> Result<AccountKeys, ApiError> {
@@ -612,7 +703,7 @@ impl CognitiveProvider {
     fn deleted_wire(&self, deleted: &DeletedAccount) -> Result<Value, ApiError> {
         let record = &deleted.record;
         let id = ResourceId::parse(&record.id).or_internal()?;
-        let mut wire = wire(record)?;
+        let mut wire = wire(self.service(), record)?;
         wire["id"] = json!(format!(
             "/subscriptions/{}/providers/{NAMESPACE}/locations/{}/resourceGroups/{}/deletedAccounts/{}",
             id.subscription_id, record.location, id.resource_group, record.name
@@ -798,28 +889,6 @@ pub fn spawn_purge_watch(service: Arc<CognitiveService>, interval: std::time::Du
     })
 }
 
-/// Customer-managed keys for AI-services accounts arrive with their own change; until then a
-/// request for them is refused and changes nothing.
-fn check_encryption(props: &Map<String, Value>) -> Result<(), ApiError> {
-    let Some(encryption) = props.get("encryption").filter(|v| !v.is_null()) else {
-        return Ok(());
-    };
-    match encryption.get("keySource").and_then(Value::as_str) {
-        None => Ok(()),
-        Some(source) if source.eq_ignore_ascii_case("Microsoft.CognitiveServices") => Ok(()),
-        Some(source) if source.eq_ignore_ascii_case("Microsoft.KeyVault") => Err(ApiError::bad_request(
-            "FeatureNotSupported",
-            "Customer-managed keys (encryption.keySource Microsoft.KeyVault) are not available for AI-services accounts in this version of byos; the account is unchanged.",
-        )),
-        Some(other) => Err(ApiError::bad_request(
-            "InvalidRequestPropertyValue",
-            format!(
-                "The value of property 'encryption.keySource' is invalid: '{other}' is not Microsoft.CognitiveServices or Microsoft.KeyVault."
-            ),
-        )),
-    }
-}
-
 /// A BYOS account reaches its storage as its system-assigned identity: an identity change that
 /// would take that identity away is refused rather than leaving the binding silently broken.
 fn require_byos_identity(settings: &AccountSettings, plan: &IdentityPlan) -> Result<(), ApiError> {
@@ -847,6 +916,72 @@ async fn require_byos_feature(arm: &Arm, sub: &str) -> Result<(), ApiError> {
             ),
         )),
     }
+}
+
+/// A 400 naming why a customer key cannot protect the account.
+fn cmk_refused(why: String) -> ApiError {
+    ApiError::bad_request("InvalidEncryptionSettings", format!("The customer-managed key cannot be used: {why}."))
+}
+
+/// The identity that will use the customer key: the attached user-assigned identity with
+/// `identityClientId`, else the system-assigned one, which must exist already (it cannot have been
+/// granted the key before the account existed).
+fn cmk_identity(change: &EncryptionChange<'_>, client_id: Option<&str>) -> Result<Option<String>, ApiError> {
+    let wire = change.plan.wire.as_ref();
+    if let Some(client_id) = client_id {
+        let attached = wire.and_then(|w| w.get("userAssignedIdentities")).and_then(Value::as_object);
+        let found = attached.and_then(|m| {
+            m.iter().find(|(_, v)| v["clientId"].as_str().is_some_and(|c| c.eq_ignore_ascii_case(client_id)))
+        });
+        return match found {
+            Some((id, _)) => Ok(Some(id.clone())),
+            None => Err(ApiError::bad_request(
+                "InvalidIdentity",
+                format!(
+                    "No user-assigned identity with client id '{client_id}' is attached to the account (identityClientId)."
+                ),
+            )),
+        };
+    }
+    if wire.and_then(|w| w.get("principalId")).is_none() {
+        return Err(ApiError::bad_request(
+            "InvalidIdentity",
+            "A customer-managed key needs a managed identity: enable the account's system-assigned identity, or attach a user-assigned one and name it in keyVaultProperties.identityClientId.",
+        ));
+    }
+    if change.creating {
+        return Err(cmk_refused(
+            "with a system-assigned identity it can be turned on only after the account is created (grant the new identity get, wrapKey and unwrapKey on the key, then update the account)".into(),
+        ));
+    }
+    Ok(None)
+}
+
+/// An identity change must not take away the identity the customer key is used as: the data would
+/// be unreadable with no way back but re-pointing the key.
+fn require_cmk_identity(settings: &AccountSettings, plan: &IdentityPlan) -> Result<(), ApiError> {
+    let Some(cmk) = &settings.cmk else { return Ok(()) };
+    let kept = match &cmk.identity {
+        None => plan.wire.as_ref().and_then(|w| w.get("principalId")).is_some(),
+        Some(uami) => byos_arm::managed_identity::attached_user_identities(plan.wire.as_ref())
+            .iter()
+            .any(|attached| attached.eq_ignore_ascii_case(uami)),
+    };
+    if kept {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(
+        "InvalidIdentity",
+        "The customer-managed key of this account (encryption.keyVaultProperties) is used as the identity this change removes: point the encryption at another identity first, or return to Microsoft.CognitiveServices keys.",
+    ))
+}
+
+/// Where a written account is: where it is already, else where the request says, else its group's region.
+fn location_of(current: Option<&ResourceRecord>, body: &AccountBody, group: &records::GroupRecord) -> String {
+    current
+        .map(|r| r.location.clone())
+        .or(body.location.clone().filter(|l| !l.is_empty()))
+        .unwrap_or_else(|| group.location.clone())
 }
 
 /// The request that gives a restored account the identity types (and user-assigned identities) it had.

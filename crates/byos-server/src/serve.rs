@@ -265,15 +265,20 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             cmk_cache_ttl: config.cmk_cache.min(MAX_CMK_CACHE),
         },
     );
-    let cognitive = byos_cognitive::CognitiveService::new(
-        Arc::clone(&store),
-        Arc::clone(&root),
-        Arc::clone(&door),
-        Arc::clone(&directory),
-        hub,
-        Arc::clone(&storage),
-        Arc::new(byos_store::DirObjectStore::open(&data_dir.join("objects-cognitive"))?),
-    );
+    let cognitive = byos_cognitive::CognitiveService::new(byos_cognitive::Parts {
+        store: Arc::clone(&store),
+        root: Arc::clone(&root),
+        door: Arc::clone(&door),
+        directory: Arc::clone(&directory),
+        listeners: hub,
+        storage: Arc::clone(&storage),
+        objects: Arc::new(byos_store::DirObjectStore::open(&data_dir.join("objects-cognitive"))?),
+        customer_keys: byos_cognitive::cmk::CustomerKeys::new(
+            Arc::clone(&keyvault),
+            Arc::clone(&directory),
+            config.cmk_cache.min(MAX_CMK_CACHE),
+        ),
+    });
     let providers: Vec<Arc<dyn byos_arm::Provider>> = vec![
         Arc::new(byos_storage::provider::StorageProvider(Arc::clone(&storage))),
         Arc::new(byos_keyvault::provider::KeyVaultProvider(Arc::clone(&keyvault))),

@@ -22,16 +22,28 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on a fresh temporary data dir.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server on a fresh temporary data dir with its configuration changed by `configure`
+    /// (e.g. a short customer-key cache).
+    pub async fn start_with(configure: impl FnOnce(&mut ServeConfig)) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let data_dir = dir.path().to_path_buf();
-        let mut server = Self::start_in(&data_dir).await?;
+        let mut config = ServeConfig::new(dir.path().to_path_buf(), 0);
+        configure(&mut config);
+        let mut server = Self::start_config(config).await?;
         server._dir = Some(dir);
         Ok(server)
     }
 
     /// Starts a server on `data_dir` (kept after the server stops).
     pub async fn start_in(data_dir: &Path) -> anyhow::Result<Self> {
-        let server = byos_server::start(ServeConfig::new(data_dir.to_path_buf(), 0)).await?;
+        Self::start_config(ServeConfig::new(data_dir.to_path_buf(), 0)).await
+    }
+
+    async fn start_config(config: ServeConfig) -> anyhow::Result<Self> {
+        let data_dir = config.data_dir.clone();
+        let server = byos_server::start(config).await?;
         let boot: Value = serde_json::from_slice(&std::fs::read(data_dir.join("bootstrap.json"))?)?;
         let ca_file = boot["ca_file"].as_str().context("bootstrap.json has no ca_file")?;
         let ca_pem = std::fs::read(ca_file)?;

@@ -65,6 +65,10 @@ pub enum ArtifactError {
     NotFound,
     #[error("reading the artifact's content failed")]
     ReadFailed,
+    /// The account's customer-managed key cannot be used now (revoked, access removed, identity
+    /// gone): its service-held data is unreadable until access returns.
+    #[error("the account's customer-managed key is unavailable: {0}")]
+    KeyUnavailable(String),
     /// byos's own storage failed (logged where it happened).
     #[error("byos could not keep or read the artifact")]
     Internal,
@@ -83,6 +87,13 @@ impl ArtifactError {
             )
             .with_explanation(explanation.clone()),
             ArtifactError::NotFound => ApiError::not_found("NotFound", "The artifact does not exist."),
+            ArtifactError::KeyUnavailable(reason) => ApiError::new(
+                403,
+                "CustomerManagedKeyUnavailable",
+                format!(
+                    "This resource's data is encrypted with a customer-managed key that cannot be used now: {reason}."
+                ),
+            ),
             ArtifactError::ReadFailed | ArtifactError::Internal => ApiError::internal(),
             ArtifactError::Storage(e) => {
                 tracing::warn!(error = %e, "artifact store: storage failed");
@@ -115,8 +126,9 @@ impl ArtifactStore {
         directory: Arc<Directory>,
         store: byos_store::SharedStore,
         objects: byos_store::SharedObjects,
+        keys: Arc<crate::cmk::CustomerKeys>,
     ) -> Self {
-        ArtifactStore { storage, directory, service: service::ServiceStorage::new(store, objects) }
+        ArtifactStore { storage, directory, service: service::ServiceStorage::new(store, objects, keys) }
     }
 
     /// Whether the account keeps its artifacts in the customer's storage.

@@ -49,6 +49,7 @@ impl ArtifactRecord {
 pub(crate) struct ServiceStorage {
     store: SharedStore,
     objects: SharedObjects,
+    keys: std::sync::Arc<crate::cmk::CustomerKeys>,
     /// Serializes writes, so that the object an overwrite replaces is the one it read.
     writes: tokio::sync::Mutex<()>,
 }
@@ -73,13 +74,18 @@ fn context(account: &LiveAccount, area: Area, path: &str, object: &str) -> Vec<u
         .into_bytes()
 }
 
-fn kek_of(account: &LiveAccount) -> Result<Kek, ArtifactError> {
-    account.keys.kek().map_err(|_| ArtifactError::Internal)
-}
-
 impl ServiceStorage {
-    pub(crate) fn new(store: SharedStore, objects: SharedObjects) -> Self {
-        ServiceStorage { store, objects, writes: tokio::sync::Mutex::new(()) }
+    pub(crate) fn new(
+        store: SharedStore,
+        objects: SharedObjects,
+        keys: std::sync::Arc<crate::cmk::CustomerKeys>,
+    ) -> Self {
+        ServiceStorage { store, objects, keys, writes: tokio::sync::Mutex::new(()) }
+    }
+
+    /// The account's KEK now (through its customer key, if it has one).
+    async fn kek(&self, account: &LiveAccount) -> Result<std::sync::Arc<Kek>, ArtifactError> {
+        self.keys.kek(account).await.map_err(|e| ArtifactError::KeyUnavailable(e.0))
     }
 
     async fn record(&self, key: &str) -> Result<Option<ArtifactRecord>, ArtifactError> {
@@ -97,7 +103,7 @@ impl ServiceStorage {
         content: Bytes,
         content_type: &str,
     ) -> Result<ArtifactInfo, ArtifactError> {
-        let kek = kek_of(account)?;
+        let kek = self.kek(account).await?;
         let object = uuid::Uuid::new_v4().simple().to_string();
         let context = context(account, area, path, &object);
         let dek = DataKey::generate().map_err(|e| internal("data key", e))?;
@@ -140,7 +146,7 @@ impl ServiceStorage {
         let record = self.record(&record_key(account, area, path)).await?.ok_or(ArtifactError::NotFound)?;
         let context = context(account, area, path, &record.object);
         let wrapped = b64url_decode(&record.wrapped_key).ok_or(ArtifactError::Internal)?;
-        let dek = kek_of(account)?.unwrap(&wrapped, &context).map_err(|e| internal("unwrap", e))?;
+        let dek = self.kek(account).await?.unwrap(&wrapped, &context).map_err(|e| internal("unwrap", e))?;
         let chunks = record.size.div_ceil(CHUNK_SIZE as u64);
         let sealed_len = record.size + chunks * TAG_LEN as u64;
         let mut sealed = self

@@ -227,3 +227,114 @@ async fn soft_deleted_accounts_are_purged_with_their_artifacts_after_their_reten
     server.stop().await;
     Ok(())
 }
+
+const KEY_VAULT_CRYPTO_OFFICER: &str = "14b46e9e-c2b7-41b4-b07b-48a6ebf60603";
+const KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER: &str = "e147488a-f6f5-4113-8e2d-b22465e65bf6";
+
+async fn assign(
+    server: &TestServer,
+    client: &reqwest::Client,
+    scope: &str,
+    role: &str,
+    principal: &str,
+) -> anyhow::Result<()> {
+    let sub = server.boot_str(&["subscription_id"]);
+    let role = format!("/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role}");
+    let path = format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{}", uuid::Uuid::new_v4());
+    let body = json!({"properties": {"roleDefinitionId": role, "principalId": principal, "principalType": "ServicePrincipal"}});
+    server.arm_as_admin(client, Method::PUT, &path, Some(body)).await.map(|_| ())
+}
+
+/// A Key Vault data-plane request as the bootstrap admin.
+async fn vault_call(
+    server: &TestServer,
+    client: &reqwest::Client,
+    method: Method,
+    url: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let id = server.boot_str(&["admin", "client_id"]);
+    let secret = server.boot_str(&["admin", "client_secret"]);
+    let token = server.token(client, &id, &secret, "https://vault.azure.net").await?;
+    let response =
+        client.request(method, format!("{url}?api-version=7.4")).bearer_auth(token).json(&body).send().await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    anyhow::ensure!(status.is_success(), "{url}: {status} {body}");
+    Ok(body)
+}
+
+#[tokio::test]
+async fn customer_key_revocation_makes_service_held_artifacts_unreadable_until_access_returns() -> anyhow::Result<()> {
+    let server = TestServer::start_with(|config| config.cmk_cache = std::time::Duration::from_secs(1)).await?;
+    let client = server.client()?;
+    let sub = server.boot_str(&["subscription_id"]);
+    let tenant = server.boot_str(&["tenant_id"]);
+    let admin = server.boot_str(&["admin", "object_id"]);
+    let group = format!("/subscriptions/{sub}/resourceGroups/cmk");
+    server.arm_as_admin(&client, Method::PUT, &group, Some(json!({"location": "eastus"}))).await?;
+    let vault_id = format!("{group}/providers/Microsoft.KeyVault/vaults/cmkvault");
+    let vault = json!({"location": "eastus", "properties": {"tenantId": tenant, "sku": {"family": "A", "name": "standard"},
+        "enableRbacAuthorization": true, "enablePurgeProtection": true, "softDeleteRetentionInDays": 7}});
+    let vault = server.arm_as_admin(&client, Method::PUT, &vault_id, Some(vault)).await?;
+    let vault_uri = vault["properties"]["vaultUri"].as_str().context("vaultUri")?.to_owned();
+    assign(&server, &client, &vault_id, KEY_VAULT_CRYPTO_OFFICER, &admin).await?;
+    let key = vault_call(
+        &server,
+        &client,
+        Method::POST,
+        &format!("{vault_uri}keys/cmk/create"),
+        json!({"kty": "RSA", "key_size": 2048}),
+    )
+    .await?;
+    let kid = key["key"]["kid"].as_str().context("kid")?.to_owned();
+    let version = kid.rsplit('/').next().context("version")?.to_owned();
+
+    let account_id = format!("{group}/providers/Microsoft.CognitiveServices/accounts/cmkspeech");
+    let account_path = format!("{account_id}?api-version=2025-09-01");
+    let body = json!({"location": "eastus", "kind": "SpeechServices", "sku": {"name": "S0"}, "identity": {"type": "SystemAssigned"}});
+    let account = server.arm_as_admin(&client, Method::PUT, &account_path, Some(body)).await?;
+    let principal = account["identity"]["principalId"].as_str().context("principalId")?.to_owned();
+    assign(&server, &client, &vault_id, KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER, &principal).await?;
+    let cognitive = &server.services()?.cognitive;
+    let live = || cognitive.account(&account_id.to_ascii_lowercase()).context("the account is live");
+    let store = &cognitive.artifacts;
+    let content = bytes::Bytes::from_static(b"custom model weights");
+    store.put(&*live()?, Area::Models, "m1/model.bin", content.clone(), "application/octet-stream").await?;
+
+    // Turning the customer key on re-wraps the KEK only: what was written before stays readable.
+    let encryption = |source: &str| {
+        json!({"properties": {"encryption": {"keySource": source, "keyVaultProperties":
+        {"keyName": "cmk", "keyVersion": version, "keyVaultUri": vault_uri}}}})
+    };
+    server.arm_as_admin(&client, Method::PATCH, &account_path, Some(encryption("Microsoft.KeyVault"))).await?;
+    anyhow::ensure!(
+        store.read(&*live()?, Area::Models, "m1/model.bin").await? == content,
+        "readable under the customer key"
+    );
+
+    // Disabling the key makes the data unreadable once the cached KEK expires.
+    let key_url = format!("{vault_uri}keys/cmk/{version}");
+    vault_call(&server, &client, Method::PATCH, &key_url, json!({"attributes": {"enabled": false}})).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    match store.read(&*live()?, Area::Models, "m1/model.bin").await {
+        Err(e @ ArtifactError::KeyUnavailable(_)) => {
+            anyhow::ensure!(e.to_api_error().code == "CustomerManagedKeyUnavailable")
+        }
+        other => anyhow::bail!("expected the key to be unavailable, got {other:?}"),
+    }
+    // Enabling it again restores access at once.
+    vault_call(&server, &client, Method::PATCH, &key_url, json!({"attributes": {"enabled": true}})).await?;
+    anyhow::ensure!(store.read(&*live()?, Area::Models, "m1/model.bin").await? == content, "readable again");
+
+    // Back to service-managed keys: the data no longer depends on the vault.
+    server.arm_as_admin(&client, Method::PATCH, &account_path, Some(encryption("Microsoft.CognitiveServices"))).await?;
+    vault_call(&server, &client, Method::PATCH, &key_url, json!({"attributes": {"enabled": false}})).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    anyhow::ensure!(
+        store.read(&*live()?, Area::Models, "m1/model.bin").await? == content,
+        "readable without the vault"
+    );
+    server.stop().await;
+    Ok(())
+}
