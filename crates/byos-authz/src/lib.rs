@@ -16,6 +16,7 @@ mod roles;
 pub use door::{Denial, DenialKind, Door, Grant};
 pub use guard::{Firewall, ResourceGuard};
 pub use ipnet::IpNet;
+pub use matching::Pattern;
 pub use roles::{BUILTIN_ROLES, Permission, RoleAssignment, RoleDefinition, RoleType, builtin, parse_builtin_roles};
 
 use std::borrow::Cow;

@@ -8,11 +8,13 @@
 //! - [`cmk`]: customer-managed keys for the account's service-held data, on the key protector.
 //! - [`dataplane`]: each account's data-plane listener at `properties.endpoint` (one port per
 //!   account, as the Speech SDK addresses an account by host and port only).
+//! - [`doctor`]: `byos doctor`, an account checked against the BYOS seed's hardening rules (read-only).
 
 pub mod account;
 pub mod artifacts;
 pub mod cmk;
 pub mod dataplane;
+pub mod doctor;
 pub mod provider;
 
 use std::collections::HashMap;

@@ -148,7 +148,7 @@ impl StorageService {
 
     /// The live vault that holds an account's customer key: by resource id, or (records of
     /// version 1) by the URI it was set up with, else by the key version it holds.
-    pub(crate) async fn cmk_vault(&self, cmk: &account::CmkSettings) -> Option<Arc<byos_keyvault::Vault>> {
+    pub async fn cmk_vault(&self, cmk: &account::CmkSettings) -> Option<Arc<byos_keyvault::Vault>> {
         if let Some(vault) = self.cmk_vault_now(cmk) {
             return Some(vault);
         }
