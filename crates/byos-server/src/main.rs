@@ -104,6 +104,22 @@ enum Command {
         #[command(subcommand)]
         command: FeatureCommand,
     },
+    /// Check an AI-services account against the BYOS seed's hardening rules, read-only: each rule
+    /// as pass / warn / fail with the az command that fixes it. Exits 0 when no rule fails, 1 when
+    /// one does, 2 when nothing could be checked (unknown account, no server).
+    Doctor {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The account's resource id.
+        account: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The account serves text to speech: the seed's relaxed firewall rule (all networks)
+        /// applies instead of the speech-to-text one.
+        #[arg(long)]
+        text_to_speech: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -252,7 +268,7 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { dir, port, blob_port, cmk_cache_seconds, log_format, limits, approve_features } => {
             init_logging(log_format);
@@ -273,8 +289,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Identity { command } => identity(command).await?,
         Command::Audit { command } => audit(command).await?,
         Command::Feature { command } => feature(command).await?,
+        Command::Doctor { dir, account, json, text_to_speech } => {
+            return Ok(doctor(&dir.data_dir, &account, json, text_to_speech).await);
+        }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How `byos doctor` exits when it could not produce a report (usage errors exit 2 too, by clap).
+const DOCTOR_UNCHECKED: u8 = 2;
+
+async fn doctor(data_dir: &std::path::Path, account: &str, json: bool, text_to_speech: bool) -> ExitCode {
+    let query = format!("/operator/doctor?account={}&textToSpeech={text_to_speech}", percent_encode(account));
+    let report = match control::call(data_dir, "GET", &query, None).await {
+        Ok(report) => report,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "byos: {e:#}");
+            return ExitCode::from(DOCTOR_UNCHECKED);
+        }
+    };
+    let text = if json { serde_json::to_string_pretty(&report).unwrap_or_default() } else { doctor_table(&report) };
+    println!("{text}");
+    if report["ok"].as_bool() == Some(true) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// The report for a terminal: one line a check (status, id, title), its detail and fix below.
+fn doctor_table(report: &serde_json::Value) -> String {
+    let field = |value: &serde_json::Value, name: &str| value[name].as_str().unwrap_or_default().to_owned();
+    let mode = if report["textToSpeech"].as_bool() == Some(true) { "text to speech" } else { "speech to text" };
+    let mut lines = vec![format!("byos doctor: {} ({mode})", field(report, "account")), String::new()];
+    for check in report["checks"].as_array().into_iter().flatten() {
+        let status = field(check, "status").to_ascii_uppercase();
+        lines.push(format!("{status:<5} {:<22} {}", field(check, "id"), field(check, "title")));
+        lines.push(format!("      {}", field(check, "detail")));
+        if let Some(fix) = check["fix"].as_str() {
+            lines.push(format!("      fix: {fix}"));
+        }
+    }
+    let summary = &report["summary"];
+    lines.push(String::new());
+    lines.push(format!("{} pass, {} warn, {} fail", summary["pass"], summary["warn"], summary["fail"]));
+    lines.join("\n")
 }
 
 async fn feature(command: FeatureCommand) -> anyhow::Result<()> {
@@ -382,7 +437,7 @@ fn percent_encode(value: &str) -> String {
 #[tokio::main]
 async fn main() -> ExitCode {
     match run(Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             // Not `eprintln!`: it panics when stderr cannot be written, turning exit code 1 into 101.
             let _ = writeln!(std::io::stderr(), "byos: {e:#}");

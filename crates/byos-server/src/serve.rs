@@ -328,6 +328,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         .merge(byos_keyvault::audit::operator_router(Arc::clone(&keyvault)))
         .merge(byos_arm::activity::operator_router(Arc::clone(&arm)))
         .merge(byos_arm::features::operator_router(Arc::clone(&arm)))
+        .merge(byos_cognitive::doctor::operator_router(
+            Arc::clone(&arm),
+            Arc::clone(&cognitive),
+            Arc::clone(&storage),
+            Arc::clone(&keyvault),
+        ))
         .layer(panic_guard());
     let blob = byos_storage::blob::router(Arc::clone(&storage)).layer(panic_guard());
 
