@@ -260,6 +260,29 @@ class ByosServer:
         """`byos audit verify --vault NAME` (the caller checks the exit code and output)."""
         return self.cli("audit", "verify", "--data-dir", str(self.data_dir), "--vault", vault)
 
+    def doctor(self, account_id: str, json: bool = True, text_to_speech: bool = False) -> tuple[int, Any]:
+        """`byos doctor ACCOUNT_ID [--json] [--text-to-speech]`: (exit code, the report parsed from its JSON; with
+        json=False the printed table). The report is None when the command printed nothing (exit code 2)."""
+        args = ["doctor", "--data-dir", str(self.data_dir), account_id]
+        args += ["--json"] * json + ["--text-to-speech"] * text_to_speech
+        res = self.cli(*args)
+        if not json:
+            return res.returncode, res.stdout
+        return res.returncode, _json_or_none(res.stdout)
+
+
+def module_server(binary: Path, data_dir: Path):
+    """A started server for one test module (`yield from` it in a module fixture): for modules whose
+    subscription state must not leak into the session server's. Stopped, and its exit code checked, at teardown."""
+    srv = ByosServer(binary, data_dir, env=TEST_SERVER_ENV)
+    srv.start()
+    yield srv
+    assert srv.stop() == 0, srv.log_tail()
+
+
+def _json_or_none(text: str) -> Any:
+    return json.loads(text) if text.strip() else None
+
 
 def run_byos(binary: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
