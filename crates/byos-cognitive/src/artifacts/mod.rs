@@ -65,6 +65,9 @@ pub enum ArtifactError {
     NotFound,
     #[error("reading the artifact's content failed")]
     ReadFailed,
+    /// Links to service-held artifacts (accounts without BYOS) are not available yet.
+    #[error("links to service-held artifacts are not available yet")]
+    LinkUnavailable,
     /// The account's customer-managed key cannot be used now (revoked, access removed, identity
     /// gone): its service-held data is unreadable until access returns.
     #[error("the account's customer-managed key is unavailable: {0}")]
@@ -93,6 +96,11 @@ impl ArtifactError {
                 format!(
                     "This resource's data is encrypted with a customer-managed key that cannot be used now: {reason}."
                 ),
+            ),
+            ArtifactError::LinkUnavailable => ApiError::new(
+                501,
+                "NotImplemented",
+                "Links to artifacts byos keeps for an account without its own storage are not available in this version of byos.",
             ),
             ArtifactError::ReadFailed | ArtifactError::Internal => ApiError::internal(),
             ArtifactError::Storage(e) => {
@@ -268,6 +276,29 @@ impl ArtifactStore {
             Err(BlobError::ContainerNotFound) => Ok(Vec::new()),
             other => other.map_err(|e| Self::classify(&binding, e)),
         }
+    }
+
+    /// A link to read the artifact at `path` of `area` in a BYOS account's storage: with a zero
+    /// `validity` a plain URL (the seed's `sasValidityInSeconds=0`: readers need their own access
+    /// to the customer's storage), else a user delegation SAS URL signed through the account's
+    /// identity, which stops working when that identity loses its access.
+    pub async fn link(
+        &self,
+        account: &LiveAccount,
+        area: Area,
+        path: &str,
+        validity: std::time::Duration,
+    ) -> Result<String, ArtifactError> {
+        if !Self::byos(account) {
+            return Err(ArtifactError::LinkUnavailable);
+        }
+        let binding = self.binding(account)?;
+        if validity.is_zero() {
+            let path = byos_storage::blob::api::blob_path(area.container(), path);
+            return Ok(format!("{}{path}", self.storage.endpoint(&binding.account_name)));
+        }
+        let at = Self::address(&binding, area, path);
+        self.storage.read_link(&binding.caller, at, validity).await.map_err(|e| Self::classify(&binding, e))
     }
 
     /// Deletes the artifact at `path` of `area`.

@@ -82,6 +82,20 @@ async fn artifact_store_writes_byos_storage_as_the_accounts_identity_through_the
     anyhow::ensure!(listed.iter().map(|a| a.name.as_str()).collect::<Vec<_>>() == [path], "{listed:?}");
     anyhow::ensure!(store.list(&live, Area::Models, "").await?.is_empty(), "an area never used is empty");
 
+    // Links: a plain URL needs the reader's own access; a user delegation SAS signed through the
+    // account's identity works for anyone holding it.
+    let plain = store.link(&live, Area::Artifacts, path, std::time::Duration::ZERO).await?;
+    anyhow::ensure!(
+        !plain.contains('?') && plain.ends_with("/artstore/customspeech-artifacts/AcousticData/ds1/trans.txt"),
+        "{plain}"
+    );
+    let anonymous = client.get(&plain).header("x-ms-version", "2025-01-05").send().await?.status();
+    anyhow::ensure!(!anonymous.is_success(), "a plain link is not readable without access: {anonymous}");
+    let link = store.link(&live, Area::Artifacts, path, std::time::Duration::from_secs(600)).await?;
+    let fetched = client.get(&link).send().await?;
+    anyhow::ensure!(fetched.status().is_success(), "SAS link: {}", fetched.status());
+    anyhow::ensure!(fetched.bytes().await? == content, "the link reads the artifact");
+
     // The customer's firewall decides: default deny without the trusted-services exception refuses
     // the account; with bypass AzureServices it is admitted as a trusted service acting for it.
     let deny = |bypass: &str| json!({"properties": {"networkAcls": {"defaultAction": "Deny", "bypass": bypass}}});

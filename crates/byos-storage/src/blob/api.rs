@@ -128,6 +128,33 @@ impl StorageService {
         blobs::delete(self, &permit, &Conditions::default()).await
     }
 
+    /// A link that lets anyone holding it read one blob for `validity` (at most 7 days): a user
+    /// delegation SAS signed with a key of `caller`, which must be allowed to read the blob and to
+    /// get a delegation key. Like any user delegation SAS, it stops working when the caller loses
+    /// those rights or the account's delegation keys are revoked.
+    pub async fn read_link(
+        &self,
+        caller: &Caller,
+        at: BlobAddress<'_>,
+        validity: std::time::Duration,
+    ) -> Result<String, BlobError> {
+        let read = self.admit(caller, Op::GetBlob, at.account, at.container, Some(at.blob)).await?;
+        let account = self.account_named(at.account)?;
+        let keyed =
+            ops::permit(self, caller.clone(), Op::GetUserDelegationKey, Arc::clone(&account), None, None).await?;
+        let expiry = time::OffsetDateTime::now_utc() + validity;
+        let key = super::service::user_delegation_key(
+            self,
+            &keyed,
+            None,
+            &super::service::iso(expiry),
+            super::sas::SIGNED_VERSION,
+        )
+        .await?;
+        let query = super::sas::sign_blob_read(read.account(), at.container, at.blob, &key)?;
+        Ok(format!("{}{}?{query}", self.endpoint(&account.name), blob_path(at.container, at.blob)))
+    }
+
     /// Every blob of a container whose name starts with `prefix` (all pages), with metadata.
     pub async fn list_blobs(
         &self,
@@ -153,4 +180,12 @@ impl StorageService {
             }
         }
     }
+}
+
+/// `{container}/{blob}` as a URL path (each segment of the blob name percent-encoded).
+pub fn blob_path(container: &str, blob: &str) -> String {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    let encoded: Vec<String> = blob.split('/').map(|s| utf8_percent_encode(s, SEGMENT).to_string()).collect();
+    format!("{container}/{}", encoded.join("/"))
 }

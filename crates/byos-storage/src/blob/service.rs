@@ -27,7 +27,7 @@ pub struct UserDelegationKey {
     pub value: String,
 }
 
-fn iso(at: OffsetDateTime) -> String {
+pub(crate) fn iso(at: OffsetDateTime) -> String {
     at.replace_nanosecond(0).ok().and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default()
 }
 
@@ -48,7 +48,9 @@ pub async fn user_delegation_key(
     version: &str,
 ) -> Result<UserDelegationKey, BlobError> {
     let caller = permit.caller();
-    let (Some(oid), AuthMethod::BearerToken) = (caller.object_id(), caller.auth()) else {
+    // A principal's own token, or a byos service acting in-process as a resource's identity (the
+    // same principal, authorized the same way).
+    let (Some(oid), AuthMethod::BearerToken | AuthMethod::ServiceIdentity) = (caller.object_id(), caller.auth()) else {
         return Err(err(
             403,
             "AuthenticationFailed",
