@@ -23,7 +23,7 @@ import cognitive_support as cs
 
 NAMESPACE, FEATURE = "Microsoft.CognitiveServices", "byoxPreview"
 STUDIO_ORIGIN = "https://speech.microsoft.com"  # the seed's "Allowed origins", without a trailing slash
-CHECK_IDS = ["account.byos", "account.identity", "storage.exists", "storage.role", "storage.public-access",
+CHECK_IDS = ["account.byos", "account.identity", "account.cmk", "storage.exists", "storage.role", "storage.public-access",
              "storage.shared-key", "storage.firewall", "storage.cors", "storage.cmk", "storage.region"]
 # What BYOS asks of the storage account (doctor's list): a custom role granting these is the seed's role in effect.
 BYOS_ACTIONS = ["Microsoft.Storage/storageAccounts/blobServices/containers/read",
@@ -302,7 +302,7 @@ def test_an_unknown_account_exits_2(own, boot, rg):
     assert (rc, report) == (2, None)
 
 
-# ---- the storage account's customer-managed key ----------------------------------------------------------------
+# ---- customer-managed keys: the storage account's, the account's own ----------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -321,23 +321,45 @@ def cmk(boot, clients, rg, deployment):
     return SimpleNamespace(vault=vault, key=key, principal=principal, grant=grant)
 
 
-def test_a_customer_managed_key_is_checked_and_a_lost_grant_fails(own, boot, clients, deployment, cmk):
+def _key_checked_then_lost(own, boot, clients, deployment, prefix, version, vault_id, principal, grant):
+    """Doctor passes `prefix`.vault/.key/.access for a key in use at `version`; with `grant` (the identity's key role
+    on the vault) deleted, `prefix`.access alone fails, with the role as its fix. Returns a grant restoring it."""
     rc, report = _doctor_read_only(own, clients, deployment)
     assert rc == 0, report
     checks = _by_id(report)
-    assert "storage.cmk" not in checks
-    for check_id in ["storage.cmk.vault", "storage.cmk.key", "storage.cmk.access"]:
-        assert checks[check_id]["status"] == "pass", checks[check_id]
-    assert cmk.key.properties.version in checks["storage.cmk.key"]["detail"]
+    assert prefix not in checks, "with a customer key on, its preconditions are checked instead"
+    for part in ["vault", "key", "access"]:
+        assert checks[f"{prefix}.{part}"]["status"] == "pass", checks[f"{prefix}.{part}"]
+    assert version in checks[f"{prefix}.key"]["detail"]
 
-    clients.auth.role_assignments.delete(cmk.vault.id, cmk.grant.name)
+    clients.auth.role_assignments.delete(vault_id, grant.name)
     try:
         rc, report = _doctor_read_only(own, clients, deployment)
     finally:
-        cmk.grant = bs.assign_role(clients.auth, cmk.vault.id, bs.KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER,
-                                   cmk.principal, sub=boot["subscription_id"])
+        restored = bs.assign_role(clients.auth, vault_id, bs.KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER, principal,
+                                  sub=boot["subscription_id"])
     assert rc == 1, report
-    assert list(_not_passing(report)) == ["storage.cmk.access"]
-    assert _by_id(report)["storage.cmk.access"]["fix"] == (
-        f"az role assignment create --assignee-object-id {cmk.principal} --assignee-principal-type ServicePrincipal "
-        f'--role "Key Vault Crypto Service Encryption User" --scope {cmk.vault.id}')
+    assert list(_not_passing(report)) == [f"{prefix}.access"]
+    assert _by_id(report)[f"{prefix}.access"]["fix"] == (
+        f"az role assignment create --assignee-object-id {principal} --assignee-principal-type ServicePrincipal "
+        f'--role "Key Vault Crypto Service Encryption User" --scope {vault_id}')
+    return restored
+
+
+def test_the_storage_accounts_customer_managed_key_is_checked(own, boot, clients, deployment, cmk):
+    cmk.grant = _key_checked_then_lost(own, boot, clients, deployment, "storage.cmk", cmk.key.properties.version,
+                                       cmk.vault.id, cmk.principal, cmk.grant)
+
+
+def test_the_accounts_own_customer_managed_key_is_checked(own, boot, clients, rg, deployment, cmk):
+    from azure.mgmt.cognitiveservices.models import Account, AccountProperties, Encryption, KeyVaultProperties
+
+    grant = bs.assign_role(clients.auth, cmk.vault.id, bs.KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER,
+                           deployment.principal, sub=boot["subscription_id"])
+    key = bs.key_client(cmk.vault.uri, clients.credential, boot["ca_file"]).create_rsa_key(bs.unique("cs"), size=2048)
+    encryption = Encryption(key_source="Microsoft.KeyVault", key_vault_properties=KeyVaultProperties(
+        key_name=key.name, key_version=key.properties.version, key_vault_uri=cmk.vault.uri))
+    clients.cognitive.accounts.begin_update(rg, deployment.account.name,
+                                            Account(properties=AccountProperties(encryption=encryption))).result()
+    _key_checked_then_lost(own, boot, clients, deployment, "account.cmk", key.properties.version, cmk.vault.id,
+                           deployment.principal, grant)

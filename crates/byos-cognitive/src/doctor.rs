@@ -102,6 +102,8 @@ pub struct AccountFacts {
     pub location: String,
     /// The system-assigned identity, when the account has one that exists now.
     pub identity: Option<Uuid>,
+    /// The customer-managed key of the account's service-held data (`None`: service keys).
+    pub cmk: Option<CmkFacts>,
 }
 
 /// The storage account the account is bound to (`properties.userOwnedStorage`).
@@ -182,7 +184,7 @@ pub struct HeldRole {
 /// A customer-managed key and what it depends on.
 #[derive(Clone, Debug)]
 pub struct CmkFacts {
-    /// Whose key it is (the storage account today; the AI account's own key when it arrives).
+    /// Whose key it is.
     pub subject: CmkSubject,
     pub key_name: String,
     /// The key version the subject's key-encryption key is wrapped with now.
@@ -197,6 +199,8 @@ pub struct CmkFacts {
 #[derive(Clone, Debug)]
 pub enum CmkSubject {
     StorageAccount(ResourceId),
+    /// The AI account itself: the key of the data byos keeps for it.
+    AiAccount(ResourceId),
 }
 
 #[derive(Clone, Debug)]

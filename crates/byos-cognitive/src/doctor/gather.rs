@@ -9,6 +9,7 @@ use byos_arm::records::resource_key;
 use byos_authz::{Action, DenialKind, Door, ResourceGuard, RoleType};
 use byos_core::{ApiError, Caller, OrInternal, ResourceId, Scope};
 use byos_identity::{AttachedIdentities, Directory};
+use byos_keyvault::protector::Protection;
 use byos_keyvault::{KeyVaultService, Vault};
 use byos_storage::{Account, StorageService};
 
@@ -49,8 +50,10 @@ pub struct Sources {
 pub async fn gather(sources: &Sources, account_id: &str, text_to_speech: bool) -> Result<Facts, ApiError> {
     let live = sources.cognitive.account(&resource_key(account_id)).ok_or_else(|| unknown_account(account_id))?;
     let caller = account_identity(&sources.arm.directory, &live);
+    let id = ResourceId::parse(&live.id).or_internal()?;
     let account = AccountFacts {
-        id: ResourceId::parse(&live.id).or_internal()?,
+        cmk: account_cmk(sources, &live, &id).await?,
+        id,
         kind: live.settings.kind,
         sku: live.settings.sku.clone(),
         location: live.location.clone(),
@@ -69,9 +72,12 @@ fn unknown_account(account_id: &str) -> ApiError {
 
 /// The account's system-assigned identity as BYOS uses it: resolved now, as the artifact store does.
 fn account_identity(directory: &Directory, live: &LiveAccount) -> Option<Caller> {
-    let attached =
-        AttachedIdentities { resource_id: &live.id, system: live.system_identity, user: &live.user_identities };
-    directory.act_as(&attached, None)
+    directory.act_as(&attached(live), None)
+}
+
+/// The identities the account has now.
+fn attached(live: &LiveAccount) -> AttachedIdentities<'_> {
+    AttachedIdentities { resource_id: &live.id, system: live.system_identity, user: &live.user_identities }
 }
 
 async fn storage_state(
@@ -152,6 +158,26 @@ async fn storage_cmk(sources: &Sources, account: &Account, id: &ResourceId) -> R
         current_version: settings.current_version(),
         vault_named: if settings.vault_id.is_empty() { &settings.key_vault_uri } else { &settings.vault_id },
         vault: sources.storage.cmk_vault(settings).await,
+    };
+    cmk_facts(sources, key).await.map(Some)
+}
+
+/// The AI account's customer-managed key, which protects the data byos keeps for it (`None` with
+/// service keys).
+async fn account_cmk(sources: &Sources, live: &LiveAccount, id: &ResourceId) -> Result<Option<CmkFacts>, ApiError> {
+    let Some(settings) = live.settings.cmk.as_ref() else { return Ok(None) };
+    let current_version = match &live.protection {
+        Protection::Customer(wrapped) => wrapped.key_version().map(|(_, version)| version),
+        Protection::Root(_) => None,
+    };
+    let key = CustomerKeyRef {
+        subject: CmkSubject::AiAccount(id.clone()),
+        identities: attached(live),
+        identity: settings.identity.as_deref(),
+        key_name: &settings.key_name,
+        current_version,
+        vault_named: &settings.vault_id,
+        vault: sources.cognitive.cmk.vault(settings),
     };
     cmk_facts(sources, key).await.map(Some)
 }

@@ -70,6 +70,13 @@ struct CmkRules {
     access: Rule,
 }
 
+const ACCOUNT_CMK: CmkRules = CmkRules {
+    off: Rule { id: "account.cmk", title: "Customer-managed key of the account's own data (optional)" },
+    vault: Rule { id: "account.cmk.vault", title: "Customer-managed key: vault soft delete and purge protection" },
+    key: Rule { id: "account.cmk.key", title: "Customer-managed key: the RSA key version in use is in the vault" },
+    access: Rule { id: "account.cmk.access", title: "Customer-managed key: the identity may get, wrap and unwrap it" },
+};
+
 const STORAGE_CMK: CmkRules = CmkRules {
     off: Rule { id: "storage.cmk", title: "Customer-managed key (optional)" },
     vault: Rule { id: "storage.cmk.vault", title: "Customer-managed key: vault soft delete and purge protection" },
@@ -84,6 +91,7 @@ const STORAGE_RULES: [Rule; 8] =
 /// Every rule of the seed, evaluated on `facts`.
 pub fn check(facts: &Facts) -> Vec<Check> {
     let mut checks = vec![byos_enabled(facts), identity(&facts.account)];
+    checks.extend(cmk(&ACCOUNT_CMK, facts.account.cmk.as_ref()));
     match &facts.storage {
         StorageState::Unbound => {
             let why = "the account has no storage of its own (userOwnedStorage is empty)";
@@ -461,11 +469,11 @@ fn cmk_access(rules: &CmkRules, cmk: &CmkFacts) -> Check {
     match &vault.access {
         KeyAccess::NoIdentity { user_assigned: None } => rules.access.fail(
             format!("the {subject} has no system-assigned identity now, and its key is used as that identity"),
-            Some(cmk.subject.assign_identity(None)),
+            cmk.subject.assign_identity(None),
         ),
         KeyAccess::NoIdentity { user_assigned: Some(uami) } => rules.access.fail(
             format!("the user-assigned identity {uami} the key is used as is not attached to the {subject} (or no longer exists)"),
-            Some(cmk.subject.assign_identity(Some(uami))),
+            cmk.subject.assign_identity(Some(uami)),
         ),
         KeyAccess::Decided { network_refusal: Some(why), .. } => rules.access.fail(
             format!("the vault's network rules refuse the {subject}: {why}"),
@@ -502,16 +510,20 @@ impl CmkSubject {
     fn label(&self) -> String {
         match self {
             CmkSubject::StorageAccount(id) => format!("storage account {}", id.name),
+            CmkSubject::AiAccount(id) => format!("AI account {}", id.name),
         }
     }
 
-    /// Gives the subject the identity its key is used as.
-    fn assign_identity(&self, user_assigned: Option<&str>) -> String {
+    /// Gives the subject the identity its key is used as (az has no command that attaches a
+    /// user-assigned identity to an AI account).
+    fn assign_identity(&self, user_assigned: Option<&str>) -> Option<String> {
         match (self, user_assigned) {
-            (CmkSubject::StorageAccount(id), None) => update_storage(id, "--assign-identity"),
+            (CmkSubject::StorageAccount(id), None) => Some(update_storage(id, "--assign-identity")),
             (CmkSubject::StorageAccount(id), Some(uami)) => {
-                update_storage(id, &format!("--identity-type UserAssigned --user-identity-id {}", word(uami)))
+                Some(update_storage(id, &format!("--identity-type UserAssigned --user-identity-id {}", word(uami))))
             }
+            (CmkSubject::AiAccount(id), None) => Some(assign_account_identity(id)),
+            (CmkSubject::AiAccount(_), Some(_)) => None,
         }
     }
 }
@@ -633,6 +645,7 @@ mod tests {
                 sku: "S0".into(),
                 location: "eastus".into(),
                 identity: Some(PRINCIPAL),
+                cmk: None,
             },
             storage: StorageState::Found(Box::new(storage)),
             text_to_speech: false,
@@ -669,6 +682,7 @@ mod tests {
             [
                 "account.byos",
                 "account.identity",
+                "account.cmk",
                 "storage.exists",
                 "storage.role",
                 "storage.public-access",
@@ -949,6 +963,28 @@ mod tests {
             fix(&no_identity, "storage.cmk.access"),
             "az storage account update -n data -g rg --assign-identity"
         );
+    }
+
+    #[test]
+    fn the_accounts_own_key_is_checked_with_account_commands() {
+        let mut facts = change_vault(|v| v.access = KeyAccess::NoIdentity { user_assigned: None });
+        if let StorageState::Found(storage) = &mut facts.storage {
+            facts.account.cmk = storage
+                .cmk
+                .take()
+                .map(|cmk| CmkFacts { subject: CmkSubject::AiAccount(facts.account.id.clone()), ..cmk });
+        }
+        let checks = check(&facts);
+        assert!(checks.iter().any(|c| c.id == "storage.cmk" && c.status == Status::Pass));
+        assert_eq!(status(&facts, "account.cmk.vault"), Status::Pass);
+        assert_eq!(fix(&facts, "account.cmk.access"), "az cognitiveservices account identity assign -n speech -g rg");
+        if let Some(cmk) = &mut facts.account.cmk {
+            cmk.vault = cmk
+                .vault
+                .take()
+                .map(|v| VaultFacts { access: KeyAccess::NoIdentity { user_assigned: Some("uami".into()) }, ..v });
+        }
+        assert_eq!(verdict(&facts, "account.cmk.access").fix, None);
     }
 
     #[test]
