@@ -55,3 +55,41 @@ def raw_put_account(boot: dict[str, Any], token: str, rg: str, name: str, body: 
     """PUT an account with a raw request (to see response headers such as x-byos-warning)."""
     path = f"{bs.rg_scope(boot['subscription_id'], rg)}/providers/{ACCOUNT_TYPE}/{name}?api-version=2025-09-01"
     return bs.arm_request(boot, "PUT", path, token, json=body)
+
+
+class SpeechRest:
+    """Speech to text v3.2 on an account's endpoint, with one of its keys."""
+
+    BASE = "speechtotext/v3.2/"
+
+    def __init__(self, endpoint: str, key: str, ca_file: str, session=None):
+        self.endpoint, self.key, self.ca = endpoint, key, ca_file
+        self.session = session or requests.Session()
+
+    def url(self, path: str) -> str:
+        return self.endpoint + self.BASE + path
+
+    def _call(self, method: str, url: str, **kwargs) -> requests.Response:
+        headers = {"Ocp-Apim-Subscription-Key": self.key, **kwargs.pop("headers", {})}
+        return self.session.request(method, url, headers=headers, verify=self.ca, timeout=60, **kwargs)
+
+    def get(self, url: str, **kwargs) -> requests.Response:
+        return self._call("GET", url, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return self._call("POST", self.url(path), **kwargs)
+
+    def patch(self, url: str, **kwargs) -> requests.Response:
+        return self._call("PATCH", url, **kwargs)
+
+    def delete(self, url: str, **kwargs) -> requests.Response:
+        return self._call("DELETE", url, **kwargs)
+
+    def upload(self, kind: str, data: bytes, display_name: str = "dataset", locale: str = "en-US") -> requests.Response:
+        form = {"kind": kind, "locale": locale, "displayName": display_name}
+        return self._call("POST", self.url("datasets/upload"), data=form, files={"data": ("data.bin", data)})
+
+    def wait(self, url: str) -> dict:
+        """GET the dataset until it is Succeeded or Failed."""
+        done = bs.poll(lambda: self.get(url).json(), lambda d: d.get("status") in ("Succeeded", "Failed"))
+        return done

@@ -177,6 +177,53 @@ def test_storage_in_another_region_is_allowed_and_reported(approved, own, boot, 
     assert "westeurope" in resp.headers.get("x-byos-warning", ""), resp.headers
 
 
+# ---- datasets land in the customer's storage ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def byos_speech(approved, own, boot, admin, admin_cs, rg, storage):
+    """A BYOS Speech account whose identity is Storage Blob Data Contributor on the storage account."""
+    account = _create(admin_cs, rg, _byos_model(boot, storage.id))
+    bs.assign_role(bs.authorization_client(boot, admin), storage.id, bs.STORAGE_BLOB_DATA_CONTRIBUTOR,
+                   account.identity.principal_id, sub=boot["subscription_id"])
+    key = admin_cs.accounts.list_keys(rg, account.name).key1
+    return account, cs.SpeechRest(account.properties.endpoint, key, boot["ca_file"])
+
+
+def _artifacts(boot, storage, prefix: str) -> list[str]:
+    service = bs.blob_service(storage.blob_url, storage.shared_key(), boot["ca_file"])
+    return [b.name for b in service.get_container_client("customspeech-artifacts").list_blobs(name_starts_with=prefix)]
+
+
+def test_a_dataset_of_a_byos_account_is_kept_in_the_customers_storage(byos_speech, boot, storage):
+    _, api = byos_speech
+    done = api.wait(api.upload("Language", b"kept in my own storage\n", display_name="byos").json()["self"])
+    assert done["status"] == "Succeeded", done
+    dataset_id = done["self"].rsplit("/", 1)[1]
+    stored = _artifacts(boot, storage, f"LanguageData/{dataset_id}/")
+    assert len(stored) == 2 and any(n.endswith("report.json") for n in stored), stored
+    files = api.get(done["links"]["files"]).json()["values"]
+    data = next(f for f in files if f["kind"] == "LanguageData")
+    link = data["links"]["contentUrl"]
+    assert "skoid=" in link and "sig=" in link, link
+    assert requests.get(link, verify=boot["ca_file"], timeout=30).content == b"kept in my own storage\n"
+    plain = api.get(data["self"], params={"sasValidityInSeconds": 0}).json()["links"]["contentUrl"]
+    assert "?" not in plain and plain.startswith(storage.blob_url), plain
+    assert api.delete(done["self"]).status_code == 204
+    assert _artifacts(boot, storage, f"LanguageData/{dataset_id}/") == [], "deleting the dataset deletes its files"
+
+
+def test_without_its_role_a_byos_account_cannot_keep_a_dataset_and_says_why(approved, admin_cs, boot, rg, storage):
+    account = _create(admin_cs, rg, _byos_model(boot, storage.id))
+    api = cs.SpeechRest(account.properties.endpoint, admin_cs.accounts.list_keys(rg, account.name).key1, boot["ca_file"])
+    done = api.wait(api.upload("Language", b"no role\n", display_name="denied").json()["self"])
+    assert done["status"] == "Failed", done
+    assert "cannot be accessed" in done["properties"]["error"]["message"], done
+
+
+# ---- last: restarts the module's server (the fixtures above point at its old ports) ------------------------
+
+
 def test_accounts_keep_their_endpoint_keys_and_binding_across_a_restart(approved, own, boot, admin_cs, rg, storage):
     account = _create(admin_cs, rg, _byos_model(boot, storage.id))
     key = admin_cs.accounts.list_keys(rg, account.name).key1

@@ -34,8 +34,8 @@ const TRUSTED_SERVICES: &[&str] = &[];
 const KEY_ACCESS: Action = Action::data("Microsoft.CognitiveServices/accounts/keyAccess/action");
 
 #[derive(Clone)]
-struct Plane {
-    service: Arc<CognitiveService>,
+pub(crate) struct Plane {
+    pub(crate) service: Arc<CognitiveService>,
     /// The account's lowercased id.
     account: String,
 }
@@ -45,6 +45,7 @@ pub fn router(service: Arc<CognitiveService>, account: String) -> Router {
     Router::new()
         .route("/sts/v1.0/issueToken", axum::routing::post(issue_token))
         .route("/sts/v1.0/issuetoken", axum::routing::post(issue_token))
+        .merge(crate::speech_http::routes())
         .fallback(not_served)
         .with_state(Plane { service, account })
 }
@@ -149,6 +150,21 @@ fn denial_error(denial: &Denial) -> ApiError {
 
 fn render(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(|e| Failure::from(e).into_response())
+}
+
+/// The account a request addresses, once its caller is authenticated and admitted by the door for
+/// `action` (a key holder for the whole account; an Entra principal by its data actions), with the
+/// account's locks applied.
+pub(crate) fn admitted(
+    plane: &Plane,
+    extensions: &Extensions,
+    headers: &HeaderMap,
+    action: &Action,
+) -> Result<Arc<LiveAccount>, ApiError> {
+    let account = plane.account()?;
+    let caller = authenticate(&plane.service, &account, headers, byos_http::origin_of(extensions))?;
+    admit(&plane.service, &account, &caller, action)?;
+    Ok(account)
 }
 
 /// `POST /sts/v1.0/issueToken` with a key: a 10-minute token for this account, usable instead of the

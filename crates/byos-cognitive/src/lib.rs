@@ -6,6 +6,8 @@
 //!   creation, soft delete with restore and purge).
 //! - [`artifacts`]: the artifact store the account's services keep what they produce through.
 //! - [`cmk`]: customer-managed keys for the account's service-held data, on the key protector.
+//! - [`datasets`]: Custom Speech datasets, kept through the artifact store and validated for real
+//!   (their routes in `speech_http`).
 //! - [`dataplane`]: each account's data-plane listener at `properties.endpoint` (one port per
 //!   account, as the Speech SDK addresses an account by host and port only).
 //! - [`doctor`]: `byos doctor`, an account checked against the BYOS seed's hardening rules (read-only).
@@ -14,8 +16,10 @@ pub mod account;
 pub mod artifacts;
 pub mod cmk;
 pub mod dataplane;
+pub mod datasets;
 pub mod doctor;
 pub mod provider;
+mod speech_http;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -67,6 +71,8 @@ pub struct Parts {
     /// Where service-held artifacts live (not the blob object store).
     pub objects: byos_store::SharedObjects,
     pub customer_keys: cmk::CustomerKeys,
+    /// The CA byos's listeners present (what a dataset's `contentUrl` is fetched trusting).
+    pub ca_pem: Vec<u8>,
 }
 
 /// The AI-services accounts service: shared by the ARM provider and every account's listener.
@@ -79,13 +85,16 @@ pub struct CognitiveService {
     /// Where the account's services keep what they produce.
     pub artifacts: artifacts::ArtifactStore,
     pub(crate) cmk: Arc<cmk::CustomerKeys>,
+    /// Fetches datasets' `contentUrl`s.
+    pub(crate) http: reqwest::Client,
     /// Live accounts by lowercased id.
     accounts: RwLock<HashMap<String, Arc<LiveAccount>>>,
 }
 
 impl CognitiveService {
-    pub fn new(parts: Parts) -> Arc<Self> {
-        let Parts { store, root, door, directory, listeners, storage, objects, customer_keys } = parts;
+    pub fn new(parts: Parts) -> Result<Arc<Self>, ApiError> {
+        let Parts { store, root, door, directory, listeners, storage, objects, customer_keys, ca_pem } = parts;
+        let http = fetch_client(&ca_pem)?;
         let listeners = ListenerSet::new(listeners);
         let cmk = Arc::new(customer_keys);
         let artifacts = artifacts::ArtifactStore::new(
@@ -96,7 +105,7 @@ impl CognitiveService {
             Arc::clone(&cmk),
         );
         let accounts = RwLock::default();
-        Arc::new(CognitiveService { store, root, door, directory, listeners, artifacts, cmk, accounts })
+        Ok(Arc::new(CognitiveService { store, root, door, directory, listeners, artifacts, cmk, http, accounts }))
     }
 
     /// The live account with lowercased id `key`.
@@ -126,6 +135,10 @@ impl CognitiveService {
     /// Serves every account's data plane (at start-up, once the resource manager is open); an
     /// account whose port was taken moves, and its record says so.
     pub async fn load(self: &Arc<Self>, arm: &Arm) -> Result<(), ApiError> {
+        let interrupted = self.fail_interrupted_datasets().await?;
+        if interrupted > 0 {
+            tracing::warn!(interrupted, "dataset imports interrupted by a restart were failed");
+        }
         for record in arm.resources_under("/subscriptions/").await? {
             if !record.resource_type.eq_ignore_ascii_case(ACCOUNT_TYPE) {
                 continue;
@@ -176,4 +189,16 @@ impl CognitiveService {
         self.accounts.write().unwrap_or_else(|e| e.into_inner()).remove(&key);
         self.listeners.close(&key);
     }
+}
+
+/// The client that fetches content by URL: HTTPS only, trusting byos's own CA (the machine is
+/// offline: its URLs are byos's), bounded in time.
+fn fetch_client(ca_pem: &[u8]) -> Result<reqwest::Client, ApiError> {
+    let ca = reqwest::Certificate::from_pem(ca_pem).or_internal()?;
+    reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .https_only(true)
+        .timeout(std::time::Duration::from_secs(300))
+        .build()
+        .or_internal()
 }

@@ -21,6 +21,8 @@ pub enum ErrorFormat {
     StorageXml,
     /// Key Vault data plane: `{"error":{"code","message","innererror":{"code"}}}`.
     KeyVault,
+    /// Speech services REST (speech to text v3.x, 2024-11-15): `{"code","message","innerError"?:{"code","message"}}`.
+    Speech,
 }
 
 /// An error as Azure reports it, plus byos's explanation for denials.

@@ -82,6 +82,7 @@ pub fn render_error(e: &ApiError) -> Response {
             (status, [(header::CONTENT_TYPE, "application/xml")], storage_body(e, &request_id)).into_response()
         }
         ErrorFormat::KeyVault => (status, axum::Json(key_vault_body(e))).into_response(),
+        ErrorFormat::Speech => (status, axum::Json(speech_body(e))).into_response(),
     };
     let headers = response.headers_mut();
     if e.format == ErrorFormat::StorageXml {
@@ -121,6 +122,17 @@ fn key_vault_body(e: &ApiError) -> Value {
         error["additionalInfo"] = json!(e.additional_info);
     }
     json!({"error": error})
+}
+
+fn speech_body(e: &ApiError) -> Value {
+    let mut body = json!({"code": e.code, "message": e.message});
+    if let Some(inner) = &e.inner_code {
+        body["innerError"] = json!({"code": inner, "message": e.message});
+    }
+    if !e.additional_info.is_empty() {
+        body["additionalInfo"] = json!(e.additional_info);
+    }
+    body
 }
 
 fn entra_body(e: &ApiError, request_id: &str) -> Value {

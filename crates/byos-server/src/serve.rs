@@ -278,7 +278,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             Arc::clone(&directory),
             config.cmk_cache.min(MAX_CMK_CACHE),
         ),
-    });
+        ca_pem: ca.cert_pem.clone().into_bytes(),
+    })?;
     let providers: Vec<Arc<dyn byos_arm::Provider>> = vec![
         Arc::new(byos_storage::provider::StorageProvider(Arc::clone(&storage))),
         Arc::new(byos_keyvault::provider::KeyVaultProvider(Arc::clone(&keyvault))),

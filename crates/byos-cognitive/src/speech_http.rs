@@ -1,0 +1,376 @@
+//! The Speech REST routes of an account's data plane (speech to text v3.2): parse, call the
+//! HTTP-free domain ([`crate::datasets`]), render in the Speech format. Today: Custom Speech datasets.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use byos_authz::Action;
+use byos_core::ApiError;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::account::Kind;
+use crate::dataplane::{Plane, admitted};
+use crate::datasets::{Content, Dataset, DatasetFile, DatasetKind, MAX_DATASET_BYTES, NewDataset, speech_error};
+use crate::{CognitiveService, LiveAccount};
+
+const BASE: &str = "/speechtotext/v3.2";
+const READ: Action = Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/datasets/read");
+const WRITE: Action = Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/datasets/write");
+const DELETE: Action = Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/datasets/delete");
+/// The locales byos's speech engine knows (PocketSphinx's US English model).
+const LOCALES: [&str; 1] = ["en-US"];
+/// How long a file link lasts when the request does not say (Azure: 12 hours).
+const DEFAULT_SAS_VALIDITY_SECS: u64 = 12 * 3600;
+
+/// The Speech routes, added to an account's router.
+pub(crate) fn routes() -> Router<Plane> {
+    Router::new()
+        .route(&format!("{BASE}/datasets/locales"), axum::routing::get(locales))
+        .route(&format!("{BASE}/datasets"), axum::routing::get(list).post(create))
+        .route(
+            &format!("{BASE}/datasets/upload"),
+            axum::routing::post(upload).layer(DefaultBodyLimit::max(MAX_DATASET_BYTES + (1 << 20))),
+        )
+        .route(&format!("{BASE}/datasets/{{id}}"), axum::routing::get(get).patch(update).delete(delete))
+        .route(&format!("{BASE}/datasets/{{id}}/files"), axum::routing::get(files))
+        .route(&format!("{BASE}/datasets/{{id}}/files/{{file}}"), axum::routing::get(file))
+}
+
+fn render(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(|e| byos_http::render_error(&e))
+}
+
+/// The account, when it serves Speech, and the caller admitted for `action`.
+fn speech_account(
+    plane: &Plane,
+    extensions: &Extensions,
+    headers: &HeaderMap,
+    action: &Action,
+) -> Result<Arc<LiveAccount>, ApiError> {
+    let account = admitted(plane, extensions, headers, action)?;
+    match account.settings.kind {
+        Kind::SpeechServices | Kind::CognitiveServices => Ok(account),
+        Kind::FormRecognizer => Err(ApiError::not_found("404", "Resource not found")),
+    }
+}
+
+fn dataset_url(account: &LiveAccount, id: &str) -> String {
+    format!("{}{}/datasets/{id}", CognitiveService::endpoint(account.settings.port).trim_end_matches('/'), BASE)
+}
+
+fn wire(account: &LiveAccount, d: &Dataset) -> Value {
+    let url = dataset_url(account, &d.id);
+    let mut properties = Map::new();
+    if let Some(n) = d.accepted_line_count {
+        properties.insert("acceptedLineCount".into(), json!(n));
+    }
+    if let Some(n) = d.rejected_line_count {
+        properties.insert("rejectedLineCount".into(), json!(n));
+    }
+    if let Some(duration) = &d.duration {
+        properties.insert("duration".into(), json!(duration));
+    }
+    if let Some((code, message)) = &d.error {
+        properties.insert("error".into(), json!({"code": code, "message": message}));
+    }
+    let mut wire = json!({
+        "self": url, "kind": d.kind.name(), "links": {"files": format!("{url}/files")},
+        "properties": properties, "lastActionDateTime": d.last_action, "status": d.status,
+        "createdDateTime": d.created, "locale": d.locale, "displayName": d.display_name,
+    });
+    if let Some(description) = &d.description {
+        wire["description"] = json!(description);
+    }
+    if !d.custom_properties.is_empty() {
+        wire["customProperties"] = json!(d.custom_properties);
+    }
+    if let Some(url) = &d.content_url {
+        wire["contentUrl"] = json!(url);
+    }
+    wire
+}
+
+fn created(account: &LiveAccount, d: &Dataset) -> Response {
+    let location = dataset_url(account, &d.id);
+    (StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(wire(account, d))).into_response()
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    speech_error(400, "InvalidArgument", message)
+}
+
+/// Validates what a new dataset says about itself.
+fn new_dataset(kind: Option<&str>, locale: Option<&str>, display_name: Option<&str>) -> Result<NewDataset, ApiError> {
+    let kind = DatasetKind::parse(kind.ok_or_else(|| invalid("The dataset's kind is required."))?)?;
+    let locale = locale.ok_or_else(|| invalid("The dataset's locale is required."))?;
+    let locale = LOCALES.iter().find(|l| l.eq_ignore_ascii_case(locale)).ok_or_else(|| {
+        invalid(format!(
+            "The locale '{locale}' is not supported; byos's speech engine supports {}.",
+            LOCALES.join(", ")
+        ))
+    })?;
+    let display_name = display_name
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| invalid("The dataset's displayName is required."))?;
+    Ok(NewDataset {
+        kind,
+        locale: (*locale).to_owned(),
+        display_name: display_name.to_owned(),
+        description: None,
+        custom_properties: Map::new(),
+    })
+}
+
+async fn locales(State(plane): State<Plane>, extensions: Extensions, headers: HeaderMap) -> Response {
+    render((|| {
+        speech_account(&plane, &extensions, &headers, &READ)?;
+        let kinds = ["Language", "Acoustic", "Pronunciation", "AudioFiles"];
+        let map: Map<String, Value> = kinds.iter().map(|k| ((*k).to_owned(), json!(LOCALES))).collect();
+        Ok(axum::Json(map).into_response())
+    })())
+}
+
+#[derive(Deserialize)]
+struct Page {
+    skip: Option<usize>,
+    top: Option<usize>,
+}
+
+async fn list(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Response {
+    render(
+        async {
+            let account = speech_account(&plane, &extensions, &headers, &READ)?;
+            let all = plane.service.datasets(&account).await?;
+            let (skip, top) = (page.skip.unwrap_or(0), page.top.unwrap_or(100).clamp(1, 100));
+            let values: Vec<Value> = all.iter().skip(skip).take(top).map(|d| wire(&account, d)).collect();
+            let mut body = json!({"values": values});
+            if skip + top < all.len() {
+                body["@nextLink"] = json!(format!(
+                    "{}{BASE}/datasets?skip={}&top={top}",
+                    CognitiveService::endpoint(account.settings.port).trim_end_matches('/'),
+                    skip + top
+                ));
+            }
+            Ok(axum::Json(body).into_response())
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateBody {
+    kind: Option<String>,
+    locale: Option<String>,
+    display_name: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    custom_properties: Map<String, Value>,
+    content_url: Option<String>,
+}
+
+async fn create(State(plane): State<Plane>, extensions: Extensions, headers: HeaderMap, body: Bytes) -> Response {
+    render(async {
+        let account = speech_account(&plane, &extensions, &headers, &WRITE)?;
+        let body: CreateBody =
+            serde_json::from_slice(&body).map_err(|e| invalid(format!("The request body is not a valid dataset: {e}.")))?;
+        let mut new = new_dataset(body.kind.as_deref(), body.locale.as_deref(), body.display_name.as_deref())?;
+        new.description = body.description;
+        new.custom_properties = body.custom_properties;
+        let url = body.content_url.filter(|u| !u.is_empty()).ok_or_else(|| {
+            invalid("The dataset's contentUrl is required (uploading it in blocks is not available in byos; use POST /datasets/upload).")
+        })?;
+        if !url.starts_with("https://") {
+            return Err(invalid("The contentUrl must be an https URL."));
+        }
+        let dataset = plane.service.create_dataset(Arc::clone(&account), new, Content::Url(url)).await?;
+        Ok(created(&account, &dataset))
+    }
+    .await)
+}
+
+/// `POST /datasets/upload`: multipart fields `displayName`, `locale`, `kind`, `description`,
+/// `customProperties` (JSON) and the file `data`.
+async fn upload(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    mut form: Multipart,
+) -> Response {
+    render(
+        async {
+            let account = speech_account(&plane, &extensions, &headers, &WRITE)?;
+            let mut fields: Map<String, Value> = Map::new();
+            let mut data = None;
+            while let Some(field) =
+                form.next_field().await.map_err(|e| invalid(format!("The form is malformed: {e}.")))?
+            {
+                let name = field.name().unwrap_or_default().to_owned();
+                let bytes =
+                    field.bytes().await.map_err(|e| invalid(format!("The form field '{name}' is unreadable: {e}.")))?;
+                if name == "data" {
+                    data = Some(bytes);
+                } else {
+                    fields.insert(name, json!(String::from_utf8_lossy(&bytes)));
+                }
+            }
+            let text = |name: &str| fields.get(name).and_then(Value::as_str);
+            let mut new = new_dataset(text("kind"), text("locale"), text("displayName"))?;
+            new.description = text("description").map(str::to_owned);
+            if let Some(properties) = text("customProperties").filter(|p| !p.is_empty()) {
+                new.custom_properties =
+                    serde_json::from_str(properties).map_err(|_| invalid("customProperties is not a JSON object."))?;
+            }
+            let data = data.ok_or_else(|| invalid("The form has no 'data' file."))?;
+            let dataset = plane.service.create_dataset(Arc::clone(&account), new, Content::Bytes(data)).await?;
+            Ok(created(&account, &dataset))
+        }
+        .await,
+    )
+}
+
+/// The account and its dataset `id`, for a caller that may read datasets.
+async fn readable(
+    plane: &Plane,
+    extensions: &Extensions,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(Arc<LiveAccount>, Dataset), ApiError> {
+    let account = speech_account(plane, extensions, headers, &READ)?;
+    let dataset = plane.service.dataset(&account, id).await?;
+    Ok((account, dataset))
+}
+
+async fn get(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    render(
+        async {
+            let (account, dataset) = readable(&plane, &extensions, &headers, &id).await?;
+            Ok(axum::Json(wire(&account, &dataset)).into_response())
+        }
+        .await,
+    )
+}
+
+async fn update(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    render(
+        async {
+            let account = speech_account(&plane, &extensions, &headers, &WRITE)?;
+            let update: Map<String, Value> = serde_json::from_slice(&body)
+                .map_err(|e| invalid(format!("The request body is not a dataset update: {e}.")))?;
+            let dataset = plane.service.update_dataset(&account, &id, &update).await?;
+            Ok(axum::Json(wire(&account, &dataset)).into_response())
+        }
+        .await,
+    )
+}
+
+async fn delete(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    render(
+        async {
+            let account = speech_account(&plane, &extensions, &headers, &DELETE)?;
+            plane.service.delete_dataset(&account, &id).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FileQuery {
+    sas_validity_in_seconds: Option<u64>,
+}
+
+impl FileQuery {
+    fn validity(&self) -> u64 {
+        self.sas_validity_in_seconds.unwrap_or(DEFAULT_SAS_VALIDITY_SECS)
+    }
+}
+
+/// A file as the API returns it. A BYOS account's files link into the customer's storage: a user
+/// delegation SAS, or a plain URL for `sasValidityInSeconds=0`. Files byos keeps itself have no
+/// link yet.
+async fn file_wire(
+    plane: &Plane,
+    account: &LiveAccount,
+    dataset: &Dataset,
+    file: &DatasetFile,
+    validity: u64,
+) -> Result<Value, ApiError> {
+    let mut wire = json!({
+        "self": format!("{}/files/{}", dataset_url(account, &dataset.id), file.id),
+        "name": file.name, "kind": file.kind, "properties": {"size": file.size}, "createdDateTime": file.created,
+    });
+    if !account.settings.user_owned_storage.is_empty() {
+        let link = plane.service.dataset_file_link(account, file, std::time::Duration::from_secs(validity)).await?;
+        wire["links"] = json!({"contentUrl": link});
+    }
+    Ok(wire)
+}
+
+async fn files(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<FileQuery>,
+) -> Response {
+    render(
+        async {
+            let (account, dataset) = readable(&plane, &extensions, &headers, &id).await?;
+            let mut values = Vec::with_capacity(dataset.files.len());
+            for file in &dataset.files {
+                values.push(file_wire(&plane, &account, &dataset, file, query.validity()).await?);
+            }
+            Ok(axum::Json(json!({"values": values})).into_response())
+        }
+        .await,
+    )
+}
+
+async fn file(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path((id, file_id)): Path<(String, String)>,
+    Query(query): Query<FileQuery>,
+) -> Response {
+    render(
+        async {
+            let (account, dataset) = readable(&plane, &extensions, &headers, &id).await?;
+            let file = dataset
+                .files
+                .iter()
+                .find(|f| f.id.eq_ignore_ascii_case(&file_id))
+                .ok_or_else(|| speech_error(404, "NotFound", format!("The file '{file_id}' does not exist.")))?;
+            Ok(axum::Json(file_wire(&plane, &account, &dataset, file, query.validity()).await?).into_response())
+        }
+        .await,
+    )
+}

@@ -1,0 +1,162 @@
+"""Custom Speech datasets (speech to text v3.2) on an AI-services account without BYOS: upload (multipart) and
+create from a contentUrl (a blob SAS URL), real validation (Language text, Acoustic zip of WAV files with trans.txt),
+NotStarted -> Running -> Succeeded/Failed with a report, list/get/patch/delete, files, and the Speech error format.
+Datasets of BYOS accounts, written into the customer's storage, are in test_cognitive_byos.py."""
+
+import io
+import wave
+import zipfile
+
+import pytest
+import requests
+
+import byos_support as bs
+import cognitive_support as cs
+
+
+@pytest.fixture(scope="module")
+def speech(admin_cognitive, make_rg, boot):
+    rg = make_rg("cs-ds")
+    account = cs.create_account(admin_cognitive, boot, rg, "SpeechServices")
+    return account, admin_cognitive.accounts.list_keys(rg, account.name).key1
+
+
+@pytest.fixture(scope="module")
+def api(speech, ca):
+    account, key = speech
+    return cs.SpeechRest(account.properties.endpoint, key, ca)
+
+
+def wav_bytes(seconds: float = 1.0, rate: int = 16000) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\x00\x00" * int(rate * seconds))
+    return out.getvalue()
+
+
+def acoustic_zip(entries: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    return out.getvalue()
+
+
+def test_upload_a_language_dataset_and_it_succeeds(api):
+    resp = api.upload("Language", b"hello world\nbring your own storage\n", display_name="lang")
+    assert resp.status_code == 201, resp.text
+    dataset = resp.json()
+    assert resp.headers["Location"] == dataset["self"] and dataset["status"] in ("NotStarted", "Running", "Succeeded")
+    done = api.wait(dataset["self"])
+    assert done["status"] == "Succeeded", done
+    assert (done["properties"]["acceptedLineCount"], done["properties"]["rejectedLineCount"]) == (2, 0)
+    files = api.get(done["links"]["files"]).json()["values"]
+    assert {f["kind"] for f in files} == {"LanguageData", "DatasetReport"}
+
+
+def test_acoustic_dataset_checks_each_transcribed_file(api):
+    data = acoustic_zip({"a.wav": wav_bytes(2.0), "b.wav": wav_bytes(1.5), "trans.txt": b"a.wav\thello\nb.wav\tworld\nc.wav\tmissing\n"})
+    done = api.wait(api.upload("Acoustic", data, display_name="audio").json()["self"])
+    assert done["status"] == "Succeeded", done
+    assert (done["properties"]["acceptedLineCount"], done["properties"]["rejectedLineCount"]) == (2, 1)
+    assert done["properties"]["duration"] == "PT3.5S"
+
+
+def test_an_acoustic_dataset_without_transcript_fails_with_its_reason(api):
+    done = api.wait(api.upload("Acoustic", acoustic_zip({"a.wav": wav_bytes()}), display_name="bad").json()["self"])
+    assert done["status"] == "Failed"
+    assert "trans.txt" in done["properties"]["error"]["message"]
+
+
+def test_text_that_is_not_utf8_fails(api):
+    done = api.wait(api.upload("Language", b"\xff\xfe\x00bad", display_name="binary").json()["self"])
+    assert done["status"] == "Failed" and "UTF-8" in done["properties"]["error"]["message"]
+
+
+def test_create_from_a_blob_sas_url(api, shared_account, ca):
+    from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+    service = bs.blob_service(shared_account.blob_url, shared_account.shared_key(), ca)
+    container = bs.new_container(service, "ds")
+    container.upload_blob("corpus.txt", b"one line\nanother line\nthird\n")
+    sas = generate_blob_sas(shared_account.name, container.container_name, "corpus.txt",
+                            account_key=shared_account.keys["key1"], permission=BlobSasPermissions(read=True),
+                            expiry=bs.utc_in(hours=1))
+    url = f"{shared_account.blob_url}{container.container_name}/corpus.txt?{sas}"
+    resp = api.post("datasets", json={"kind": "Language", "locale": "en-US", "displayName": "from url", "contentUrl": url})
+    assert resp.status_code == 201, resp.text
+    done = api.wait(resp.json()["self"])
+    assert done["status"] == "Succeeded" and done["properties"]["acceptedLineCount"] == 3, done
+
+
+def test_an_unreachable_content_url_fails_the_dataset(api, shared_account):
+    url = f"{shared_account.blob_url}nosuchcontainer/nothing.txt"
+    resp = api.post("datasets", json={"kind": "Language", "locale": "en-US", "displayName": "gone", "contentUrl": url})
+    done = api.wait(resp.json()["self"])
+    assert done["status"] == "Failed" and "contentUrl" in done["properties"]["error"]["message"]
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"kind": "Language", "locale": "en-US", "displayName": "x"}, "contentUrl"),
+    ({"kind": "Emotion", "locale": "en-US", "displayName": "x", "contentUrl": "https://h/x"}, "kind"),
+    ({"kind": "Language", "locale": "xx-XX", "displayName": "x", "contentUrl": "https://h/x"}, "locale"),
+    ({"kind": "Language", "locale": "en-US", "contentUrl": "https://h/x"}, "displayName"),
+])
+def test_bad_definitions_are_invalid_argument_in_the_speech_format(api, body, fragment):
+    resp = api.post("datasets", json=body)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["code"] == "InvalidArgument" and fragment in resp.json()["message"]
+
+
+def test_list_get_patch_and_delete(api):
+    dataset = api.wait(api.upload("Language", b"a line\n", display_name="crud").json()["self"])
+    assert dataset["self"] in {d["self"] for d in api.get(api.url("datasets")).json()["values"]}
+    patched = api.patch(dataset["self"], json={"displayName": "renamed", "description": "d"})
+    assert patched.status_code == 200 and patched.json()["displayName"] == "renamed", patched.text
+    assert api.delete(dataset["self"]).status_code == 204
+    missing = api.get(dataset["self"])
+    assert missing.status_code == 404 and missing.json()["code"] == "NotFound"
+    assert api.delete(dataset["self"]).status_code == 204
+
+
+def test_datasets_need_credentials_and_a_speech_account(api, admin_cognitive, make_rg, boot, ca):
+    assert requests.get(api.url("datasets"), verify=ca, timeout=30).status_code == 401
+    rg = make_rg("cs-ds-fr")
+    fr = cs.create_account(admin_cognitive, boot, rg, "FormRecognizer")
+    other = cs.SpeechRest(fr.properties.endpoint, admin_cognitive.accounts.list_keys(rg, fr.name).key1, ca)
+    assert other.get(other.url("datasets")).status_code == 404
+
+
+def test_locales(api):
+    assert api.get(api.url("datasets/locales")).json()["Acoustic"] == ["en-US"]
+
+
+SPEECH_USER = "f2dc8367-1007-4938-bd23-fe263f013447"
+SPEECH_CONTRIBUTOR = "0e75ca1e-0464-4b4d-8b93-68208a576181"
+COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+def _bearer(api, credential):
+    token = credential.get_token(COGNITIVE_SCOPE).token
+    return lambda method, path, **kw: requests.request(method, api.url(path), headers={"Authorization": f"Bearer {token}"},
+                                                       verify=api.ca, timeout=30, **kw)
+
+
+def test_entra_principals_need_the_speech_data_actions(api, speech, new_principal, assign):
+    account, _ = speech
+    nobody = new_principal("ds-none")
+    call = _bearer(api, nobody.credential)
+    denied = call("GET", "datasets")
+    assert denied.status_code == 401 and denied.json()["error"]["code"] == "PermissionDenied", denied.text
+    user = new_principal("ds-user")
+    assign(account.id, SPEECH_USER, user.object_id)
+    reader = _bearer(api, user.credential)
+    assert reader("GET", "datasets").status_code == 200
+    body = {"kind": "Language", "locale": "en-US", "displayName": "x", "contentUrl": "https://127.0.0.1:1/x"}
+    assert reader("POST", "datasets", json=body).status_code == 401, "a Speech User may read but not write datasets"
+    contributor = new_principal("ds-contrib")
+    assign(account.id, SPEECH_CONTRIBUTOR, contributor.object_id)
+    assert _bearer(api, contributor.credential)("POST", "datasets", json=body).status_code == 201
