@@ -160,3 +160,22 @@ def test_entra_principals_need_the_speech_data_actions(api, speech, new_principa
     contributor = new_principal("ds-contrib")
     assign(account.id, SPEECH_CONTRIBUTOR, contributor.object_id)
     assert _bearer(api, contributor.credential)("POST", "datasets", json=body).status_code == 201
+
+
+def test_file_links_of_service_held_datasets(api, ca):
+    done = api.wait(api.upload("Language", b"linked content\n", display_name="links").json()["self"])
+    files = api.get(done["links"]["files"]).json()["values"]
+    data = next(f for f in files if f["kind"] == "LanguageData")
+    link = data["links"]["contentUrl"]
+    assert link.startswith(api.endpoint + "artifacts/customspeech-artifacts/") and "token=" in link, link
+    assert requests.get(link, verify=ca, timeout=30).content == b"linked content\n", "the link alone reads the file"
+    forged = link[:-6] + ("AAAAAA" if not link.endswith("AAAAAA") else "BBBBBB")
+    assert requests.get(forged, verify=ca, timeout=30).status_code == 401
+    report = next(f for f in files if f["kind"] == "DatasetReport")
+    other_path = report["links"]["contentUrl"].split("?")[0]
+    token = link.split("token=")[1]
+    assert requests.get(f"{other_path}?token={token}", verify=ca, timeout=30).status_code == 401, "one file's token"
+    plain = api.get(data["self"], params={"sasValidityInSeconds": 0}).json()["links"]["contentUrl"]
+    assert "?" not in plain
+    assert requests.get(plain, verify=ca, timeout=30).status_code == 401
+    assert api.get(plain).content == b"linked content\n"

@@ -45,6 +45,7 @@ pub fn router(service: Arc<CognitiveService>, account: String) -> Router {
     Router::new()
         .route("/sts/v1.0/issueToken", axum::routing::post(issue_token))
         .route("/sts/v1.0/issuetoken", axum::routing::post(issue_token))
+        .route("/artifacts/{container}/{*path}", axum::routing::get(artifact))
         .merge(crate::speech_http::routes())
         .fallback(not_served)
         .with_state(Plane { service, account })
@@ -193,6 +194,51 @@ async fn issue_token(State(plane): State<Plane>, extensions: Extensions, headers
             })?;
         Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], token).into_response())
     })())
+}
+
+/// What reading a service-held artifact without a link token is, for the door (the Speech roles'
+/// `SpeechServices/*/read` grant it).
+const ARTIFACT_READ: Action = Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/files/read");
+
+#[derive(serde::Deserialize)]
+struct LinkQuery {
+    token: Option<String>,
+}
+
+/// `GET /artifacts/{container}/{path}`: a service-held artifact, for the holder of its link token
+/// or an admitted caller. A BYOS account's artifacts are in the customer's storage, not here.
+async fn artifact(
+    State(plane): State<Plane>,
+    axum::extract::Path((container, path)): axum::extract::Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<LinkQuery>,
+    extensions: Extensions,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let account = plane.account()?;
+        let area = crate::artifacts::Area::of_container(&container).ok_or_else(not_found)?;
+        if !account.settings.user_owned_storage.is_empty() {
+            return Err(not_found());
+        }
+        match &query.token {
+            Some(token) => {
+                let url_path = byos_storage::blob::api::blob_path(&container, &path);
+                if !plane.service.artifacts.link_token_valid(&account, &url_path, token) {
+                    return Err(unauthorized(
+                        "Access denied due to an invalid or expired link.",
+                        "the link token does not open this artifact now",
+                    ));
+                }
+            }
+            None => {
+                admitted(&plane, &extensions, &headers, &ARTIFACT_READ)?;
+            }
+        }
+        let content = plane.service.artifacts.read(&account, area, &path).await.map_err(|e| e.to_api_error())?;
+        Ok(([(header::CONTENT_TYPE, "application/octet-stream")], content).into_response())
+    }
+    .await;
+    render(result)
 }
 
 /// A path the account does not serve: 404 once the caller is authenticated and, for a key holder,

@@ -313,9 +313,7 @@ impl FileQuery {
     }
 }
 
-/// A file as the API returns it. A BYOS account's files link into the customer's storage: a user
-/// delegation SAS, or a plain URL for `sasValidityInSeconds=0`. Files byos keeps itself have no
-/// link yet.
+/// A file as the API returns it, with its link (see [`crate::artifacts::ArtifactStore::link`]).
 async fn file_wire(
     plane: &Plane,
     account: &LiveAccount,
@@ -327,10 +325,8 @@ async fn file_wire(
         "self": format!("{}/files/{}", dataset_url(account, &dataset.id), file.id),
         "name": file.name, "kind": file.kind, "properties": {"size": file.size}, "createdDateTime": file.created,
     });
-    if !account.settings.user_owned_storage.is_empty() {
-        let link = plane.service.dataset_file_link(account, file, std::time::Duration::from_secs(validity)).await?;
-        wire["links"] = json!({"contentUrl": link});
-    }
+    let link = plane.service.dataset_file_link(account, file, std::time::Duration::from_secs(validity)).await?;
+    wire["links"] = json!({"contentUrl": link});
     Ok(wire)
 }
 

@@ -65,9 +65,6 @@ pub enum ArtifactError {
     NotFound,
     #[error("reading the artifact's content failed")]
     ReadFailed,
-    /// Links to service-held artifacts (accounts without BYOS) are not available yet.
-    #[error("links to service-held artifacts are not available yet")]
-    LinkUnavailable,
     /// The account's customer-managed key cannot be used now (revoked, access removed, identity
     /// gone): its service-held data is unreadable until access returns.
     #[error("the account's customer-managed key is unavailable: {0}")]
@@ -97,17 +94,27 @@ impl ArtifactError {
                     "This resource's data is encrypted with a customer-managed key that cannot be used now: {reason}."
                 ),
             ),
-            ArtifactError::LinkUnavailable => ApiError::new(
-                501,
-                "NotImplemented",
-                "Links to artifacts byos keeps for an account without its own storage are not available in this version of byos.",
-            ),
             ArtifactError::ReadFailed | ArtifactError::Internal => ApiError::internal(),
             ArtifactError::Storage(e) => {
                 tracing::warn!(error = %e, "artifact store: storage failed");
                 ApiError::internal()
             }
         }
+    }
+}
+
+/// The longest a link to a service-held artifact lasts (as a user delegation SAS: 7 days).
+const MAX_LINK_SECS: i64 = 7 * 24 * 3600;
+
+/// The audience of a link token: one artifact (its URL path), so a token opens nothing else.
+fn link_audience(path: &str) -> String {
+    format!("urn:byos:artifact:{path}")
+}
+
+impl Area {
+    /// The area whose container is `name`.
+    pub fn of_container(name: &str) -> Option<Area> {
+        [Area::Artifacts, Area::AudioLogs, Area::Models].into_iter().find(|a| a.container() == name)
     }
 }
 
@@ -278,10 +285,12 @@ impl ArtifactStore {
         }
     }
 
-    /// A link to read the artifact at `path` of `area` in a BYOS account's storage: with a zero
+    /// A link to read the artifact at `path` of `area`. In a BYOS account's storage: with a zero
     /// `validity` a plain URL (the seed's `sasValidityInSeconds=0`: readers need their own access
     /// to the customer's storage), else a user delegation SAS URL signed through the account's
-    /// identity, which stops working when that identity loses its access.
+    /// identity, which stops working when that identity loses its access. In service storage: a URL
+    /// on the account's endpoint, carrying a token for that one artifact unless `validity` is zero
+    /// (then the reader needs the account's key or an Entra role).
     pub async fn link(
         &self,
         account: &LiveAccount,
@@ -290,7 +299,7 @@ impl ArtifactStore {
         validity: std::time::Duration,
     ) -> Result<String, ArtifactError> {
         if !Self::byos(account) {
-            return Err(ArtifactError::LinkUnavailable);
+            return self.service_link(account, area, path, validity);
         }
         let binding = self.binding(account)?;
         if validity.is_zero() {
@@ -299,6 +308,46 @@ impl ArtifactStore {
         }
         let at = Self::address(&binding, area, path);
         self.storage.read_link(&binding.caller, at, validity).await.map_err(|e| Self::classify(&binding, e))
+    }
+
+    fn service_link(
+        &self,
+        account: &LiveAccount,
+        area: Area,
+        path: &str,
+        validity: std::time::Duration,
+    ) -> Result<String, ArtifactError> {
+        let path = byos_storage::blob::api::blob_path(area.container(), path);
+        let url = format!("{}artifacts/{path}", crate::CognitiveService::endpoint(account.settings.port));
+        if validity.is_zero() {
+            return Ok(url);
+        }
+        let lifetime = i64::try_from(validity.as_secs()).unwrap_or(i64::MAX).min(MAX_LINK_SECS);
+        let token = self
+            .directory
+            .tokens()
+            .mint_resource_token(
+                &account.id,
+                &account.location,
+                &link_audience(&path),
+                lifetime,
+                byos_core::time::unix_now(),
+            )
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot sign an artifact link");
+                ArtifactError::Internal
+            })?;
+        Ok(format!("{url}?token={token}"))
+    }
+
+    /// Whether `token` is a link token of `account` for the artifact at URL path `path`
+    /// (`{container}/{encoded path}`).
+    pub fn link_token_valid(&self, account: &LiveAccount, path: &str, token: &str) -> bool {
+        let now = byos_core::time::unix_now();
+        self.directory
+            .tokens()
+            .verify_resource_token(token, &link_audience(path), now)
+            .is_ok_and(|resource| resource.eq_ignore_ascii_case(&account.id))
     }
 
     /// Deletes the artifact at `path` of `area`.
