@@ -179,3 +179,17 @@ def test_file_links_of_service_held_datasets(api, ca):
     assert "?" not in plain
     assert requests.get(plain, verify=ca, timeout=30).status_code == 401
     assert api.get(plain).content == b"linked content\n"
+
+
+def test_regression_purged_account_datasets_do_not_reappear_on_a_new_account_of_the_same_name(
+    admin_cognitive, make_rg, boot, ca
+):
+    rg = make_rg("cs-ds-purge")
+    account = cs.create_account(admin_cognitive, boot, rg, "SpeechServices")
+    api = cs.SpeechRest(account.properties.endpoint, admin_cognitive.accounts.list_keys(rg, account.name).key1, ca)
+    api.wait(api.upload("Language", b"old data\n", display_name="old").json()["self"])
+    admin_cognitive.accounts.begin_delete(rg, account.name).result()
+    admin_cognitive.deleted_accounts.begin_purge(boot["location"], rg, account.name).result()
+    again = cs.create_account(admin_cognitive, boot, rg, "SpeechServices", name=account.name)
+    fresh = cs.SpeechRest(again.properties.endpoint, admin_cognitive.accounts.list_keys(rg, again.name).key1, ca)
+    assert fresh.get(fresh.url("datasets")).json()["values"] == []

@@ -385,6 +385,16 @@ impl CognitiveService {
         self.artifacts.link(account, Area::Artifacts, &file.path, validity).await.map_err(artifact_failure)
     }
 
+    /// Adds the deletion of every dataset record of `account_id` to `batch` (its purge; their
+    /// files go with the account's artifacts).
+    pub(crate) async fn datasets_purge_ops(&self, account_id: &str, mut batch: Batch) -> Result<Batch, ApiError> {
+        let prefix = format!("{}/", account_id.to_ascii_lowercase());
+        for (key, _) in self.store.scan(DATASETS, &prefix).await.map_err(store_failure)? {
+            batch = batch.delete(DATASETS, key);
+        }
+        Ok(batch)
+    }
+
     /// Fails the datasets a restart interrupted (their import task is gone).
     pub(crate) async fn fail_interrupted_datasets(&self) -> Result<usize, ApiError> {
         let rows = self.store.scan(DATASETS, "").await.map_err(store_failure)?;

@@ -834,14 +834,15 @@ impl CognitiveProvider {
     }
 }
 
-/// Removes a soft-deleted account for good: its record, keys, subdomain and service-held artifacts
-/// (its BYOS storage is the customer's and stays).
+/// Removes a soft-deleted account for good: its record, keys, subdomain, datasets and service-held
+/// artifacts (its BYOS storage is the customer's and stays).
 async fn purge(service: &CognitiveService, deleted: &DeletedAccount) -> Result<(), ApiError> {
     let key = resource_key(&deleted.record.id);
     let mut batch = Batch::new().delete(DELETED, key.clone()).delete(KEYS, key);
     if let Some(domain) = settings_of(&deleted.record)?.custom_sub_domain_name {
         batch = batch.delete(DOMAINS, domain.to_ascii_lowercase());
     }
+    let batch = service.datasets_purge_ops(&deleted.record.id, batch).await?;
     let (batch, objects) = service.artifacts.purge_ops(&deleted.record.id, batch).await?;
     service.store.commit(batch).await.map_err(records::store_error)?;
     service.artifacts.purged(objects).await;
