@@ -57,6 +57,32 @@ fn service<E: Clone + Send + Sync + 'static>(
     })
 }
 
+/// `router` with repeated leading slashes of a request's path collapsed into one before routing,
+/// for the main listener: clients join a base URL ending in `/` with a path starting with one
+/// (`az cloud register --endpoint-resource-manager https://host:port/` asks for
+/// `//metadata/endpoints`), and Azure's front door accepts that for every API behind it.
+pub fn collapsing_leading_slashes(router: Router) -> Router {
+    Router::new().fallback_service(router.map_request(collapse_leading_slashes))
+}
+
+fn collapse_leading_slashes(mut request: axum::extract::Request) -> axum::extract::Request {
+    let uri = request.uri();
+    if !uri.path().starts_with("//") {
+        return request;
+    }
+    let path = format!("/{}", uri.path().trim_start_matches('/'));
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = path_and_query.parse().ok();
+    if let Ok(collapsed) = axum::http::Uri::from_parts(parts) {
+        *request.uri_mut() = collapsed;
+    }
+    request
+}
+
 /// How long connections may stay open, and how many at once (security review F6: without these,
 /// idle or trickling clients exhaust the file descriptors and take every listener down).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -391,5 +417,28 @@ pub async fn serve_control(listener: UnixListener, router: Router, stop: Cancell
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             serve_connection(connection, stop, &activity, limits).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collapsed(uri: &str) -> String {
+        let request = axum::extract::Request::builder().uri(uri).body(axum::body::Body::empty());
+        let request = request.unwrap_or_else(|e| panic!("{uri}: {e}"));
+        collapse_leading_slashes(request).uri().to_string()
+    }
+
+    #[test]
+    fn only_repeated_leading_slashes_are_collapsed() {
+        assert_eq!(
+            collapsed("//metadata/endpoints?api-version=2022-09-01"),
+            "/metadata/endpoints?api-version=2022-09-01"
+        );
+        assert_eq!(collapsed("///subscriptions"), "/subscriptions");
+        assert_eq!(collapsed("https://127.0.0.1:1//subscriptions?a=b"), "https://127.0.0.1:1/subscriptions?a=b");
+        assert_eq!(collapsed("/subscriptions//x"), "/subscriptions//x");
+        assert_eq!(collapsed("/"), "/");
     }
 }

@@ -322,9 +322,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
 
     let identity =
         IdentityState { directory: Arc::clone(&directory), door: Arc::clone(&door), authority: base_url.clone() };
-    let public = byos_identity::api::public_router(identity.clone())
-        .merge(byos_arm::router(Arc::clone(&arm)))
-        .layer(panic_guard());
+    let public = listener::collapsing_leading_slashes(
+        byos_identity::api::public_router(identity.clone())
+            .merge(byos_arm::router(Arc::clone(&arm)))
+            .layer(panic_guard()),
+    );
     let operator = byos_identity::api::operator::router(identity)
         .merge(byos_keyvault::audit::operator_router(Arc::clone(&keyvault)))
         .merge(byos_arm::activity::operator_router(Arc::clone(&arm)))
