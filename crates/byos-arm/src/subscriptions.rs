@@ -56,15 +56,14 @@ pub fn get(arm: &Arm, request: &ArmRequest, sub: &str) -> Result<ArmReply, Failu
     Ok(ArmReply::json(200, subscription_wire(arm)))
 }
 
-/// `GET /metadata/endpoints`: what `az cloud register --endpoint-resource-manager` reads.
+/// `GET /metadata/endpoints`: what `az cloud register --endpoint-resource-manager` reads. It names
+/// only what byos serves: the resource manager, the token service and Microsoft Graph (which
+/// `az role assignment` and `az ad sp` need); Azure's other endpoints are left out.
 pub async fn cloud_metadata(State(arm): State<Arc<Arm>>) -> Response {
-    let base = format!("{}/", arm.deployment.base_url);
     ArmReply::ok(json!({
         "name": "byos",
-        "galleryEndpoint": base,
-        "graphEndpoint": base,
-        "portalEndpoint": base,
-        "resourceManager": base,
+        "resourceManager": format!("{}/", arm.deployment.base_url),
+        "microsoftGraphResourceId": byos_identity::api::graph::resource_id(&arm.deployment.authority),
         "authentication": {
             "loginEndpoint": arm.deployment.authority,
             "audiences": ["https://management.core.windows.net/", "https://management.azure.com/"],

@@ -181,6 +181,14 @@ impl Directory {
         principals.by_client.get(&client_id).and_then(|oid| principals.by_object.get(oid)).cloned()
     }
 
+    /// Every principal of the tenant (service principals and managed identities), by display name
+    /// then object id, so that listings are stable.
+    pub fn principals(&self) -> Vec<Arc<Principal>> {
+        let mut all: Vec<Arc<Principal>> = self.read_principals().by_object.values().cloned().collect();
+        all.sort_by(|a, b| a.display_name.cmp(&b.display_name).then(a.object_id.cmp(&b.object_id)));
+        all
+    }
+
     /// Creates a service principal with one fresh secret; returns it with the secret (shown once).
     pub async fn create_service_principal(
         &self,
