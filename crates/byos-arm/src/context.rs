@@ -10,6 +10,7 @@ use byos_authz::{Action, Denial};
 use byos_core::{ApiError, Caller, Scope};
 use byos_http::{Failure, MAX_JSON_BODY, bearer_token, origin_of, parse_json};
 use byos_identity::TokenError;
+use byos_identity::api::bearer_challenge;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -126,15 +127,14 @@ pub fn authorization_failed(denial: &Denial) -> ApiError {
 }
 
 fn authenticate(arm: &Arm, headers: &HeaderMap, extensions: &axum::http::Extensions) -> Result<Caller, Failure> {
-    let challenge = format!(
-        "Bearer authorization_uri=\"{}/{}\", error=\"invalid_token\", error_description=\"The authentication failed because of missing 'Authorization' header.\"",
-        arm.deployment.authority,
-        arm.directory.tenant_id()
-    );
+    let authorization_uri = format!("{}/{}", arm.deployment.authority, arm.directory.tenant_id());
     let Some(token) = bearer_token(headers) else {
         return Err(Failure::from(
             ApiError::new(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
-                .with_challenge(challenge)
+                .with_challenge(bearer_challenge(
+                    &authorization_uri,
+                    "The authentication failed because of missing 'Authorization' header.",
+                ))
                 .with_explanation(json!({"reason": "no bearer token in the Authorization header"})),
         ));
     };
@@ -142,9 +142,12 @@ fn authenticate(arm: &Arm, headers: &HeaderMap, extensions: &axum::http::Extensi
     let own_audience_slash = format!("{own_audience}/");
     let mut audiences: Vec<&str> = ARM_AUDIENCES.to_vec();
     audiences.extend([own_audience, own_audience_slash.as_str()]);
-    arm.directory
-        .authenticate(token, &audiences, origin_of(extensions))
-        .map_err(|e| Failure::from(token_error(&e).with_challenge(challenge)))
+    arm.directory.authenticate(token, &audiences, origin_of(extensions)).map_err(|e| {
+        let error = token_error(&e);
+        // Azure's challenge repeats the message; a client that logs only the header sees why.
+        let challenge = bearer_challenge(&authorization_uri, &error.message);
+        Failure::from(error.with_challenge(challenge))
+    })
 }
 
 /// ARM's 401 for each way a token can fail, plus byos's explanation.
@@ -165,7 +168,7 @@ fn token_error(e: &TokenError) -> ApiError {
                 ARM_AUDIENCES.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(",")
             ),
         ),
-        _ => ("InvalidAuthenticationToken", "The access token is invalid.".to_owned()),
+        other => ("InvalidAuthenticationToken", format!("The access token is invalid: {other}.")),
     };
     ApiError::new(401, code, message).with_explanation(json!({"reason": e.to_string()}))
 }
