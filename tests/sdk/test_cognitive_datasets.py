@@ -100,7 +100,6 @@ def test_an_unreachable_content_url_fails_the_dataset(api, shared_account):
 
 
 @pytest.mark.parametrize("body, fragment", [
-    ({"kind": "Language", "locale": "en-US", "displayName": "x"}, "contentUrl"),
     ({"kind": "Emotion", "locale": "en-US", "displayName": "x", "contentUrl": "https://h/x"}, "kind"),
     ({"kind": "Language", "locale": "xx-XX", "displayName": "x", "contentUrl": "https://h/x"}, "locale"),
     ({"kind": "Language", "locale": "en-US", "contentUrl": "https://h/x"}, "displayName"),
@@ -193,3 +192,27 @@ def test_regression_purged_account_datasets_do_not_reappear_on_a_new_account_of_
     again = cs.create_account(admin_cognitive, boot, rg, "SpeechServices", name=account.name)
     fresh = cs.SpeechRest(again.properties.endpoint, admin_cognitive.accounts.list_keys(rg, again.name).key1, ca)
     assert fresh.get(fresh.url("datasets")).json()["values"] == []
+
+
+def test_a_dataset_uploaded_in_blocks_is_imported_on_commit(api):
+    import base64
+
+    resp = api.post("datasets", json={"kind": "Language", "locale": "en-US", "displayName": "blocks"})
+    assert resp.status_code == 201, resp.text
+    dataset = resp.json()
+    assert dataset["status"] == "NotStarted" and dataset["links"]["commitBlocks"].endswith("/blocks:commit")
+    ids = [base64.b64encode(f"block-{i:03}".encode()).decode() for i in range(3)]
+    parts = [b"first line\n", b"second ", b"line\n"]
+    for block_id, part in zip(ids, parts):
+        put = api._call("PUT", dataset["links"]["listBlocks"], params={"blockid": block_id}, data=part)
+        assert put.status_code == 201, put.text
+    listed = api.get(dataset["links"]["listBlocks"]).json()
+    assert [b["name"] for b in listed["uncommittedBlocks"]] == ids
+    missing = api._call("POST", dataset["links"]["commitBlocks"], json=[{"kind": "Latest", "id": "bm9wZQ=="}])
+    assert missing.status_code == 400 and missing.json()["code"] == "InvalidArgument"
+    commit = api._call("POST", dataset["links"]["commitBlocks"], json=[{"kind": "Latest", "id": i} for i in ids])
+    assert commit.status_code == 200, commit.text
+    done = api.wait(dataset["self"])
+    assert done["status"] == "Succeeded" and done["properties"]["acceptedLineCount"] == 2, done
+    again = api._call("PUT", dataset["links"]["listBlocks"], params={"blockid": ids[0]}, data=b"late")
+    assert again.status_code == 409, "a committed dataset takes no more blocks"

@@ -127,7 +127,26 @@ pub struct Dataset {
     pub error: Option<(String, String)>,
     #[serde(default)]
     pub files: Vec<DatasetFile>,
+    /// Created without content: waiting for blocks and their commit.
+    #[serde(default)]
+    pub awaiting_blocks: bool,
+    /// Blocks uploaded and not yet committed.
+    #[serde(default)]
+    pub blocks: Vec<Block>,
 }
+
+/// An uploaded block of a dataset created for block upload.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Block {
+    pub id: String,
+    pub size: u64,
+    /// The artifact holding it until the commit.
+    pub path: String,
+}
+
+/// The largest block (Azure: 8 MiB).
+pub const MAX_BLOCK_BYTES: usize = 8 << 20;
 
 /// What a client asks for when it creates a dataset.
 pub struct NewDataset {
@@ -144,6 +163,8 @@ pub enum Content {
     Bytes(Bytes),
     /// To be fetched from this URL (a blob URL with a SAS, typically).
     Url(String),
+    /// To be uploaded in blocks, then committed.
+    Blocks,
 }
 
 /// The outcome of validating a dataset's content.
@@ -219,7 +240,7 @@ impl CognitiveService {
             custom_properties: new.custom_properties,
             content_url: match &content {
                 Content::Url(url) => Some(url.clone()),
-                Content::Bytes(_) => None,
+                Content::Bytes(_) | Content::Blocks => None,
             },
             status: Status::NotStarted,
             created: created.clone(),
@@ -229,16 +250,113 @@ impl CognitiveService {
             duration: None,
             error: None,
             files: Vec::new(),
+            awaiting_blocks: matches!(content, Content::Blocks),
+            blocks: Vec::new(),
         };
         self.put_dataset(&account, &dataset).await?;
+        if !dataset.awaiting_blocks {
+            self.start_import(account, dataset.id.clone(), content);
+        }
+        Ok(dataset)
+    }
+
+    fn start_import(self: &Arc<Self>, account: Arc<LiveAccount>, id: String, content: Content) {
         let service = Arc::clone(self);
-        let id = dataset.id.clone();
         tokio::spawn(async move {
             if let Err(e) = service.import(&account, &id, content).await {
                 tracing::warn!(account = %account.id, dataset = %id, error = %e.message, "dataset import failed");
             }
         });
+    }
+
+    /// A dataset waiting for blocks, or Azure's refusal.
+    async fn awaiting(&self, account: &LiveAccount, id: &str) -> Result<Dataset, ApiError> {
+        let dataset = self.dataset(account, id).await?;
+        if !dataset.awaiting_blocks {
+            return Err(speech_error(
+                409,
+                "Conflict",
+                format!(
+                    "The dataset '{id}' does not take blocks: it was created with its content, or its blocks were committed."
+                ),
+            ));
+        }
         Ok(dataset)
+    }
+
+    /// Keeps block `block_id` of a dataset created for block upload (a block uploaded again
+    /// replaces the earlier one).
+    pub async fn put_block(
+        &self,
+        account: &LiveAccount,
+        id: &str,
+        block_id: &str,
+        content: Bytes,
+    ) -> Result<(), ApiError> {
+        if block_id.is_empty() || block_id.len() > 128 {
+            return Err(speech_error(
+                400,
+                "InvalidArgument",
+                "The blockid must be a base64 string of at most 64 bytes.",
+            ));
+        }
+        if content.len() > MAX_BLOCK_BYTES {
+            return Err(speech_error(413, "InvalidArgument", format!("A block is at most {MAX_BLOCK_BYTES} bytes.")));
+        }
+        let _serialized = self.dataset_writes.lock().await;
+        let mut dataset = self.awaiting(account, id).await?;
+        let total: u64 = dataset.blocks.iter().filter(|b| b.id != block_id).map(|b| b.size).sum();
+        if total + content.len() as u64 > MAX_DATASET_BYTES as u64 {
+            return Err(speech_error(
+                413,
+                "InvalidArgument",
+                format!("A dataset is at most {MAX_DATASET_BYTES} bytes."),
+            ));
+        }
+        let path = format!("{}Data/{}/blocks/{}", dataset.kind.name(), dataset.id, hex(block_id.as_bytes()));
+        let size = content.len() as u64;
+        self.artifacts
+            .put(account, Area::Artifacts, &path, content, "application/octet-stream")
+            .await
+            .map_err(artifact_failure)?;
+        dataset.blocks.retain(|b| b.id != block_id);
+        dataset.blocks.push(Block { id: block_id.to_owned(), size, path });
+        dataset.last_action = now();
+        self.put_dataset(account, &dataset).await
+    }
+
+    /// Commits the blocks named in `order` (each uploaded earlier) as the dataset's content and
+    /// starts its import.
+    pub async fn commit_blocks(
+        self: &Arc<Self>,
+        account: Arc<LiveAccount>,
+        id: &str,
+        order: &[String],
+    ) -> Result<(), ApiError> {
+        let _serialized = self.dataset_writes.lock().await;
+        let mut dataset = self.awaiting(&account, id).await?;
+        if order.is_empty() {
+            return Err(speech_error(400, "InvalidArgument", "The block list is empty."));
+        }
+        let mut content = Vec::new();
+        for block_id in order {
+            let block = dataset.blocks.iter().find(|b| &b.id == block_id).ok_or_else(|| {
+                speech_error(400, "InvalidArgument", format!("The block '{block_id}' was not uploaded."))
+            })?;
+            content.extend_from_slice(
+                &self.artifacts.read(&account, Area::Artifacts, &block.path).await.map_err(artifact_failure)?,
+            );
+        }
+        for block in std::mem::take(&mut dataset.blocks) {
+            if let Err(e) = self.artifacts.delete(&account, Area::Artifacts, &block.path).await {
+                tracing::warn!(dataset = %dataset.id, error = %e, "a committed block was not deleted");
+            }
+        }
+        dataset.awaiting_blocks = false;
+        dataset.last_action = now();
+        self.put_dataset(&account, &dataset).await?;
+        self.start_import(account, dataset.id, Content::Bytes(content.into()));
+        Ok(())
     }
 
     /// Fetches (or takes) the content, keeps it as an artifact, validates it and writes the report;
@@ -282,6 +400,7 @@ impl CognitiveService {
         let bytes = match content {
             Content::Bytes(bytes) => bytes,
             Content::Url(url) => self.fetch(&url).await?,
+            Content::Blocks => return Err(Invalid("The dataset's blocks were not committed.".into())),
         };
         let (file_kind, name) = dataset.kind.content_file();
         let folder = format!("{}Data/{}", dataset.kind.name(), dataset.id);
@@ -366,8 +485,9 @@ impl CognitiveService {
             Err(e) if e.status == 404 => return Ok(()),
             Err(e) => return Err(e),
         };
-        for file in &dataset.files {
-            match self.artifacts.delete(account, Area::Artifacts, &file.path).await {
+        let paths = dataset.files.iter().map(|f| &f.path).chain(dataset.blocks.iter().map(|b| &b.path));
+        for path in paths {
+            match self.artifacts.delete(account, Area::Artifacts, path).await {
                 Ok(()) | Err(ArtifactError::NotFound) => {}
                 Err(e) => return Err(artifact_failure(e)),
             }
@@ -402,7 +522,7 @@ impl CognitiveService {
         let mut failed = 0;
         for (key, bytes) in rows {
             let mut dataset: Dataset = serde_json::from_slice(&bytes).map_err(store_failure)?;
-            if matches!(dataset.status, Status::NotStarted | Status::Running) {
+            if matches!(dataset.status, Status::NotStarted | Status::Running) && !dataset.awaiting_blocks {
                 dataset.status = Status::Failed;
                 dataset.last_action = now();
                 dataset.error = Some((
@@ -426,6 +546,10 @@ fn report(dataset: &Dataset, validation: Result<&Validation, &Invalid>) -> Value
                         "details": v.problems}),
         Err(Invalid(why)) => json!({"kind": dataset.kind.name(), "error": why}),
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `PT4M12.5S` for a duration in milliseconds.

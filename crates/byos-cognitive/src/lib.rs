@@ -87,6 +87,8 @@ pub struct CognitiveService {
     pub(crate) cmk: Arc<cmk::CustomerKeys>,
     /// Fetches datasets' `contentUrl`s.
     pub(crate) http: reqwest::Client,
+    /// Serializes block uploads and commits of datasets (each rewrites its dataset's record).
+    pub(crate) dataset_writes: tokio::sync::Mutex<()>,
     /// Live accounts by lowercased id.
     accounts: RwLock<HashMap<String, Arc<LiveAccount>>>,
 }
@@ -105,7 +107,19 @@ impl CognitiveService {
             Arc::clone(&cmk),
         );
         let accounts = RwLock::default();
-        Ok(Arc::new(CognitiveService { store, root, door, directory, listeners, artifacts, cmk, http, accounts }))
+        let dataset_writes = tokio::sync::Mutex::new(());
+        Ok(Arc::new(CognitiveService {
+            store,
+            root,
+            door,
+            directory,
+            listeners,
+            artifacts,
+            cmk,
+            http,
+            dataset_writes,
+            accounts,
+        }))
     }
 
     /// The live account with lowercased id `key`.

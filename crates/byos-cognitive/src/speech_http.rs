@@ -15,7 +15,9 @@ use serde_json::{Map, Value, json};
 
 use crate::account::Kind;
 use crate::dataplane::{Plane, admitted};
-use crate::datasets::{Content, Dataset, DatasetFile, DatasetKind, MAX_DATASET_BYTES, NewDataset, speech_error};
+use crate::datasets::{
+    Content, Dataset, DatasetFile, DatasetKind, MAX_BLOCK_BYTES, MAX_DATASET_BYTES, NewDataset, speech_error,
+};
 use crate::{CognitiveService, LiveAccount};
 
 const BASE: &str = "/speechtotext/v3.2";
@@ -37,6 +39,11 @@ pub(crate) fn routes() -> Router<Plane> {
             axum::routing::post(upload).layer(DefaultBodyLimit::max(MAX_DATASET_BYTES + (1 << 20))),
         )
         .route(&format!("{BASE}/datasets/{{id}}"), axum::routing::get(get).patch(update).delete(delete))
+        .route(
+            &format!("{BASE}/datasets/{{id}}/blocks"),
+            axum::routing::get(blocks).put(put_block).layer(DefaultBodyLimit::max(MAX_BLOCK_BYTES + (1 << 16))),
+        )
+        .route(&format!("{BASE}/datasets/{{id}}/blocks:commit"), axum::routing::post(commit_blocks))
         .route(&format!("{BASE}/datasets/{{id}}/files"), axum::routing::get(files))
         .route(&format!("{BASE}/datasets/{{id}}/files/{{file}}"), axum::routing::get(file))
 }
@@ -78,8 +85,13 @@ fn wire(account: &LiveAccount, d: &Dataset) -> Value {
     if let Some((code, message)) = &d.error {
         properties.insert("error".into(), json!({"code": code, "message": message}));
     }
+    let mut links = json!({"files": format!("{url}/files")});
+    if d.awaiting_blocks {
+        links["listBlocks"] = json!(format!("{url}/blocks"));
+        links["commitBlocks"] = json!(format!("{url}/blocks:commit"));
+    }
     let mut wire = json!({
-        "self": url, "kind": d.kind.name(), "links": {"files": format!("{url}/files")},
+        "self": url, "kind": d.kind.name(), "links": links,
         "properties": properties, "lastActionDateTime": d.last_action, "status": d.status,
         "createdDateTime": d.created, "locale": d.locale, "displayName": d.display_name,
     });
@@ -180,23 +192,27 @@ struct CreateBody {
 }
 
 async fn create(State(plane): State<Plane>, extensions: Extensions, headers: HeaderMap, body: Bytes) -> Response {
-    render(async {
-        let account = speech_account(&plane, &extensions, &headers, &WRITE)?;
-        let body: CreateBody =
-            serde_json::from_slice(&body).map_err(|e| invalid(format!("The request body is not a valid dataset: {e}.")))?;
-        let mut new = new_dataset(body.kind.as_deref(), body.locale.as_deref(), body.display_name.as_deref())?;
-        new.description = body.description;
-        new.custom_properties = body.custom_properties;
-        let url = body.content_url.filter(|u| !u.is_empty()).ok_or_else(|| {
-            invalid("The dataset's contentUrl is required (uploading it in blocks is not available in byos; use POST /datasets/upload).")
-        })?;
-        if !url.starts_with("https://") {
-            return Err(invalid("The contentUrl must be an https URL."));
+    render(
+        async {
+            let account = speech_account(&plane, &extensions, &headers, &WRITE)?;
+            let body: CreateBody = serde_json::from_slice(&body)
+                .map_err(|e| invalid(format!("The request body is not a valid dataset: {e}.")))?;
+            let mut new = new_dataset(body.kind.as_deref(), body.locale.as_deref(), body.display_name.as_deref())?;
+            new.description = body.description;
+            new.custom_properties = body.custom_properties;
+            // Without a contentUrl the dataset waits for its content in blocks.
+            let content = match body.content_url.filter(|u| !u.is_empty()) {
+                Some(url) if !url.starts_with("https://") => {
+                    return Err(invalid("The contentUrl must be an https URL."));
+                }
+                Some(url) => Content::Url(url),
+                None => Content::Blocks,
+            };
+            let dataset = plane.service.create_dataset(Arc::clone(&account), new, content).await?;
+            Ok(created(&account, &dataset))
         }
-        let dataset = plane.service.create_dataset(Arc::clone(&account), new, Content::Url(url)).await?;
-        Ok(created(&account, &dataset))
-    }
-    .await)
+        .await,
+    )
 }
 
 /// `POST /datasets/upload`: multipart fields `displayName`, `locale`, `kind`, `description`,
@@ -366,6 +382,77 @@ async fn file(
                 .find(|f| f.id.eq_ignore_ascii_case(&file_id))
                 .ok_or_else(|| speech_error(404, "NotFound", format!("The file '{file_id}' does not exist.")))?;
             Ok(axum::Json(file_wire(&plane, &account, &dataset, file, query.validity()).await?).into_response())
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+struct BlockQuery {
+    blockid: Option<String>,
+}
+
+/// `PUT /datasets/{id}/blocks?blockid=...`: one block (at most 8 MiB) of a dataset created
+/// without content.
+async fn put_block(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<BlockQuery>,
+    body: Bytes,
+) -> Response {
+    render(
+        async {
+            let account = speech_account(&plane, &extensions, &headers, &WRITE)?;
+            let block_id = query.blockid.ok_or_else(|| invalid("The blockid query parameter is required."))?;
+            plane.service.put_block(&account, &id, &block_id, body).await?;
+            Ok(StatusCode::CREATED.into_response())
+        }
+        .await,
+    )
+}
+
+/// `GET /datasets/{id}/blocks`: the blocks uploaded and not yet committed.
+async fn blocks(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    render(
+        async {
+            let (_, dataset) = readable(&plane, &extensions, &headers, &id).await?;
+            let uncommitted: Vec<Value> =
+                dataset.blocks.iter().map(|b| json!({"name": b.id, "size": b.size})).collect();
+            Ok(axum::Json(json!({"committedBlocks": [], "uncommittedBlocks": uncommitted})).into_response())
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+struct CommitEntry {
+    id: String,
+}
+
+/// `POST /datasets/{id}/blocks:commit` with `[{"kind": "Latest", "id": "..."}]`: the blocks, in
+/// that order, become the dataset's content and its import starts.
+async fn commit_blocks(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    render(
+        async {
+            let account = speech_account(&plane, &extensions, &headers, &WRITE)?;
+            let entries: Vec<CommitEntry> =
+                serde_json::from_slice(&body).map_err(|e| invalid(format!("The block list is invalid: {e}.")))?;
+            let order: Vec<String> = entries.into_iter().map(|e| e.id).collect();
+            plane.service.commit_blocks(Arc::clone(&account), &id, &order).await?;
+            Ok(StatusCode::OK.into_response())
         }
         .await,
     )
