@@ -216,3 +216,36 @@ def test_a_dataset_uploaded_in_blocks_is_imported_on_commit(api):
     assert done["status"] == "Succeeded" and done["properties"]["acceptedLineCount"] == 2, done
     again = api._call("PUT", dataset["links"]["listBlocks"], params={"blockid": ids[0]}, data=b"late")
     assert again.status_code == 409, "a committed dataset takes no more blocks"
+
+
+V2024 = {"api-version": "2024-11-15"}
+
+
+def test_the_2024_11_15_paths_serve_the_same_datasets(api, speech, ca):
+    import base64
+
+    account, key = speech
+    base = account.properties.endpoint + "speechtotext/"
+    call = lambda method, url, **kw: requests.request(method, url, headers={"Ocp-Apim-Subscription-Key": key},
+                                                      verify=ca, timeout=30, **kw)
+    body = {"kind": "Language", "locale": "en-US", "displayName": "2024"}
+    resp = call("POST", base + "datasets", params=V2024, json=body)
+    assert resp.status_code == 201, resp.text
+    dataset = resp.json()
+    assert dataset["self"].endswith("?api-version=2024-11-15") and "/speechtotext/datasets/" in dataset["self"]
+    commit_url = dataset["links"]["commitBlocks"]
+    assert commit_url.split("?")[0].endswith(":commitBlocks"), commit_url
+    block = base64.b64encode(b"only").decode()
+    blocks_url = dataset["links"]["listBlocks"]
+    assert call("PUT", blocks_url, params={"blockid": block}, data=b"one line\n").status_code == 201
+    assert call("POST", commit_url, json=[{"kind": "Latest", "id": block}]).status_code == 200
+    done = bs.poll(lambda: call("GET", dataset["self"]).json(), lambda d: d.get("status") in ("Succeeded", "Failed"))
+    assert done["status"] == "Succeeded", done
+    listed = call("GET", base + "datasets", params=V2024).json()["values"]
+    assert dataset["self"] in {d["self"] for d in listed}
+    # The same dataset through v3.2.
+    v32 = api.get(api.url(f"datasets/{dataset['self'].split('/')[-1].split('?')[0]}"))
+    assert v32.status_code == 200 and v32.json()["displayName"] == "2024"
+    missing_version = call("GET", base + "datasets")
+    assert missing_version.status_code == 400 and "api-version" in missing_version.json()["message"]
+    assert call("POST", dataset["self"]).status_code == 405

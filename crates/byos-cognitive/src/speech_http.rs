@@ -20,7 +20,43 @@ use crate::datasets::{
 };
 use crate::{CognitiveService, LiveAccount};
 
-const BASE: &str = "/speechtotext/v3.2";
+/// Which of the two speech to text API families a request is in (same datasets, other URLs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Api {
+    /// `/speechtotext/v3.2/...`
+    V32,
+    /// `/speechtotext/...?api-version=2024-11-15`
+    V20241115,
+}
+
+const V2024: &str = "2024-11-15";
+
+impl Api {
+    fn base(self) -> &'static str {
+        match self {
+            Api::V32 => "/speechtotext/v3.2",
+            Api::V20241115 => "/speechtotext",
+        }
+    }
+
+    /// `{endpoint}{base}{path}`, with the api-version the family needs.
+    fn url(self, account: &LiveAccount, path: &str) -> String {
+        let endpoint = CognitiveService::endpoint(account.settings.port);
+        let url = format!("{}{}{path}", endpoint.trim_end_matches('/'), self.base());
+        match self {
+            Api::V32 => url,
+            Api::V20241115 => format!("{url}?api-version={V2024}"),
+        }
+    }
+
+    /// The path that commits a dataset's blocks.
+    fn commit_path(self, id: &str) -> String {
+        match self {
+            Api::V32 => format!("/datasets/{id}/blocks:commit"),
+            Api::V20241115 => format!("/datasets/{id}:commitBlocks"),
+        }
+    }
+}
 const READ: Action = Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/datasets/read");
 const WRITE: Action = Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/datasets/write");
 const DELETE: Action = Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/datasets/delete");
@@ -29,23 +65,53 @@ const LOCALES: [&str; 1] = ["en-US"];
 /// How long a file link lasts when the request does not say (Azure: 12 hours).
 const DEFAULT_SAS_VALIDITY_SECS: u64 = 12 * 3600;
 
-/// The Speech routes, added to an account's router.
+/// The Speech routes of both API families, added to an account's router.
 pub(crate) fn routes() -> Router<Plane> {
-    Router::new()
-        .route(&format!("{BASE}/datasets/locales"), axum::routing::get(locales))
-        .route(&format!("{BASE}/datasets"), axum::routing::get(list).post(create))
+    family(Api::V32)
         .route(
-            &format!("{BASE}/datasets/upload"),
+            "/speechtotext/v3.2/datasets/upload",
             axum::routing::post(upload).layer(DefaultBodyLimit::max(MAX_DATASET_BYTES + (1 << 20))),
         )
-        .route(&format!("{BASE}/datasets/{{id}}"), axum::routing::get(get).patch(update).delete(delete))
+        .route("/speechtotext/v3.2/datasets/{id}/blocks:commit", axum::routing::post(commit_blocks))
+        .merge(family(Api::V20241115).layer(axum::middleware::from_fn(require_api_version)))
+}
+
+/// The dataset routes every family has, under its base (2024-11-15 commits with
+/// `POST /datasets/{id}:commitBlocks`, which `{id}` catches).
+fn family(api: Api) -> Router<Plane> {
+    let base = api.base();
+    Router::new()
+        .route(&format!("{base}/datasets/locales"), axum::routing::get(locales))
+        .route(&format!("{base}/datasets"), axum::routing::get(list).post(create))
         .route(
-            &format!("{BASE}/datasets/{{id}}/blocks"),
+            &format!("{base}/datasets/{{id}}"),
+            axum::routing::get(get).patch(update).delete(delete).post(commit_by_suffix),
+        )
+        .route(
+            &format!("{base}/datasets/{{id}}/blocks"),
             axum::routing::get(blocks).put(put_block).layer(DefaultBodyLimit::max(MAX_BLOCK_BYTES + (1 << 16))),
         )
-        .route(&format!("{BASE}/datasets/{{id}}/blocks:commit"), axum::routing::post(commit_blocks))
-        .route(&format!("{BASE}/datasets/{{id}}/files"), axum::routing::get(files))
-        .route(&format!("{BASE}/datasets/{{id}}/files/{{file}}"), axum::routing::get(file))
+        .route(&format!("{base}/datasets/{{id}}/files"), axum::routing::get(files))
+        .route(&format!("{base}/datasets/{{id}}/files/{{file}}"), axum::routing::get(file))
+        .layer(axum::Extension(api))
+}
+
+/// The 2024-11-15 family answers only requests that name its api-version.
+async fn require_api_version(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let named = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|pair| pair.eq_ignore_ascii_case(&format!("api-version={V2024}"))));
+    if named {
+        return next.run(request).await;
+    }
+    byos_http::render_error(&speech_error(
+        400,
+        "InvalidRequest",
+        format!(
+            "The api-version query parameter is missing or not supported; byos serves api-version={V2024} here (and /speechtotext/v3.2)."
+        ),
+    ))
 }
 
 fn render(result: Result<Response, ApiError>) -> Response {
@@ -66,12 +132,8 @@ fn speech_account(
     }
 }
 
-fn dataset_url(account: &LiveAccount, id: &str) -> String {
-    format!("{}{}/datasets/{id}", CognitiveService::endpoint(account.settings.port).trim_end_matches('/'), BASE)
-}
-
-fn wire(account: &LiveAccount, d: &Dataset) -> Value {
-    let url = dataset_url(account, &d.id);
+fn wire(api: Api, account: &LiveAccount, d: &Dataset) -> Value {
+    let url = api.url(account, &format!("/datasets/{}", d.id));
     let mut properties = Map::new();
     if let Some(n) = d.accepted_line_count {
         properties.insert("acceptedLineCount".into(), json!(n));
@@ -85,10 +147,10 @@ fn wire(account: &LiveAccount, d: &Dataset) -> Value {
     if let Some((code, message)) = &d.error {
         properties.insert("error".into(), json!({"code": code, "message": message}));
     }
-    let mut links = json!({"files": format!("{url}/files")});
+    let mut links = json!({"files": api.url(account, &format!("/datasets/{}/files", d.id))});
     if d.awaiting_blocks {
-        links["listBlocks"] = json!(format!("{url}/blocks"));
-        links["commitBlocks"] = json!(format!("{url}/blocks:commit"));
+        links["listBlocks"] = json!(api.url(account, &format!("/datasets/{}/blocks", d.id)));
+        links["commitBlocks"] = json!(api.url(account, &api.commit_path(&d.id)));
     }
     let mut wire = json!({
         "self": url, "kind": d.kind.name(), "links": links,
@@ -107,9 +169,9 @@ fn wire(account: &LiveAccount, d: &Dataset) -> Value {
     wire
 }
 
-fn created(account: &LiveAccount, d: &Dataset) -> Response {
-    let location = dataset_url(account, &d.id);
-    (StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(wire(account, d))).into_response()
+fn created(api: Api, account: &LiveAccount, d: &Dataset) -> Response {
+    let location = api.url(account, &format!("/datasets/{}", d.id));
+    (StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(wire(api, account, d))).into_response()
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -155,6 +217,7 @@ struct Page {
 
 async fn list(
     State(plane): State<Plane>,
+    axum::Extension(api): axum::Extension<Api>,
     extensions: Extensions,
     headers: HeaderMap,
     Query(page): Query<Page>,
@@ -164,14 +227,12 @@ async fn list(
             let account = speech_account(&plane, &extensions, &headers, &READ)?;
             let all = plane.service.datasets(&account).await?;
             let (skip, top) = (page.skip.unwrap_or(0), page.top.unwrap_or(100).clamp(1, 100));
-            let values: Vec<Value> = all.iter().skip(skip).take(top).map(|d| wire(&account, d)).collect();
+            let values: Vec<Value> = all.iter().skip(skip).take(top).map(|d| wire(api, &account, d)).collect();
             let mut body = json!({"values": values});
             if skip + top < all.len() {
-                body["@nextLink"] = json!(format!(
-                    "{}{BASE}/datasets?skip={}&top={top}",
-                    CognitiveService::endpoint(account.settings.port).trim_end_matches('/'),
-                    skip + top
-                ));
+                let next = api.url(&account, "/datasets");
+                let joiner = if next.contains('?') { '&' } else { '?' };
+                body["@nextLink"] = json!(format!("{next}{joiner}skip={}&top={top}", skip + top));
             }
             Ok(axum::Json(body).into_response())
         }
@@ -191,7 +252,13 @@ struct CreateBody {
     content_url: Option<String>,
 }
 
-async fn create(State(plane): State<Plane>, extensions: Extensions, headers: HeaderMap, body: Bytes) -> Response {
+async fn create(
+    State(plane): State<Plane>,
+    axum::Extension(api): axum::Extension<Api>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     render(
         async {
             let account = speech_account(&plane, &extensions, &headers, &WRITE)?;
@@ -209,7 +276,7 @@ async fn create(State(plane): State<Plane>, extensions: Extensions, headers: Hea
                 None => Content::Blocks,
             };
             let dataset = plane.service.create_dataset(Arc::clone(&account), new, content).await?;
-            Ok(created(&account, &dataset))
+            Ok(created(api, &account, &dataset))
         }
         .await,
     )
@@ -249,7 +316,7 @@ async fn upload(
             }
             let data = data.ok_or_else(|| invalid("The form has no 'data' file."))?;
             let dataset = plane.service.create_dataset(Arc::clone(&account), new, Content::Bytes(data)).await?;
-            Ok(created(&account, &dataset))
+            Ok(created(Api::V32, &account, &dataset))
         }
         .await,
     )
@@ -269,6 +336,7 @@ async fn readable(
 
 async fn get(
     State(plane): State<Plane>,
+    axum::Extension(api): axum::Extension<Api>,
     extensions: Extensions,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -276,7 +344,7 @@ async fn get(
     render(
         async {
             let (account, dataset) = readable(&plane, &extensions, &headers, &id).await?;
-            Ok(axum::Json(wire(&account, &dataset)).into_response())
+            Ok(axum::Json(wire(api, &account, &dataset)).into_response())
         }
         .await,
     )
@@ -284,6 +352,7 @@ async fn get(
 
 async fn update(
     State(plane): State<Plane>,
+    axum::Extension(api): axum::Extension<Api>,
     extensions: Extensions,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -295,7 +364,7 @@ async fn update(
             let update: Map<String, Value> = serde_json::from_slice(&body)
                 .map_err(|e| invalid(format!("The request body is not a dataset update: {e}.")))?;
             let dataset = plane.service.update_dataset(&account, &id, &update).await?;
-            Ok(axum::Json(wire(&account, &dataset)).into_response())
+            Ok(axum::Json(wire(api, &account, &dataset)).into_response())
         }
         .await,
     )
@@ -332,13 +401,14 @@ impl FileQuery {
 /// A file as the API returns it, with its link (see [`crate::artifacts::ArtifactStore::link`]).
 async fn file_wire(
     plane: &Plane,
+    api: Api,
     account: &LiveAccount,
     dataset: &Dataset,
     file: &DatasetFile,
     validity: u64,
 ) -> Result<Value, ApiError> {
     let mut wire = json!({
-        "self": format!("{}/files/{}", dataset_url(account, &dataset.id), file.id),
+        "self": api.url(account, &format!("/datasets/{}/files/{}", dataset.id, file.id)),
         "name": file.name, "kind": file.kind, "properties": {"size": file.size}, "createdDateTime": file.created,
     });
     let link = plane.service.dataset_file_link(account, file, std::time::Duration::from_secs(validity)).await?;
@@ -348,6 +418,7 @@ async fn file_wire(
 
 async fn files(
     State(plane): State<Plane>,
+    axum::Extension(api): axum::Extension<Api>,
     extensions: Extensions,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -358,7 +429,7 @@ async fn files(
             let (account, dataset) = readable(&plane, &extensions, &headers, &id).await?;
             let mut values = Vec::with_capacity(dataset.files.len());
             for file in &dataset.files {
-                values.push(file_wire(&plane, &account, &dataset, file, query.validity()).await?);
+                values.push(file_wire(&plane, api, &account, &dataset, file, query.validity()).await?);
             }
             Ok(axum::Json(json!({"values": values})).into_response())
         }
@@ -368,6 +439,7 @@ async fn files(
 
 async fn file(
     State(plane): State<Plane>,
+    axum::Extension(api): axum::Extension<Api>,
     extensions: Extensions,
     headers: HeaderMap,
     Path((id, file_id)): Path<(String, String)>,
@@ -381,7 +453,7 @@ async fn file(
                 .iter()
                 .find(|f| f.id.eq_ignore_ascii_case(&file_id))
                 .ok_or_else(|| speech_error(404, "NotFound", format!("The file '{file_id}' does not exist.")))?;
-            Ok(axum::Json(file_wire(&plane, &account, &dataset, file, query.validity()).await?).into_response())
+            Ok(axum::Json(file_wire(&plane, api, &account, &dataset, file, query.validity()).await?).into_response())
         }
         .await,
     )
@@ -456,4 +528,20 @@ async fn commit_blocks(
         }
         .await,
     )
+}
+
+/// `POST /datasets/{id}:commitBlocks` (2024-11-15), caught by the `{id}` route; any other POST
+/// there is no operation.
+async fn commit_by_suffix(
+    state: State<Plane>,
+    axum::Extension(api): axum::Extension<Api>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    match (api, id.strip_suffix(":commitBlocks")) {
+        (Api::V20241115, Some(id)) => commit_blocks(state, extensions, headers, Path(id.to_owned()), body).await,
+        _ => byos_http::render_error(&speech_error(405, "InvalidRequest", "POST is not an operation of a dataset.")),
+    }
 }
