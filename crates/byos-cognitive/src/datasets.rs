@@ -362,11 +362,41 @@ impl CognitiveService {
     /// Fetches (or takes) the content, keeps it as an artifact, validates it and writes the report;
     /// the dataset ends `Succeeded` or `Failed`, never `Running`.
     async fn import(&self, account: &LiveAccount, id: &str, content: Content) -> Result<(), ApiError> {
-        let mut dataset = self.dataset(account, id).await?;
-        dataset.status = Status::Running;
-        dataset.last_action = now();
-        self.put_dataset(account, &dataset).await?;
-        let outcome = self.import_content(account, &mut dataset, content).await;
+        let mut working = {
+            let _serialized = self.dataset_writes.lock().await;
+            let mut dataset = self.dataset(account, id).await?;
+            dataset.status = Status::Running;
+            dataset.last_action = now();
+            self.put_dataset(account, &dataset).await?;
+            dataset
+        };
+        let outcome = self.import_content(account, &mut working, content).await;
+        self.finish_import(account, id, working.files, outcome).await
+    }
+
+    /// Records an import's outcome on the dataset as it is now (a PATCH during the import is
+    /// kept); a dataset deleted meanwhile stays deleted, and the files the import wrote go too.
+    async fn finish_import(
+        &self,
+        account: &LiveAccount,
+        id: &str,
+        files: Vec<DatasetFile>,
+        outcome: Result<Validation, Invalid>,
+    ) -> Result<(), ApiError> {
+        let _serialized = self.dataset_writes.lock().await;
+        let mut dataset = match self.dataset(account, id).await {
+            Ok(dataset) => dataset,
+            Err(e) if e.status == 404 => {
+                for file in &files {
+                    if let Err(e) = self.artifacts.delete(account, Area::Artifacts, &file.path).await {
+                        tracing::warn!(dataset = id, error = %e, "a file of a dataset deleted during its import was not deleted");
+                    }
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        dataset.files = files;
         dataset.last_action = now();
         match outcome {
             Ok(validation) if validation.accepted > 0 => {
@@ -461,6 +491,7 @@ impl CognitiveService {
         id: &str,
         update: &Map<String, Value>,
     ) -> Result<Dataset, ApiError> {
+        let _serialized = self.dataset_writes.lock().await;
         let mut dataset = self.dataset(account, id).await?;
         let text = |name: &str| update.get(name).and_then(Value::as_str).map(str::to_owned);
         if let Some(name) = text("displayName") {
@@ -480,6 +511,7 @@ impl CognitiveService {
     /// Deletes a dataset and its files (in the customer's storage too); deleting one that does not
     /// exist is no error, as in Azure.
     pub async fn delete_dataset(&self, account: &LiveAccount, id: &str) -> Result<(), ApiError> {
+        let _serialized = self.dataset_writes.lock().await;
         let dataset = match self.dataset(account, id).await {
             Ok(dataset) => dataset,
             Err(e) if e.status == 404 => return Ok(()),
