@@ -5,26 +5,33 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-VENV=.venv
-REQUIREMENTS=tests/sdk/requirements.txt
-STAMP=$VENV/.requirements.sha256
 PYTHON=${PYTHON:-python3}
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# ---- Python environment for the SDK tests (reinstalled only when the requirements change) ----------
-if ! "$VENV/bin/python" -c '' 2>/dev/null; then
-    step "creating $VENV"
-    rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV"
-fi
-want=$( { sha256sum "$REQUIREMENTS"; "$VENV/bin/python" -VV; } | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want" ]; then
-    step "installing $REQUIREMENTS into $VENV"
-    "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet -r "$REQUIREMENTS"
-    echo "$want" > "$STAMP"
-fi
+# ---- Python environments (each reinstalled only when its requirements change) -----------------------
+# ensure_venv DIR REQUIREMENTS: DIR is a venv with exactly REQUIREMENTS installed.
+ensure_venv() {
+    local venv=$1 requirements=$2 stamp=$1/.requirements.sha256 want
+    if ! "$venv/bin/python" -c '' 2>/dev/null; then
+        step "creating $venv"
+        rm -rf "$venv"
+        "$PYTHON" -m venv "$venv"
+    fi
+    want=$( { sha256sum "$requirements"; "$venv/bin/python" -VV; } | sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+        step "installing $requirements into $venv"
+        "$venv/bin/python" -m pip install --disable-pip-version-check --quiet --upgrade pip
+        "$venv/bin/python" -m pip install --disable-pip-version-check --quiet -r "$requirements"
+        echo "$want" > "$stamp"
+    fi
+}
+
+# The SDK tests' packages; the Azure CLI apart, as its pins differ (about a minute and 750 MB, once).
+VENV=.venv
+ensure_venv "$VENV" tests/sdk/requirements.txt
+ensure_venv .venv-az tests/sdk/requirements-az.txt
+export BYOS_AZ=$PWD/.venv-az/bin/az
 
 # ---- Rust ---------------------------------------------------------------------------------------------
 step "cargo build --bin byos"
