@@ -219,6 +219,19 @@ def admin_cognitive(cognitive, admin_cred):
     return cognitive(admin_cred)
 
 
+# ---- the Azure CLI ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def az(boot, tmp_path_factory):
+    """The unchanged Azure CLI (.venv-az) with its own config dir, signed in to the session server as the
+    bootstrap admin: `az cloud register` with the resource manager's URL, `az cloud set`, `az login
+    --service-principal` (az_support.py)."""
+    import az_support
+
+    return az_support.signed_in_as_admin(boot, tmp_path_factory.mktemp("az-config"))
+
+
 # ---- Key Vault ------------------------------------------------------------------------------------------
 
 
