@@ -80,10 +80,13 @@ impl ArtifactError {
     /// The error a service answers with: `InaccessibleCustomerStorage` with byos's explanation.
     pub fn to_api_error(&self) -> ApiError {
         match self {
-            ArtifactError::Inaccessible { storage, reason, explanation, .. } => ApiError::new(
+            ArtifactError::Inaccessible { storage, check, reason, explanation } => ApiError::new(
                 403,
                 "InaccessibleCustomerStorage",
-                format!("The storage account '{storage}' bound to this resource cannot be accessed: {reason}."),
+                format!(
+                    "The storage account '{storage}' bound to this resource cannot be accessed: {reason}.{}",
+                    remedy(*check)
+                ),
             )
             .with_explanation(explanation.clone()),
             ArtifactError::NotFound => ApiError::not_found("NotFound", "The artifact does not exist."),
@@ -115,6 +118,19 @@ impl Area {
     /// The area whose container is `name`.
     pub fn of_container(name: &str) -> Option<Area> {
         [Area::Artifacts, Area::AudioLogs, Area::Models].into_iter().find(|a| a.container() == name)
+    }
+}
+
+/// What would let the account in, for the check that refused it (the seed's setup steps).
+fn remedy(check: Option<DenialKind>) -> &'static str {
+    match check {
+        Some(DenialKind::Permission) => {
+            " Grant the resource's system-assigned identity Storage Blob Data Contributor on the storage account."
+        }
+        Some(DenialKind::Network) => {
+            " Add a resource instance rule for this resource to the storage account's firewall, or let trusted Azure services through (bypass AzureServices)."
+        }
+        _ => "",
     }
 }
 
