@@ -2,8 +2,8 @@
 storage account down as the seed says (no public access, no shared key, firewall default deny with the Speech
 resource's resource-instance rule, Speech Studio's CORS rule), create the Speech resource with BYOS, grant its identity
 Storage Blob Data Contributor, verify with `az cognitiveservices account show`, upload a dataset and read it back
-through its link, `byos doctor` green; then break each link (the role, the firewall rule, the identity) and see the
-explained error, and mend it again.
+through its link, `byos doctor` green; then break each link (the role, the firewall rule, the identity, the storage
+account's customer-managed key) and see the explained error, and mend it again.
 
 Runs on its own server: the subscription's byoxPreview feature is registered and approved here."""
 
@@ -137,3 +137,39 @@ def test_without_the_resource_instance_rule_the_firewall_refuses_and_doctor_says
 def test_the_identity_that_reaches_the_storage_cannot_be_removed(az, walk):
     error = az.fails("cognitiveservices", "account", "identity", "remove", "-n", walk["speech"]["name"], "-g", walk["rg"])
     assert "(InvalidIdentity)" in error and walk["storage"]["id"] in error, error
+
+
+@pytest.fixture(scope="module")
+def storage_cmk(own, az, walk):
+    """The storage account's data under a customer-managed key (the seed's encryption step), set up with az."""
+    boot, rg, storage = own.boot, walk["rg"], walk["storage"]
+    vault_name = bs.vault_name("walk")
+    vault = az.run("keyvault", "create", "-n", vault_name, "-g", rg, "-l", boot["location"],
+                   "--enable-purge-protection", "true", "--enable-rbac-authorization", "true", "--retention-days", "7")
+    uri = vault["properties"]["vaultUri"]
+    az.run("role", "assignment", "create", "--assignee", boot["admin"]["client_id"], "--role", "Key Vault Crypto Officer",
+           "--scope", vault["id"])
+    key = az.run("keyvault", "key", "create", "--id", f"{uri}keys/walk", "--kty", "RSA", "--size", "2048")
+    identity = az.run("storage", "account", "update", "-n", storage["name"], "-g", rg, "--assign-identity")["identity"]
+    az.run("role", "assignment", "create", "--assignee-object-id", identity["principalId"],
+           "--assignee-principal-type", "ServicePrincipal", "--role", "Key Vault Crypto Service Encryption User",
+           "--scope", vault["id"])
+    az.run("storage", "account", "update", "-n", storage["name"], "-g", rg, "--encryption-key-source",
+           "Microsoft.Keyvault", "--encryption-key-vault", uri, "--encryption-key-name", "walk")
+    return {"uri": uri, "key_id": key["key"]["kid"]}
+
+
+def test_a_revoked_storage_key_makes_the_dataset_fail_with_the_explanation(own, az, walk, storage_cmk):
+    import time
+
+    assert _upload(walk, b"under the customer's key\n")["status"] == "Succeeded"
+    az.run("keyvault", "key", "set-attributes", "--id", storage_cmk["key_id"], "--enabled", "false")
+    try:
+        time.sleep(1.5)  # the server's customer-key cache in tests is 1 s
+        done = _upload(walk, b"key revoked\n")
+        assert done["status"] == "Failed", done
+        message = done["properties"]["error"]["message"]
+        assert "customer-managed key" in message and walk["storage"]["id"] in message, message
+    finally:
+        az.run("keyvault", "key", "set-attributes", "--id", storage_cmk["key_id"], "--enabled", "true")
+    assert _upload(walk, b"key back\n")["status"] == "Succeeded"
