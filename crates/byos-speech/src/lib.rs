@@ -1,0 +1,7 @@
+//! Speech engines and what they need.
+//!
+//! - [`audio`]: any audio a client sends (WAV PCM 8/16/24/32-bit and float, μ-law/A-law, MP3, FLAC,
+//!   OGG/Vorbis; 8-48 kHz; mono or more channels) decoded with symphonia and resampled with rubato to
+//!   what the recognition engines take: 16 kHz, 16-bit, one channel at a time.
+
+pub mod audio;
