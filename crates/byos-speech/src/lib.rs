@@ -4,4 +4,8 @@
 //!   OGG/Vorbis; 8-48 kHz; mono or more channels) decoded with symphonia and resampled with rubato to
 //!   what the recognition engines take: 16 kHz, 16-bit, one channel at a time.
 
+//! - [`workers`]: engines in supervised worker processes (a pool, a bounded queue, crash and hang
+//!   isolation) and the worker side of their protocol.
+
 pub mod audio;
+pub mod workers;
