@@ -1,13 +1,28 @@
 #!/usr/bin/env bash
 # Run every test: the Rust workspace's own tests, then the Azure SDK for Python tests (tests/sdk)
 # against a debug build of byos. Run from anywhere; extra arguments go to pytest (e.g. -k rbac -x).
-# Needs: cargo (Rust toolchain), python3 (3.11) with venv. Exits non-zero if anything fails.
+# Needs: cargo (Rust toolchain), python3 (3.11) with venv, apt (it installs the Debian packages the tests
+# use: PocketSphinx with its US English model, Flite). Exits non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PYTHON=${PYTHON:-python3}
 
 step() { printf '\n==> %s\n' "$*"; }
+
+# ---- Debian packages the tests use: the speech engine and its model, Flite for test speech ------------
+DEBS=(libpocketsphinx3 pocketsphinx-en-us flite)
+missing_debs=()
+for deb in "${DEBS[@]}"; do
+    dpkg -s "$deb" >/dev/null 2>&1 || missing_debs+=("$deb")
+done
+if [ "${#missing_debs[@]}" -gt 0 ]; then
+    step "installing Debian packages: ${missing_debs[*]}"
+    sudo_=""
+    [ "$(id -u)" -eq 0 ] || sudo_=sudo
+    $sudo_ apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${missing_debs[@]}" </dev/null
+fi
 
 # ---- Python environments (each reinstalled only when its requirements change) -----------------------
 # ensure_venv DIR REQUIREMENTS: DIR is a venv with exactly REQUIREMENTS installed.

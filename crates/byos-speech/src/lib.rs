@@ -7,5 +7,9 @@
 //! - [`workers`]: engines in supervised worker processes (a pool, a bounded queue, crash and hang
 //!   isolation) and the worker side of their protocol.
 
+//! - [`pocketsphinx`]: the speech-to-text engine (Debian's PocketSphinx and US English model,
+//!   loaded at run time).
+
 pub mod audio;
+pub mod pocketsphinx;
 pub mod workers;
