@@ -1,7 +1,9 @@
 """Helpers for the AI-services account tests (azure-mgmt-cognitiveservices 14.1.0)."""
 
+import io
 import re
 import uuid
+import wave
 from typing import Any
 
 import requests
@@ -93,3 +95,14 @@ class SpeechRest:
         """GET the dataset until it is Succeeded or Failed."""
         done = bs.poll(lambda: self.get(url).json(), lambda d: d.get("status") in ("Succeeded", "Failed"))
         return done
+
+
+def silent_wav(seconds: float = 1.0, rate: int = 16000) -> bytes:
+    """A mono 16-bit WAV of silence."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\x00\x00" * int(rate * seconds))
+    return buf.getvalue()

@@ -4,7 +4,6 @@ NotStarted -> Running -> Succeeded/Failed with a report, list/get/patch/delete, 
 Datasets of BYOS accounts, written into the customer's storage, are in test_cognitive_byos.py."""
 
 import io
-import wave
 import zipfile
 
 import pytest
@@ -28,13 +27,7 @@ def api(speech, ca):
 
 
 def wav_bytes(seconds: float = 1.0, rate: int = 16000) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"\x00\x00" * int(rate * seconds))
-    return out.getvalue()
+    return cs.silent_wav(seconds, rate)
 
 
 def acoustic_zip(entries: dict[str, bytes]) -> bytes:

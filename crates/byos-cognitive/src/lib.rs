@@ -8,6 +8,7 @@
 //! - [`cmk`]: customer-managed keys for the account's service-held data, on the key protector.
 //! - [`datasets`]: Custom Speech datasets, kept through the artifact store and validated for real
 //!   (their routes in `speech_http`).
+//! - `recognition`: short-audio speech recognition on the engine workers.
 //! - [`dataplane`]: each account's data-plane listener at `properties.endpoint` (one port per
 //!   account, as the Speech SDK addresses an account by host and port only).
 //! - [`doctor`]: `byos doctor`, an account checked against the BYOS seed's hardening rules (read-only).
@@ -19,6 +20,7 @@ pub mod dataplane;
 pub mod datasets;
 pub mod doctor;
 pub mod provider;
+mod recognition;
 mod speech_http;
 
 use std::collections::HashMap;
@@ -73,6 +75,8 @@ pub struct Parts {
     pub customer_keys: cmk::CustomerKeys,
     /// The CA byos's listeners present (what a dataset's `contentUrl` is fetched trusting).
     pub ca_pem: Vec<u8>,
+    /// The speech-to-text engine's workers.
+    pub speech: Arc<byos_speech::engine::SpeechEngine>,
 }
 
 /// The AI-services accounts service: shared by the ARM provider and every account's listener.
@@ -89,13 +93,15 @@ pub struct CognitiveService {
     pub(crate) http: reqwest::Client,
     /// Serializes block uploads and commits of datasets (each rewrites its dataset's record).
     pub(crate) dataset_writes: tokio::sync::Mutex<()>,
+    /// Recognizes speech (worker processes).
+    pub(crate) speech: Arc<byos_speech::engine::SpeechEngine>,
     /// Live accounts by lowercased id.
     accounts: RwLock<HashMap<String, Arc<LiveAccount>>>,
 }
 
 impl CognitiveService {
     pub fn new(parts: Parts) -> Result<Arc<Self>, ApiError> {
-        let Parts { store, root, door, directory, listeners, storage, objects, customer_keys, ca_pem } = parts;
+        let Parts { store, root, door, directory, listeners, storage, objects, customer_keys, ca_pem, speech } = parts;
         let http = fetch_client(&ca_pem)?;
         let listeners = ListenerSet::new(listeners);
         let cmk = Arc::new(customer_keys);
@@ -118,6 +124,7 @@ impl CognitiveService {
             cmk,
             http,
             dataset_writes,
+            speech,
             accounts,
         }))
     }

@@ -61,13 +61,14 @@ const READ: Action = Action::data("Microsoft.CognitiveServices/accounts/SpeechSe
 const WRITE: Action = Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/datasets/write");
 const DELETE: Action = Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/datasets/delete");
 /// The locales byos's speech engine knows (PocketSphinx's US English model).
-const LOCALES: [&str; 1] = ["en-US"];
+pub(crate) const LOCALES: [&str; 1] = ["en-US"];
 /// How long a file link lasts when the request does not say (Azure: 12 hours).
 const DEFAULT_SAS_VALIDITY_SECS: u64 = 12 * 3600;
 
 /// The Speech routes of both API families, added to an account's router.
 pub(crate) fn routes() -> Router<Plane> {
     family(Api::V32)
+        .route("/speech/recognition/{mode}/cognitiveservices/v1", axum::routing::post(crate::recognition::recognize))
         .route(
             "/speechtotext/v3.2/datasets/upload",
             axum::routing::post(upload).layer(DefaultBodyLimit::max(MAX_DATASET_BYTES + (1 << 20))),
@@ -119,7 +120,7 @@ fn render(result: Result<Response, ApiError>) -> Response {
 }
 
 /// The account, when it serves Speech, and the caller admitted for `action`.
-fn speech_account(
+pub(crate) fn speech_account(
     plane: &Plane,
     extensions: &Extensions,
     headers: &HeaderMap,

@@ -52,6 +52,8 @@ pub struct ServeConfig {
     pub limits: listener::ConnectionLimits,
     /// Preview features approved for the subscription at start (`--approve-feature`).
     pub approved_features: Vec<&'static byos_arm::features::Feature>,
+    /// The command of a speech-to-text worker process (default: this program's `engine-worker`).
+    pub speech_worker: Option<byos_speech::workers::WorkerCommand>,
 }
 
 pub const DEFAULT_CMK_CACHE: Duration = Duration::from_secs(30);
@@ -69,6 +71,7 @@ impl ServeConfig {
             cmk_cache: DEFAULT_CMK_CACHE,
             limits: listener::ConnectionLimits::default(),
             approved_features: Vec::new(),
+            speech_worker: None,
         }
     }
 
@@ -206,6 +209,24 @@ fn panic_guard()
     tower_http::catch_panic::CatchPanicLayer::custom(on_panic as fn(_) -> _)
 }
 
+/// How long one recognition may take before its worker counts as hung.
+const SPEECH_JOB_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The speech-to-text worker pool: one worker per core, each started on its first job.
+fn speech_engine(
+    command: Option<byos_speech::workers::WorkerCommand>,
+) -> anyhow::Result<byos_speech::engine::SpeechEngine> {
+    let command = match command {
+        Some(command) => command,
+        None => byos_speech::workers::WorkerCommand {
+            program: std::env::current_exe().context("locating the byos program for its engine workers")?,
+            args: vec!["engine-worker".into()],
+        },
+    };
+    let size = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    Ok(byos_speech::engine::SpeechEngine::start(command, size, SPEECH_JOB_TIMEOUT))
+}
+
 /// Starts every service and listener; returns once `bootstrap.json` is written.
 pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let data_dir = prepare_data_dir(&config.data_dir)?;
@@ -279,6 +300,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             config.cmk_cache.min(MAX_CMK_CACHE),
         ),
         ca_pem: ca.cert_pem.clone().into_bytes(),
+        speech: Arc::new(speech_engine(config.speech_worker.clone())?),
     })?;
     let providers: Vec<Arc<dyn byos_arm::Provider>> = vec![
         Arc::new(byos_storage::provider::StorageProvider(Arc::clone(&storage))),

@@ -7,9 +7,11 @@
 //! - [`workers`]: engines in supervised worker processes (a pool, a bounded queue, crash and hang
 //!   isolation) and the worker side of their protocol.
 
+//! - [`engine`]: the speech-to-text engine as services use it (PocketSphinx in a worker pool).
 //! - [`pocketsphinx`]: the speech-to-text engine (Debian's PocketSphinx and US English model,
 //!   loaded at run time).
 
 pub mod audio;
+pub mod engine;
 pub mod pocketsphinx;
 pub mod workers;

@@ -47,7 +47,7 @@ impl Model {
 }
 
 /// One recognized word and where it is.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Word {
     pub text: String,
     pub offset_ms: u64,
@@ -55,7 +55,7 @@ pub struct Word {
 }
 
 /// What the engine heard in one utterance.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Recognition {
     /// The words, space separated (empty: nothing was recognized).
     pub text: String,

@@ -1,0 +1,155 @@
+//! Short-audio recognition (`POST /speech/recognition/{conversation,interactive,dictation}/cognitiveservices/v1`):
+//! up to 60 seconds of WAV or OGG, recognized by the engine workers, answered in the simple or the
+//! detailed format with Azure's `RecognitionStatus` values.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use byos_authz::Action;
+use byos_core::ApiError;
+use byos_speech::engine::RecognizeError;
+use byos_speech::pocketsphinx::Recognition;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::dataplane::Plane;
+use crate::datasets::speech_error;
+use crate::speech_http::{LOCALES, speech_account};
+
+const RECOGNIZE: Action =
+    Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/frontend/action");
+/// The longest short audio (Azure: 60 seconds).
+const MAX_AUDIO_MS: u64 = 60_000;
+/// Below this peak amplitude the audio counts as silence (about -40 dBFS).
+const SILENCE_PEAK: i16 = 330;
+const TICKS_PER_MS: u64 = 10_000;
+
+#[derive(Deserialize)]
+pub(crate) struct RecognizeQuery {
+    language: Option<String>,
+    format: Option<String>,
+    cid: Option<String>,
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    speech_error(400, "InvalidArgument", message)
+}
+
+/// The container the client says it sends (`Content-Type: audio/wav; codecs=audio/pcm; samplerate=16000`).
+fn extension(headers: &HeaderMap) -> &'static str {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if content_type.contains("ogg") { "ogg" } else { "wav" }
+}
+
+/// `hello world` as Azure displays it: `Hello world.`
+fn display(lexical: &str) -> String {
+    let mut chars = lexical.chars();
+    match chars.next() {
+        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+        None => String::new(),
+    }
+}
+
+fn status(status: &str) -> Value {
+    json!({"RecognitionStatus": status, "Offset": 0, "Duration": 0})
+}
+
+fn answer(heard: &Recognition, detailed: bool, duration_ms: u64) -> Value {
+    if heard.text.is_empty() {
+        return json!({"RecognitionStatus": "NoMatch", "Offset": 0, "Duration": duration_ms * TICKS_PER_MS});
+    }
+    let offset = heard.words.first().map_or(0, |w| w.offset_ms);
+    let end = heard.words.last().map_or(duration_ms, |w| w.offset_ms + w.duration_ms);
+    let (offset, duration) = (offset * TICKS_PER_MS, end.saturating_sub(offset / TICKS_PER_MS) * TICKS_PER_MS);
+    let shown = display(&heard.text);
+    if !detailed {
+        return json!({"RecognitionStatus": "Success", "DisplayText": shown, "Offset": offset, "Duration": duration});
+    }
+    json!({"RecognitionStatus": "Success", "Offset": offset, "Duration": duration, "NBest": [{
+        "Confidence": heard.confidence, "Lexical": heard.text, "ITN": heard.text, "MaskedITN": heard.text, "Display": shown,
+    }]})
+}
+
+pub(crate) async fn recognize(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(mode): Path<String>,
+    Query(query): Query<RecognizeQuery>,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        speech_account(&plane, &extensions, &headers, &RECOGNIZE)?;
+        if !["conversation", "interactive", "dictation"].contains(&mode.as_str()) {
+            return Err(ApiError::not_found("404", "Resource not found"));
+        }
+        let language = query.language.as_deref().ok_or_else(|| invalid("The language query parameter is required."))?;
+        if !LOCALES.iter().any(|l| l.eq_ignore_ascii_case(language)) {
+            return Err(invalid(format!(
+                "The language '{language}' is not supported; byos recognizes {}.",
+                LOCALES.join(", ")
+            )));
+        }
+        let detailed = match query.format.as_deref().unwrap_or("simple") {
+            f if f.eq_ignore_ascii_case("simple") => false,
+            f if f.eq_ignore_ascii_case("detailed") => true,
+            other => return Err(invalid(format!("The format '{other}' is not simple or detailed."))),
+        };
+        if let Some(cid) = &query.cid {
+            return Err(invalid(format!("The endpoint '{cid}' (cid) does not exist.")));
+        }
+        let audio = byos_speech::audio::decode(&body, extension(&headers))
+            .map_err(|e| invalid(format!("The audio cannot be recognized: {e}.")))?;
+        if audio.duration_ms > MAX_AUDIO_MS {
+            return Err(invalid(format!(
+                "The audio is {} ms long; short audio is at most {MAX_AUDIO_MS} ms.",
+                audio.duration_ms
+            )));
+        }
+        let samples = &audio.channels[0];
+        if samples.iter().all(|s| s.unsigned_abs() < SILENCE_PEAK.unsigned_abs()) {
+            return Ok(axum::Json(status("InitialSilenceTimeout")).into_response());
+        }
+        match plane.service.speech.recognize(samples).await {
+            Ok(heard) => Ok(axum::Json(answer(&heard, detailed, audio.duration_ms)).into_response()),
+            Err(RecognizeError::Busy) => Ok((
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "1")],
+                axum::Json(json!({"code": "TooManyRequests", "message": "The speech engine is busy; retry later."})),
+            )
+                .into_response()),
+            Err(RecognizeError::Engine(e)) => {
+                tracing::warn!(error = %e, "short-audio recognition failed in the engine");
+                Ok(axum::Json(status("Error")).into_response())
+            }
+        }
+    }
+    .await;
+    result.unwrap_or_else(|e| byos_http::render_error(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use byos_speech::pocketsphinx::Word;
+
+    #[test]
+    fn answers_follow_azures_shapes() {
+        let heard = Recognition {
+            text: "hello world".into(),
+            words: vec![
+                Word { text: "hello".into(), offset_ms: 200, duration_ms: 300 },
+                Word { text: "world".into(), offset_ms: 500, duration_ms: 400 },
+            ],
+            confidence: 0.8,
+        };
+        let simple = answer(&heard, false, 1500);
+        assert_eq!(simple["DisplayText"], "Hello world.");
+        assert_eq!((simple["Offset"].as_u64(), simple["Duration"].as_u64()), (Some(2_000_000), Some(7_000_000)));
+        let detailed = answer(&heard, true, 1500);
+        assert_eq!(detailed["NBest"][0]["Lexical"], "hello world");
+        let nothing = Recognition { text: String::new(), words: vec![], confidence: 0.0 };
+        assert_eq!(answer(&nothing, false, 1000)["RecognitionStatus"], "NoMatch");
+    }
+}

@@ -1,0 +1,80 @@
+"""Short-audio recognition (`POST /speech/recognition/conversation/cognitiveservices/v1`) on a Speech account, with the
+real engine (PocketSphinx in byos's worker processes) hearing real speech (Flite): simple and detailed formats,
+Azure's RecognitionStatus values, WAV at other rates (resampled), and Azure's 400s for bad requests."""
+
+import subprocess
+
+import pytest
+import requests
+
+import cognitive_support as cs
+
+PATH = "speech/recognition/conversation/cognitiveservices/v1"
+
+
+def flite(text: str, tmp_path) -> bytes:
+    out = tmp_path / "speech.wav"
+    subprocess.run(["flite", "-t", text, "-o", str(out)], check=True, timeout=60)
+    return out.read_bytes()
+
+
+def silence(seconds: float = 1.0) -> bytes:
+    return cs.silent_wav(seconds)
+
+
+@pytest.fixture(scope="module")
+def speech(admin_cognitive, make_rg, boot):
+    rg = make_rg("cs-rec")
+    account = cs.create_account(admin_cognitive, boot, rg, "SpeechServices")
+    return account.properties.endpoint, admin_cognitive.accounts.list_keys(rg, account.name).key1
+
+
+def recognize(speech, ca, audio: bytes, **params) -> requests.Response:
+    endpoint, key = speech
+    params.setdefault("language", "en-US")
+    return requests.post(endpoint + PATH, params=params, data=audio, verify=ca, timeout=120, headers={
+        "Ocp-Apim-Subscription-Key": key, "Content-Type": "audio/wav; codecs=audio/pcm; samplerate=16000"})
+
+
+def test_flite_speech_is_recognized_in_the_simple_format(speech, ca, tmp_path):
+    resp = recognize(speech, ca, flite("hello world", tmp_path))
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["RecognitionStatus"] == "Success", body
+    assert "hello" in body["DisplayText"].lower() or "world" in body["DisplayText"].lower(), body
+    assert body["DisplayText"][0].isupper() and body["DisplayText"].endswith(".")
+    assert body["Duration"] > 0
+
+
+def test_the_detailed_format_has_nbest_with_confidence(speech, ca, tmp_path):
+    body = recognize(speech, ca, flite("good morning", tmp_path), format="detailed").json()
+    assert body["RecognitionStatus"] == "Success", body
+    best = body["NBest"][0]
+    assert {"Confidence", "Lexical", "ITN", "MaskedITN", "Display"} <= set(best) and 0 <= best["Confidence"] <= 1
+
+
+def test_silence_is_initial_silence_timeout(speech, ca):
+    body = recognize(speech, ca, silence()).json()
+    assert body["RecognitionStatus"] == "InitialSilenceTimeout", body
+
+
+@pytest.mark.parametrize("params, fragment", [
+    ({"language": "xx-XX"}, "language"),
+    ({"format": "verbose"}, "format"),
+])
+def test_bad_requests_are_400(speech, ca, tmp_path, params, fragment):
+    resp = recognize(speech, ca, flite("hello", tmp_path), **params)
+    assert resp.status_code == 400 and fragment in resp.json()["message"], resp.text
+
+
+def test_missing_language_and_bad_audio_are_400(speech, ca):
+    endpoint, key = speech
+    resp = requests.post(endpoint + PATH, data=silence(), verify=ca, timeout=30, headers={"Ocp-Apim-Subscription-Key": key})
+    assert resp.status_code == 400 and "language" in resp.json()["message"]
+    assert recognize(speech, ca, b"definitely not audio").status_code == 400
+
+
+def test_recognition_needs_credentials(speech, ca, tmp_path):
+    endpoint, _ = speech
+    resp = requests.post(endpoint + PATH, params={"language": "en-US"}, data=silence(), verify=ca, timeout=30)
+    assert resp.status_code == 401
