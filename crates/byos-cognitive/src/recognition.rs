@@ -59,9 +59,9 @@ fn answer(heard: &Recognition, detailed: bool, duration_ms: u64) -> Value {
     if heard.text.is_empty() {
         return json!({"RecognitionStatus": "NoMatch", "Offset": 0, "Duration": duration_ms * TICKS_PER_MS});
     }
-    let offset = heard.words.first().map_or(0, |w| w.offset_ms);
-    let end = heard.words.last().map_or(duration_ms, |w| w.offset_ms + w.duration_ms);
-    let (offset, duration) = (offset * TICKS_PER_MS, end.saturating_sub(offset / TICKS_PER_MS) * TICKS_PER_MS);
+    let start_ms = heard.words.first().map_or(0, |w| w.offset_ms);
+    let end_ms = heard.words.last().map_or(duration_ms, |w| w.offset_ms + w.duration_ms);
+    let (offset, duration) = (start_ms * TICKS_PER_MS, end_ms.saturating_sub(start_ms) * TICKS_PER_MS);
     let shown = display(&heard.text);
     if !detailed {
         return json!({"RecognitionStatus": "Success", "DisplayText": shown, "Offset": offset, "Duration": duration});
