@@ -96,7 +96,13 @@ class AzCli:
         self._secrets.append(secret)
         self.run("cloud", "register", "-n", CLOUD_NAME, "--endpoint-resource-manager", boot["resource_manager"] + "/")
         self.run("cloud", "set", "-n", CLOUD_NAME)
-        self.run("login", "--service-principal", "-u", client_id, "-p", secret, "--tenant", boot["tenant_id"])
+        self.run(*login_args(client_id, secret, boot["tenant_id"]))
+
+
+def login_args(client_id: str, secret: str, tenant_id: str) -> tuple[str, ...]:
+    """`az login` as a service principal. `--password=...` in one argument: a secret may begin with '-',
+    which az would otherwise read as an option (a random secret did, and login failed)."""
+    return ("login", "--service-principal", "-u", client_id, f"--password={secret}", "--tenant", tenant_id)
 
 
 def signed_in_as_admin(boot: dict[str, Any], config_dir: Path) -> AzCli:

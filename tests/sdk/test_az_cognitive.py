@@ -228,3 +228,8 @@ def test_byos_from_the_feature_registration_to_the_accounts_storage_role(own, ow
     error = az.fails(*_account("identity remove", name, rg))
     assert "(InvalidIdentity)" in error and storage["id"] in error, error
     assert az.run(*_account("identity show", name, rg))["principalId"] == principal
+
+
+def test_regression_az_login_takes_a_secret_beginning_with_a_dash():
+    args = az_support.login_args("client", "-starts-with-a-dash", "tenant")
+    assert "--password=-starts-with-a-dash" in args and "-p" not in args
