@@ -237,7 +237,12 @@ async fn soft_deleted_accounts_are_purged_with_their_artifacts_after_their_reten
         anyhow::ensure!(std::time::Instant::now() < deadline, "still there after its retention: {status}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    anyhow::ensure!(object_count(&dir.path().join("objects-cognitive"))? == 0, "its artifacts went with it");
+    // The record goes in the purge's commit, its objects just after: wait for them too.
+    let objects = dir.path().join("objects-cognitive");
+    while object_count(&objects)? != 0 {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "its artifacts did not go with it");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     server.stop().await;
     Ok(())
 }
