@@ -193,6 +193,16 @@ pub struct IdentityPlan {
 }
 
 impl IdentityPlan {
+    /// The system-assigned principal the resource has after the change (`None`: it has none).
+    pub fn system_principal(&self) -> Option<Uuid> {
+        self.owned.first().copied()
+    }
+
+    /// The user-assigned identities attached after the change (resource ids).
+    pub fn user_identities(&self) -> Vec<String> {
+        attached_user_identities(self.wire.as_ref())
+    }
+
     /// Adds the principal writes of the plan to the resource's batch.
     pub fn ops(&self, arm: &Arm, mut batch: Batch) -> Result<Batch, ApiError> {
         for principal in &self.created {

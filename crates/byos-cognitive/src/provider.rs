@@ -538,10 +538,10 @@ impl CognitiveProvider {
                 vault.name, vault.location, change.location
             )));
         }
-        let user = byos_arm::managed_identity::attached_user_identities(change.plan.wire.as_ref());
+        let user = change.plan.user_identities();
         let identities = byos_identity::AttachedIdentities {
             resource_id: &change.id.to_string(),
-            system: change.plan.owned.first().copied(),
+            system: change.plan.system_principal(),
             user: &user,
         };
         let caller = self.service().directory.act_as(&identities, identity.as_deref()).ok_or_else(|| {
@@ -853,13 +853,10 @@ async fn purge(service: &CognitiveService, deleted: &DeletedAccount) -> Result<(
 /// Purges the soft-deleted accounts whose 48 hours have passed, as `purger` (the soft-delete
 /// watch), which the door must admit for each; returns how many went.
 pub async fn purge_expired_accounts(service: &CognitiveService, purger: &byos_core::Caller) -> Result<usize, ApiError> {
-    let now = time::OffsetDateTime::now_utc();
     let mut purged = 0;
     for (key, bytes) in service.store.scan(DELETED, "").await.map_err(records::store_error)? {
         let deleted: DeletedAccount = records::decode(&key, &bytes)?;
-        let due =
-            time::OffsetDateTime::parse(&deleted.scheduled_purge_date, &time::format_description::well_known::Rfc3339)
-                .is_ok_and(|d| d <= now);
+        let due = byos_core::time::has_passed(&deleted.scheduled_purge_date);
         if due {
             let scope = Scope::subscription(&ResourceId::parse(&deleted.record.id).or_internal()?.subscription_id);
             service.door.authorize(purger, &PURGE, &scope).map_err(|denial| denial.to_api_error())?;
@@ -893,8 +890,7 @@ pub fn spawn_purge_watch(service: Arc<CognitiveService>, interval: std::time::Du
 /// A BYOS account reaches its storage as its system-assigned identity: an identity change that
 /// would take that identity away is refused rather than leaving the binding silently broken.
 fn require_byos_identity(settings: &AccountSettings, plan: &IdentityPlan) -> Result<(), ApiError> {
-    let system = plan.wire.as_ref().and_then(|w| w.get("principalId")).is_some();
-    if settings.user_owned_storage.is_empty() || system {
+    if settings.user_owned_storage.is_empty() || plan.system_principal().is_some() {
         return Ok(());
     }
     Err(ApiError::bad_request(
@@ -944,7 +940,7 @@ fn cmk_identity(change: &EncryptionChange<'_>, client_id: Option<&str>) -> Resul
             )),
         };
     }
-    if wire.and_then(|w| w.get("principalId")).is_none() {
+    if change.plan.system_principal().is_none() {
         return Err(ApiError::bad_request(
             "InvalidIdentity",
             "A customer-managed key needs a managed identity: enable the account's system-assigned identity, or attach a user-assigned one and name it in keyVaultProperties.identityClientId.",
@@ -963,10 +959,8 @@ fn cmk_identity(change: &EncryptionChange<'_>, client_id: Option<&str>) -> Resul
 fn require_cmk_identity(settings: &AccountSettings, plan: &IdentityPlan) -> Result<(), ApiError> {
     let Some(cmk) = &settings.cmk else { return Ok(()) };
     let kept = match &cmk.identity {
-        None => plan.wire.as_ref().and_then(|w| w.get("principalId")).is_some(),
-        Some(uami) => byos_arm::managed_identity::attached_user_identities(plan.wire.as_ref())
-            .iter()
-            .any(|attached| attached.eq_ignore_ascii_case(uami)),
+        None => plan.system_principal().is_some(),
+        Some(uami) => plan.user_identities().iter().any(|attached| attached.eq_ignore_ascii_case(uami)),
     };
     if kept {
         return Ok(());

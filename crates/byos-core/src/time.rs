@@ -17,3 +17,9 @@ pub fn rfc3339_now() -> String {
 pub fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
+
+/// Whether an RFC 3339 time (a soft-deleted object's scheduled purge date) has come; an unreadable
+/// one never has.
+pub fn has_passed(rfc3339_time: &str) -> bool {
+    OffsetDateTime::parse(rfc3339_time, &Rfc3339).is_ok_and(|at| at <= OffsetDateTime::now_utc())
+}

@@ -353,9 +353,7 @@ impl KeyVaultProvider {
         let deleted = self.load_deleted(name).await?;
         let protected = serde_json::from_value::<VaultSettings>(deleted.record.properties.clone())
             .is_ok_and(|s| s.enable_purge_protection);
-        let due =
-            time::OffsetDateTime::parse(&deleted.scheduled_purge_date, &time::format_description::well_known::Rfc3339)
-                .is_ok_and(|d| d <= time::OffsetDateTime::now_utc());
+        let due = byos_core::time::has_passed(&deleted.scheduled_purge_date);
         if protected && !due {
             return Err(Failure::from(ApiError::conflict(
                 "VaultPurgeProtected",
@@ -386,13 +384,10 @@ async fn purge_vault(service: &KeyVaultService, name: &str) -> Result<(), ApiErr
 
 /// Purges soft-deleted vaults whose retention has ended (the watcher's tick), as Azure does.
 pub async fn purge_expired_vaults(service: &KeyVaultService, purger: &byos_core::Caller) -> Result<usize, ApiError> {
-    let now = time::OffsetDateTime::now_utc();
     let mut purged = 0;
     for (key, bytes) in service.store.scan(DELETED_VAULTS, "").await.map_err(store_error)? {
         let deleted: DeletedVault = records::decode(&key, &bytes)?;
-        let due =
-            time::OffsetDateTime::parse(&deleted.scheduled_purge_date, &time::format_description::well_known::Rfc3339)
-                .is_ok_and(|d| d <= now);
+        let due = byos_core::time::has_passed(&deleted.scheduled_purge_date);
         if due {
             let scope = Scope::subscription(&ResourceId::parse(&deleted.record.id).or_internal()?.subscription_id);
             service.door.authorize(purger, &PURGE, &scope).map_err(|denial| denial.to_api_error())?;

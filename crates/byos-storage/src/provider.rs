@@ -25,7 +25,6 @@ use crate::account::{
 use crate::blob::cors;
 use crate::cmk;
 use crate::{ACCOUNT_TYPE, Account, BLOB_SERVICES, NAMES, SECRETS, StorageService};
-use byos_arm::managed_identity::attached_user_identities;
 
 const NAMESPACE: &str = "Microsoft.Storage";
 const READ: Action = Action::control("Microsoft.Storage/storageAccounts/read");
@@ -317,7 +316,7 @@ impl StorageProvider {
         plan: &byos_arm::managed_identity::IdentityPlan,
         identity: Option<&str>,
     ) -> Result<byos_core::Caller, ApiError> {
-        let user = attached_user_identities(plan.wire.as_ref());
+        let user = plan.user_identities();
         if let Some(uami) = identity
             && !user.iter().any(|k| k.eq_ignore_ascii_case(uami))
         {
@@ -328,11 +327,8 @@ impl StorageProvider {
                 ),
             ));
         }
-        let identities = byos_identity::AttachedIdentities {
-            resource_id: account_id,
-            system: plan.owned.first().copied(),
-            user: &user,
-        };
+        let identities =
+            byos_identity::AttachedIdentities { resource_id: account_id, system: plan.system_principal(), user: &user };
         self.service().directory.act_as(&identities, identity).ok_or_else(|| {
             ApiError::bad_request(
                 "InvalidIdentity",
@@ -491,7 +487,7 @@ fn require_encryption_identity(
 ) -> Result<(), ApiError> {
     let kept = match cmk.identity.as_deref() {
         None => !plan.owned.is_empty(),
-        Some(uami) => attached_user_identities(plan.wire.as_ref()).iter().any(|k| k.eq_ignore_ascii_case(uami)),
+        Some(uami) => plan.user_identities().iter().any(|k| k.eq_ignore_ascii_case(uami)),
     };
     if kept {
         return Ok(());
