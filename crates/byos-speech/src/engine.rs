@@ -21,18 +21,37 @@ pub enum RecognizeError {
 /// The pool of speech-to-text workers.
 pub struct SpeechEngine {
     pool: WorkerPool,
+    size: usize,
 }
 
 impl SpeechEngine {
     /// Starts a pool of `size` workers of `command` (each loads the model on its first job).
     pub fn start(command: WorkerCommand, size: usize, timeout: Duration) -> Self {
-        SpeechEngine { pool: WorkerPool::start(command, size, size * 2, timeout) }
+        let size = size.max(1);
+        SpeechEngine { pool: WorkerPool::start(command, size, size * 2, timeout), size }
     }
 
-    /// Recognizes one utterance of 16 kHz mono samples.
+    /// How many workers recognize at once (how much work a batch keeps in flight).
+    pub fn workers(&self) -> usize {
+        self.size
+    }
+
+    /// Recognizes one utterance of 16 kHz mono samples ([`RecognizeError::Busy`] when the queue is full).
     pub async fn recognize(&self, samples: &[i16]) -> Result<Recognition, RecognizeError> {
-        let request: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-        let answer = self.pool.run(request).await.map_err(|e| match e {
+        Self::answer(self.pool.run(Self::request(samples)).await)
+    }
+
+    /// Recognizes one utterance, waiting for a place in the queue (batch work).
+    pub async fn recognize_waiting(&self, samples: &[i16]) -> Result<Recognition, RecognizeError> {
+        Self::answer(self.pool.run_waiting(Self::request(samples)).await)
+    }
+
+    fn request(samples: &[i16]) -> Vec<u8> {
+        samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+    }
+
+    fn answer(outcome: Result<Vec<u8>, PoolError>) -> Result<Recognition, RecognizeError> {
+        let answer = outcome.map_err(|e| match e {
             PoolError::Busy => RecognizeError::Busy,
             other => RecognizeError::Engine(other.to_string()),
         })?;

@@ -88,6 +88,14 @@ impl WorkerPool {
         })?;
         answer.await.unwrap_or(Err(PoolError::Stopped))
     }
+
+    /// Runs one job, waiting for room in the queue rather than answering [`PoolError::Busy`]
+    /// (background work, such as batch transcription, which has no client to tell to retry).
+    pub async fn run_waiting(&self, request: Vec<u8>) -> Result<Vec<u8>, PoolError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job { request, reply }).await.map_err(|_| PoolError::Stopped)?;
+        answer.await.unwrap_or(Err(PoolError::Stopped))
+    }
 }
 
 /// A running worker process.
