@@ -584,14 +584,20 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `PT4M12.5S` for a duration in milliseconds.
-fn iso_duration(ms: u64) -> String {
-    let (minutes, rest) = (ms / 60_000, ms % 60_000);
-    let seconds = rest as f64 / 1000.0;
-    match minutes {
-        0 => format!("PT{seconds}S"),
-        m => format!("PT{m}M{seconds}S"),
+/// `PT1H4M12.5S` for a duration in milliseconds (ISO 8601, as the Speech APIs give durations).
+pub(crate) fn iso_duration(ms: u64) -> String {
+    let (hours, minutes, rest) = (ms / 3_600_000, ms / 60_000 % 60, ms % 60_000);
+    let mut out = String::from("PT");
+    if hours > 0 {
+        out.push_str(&format!("{hours}H"));
     }
+    if minutes > 0 {
+        out.push_str(&format!("{minutes}M"));
+    }
+    if rest > 0 || out.len() == 2 {
+        out.push_str(&format!("{}S", rest as f64 / 1000.0));
+    }
+    out
 }
 
 /// Validates a dataset's content for its kind.
@@ -752,5 +758,9 @@ mod tests {
             validate(DatasetKind::AudioFiles, &zip_of(&[("x.wav", wav(1))])).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!((audio.accepted, audio.audio_ms), (1, Some(1000)));
         assert_eq!(iso_duration(252_000), "PT4M12S");
+        assert_eq!(
+            (iso_duration(3_723_500), iso_duration(0), iso_duration(60_000)),
+            ("PT1H2M3.5S".into(), "PT0S".into(), "PT1M".into())
+        );
     }
 }

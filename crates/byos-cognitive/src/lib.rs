@@ -9,6 +9,8 @@
 //! - [`datasets`]: Custom Speech datasets, kept through the artifact store and validated for real
 //!   (their routes in `speech_http`).
 //! - `recognition`: short-audio speech recognition on the engine workers.
+//! - [`transcriptions`]: batch transcription jobs (their routes in `transcriptions_http`), each
+//!   file transcribed by `transcribe`.
 //! - [`dataplane`]: each account's data-plane listener at `properties.endpoint` (one port per
 //!   account, as the Speech SDK addresses an account by host and port only).
 //! - [`doctor`]: `byos doctor`, an account checked against the BYOS seed's hardening rules (read-only).
@@ -22,6 +24,9 @@ pub mod doctor;
 pub mod provider;
 mod recognition;
 mod speech_http;
+mod transcribe;
+pub mod transcriptions;
+mod transcriptions_http;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -93,6 +98,8 @@ pub struct CognitiveService {
     pub(crate) http: reqwest::Client,
     /// Serializes block uploads and commits of datasets (each rewrites its dataset's record).
     pub(crate) dataset_writes: tokio::sync::Mutex<()>,
+    /// Serializes the changes of transcription records (a job's start and end, PATCH, DELETE).
+    pub(crate) transcription_writes: tokio::sync::Mutex<()>,
     /// Recognizes speech (worker processes).
     pub(crate) speech: Arc<byos_speech::engine::SpeechEngine>,
     /// Live accounts by lowercased id.
@@ -124,6 +131,7 @@ impl CognitiveService {
             cmk,
             http,
             dataset_writes,
+            transcription_writes: tokio::sync::Mutex::new(()),
             speech,
             accounts,
         }))
@@ -173,6 +181,10 @@ impl CognitiveService {
             tracing::warn!(account = %record.id, old = settings.port, new = port, "account port was taken; its endpoint changed");
             settings.port = port;
             self.refresh(&self.persist_settings(record, &settings).await?).await?;
+        }
+        let resumed = self.resume_transcriptions().await?;
+        if resumed > 0 {
+            tracing::warn!(resumed, "transcriptions interrupted by a restart start over");
         }
         Ok(())
     }

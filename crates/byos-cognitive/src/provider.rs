@@ -843,6 +843,7 @@ async fn purge(service: &CognitiveService, deleted: &DeletedAccount) -> Result<(
         batch = batch.delete(DOMAINS, domain.to_ascii_lowercase());
     }
     let batch = service.datasets_purge_ops(&deleted.record.id, batch).await?;
+    let batch = service.transcriptions_purge_ops(&deleted.record.id, batch).await?;
     let (batch, objects) = service.artifacts.purge_ops(&deleted.record.id, batch).await?;
     service.store.commit(batch).await.map_err(records::store_error)?;
     service.artifacts.purged(objects).await;

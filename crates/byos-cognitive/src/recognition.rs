@@ -43,7 +43,7 @@ fn extension(headers: &HeaderMap) -> &'static str {
 }
 
 /// `hello world` as Azure displays it: `Hello world.`
-fn display(lexical: &str) -> String {
+pub(crate) fn display(lexical: &str) -> String {
     let mut chars = lexical.chars();
     match chars.next() {
         Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),

@@ -29,10 +29,10 @@ pub(crate) enum Api {
     V20241115,
 }
 
-const V2024: &str = "2024-11-15";
+pub(crate) const V2024: &str = "2024-11-15";
 
 impl Api {
-    fn base(self) -> &'static str {
+    pub(crate) fn base(self) -> &'static str {
         match self {
             Api::V32 => "/speechtotext/v3.2",
             Api::V20241115 => "/speechtotext",
@@ -40,7 +40,7 @@ impl Api {
     }
 
     /// `{endpoint}{base}{path}`, with the api-version the family needs.
-    fn url(self, account: &LiveAccount, path: &str) -> String {
+    pub(crate) fn url(self, account: &LiveAccount, path: &str) -> String {
         let endpoint = CognitiveService::endpoint(account.settings.port);
         let url = format!("{}{}{path}", endpoint.trim_end_matches('/'), self.base());
         match self {
@@ -74,7 +74,12 @@ pub(crate) fn routes() -> Router<Plane> {
             axum::routing::post(upload).layer(DefaultBodyLimit::max(MAX_DATASET_BYTES + (1 << 20))),
         )
         .route("/speechtotext/v3.2/datasets/{id}/blocks:commit", axum::routing::post(commit_blocks))
-        .merge(family(Api::V20241115).layer(axum::middleware::from_fn(require_api_version)))
+        .merge(crate::transcriptions_http::routes(Api::V32))
+        .merge(
+            family(Api::V20241115)
+                .merge(crate::transcriptions_http::routes(Api::V20241115))
+                .layer(axum::middleware::from_fn(require_api_version)),
+        )
 }
 
 /// The dataset routes every family has, under its base (2024-11-15 commits with
@@ -115,7 +120,7 @@ async fn require_api_version(request: axum::extract::Request, next: axum::middle
     ))
 }
 
-fn render(result: Result<Response, ApiError>) -> Response {
+pub(crate) fn render(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(|e| byos_http::render_error(&e))
 }
 
@@ -211,9 +216,31 @@ async fn locales(State(plane): State<Plane>, extensions: Extensions, headers: He
 }
 
 #[derive(Deserialize)]
-struct Page {
-    skip: Option<usize>,
-    top: Option<usize>,
+pub(crate) struct Page {
+    pub(crate) skip: Option<usize>,
+    pub(crate) top: Option<usize>,
+}
+
+impl Page {
+    /// `{"values": [...], "@nextLink"?}`: the page of `all` asked for, linking to the next one at `path`.
+    pub(crate) fn render<T>(
+        &self,
+        api: Api,
+        account: &LiveAccount,
+        path: &str,
+        all: &[T],
+        wire: impl Fn(&T) -> Value,
+    ) -> Value {
+        let (skip, top) = (self.skip.unwrap_or(0), self.top.unwrap_or(100).clamp(1, 100));
+        let values: Vec<Value> = all.iter().skip(skip).take(top).map(wire).collect();
+        let mut body = json!({"values": values});
+        if skip + top < all.len() {
+            let next = api.url(account, path);
+            let joiner = if next.contains('?') { '&' } else { '?' };
+            body["@nextLink"] = json!(format!("{next}{joiner}skip={}&top={top}", skip + top));
+        }
+        body
+    }
 }
 
 async fn list(
@@ -227,14 +254,7 @@ async fn list(
         async {
             let account = speech_account(&plane, &extensions, &headers, &READ)?;
             let all = plane.service.datasets(&account).await?;
-            let (skip, top) = (page.skip.unwrap_or(0), page.top.unwrap_or(100).clamp(1, 100));
-            let values: Vec<Value> = all.iter().skip(skip).take(top).map(|d| wire(api, &account, d)).collect();
-            let mut body = json!({"values": values});
-            if skip + top < all.len() {
-                let next = api.url(&account, "/datasets");
-                let joiner = if next.contains('?') { '&' } else { '?' };
-                body["@nextLink"] = json!(format!("{next}{joiner}skip={}&top={top}", skip + top));
-            }
+            let body = page.render(api, &account, "/datasets", &all, |d| wire(api, &account, d));
             Ok(axum::Json(body).into_response())
         }
         .await,
@@ -389,12 +409,12 @@ async fn delete(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct FileQuery {
+pub(crate) struct FileQuery {
     sas_validity_in_seconds: Option<u64>,
 }
 
 impl FileQuery {
-    fn validity(&self) -> u64 {
+    pub(crate) fn validity(&self) -> u64 {
         self.sas_validity_in_seconds.unwrap_or(DEFAULT_SAS_VALIDITY_SECS)
     }
 }

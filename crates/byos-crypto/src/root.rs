@@ -43,6 +43,8 @@ pub enum SealPurpose {
     AuditHeadKey,
     /// An AI-services account's keys and the KEK of its service-held data.
     CognitiveAccountSecrets,
+    /// The SAS URLs a background job of an AI-services account reads from and writes to.
+    JobCredentials,
 }
 
 impl SealPurpose {
@@ -57,6 +59,7 @@ impl SealPurpose {
             SealPurpose::KeyBackup => "key-backup",
             SealPurpose::AuditHeadKey => "audit-head-key",
             SealPurpose::CognitiveAccountSecrets => "cognitive-account-secrets",
+            SealPurpose::JobCredentials => "job-credentials",
         }
     }
 }

@@ -8,10 +8,12 @@
 //!   isolation) and the worker side of their protocol.
 
 //! - [`engine`]: the speech-to-text engine as services use it (PocketSphinx in a worker pool).
+//! - [`segment`]: long audio cut into utterances at its pauses (a batch transcription's phrases).
 //! - [`pocketsphinx`]: the speech-to-text engine (Debian's PocketSphinx and US English model,
 //!   loaded at run time).
 
 pub mod audio;
 pub mod engine;
 pub mod pocketsphinx;
+pub mod segment;
 pub mod workers;

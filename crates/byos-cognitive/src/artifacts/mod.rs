@@ -270,17 +270,7 @@ impl ArtifactStore {
         if !Self::byos(account) {
             return self.service.read(account, area, path).await;
         }
-        let binding = self.binding(account)?;
-        let reader = self
-            .storage
-            .read_blob(&binding.caller, Self::address(&binding, area, path))
-            .await
-            .map_err(|e| Self::classify(&binding, e))?;
-        let chunks: Vec<Bytes> = reader.content.try_collect().await.map_err(|e| {
-            tracing::warn!(error = %e, "artifact store: reading failed");
-            ArtifactError::ReadFailed
-        })?;
-        Ok(chunks.concat().into())
+        self.read_bound(account, area.container(), path).await
     }
 
     /// The artifacts of `area` whose path starts with `prefix` (none when the container was never
@@ -294,11 +284,54 @@ impl ArtifactStore {
         if !Self::byos(account) {
             return self.service.list(account, area, prefix).await;
         }
-        let binding = self.binding(account)?;
-        match self.storage.list_blobs(&binding.caller, &binding.account_name, area.container(), prefix).await {
-            Err(BlobError::ContainerNotFound) => Ok(Vec::new()),
-            other => other.map_err(|e| Self::classify(&binding, e)),
+        match self.list_bound(account, area.container(), prefix).await {
+            Err(ArtifactError::NotFound) => Ok(Vec::new()),
+            other => other,
         }
+    }
+
+    /// Where a URL without a SAS points in the account's bound (BYOS) storage account: its
+    /// container and the blob path (or prefix) after it. Such sources are read as the account's
+    /// identity (the seed's "read the files that were already present"); any other URL is the
+    /// client's to authorize (a SAS).
+    pub fn bound_location(&self, account: &LiveAccount, url: &str) -> Option<(String, String)> {
+        let bound = account.settings.user_owned_storage.first()?;
+        let name = bound.resource_id.rsplit('/').next()?;
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        if query.split('&').any(|pair| pair.starts_with("sig=")) {
+            return None;
+        }
+        let rest = path.strip_prefix(&self.storage.endpoint(name))?;
+        let (container, blob) = rest.split_once('/').unwrap_or((rest, ""));
+        let decoded = percent_encoding::percent_decode_str(blob).decode_utf8().ok()?;
+        (!container.is_empty()).then(|| (container.to_owned(), decoded.into_owned()))
+    }
+
+    /// A blob of any container of the account's bound storage, read as the account's identity.
+    pub async fn read_bound(&self, account: &LiveAccount, container: &str, blob: &str) -> Result<Bytes, ArtifactError> {
+        let binding = self.binding(account)?;
+        let at = BlobAddress { account: &binding.account_name, container, blob };
+        let reader = self.storage.read_blob(&binding.caller, at).await.map_err(|e| Self::classify(&binding, e))?;
+        let chunks: Vec<Bytes> = reader.content.try_collect().await.map_err(|e| {
+            tracing::warn!(error = %e, "artifact store: reading failed");
+            ArtifactError::ReadFailed
+        })?;
+        Ok(chunks.concat().into())
+    }
+
+    /// The blobs under `prefix` of any container of the account's bound storage, listed as the
+    /// account's identity ([`ArtifactError::NotFound`] when the container does not exist).
+    pub async fn list_bound(
+        &self,
+        account: &LiveAccount,
+        container: &str,
+        prefix: &str,
+    ) -> Result<Vec<ArtifactInfo>, ArtifactError> {
+        let binding = self.binding(account)?;
+        self.storage
+            .list_blobs(&binding.caller, &binding.account_name, container, prefix)
+            .await
+            .map_err(|e| Self::classify(&binding, e))
     }
 
     /// A link to read the artifact at `path` of `area`. In a BYOS account's storage: with a zero

@@ -1,0 +1,531 @@
+//! The batch transcription routes of both speech to text families: parse, call
+//! [`crate::transcriptions`], render in the Speech format.
+//!
+//! v3.2 creates with `POST /speechtotext/v3.2/transcriptions` and takes `properties.timeToLive`
+//! (ISO 8601); 2024-11-15 creates with `POST /speechtotext/transcriptions:submit` and requires
+//! `properties.timeToLiveHours`. Everything else is the same in both.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use byos_authz::Action;
+use byos_core::ApiError;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::LiveAccount;
+use crate::dataplane::Plane;
+use crate::datasets::{Status, iso_duration, speech_error};
+use crate::speech_http::{Api, FileQuery, LOCALES, Page, render, speech_account};
+use crate::transcriptions::{
+    DEFAULT_CHANNELS, MAX_CONTENT_URLS, NewTranscription, Options, ResultFile, Sources, TTL_SECS, Transcription,
+};
+
+const READ: Action = Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/transcriptions/read");
+const WRITE: Action =
+    Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/transcriptions/write");
+const DELETE: Action =
+    Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/transcriptions/delete");
+/// The base model byos's engine is (PocketSphinx's US English model), as the API names it.
+pub(crate) const BASE_MODEL_ID: &str = "6d9d4a5e-3bdc-4f3a-9c43-8f5a1a3b0e01";
+const PUNCTUATION_MODES: [&str; 4] = ["None", "Dictated", "Automatic", "DictatedAndAutomatic"];
+const PROFANITY_MODES: [&str; 4] = ["None", "Removed", "Tags", "Masked"];
+
+/// The transcription routes of `api`'s family.
+pub(crate) fn routes(api: Api) -> Router<Plane> {
+    let base = api.base();
+    let collection = format!("{base}/transcriptions");
+    let router = match api {
+        Api::V32 => Router::new().route(&collection, axum::routing::get(list).post(create_transcription)),
+        Api::V20241115 => Router::new()
+            .route(&collection, axum::routing::get(list))
+            .route(&format!("{collection}:submit"), axum::routing::post(create_transcription)),
+    };
+    let router = router
+        .route(&format!("{collection}/locales"), axum::routing::get(locales))
+        .route(&format!("{collection}/{{id}}"), axum::routing::get(get).patch(update).delete(delete))
+        .route(&format!("{collection}/{{id}}/files"), axum::routing::get(files))
+        .route(&format!("{collection}/{{id}}/files/{{file}}"), axum::routing::get(file));
+    router.layer(axum::Extension(api))
+}
+
+/// A request Azure refuses as `InvalidRequest`, with the detailed code inside.
+fn bad(inner: &str, message: impl Into<String>) -> ApiError {
+    speech_error(400, "InvalidRequest", message).with_inner_code(inner)
+}
+
+/// The `self` URL of the base model.
+fn base_model(api: Api, account: &LiveAccount) -> String {
+    api.url(account, &format!("/models/base/{BASE_MODEL_ID}"))
+}
+
+fn wire(api: Api, account: &LiveAccount, t: &Transcription) -> Value {
+    let o = &t.options;
+    let channels = if o.channels.is_empty() { DEFAULT_CHANNELS.to_vec() } else { o.channels.clone() };
+    let mut properties = json!({
+        "wordLevelTimestampsEnabled": o.word_level_timestamps,
+        "displayFormWordLevelTimestampsEnabled": o.display_form_word_level_timestamps,
+        "channels": channels,
+        "punctuationMode": o.punctuation_mode.as_deref().unwrap_or("DictatedAndAutomatic"),
+        "profanityFilterMode": o.profanity_filter_mode.as_deref().unwrap_or("Masked"),
+    });
+    if let Some(ttl) = o.time_to_live_secs {
+        match api {
+            Api::V32 => properties["timeToLive"] = json!(iso_duration(ttl * 1000)),
+            Api::V20241115 => properties["timeToLiveHours"] = json!(ttl / 3600),
+        }
+    }
+    if let Some(ms) = t.duration_ms {
+        properties["duration"] = json!(iso_duration(ms));
+        properties["durationMilliseconds"] = json!(ms);
+    }
+    if let Some((code, message)) = &t.error {
+        properties["error"] = json!({"code": code, "message": message});
+    }
+    let mut wire = json!({
+        "self": api.url(account, &format!("/transcriptions/{}", t.id)),
+        "model": {"self": base_model(api, account)},
+        "links": {"files": api.url(account, &format!("/transcriptions/{}/files", t.id))},
+        "properties": properties,
+        "lastActionDateTime": t.last_action, "status": t.status, "createdDateTime": t.created,
+        "locale": t.locale, "displayName": t.display_name,
+    });
+    if let Some(description) = &t.description {
+        wire["description"] = json!(description);
+    }
+    if !t.custom_properties.is_empty() {
+        wire["customProperties"] = json!(t.custom_properties);
+    }
+    wire
+}
+
+/// A duration in ISO 8601 (`P1DT12H`, `PT6H30M`, `PT45S`) in seconds.
+fn parse_iso_duration(text: &str) -> Option<u64> {
+    let rest = text.strip_prefix('P')?;
+    let (days, time) = rest.split_once('T').unwrap_or((rest, ""));
+    let mut seconds = 0u64;
+    let mut add = |part: &str, units: &[(char, u64)]| -> Option<()> {
+        let mut number = String::new();
+        for c in part.chars() {
+            match units.iter().find(|(u, _)| *u == c) {
+                Some((_, scale)) => {
+                    seconds = seconds.checked_add(number.parse::<u64>().ok()?.checked_mul(*scale)?)?;
+                    number.clear();
+                }
+                None if c.is_ascii_digit() => number.push(c),
+                None => return None,
+            }
+        }
+        number.is_empty().then_some(())
+    };
+    add(days, &[('W', 7 * 86_400), ('D', 86_400)])?;
+    add(time, &[('H', 3600), ('M', 60), ('S', 1)])?;
+    (!(days.is_empty() && time.is_empty())).then_some(seconds)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct PropertiesBody {
+    #[serde(default)]
+    word_level_timestamps_enabled: bool,
+    #[serde(default)]
+    display_form_word_level_timestamps_enabled: bool,
+    channels: Option<Vec<u32>>,
+    destination_container_url: Option<String>,
+    punctuation_mode: Option<String>,
+    profanity_filter_mode: Option<String>,
+    time_to_live: Option<String>,
+    time_to_live_hours: Option<u64>,
+    #[serde(default)]
+    diarization_enabled: bool,
+    diarization: Option<Value>,
+    language_identification: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct EntityReference {
+    #[serde(rename = "self")]
+    self_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateBody {
+    display_name: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    custom_properties: Map<String, Value>,
+    locale: Option<String>,
+    content_urls: Option<Vec<String>>,
+    content_container_url: Option<String>,
+    model: Option<EntityReference>,
+    dataset: Option<Value>,
+    #[serde(default)]
+    properties: PropertiesBody,
+}
+
+fn https(url: &str, what: &str) -> Result<(), ApiError> {
+    if url.starts_with("https://") {
+        return Ok(());
+    }
+    Err(bad(
+        "InvalidParameterValue",
+        format!("The {what} '{}' is not an https URL.", url.split('?').next().unwrap_or(url)),
+    ))
+}
+
+/// The model the request names: only the base model until custom models exist (a model of another
+/// account, or none at all, is `InvalidModel`).
+fn check_model(model: Option<&EntityReference>) -> Result<(), ApiError> {
+    let Some(url) = model.and_then(|m| m.self_url.as_deref()) else { return Ok(()) };
+    let id = url.split('?').next().unwrap_or(url).trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+    if url.contains("/models/base/") && id.eq_ignore_ascii_case(BASE_MODEL_ID) {
+        return Ok(());
+    }
+    Err(bad(
+        "InvalidModel",
+        format!("The model '{url}' does not exist in this account or cannot be used for transcription."),
+    ))
+}
+
+fn time_to_live(api: Api, p: &PropertiesBody) -> Result<Option<u64>, ApiError> {
+    let seconds = match api {
+        Api::V32 => match &p.time_to_live {
+            None => return Ok(None),
+            Some(text) => parse_iso_duration(text).ok_or_else(|| {
+                bad("InvalidParameterValue", format!("timeToLive '{text}' is not an ISO 8601 duration."))
+            })?,
+        },
+        Api::V20241115 => {
+            let hours =
+                p.time_to_live_hours.ok_or_else(|| bad("InvalidPayload", "properties.timeToLiveHours is required."))?;
+            hours.saturating_mul(3600)
+        }
+    };
+    if !TTL_SECS.contains(&seconds) {
+        return Err(bad("InvalidParameterValue", "The time to live must be between 6 hours and 31 days (744 hours)."));
+    }
+    Ok(Some(seconds))
+}
+
+/// Validates the request into what the domain takes.
+fn new_transcription(api: Api, body: CreateBody) -> Result<NewTranscription, ApiError> {
+    let display_name = body
+        .display_name
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| bad("InvalidPayload", "The transcription's displayName is required."))?;
+    let locale = body.locale.ok_or_else(|| bad("InvalidPayload", "The transcription's locale is required."))?;
+    let locale = LOCALES.iter().find(|l| l.eq_ignore_ascii_case(&locale)).ok_or_else(|| {
+        bad(
+            "InvalidLocale",
+            format!("The locale '{locale}' is not supported; byos transcribes {}.", LOCALES.join(", ")),
+        )
+    })?;
+    let urls = body.content_urls.unwrap_or_default();
+    let container = body.content_container_url.filter(|u| !u.is_empty());
+    match (urls.is_empty(), &container, &body.dataset) {
+        (_, _, Some(_)) => {
+            return Err(bad(
+                "InvalidPayload",
+                "Transcribing a dataset is not supported by byos; give contentUrls or contentContainerUrl.",
+            ));
+        }
+        (true, None, None) => return Err(bad("InvalidPayload", "Give contentUrls or contentContainerUrl.")),
+        (false, Some(_), None) => {
+            return Err(bad("InvalidPayload", "Give contentUrls or contentContainerUrl, not both."));
+        }
+        _ => {}
+    }
+    if urls.len() > MAX_CONTENT_URLS {
+        return Err(bad(
+            "InvalidPayload",
+            format!("{} contentUrls were given; a transcription takes at most {MAX_CONTENT_URLS}.", urls.len()),
+        ));
+    }
+    for url in urls.iter().chain(container.iter()) {
+        https(url, "content URL")?;
+    }
+    check_model(body.model.as_ref())?;
+    let p = body.properties;
+    if p.diarization_enabled || p.diarization.is_some() || p.language_identification.is_some() {
+        return Err(bad(
+            "InvalidParameterValue",
+            "Diarization and language identification are not supported by byos's speech engine.",
+        ));
+    }
+    let channels = p.channels.clone().unwrap_or_default();
+    if channels.iter().any(|c| *c > 1) || channels.len() > 2 {
+        return Err(bad("InvalidParameterValue", "Only channels 0 and 1 can be transcribed."));
+    }
+    for (value, modes, name) in [
+        (&p.punctuation_mode, &PUNCTUATION_MODES, "punctuationMode"),
+        (&p.profanity_filter_mode, &PROFANITY_MODES, "profanityFilterMode"),
+    ] {
+        if let Some(v) = value
+            && !modes.iter().any(|m| m.eq_ignore_ascii_case(v))
+        {
+            return Err(bad("InvalidParameterValue", format!("{name} '{v}' is not one of {}.", modes.join(", "))));
+        }
+    }
+    if let Some(url) = &p.destination_container_url {
+        https(url, "destinationContainerUrl")?;
+    }
+    let options = Options {
+        word_level_timestamps: p.word_level_timestamps_enabled,
+        display_form_word_level_timestamps: p.display_form_word_level_timestamps_enabled,
+        channels,
+        punctuation_mode: p.punctuation_mode.clone(),
+        profanity_filter_mode: p.profanity_filter_mode.clone(),
+        diarization_enabled: false,
+        time_to_live_secs: time_to_live(api, &p)?,
+        to_destination: p.destination_container_url.is_some(),
+    };
+    Ok(NewTranscription {
+        display_name,
+        description: body.description,
+        custom_properties: body.custom_properties,
+        locale: (*locale).to_owned(),
+        options,
+        sources: Sources {
+            content_urls: urls,
+            content_container_url: container,
+            destination_container_url: p.destination_container_url,
+        },
+    })
+}
+
+async fn create_transcription(
+    State(plane): State<Plane>,
+    axum::Extension(api): axum::Extension<Api>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    render(
+        async {
+            let account = speech_account(&plane, &extensions, &headers, &WRITE)?;
+            let body: CreateBody = serde_json::from_slice(&body)
+                .map_err(|e| bad("InvalidPayload", format!("The request body is not a valid transcription: {e}.")))?;
+            let new = new_transcription(api, body)?;
+            let t = plane.service.create_transcription(Arc::clone(&account), new).await?;
+            let location = api.url(&account, &format!("/transcriptions/{}", t.id));
+            Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(wire(api, &account, &t)))
+                .into_response())
+        }
+        .await,
+    )
+}
+
+async fn locales(State(plane): State<Plane>, extensions: Extensions, headers: HeaderMap) -> Response {
+    render((|| {
+        speech_account(&plane, &extensions, &headers, &READ)?;
+        Ok(axum::Json(json!(LOCALES)).into_response())
+    })())
+}
+
+async fn list(
+    State(plane): State<Plane>,
+    axum::Extension(api): axum::Extension<Api>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Response {
+    render(
+        async {
+            let account = speech_account(&plane, &extensions, &headers, &READ)?;
+            let all = plane.service.transcriptions(&account).await?;
+            Ok(axum::Json(page.render(api, &account, "/transcriptions", &all, |t| wire(api, &account, t)))
+                .into_response())
+        }
+        .await,
+    )
+}
+
+async fn readable(
+    plane: &Plane,
+    extensions: &Extensions,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(Arc<LiveAccount>, Transcription), ApiError> {
+    let account = speech_account(plane, extensions, headers, &READ)?;
+    let t = plane.service.transcription(&account, id).await?;
+    Ok((account, t))
+}
+
+async fn get(
+    State(plane): State<Plane>,
+    axum::Extension(api): axum::Extension<Api>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    render(
+        async {
+            let (account, t) = readable(&plane, &extensions, &headers, &id).await?;
+            Ok(axum::Json(wire(api, &account, &t)).into_response())
+        }
+        .await,
+    )
+}
+
+async fn update(
+    State(plane): State<Plane>,
+    axum::Extension(api): axum::Extension<Api>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    render(
+        async {
+            let account = speech_account(&plane, &extensions, &headers, &WRITE)?;
+            let update: Map<String, Value> = serde_json::from_slice(&body)
+                .map_err(|e| bad("InvalidPayload", format!("The request body is not a transcription update: {e}.")))?;
+            let t = plane.service.update_transcription(&account, &id, &update).await?;
+            Ok(axum::Json(wire(api, &account, &t)).into_response())
+        }
+        .await,
+    )
+}
+
+async fn delete(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    render(
+        async {
+            let account = speech_account(&plane, &extensions, &headers, &DELETE)?;
+            plane.service.delete_transcription(&account, &id).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        .await,
+    )
+}
+
+/// How long a file's link lasts: 2024-11-15 gives a BYOS account's readers plain URLs (they need
+/// their own access to the customer's storage), v3.2 a SAS unless `sasValidityInSeconds=0`.
+fn link_validity(api: Api, account: &LiveAccount, query: &FileQuery) -> Duration {
+    match api {
+        Api::V20241115 if !account.settings.user_owned_storage.is_empty() => Duration::ZERO,
+        _ => Duration::from_secs(query.validity()),
+    }
+}
+
+async fn file_wire(
+    plane: &Plane,
+    api: Api,
+    account: &LiveAccount,
+    t: &Transcription,
+    file: &ResultFile,
+    validity: Duration,
+) -> Result<Value, ApiError> {
+    let link = plane.service.transcription_file_link(account, t, file, validity).await?;
+    Ok(json!({
+        "self": api.url(account, &format!("/transcriptions/{}/files/{}", t.id, file.id)),
+        "name": file.name, "kind": file.kind, "properties": {"size": file.size},
+        "createdDateTime": file.created, "links": {"contentUrl": link},
+    }))
+}
+
+async fn files(
+    State(plane): State<Plane>,
+    axum::Extension(api): axum::Extension<Api>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<FileQuery>,
+    Query(page): Query<Page>,
+) -> Response {
+    render(
+        async {
+            let (account, t) = readable(&plane, &extensions, &headers, &id).await?;
+            if t.status != Status::Succeeded && t.status != Status::Failed {
+                return Ok(axum::Json(json!({"values": []})).into_response());
+            }
+            let validity = link_validity(api, &account, &query);
+            let mut values = Vec::with_capacity(t.files.len());
+            for file in &t.files {
+                values.push(file_wire(&plane, api, &account, &t, file, validity).await?);
+            }
+            let path = format!("/transcriptions/{id}/files");
+            Ok(axum::Json(page.render(api, &account, &path, &values, Value::clone)).into_response())
+        }
+        .await,
+    )
+}
+
+async fn file(
+    State(plane): State<Plane>,
+    axum::Extension(api): axum::Extension<Api>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path((id, file_id)): Path<(String, String)>,
+    Query(query): Query<FileQuery>,
+) -> Response {
+    render(
+        async {
+            let (account, t) = readable(&plane, &extensions, &headers, &id).await?;
+            let file = t
+                .files
+                .iter()
+                .find(|f| f.id.eq_ignore_ascii_case(&file_id))
+                .ok_or_else(|| speech_error(404, "NotFound", format!("The file '{file_id}' does not exist.")))?;
+            let validity = link_validity(api, &account, &query);
+            Ok(axum::Json(file_wire(&plane, api, &account, &t, file, validity).await?).into_response())
+        }
+        .await,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_durations_parse_as_azure_writes_them() {
+        assert_eq!(parse_iso_duration("PT12H"), Some(43_200));
+        assert_eq!(parse_iso_duration("P1DT6H30M"), Some(109_800));
+        assert_eq!(parse_iso_duration("P31D"), Some(2_678_400));
+        assert_eq!(parse_iso_duration("PT45S"), Some(45));
+        for bad in ["12H", "P", "PT", "PT5X", "PTH", "P1H"] {
+            assert_eq!(parse_iso_duration(bad), None, "{bad}");
+        }
+    }
+
+    fn body(json: Value) -> CreateBody {
+        serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn requests_are_validated_as_azure_does() {
+        let ok = json!({"displayName": "t", "locale": "en-US", "contentUrls": ["https://h/a.wav"]});
+        assert!(new_transcription(Api::V32, body(ok.clone())).is_ok());
+        let code = |api, json: Value| new_transcription(api, body(json)).err().and_then(|e| e.inner_code);
+        assert_eq!(code(Api::V20241115, ok.clone()).as_deref(), Some("InvalidPayload"), "timeToLiveHours is required");
+        let many: Vec<String> = (0..1001).map(|i| format!("https://h/{i}.wav")).collect();
+        assert_eq!(
+            code(Api::V32, json!({"displayName": "t", "locale": "en-US", "contentUrls": many})).as_deref(),
+            Some("InvalidPayload")
+        );
+        assert_eq!(
+            code(Api::V32, json!({"displayName": "t", "locale": "de-DE", "contentUrls": ["https://h/a"]})).as_deref(),
+            Some("InvalidLocale")
+        );
+        let other_model = json!({"displayName": "t", "locale": "en-US", "contentUrls": ["https://h/a"],
+                                 "model": {"self": "https://x/speechtotext/v3.2/models/0b2c3d4e-0000-0000-0000-000000000000"}});
+        assert_eq!(code(Api::V32, other_model).as_deref(), Some("InvalidModel"));
+        let short_ttl = json!({"displayName": "t", "locale": "en-US", "contentUrls": ["https://h/a"], "properties": {"timeToLive": "PT1H"}});
+        assert_eq!(code(Api::V32, short_ttl).as_deref(), Some("InvalidParameterValue"));
+        assert_eq!(
+            code(Api::V32, json!({"displayName": "t", "locale": "en-US", "contentUrls": ["http://h/a"]})).as_deref(),
+            Some("InvalidParameterValue")
+        );
+    }
+}
