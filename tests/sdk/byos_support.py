@@ -150,13 +150,15 @@ class ByosServer:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self) -> dict[str, Any]:
-        """Start the server and wait for a *new* bootstrap.json; returns its contents."""
+    def start(self, ports: tuple[int, int] | None = None) -> dict[str, Any]:
+        """Start the server and wait for a *new* bootstrap.json; returns its contents. `ports` (resource manager,
+        blob) pins the ports, e.g. to restart on the ones URLs stored before a crash name; else any free ports."""
         assert self.proc is None, "server already started"
         self.bootstrap_path.unlink(missing_ok=True)
         self._log = open(self.log_path, "ab")
+        port_args = ["--port", str(ports[0]), "--blob-port", str(ports[1])] if ports else ["--port", "0"]
         self.proc = subprocess.Popen(
-            [str(self.binary), "serve", "--data-dir", str(self.data_dir), "--port", "0"],
+            [str(self.binary), "serve", "--data-dir", str(self.data_dir), *port_args],
             env={**os.environ, **self.env},
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -198,6 +200,13 @@ class ByosServer:
             )
         self._forget_process()
         return rc
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash: nothing is shut down in order)."""
+        assert self.proc is not None, "server not started"
+        self.proc.kill()
+        self.proc.wait()
+        self._forget_process()
 
     def restart(self) -> dict[str, Any]:
         rc = self.stop()

@@ -1,0 +1,206 @@
+"""Speech to text on a BYOS Speech account whose storage is locked down as the seed says (no public access, no shared
+key, firewall default Deny with a resource-instance rule for the Speech account and an IP rule for the customer's own
+client at 127.0.0.2): batch transcription reads audio already in the customer's storage as the account's identity (no
+SAS), writes its results into `customspeech-artifacts/TranscriptionData/`, and hands out user delegation SAS links
+(plain URLs with sasValidityInSeconds=0, and in 2024-11-15) that azure-storage-blob reads. Then the chain is broken
+(role, firewall rule) and each break fails the job cleanly with InaccessibleCustomerStorage and the explanation. Last,
+a server killed in the middle of a job starts it over and finishes it.
+
+The module runs its own server: BYOS needs the subscription feature byoxPreview approved."""
+
+import json
+import subprocess
+import time
+from urllib.parse import urlparse
+
+import pytest
+from azure.mgmt.storage.models import IPRule, NetworkRuleSet, ResourceAccessRule
+
+import byos_support as bs
+import cognitive_support as cs
+
+CLIENT_IP = "127.0.0.2"
+SENTENCES = ["the quick brown fox jumps over the lazy dog", "please call me tomorrow morning"]
+
+
+def flite(text: str, tmp_path, voice: str = "slt") -> bytes:
+    out = tmp_path / "speech.wav"
+    subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(out)], check=True, timeout=60)
+    return out.read_bytes()
+
+
+def overlap(expected: str, heard: str) -> float:
+    said, got = expected.lower().split(), set(heard.lower().replace(".", "").split())
+    return sum(w in got for w in said) / len(said)
+
+
+@pytest.fixture(scope="module")
+def own(byos_bin, tmp_path_factory):
+    yield from bs.module_server(byos_bin, tmp_path_factory.mktemp("byos-stt"))
+
+
+@pytest.fixture(scope="module")
+def world(own, tmp_path_factory):
+    """The BYOS Speech account, its locked-down storage with the audio in it, and the clients to look at both."""
+    boot = own.boot
+    admin = bs.admin_credential(boot)
+    features = bs.features_client(boot, admin)
+    features.features.register("Microsoft.CognitiveServices", "byoxPreview")
+    own.feature_approve("Microsoft.CognitiveServices", "byoxPreview")
+    rg = bs.create_resource_group(bs.resource_client(boot, admin), boot, "stt")
+    storage_client = bs.storage_client(boot, admin)
+    storage = bs.create_storage_account(storage_client, boot, rg, bs.storage_account_name("stt"))
+    tmp = tmp_path_factory.mktemp("audio")
+    service = bs.blob_service(storage.blob_url, storage.shared_key(), boot["ca_file"])
+    audio = service.create_container("audio")
+    for i, text in enumerate(SENTENCES):
+        audio.upload_blob(f"speech{i}.wav", flite(text, tmp))
+    many = service.create_container("many")
+    spoken = flite("one two three four five", tmp)
+    for i in range(60):
+        many.upload_blob(f"n{i:02}.wav", spoken)
+    client = cs.cognitive_client(boot, admin)
+    account = client.accounts.begin_create(rg, cs.account_name("stt"), cs.account_model(
+        boot, "SpeechServices", user_owned_storage=cs.user_owned_storage(storage.id))).result()
+    auth = bs.authorization_client(boot, admin)
+    sub = boot["subscription_id"]
+    role = bs.assign_role(auth, storage.id, bs.STORAGE_BLOB_DATA_CONTRIBUTOR, account.identity.principal_id, sub=sub)
+    admin_oid = bs.jwt_claims(admin.get_token("https://storage.azure.com/.default").token)["oid"]
+    bs.assign_role(auth, storage.id, bs.STORAGE_BLOB_DATA_READER, admin_oid, sub=sub)
+    rules = NetworkRuleSet(default_action="Deny", bypass="None", ip_rules=[IPRule(ip_address_or_range=CLIENT_IP)],
+                           resource_access_rules=[ResourceAccessRule(tenant_id=boot["tenant_id"],
+                                                                     resource_id=account.id)])
+    bs.update_storage_account(storage_client, storage, allow_blob_public_access=False, allow_shared_key_access=False,
+                              network_rule_set=rules)
+    key = client.accounts.list_keys(rg, account.name).key1
+    return {"boot": boot, "admin": admin, "rg": rg, "storage": storage, "storage_client": storage_client,
+            "account": account, "api": cs.SpeechRest(account.properties.endpoint, key, boot["ca_file"]),
+            "auth": auth, "role": role, "rules": rules, "key": key}
+
+
+def plain_url(world, container: str, blob: str = "") -> str:
+    return f"{world['storage'].blob_url}{container}" + (f"/{blob}" if blob else "")
+
+
+def customer_blobs(world, prefix: str) -> list[str]:
+    """What is in the customer's customspeech-artifacts container, looked at from the customer's own client."""
+    service = bs.blob_service(world["storage"].blob_url, world["admin"], world["boot"]["ca_file"], source_ip=CLIENT_IP)
+    return [b.name for b in service.get_container_client("customspeech-artifacts").list_blobs(name_starts_with=prefix)]
+
+
+def submit(api, body: dict) -> dict:
+    resp = api.post("transcriptions", json={"displayName": "byos", "locale": "en-US", **body})
+    assert resp.status_code == 201, resp.text
+    return api.wait(resp.json()["self"])
+
+
+def read_through_link(world, link: str) -> bytes:
+    blob = bs.blob_at(link, None, world["boot"]["ca_file"], source_ip=CLIENT_IP)
+    return blob.download_blob().readall()
+
+
+def test_shared_key_and_anonymous_reads_are_refused_by_the_locked_storage(world):
+    boot, storage = world["boot"], world["storage"]
+    bs.expect_blob_refusal(lambda: bs.read_blob(bs.blob_service(storage.blob_url, storage.shared_key(), boot["ca_file"],
+                                                                source_ip=CLIENT_IP), "audio", "speech0.wav"))
+    bs.expect_blob_refusal(lambda: bs.read_blob(bs.blob_service(storage.blob_url, world["admin"], boot["ca_file"]),
+                                                "audio", "speech0.wav"))
+
+
+def test_batch_reads_the_customers_audio_as_the_identity_and_keeps_results_in_the_customers_storage(world):
+    api = world["api"]
+    urls = [plain_url(world, "audio", f"speech{i}.wav") for i in range(len(SENTENCES))]
+    done = submit(api, {"contentUrls": urls})
+    assert done["status"] == "Succeeded", done
+    job = done["self"].rsplit("/", 1)[1]
+    stored = customer_blobs(world, f"TranscriptionData/{job}")
+    assert sorted(stored) == sorted([f"TranscriptionData/{job}_0_0.json", f"TranscriptionData/{job}_1_0.json",
+                                     f"TranscriptionData/{job}_report.json"]), stored
+    files = api.get(done["links"]["files"]).json()["values"]
+    results = [f for f in files if f["kind"] == "Transcription"]
+    for f in results:
+        link = f["links"]["contentUrl"]
+        assert "skoid=" in link and "sig=" in link, "a user delegation SAS signed through the account's identity"
+        result = json.loads(read_through_link(world, link))
+        i = int(result["source"].rsplit("speech", 1)[1].split(".")[0])
+        assert overlap(SENTENCES[i], result["combinedRecognizedPhrases"][0]["lexical"]) >= 0.5, result
+    plain = api.get(results[0]["self"], params={"sasValidityInSeconds": 0}).json()["links"]["contentUrl"]
+    assert "?" not in plain and plain.startswith(world["storage"].blob_url)
+    reader = bs.blob_at(plain, world["admin"], world["boot"]["ca_file"], source_ip=CLIENT_IP)
+    assert b"recognizedPhrases" in reader.download_blob().readall()
+    v2024 = api._call("GET", f"{api.endpoint}speechtotext/transcriptions/{job}/files",
+                      params={"api-version": "2024-11-15"}).json()["values"]
+    assert all("?" not in f["links"]["contentUrl"] for f in v2024), "2024-11-15 gives BYOS accounts plain URLs"
+    assert api.delete(done["self"]).status_code == 204
+    assert customer_blobs(world, f"TranscriptionData/{job}") == [], "deleting the job deletes its files in BYOS too"
+
+
+def test_a_container_of_the_customers_storage_is_listed_as_the_identity(world):
+    done = submit(world["api"], {"contentContainerUrl": plain_url(world, "audio")})
+    assert done["status"] == "Succeeded", done
+    report = next(f for f in world["api"].get(done["links"]["files"]).json()["values"]
+                  if f["kind"] == "TranscriptionReport")
+    body = json.loads(read_through_link(world, report["links"]["contentUrl"]))
+    assert body["successfulTranscriptionsCount"] == len(SENTENCES), body
+
+
+def _fails_inaccessible(world, fragment: str) -> None:
+    done = submit(world["api"], {"contentUrls": [plain_url(world, "audio", "speech0.wav")]})
+    assert done["status"] == "Failed", done
+    error = done["properties"]["error"]
+    assert error["code"] == "InaccessibleCustomerStorage" and fragment in error["message"].lower(), error
+
+
+def test_without_its_role_the_job_fails_cleanly_and_says_why(world):
+    auth, role = world["auth"], world["role"]
+    auth.role_assignments.delete(world["storage"].id, role.name)
+    try:
+        _fails_inaccessible(world, "role")
+    finally:
+        world["role"] = bs.assign_role(auth, world["storage"].id, bs.STORAGE_BLOB_DATA_CONTRIBUTOR,
+                                       world["account"].identity.principal_id, sub=world["boot"]["subscription_id"])
+    assert submit(world["api"], {"contentUrls": [plain_url(world, "audio", "speech0.wav")]})["status"] == "Succeeded"
+
+
+def test_without_its_resource_instance_rule_the_job_fails_cleanly_and_says_why(world):
+    only_ip = NetworkRuleSet(default_action="Deny", bypass="None", ip_rules=[IPRule(ip_address_or_range=CLIENT_IP)],
+                             resource_access_rules=[])
+    bs.update_storage_account(world["storage_client"], world["storage"], network_rule_set=only_ip)
+    try:
+        _fails_inaccessible(world, "firewall")
+    finally:
+        bs.update_storage_account(world["storage_client"], world["storage"], network_rule_set=world["rules"])
+
+
+def test_the_identity_of_a_byos_account_cannot_be_taken_away(world):
+    client = cs.cognitive_client(world["boot"], world["admin"])
+    account = world["account"]
+    model = cs.account_model(world["boot"], "SpeechServices", identity="None",
+                             user_owned_storage=cs.user_owned_storage(world["storage"].id))
+    bs.expect_arm_error(lambda: client.accounts.begin_create(world["rg"], account.name, model).result(), 400,
+                        "InvalidIdentity")
+
+
+# ---- last: kills the module's server ------------------------------------------------------------------------
+
+
+def test_a_job_interrupted_by_a_crash_starts_over_and_finishes(own, world):
+    api = world["api"]
+    resp = api.post("transcriptions", json={"displayName": "crash", "locale": "en-US",
+                                            "contentContainerUrl": plain_url(world, "many")})
+    assert resp.status_code == 201, resp.text
+    url = resp.json()["self"]
+    running = bs.poll(lambda: api.get(url).json(), lambda t: t["status"] == "Running", interval=0.05)
+    assert running["status"] == "Running", running
+    # The job's URLs name the blob port: the server comes back on the same ports.
+    ports = (urlparse(world["boot"]["resource_manager"]).port, urlparse(world["storage"].blob_url).port)
+    own.kill()
+    boot = own.start(ports=ports)
+    api = cs.SpeechRest(world["account"].properties.endpoint, world["key"], boot["ca_file"])
+    deadline = time.monotonic() + 600
+    while (status := api.get(url).json()["status"]) not in ("Succeeded", "Failed") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status == "Succeeded", api.get(url).json()["properties"]
+    report = next(f for f in api.get(url + "/files").json()["values"] if f["kind"] == "TranscriptionReport")
+    body = json.loads(read_through_link({**world, "boot": boot}, report["links"]["contentUrl"]))
+    assert (body["successfulTranscriptionsCount"], body["failedTranscriptionsCount"]) == (60, 0), body
