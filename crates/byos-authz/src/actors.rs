@@ -19,5 +19,10 @@ pub fn grants(actor: Actor) -> &'static [&'static str] {
         // Records the key version an account's KEK was re-wrapped with (the unwrap and wrap run as the
         // account's own managed identity).
         Actor::CmkRotationWatch => &["Microsoft.Storage/storageAccounts/write"],
+        // Deletes a transcription whose time to live has passed (its result files in the customer's
+        // storage are deleted by the account's own identity, as every artifact of the account).
+        Actor::TranscriptionExpiry => {
+            &["Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/transcriptions/delete"]
+        }
     }
 }

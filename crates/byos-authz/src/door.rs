@@ -723,7 +723,13 @@ mod tests {
         let refused =
             door.authorize(&rotation, &purge, &key).map_err(|d| (d.kind, d.reason.contains("key rotation watch")));
         assert_eq!(refused, Err((DenialKind::Permission, true)));
-        for actor in [Actor::KeyRotation, Actor::SoftDeletePurge, Actor::BlobHousekeeping, Actor::CmkRotationWatch] {
+        for actor in [
+            Actor::KeyRotation,
+            Actor::SoftDeletePurge,
+            Actor::BlobHousekeeping,
+            Actor::CmkRotationWatch,
+            Actor::TranscriptionExpiry,
+        ] {
             assert!(door.authorize(&Caller::actor(actor), &read, &Scope::root()).is_err(), "{actor:?} may read blobs");
             let operator = Action::operator("byos/managedIdentities/secrets/read");
             assert!(door.authorize(&Caller::actor(actor), &operator, &Scope::root()).is_err(), "{actor:?}");

@@ -39,6 +39,9 @@ pub const TTL_SECS: std::ops::RangeInclusive<u64> = 6 * 3600..=31 * 24 * 3600;
 /// The channels transcribed when the request names none (Azure: 0 and 1).
 pub const DEFAULT_CHANNELS: [u32; 2] = [0, 1];
 const TICKS_PER_MS: u64 = 10_000;
+/// What the expiry watch asks the door for, per transcription.
+const EXPIRE: byos_authz::Action =
+    byos_authz::Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/transcriptions/delete");
 
 /// What a job does besides transcribing (the request's `properties`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -652,8 +655,9 @@ impl CognitiveService {
     }
 
     /// Deletes the finished transcriptions whose `timeToLive` has passed at `now` (Unix seconds),
-    /// with their result files; returns how many went.
-    pub async fn expire_transcriptions(&self, now: i64) -> Result<usize, ApiError> {
+    /// with their result files, as `watch` (the expiry watch), which the door must admit for each;
+    /// returns how many went.
+    pub async fn expire_transcriptions(&self, watch: &byos_core::Caller, now: i64) -> Result<usize, ApiError> {
         let mut expired = 0;
         for (row, bytes) in self.store.scan(TRANSCRIPTIONS, "").await.map_err(store_failure)? {
             let job: Transcription = serde_json::from_slice(&bytes).map_err(store_failure)?;
@@ -664,6 +668,8 @@ impl CognitiveService {
             let account_key = row.rsplit_once('/').map_or("", |(account, _)| account);
             // A soft-deleted account's jobs wait: restored, it has them back; purged, they go with it.
             let Some(account) = self.account(account_key) else { continue };
+            let scope = byos_core::Scope::parse(&account.id).map_err(store_failure)?;
+            self.door.authorize(watch, &EXPIRE, &scope).map_err(|denial| denial.to_api_error())?;
             self.delete_transcription(&account, &job.id).await?;
             tracing::info!(account = %account.id, transcription = %job.id, "transcription expired (timeToLive)");
             expired += 1;
@@ -679,13 +685,14 @@ pub fn spawn_expiry_watch(
 ) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(&service);
     drop(service);
+    let watch = byos_core::Caller::actor(byos_core::Actor::TranscriptionExpiry);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
             let Some(service) = weak.upgrade() else { return };
-            if let Err(e) = service.expire_transcriptions(byos_core::time::unix_now()).await {
+            if let Err(e) = service.expire_transcriptions(&watch, byos_core::time::unix_now()).await {
                 tracing::warn!(error = %e, "deleting expired transcriptions failed");
             }
         }

@@ -114,6 +114,8 @@ pub enum Actor {
     BlobHousekeeping,
     /// Storage's customer-managed-key watch: records the key version a KEK was re-wrapped with.
     CmkRotationWatch,
+    /// Batch transcription's retention watch: deletes transcriptions past their `timeToLive`.
+    TranscriptionExpiry,
 }
 
 impl Actor {
@@ -123,6 +125,7 @@ impl Actor {
             Actor::SoftDeletePurge => "soft-delete retention watch",
             Actor::BlobHousekeeping => "blob housekeeping",
             Actor::CmkRotationWatch => "customer-managed key rotation watch",
+            Actor::TranscriptionExpiry => "transcription time-to-live watch",
         }
     }
 }

@@ -10,10 +10,10 @@ use byos_testkit::TestServer;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const STORAGE_BLOB_DATA_CONTRIBUTOR: &str = "ba92f5b4-2d11-453d-a403-e96b0029c9fe";
+pub(crate) const STORAGE_BLOB_DATA_CONTRIBUTOR: &str = "ba92f5b4-2d11-453d-a403-e96b0029c9fe";
 
 /// Registers `byoxPreview` and has the operator approve it.
-async fn byos_feature(server: &TestServer, client: &reqwest::Client, sub: &str) -> anyhow::Result<()> {
+pub(crate) async fn byos_feature(server: &TestServer, client: &reqwest::Client, sub: &str) -> anyhow::Result<()> {
     let feature = format!(
         "/subscriptions/{sub}/providers/Microsoft.Features/providers/Microsoft.CognitiveServices/features/byoxPreview/register?api-version=2021-07-01"
     );

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 mod artifacts;
 mod blob_api;
 mod graph;
+mod transcriptions;
 mod unauthorized;
 
 const API: &str = "api-version=2021-04-01";

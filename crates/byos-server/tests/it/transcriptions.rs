@@ -1,0 +1,80 @@
+//! Batch transcription's `timeToLive`: a finished job of a BYOS account is kept until that much time
+//! has passed since it finished, then deleted with its result files in the customer's storage.
+
+use anyhow::Context;
+use byos_cognitive::artifacts::Area;
+use byos_cognitive::datasets::Status;
+use byos_cognitive::transcriptions::{NewTranscription, Options, Sources};
+use byos_testkit::TestServer;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::artifacts::{STORAGE_BLOB_DATA_CONTRIBUTOR, byos_feature};
+
+const TWELVE_HOURS: u64 = 12 * 3600;
+
+#[tokio::test]
+async fn time_to_live_deletes_a_finished_byos_transcription_and_its_files() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client()?;
+    let sub = server.boot_str(&["subscription_id"]);
+    let group = format!("/subscriptions/{sub}/resourceGroups/ttl");
+    server.arm_as_admin(&client, Method::PUT, &group, Some(json!({"location": "eastus"}))).await?;
+    let storage_id = format!("{group}/providers/Microsoft.Storage/storageAccounts/ttlstore");
+    let storage = json!({"location": "eastus", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}});
+    server.arm_as_admin(&client, Method::PUT, &storage_id, Some(storage)).await?;
+    byos_feature(&server, &client, &sub).await?;
+    let speech = json!({"location": "eastus", "kind": "SpeechServices", "sku": {"name": "S0"},
+        "properties": {"userOwnedStorage": [{"resourceId": storage_id}]}});
+    let account_id = format!("{group}/providers/Microsoft.CognitiveServices/accounts/ttlspeech");
+    let account: Value = server
+        .arm_as_admin(&client, Method::PUT, &format!("{account_id}?api-version=2025-09-01"), Some(speech))
+        .await?;
+    let principal = account["identity"]["principalId"].as_str().context("principalId")?;
+    let role = format!(
+        "/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{STORAGE_BLOB_DATA_CONTRIBUTOR}"
+    );
+    let assignment = format!("{storage_id}/providers/Microsoft.Authorization/roleAssignments/{}", uuid::Uuid::new_v4());
+    let body = json!({"properties": {"roleDefinitionId": role, "principalId": principal, "principalType": "ServicePrincipal"}});
+    server.arm_as_admin(&client, Method::PUT, &assignment, Some(body)).await?;
+
+    let cognitive = &server.services()?.cognitive;
+    let live = cognitive.account(&account_id.to_ascii_lowercase()).context("the account is live")?;
+    // A source that cannot be read: the job still ends, with its report in the customer's storage.
+    let new = NewTranscription {
+        display_name: "ttl".into(),
+        description: None,
+        custom_properties: Default::default(),
+        locale: "en-US".into(),
+        options: Options { time_to_live_secs: Some(TWELVE_HOURS), ..Options::default() },
+        sources: Sources { content_urls: vec!["https://127.0.0.1:1/gone.wav".into()], ..Sources::default() },
+    };
+    let job = cognitive.create_transcription(std::sync::Arc::clone(&live), new).await?;
+    let mut finished = None;
+    for _ in 0..200 {
+        let now = cognitive.transcription(&live, &job.id).await?;
+        if matches!(now.status, Status::Succeeded | Status::Failed) {
+            finished = Some(now);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let finished = finished.context("the job finished")?;
+    let ended = finished.finished_at.context("a finished job says when")?;
+    let prefix = format!("TranscriptionData/{}", job.id);
+    let kept = cognitive.artifacts.list(&live, Area::Artifacts, &prefix).await?;
+    anyhow::ensure!(kept.len() == 1, "the report is in the customer's storage: {kept:?}");
+
+    let watch = byos_core::Caller::actor(byos_core::Actor::TranscriptionExpiry);
+    let before = cognitive.expire_transcriptions(&watch, ended + TWELVE_HOURS as i64 - 1).await?;
+    anyhow::ensure!(before == 0, "not yet expired");
+    anyhow::ensure!(cognitive.transcription(&live, &job.id).await.is_ok());
+    let expired = cognitive.expire_transcriptions(&watch, ended + TWELVE_HOURS as i64).await?;
+    anyhow::ensure!(expired == 1, "expired {expired}");
+    let gone = cognitive.transcription(&live, &job.id).await.err().map(|e| e.status);
+    anyhow::ensure!(gone == Some(404), "the record is gone: {gone:?}");
+    let left = cognitive.artifacts.list(&live, Area::Artifacts, &prefix).await?;
+    anyhow::ensure!(left.is_empty(), "its files in the customer's storage are gone too: {left:?}");
+    server.stop().await;
+    Ok(())
+}
