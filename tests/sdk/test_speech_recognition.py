@@ -78,3 +78,25 @@ def test_recognition_needs_credentials(speech, ca, tmp_path):
     endpoint, _ = speech
     resp = requests.post(endpoint + PATH, params={"language": "en-US"}, data=silence(), verify=ca, timeout=30)
     assert resp.status_code == 401
+
+
+def test_audio_longer_than_sixty_seconds_is_400(speech, ca):
+    resp = recognize(speech, ca, cs.silent_wav(61.0, rate=48000))
+    assert resp.status_code == 400 and "60000 ms" in resp.json()["message"], resp.text
+
+
+@pytest.mark.parametrize("audio", [b"", b"RIFF\x24\x00\x00\x00WAVEfmt ", b"\x00" * 4096], ids=["empty", "truncated", "zeros"])
+def test_empty_truncated_or_headerless_audio_is_400(speech, ca, audio):
+    resp = recognize(speech, ca, audio)
+    assert resp.status_code == 400 and resp.json()["message"], resp.text
+
+
+def test_a_chunked_upload_is_recognized(speech, ca, tmp_path):
+    audio = flite("hello world", tmp_path)
+
+    def chunks():
+        for i in range(0, len(audio), 4096):
+            yield audio[i:i + 4096]
+
+    resp = recognize(speech, ca, chunks())
+    assert resp.status_code == 200 and resp.json()["RecognitionStatus"] == "Success", resp.text

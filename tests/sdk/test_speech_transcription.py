@@ -4,6 +4,7 @@ SAS, NotStarted -> Running -> Succeeded, one result file per source in Azure's s
 cannot be read is a failure in the report, not a failed job), results kept in service storage behind links,
 destinationContainerUrl, list/get/patch/delete and Azure's 400s. BYOS transcription is in test_speech_byos.py."""
 
+import json
 import subprocess
 
 import pytest
@@ -240,3 +241,44 @@ def test_transcriptions_need_credentials_and_the_data_actions(api, new_principal
     body = {"displayName": "entra", "locale": "en-US", "contentUrls": [audio["url"]("speech0.wav")]}
     resp = requests.post(api.url("transcriptions"), json=body, headers=bearer(user), verify=ca, timeout=30)
     assert resp.status_code == 201, "a Speech User may transcribe"
+
+
+# ---- fast transcription (2024-11-15 transcriptions:transcribe) -------------------------------------------------
+
+
+def fast(api, audio: bytes | None, definition: dict | str | None, name: str = "audio.wav") -> requests.Response:
+    files = {}
+    if audio is not None:
+        files["audio"] = (name, audio, "audio/wav")
+    if definition is not None:
+        files["definition"] = (None, definition if isinstance(definition, str) else json.dumps(definition),
+                               "application/json")
+    return api._call("POST", api.endpoint + "speechtotext/transcriptions:transcribe",
+                     params={"api-version": "2024-11-15"}, files=files)
+
+
+def test_fast_transcription_answers_at_once_in_azures_shape(api, tmp_path):
+    resp = fast(api, flite(SENTENCES[0], tmp_path), {"locales": ["en-US"]})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["durationMilliseconds"] > 0 and "channel" not in body["combinedPhrases"][0]
+    assert overlap(SENTENCES[0], body["combinedPhrases"][0]["text"]) >= 0.5, body
+    phrase = body["phrases"][0]
+    assert phrase["locale"] == "en-US" and 0 <= phrase["confidence"] <= 1 and phrase["durationMilliseconds"] > 0
+    assert phrase["words"] and all({"text", "offsetMilliseconds", "durationMilliseconds"} <= set(w) for w in phrase["words"])
+
+
+def test_fast_transcription_of_named_channels_says_which(api, tmp_path):
+    body = fast(api, flite(SENTENCES[1], tmp_path), {"locales": ["en-US"], "channels": [0]}).json()
+    assert body["combinedPhrases"][0]["channel"] == 0 and all(p["channel"] == 0 for p in body["phrases"]), body
+
+
+@pytest.mark.parametrize("audio, definition, inner", [
+    (None, {"locales": ["en-US"]}, "InvalidPayload"),
+    (b"not audio at all", {"locales": ["en-US"]}, "InvalidAudioFormat"),
+    (b"RIFF", {"locales": ["fr-FR"]}, "InvalidLocale"),
+    (b"RIFF", "{broken", "InvalidPayload"),
+    (b"RIFF", {"locales": ["en-US"], "channels": [3]}, "InvalidParameterValue"),
+], ids=["no-audio", "not-audio", "locale", "definition", "channels"])
+def test_fast_transcription_refuses_bad_requests(api, audio, definition, inner):
+    assert _inner(fast(api, audio, definition)) == inner

@@ -21,6 +21,9 @@ const RECOGNIZE: Action =
     Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/frontend/action");
 /// The longest short audio (Azure: 60 seconds).
 const MAX_AUDIO_MS: u64 = 60_000;
+/// The largest request body: a little over 60 seconds of 48 kHz stereo 32-bit audio, so that
+/// too-long audio is told so (400) rather than refused for its size.
+pub(crate) const MAX_BODY_BYTES: usize = 32 << 20;
 /// Below this peak amplitude the audio counts as silence (about -40 dBFS).
 const SILENCE_PEAK: i16 = 330;
 const TICKS_PER_MS: u64 = 10_000;

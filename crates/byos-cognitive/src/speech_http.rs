@@ -68,7 +68,11 @@ const DEFAULT_SAS_VALIDITY_SECS: u64 = 12 * 3600;
 /// The Speech routes of both API families, added to an account's router.
 pub(crate) fn routes() -> Router<Plane> {
     family(Api::V32)
-        .route("/speech/recognition/{mode}/cognitiveservices/v1", axum::routing::post(crate::recognition::recognize))
+        .route(
+            "/speech/recognition/{mode}/cognitiveservices/v1",
+            axum::routing::post(crate::recognition::recognize)
+                .layer(DefaultBodyLimit::max(crate::recognition::MAX_BODY_BYTES)),
+        )
         .route(
             "/speechtotext/v3.2/datasets/upload",
             axum::routing::post(upload).layer(DefaultBodyLimit::max(MAX_DATASET_BYTES + (1 << 20))),

@@ -56,21 +56,34 @@ impl TranscribeError {
     }
 }
 
-/// Transcribes `bytes` (`extension` hints the container), the `wanted` channels of it that exist
-/// (Azure: channels 0 and 1 by default), waiting for the workers rather than refusing when they
-/// are busy; at most the pool's size of utterances are in flight.
+/// Which channels of a file are transcribed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channels {
+    /// Each of these that the file has, on its own (batch: 0 and 1 by default).
+    Separate(Vec<u32>),
+    /// All of them mixed into one, reported as channel 0 (fast transcription's default).
+    Mixed,
+}
+
+/// Transcribes `bytes` (`extension` hints the container), waiting for the workers rather than
+/// refusing when they are busy; at most the pool's size of utterances are in flight.
 pub async fn transcribe(
     engine: &SpeechEngine,
     bytes: &[u8],
     extension: &str,
-    wanted: &[u32],
+    wanted: &Channels,
 ) -> Result<Transcript, TranscribeError> {
     let decoded = audio::decode(bytes, extension)?;
-    let channels: Vec<u32> =
-        wanted.iter().copied().filter(|c| (*c as usize) < decoded.channels.len()).collect::<Vec<_>>();
+    let (channels, tracks): (Vec<u32>, Vec<Vec<i16>>) = match wanted {
+        Channels::Separate(wanted) => {
+            let present: Vec<u32> = wanted.iter().copied().filter(|c| (*c as usize) < decoded.channels.len()).collect();
+            let tracks = present.iter().map(|c| decoded.channels[*c as usize].clone()).collect();
+            (present, tracks)
+        }
+        Channels::Mixed => (vec![0], vec![mix(&decoded.channels)]),
+    };
     let mut utterances = Vec::new();
-    for &channel in &channels {
-        let samples = &decoded.channels[channel as usize];
+    for (&channel, samples) in channels.iter().zip(&tracks) {
         for range in byos_speech::segment::utterances(samples) {
             utterances.push((channel, range.start, samples[range].to_vec()));
         }
@@ -96,6 +109,13 @@ pub async fn transcribe(
         }
     }
     Ok(Transcript { duration_ms: decoded.duration_ms, channels, phrases })
+}
+
+/// The channels averaged into one.
+fn mix(channels: &[Vec<i16>]) -> Vec<i16> {
+    let count = channels.len().max(1) as i32;
+    let frames = channels.iter().map(Vec::len).min().unwrap_or(0);
+    (0..frames).map(|i| (channels.iter().map(|c| i32::from(c[i])).sum::<i32>() / count) as i16).collect()
 }
 
 /// The phrase's span narrowed to its words (the utterance was padded around them).

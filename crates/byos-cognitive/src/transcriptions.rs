@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 
 use crate::artifacts::{Area, ArtifactError};
 use crate::datasets::{Status, iso_duration, speech_error};
-use crate::transcribe::{Transcript, transcribe};
+use crate::transcribe::{Channels, Transcript, transcribe};
 use crate::{CognitiveService, LiveAccount};
 
 const TRANSCRIPTIONS: Table = Table("cs_transcriptions");
@@ -33,7 +33,7 @@ pub const MAX_CONTENT_URLS: usize = 1000;
 /// A container source holds at most this many blobs (Azure: 10,000).
 const MAX_CONTAINER_BLOBS: usize = 10_000;
 /// The largest audio file byos reads (held in memory while it is decoded).
-const MAX_AUDIO_BYTES: u64 = 256 << 20;
+pub(crate) const MAX_AUDIO_BYTES: u64 = 256 << 20;
 /// Azure's bounds for `timeToLive`: 6 hours to 31 days.
 pub const TTL_SECS: std::ops::RangeInclusive<u64> = 6 * 3600..=31 * 24 * 3600;
 /// The channels transcribed when the request names none (Azure: 0 and 1).
@@ -407,7 +407,7 @@ impl CognitiveService {
         };
         let channels =
             if job.options.channels.is_empty() { DEFAULT_CHANNELS.to_vec() } else { job.options.channels.clone() };
-        let transcript = transcribe(&self.speech, &audio, extension(input.url()), &channels)
+        let transcript = transcribe(&self.speech, &audio, extension(input.url()), &Channels::Separate(channels))
             .await
             .map_err(|e| FileFailure { kind: e.kind(), message: e.to_string() })?;
         let result = result_json(shown(input.url()), &transcript, &job.options);

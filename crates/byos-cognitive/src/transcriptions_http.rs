@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use byos_authz::Action;
@@ -22,8 +22,10 @@ use crate::LiveAccount;
 use crate::dataplane::Plane;
 use crate::datasets::{Status, iso_duration, speech_error};
 use crate::speech_http::{Api, FileQuery, LOCALES, Page, render, speech_account};
+use crate::transcribe::{Channels, Transcript};
 use crate::transcriptions::{
-    DEFAULT_CHANNELS, MAX_CONTENT_URLS, NewTranscription, Options, ResultFile, Sources, TTL_SECS, Transcription,
+    DEFAULT_CHANNELS, MAX_AUDIO_BYTES, MAX_CONTENT_URLS, NewTranscription, Options, ResultFile, Sources, TTL_SECS,
+    Transcription,
 };
 
 const READ: Action = Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/transcriptions/read");
@@ -33,6 +35,10 @@ const DELETE: Action =
     Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/transcriptions/delete");
 /// The base model byos's engine is (PocketSphinx's US English model), as the API names it.
 pub(crate) const BASE_MODEL_ID: &str = "6d9d4a5e-3bdc-4f3a-9c43-8f5a1a3b0e01";
+const TRANSCRIBE: Action =
+    Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/transcriptions/action");
+/// A fast transcription's request: the audio (at most [`MAX_AUDIO_BYTES`]) and its definition.
+const FAST_BODY_LIMIT: usize = MAX_AUDIO_BYTES as usize + (1 << 20);
 const PUNCTUATION_MODES: [&str; 4] = ["None", "Dictated", "Automatic", "DictatedAndAutomatic"];
 const PROFANITY_MODES: [&str; 4] = ["None", "Removed", "Tags", "Masked"];
 
@@ -44,7 +50,11 @@ pub(crate) fn routes(api: Api) -> Router<Plane> {
         Api::V32 => Router::new().route(&collection, axum::routing::get(list).post(create_transcription)),
         Api::V20241115 => Router::new()
             .route(&collection, axum::routing::get(list))
-            .route(&format!("{collection}:submit"), axum::routing::post(create_transcription)),
+            .route(&format!("{collection}:submit"), axum::routing::post(create_transcription))
+            .route(
+                &format!("{collection}:transcribe"),
+                axum::routing::post(transcribe_now).layer(DefaultBodyLimit::max(FAST_BODY_LIMIT)),
+            ),
     };
     let router = router
         .route(&format!("{collection}/locales"), axum::routing::get(locales))
@@ -479,6 +489,136 @@ async fn file(
                 .ok_or_else(|| speech_error(404, "NotFound", format!("The file '{file_id}' does not exist.")))?;
             let validity = link_validity(api, &account, &query);
             Ok(axum::Json(file_wire(&plane, api, &account, &t, file, validity).await?).into_response())
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct FastDefinition {
+    #[serde(default)]
+    locales: Vec<String>,
+    channels: Option<Vec<u32>>,
+    profanity_filter_mode: Option<String>,
+    diarization: Option<Value>,
+}
+
+/// Validates a fast transcription's definition into the channels to transcribe.
+fn fast_channels(definition: &FastDefinition) -> Result<Channels, ApiError> {
+    for locale in &definition.locales {
+        if !LOCALES.iter().any(|l| l.eq_ignore_ascii_case(locale)) {
+            return Err(bad(
+                "InvalidLocale",
+                format!("The locale '{locale}' is not supported; byos transcribes {}.", LOCALES.join(", ")),
+            ));
+        }
+    }
+    if definition.diarization.is_some() {
+        return Err(bad("InvalidParameterValue", "Diarization is not supported by byos's speech engine."));
+    }
+    if let Some(v) = &definition.profanity_filter_mode
+        && !PROFANITY_MODES.iter().any(|m| m.eq_ignore_ascii_case(v))
+    {
+        return Err(bad(
+            "InvalidParameterValue",
+            format!("profanityFilterMode '{v}' is not one of {}.", PROFANITY_MODES.join(", ")),
+        ));
+    }
+    match &definition.channels {
+        None => Ok(Channels::Mixed),
+        Some(c) if c.is_empty() || c.len() > 2 || c.iter().any(|c| *c > 1) => {
+            Err(bad("InvalidParameterValue", "channels names one or two of the channels 0 and 1."))
+        }
+        Some(c) => Ok(Channels::Separate(c.clone())),
+    }
+}
+
+/// A fast transcription's answer: `durationMilliseconds`, `combinedPhrases`, `phrases` with words.
+fn fast_json(transcript: &Transcript, channels: &Channels) -> Value {
+    let separate = matches!(channels, Channels::Separate(_));
+    let combined: Vec<Value> = transcript
+        .channels
+        .iter()
+        .map(|&c| {
+            let mut phrase = json!({"text": crate::recognition::display(&transcript.combined(c))});
+            if separate {
+                phrase["channel"] = json!(c);
+            }
+            phrase
+        })
+        .collect();
+    let phrases: Vec<Value> = transcript
+        .phrases
+        .iter()
+        .map(|p| {
+            let words: Vec<Value> = p
+                .heard
+                .words
+                .iter()
+                .map(|w| json!({"text": w.text, "offsetMilliseconds": w.offset_ms, "durationMilliseconds": w.duration_ms}))
+                .collect();
+            let mut phrase = json!({"offsetMilliseconds": p.offset_ms, "durationMilliseconds": p.duration_ms,
+                "text": crate::recognition::display(&p.heard.text), "words": words, "locale": LOCALES[0],
+                "confidence": p.heard.confidence});
+            if separate {
+                phrase["channel"] = json!(p.channel);
+            }
+            phrase
+        })
+        .collect();
+    json!({"durationMilliseconds": transcript.duration_ms, "combinedPhrases": combined, "phrases": phrases})
+}
+
+/// The `audio` file and the `definition` of a fast transcription's form.
+async fn fast_form(mut form: Multipart) -> Result<(Bytes, String, FastDefinition), ApiError> {
+    let (mut audio, mut name, mut definition) = (None, String::new(), FastDefinition::default());
+    while let Some(field) =
+        form.next_field().await.map_err(|e| bad("InvalidPayload", format!("The form is malformed: {e}.")))?
+    {
+        let field_name = field.name().unwrap_or_default().to_owned();
+        let file_name = field.file_name().unwrap_or_default().to_owned();
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| bad("InvalidPayload", format!("The form field '{field_name}' is unreadable: {e}.")))?;
+        match field_name.as_str() {
+            "audio" => (audio, name) = (Some(bytes), file_name),
+            "definition" => {
+                definition = serde_json::from_slice(&bytes)
+                    .map_err(|e| bad("InvalidPayload", format!("The definition is not valid: {e}.")))?;
+            }
+            _ => {}
+        }
+    }
+    let audio =
+        audio.filter(|a| !a.is_empty()).ok_or_else(|| bad("InvalidPayload", "The form has no 'audio' file."))?;
+    Ok((audio, name, definition))
+}
+
+/// `POST /speechtotext/transcriptions:transcribe` (fast transcription): the answer comes with the
+/// response; nothing of the audio or the result is kept.
+async fn transcribe_now(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    form: Multipart,
+) -> Response {
+    render(
+        async {
+            speech_account(&plane, &extensions, &headers, &TRANSCRIBE)?;
+            let (audio, name, definition) = fast_form(form).await?;
+            let channels = fast_channels(&definition)?;
+            let extension = name.rsplit_once('.').map_or("", |(_, ext)| ext);
+            let transcript = crate::transcribe::transcribe(&plane.service.speech, &audio, extension, &channels)
+                .await
+                .map_err(|e| match e {
+                crate::transcribe::TranscribeError::Audio(e) => {
+                    bad("InvalidAudioFormat", format!("The audio cannot be transcribed: {e}."))
+                }
+                other => speech_error(500, "InternalServerError", other.to_string()),
+            })?;
+            Ok(axum::Json(fast_json(&transcript, &channels)).into_response())
         }
         .await,
     )
