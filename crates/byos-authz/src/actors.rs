@@ -21,7 +21,7 @@ pub fn grants(actor: Actor) -> &'static [&'static str] {
         Actor::CmkRotationWatch => &["Microsoft.Storage/storageAccounts/write"],
         // Deletes a transcription whose time to live has passed (its result files in the customer's
         // storage are deleted by the account's own identity, as every artifact of the account).
-        Actor::TranscriptionExpiry => {
+        Actor::SpeechRetention => {
             &["Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/transcriptions/delete"]
         }
     }

@@ -728,7 +728,7 @@ mod tests {
             Actor::SoftDeletePurge,
             Actor::BlobHousekeeping,
             Actor::CmkRotationWatch,
-            Actor::TranscriptionExpiry,
+            Actor::SpeechRetention,
         ] {
             assert!(door.authorize(&Caller::actor(actor), &read, &Scope::root()).is_err(), "{actor:?} may read blobs");
             let operator = Action::operator("byos/managedIdentities/secrets/read");

@@ -11,6 +11,8 @@
 //! - `recognition`: short-audio speech recognition on the engine workers.
 //! - [`transcriptions`]: batch transcription jobs (their routes in `transcriptions_http`), each
 //!   file transcribed by `transcribe`.
+//! - [`endpoints`]: Custom Speech endpoints and their audio and transcription logs (routes in
+//!   `endpoints_http`).
 //! - [`dataplane`]: each account's data-plane listener at `properties.endpoint` (one port per
 //!   account, as the Speech SDK addresses an account by host and port only).
 //! - [`doctor`]: `byos doctor`, an account checked against the BYOS seed's hardening rules (read-only).
@@ -21,6 +23,8 @@ pub mod cmk;
 pub mod dataplane;
 pub mod datasets;
 pub mod doctor;
+pub mod endpoints;
+mod endpoints_http;
 pub mod provider;
 mod recognition;
 mod speech_http;

@@ -83,7 +83,7 @@ pub(crate) async fn recognize(
     body: Bytes,
 ) -> Response {
     let result = async {
-        speech_account(&plane, &extensions, &headers, &RECOGNIZE)?;
+        let account = speech_account(&plane, &extensions, &headers, &RECOGNIZE)?;
         if !["conversation", "interactive", "dictation"].contains(&mode.as_str()) {
             return Err(ApiError::not_found("404", "Resource not found"));
         }
@@ -99,10 +99,12 @@ pub(crate) async fn recognize(
             f if f.eq_ignore_ascii_case("detailed") => true,
             other => return Err(invalid(format!("The format '{other}' is not simple or detailed."))),
         };
-        if let Some(cid) = &query.cid {
-            return Err(invalid(format!("The endpoint '{cid}' (cid) does not exist.")));
-        }
-        let audio = byos_speech::audio::decode(&body, extension(&headers))
+        let endpoint = match &query.cid {
+            Some(cid) => Some(crate::endpoints::endpoint_for_recognition(&plane.service, &account, cid).await?),
+            None => None,
+        };
+        let ext = extension(&headers);
+        let audio = byos_speech::audio::decode(&body, ext)
             .map_err(|e| invalid(format!("The audio cannot be recognized: {e}.")))?;
         if audio.duration_ms > MAX_AUDIO_MS {
             return Err(invalid(format!(
@@ -111,22 +113,33 @@ pub(crate) async fn recognize(
             )));
         }
         let samples = &audio.channels[0];
-        if samples.iter().all(|s| s.unsigned_abs() < SILENCE_PEAK.unsigned_abs()) {
-            return Ok(axum::Json(status("InitialSilenceTimeout")).into_response());
-        }
-        match plane.service.speech.recognize(samples).await {
-            Ok(heard) => Ok(axum::Json(answer(&heard, detailed, audio.duration_ms)).into_response()),
-            Err(RecognizeError::Busy) => Ok((
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, "1")],
-                axum::Json(json!({"code": "TooManyRequests", "message": "The speech engine is busy; retry later."})),
-            )
-                .into_response()),
-            Err(RecognizeError::Engine(e)) => {
-                tracing::warn!(error = %e, "short-audio recognition failed in the engine");
-                Ok(axum::Json(status("Error")).into_response())
+        let result = if samples.iter().all(|s| s.unsigned_abs() < SILENCE_PEAK.unsigned_abs()) {
+            status("InitialSilenceTimeout")
+        } else {
+            match plane.service.speech.recognize(samples).await {
+                Ok(heard) => answer(&heard, detailed, audio.duration_ms),
+                Err(RecognizeError::Busy) => {
+                    return Ok((
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [(header::RETRY_AFTER, "1")],
+                        axum::Json(
+                            json!({"code": "TooManyRequests", "message": "The speech engine is busy; retry later."}),
+                        ),
+                    )
+                        .into_response());
+                }
+                Err(RecognizeError::Engine(e)) => {
+                    tracing::warn!(error = %e, "short-audio recognition failed in the engine");
+                    status("Error")
+                }
             }
+        };
+        // The customer asked for this recognition to be logged: without its log it is not answered.
+        if let Some(endpoint) = endpoint.filter(|e| e.logging) {
+            let owner = crate::endpoints::LogOwner::Endpoint(endpoint.id.clone());
+            plane.service.log_recognition(&account, &owner, &endpoint.locale, body, ext, &result).await?;
         }
+        Ok(axum::Json(result).into_response())
     }
     .await;
     result.unwrap_or_else(|e| byos_http::render_error(&e))

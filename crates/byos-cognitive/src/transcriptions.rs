@@ -73,6 +73,8 @@ pub struct Sources {
 
 /// What a client asks for when it creates a transcription.
 pub struct NewTranscription {
+    /// The custom model to transcribe with (none: the base model).
+    pub model: Option<String>,
     pub display_name: String,
     pub description: Option<String>,
     pub custom_properties: Map<String, Value>,
@@ -114,6 +116,9 @@ pub struct Transcription {
     #[serde(default)]
     pub custom_properties: Map<String, Value>,
     pub locale: String,
+    /// The custom model it transcribes with (none: the base model).
+    #[serde(default)]
+    pub model: Option<String>,
     pub options: Options,
     pub status: Status,
     pub created: String,
@@ -253,6 +258,7 @@ impl CognitiveService {
             description: new.description,
             custom_properties: new.custom_properties,
             locale: new.locale,
+            model: new.model,
             options: new.options,
             status: Status::NotStarted,
             created: created.clone(),
@@ -678,14 +684,14 @@ impl CognitiveService {
     }
 }
 
-/// Deletes expired transcriptions every `interval`, until the service is dropped.
-pub fn spawn_expiry_watch(
+/// Deletes expired transcriptions and endpoint logs every `interval`, until the service is dropped.
+pub fn spawn_retention_watch(
     service: Arc<CognitiveService>,
     interval: std::time::Duration,
 ) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(&service);
     drop(service);
-    let watch = byos_core::Caller::actor(byos_core::Actor::TranscriptionExpiry);
+    let watch = byos_core::Caller::actor(byos_core::Actor::SpeechRetention);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -694,6 +700,11 @@ pub fn spawn_expiry_watch(
             let Some(service) = weak.upgrade() else { return };
             if let Err(e) = service.expire_transcriptions(&watch, byos_core::time::unix_now()).await {
                 tracing::warn!(error = %e, "deleting expired transcriptions failed");
+            }
+            match service.expire_logs(&watch, time::OffsetDateTime::now_utc().date()).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "endpoint logs past their retention deleted"),
+                Err(e) => tracing::warn!(error = %e, "deleting expired endpoint logs failed"),
             }
         }
     })

@@ -65,13 +65,16 @@ pub(crate) fn routes(api: Api) -> Router<Plane> {
 }
 
 /// A request Azure refuses as `InvalidRequest`, with the detailed code inside.
-fn bad(inner: &str, message: impl Into<String>) -> ApiError {
+pub(crate) fn bad(inner: &str, message: impl Into<String>) -> ApiError {
     speech_error(400, "InvalidRequest", message).with_inner_code(inner)
 }
 
-/// The `self` URL of the base model.
-fn base_model(api: Api, account: &LiveAccount) -> String {
-    api.url(account, &format!("/models/base/{BASE_MODEL_ID}"))
+/// The `self` URL of a custom model, or of the base model.
+pub(crate) fn model_url(api: Api, account: &LiveAccount, custom: Option<&str>) -> String {
+    match custom {
+        Some(id) => api.url(account, &format!("/models/{id}")),
+        None => api.url(account, &format!("/models/base/{BASE_MODEL_ID}")),
+    }
 }
 
 fn wire(api: Api, account: &LiveAccount, t: &Transcription) -> Value {
@@ -99,7 +102,7 @@ fn wire(api: Api, account: &LiveAccount, t: &Transcription) -> Value {
     }
     let mut wire = json!({
         "self": api.url(account, &format!("/transcriptions/{}", t.id)),
-        "model": {"self": base_model(api, account)},
+        "model": {"self": model_url(api, account, t.model.as_deref())},
         "links": {"files": api.url(account, &format!("/transcriptions/{}/files", t.id))},
         "properties": properties,
         "lastActionDateTime": t.last_action, "status": t.status, "createdDateTime": t.created,
@@ -189,13 +192,17 @@ fn https(url: &str, what: &str) -> Result<(), ApiError> {
     ))
 }
 
-/// The model the request names: only the base model until custom models exist (a model of another
-/// account, or none at all, is `InvalidModel`).
-fn check_model(model: Option<&EntityReference>) -> Result<(), ApiError> {
-    let Some(url) = model.and_then(|m| m.self_url.as_deref()) else { return Ok(()) };
+/// The model a request names (`model.self`): the base model (`None`), or a custom model of this
+/// account (its id); anything else, a model of another account included, is `InvalidModel`.
+pub(crate) async fn check_model(
+    _service: &crate::CognitiveService,
+    _account: &LiveAccount,
+    url: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    let Some(url) = url else { return Ok(None) };
     let id = url.split('?').next().unwrap_or(url).trim_end_matches('/').rsplit('/').next().unwrap_or_default();
     if url.contains("/models/base/") && id.eq_ignore_ascii_case(BASE_MODEL_ID) {
-        return Ok(());
+        return Ok(None);
     }
     Err(bad(
         "InvalidModel",
@@ -260,7 +267,6 @@ fn new_transcription(api: Api, body: CreateBody) -> Result<NewTranscription, Api
     for url in urls.iter().chain(container.iter()) {
         https(url, "content URL")?;
     }
-    check_model(body.model.as_ref())?;
     let p = body.properties;
     if p.diarization_enabled || p.diarization.is_some() || p.language_identification.is_some() {
         return Err(bad(
@@ -296,6 +302,7 @@ fn new_transcription(api: Api, body: CreateBody) -> Result<NewTranscription, Api
         to_destination: p.destination_container_url.is_some(),
     };
     Ok(NewTranscription {
+        model: None,
         display_name,
         description: body.description,
         custom_properties: body.custom_properties,
@@ -321,7 +328,9 @@ async fn create_transcription(
             let account = speech_account(&plane, &extensions, &headers, &WRITE)?;
             let body: CreateBody = serde_json::from_slice(&body)
                 .map_err(|e| bad("InvalidPayload", format!("The request body is not a valid transcription: {e}.")))?;
-            let new = new_transcription(api, body)?;
+            let model_url = body.model.as_ref().and_then(|m| m.self_url.clone());
+            let mut new = new_transcription(api, body)?;
+            new.model = check_model(&plane.service, &account, model_url.as_deref()).await?;
             let t = plane.service.create_transcription(Arc::clone(&account), new).await?;
             let location = api.url(&account, &format!("/transcriptions/{}", t.id));
             Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(wire(api, &account, &t)))
@@ -658,9 +667,6 @@ mod tests {
             code(Api::V32, json!({"displayName": "t", "locale": "de-DE", "contentUrls": ["https://h/a"]})).as_deref(),
             Some("InvalidLocale")
         );
-        let other_model = json!({"displayName": "t", "locale": "en-US", "contentUrls": ["https://h/a"],
-                                 "model": {"self": "https://x/speechtotext/v3.2/models/0b2c3d4e-0000-0000-0000-000000000000"}});
-        assert_eq!(code(Api::V32, other_model).as_deref(), Some("InvalidModel"));
         let short_ttl = json!({"displayName": "t", "locale": "en-US", "contentUrls": ["https://h/a"], "properties": {"timeToLive": "PT1H"}});
         assert_eq!(code(Api::V32, short_ttl).as_deref(), Some("InvalidParameterValue"));
         assert_eq!(

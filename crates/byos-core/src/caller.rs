@@ -114,8 +114,9 @@ pub enum Actor {
     BlobHousekeeping,
     /// Storage's customer-managed-key watch: records the key version a KEK was re-wrapped with.
     CmkRotationWatch,
-    /// Batch transcription's retention watch: deletes transcriptions past their `timeToLive`.
-    TranscriptionExpiry,
+    /// Speech's retention watch: deletes transcriptions past their `timeToLive` and endpoint logs
+    /// past their retention.
+    SpeechRetention,
 }
 
 impl Actor {
@@ -125,7 +126,7 @@ impl Actor {
             Actor::SoftDeletePurge => "soft-delete retention watch",
             Actor::BlobHousekeeping => "blob housekeeping",
             Actor::CmkRotationWatch => "customer-managed key rotation watch",
-            Actor::TranscriptionExpiry => "transcription time-to-live watch",
+            Actor::SpeechRetention => "speech retention watch",
         }
     }
 }

@@ -31,8 +31,9 @@ const DEFAULT_LOCATION: &str = "eastus";
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(3600);
 /// How often rotation policies are checked for keys that are due.
 const KEY_ROTATION_INTERVAL: Duration = Duration::from_secs(1);
-/// How often finished transcriptions past their `timeToLive` are deleted.
-const TRANSCRIPTION_EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
+/// How often finished transcriptions past their `timeToLive`, and endpoint logs past their
+/// retention, are deleted.
+const SPEECH_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 /// How often soft-deleted AI-services accounts past their 48 hours are purged.
 const SOFT_DELETE_PURGE_INTERVAL: Duration = Duration::from_secs(60);
 /// How long in-flight requests get to finish after a stop is requested.
@@ -333,7 +334,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         byos_storage::cmk::spawn_rotation_watch(Arc::clone(&storage), config.cmk_cache.min(MAX_CMK_CACHE)),
         byos_keyvault::rotation::spawn_watch(Arc::clone(&keyvault), KEY_ROTATION_INTERVAL),
         byos_cognitive::provider::spawn_purge_watch(Arc::clone(&cognitive), SOFT_DELETE_PURGE_INTERVAL),
-        byos_cognitive::transcriptions::spawn_expiry_watch(Arc::clone(&cognitive), TRANSCRIPTION_EXPIRY_INTERVAL),
+        byos_cognitive::transcriptions::spawn_retention_watch(Arc::clone(&cognitive), SPEECH_RETENTION_INTERVAL),
     ];
     let (admin, admin_secret) =
         directory.ensure_sealed_service_principal(&root, DEPLOYMENT, ADMIN_KEY, "byos-admin").await?;

@@ -42,6 +42,7 @@ async fn time_to_live_deletes_a_finished_byos_transcription_and_its_files() -> a
     let live = cognitive.account(&account_id.to_ascii_lowercase()).context("the account is live")?;
     // A source that cannot be read: the job still ends, with its report in the customer's storage.
     let new = NewTranscription {
+        model: None,
         display_name: "ttl".into(),
         description: None,
         custom_properties: Default::default(),
@@ -65,7 +66,7 @@ async fn time_to_live_deletes_a_finished_byos_transcription_and_its_files() -> a
     let kept = cognitive.artifacts.list(&live, Area::Artifacts, &prefix).await?;
     anyhow::ensure!(kept.len() == 1, "the report is in the customer's storage: {kept:?}");
 
-    let watch = byos_core::Caller::actor(byos_core::Actor::TranscriptionExpiry);
+    let watch = byos_core::Caller::actor(byos_core::Actor::SpeechRetention);
     let before = cognitive.expire_transcriptions(&watch, ended + TWELVE_HOURS as i64 - 1).await?;
     anyhow::ensure!(before == 0, "not yet expired");
     anyhow::ensure!(cognitive.transcription(&live, &job.id).await.is_ok());
