@@ -21,5 +21,8 @@ pub mod adapt;
 pub mod audio;
 pub mod engine;
 pub mod pocketsphinx;
+pub mod recognizer;
+#[cfg(test)]
+mod testing;
 pub mod wer;
 pub mod workers;
