@@ -70,6 +70,11 @@ impl Dictionary {
         Dictionary { words }
     }
 
+    /// Reads a dictionary file (such as the base model's, [`crate::pocketsphinx::Model::dictionary`]).
+    pub fn load(path: &std::path::Path) -> std::io::Result<Dictionary> {
+        Ok(Dictionary::parse(&std::fs::read_to_string(path)?))
+    }
+
     /// The phones of `word`'s first pronunciation.
     pub fn phones(&self, word: &str) -> Option<&str> {
         self.words.get(word).map(|(phones, _)| phones.as_str())

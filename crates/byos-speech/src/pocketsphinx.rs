@@ -40,7 +40,9 @@ const CACHED_DECODERS: usize = 2;
 const NBEST_SEARCHED: usize = 50;
 /// PocketSphinx's acoustic scale for posteriors (`-ascale`, default 20): path scores are divided by
 /// it before they are made probabilities, as the library does for its own posterior.
-const ACOUSTIC_SCALE: i32 = 20;
+const ACOUSTIC_SCALE: i64 = 20;
+/// The search's scores are the log base's shifted right by this many bits (`SENSCR_SHIFT`).
+const SCORE_SHIFT: u32 = 10;
 /// SphinxBase's `NGRAM_AUTO` and `NGRAM_ARPA` file types.
 const NGRAM_AUTO: c_int = 0;
 const NGRAM_ARPA: c_int = 1;
@@ -443,7 +445,10 @@ fn nbest(lib: &Library, ps: *mut c_void) -> Vec<(String, i32)> {
 
 /// The alternatives: `best` first, then the other n-best hypotheses. Each one's confidence is its
 /// posterior within the list: its likelihood relative to the best, exp((score - best score) / the
-/// acoustic scale) (`exp` converts the decoder's log base), divided by the sum over the list.
+/// acoustic scale), divided by the sum over the list. Path scores are in the search's units, the
+/// decoder's log base shifted right by [`SCORE_SHIFT`] bits; `exp` converts the decoder's log base.
+/// (The library's own posterior scales only the acoustic part of a score; scaling the whole path
+/// score is the n-best list's approximation of it.)
 fn alternatives(best: &str, mut found: Vec<(String, i32)>, exp: impl Fn(c_int) -> f64) -> Vec<Alternative> {
     if best.is_empty() {
         return Vec::new();
@@ -459,7 +464,7 @@ fn alternatives(best: &str, mut found: Vec<(String, i32)>, exp: impl Fn(c_int) -
     found.truncate(MAX_ALTERNATIVES);
     let top = found.iter().map(|(_, score)| *score).max().unwrap_or(0);
     let likelihoods: Vec<f64> =
-        found.iter().map(|(_, score)| exp(score.saturating_sub(top) / ACOUSTIC_SCALE).max(0.0)).collect();
+        found.iter().map(|(_, score)| exp(relative_log(*score, top)).max(0.0)).collect();
     let total: f64 = likelihoods.iter().sum();
     found
         .into_iter()
@@ -469,6 +474,12 @@ fn alternatives(best: &str, mut found: Vec<(String, i32)>, exp: impl Fn(c_int) -
             confidence: if total > 0.0 { (likelihood / total) as f32 } else { 0.0 },
         })
         .collect()
+}
+
+/// `score - top` in the decoder's log base, divided by the acoustic scale.
+fn relative_log(score: i32, top: i32) -> c_int {
+    let log = ((i64::from(score) - i64::from(top)) << SCORE_SHIFT) / ACOUSTIC_SCALE;
+    log.clamp(i64::from(c_int::MIN), 0) as c_int
 }
 
 /// A hypothesis as words, without fillers and alternate-pronunciation marks.
@@ -488,6 +499,7 @@ fn spoken(word: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wer::{WordErrors, align};
 
     #[test]
     fn fillers_are_not_words_and_alternates_are_the_word() {
@@ -498,9 +510,9 @@ mod tests {
         assert_eq!(spoken_text("<s> hello(2) <sil> world [NOISE] </s>"), "hello world");
     }
 
-    /// A log base of e, so that scores are natural logs.
+    /// A log base of e^(1/1024), so that a path score (shifted by 10 bits) is a natural log.
     fn exp(log: c_int) -> f64 {
-        f64::from(log).exp()
+        (f64::from(log) / 1024.0).exp()
     }
 
     #[test]
@@ -510,12 +522,15 @@ mod tests {
         let texts: Vec<&str> = listed.iter().map(|a| a.text.as_str()).collect();
         assert_eq!(texts, ["a c", "a b", "d"]);
         let confidences: Vec<f32> = listed.iter().map(|a| a.confidence).collect();
-        // Likelihoods e^-2, e^0, e^-4 (scores over the acoustic scale of 20), normalized.
+        // Likelihoods e^-2, e^0, e^-4 (score differences over the acoustic scale of 20), normalized.
         let total = (-2f64).exp() + 1.0 + (-4f64).exp();
         for (got, want) in confidences.iter().zip([(-2f64).exp() / total, 1.0 / total, (-4f64).exp() / total]) {
             assert!((f64::from(*got) - want).abs() < 1e-6, "{confidences:?}");
         }
         assert!((confidences.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        // Far apart scores do not overflow: the worse one is simply unlikely.
+        assert_eq!(relative_log(i32::MIN, i32::MAX), c_int::MIN);
+        assert_eq!(relative_log(-5, -5), 0);
     }
 
     #[test]
@@ -538,6 +553,7 @@ mod tests {
         let heard = engine.recognize(&samples).unwrap_or_else(|e| panic!("{e}"));
         assert!(heard.text.contains("hello") || heard.text.contains("world"), "heard {:?}", heard.text);
         assert!(!heard.words.is_empty() && heard.words.windows(2).all(|w| w[0].offset_ms <= w[1].offset_ms));
+        println!("heard {:?} ({}), alternatives {:?}", heard.text, heard.confidence, heard.alternatives);
         assert_eq!(heard.alternatives.first().map(|a| a.text.as_str()), Some(heard.text.as_str()));
         let texts: std::collections::HashSet<&str> = heard.alternatives.iter().map(|a| a.text.as_str()).collect();
         assert_eq!(texts.len(), heard.alternatives.len(), "alternatives repeat: {:?}", heard.alternatives);
@@ -545,5 +561,84 @@ mod tests {
         let silence = engine.recognize(&vec![0i16; 16_000]).unwrap_or_else(|e| panic!("{e}"));
         assert!(silence.words.is_empty(), "heard {:?} in silence", silence.text);
         assert!(silence.alternatives.is_empty());
+    }
+
+    /// Domain speech: product names the base dictionary lacks (spoken as their pronunciation file
+    /// says) in phrases the base language model finds unlikely.
+    const PRONUNCIATIONS: &str = "nimbleflow\tnimble flow\ndatavault\tdata vault\nbyos\tbee oh ess\n";
+    const LANGUAGE: &str = "open the nimbleflow dashboard
+        restart the nimbleflow cluster
+        deploy the datavault service to region west
+        the datavault backup finished at noon
+        scale the nimbleflow workers to nine
+        check the byos server logs
+        upgrade the byos server tonight
+        rotate the datavault keys every week
+        restart the byos server in region east
+        open the datavault dashboard
+        scale the byos workers to five
+        the nimbleflow backup finished at midnight
+        deploy the nimbleflow service to region east
+        check the datavault server logs
+        rotate the byos keys tonight";
+    /// Sentences not in the language data, in its words.
+    const HELD_OUT: [&str; 5] = [
+        "restart the datavault service in region west",
+        "open the byos server dashboard",
+        "scale the datavault workers to nine",
+        "rotate the nimbleflow keys every week",
+        "check the nimbleflow cluster logs",
+    ];
+
+    /// Sentences of nothing in particular.
+    const GENERAL: [&str; 4] = [
+        "the weather will be warm and sunny tomorrow",
+        "please call me when you get home",
+        "she bought three books at the store",
+        "we are going to the park this afternoon",
+    ];
+
+    /// The held-out sentences as Flite says them (the product names as they are pronounced).
+    fn spoken_form(sentence: &str) -> String {
+        sentence.replace("nimbleflow", "nimble flow").replace("datavault", "data vault").replace("byos", "bee oh ess")
+    }
+
+    #[test]
+    fn an_adapted_model_lowers_the_word_error_rate_of_domain_speech() {
+        let model = Model::en_us(Path::new(DEBIAN_MODEL_DIR));
+        let dictionary = crate::adapt::Dictionary::load(&model.dictionary).unwrap_or_else(|e| panic!("{e}"));
+        let adapted = AdaptedModel::build(LANGUAGE, PRONUNCIATIONS, &dictionary).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((adapted.report().pronunciations, adapted.report().unknown_occurrences), (3, 0));
+        let mut engine = PocketSphinx::load(&model).unwrap_or_else(|e| panic!("{e}"));
+        let (mut base_errors, mut adapted_errors) = (WordErrors::default(), WordErrors::default());
+        for sentence in HELD_OUT {
+            let samples = crate::testing::flite_speech("rms", &spoken_form(sentence));
+            let base = Recognizer::recognize(&mut engine, &samples, None).unwrap_or_else(|e| panic!("{e}"));
+            let with_model = Recognizer::recognize(&mut engine, &samples, Some(&adapted)).unwrap_or_else(|e| panic!("{e}"));
+            println!("said {sentence:?}\n  base    {:?}\n  adapted {:?}", base.text, with_model.text);
+            base_errors += align(sentence, &base.text);
+            adapted_errors += align(sentence, &with_model.text);
+        }
+        println!("word error rate: base model {:.3}, adapted model {:.3}", base_errors.rate(), adapted_errors.rate());
+        assert!(
+            adapted_errors.rate() < base_errors.rate(),
+            "adapted {adapted_errors:?} is no better than base {base_errors:?}"
+        );
+        // Ordinary speech is still heard about as well with the model as without it.
+        let (mut base_errors, mut adapted_errors) = (WordErrors::default(), WordErrors::default());
+        for sentence in GENERAL {
+            let samples = crate::testing::flite_speech("rms", sentence);
+            let base = Recognizer::recognize(&mut engine, &samples, None).unwrap_or_else(|e| panic!("{e}"));
+            let with_model = Recognizer::recognize(&mut engine, &samples, Some(&adapted)).unwrap_or_else(|e| panic!("{e}"));
+            println!("said {sentence:?}\n  base    {:?}\n  adapted {:?}", base.text, with_model.text);
+            base_errors += align(sentence, &base.text);
+            adapted_errors += align(sentence, &with_model.text);
+        }
+        println!("general speech: base model {:.3}, adapted model {:.3}", base_errors.rate(), adapted_errors.rate());
+        assert!(adapted_errors.rate() <= base_errors.rate() + 0.1, "adapted {adapted_errors:?}, base {base_errors:?}");
+        // The base decoder is untouched by the adapted model's words.
+        let samples = crate::testing::flite_speech("rms", &spoken_form(HELD_OUT[1]));
+        let base = engine.recognize(&samples).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!base.text.contains("byos"), "the base model heard {:?}", base.text);
     }
 }
