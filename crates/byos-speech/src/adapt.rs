@@ -182,7 +182,8 @@ impl AdaptedModel {
         report.pronunciations = added.len();
         report.unknown_words = unknown.into_iter().collect();
         report.ngrams = ngrams;
-        let pronunciations = added.into_iter().map(|(word, (extra, phones))| dictionary_entry(word, extra, phones, base)).collect();
+        let pronunciations =
+            added.into_iter().map(|(word, (extra, phones))| dictionary_entry(word, extra, phones, base)).collect();
         Ok(AdaptedModel::new(Content { arpa, pronunciations, report }))
     }
 
@@ -284,8 +285,11 @@ struct NgramCounts {
 
 impl Default for NgramCounts {
     fn default() -> Self {
-        let mut counts =
-            NgramCounts { vocabulary: Vec::new(), ids: HashMap::new(), counts: std::array::from_fn(|_| BTreeMap::new()) };
+        let mut counts = NgramCounts {
+            vocabulary: Vec::new(),
+            ids: HashMap::new(),
+            counts: std::array::from_fn(|_| BTreeMap::new()),
+        };
         counts.id(SENTENCE_START);
         counts.id(SENTENCE_END);
         counts
@@ -419,9 +423,7 @@ impl<'a> WittenBell<'a> {
         }
         let lower = self.probability(&gram[1..]);
         match self.histories.get(&gram[..gram.len() - 1]) {
-            Some(&(total, followers)) => {
-                (self.count(gram) + followers as f64 * lower) / (total + followers) as f64
-            }
+            Some(&(total, followers)) => (self.count(gram) + followers as f64 * lower) / (total + followers) as f64,
             None => lower,
         }
     }
@@ -489,9 +491,10 @@ mod tests {
 
     #[test]
     fn text_is_lowercased_and_stripped_of_punctuation_but_not_of_apostrophes() {
-        assert_eq!(normalize("Hello, World! It's 'quoted' -- state-of-the-art."), [
-            "hello", "world", "it's", "quoted", "state", "of", "the", "art"
-        ]);
+        assert_eq!(
+            normalize("Hello, World! It's 'quoted' -- state-of-the-art."),
+            ["hello", "world", "it's", "quoted", "state", "of", "the", "art"]
+        );
         assert!(normalize(" ...\t").is_empty());
     }
 
@@ -530,10 +533,13 @@ mod tests {
 
     #[test]
     fn the_arpa_model_backs_off_to_what_it_interpolates() {
-        let model = AdaptedModel::build("The cat sat.\nThe dog sat!\n", "", &dictionary())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let model =
+            AdaptedModel::build("The cat sat.\nThe dog sat!\n", "", &dictionary()).unwrap_or_else(|e| panic!("{e}"));
         let arpa = model.arpa();
-        assert!(arpa.starts_with("\\data\\\nngram 1=6\nngram 2=6\nngram 3=6\n") && arpa.ends_with("\\end\\\n"), "{arpa}");
+        assert!(
+            arpa.starts_with("\\data\\\nngram 1=6\nngram 2=6\nngram 3=6\n") && arpa.ends_with("\\end\\\n"),
+            "{arpa}"
+        );
         let (unigrams, bigrams, trigrams) = (entries(arpa, 1), entries(arpa, 2), entries(arpa, 3));
         assert_eq!(unigrams["<s>"].0, -99.0);
         // "the" was followed by two words in two occurrences: λ = 2/4.
@@ -550,10 +556,13 @@ mod tests {
     fn pronunciations_add_words_from_the_phones_of_their_spoken_form() {
         let model = AdaptedModel::build("byos on the mat\n", "byos\tbee oh ess\nThe\tthe\n", &dictionary())
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(model.pronunciations(), [
-            Pronunciation { entry: "byos".into(), phones: "B IY OW EH S".into() },
-            Pronunciation { entry: "the(3)".into(), phones: "DH AH".into() },
-        ]);
+        assert_eq!(
+            model.pronunciations(),
+            [
+                Pronunciation { entry: "byos".into(), phones: "B IY OW EH S".into() },
+                Pronunciation { entry: "the(3)".into(), phones: "DH AH".into() },
+            ]
+        );
         assert!(entries(model.arpa(), 2).contains_key("byos on"));
         assert_eq!(model.report().pronunciations, 2);
     }
@@ -602,11 +611,13 @@ mod tests {
     #[test]
     fn a_model_survives_its_bytes_and_its_id_is_its_content() {
         let d = dictionary();
-        let model = AdaptedModel::build("the cat sat on the mat", "byos\tbee oh ess", &d).unwrap_or_else(|e| panic!("{e}"));
+        let model =
+            AdaptedModel::build("the cat sat on the mat", "byos\tbee oh ess", &d).unwrap_or_else(|e| panic!("{e}"));
         let again = AdaptedModel::from_bytes(&model.to_bytes()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(again, model);
         assert_eq!(again.id(), model.id());
-        let same = AdaptedModel::build("the cat sat on the mat", "byos\tbee oh ess", &d).unwrap_or_else(|e| panic!("{e}"));
+        let same =
+            AdaptedModel::build("the cat sat on the mat", "byos\tbee oh ess", &d).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(same.id(), model.id());
         let other = AdaptedModel::build("the dog sat on the mat", "", &d).unwrap_or_else(|e| panic!("{e}"));
         assert_ne!(other.id(), model.id());

@@ -268,11 +268,14 @@ impl PocketSphinx {
     /// Loads the library and `model` (takes a few seconds).
     pub fn load(model: &Model) -> Result<PocketSphinx, EngineError> {
         let lib = Library::load()?;
-        let base = Decoder::new(&lib, &[
-            ("-hmm", path_arg(&model.acoustic)?),
-            ("-lm", path_arg(&model.language_model)?),
-            ("-dict", path_arg(&model.dictionary)?),
-        ])?;
+        let base = Decoder::new(
+            &lib,
+            &[
+                ("-hmm", path_arg(&model.acoustic)?),
+                ("-lm", path_arg(&model.language_model)?),
+                ("-dict", path_arg(&model.dictionary)?),
+            ],
+        )?;
         Ok(PocketSphinx { base, adapted: ModelCache::new(CACHED_DECODERS), model: model.clone(), lib })
     }
 
@@ -383,7 +386,8 @@ fn decode(lib: &Library, decoder: &Decoder, samples: &[i16]) -> Result<Recogniti
     let mut score = 0;
     // SAFETY: the hypothesis string belongs to the decoder and is copied before the next call.
     let hyp = unsafe { (lib.ps_get_hyp)(ps, &mut score) };
-    let text = if hyp.is_null() { String::new() } else { spoken_text(&unsafe { CStr::from_ptr(hyp) }.to_string_lossy()) };
+    let text =
+        if hyp.is_null() { String::new() } else { spoken_text(&unsafe { CStr::from_ptr(hyp) }.to_string_lossy()) };
     // SAFETY: as above; logmath belongs to the decoder.
     let confidence = unsafe { (lib.logmath_exp)((lib.ps_get_logmath)(ps), (lib.ps_get_prob)(ps)) };
     let alternatives = alternatives(&text, nbest(lib, ps), |log| {
@@ -463,8 +467,7 @@ fn alternatives(best: &str, mut found: Vec<(String, i32)>, exp: impl Fn(c_int) -
     }
     found.truncate(MAX_ALTERNATIVES);
     let top = found.iter().map(|(_, score)| *score).max().unwrap_or(0);
-    let likelihoods: Vec<f64> =
-        found.iter().map(|(_, score)| exp(relative_log(*score, top)).max(0.0)).collect();
+    let likelihoods: Vec<f64> = found.iter().map(|(_, score)| exp(relative_log(*score, top)).max(0.0)).collect();
     let total: f64 = likelihoods.iter().sum();
     found
         .into_iter()
@@ -614,7 +617,8 @@ mod tests {
         for sentence in HELD_OUT {
             let samples = crate::testing::flite_speech("rms", &spoken_form(sentence));
             let base = Recognizer::recognize(&mut engine, &samples, None).unwrap_or_else(|e| panic!("{e}"));
-            let with_model = Recognizer::recognize(&mut engine, &samples, Some(&adapted)).unwrap_or_else(|e| panic!("{e}"));
+            let with_model =
+                Recognizer::recognize(&mut engine, &samples, Some(&adapted)).unwrap_or_else(|e| panic!("{e}"));
             println!("said {sentence:?}\n  base    {:?}\n  adapted {:?}", base.text, with_model.text);
             base_errors += align(sentence, &base.text);
             adapted_errors += align(sentence, &with_model.text);
@@ -629,7 +633,8 @@ mod tests {
         for sentence in GENERAL {
             let samples = crate::testing::flite_speech("rms", sentence);
             let base = Recognizer::recognize(&mut engine, &samples, None).unwrap_or_else(|e| panic!("{e}"));
-            let with_model = Recognizer::recognize(&mut engine, &samples, Some(&adapted)).unwrap_or_else(|e| panic!("{e}"));
+            let with_model =
+                Recognizer::recognize(&mut engine, &samples, Some(&adapted)).unwrap_or_else(|e| panic!("{e}"));
             println!("said {sentence:?}\n  base    {:?}\n  adapted {:?}", base.text, with_model.text);
             base_errors += align(sentence, &base.text);
             adapted_errors += align(sentence, &with_model.text);

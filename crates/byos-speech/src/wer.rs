@@ -42,7 +42,8 @@ impl std::ops::AddAssign for WordErrors {
 pub fn align(reference: &str, hypothesis: &str) -> WordErrors {
     let (reference, hypothesis) = (normalize(reference), normalize(hypothesis));
     // row[j]: the best alignment of the reference so far with the first j hypothesis words.
-    let mut row: Vec<WordErrors> = (0..=hypothesis.len()).map(|j| WordErrors { insertions: j, ..Default::default() }).collect();
+    let mut row: Vec<WordErrors> =
+        (0..=hypothesis.len()).map(|j| WordErrors { insertions: j, ..Default::default() }).collect();
     for (i, said) in reference.iter().enumerate() {
         let mut diagonal = row[0];
         row[0] = WordErrors { reference_words: i + 1, deletions: i + 1, ..Default::default() };
