@@ -279,11 +279,6 @@ impl PocketSphinx {
         Ok(PocketSphinx { base, adapted: ModelCache::new(CACHED_DECODERS), model: model.clone(), lib })
     }
 
-    /// Recognizes one utterance of 16 kHz 16-bit mono samples with the base model.
-    pub fn recognize(&mut self, samples: &[i16]) -> Result<Recognition, EngineError> {
-        decode(&self.lib, &self.base, samples)
-    }
-
     /// A decoder with the base dictionary and `model`'s words, decoding with the interpolation of
     /// `model`'s language model and the base one.
     fn load_adapted(&self, model: &AdaptedModel) -> Result<Decoder, EngineError> {
@@ -353,7 +348,7 @@ impl PocketSphinx {
 impl Recognizer for PocketSphinx {
     fn recognize(&mut self, samples: &[i16], model: Option<&AdaptedModel>) -> Result<Recognition, EngineError> {
         match model {
-            None => PocketSphinx::recognize(self, samples),
+            None => decode(&self.lib, &self.base, samples),
             Some(model) => {
                 // The model's decoder is made on its first use (a second or two), then kept.
                 if self.adapted.get(model.id()).is_none() {
@@ -553,7 +548,7 @@ mod tests {
         let samples = crate::testing::flite_speech("kal", "hello world");
         let mut engine =
             PocketSphinx::load(&Model::en_us(Path::new(DEBIAN_MODEL_DIR))).unwrap_or_else(|e| panic!("{e}"));
-        let heard = engine.recognize(&samples).unwrap_or_else(|e| panic!("{e}"));
+        let heard = engine.recognize(&samples, None).unwrap_or_else(|e| panic!("{e}"));
         assert!(heard.text.contains("hello") || heard.text.contains("world"), "heard {:?}", heard.text);
         assert!(!heard.words.is_empty() && heard.words.windows(2).all(|w| w[0].offset_ms <= w[1].offset_ms));
         println!("heard {:?} ({}), alternatives {:?}", heard.text, heard.confidence, heard.alternatives);
@@ -561,7 +556,7 @@ mod tests {
         let texts: std::collections::HashSet<&str> = heard.alternatives.iter().map(|a| a.text.as_str()).collect();
         assert_eq!(texts.len(), heard.alternatives.len(), "alternatives repeat: {:?}", heard.alternatives);
         assert!(heard.alternatives.iter().all(|a| (0.0..=1.0).contains(&a.confidence)));
-        let silence = engine.recognize(&vec![0i16; 16_000]).unwrap_or_else(|e| panic!("{e}"));
+        let silence = engine.recognize(&vec![0i16; 16_000], None).unwrap_or_else(|e| panic!("{e}"));
         assert!(silence.words.is_empty(), "heard {:?} in silence", silence.text);
         assert!(silence.alternatives.is_empty());
     }
@@ -616,9 +611,8 @@ mod tests {
         let (mut base_errors, mut adapted_errors) = (WordErrors::default(), WordErrors::default());
         for sentence in HELD_OUT {
             let samples = crate::testing::flite_speech("rms", &spoken_form(sentence));
-            let base = Recognizer::recognize(&mut engine, &samples, None).unwrap_or_else(|e| panic!("{e}"));
-            let with_model =
-                Recognizer::recognize(&mut engine, &samples, Some(&adapted)).unwrap_or_else(|e| panic!("{e}"));
+            let base = engine.recognize(&samples, None).unwrap_or_else(|e| panic!("{e}"));
+            let with_model = engine.recognize(&samples, Some(&adapted)).unwrap_or_else(|e| panic!("{e}"));
             println!("said {sentence:?}\n  base    {:?}\n  adapted {:?}", base.text, with_model.text);
             base_errors += align(sentence, &base.text);
             adapted_errors += align(sentence, &with_model.text);
@@ -632,9 +626,8 @@ mod tests {
         let (mut base_errors, mut adapted_errors) = (WordErrors::default(), WordErrors::default());
         for sentence in GENERAL {
             let samples = crate::testing::flite_speech("rms", sentence);
-            let base = Recognizer::recognize(&mut engine, &samples, None).unwrap_or_else(|e| panic!("{e}"));
-            let with_model =
-                Recognizer::recognize(&mut engine, &samples, Some(&adapted)).unwrap_or_else(|e| panic!("{e}"));
+            let base = engine.recognize(&samples, None).unwrap_or_else(|e| panic!("{e}"));
+            let with_model = engine.recognize(&samples, Some(&adapted)).unwrap_or_else(|e| panic!("{e}"));
             println!("said {sentence:?}\n  base    {:?}\n  adapted {:?}", base.text, with_model.text);
             base_errors += align(sentence, &base.text);
             adapted_errors += align(sentence, &with_model.text);
@@ -643,7 +636,7 @@ mod tests {
         assert!(adapted_errors.rate() <= base_errors.rate() + 0.1, "adapted {adapted_errors:?}, base {base_errors:?}");
         // The base decoder is untouched by the adapted model's words.
         let samples = crate::testing::flite_speech("rms", &spoken_form(HELD_OUT[1]));
-        let base = engine.recognize(&samples).unwrap_or_else(|e| panic!("{e}"));
+        let base = engine.recognize(&samples, None).unwrap_or_else(|e| panic!("{e}"));
         assert!(!base.text.contains("byos"), "the base model heard {:?}", base.text);
     }
 }

@@ -29,8 +29,8 @@ pub struct Alternative {
     pub confidence: f32,
 }
 
-/// What the engine heard in one utterance.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// What the engine heard in one utterance (the default: nothing).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Recognition {
     /// The words, space separated (empty: nothing was recognized).
     pub text: String,
