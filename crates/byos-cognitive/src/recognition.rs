@@ -159,13 +159,14 @@ mod tests {
                 Word { text: "world".into(), offset_ms: 500, duration_ms: 400 },
             ],
             confidence: 0.8,
+            alternatives: vec![],
         };
         let simple = answer(&heard, false, 1500);
         assert_eq!(simple["DisplayText"], "Hello world.");
         assert_eq!((simple["Offset"].as_u64(), simple["Duration"].as_u64()), (Some(2_000_000), Some(7_000_000)));
         let detailed = answer(&heard, true, 1500);
         assert_eq!(detailed["NBest"][0]["Lexical"], "hello world");
-        let nothing = Recognition { text: String::new(), words: vec![], confidence: 0.0 };
+        let nothing = Recognition::default();
         assert_eq!(answer(&nothing, false, 1000)["RecognitionStatus"], "NoMatch");
     }
 }

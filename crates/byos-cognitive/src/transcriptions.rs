@@ -872,6 +872,7 @@ mod tests {
                 Word { text: "world".into(), offset_ms: 1500, duration_ms: 400 },
             ],
             confidence: 0.75,
+            alternatives: vec![],
         };
         let transcript = Transcript {
             duration_ms: 2580,

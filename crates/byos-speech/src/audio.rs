@@ -226,4 +226,49 @@ mod tests {
         assert_eq!(decode(&sine_wav(16_000, 4, 16, false, 440.0, 0.1), "wav"), Err(AudioError::Channels(4)));
         assert_eq!(decode(&sine_wav(16_000, 1, 16, false, 440.0, 0.0), "wav"), Err(AudioError::Empty));
     }
+
+    /// `wav` encoded by `program` reading stdin and writing stdout, or None (with a note) when the
+    /// encoder is not installed (scripts/test.sh installs lame, flac and vorbis-tools).
+    fn encoded(wav: &[u8], program: &str, args: &[&str]) -> Option<Vec<u8>> {
+        use std::io::Write as _;
+        let child = std::process::Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let Ok(mut child) = child else {
+            println!("skipped: {program} is not installed");
+            return None;
+        };
+        let mut stdin = child.stdin.take()?;
+        let wav = wav.to_vec();
+        let writer = std::thread::spawn(move || stdin.write_all(&wav));
+        let output = child.wait_with_output().unwrap_or_else(|e| panic!("{program}: {e}"));
+        writer.join().unwrap_or_else(|_| panic!("writing to {program}")).unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert!(output.status.success() && !output.stdout.is_empty(), "{program} failed: {}", output.status);
+        Some(output.stdout)
+    }
+
+    #[test]
+    fn compressed_audio_comes_out_as_16_khz_with_its_pitch_kept() {
+        let wav = sine_wav(44_100, 2, 16, false, 440.0, 1.0);
+        for (extension, program, args) in [
+            ("mp3", "lame", &["--quiet", "-", "-"][..]),
+            ("flac", "flac", &["--silent", "--stdout", "-"][..]),
+            ("ogg", "oggenc", &["--quiet", "-", "-o", "-"][..]),
+        ] {
+            let Some(bytes) = encoded(&wav, program, args) else { continue };
+            // Probed from the bytes alone, as for a client that names no format.
+            let audio = decode(&bytes, "").unwrap_or_else(|e| panic!("{extension}: {e}"));
+            assert_eq!((audio.channels.len(), audio.source_rate), (2, 44_100), "{extension}");
+            for channel in &audio.channels {
+                // Lossy encoders pad the start and end by up to a few frames (2048 samples or so).
+                assert!((15_900..=17_600).contains(&channel.len()), "{extension}: {} samples", channel.len());
+                // The middle half second, away from the padding (near-silence that crosses zero a lot).
+                let crossings = zero_crossings(&channel[4_000..12_000]);
+                assert!((430..=450).contains(&crossings), "{extension}: {crossings} crossings for 440 Hz");
+            }
+        }
+    }
 }

@@ -7,13 +7,24 @@
 //! - [`workers`]: engines in supervised worker processes (a pool, a bounded queue, crash and hang
 //!   isolation) and the worker side of their protocol.
 
-//! - [`engine`]: the speech-to-text engine as services use it (PocketSphinx in a worker pool).
+//! - [`engine`]: the speech-to-text engine as services use it (PocketSphinx in a worker pool) and
+//!   the request protocol of its workers.
 //! - [`segment`]: long audio cut into utterances at its pauses (a batch transcription's phrases).
+//! - [`recognizer`]: what a speech-to-text engine answers ([`recognizer::Recognition`]) and the
+//!   trait each implements.
 //! - [`pocketsphinx`]: the speech-to-text engine (Debian's PocketSphinx and US English model,
 //!   loaded at run time).
+//! - [`adapt`]: Custom Speech adapted models (a trigram language model and dictionary entries
+//!   trained from a customer's text and pronunciations).
+//! - [`wer`]: word error rate, to test a model against what was said.
 
+pub mod adapt;
 pub mod audio;
 pub mod engine;
 pub mod pocketsphinx;
+pub mod recognizer;
 pub mod segment;
+#[cfg(test)]
+mod testing;
+pub mod wer;
 pub mod workers;
