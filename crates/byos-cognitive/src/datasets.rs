@@ -676,6 +676,27 @@ fn validate_audio_zip(bytes: &[u8], transcribed: bool) -> Result<Validation, Inv
     Ok(validation)
 }
 
+/// The audio files an Acoustic dataset's zip names in its `trans.txt`, each with its transcript and
+/// bytes; a file the archive lacks is left out (validation reported it).
+pub(crate) fn transcribed_audio(bytes: &[u8]) -> Result<Vec<(String, String, Vec<u8>)>, Invalid> {
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
+        .map_err(|e| Invalid(format!("The dataset is not a zip archive: {e}.")))?;
+    let transcript = read_entry(&mut archive, "trans.txt").map_err(|_| {
+        Invalid("An Acoustic dataset needs a trans.txt naming each audio file with its transcript.".into())
+    })?;
+    let transcript = String::from_utf8(transcript).map_err(|_| Invalid("trans.txt is not UTF-8 text.".into()))?;
+    let mut out = Vec::new();
+    for line in transcript.lines() {
+        if let Some((name, text)) = line.split_once('\t')
+            && !text.trim().is_empty()
+            && let Ok(audio) = read_entry(&mut archive, name.trim())
+        {
+            out.push((name.trim().to_owned(), text.trim().to_owned(), audio));
+        }
+    }
+    Ok(out)
+}
+
 fn read_entry(archive: &mut zip::ZipArchive<Cursor<&[u8]>>, name: &str) -> Result<Vec<u8>, String> {
     let mut entry = archive.by_name(name).map_err(|_| "not in the archive".to_owned())?;
     if entry.size() > MAX_DATASET_BYTES as u64 {

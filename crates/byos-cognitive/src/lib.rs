@@ -13,6 +13,8 @@
 //!   file transcribed by `transcribe`.
 //! - [`endpoints`]: Custom Speech endpoints and their audio and transcription logs (routes in
 //!   `endpoints_http`).
+//! - [`models`]: Custom Speech models adapted from Language and Pronunciation datasets (routes,
+//!   with evaluations', in `models_http`); [`evaluations`]: word error rates of one or two models.
 //! - [`dataplane`]: each account's data-plane listener at `properties.endpoint` (one port per
 //!   account, as the Speech SDK addresses an account by host and port only).
 //! - [`doctor`]: `byos doctor`, an account checked against the BYOS seed's hardening rules (read-only).
@@ -25,8 +27,12 @@ pub mod datasets;
 pub mod doctor;
 pub mod endpoints;
 mod endpoints_http;
+pub mod evaluations;
+pub mod models;
+mod models_http;
 pub mod provider;
 mod recognition;
+mod records;
 mod speech_http;
 mod transcribe;
 pub mod transcriptions;
@@ -185,6 +191,14 @@ impl CognitiveService {
             tracing::warn!(account = %record.id, old = settings.port, new = port, "account port was taken; its endpoint changed");
             settings.port = port;
             self.refresh(&self.persist_settings(record, &settings).await?).await?;
+        }
+        let trainings = self.resume_trainings().await?;
+        if trainings > 0 {
+            tracing::warn!(trainings, "model trainings interrupted by a restart start over");
+        }
+        let evaluations = self.resume_evaluations().await?;
+        if evaluations > 0 {
+            tracing::warn!(evaluations, "evaluations interrupted by a restart start over");
         }
         let resumed = self.resume_transcriptions().await?;
         if resumed > 0 {

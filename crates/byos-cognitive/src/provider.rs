@@ -845,6 +845,8 @@ async fn purge(service: &CognitiveService, deleted: &DeletedAccount) -> Result<(
     let batch = service.datasets_purge_ops(&deleted.record.id, batch).await?;
     let batch = service.transcriptions_purge_ops(&deleted.record.id, batch).await?;
     let batch = service.endpoints_purge_ops(&deleted.record.id, batch).await?;
+    let batch = service.models_purge_ops(&deleted.record.id, batch).await?;
+    let batch = service.evaluations_purge_ops(&deleted.record.id, batch).await?;
     let (batch, objects) = service.artifacts.purge_ops(&deleted.record.id, batch).await?;
     service.store.commit(batch).await.map_err(records::store_error)?;
     service.artifacts.purged(objects).await;

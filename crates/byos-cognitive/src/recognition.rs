@@ -116,7 +116,11 @@ pub(crate) async fn recognize(
         let result = if samples.iter().all(|s| s.unsigned_abs() < SILENCE_PEAK.unsigned_abs()) {
             status("InitialSilenceTimeout")
         } else {
-            match plane.service.speech.recognize(samples).await {
+            let model = match endpoint.as_ref().and_then(|e| e.model.as_deref()) {
+                Some(id) => Some(plane.service.adapted_model(&account, id).await?),
+                None => None,
+            };
+            match plane.service.speech.recognize_with(samples, model.as_ref()).await {
                 Ok(heard) => answer(&heard, detailed, audio.duration_ms),
                 Err(RecognizeError::Busy) => {
                     return Ok((

@@ -80,10 +80,12 @@ pub(crate) fn routes() -> Router<Plane> {
         .route("/speechtotext/v3.2/datasets/{id}/blocks:commit", axum::routing::post(commit_blocks))
         .merge(crate::transcriptions_http::routes(Api::V32))
         .merge(crate::endpoints_http::routes(Api::V32))
+        .merge(crate::models_http::routes(Api::V32))
         .merge(
             family(Api::V20241115)
                 .merge(crate::transcriptions_http::routes(Api::V20241115))
                 .merge(crate::endpoints_http::routes(Api::V20241115))
+                .merge(crate::models_http::routes(Api::V20241115))
                 .layer(axum::middleware::from_fn(require_api_version)),
         )
 }

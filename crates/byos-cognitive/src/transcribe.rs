@@ -2,6 +2,7 @@
 //! every utterance recognized by the engine workers. Batch and fast transcription render the
 //! same [`Transcript`] in their own shapes.
 
+use byos_speech::adapt::AdaptedModel;
 use byos_speech::audio::{self, AudioError, ENGINE_RATE};
 use byos_speech::engine::{RecognizeError, SpeechEngine};
 use byos_speech::pocketsphinx::Recognition;
@@ -65,13 +66,14 @@ pub enum Channels {
     Mixed,
 }
 
-/// Transcribes `bytes` (`extension` hints the container), waiting for the workers rather than
+/// Transcribes `bytes` (`extension` hints the container) with `model` (none: the base model), waiting for the workers rather than
 /// refusing when they are busy; at most the pool's size of utterances are in flight.
 pub async fn transcribe(
     engine: &SpeechEngine,
     bytes: &[u8],
     extension: &str,
     wanted: &Channels,
+    model: Option<&AdaptedModel>,
 ) -> Result<Transcript, TranscribeError> {
     let decoded = audio::decode(bytes, extension)?;
     let (channels, tracks): (Vec<u32>, Vec<Vec<i16>>) = match wanted {
@@ -90,7 +92,7 @@ pub async fn transcribe(
     }
     let heard: Vec<Result<Phrase, RecognizeError>> = stream::iter(utterances)
         .map(|(channel, start, samples)| async move {
-            let mut heard = engine.recognize_waiting(&samples).await?;
+            let mut heard = engine.recognize_waiting_with(&samples, model).await?;
             let start_ms = start as u64 * 1000 / u64::from(ENGINE_RATE);
             for word in &mut heard.words {
                 word.offset_ms += start_ms;

@@ -364,10 +364,15 @@ impl CognitiveService {
         files: &mut Vec<ResultFile>,
     ) -> Result<Report, Stop> {
         let inputs = self.inputs(account, sources).await.map_err(Stop::failed)?;
+        let model = match &job.model {
+            Some(id) => Some(self.adapted_model(account, id).await.map_err(Stop::failed)?),
+            None => None,
+        };
+        let model = model.as_ref();
         let total = inputs.len();
         let mut outcomes = stream::iter(inputs.into_iter().enumerate())
             .map(|(index, input)| async move {
-                let outcome = self.transcribe_input(account, job, &input).await;
+                let outcome = self.transcribe_input(account, job, &input, model).await;
                 (index, input, outcome)
             })
             .buffer_unordered(self.speech.workers());
@@ -401,6 +406,7 @@ impl CognitiveService {
         account: &LiveAccount,
         job: &Transcription,
         input: &Input,
+        model: Option<&byos_speech::adapt::AdaptedModel>,
     ) -> Result<(Bytes, u64), FileFailure> {
         let audio = match input {
             Input::Url(url) => self.fetch_audio(url).await?,
@@ -413,7 +419,7 @@ impl CognitiveService {
         };
         let channels =
             if job.options.channels.is_empty() { DEFAULT_CHANNELS.to_vec() } else { job.options.channels.clone() };
-        let transcript = transcribe(&self.speech, &audio, extension(input.url()), &Channels::Separate(channels))
+        let transcript = transcribe(&self.speech, &audio, extension(input.url()), &Channels::Separate(channels), model)
             .await
             .map_err(|e| FileFailure { kind: e.kind(), message: e.to_string() })?;
         let result = result_json(shown(input.url()), &transcript, &job.options);

@@ -192,22 +192,35 @@ fn https(url: &str, what: &str) -> Result<(), ApiError> {
     ))
 }
 
-/// The model a request names (`model.self`): the base model (`None`), or a custom model of this
-/// account (its id); anything else, a model of another account included, is `InvalidModel`.
+/// The model a request names (`model.self`): the base model (`None`), or a succeeded custom model
+/// of this account (its id); anything else, a model of another account included, is `InvalidModel`.
 pub(crate) async fn check_model(
-    _service: &crate::CognitiveService,
-    _account: &LiveAccount,
+    service: &crate::CognitiveService,
+    account: &LiveAccount,
     url: Option<&str>,
 ) -> Result<Option<String>, ApiError> {
     let Some(url) = url else { return Ok(None) };
-    let id = url.split('?').next().unwrap_or(url).trim_end_matches('/').rsplit('/').next().unwrap_or_default();
-    if url.contains("/models/base/") && id.eq_ignore_ascii_case(BASE_MODEL_ID) {
-        return Ok(None);
+    let path = url.split('?').next().unwrap_or(url).trim_end_matches('/');
+    let id = path.rsplit('/').next().unwrap_or_default();
+    let refused = |why: &str| bad("InvalidModel", format!("The model '{url}' {why}."));
+    if path.contains("/models/base/") {
+        return if id.eq_ignore_ascii_case(BASE_MODEL_ID) {
+            Ok(None)
+        } else {
+            Err(refused("is not a base model of byos"))
+        };
     }
-    Err(bad(
-        "InvalidModel",
-        format!("The model '{url}' does not exist in this account or cannot be used for transcription."),
-    ))
+    if !path.contains("/models/") {
+        return Err(refused("is not a model URL"));
+    }
+    let model = service
+        .custom_model(account, id)
+        .await
+        .map_err(|e| if e.status == 404 { refused("does not exist in this account") } else { e })?;
+    if model.status != Status::Succeeded {
+        return Err(refused("has not finished training"));
+    }
+    Ok(Some(model.id))
 }
 
 fn time_to_live(api: Api, p: &PropertiesBody) -> Result<Option<u64>, ApiError> {
@@ -619,14 +632,14 @@ async fn transcribe_now(
             let (audio, name, definition) = fast_form(form).await?;
             let channels = fast_channels(&definition)?;
             let extension = name.rsplit_once('.').map_or("", |(_, ext)| ext);
-            let transcript = crate::transcribe::transcribe(&plane.service.speech, &audio, extension, &channels)
+            let transcript = crate::transcribe::transcribe(&plane.service.speech, &audio, extension, &channels, None)
                 .await
                 .map_err(|e| match e {
-                crate::transcribe::TranscribeError::Audio(e) => {
-                    bad("InvalidAudioFormat", format!("The audio cannot be transcribed: {e}."))
-                }
-                other => speech_error(500, "InternalServerError", other.to_string()),
-            })?;
+                    crate::transcribe::TranscribeError::Audio(e) => {
+                        bad("InvalidAudioFormat", format!("The audio cannot be transcribed: {e}."))
+                    }
+                    other => speech_error(500, "InternalServerError", other.to_string()),
+                })?;
             Ok(axum::Json(fast_json(&transcript, &channels)).into_response())
         }
         .await,
