@@ -14,6 +14,7 @@ import time
 from urllib.parse import urlparse
 
 import pytest
+import requests
 from azure.mgmt.storage.models import IPRule, NetworkRuleSet, ResourceAccessRule
 
 import byos_support as bs
@@ -179,6 +180,104 @@ def test_the_identity_of_a_byos_account_cannot_be_taken_away(world):
                              user_owned_storage=cs.user_owned_storage(world["storage"].id))
     bs.expect_arm_error(lambda: client.accounts.begin_create(world["rg"], account.name, model).result(), 400,
                         "InvalidIdentity")
+
+
+def customer_blobs_in(world, container: str, prefix: str = "") -> list[str]:
+    service = bs.blob_service(world["storage"].blob_url, world["admin"], world["boot"]["ca_file"], source_ip=CLIENT_IP)
+    client = service.get_container_client(container)
+    if not client.exists():
+        return []
+    return [b.name for b in client.list_blobs(name_starts_with=prefix)]
+
+
+def every_customer_blob(world) -> set[str]:
+    service = bs.blob_service(world["storage"].blob_url, world["admin"], world["boot"]["ca_file"], source_ip=CLIENT_IP)
+    return {f"{c.name}/{b.name}" for c in service.list_containers()
+            for b in service.get_container_client(c.name).list_blobs()}
+
+
+def recognize(api, audio: bytes, cid: str | None = None):
+    params = {"language": "en-US", **({"cid": cid} if cid else {})}
+    return requests.post(api.endpoint + "speech/recognition/conversation/cognitiveservices/v1", params=params,
+                         data=audio, verify=api.ca, timeout=120,
+                         headers={"Ocp-Apim-Subscription-Key": api.key, "Content-Type": "audio/wav"})
+
+
+def test_endpoint_logs_land_in_the_customers_audiologs_container(world, tmp_path):
+    api = world["api"]
+    base = api.get(api.url("models/base")).json()["values"][0]["self"]
+    endpoint = api.post("endpoints", json={"displayName": "logged", "locale": "en-US", "model": {"self": base},
+                                           "properties": {"loggingEnabled": True}}).json()
+    cid = endpoint["self"].rsplit("/", 1)[1]
+    audio = flite("log this please", tmp_path)
+    assert recognize(api, audio, cid).status_code == 200
+    folder = cid.replace("-", "") + "/en-US/"
+    logged = customer_blobs_in(world, "customspeech-audiologs", folder)
+    assert len(logged) == 2 and {n.rsplit(".", 1)[-1] for n in logged} == {"wav", "json"}, logged
+    assert all(len(n.split("/")[2]) == 10 and n.split("/")[3][6] == "_" for n in logged), "the seed's layout"
+    files = api.get(endpoint["self"] + "/files/logs").json()["values"]
+    wav = next(f for f in files if f["kind"] == "Audio")
+    assert "skoid=" in wav["links"]["contentUrl"] and read_through_link(world, wav["links"]["contentUrl"]) == audio
+    assert api.delete(endpoint["self"]).status_code == 204
+    assert customer_blobs_in(world, "customspeech-audiologs", folder) == []
+
+
+def test_a_custom_model_of_a_byos_account_is_kept_in_customspeech_models(world):
+    api = world["api"]
+    language = api.wait(api.upload("Language", b"check the datavault logs\nopen the datavault dashboard\n").json()["self"])
+    assert language["status"] == "Succeeded", language
+    resp = api.post("models", json={"displayName": "byos", "locale": "en-US", "datasets": [{"self": language["self"]}]})
+    model = api.wait(resp.json()["self"])
+    assert model["status"] == "Succeeded", model
+    model_id = model["self"].rsplit("/", 1)[1]
+    assert sorted(customer_blobs_in(world, "customspeech-models", model_id)) == \
+        [f"{model_id}/model.bin", f"{model_id}/report.json"]
+    assert api.delete(model["self"]).status_code == 204
+    assert customer_blobs_in(world, "customspeech-models", model_id) == []
+
+
+def _data_dir_state(root) -> dict[str, str]:
+    """{path: sha256} of every stored object (blob store and service-held artifacts) under the data dir."""
+    import hashlib
+    import os
+
+    state = {}
+    for sub in ("objects", "objects-cognitive"):
+        for dirpath, _dirs, files in os.walk(root / sub):
+            for name in files:
+                path = os.path.join(dirpath, name)
+                with open(path, "rb") as f:
+                    state[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+    return state
+
+
+def test_without_logging_or_customisation_nothing_of_the_audio_is_kept_anywhere(own, world, tmp_path):
+    """The seeds' promise: a recognition (short audio, fast transcription) with logging off and no custom model keeps
+    no customer data: no blob in the customer's storage, no object in byos's, no byte of it in any file byos has."""
+    boot = world["boot"]
+    client = cs.cognitive_client(boot, world["admin"])
+    plain = client.accounts.begin_create(world["rg"], cs.account_name("plain"),
+                                         cs.account_model(boot, "SpeechServices")).result()
+    plain_api = cs.SpeechRest(plain.properties.endpoint, client.accounts.list_keys(world["rg"], plain.name).key1,
+                              boot["ca_file"])
+    audio = flite("zebras quietly juggle seven violet umbrellas", tmp_path)
+    blobs, objects = every_customer_blob(world), _data_dir_state(own.data_dir)
+    heard = []
+    for api in (world["api"], plain_api):
+        resp = recognize(api, audio)
+        assert resp.status_code == 200 and resp.json()["RecognitionStatus"] == "Success", resp.text
+        heard.append(resp.json()["DisplayText"])
+        fast = api._call("POST", api.endpoint + "speechtotext/transcriptions:transcribe",
+                         params={"api-version": "2024-11-15"},
+                         files={"audio": ("a.wav", audio, "audio/wav"), "definition": (None, '{"locales":["en-US"]}')})
+        assert fast.status_code == 200, fast.text
+    assert every_customer_blob(world) == blobs, "nothing was written to the customer's storage"
+    assert _data_dir_state(own.data_dir) == objects, "nothing was written to byos's object stores"
+    pcm = audio[len(audio) // 2:len(audio) // 2 + 64]
+    words = {w.strip(".").lower() for text in heard for w in text.split() if len(w) > 5}
+    needles = {"audio": pcm, **{f"word {w}": w.encode() for w in words}}
+    found, scanned = bs.scan_files_for(own.data_dir, needles)
+    assert scanned > 0 and not any(found.values()), found
 
 
 # ---- last: kills the module's server ------------------------------------------------------------------------

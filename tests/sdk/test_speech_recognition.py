@@ -51,6 +51,9 @@ def test_the_detailed_format_has_nbest_with_confidence(speech, ca, tmp_path):
     assert body["RecognitionStatus"] == "Success", body
     best = body["NBest"][0]
     assert {"Confidence", "Lexical", "ITN", "MaskedITN", "Display"} <= set(best) and 0 <= best["Confidence"] <= 1
+    confidences = [n["Confidence"] for n in body["NBest"]]
+    assert confidences == sorted(confidences, reverse=True), body["NBest"]
+    assert len({n["Lexical"] for n in body["NBest"]}) == len(body["NBest"]), "the alternatives differ"
 
 
 def test_silence_is_initial_silence_timeout(speech, ca):

@@ -69,9 +69,13 @@ fn answer(heard: &Recognition, detailed: bool, duration_ms: u64) -> Value {
     if !detailed {
         return json!({"RecognitionStatus": "Success", "DisplayText": shown, "Offset": offset, "Duration": duration});
     }
-    json!({"RecognitionStatus": "Success", "Offset": offset, "Duration": duration, "NBest": [{
+    let mut n_best = vec![json!({
         "Confidence": heard.confidence, "Lexical": heard.text, "ITN": heard.text, "MaskedITN": heard.text, "Display": shown,
-    }]})
+    })];
+    n_best.extend(crate::transcriptions::alternatives(heard).map(|(confidence, text)| {
+        json!({"Confidence": confidence, "Lexical": text, "ITN": text, "MaskedITN": text, "Display": display(text)})
+    }));
+    json!({"RecognitionStatus": "Success", "Offset": offset, "Duration": duration, "NBest": n_best})
 }
 
 pub(crate) async fn recognize(

@@ -828,12 +828,23 @@ pub fn result_json(source: &str, transcript: &Transcript, options: &Options) -> 
             if options.display_form_word_level_timestamps {
                 best["displayWords"] = json!(words(phrase, "displayText"));
             }
-            p.insert("nBest".into(), json!([best]));
+            let mut n_best = vec![best];
+            n_best.extend(alternatives(&phrase.heard).map(|(confidence, text)| {
+                json!({"confidence": confidence, "lexical": text, "itn": text, "maskedITN": text,
+                       "display": crate::recognition::display(text)})
+            }));
+            p.insert("nBest".into(), json!(n_best));
             Value::Object(p)
         })
         .collect();
     out.insert("recognizedPhrases".into(), json!(phrases));
     Value::Object(out)
+}
+
+/// The engine's other hypotheses after its best, each with a confidence no higher than the best's
+/// (the n-best list's own shares of the likelihood).
+pub(crate) fn alternatives(heard: &byos_speech::pocketsphinx::Recognition) -> impl Iterator<Item = (f64, &str)> {
+    heard.alternatives.iter().skip(1).map(|a| (f64::from(a.confidence).min(heard.confidence), a.text.as_str()))
 }
 
 fn words(phrase: &crate::transcribe::Phrase, field: &str) -> Vec<Value> {
@@ -878,7 +889,10 @@ mod tests {
                 Word { text: "world".into(), offset_ms: 1500, duration_ms: 400 },
             ],
             confidence: 0.75,
-            alternatives: vec![],
+            alternatives: vec![
+                byos_speech::recognizer::Alternative { text: "hello world".into(), confidence: 0.9 },
+                byos_speech::recognizer::Alternative { text: "hello word".into(), confidence: 0.1 },
+            ],
         };
         let transcript = Transcript {
             duration_ms: 2580,
@@ -896,6 +910,11 @@ mod tests {
         assert_eq!((phrase["offset"].as_str(), phrase["offsetInTicks"].as_f64()), (Some("PT1.2S"), Some(12_000_000.0)));
         assert_eq!(phrase["nBest"][0]["words"][1]["word"], "world");
         assert_eq!(phrase["nBest"][0]["words"][1]["durationMilliseconds"], 400);
+        assert_eq!(
+            (phrase["nBest"][1]["lexical"].as_str(), phrase["nBest"].as_array().map(Vec::len)),
+            (Some("hello word"), Some(2))
+        );
+        assert!(phrase["nBest"][1]["confidence"].as_f64() <= phrase["nBest"][0]["confidence"].as_f64());
         let plain = result_json("s", &transcript, &Options::default());
         assert!(plain["recognizedPhrases"][0]["nBest"][0].get("words").is_none());
     }
