@@ -79,3 +79,45 @@ async fn time_to_live_deletes_a_finished_byos_transcription_and_its_files() -> a
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn endpoint_logs_are_deleted_after_thirty_days_by_the_retention_watch() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client()?;
+    let sub = server.boot_str(&["subscription_id"]);
+    let group = format!("/subscriptions/{sub}/resourceGroups/logs");
+    server.arm_as_admin(&client, Method::PUT, &group, Some(json!({"location": "eastus"}))).await?;
+    let account_id = format!("{group}/providers/Microsoft.CognitiveServices/accounts/logspeech");
+    let speech = json!({"location": "eastus", "kind": "SpeechServices", "sku": {"name": "S0"}});
+    server.arm_as_admin(&client, Method::PUT, &format!("{account_id}?api-version=2025-09-01"), Some(speech)).await?;
+    let cognitive = &server.services()?.cognitive;
+    let live = cognitive.account(&account_id.to_ascii_lowercase()).context("the account is live")?;
+    let new = byos_cognitive::endpoints::NewEndpoint {
+        display_name: "logged".into(),
+        description: None,
+        custom_properties: Default::default(),
+        locale: "en-US".into(),
+        model: None,
+        logging: true,
+    };
+    let endpoint = cognitive.create_endpoint(&live, new).await?;
+    let owner = byos_cognitive::endpoints::LogOwner::Endpoint(endpoint.id.clone());
+    let audio = bytes::Bytes::from_static(b"RIFF....WAVE");
+    cognitive.log_recognition(&live, &owner, "en-US", audio, "wav", &json!({"RecognitionStatus": "Success"})).await?;
+    anyhow::ensure!(cognitive.logs(&live, &owner, "en-US").await?.len() == 2, "audio and result logged");
+
+    let watch = byos_core::Caller::actor(byos_core::Actor::SpeechRetention);
+    let today = time::OffsetDateTime::now_utc().date();
+    let kept = cognitive.expire_logs(&watch, today + time::Duration::days(30)).await?;
+    anyhow::ensure!(kept == 0 && cognitive.logs(&live, &owner, "en-US").await?.len() == 2, "30 days: still kept");
+    let deleted = cognitive.expire_logs(&watch, today + time::Duration::days(31)).await?;
+    anyhow::ensure!(deleted == 2, "deleted {deleted}");
+    anyhow::ensure!(cognitive.logs(&live, &owner, "en-US").await?.is_empty(), "the logs are gone");
+    // The watch is a caller of its own: another actor is refused.
+    let other = byos_core::Caller::actor(byos_core::Actor::KeyRotation);
+    cognitive.log_recognition(&live, &owner, "en-US", bytes::Bytes::from_static(b"x"), "wav", &json!({})).await?;
+    let refused = cognitive.expire_logs(&other, today + time::Duration::days(31)).await.err().map(|e| e.status);
+    anyhow::ensure!(refused == Some(403), "another actor may not delete logs: {refused:?}");
+    server.stop().await;
+    Ok(())
+}
