@@ -19,9 +19,10 @@ use serde_json::{Map, Value, json};
 
 use crate::artifacts::{Area, ArtifactError, ArtifactInfo};
 use crate::datasets::{Status, speech_error};
+use crate::records::{Entity, Records};
 use crate::{CognitiveService, LiveAccount};
 
-const ENDPOINTS: Table = Table("cs_endpoints");
+pub(crate) const ENDPOINTS: Records = Records::new(Table("cs_endpoints"), "endpoint");
 /// How long endpoint logs are kept (Azure documents 30 days for logs of custom endpoints).
 pub const LOG_RETENTION_DAYS: i64 = 30;
 /// What the retention watch asks the door for, per log.
@@ -78,16 +79,17 @@ pub struct LogFile {
     pub created: String,
 }
 
-fn key(account: &LiveAccount, id: &str) -> String {
-    format!("{}/{}", account.id.to_ascii_lowercase(), id.to_ascii_lowercase())
+impl Entity for Endpoint {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn created(&self) -> &str {
+        &self.created
+    }
 }
 
 fn now() -> String {
     byos_core::time::rfc3339_now()
-}
-
-fn not_found(id: &str) -> ApiError {
-    speech_error(404, "NotFound", format!("The endpoint '{id}' does not exist."))
 }
 
 fn store_failure(e: impl std::fmt::Display) -> ApiError {
@@ -128,25 +130,17 @@ fn log_date(id: &str) -> Option<time::Date> {
 
 impl CognitiveService {
     async fn put_endpoint(&self, account: &LiveAccount, e: &Endpoint) -> Result<(), ApiError> {
-        let bytes = serde_json::to_vec(e).map_err(store_failure)?;
-        self.store.commit(Batch::new().put(ENDPOINTS, key(account, &e.id), bytes)).await.map_err(store_failure)
+        ENDPOINTS.put(&self.store, account, e).await
     }
 
     /// The endpoint `id` of the account.
     pub async fn speech_endpoint(&self, account: &LiveAccount, id: &str) -> Result<Endpoint, ApiError> {
-        let bytes =
-            self.store.get(ENDPOINTS, &key(account, id)).await.map_err(store_failure)?.ok_or_else(|| not_found(id))?;
-        serde_json::from_slice(&bytes).map_err(store_failure)
+        ENDPOINTS.get(&self.store, account, id).await
     }
 
     /// Every endpoint of the account, oldest first.
     pub async fn speech_endpoints(&self, account: &LiveAccount) -> Result<Vec<Endpoint>, ApiError> {
-        let prefix = format!("{}/", account.id.to_ascii_lowercase());
-        let rows = self.store.scan(ENDPOINTS, &prefix).await.map_err(store_failure)?;
-        let mut all: Vec<Endpoint> =
-            rows.iter().map(|(_, b)| serde_json::from_slice(b).map_err(store_failure)).collect::<Result<_, _>>()?;
-        all.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
-        Ok(all)
+        ENDPOINTS.list(&self.store, account).await
     }
 
     /// Creates an endpoint; it serves at once (the engine loads models per request).
@@ -211,7 +205,7 @@ impl CognitiveService {
             Err(e) => return Err(e),
         };
         self.delete_logs(account, &LogOwner::Endpoint(endpoint.id.clone()), &endpoint.locale, None).await?;
-        self.store.commit(Batch::new().delete(ENDPOINTS, key(account, id))).await.map_err(store_failure)
+        ENDPOINTS.delete(&self.store, account, id).await
     }
 
     /// Keeps a recognition's audio and result in the logs of `owner`.
@@ -310,9 +304,7 @@ impl CognitiveService {
     pub async fn expire_logs(&self, watch: &byos_core::Caller, today: time::Date) -> Result<usize, ApiError> {
         let until = today - time::Duration::days(LOG_RETENTION_DAYS + 1);
         let mut owners: Vec<(String, LogOwner, String)> = Vec::new();
-        for (row, bytes) in self.store.scan(ENDPOINTS, "").await.map_err(store_failure)? {
-            let endpoint: Endpoint = serde_json::from_slice(&bytes).map_err(store_failure)?;
-            let account = row.rsplit_once('/').map_or("", |(account, _)| account).to_owned();
+        for (account, endpoint) in ENDPOINTS.all::<Endpoint>(&self.store).await? {
             owners.push((account, LogOwner::Endpoint(endpoint.id), endpoint.locale));
         }
         let accounts: std::collections::BTreeSet<String> = owners.iter().map(|(a, ..)| a.clone()).collect();
@@ -332,13 +324,8 @@ impl CognitiveService {
         Ok(deleted)
     }
 
-    /// Adds the deletion of every endpoint record of `account_id` to `batch` (its purge).
-    pub(crate) async fn endpoints_purge_ops(&self, account_id: &str, mut batch: Batch) -> Result<Batch, ApiError> {
-        let prefix = format!("{}/", account_id.to_ascii_lowercase());
-        for (key, _) in self.store.scan(ENDPOINTS, &prefix).await.map_err(store_failure)? {
-            batch = batch.delete(ENDPOINTS, key);
-        }
-        Ok(batch)
+    pub(crate) async fn endpoints_purge_ops(&self, account_id: &str, batch: Batch) -> Result<Batch, ApiError> {
+        ENDPOINTS.purge_ops(&self.store, account_id, batch).await
     }
 }
 

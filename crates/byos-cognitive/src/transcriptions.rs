@@ -24,10 +24,11 @@ use serde_json::{Map, Value, json};
 
 use crate::artifacts::{Area, ArtifactError};
 use crate::datasets::{Status, iso_duration, speech_error};
+use crate::records::{Entity, Records};
 use crate::transcribe::{Channels, Transcript, transcribe};
 use crate::{CognitiveService, LiveAccount};
 
-const TRANSCRIPTIONS: Table = Table("cs_transcriptions");
+pub(crate) const TRANSCRIPTIONS: Records = Records::new(Table("cs_transcriptions"), "transcription");
 /// At most this many `contentUrls` (Azure: 1000).
 pub const MAX_CONTENT_URLS: usize = 1000;
 /// A container source holds at most this many blobs (Azure: 10,000).
@@ -137,16 +138,17 @@ pub struct Transcription {
     sealed_sources: String,
 }
 
-fn key(account: &LiveAccount, id: &str) -> String {
-    format!("{}/{}", account.id.to_ascii_lowercase(), id.to_ascii_lowercase())
+impl Entity for Transcription {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn created(&self) -> &str {
+        &self.created
+    }
 }
 
 fn now() -> String {
     byos_core::time::rfc3339_now()
-}
-
-fn not_found(id: &str) -> ApiError {
-    speech_error(404, "NotFound", format!("The transcription '{id}' does not exist."))
 }
 
 fn store_failure(e: impl std::fmt::Display) -> ApiError {
@@ -207,29 +209,17 @@ impl Stop {
 
 impl CognitiveService {
     async fn put_transcription(&self, account: &LiveAccount, t: &Transcription) -> Result<(), ApiError> {
-        let bytes = serde_json::to_vec(t).map_err(store_failure)?;
-        self.store.commit(Batch::new().put(TRANSCRIPTIONS, key(account, &t.id), bytes)).await.map_err(store_failure)
+        TRANSCRIPTIONS.put(&self.store, account, t).await
     }
 
     /// The transcription `id` of the account.
     pub async fn transcription(&self, account: &LiveAccount, id: &str) -> Result<Transcription, ApiError> {
-        let bytes = self
-            .store
-            .get(TRANSCRIPTIONS, &key(account, id))
-            .await
-            .map_err(store_failure)?
-            .ok_or_else(|| not_found(id))?;
-        serde_json::from_slice(&bytes).map_err(store_failure)
+        TRANSCRIPTIONS.get(&self.store, account, id).await
     }
 
     /// Every transcription of the account, oldest first.
     pub async fn transcriptions(&self, account: &LiveAccount) -> Result<Vec<Transcription>, ApiError> {
-        let prefix = format!("{}/", account.id.to_ascii_lowercase());
-        let rows = self.store.scan(TRANSCRIPTIONS, &prefix).await.map_err(store_failure)?;
-        let mut all: Vec<Transcription> =
-            rows.iter().map(|(_, b)| serde_json::from_slice(b).map_err(store_failure)).collect::<Result<_, _>>()?;
-        all.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
-        Ok(all)
+        TRANSCRIPTIONS.list(&self.store, account).await
     }
 
     fn seal_sources(&self, sources: &Sources) -> Result<String, ApiError> {
@@ -605,7 +595,7 @@ impl CognitiveService {
                 }
             }
         }
-        self.store.commit(Batch::new().delete(TRANSCRIPTIONS, key(account, id))).await.map_err(store_failure)
+        TRANSCRIPTIONS.delete(&self.store, account, id).await
     }
 
     /// A link to a result file: an artifact's (see [`crate::artifacts::ArtifactStore::link`]) or
@@ -630,31 +620,20 @@ impl CognitiveService {
 
     /// Adds the deletion of every transcription record of `account_id` to `batch` (its purge;
     /// their files go with the account's artifacts).
-    pub(crate) async fn transcriptions_purge_ops(&self, account_id: &str, mut batch: Batch) -> Result<Batch, ApiError> {
-        let prefix = format!("{}/", account_id.to_ascii_lowercase());
-        for (key, _) in self.store.scan(TRANSCRIPTIONS, &prefix).await.map_err(store_failure)? {
-            batch = batch.delete(TRANSCRIPTIONS, key);
-        }
-        Ok(batch)
+    pub(crate) async fn transcriptions_purge_ops(&self, account_id: &str, batch: Batch) -> Result<Batch, ApiError> {
+        TRANSCRIPTIONS.purge_ops(&self.store, account_id, batch).await
     }
 
     /// Starts over the jobs a restart interrupted (at start, once the accounts are live); a job
     /// whose account is gone fails.
     pub(crate) async fn resume_transcriptions(self: &Arc<Self>) -> Result<usize, ApiError> {
         let mut resumed = 0;
-        for (row, bytes) in self.store.scan(TRANSCRIPTIONS, "").await.map_err(store_failure)? {
-            let mut job: Transcription = serde_json::from_slice(&bytes).map_err(store_failure)?;
+        for (account_key, mut job) in TRANSCRIPTIONS.all::<Transcription>(&self.store).await? {
             if !matches!(job.status, Status::NotStarted | Status::Running) {
                 continue;
             }
-            let account_key = row.rsplit_once('/').map_or("", |(account, _)| account);
-            let Some(account) = self.account(account_key) else {
-                job.status = Status::Failed;
-                job.last_action = now();
-                job.finished_at = Some(byos_core::time::unix_now());
-                job.error = Some(("InvalidData".into(), "The account of this transcription no longer exists.".into()));
-                let bytes = serde_json::to_vec(&job).map_err(store_failure)?;
-                self.store.commit(Batch::new().put(TRANSCRIPTIONS, row, bytes)).await.map_err(store_failure)?;
+            let Some(account) = self.account(&account_key) else {
+                // Its account is soft-deleted: restored, the job starts over then; purged, it goes with it.
                 continue;
             };
             job.status = Status::NotStarted;
@@ -671,15 +650,13 @@ impl CognitiveService {
     /// returns how many went.
     pub async fn expire_transcriptions(&self, watch: &byos_core::Caller, now: i64) -> Result<usize, ApiError> {
         let mut expired = 0;
-        for (row, bytes) in self.store.scan(TRANSCRIPTIONS, "").await.map_err(store_failure)? {
-            let job: Transcription = serde_json::from_slice(&bytes).map_err(store_failure)?;
+        for (account_key, job) in TRANSCRIPTIONS.all::<Transcription>(&self.store).await? {
             let (Some(finished), Some(ttl)) = (job.finished_at, job.options.time_to_live_secs) else { continue };
             if finished.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)) > now {
                 continue;
             }
-            let account_key = row.rsplit_once('/').map_or("", |(account, _)| account);
             // A soft-deleted account's jobs wait: restored, it has them back; purged, they go with it.
-            let Some(account) = self.account(account_key) else { continue };
+            let Some(account) = self.account(&account_key) else { continue };
             let scope = byos_core::Scope::parse(&account.id).map_err(store_failure)?;
             self.door.authorize(watch, &EXPIRE, &scope).map_err(|denial| denial.to_api_error())?;
             self.delete_transcription(&account, &job.id).await?;
