@@ -173,6 +173,37 @@ def test_without_its_resource_instance_rule_the_job_fails_cleanly_and_says_why(w
         bs.update_storage_account(world["storage_client"], world["storage"], network_rule_set=world["rules"])
 
 
+def test_revoking_the_storage_accounts_customer_managed_key_fails_the_job_cleanly(world):
+    from azure.core.exceptions import HttpResponseError
+    from azure.mgmt.storage.models import Identity as StorageIdentity
+
+    boot, admin, auth = world["boot"], world["admin"], world["auth"]
+    sub = boot["subscription_id"]
+    vault = bs.create_vault(bs.keyvault_mgmt_client(boot, admin), boot, world["rg"], bs.vault_name("stt"),
+                            enable_rbac_authorization=True, enable_purge_protection=True,
+                            soft_delete_retention_in_days=7, access_policies=[])
+    bs.assign_role(auth, vault.id, bs.KEY_VAULT_CRYPTO_OFFICER, boot["admin"]["object_id"], sub=sub)
+    keys = bs.key_client(vault.uri, admin, boot["ca_file"])
+    key = bs.poll(lambda: keys.create_rsa_key(bs.unique("cmk"), size=2048), lambda k: not isinstance(k, Exception),
+                  ignore=(HttpResponseError,))
+    storage = bs.update_storage_account(world["storage_client"], world["storage"],
+                                        identity=StorageIdentity(type="SystemAssigned"))
+    grant = bs.assign_role(auth, vault.id, bs.KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER,
+                           storage.identity.principal_id, sub=sub)
+    bs.enable_cmk(world["storage_client"], world["storage"], vault, key.name)
+    source = {"contentUrls": [plain_url(world, "audio", "speech0.wav")]}
+    try:
+        assert submit(world["api"], source)["status"] == "Succeeded", "the customer's key protects the results"
+        auth.role_assignments.delete(vault.id, grant.name)
+        time.sleep(1.5)  # the key protector's cache (1 s on test servers)
+        _fails_inaccessible(world, "customer-managed key")
+    finally:
+        bs.assign_role(auth, vault.id, bs.KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER, storage.identity.principal_id,
+                       sub=sub)
+        time.sleep(1.5)
+    assert submit(world["api"], source)["status"] == "Succeeded", "the key given back, the chain works again"
+
+
 def test_the_identity_of_a_byos_account_cannot_be_taken_away(world):
     client = cs.cognitive_client(world["boot"], world["admin"])
     account = world["account"]
