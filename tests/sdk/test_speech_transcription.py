@@ -116,6 +116,20 @@ def test_speech_is_transcribed_with_a_report_and_results_in_azures_shape(api, au
         assert [w["offsetInTicks"] for w in words] == sorted(w["offsetInTicks"] for w in words)
 
 
+def test_an_expired_sas_is_a_failure_in_the_report(api, audio, shared_account, ca):
+    import datetime as dt
+
+    sas = generate_blob_sas(shared_account.name, audio["client"].container_name, "speech0.wav",
+                            account_key=shared_account.keys["key1"], permission=BlobSasPermissions(read=True),
+                            expiry=dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5))
+    expired = f"{audio['client'].url}/speech0.wav?{sas}"
+    done = submit(api, {"contentUrls": [expired, audio["url"]("speech1.wav")]})
+    assert done["status"] == "Succeeded", done
+    report = read_link(files_of(api, done)["TranscriptionReport"][0], ca)
+    failed = [d for d in report["details"] if d["status"] == "Failed"]
+    assert len(failed) == 1 and "403" in failed[0]["errorMessage"], report
+
+
 def test_a_container_sas_transcribes_every_blob_in_it(api, audio, ca):
     done = submit(api, {"contentContainerUrl": audio["container"](read=True, list=True)})
     assert done["status"] == "Succeeded", done

@@ -28,6 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "byos-storage/src/blob/sweep.rs",
             "byos-storage/src/cmk.rs",
             "byos-cognitive/src/provider.rs",
+            "byos-cognitive/src/transcriptions.rs",
         ],
     ),
 ];
