@@ -91,9 +91,11 @@ class SpeechRest:
         form = {"kind": kind, "locale": locale, "displayName": display_name}
         return self._call("POST", self.url("datasets/upload"), data=form, files={"data": ("data.bin", data)})
 
-    def wait(self, url: str) -> dict:
-        """GET the dataset until it is Succeeded or Failed."""
-        done = bs.poll(lambda: self.get(url).json(), lambda d: d.get("status") in ("Succeeded", "Failed"))
+    def wait(self, url: str, timeout: float = 180.0) -> dict:
+        """GET the entity (dataset, transcription, model, evaluation) until it is Succeeded or Failed; jobs that run
+        the engine take seconds, more on a loaded machine, so the deadline is generous (it is only a deadline)."""
+        done = bs.poll(lambda: self.get(url).json(), lambda d: d.get("status") in ("Succeeded", "Failed"),
+                       timeout=timeout)
         return done
 
 

@@ -163,6 +163,11 @@ def test_an_endpoint_serves_the_custom_model(api, trained, tmp_path):
                           verify=api.ca, timeout=120, headers={"Ocp-Apim-Subscription-Key": api.key,
                                                                "Content-Type": "audio/wav"})
     assert heard.status_code == 200 and "datavault" in heard.json()["DisplayText"].lower(), heard.text
+    by_endpoint = api.post("transcriptions", json={"displayName": "via endpoint", "locale": "en-US",
+                                                   "model": {"self": endpoint["self"]},
+                                                   "contentUrls": ["https://127.0.0.1:1/a.wav"]})
+    assert by_endpoint.status_code == 201 and by_endpoint.json()["model"]["self"] == trained["model"]["self"], \
+        "a transcription through an endpoint uses the endpoint's model"
     in_use = api.delete(trained["model"]["self"])
     assert in_use.status_code == 409 and in_use.json()["code"] == "Conflict", in_use.text
     assert api.delete(endpoint["self"]).status_code == 204

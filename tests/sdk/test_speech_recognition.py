@@ -103,3 +103,13 @@ def test_a_chunked_upload_is_recognized(speech, ca, tmp_path):
 
     resp = recognize(speech, ca, chunks())
     assert resp.status_code == 200 and resp.json()["RecognitionStatus"] == "Success", resp.text
+
+
+def test_ogg_vorbis_audio_is_recognized(speech, ca, tmp_path):
+    wav = tmp_path / "speech.wav"
+    wav.write_bytes(flite("hello world", tmp_path))
+    subprocess.run(["oggenc", "-Q", "-o", str(tmp_path / "speech.ogg"), str(wav)], check=True, timeout=60)
+    endpoint, key = speech
+    resp = requests.post(endpoint + PATH, params={"language": "en-US"}, data=(tmp_path / "speech.ogg").read_bytes(),
+                         verify=ca, timeout=120, headers={"Ocp-Apim-Subscription-Key": key, "Content-Type": "audio/ogg"})
+    assert resp.status_code == 200 and resp.json()["RecognitionStatus"] == "Success", resp.text

@@ -192,8 +192,8 @@ fn https(url: &str, what: &str) -> Result<(), ApiError> {
     ))
 }
 
-/// The model a request names (`model.self`): the base model (`None`), or a succeeded custom model
-/// of this account (its id); anything else, a model of another account included, is `InvalidModel`.
+/// The model a request names (`model.self`): the base model (`None`), a succeeded custom model of
+/// this account (its id), or an endpoint of this account (the model it serves); anything else, a model of another account included, is `InvalidModel`.
 pub(crate) async fn check_model(
     service: &crate::CognitiveService,
     account: &LiveAccount,
@@ -210,8 +210,16 @@ pub(crate) async fn check_model(
             Err(refused("is not a base model of byos"))
         };
     }
+    if path.contains("/endpoints/") {
+        // An endpoint stands for the model it serves (as Azure's batch transcription takes one).
+        let endpoint = service
+            .speech_endpoint(account, id)
+            .await
+            .map_err(|e| if e.status == 404 { refused("is not an endpoint of this account") } else { e })?;
+        return Ok(endpoint.model);
+    }
     if !path.contains("/models/") {
-        return Err(refused("is not a model URL"));
+        return Err(refused("is not a model or endpoint URL"));
     }
     let model = service
         .custom_model(account, id)
