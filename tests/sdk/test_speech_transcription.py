@@ -137,6 +137,14 @@ def test_a_container_sas_transcribes_every_blob_in_it(api, audio, ca):
     report = read_link(files["TranscriptionReport"][0], ca)
     assert (report["successfulTranscriptionsCount"], report["failedTranscriptionsCount"]) == (2, 1), report
     assert "words" not in read_link(files["Transcription"][0], ca)["recognizedPhrases"][0]["nBest"][0]
+    first = api.get(done["links"]["files"], params={"top": 1}).json()
+    assert len(first["values"]) == 1 and "skip=1" in first["@nextLink"], first
+    pages, page = [first], first
+    while "@nextLink" in page:
+        page = api.get(page["@nextLink"]).json()
+        pages.append(page)
+    assert [len(p["values"]) for p in pages] == [1, 1, 1], "each page keeps top=1"
+    assert {f["self"] for p in pages for f in p["values"]} == {f["self"] for k in files.values() for f in k}
 
 
 def test_a_container_sas_without_list_permission_fails_the_job(api, audio):

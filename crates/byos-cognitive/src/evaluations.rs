@@ -253,6 +253,7 @@ impl CognitiveService {
         for (name, reference, audio) in &files {
             let mut entry = json!({"fileName": name, "reference": reference});
             for (i, model) in models.iter().enumerate() {
+                let audio = Bytes::from(audio.clone());
                 let heard = transcribe(&self.speech, audio, "wav", &Channels::Mixed, model.as_ref()).await;
                 let hypothesis = match heard {
                     Ok(transcript) => transcript.combined(0),

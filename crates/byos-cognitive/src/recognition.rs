@@ -108,7 +108,8 @@ pub(crate) async fn recognize(
             None => None,
         };
         let ext = extension(&headers);
-        let audio = byos_speech::audio::decode(&body, ext)
+        let audio = crate::transcribe::decode(body.clone(), ext)
+            .await
             .map_err(|e| invalid(format!("The audio cannot be recognized: {e}.")))?;
         if audio.duration_ms > MAX_AUDIO_MS {
             return Err(invalid(format!(

@@ -230,7 +230,30 @@ pub(crate) struct Page {
 }
 
 impl Page {
-    /// `{"values": [...], "@nextLink"?}`: the page of `all` asked for, linking to the next one at `path`.
+    fn bounds(&self) -> (usize, usize) {
+        (self.skip.unwrap_or(0), self.top.unwrap_or(100).clamp(1, 100))
+    }
+
+    /// The items of `all` on the page asked for.
+    pub(crate) fn window<'a, T>(&self, all: &'a [T]) -> impl Iterator<Item = &'a T> {
+        let (skip, top) = self.bounds();
+        all.iter().skip(skip).take(top)
+    }
+
+    /// `{"values": [...], "@nextLink"?}`: the page's `values` of `total` items, linking to the next
+    /// page at `path`.
+    pub(crate) fn body(&self, api: Api, account: &LiveAccount, path: &str, values: Vec<Value>, total: usize) -> Value {
+        let (skip, top) = self.bounds();
+        let mut body = json!({"values": values});
+        if skip + top < total {
+            let next = api.url(account, path);
+            let joiner = if next.contains('?') { '&' } else { '?' };
+            body["@nextLink"] = json!(format!("{next}{joiner}skip={}&top={top}", skip + top));
+        }
+        body
+    }
+
+    /// The page of `all` asked for, each item rendered by `wire`.
     pub(crate) fn render<T>(
         &self,
         api: Api,
@@ -239,15 +262,7 @@ impl Page {
         all: &[T],
         wire: impl Fn(&T) -> Value,
     ) -> Value {
-        let (skip, top) = (self.skip.unwrap_or(0), self.top.unwrap_or(100).clamp(1, 100));
-        let values: Vec<Value> = all.iter().skip(skip).take(top).map(wire).collect();
-        let mut body = json!({"values": values});
-        if skip + top < all.len() {
-            let next = api.url(account, path);
-            let joiner = if next.contains('?') { '&' } else { '?' };
-            body["@nextLink"] = json!(format!("{next}{joiner}skip={}&top={top}", skip + top));
-        }
-        body
+        self.body(api, account, path, self.window(all).map(wire).collect(), all.len())
     }
 }
 

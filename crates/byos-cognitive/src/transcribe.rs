@@ -70,12 +70,12 @@ pub enum Channels {
 /// refusing when they are busy; at most the pool's size of utterances are in flight.
 pub async fn transcribe(
     engine: &SpeechEngine,
-    bytes: &[u8],
+    bytes: bytes::Bytes,
     extension: &str,
     wanted: &Channels,
     model: Option<&AdaptedModel>,
 ) -> Result<Transcript, TranscribeError> {
-    let decoded = audio::decode(bytes, extension)?;
+    let decoded = decode(bytes, extension).await?;
     let (channels, tracks): (Vec<u32>, Vec<Vec<i16>>) = match wanted {
         Channels::Separate(wanted) => {
             let present: Vec<u32> = wanted.iter().copied().filter(|c| (*c as usize) < decoded.channels.len()).collect();
@@ -111,6 +111,15 @@ pub async fn transcribe(
         }
     }
     Ok(Transcript { duration_ms: decoded.duration_ms, channels, phrases })
+}
+
+/// Decodes and resamples off the async threads (a long file takes a while).
+pub(crate) async fn decode(bytes: bytes::Bytes, extension: &str) -> Result<audio::EngineAudio, TranscribeError> {
+    let extension = extension.to_owned();
+    tokio::task::spawn_blocking(move || audio::decode(&bytes, &extension))
+        .await
+        .map_err(|e| TranscribeError::Engine(format!("the decoder stopped: {e}")))?
+        .map_err(TranscribeError::Audio)
 }
 
 /// The channels averaged into one.

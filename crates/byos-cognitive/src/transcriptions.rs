@@ -365,7 +365,9 @@ impl CognitiveService {
                 let outcome = self.transcribe_input(account, job, &input, model).await;
                 (index, input, outcome)
             })
-            .buffer_unordered(self.speech.workers());
+            // One file more per worker than the pool runs: while a file is fetched, decoded or its result
+            // written, the next one's utterances keep the workers busy (the pool's queue bounds the rest).
+            .buffer_unordered(self.speech.workers() * 2);
         let mut report = Report::default();
         while let Some((index, input, outcome)) = outcomes.next().await {
             match outcome {
@@ -409,7 +411,7 @@ impl CognitiveService {
         };
         let channels =
             if job.options.channels.is_empty() { DEFAULT_CHANNELS.to_vec() } else { job.options.channels.clone() };
-        let transcript = transcribe(&self.speech, &audio, extension(input.url()), &Channels::Separate(channels), model)
+        let transcript = transcribe(&self.speech, audio, extension(input.url()), &Channels::Separate(channels), model)
             .await
             .map_err(|e| FileFailure { kind: e.kind(), message: e.to_string() })?;
         let result = result_json(shown(input.url()), &transcript, &job.options);

@@ -490,12 +490,13 @@ async fn files(
                 return Ok(axum::Json(json!({"values": []})).into_response());
             }
             let validity = link_validity(api, &account, &query);
-            let mut values = Vec::with_capacity(t.files.len());
-            for file in &t.files {
+            // Links are signed for the page asked for only.
+            let mut values = Vec::new();
+            for file in page.window(&t.files) {
                 values.push(file_wire(&plane, api, &account, &t, file, validity).await?);
             }
             let path = format!("/transcriptions/{id}/files");
-            Ok(axum::Json(page.render(api, &account, &path, &values, Value::clone)).into_response())
+            Ok(axum::Json(page.body(api, &account, &path, values, t.files.len())).into_response())
         }
         .await,
     )
@@ -640,7 +641,7 @@ async fn transcribe_now(
             let (audio, name, definition) = fast_form(form).await?;
             let channels = fast_channels(&definition)?;
             let extension = name.rsplit_once('.').map_or("", |(_, ext)| ext);
-            let transcript = crate::transcribe::transcribe(&plane.service.speech, &audio, extension, &channels, None)
+            let transcript = crate::transcribe::transcribe(&plane.service.speech, audio, extension, &channels, None)
                 .await
                 .map_err(|e| match e {
                     crate::transcribe::TranscribeError::Audio(e) => {
