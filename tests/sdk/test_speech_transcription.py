@@ -89,7 +89,7 @@ def read_link(f: dict, ca) -> dict:
 
 def test_speech_is_transcribed_with_a_report_and_results_in_azures_shape(api, audio, ca):
     urls = [audio["url"]("speech0.wav"), audio["url"]("speech1.wav"), audio["url"]("notes.wav"),
-            "https://127.0.0.1:1/unreachable.wav"]
+            "https://127.0.0.1:1/unreachable.wav?sv=2025-01-05&sig=topsecret"]
     done = submit(api, {"contentUrls": urls, "properties": {"wordLevelTimestampsEnabled": True}})
     assert done["status"] == "Succeeded", done
     assert done["properties"]["wordLevelTimestampsEnabled"] is True and done["properties"]["channels"] == [0, 1]
@@ -100,6 +100,7 @@ def test_speech_is_transcribed_with_a_report_and_results_in_azures_shape(api, au
     failed = {d["source"].rsplit("/", 1)[1]: d for d in report["details"] if d["status"] == "Failed"}
     assert failed["notes.wav"]["errorKind"] == "InvalidAudioFormat", report
     assert "unreachable.wav" in failed and all("sig=" not in d["source"] for d in report["details"]), report
+    assert "topsecret" not in json.dumps(report), "regression: a fetch error repeated the URL with its SAS"
     results = [read_link(f, ca) for f in files["Transcription"]]
     by_source = {r["source"].rsplit("/", 1)[1]: r for r in results}
     for i, text in enumerate(SENTENCES):

@@ -242,6 +242,12 @@ impl CognitiveService {
     }
 }
 
+/// Why fetching a URL failed, without the URL (it may carry the client's SAS, which reports and
+/// records must not repeat).
+pub(crate) fn fetch_error(e: reqwest::Error) -> String {
+    e.without_url().to_string()
+}
+
 /// The client that fetches content by URL: HTTPS only, trusting byos's own CA (the machine is
 /// offline: its URLs are byos's), bounded in time.
 fn fetch_client(ca_pem: &[u8]) -> Result<reqwest::Client, ApiError> {

@@ -330,11 +330,11 @@ impl CognitiveService {
                 url.push_str(&format!("&marker={}", percent_encoding::utf8_percent_encode(&marker, QUERY)));
             }
             let fail = |why: String| invalid_data(format!("The contentContainerUrl could not be listed: {why}."));
-            let response = self.http.get(&url).send().await.map_err(|e| fail(e.to_string()))?;
+            let response = self.http.get(&url).send().await.map_err(|e| fail(crate::fetch_error(e)))?;
             if !response.status().is_success() {
                 return Err(fail(format!("the storage answered {}", response.status())));
             }
-            let body = response.text().await.map_err(|e| fail(e.to_string()))?;
+            let body = response.text().await.map_err(|e| fail(crate::fetch_error(e)))?;
             let (page, next) = parse_blob_list(&body).map_err(fail)?;
             names.extend(page);
             if next.is_empty() || names.len() > MAX_CONTAINER_BLOBS {
@@ -382,7 +382,7 @@ impl CognitiveService {
             }
             let done = report.details.len();
             tracing::info!(transcription = %job.id, done, total, "transcription progress");
-            if self.transcription(account, &job.id).await.is_err() {
+            if self.transcription(account, &job.id).await.is_err_and(|e| e.status == 404) {
                 return Err(Stop::Deleted);
             }
         }
@@ -424,14 +424,14 @@ impl CognitiveService {
             kind: "InvalidData",
             message: format!("The audio could not be read from its URL: {why}."),
         };
-        let response = self.http.get(url).send().await.map_err(|e| fail(e.to_string()))?;
+        let response = self.http.get(url).send().await.map_err(|e| fail(crate::fetch_error(e)))?;
         if !response.status().is_success() {
             return Err(fail(format!("the server answered {}", response.status())));
         }
         if response.content_length().is_some_and(|l| l > MAX_AUDIO_BYTES) {
             return Err(fail(format!("it is larger than {MAX_AUDIO_BYTES} bytes")));
         }
-        let bytes = response.bytes().await.map_err(|e| fail(e.to_string()))?;
+        let bytes = response.bytes().await.map_err(|e| fail(crate::fetch_error(e)))?;
         if bytes.len() as u64 > MAX_AUDIO_BYTES {
             return Err(fail(format!("it is larger than {MAX_AUDIO_BYTES} bytes")));
         }
@@ -493,7 +493,7 @@ impl CognitiveService {
             .body(content)
             .send()
             .await
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(crate::fetch_error(e)))?;
         if !response.status().is_success() {
             return Err(fail(format!("the storage answered {}", response.status())));
         }
