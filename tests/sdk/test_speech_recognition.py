@@ -113,3 +113,14 @@ def test_ogg_vorbis_audio_is_recognized(speech, ca, tmp_path):
     resp = requests.post(endpoint + PATH, params={"language": "en-US"}, data=(tmp_path / "speech.ogg").read_bytes(),
                          verify=ca, timeout=120, headers={"Ocp-Apim-Subscription-Key": key, "Content-Type": "audio/ogg"})
     assert resp.status_code == 200 and resp.json()["RecognitionStatus"] == "Success", resp.text
+
+
+def test_a_wav_in_a_sample_format_byos_cannot_decode_is_400(speech, ca):
+    import struct
+
+    data = b"\x00" * 16000
+    fmt = struct.pack("<HHIIHH", 0x0011, 1, 16000, 8000, 256, 4) + struct.pack("<HH", 2, 505)  # IMA ADPCM
+    wav = b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE" + \
+        b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    resp = recognize(speech, ca, wav)
+    assert resp.status_code == 400 and "audio" in resp.json()["message"].lower(), resp.text
