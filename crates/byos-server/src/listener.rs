@@ -46,15 +46,57 @@ fn service<E: Clone + Send + Sync + 'static>(
         activity.requested.store(true, Ordering::Relaxed);
         let client_request_id =
             request.headers().get("x-ms-client-request-id").filter(|v| v.len() <= MAX_CLIENT_REQUEST_ID).cloned();
-        let response = router.clone().oneshot(request.map(axum::body::Body::new));
+        let has_body = !hyper::body::Body::is_end_stream(request.body());
+        let read = Arc::new(AtomicBool::new(false));
+        let (parts, incoming) = request.into_parts();
+        let body = axum::body::Body::new(Noted { inner: incoming, read: Arc::clone(&read) });
+        let response = router.clone().oneshot(hyper::Request::from_parts(parts, body));
         async move {
             let mut response = response.await?;
             if let Some(id) = client_request_id {
                 response.headers_mut().entry("x-ms-client-request-id").or_insert(id);
             }
+            if has_body && !read.load(Ordering::Relaxed) {
+                // Answered without reading the body (a refusal): hyper will not reuse this connection,
+                // so the client is told to open another rather than find this one closed under it.
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+            }
             Ok(response)
         }
     })
+}
+
+/// A request body that notes when it has been read to its end.
+struct Noted {
+    inner: Incoming,
+    read: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for Noted {
+    type Data = axum::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || this.inner.is_end_stream() {
+            this.read.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// `router` with repeated leading slashes of a request's path collapsed into one before routing,

@@ -63,6 +63,12 @@ impl TestServer {
         Ok(reqwest::Client::builder().tls_certs_only([ca]).build()?)
     }
 
+    /// A new HTTPS client that speaks HTTP/1.1 only (as the Python SDKs do), trusting byos's CA.
+    pub fn http1_client(&self) -> anyhow::Result<reqwest::Client> {
+        let ca = reqwest::Certificate::from_pem(&self.ca_pem)?;
+        Ok(reqwest::Client::builder().tls_certs_only([ca]).http1_only().build()?)
+    }
+
     /// `boot[a][b]...` as a string.
     pub fn boot_str(&self, path: &[&str]) -> String {
         path.iter().fold(&self.boot, |v, k| &v[*k]).as_str().unwrap_or_default().to_owned()

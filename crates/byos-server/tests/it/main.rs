@@ -444,3 +444,35 @@ async fn activity_log_detects_an_entry_removed_in_the_store() -> anyhow::Result<
     server.stop().await;
     Ok(())
 }
+
+/// Regression: a request refused before its body was read (hyper then closes the connection) was
+/// answered as if the connection stayed open, and a client reusing it found it closed under it
+/// (`RemoteDisconnected` in the blob suite under load). Such answers now say `Connection: close`.
+#[tokio::test]
+async fn regression_a_refusal_before_the_body_is_read_says_connection_close() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.http1_client()?;
+    let close = |response: &reqwest::Response| {
+        response.headers().get(reqwest::header::CONNECTION).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    };
+    // An anonymous upload to an account that does not exist is refused before its body is read.
+    let blob = format!("{}/noaccount/c/b", server.boot_str(&["blob_endpoint"]).trim_end_matches('/'));
+    let refused = client
+        .put(&blob)
+        .header("x-ms-blob-type", "BlockBlob")
+        .header("x-ms-version", "2025-01-05")
+        .body(vec![b'x'; 64 * 1024])
+        .send()
+        .await?;
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    assert_eq!(close(&refused).as_deref(), Some("close"), "the body was never read");
+    let body = json!({"location": "eastus"});
+    let admin = server.admin_token(&client).await?;
+    let created = client.put(group_url(&server, "read")).bearer_auth(&admin).json(&body).send().await?;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(close(&created), None, "a request whose body was read keeps its connection");
+    let listed = client.get(group_url(&server, "read")).bearer_auth(&admin).send().await?;
+    assert_eq!((listed.status(), close(&listed)), (StatusCode::OK, None), "no body, nothing to say");
+    server.stop().await;
+    Ok(())
+}
