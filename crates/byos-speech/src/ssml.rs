@@ -464,7 +464,8 @@ mod tests {
 
     #[test]
     fn invalid_ssml_is_refused_with_its_reason() {
-        let cases: [(&str, fn(&SsmlError) -> bool); 12] = [
+        type Expected = fn(&SsmlError) -> bool;
+        let cases: [(&str, Expected); 12] = [
             ("hello there", |e| matches!(e, SsmlError::Xml(_))),
             ("", |e| matches!(e, SsmlError::Empty)),
             ("<speak><voice name='a'>unclosed</speak>", |e| matches!(e, SsmlError::Xml(_))),
