@@ -58,7 +58,7 @@ pub fn decode(bytes: &[u8], extension: &str) -> Result<EngineAudio, AudioError> 
         return Err(AudioError::Empty);
     }
     let frames = channels[0].len() as u64;
-    let resampled = channels.into_iter().map(|c| resample(&c, rate)).collect::<Result<Vec<_>, _>>()?;
+    let resampled = channels.into_iter().map(|c| resample(&c, rate, ENGINE_RATE)).collect::<Result<Vec<_>, _>>()?;
     Ok(EngineAudio {
         channels: resampled.into_iter().map(|c| to_i16(&c)).collect(),
         source_rate: rate,
@@ -126,15 +126,16 @@ fn describe(e: &SymphoniaError) -> String {
     }
 }
 
-/// One channel from `rate` to 16 kHz.
-fn resample(samples: &[f32], rate: u32) -> Result<Vec<f32>, AudioError> {
-    if rate == ENGINE_RATE {
+/// One channel from `rate` to `target` (16 kHz for the recognition engines, a client's output
+/// format's rate for synthesis).
+pub(crate) fn resample(samples: &[f32], rate: u32, target: u32) -> Result<Vec<f32>, AudioError> {
+    if rate == target {
         return Ok(samples.to_vec());
     }
     let failed = |e: &dyn std::fmt::Display| AudioError::Corrupt(format!("resampling failed: {e}"));
     let mut resampler =
-        FftFixedIn::<f32>::new(rate as usize, ENGINE_RATE as usize, RESAMPLE_CHUNK, 2, 1).map_err(|e| failed(&e))?;
-    let expected = samples.len() as u64 * u64::from(ENGINE_RATE) / u64::from(rate);
+        FftFixedIn::<f32>::new(rate as usize, target as usize, RESAMPLE_CHUNK, 2, 1).map_err(|e| failed(&e))?;
+    let expected = samples.len() as u64 * u64::from(target) / u64::from(rate);
     let mut out = Vec::with_capacity(expected as usize + RESAMPLE_CHUNK);
     let delay = resampler.output_delay();
     let mut chunks = samples.chunks(RESAMPLE_CHUNK).peekable();
@@ -158,7 +159,7 @@ fn resample(samples: &[f32], rate: u32) -> Result<Vec<f32>, AudioError> {
     Ok(out[delay.min(end)..end].to_vec())
 }
 
-fn to_i16(samples: &[f32]) -> Vec<i16> {
+pub(crate) fn to_i16(samples: &[f32]) -> Vec<i16> {
     samples.iter().map(|s| (s.clamp(-1.0, 1.0) * f32::from(i16::MAX)) as i16).collect()
 }
 

@@ -17,14 +17,22 @@
 //! - [`adapt`]: Custom Speech adapted models (a trigram language model and dictionary entries
 //!   trained from a customer's text and pronunciations).
 //! - [`wer`]: word error rate, to test a model against what was said.
+//! - [`tts`]: text to speech as services use it: byos's voices, output formats, the engine in a
+//!   worker pool and the request protocol of its workers.
+//! - [`ssml`]: SSML read into pieces of text with their voice and prosody, and pauses.
+//! - [`flite`]: the text-to-speech engine (Debian's Flite and its US English voices, loaded at
+//!   run time).
 
 pub mod adapt;
 pub mod audio;
 pub mod engine;
+pub mod flite;
 pub mod pocketsphinx;
 pub mod recognizer;
 pub mod segment;
+pub mod ssml;
 #[cfg(test)]
 mod testing;
+pub mod tts;
 pub mod wer;
 pub mod workers;
