@@ -11,7 +11,7 @@ PYTHON=${PYTHON:-python3}
 step() { printf '\n==> %s\n' "$*"; }
 
 # ---- Debian packages the tests use: the speech engine and its model, Flite for test speech ------------
-DEBS=(libpocketsphinx3 pocketsphinx-en-us flite lame flac vorbis-tools)
+DEBS=(libpocketsphinx3 pocketsphinx-en-us flite libflite1 lame flac vorbis-tools)
 missing_debs=()
 for deb in "${DEBS[@]}"; do
     dpkg -s "$deb" >/dev/null 2>&1 || missing_debs+=("$deb")

@@ -77,15 +77,17 @@ fn authenticate(
     headers: &HeaderMap,
     origin: NetworkOrigin,
 ) -> Result<Caller, ApiError> {
-    if let Some(key) = headers.get(KEY_HEADER) {
-        let key = key.to_str().unwrap_or_default().trim();
+    // The Speech SDK sends an empty key header beside a token (and an empty bearer beside a key):
+    // an empty credential is no credential.
+    let key = headers.get(KEY_HEADER).map(|k| k.to_str().unwrap_or_default().trim()).filter(|k| !k.is_empty());
+    if let Some(key) = key {
         let matches = (0..2).any(|i| byos_crypto::constant_time_eq(key.as_bytes(), account.keys.key(i).as_bytes()));
         return match matches {
             true => Ok(Caller::shared_key(origin)),
             false => Err(unauthorized(INVALID_KEY, "the subscription key is not one of this account's keys")),
         };
     }
-    let Some(token) = byos_http::bearer_token(headers) else {
+    let Some(token) = byos_http::bearer_token(headers).filter(|t| !t.is_empty()) else {
         return Err(unauthorized(
             "Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API.",
             "the request carries no key and no token",

@@ -15,6 +15,7 @@
 //!   `endpoints_http`).
 //! - [`models`]: Custom Speech models adapted from Language and Pronunciation datasets (routes,
 //!   with evaluations', in `models_http`); [`evaluations`]: word error rates of one or two models.
+//! - `synthesis`: text to speech REST (`POST /cognitiveservices/v1`, the voices list) on Flite.
 //! - [`dataplane`]: each account's data-plane listener at `properties.endpoint` (one port per
 //!   account, as the Speech SDK addresses an account by host and port only).
 //! - [`doctor`]: `byos doctor`, an account checked against the BYOS seed's hardening rules (read-only).
@@ -34,6 +35,7 @@ pub mod provider;
 mod recognition;
 mod records;
 mod speech_http;
+mod synthesis;
 mod transcribe;
 pub mod transcriptions;
 mod transcriptions_http;
@@ -92,6 +94,8 @@ pub struct Parts {
     pub ca_pem: Vec<u8>,
     /// The speech-to-text engine's workers.
     pub speech: Arc<byos_speech::engine::SpeechEngine>,
+    /// The text-to-speech engine's workers.
+    pub tts: Arc<byos_speech::tts::TtsEngine>,
 }
 
 /// The AI-services accounts service: shared by the ARM provider and every account's listener.
@@ -112,13 +116,16 @@ pub struct CognitiveService {
     pub(crate) transcription_writes: tokio::sync::Mutex<()>,
     /// Recognizes speech (worker processes).
     pub(crate) speech: Arc<byos_speech::engine::SpeechEngine>,
+    /// Synthesizes speech (worker processes).
+    pub(crate) tts: Arc<byos_speech::tts::TtsEngine>,
     /// Live accounts by lowercased id.
     accounts: RwLock<HashMap<String, Arc<LiveAccount>>>,
 }
 
 impl CognitiveService {
     pub fn new(parts: Parts) -> Result<Arc<Self>, ApiError> {
-        let Parts { store, root, door, directory, listeners, storage, objects, customer_keys, ca_pem, speech } = parts;
+        let Parts { store, root, door, directory, listeners, storage, objects, customer_keys, ca_pem, speech, tts } =
+            parts;
         let http = fetch_client(&ca_pem)?;
         let listeners = ListenerSet::new(listeners);
         let cmk = Arc::new(customer_keys);
@@ -143,6 +150,7 @@ impl CognitiveService {
             dataset_writes,
             transcription_writes: tokio::sync::Mutex::new(()),
             speech,
+            tts,
             accounts,
         }))
     }

@@ -78,6 +78,7 @@ pub(crate) fn routes() -> Router<Plane> {
             axum::routing::post(upload).layer(DefaultBodyLimit::max(MAX_DATASET_BYTES + (1 << 20))),
         )
         .route("/speechtotext/v3.2/datasets/{id}/blocks:commit", axum::routing::post(commit_blocks))
+        .merge(crate::synthesis::routes())
         .merge(crate::transcriptions_http::routes(Api::V32))
         .merge(crate::endpoints_http::routes(Api::V32))
         .merge(crate::models_http::routes(Api::V32))

@@ -57,6 +57,8 @@ pub struct ServeConfig {
     pub approved_features: Vec<&'static byos_arm::features::Feature>,
     /// The command of a speech-to-text worker process (default: this program's `engine-worker`).
     pub speech_worker: Option<byos_speech::workers::WorkerCommand>,
+    /// The command of a text-to-speech worker process (default: this program's `tts-worker`).
+    pub tts_worker: Option<byos_speech::workers::WorkerCommand>,
 }
 
 pub const DEFAULT_CMK_CACHE: Duration = Duration::from_secs(30);
@@ -75,6 +77,7 @@ impl ServeConfig {
             limits: listener::ConnectionLimits::default(),
             approved_features: Vec::new(),
             speech_worker: None,
+            tts_worker: None,
         }
     }
 
@@ -215,19 +218,36 @@ fn panic_guard()
 /// How long one recognition may take before its worker counts as hung.
 const SPEECH_JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// This program run as `subcommand`, unless the configuration names another command.
+fn worker_command(
+    configured: Option<byos_speech::workers::WorkerCommand>,
+    subcommand: &str,
+) -> anyhow::Result<byos_speech::workers::WorkerCommand> {
+    match configured {
+        Some(command) => Ok(command),
+        None => Ok(byos_speech::workers::WorkerCommand {
+            program: std::env::current_exe().context("locating the byos program for its engine workers")?,
+            args: vec![subcommand.into()],
+        }),
+    }
+}
+
+fn workers_per_pool() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+}
+
 /// The speech-to-text worker pool: one worker per core, each started on its first job.
 fn speech_engine(
     command: Option<byos_speech::workers::WorkerCommand>,
 ) -> anyhow::Result<byos_speech::engine::SpeechEngine> {
-    let command = match command {
-        Some(command) => command,
-        None => byos_speech::workers::WorkerCommand {
-            program: std::env::current_exe().context("locating the byos program for its engine workers")?,
-            args: vec!["engine-worker".into()],
-        },
-    };
-    let size = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-    Ok(byos_speech::engine::SpeechEngine::start(command, size, SPEECH_JOB_TIMEOUT))
+    let command = worker_command(command, "engine-worker")?;
+    Ok(byos_speech::engine::SpeechEngine::start(command, workers_per_pool(), SPEECH_JOB_TIMEOUT))
+}
+
+/// The text-to-speech worker pool (Flite), sized and supervised as the speech-to-text one.
+fn tts_engine(command: Option<byos_speech::workers::WorkerCommand>) -> anyhow::Result<byos_speech::tts::TtsEngine> {
+    let command = worker_command(command, "tts-worker")?;
+    Ok(byos_speech::tts::TtsEngine::start(command, workers_per_pool(), SPEECH_JOB_TIMEOUT))
 }
 
 /// Starts every service and listener; returns once `bootstrap.json` is written.
@@ -304,6 +324,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         ),
         ca_pem: ca.cert_pem.clone().into_bytes(),
         speech: Arc::new(speech_engine(config.speech_worker.clone())?),
+        tts: Arc::new(tts_engine(config.tts_worker.clone())?),
     })?;
     let providers: Vec<Arc<dyn byos_arm::Provider>> = vec![
         Arc::new(byos_storage::provider::StorageProvider(Arc::clone(&storage))),
