@@ -15,7 +15,8 @@
 //!   `endpoints_http`).
 //! - [`models`]: Custom Speech models adapted from Language and Pronunciation datasets (routes,
 //!   with evaluations', in `models_http`); [`evaluations`]: word error rates of one or two models.
-//! - `synthesis`: text to speech REST (`POST /cognitiveservices/v1`, the voices list) on Flite.
+//! - `synthesis`: text to speech REST (`POST /cognitiveservices/v1`, the voices list) on Flite;
+//!   `tts_socket`: the same over the Speech SDK's WebSocket protocol.
 //! - [`dataplane`]: each account's data-plane listener at `properties.endpoint` (one port per
 //!   account, as the Speech SDK addresses an account by host and port only).
 //! - [`doctor`]: `byos doctor`, an account checked against the BYOS seed's hardening rules (read-only).
@@ -39,6 +40,7 @@ mod synthesis;
 mod transcribe;
 pub mod transcriptions;
 mod transcriptions_http;
+mod tts_socket;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

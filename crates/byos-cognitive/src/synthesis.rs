@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::dataplane::Plane;
 use crate::speech_http::speech_account;
 
-const SYNTHESIZE: Action =
+pub(crate) const SYNTHESIZE: Action =
     Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/texttospeech/frontend/action");
 const VOICES: Action = Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/texttospeech/voices/read");
 /// The largest SSML document taken (Azure's limit for a request's SSML is 64 KiB of text).
@@ -32,6 +32,8 @@ pub(crate) fn routes() -> Router<Plane> {
         .route("/tts/cognitiveservices/v1", synthesize)
         .route("/cognitiveservices/voices/list", axum::routing::get(voices))
         .route("/tts/cognitiveservices/voices/list", axum::routing::get(voices))
+        .route("/cognitiveservices/websocket/v1", axum::routing::get(crate::tts_socket::upgrade))
+        .route("/tts/cognitiveservices/websocket/v1", axum::routing::get(crate::tts_socket::upgrade))
 }
 
 fn bad(message: impl Into<String>) -> ApiError {

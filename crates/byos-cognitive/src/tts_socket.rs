@@ -1,0 +1,214 @@
+//! Text to speech over the Speech SDK's WebSocket protocol ("USP", `/cognitiveservices/websocket/v1`
+//! and `/tts/cognitiveservices/websocket/v1`), as `../shared/reference/speech-sdk.md` section 6
+//! records it: per request the client sends `synthesis.context` (the output format, whether it wants
+//! word boundaries) and `ssml` under one `X-RequestId`; byos answers `turn.start`, `audio.metadata`
+//! with the word boundaries when asked, the audio in binary messages, then `turn.end`. A request byos
+//! cannot serve (a format it cannot make, invalid SSML, an unknown voice) closes the socket with 1007
+//! and the reason, which the SDK reports as BadRequest with that text. The caller is authenticated and
+//! admitted at the upgrade, so a refusal is an HTTP status the SDK reports without retrying.
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::{Extensions, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use byos_speech::tts::{OutputFormat, Synthesis, SynthesizeError};
+use serde_json::{Value, json};
+
+use crate::dataplane::Plane;
+use crate::speech_http::speech_account;
+
+/// The largest client message taken (SSML is at most 64 KiB; room for headers).
+const MAX_MESSAGE_BYTES: usize = 128 << 10;
+/// Audio goes out in messages of this size.
+const AUDIO_CHUNK: usize = 8 << 10;
+/// The close code the SDK reports as BadRequest with the reason (RFC 6455: invalid payload data).
+const INVALID_PAYLOAD: u16 = 1007;
+const TICKS_PER_MS: u64 = 10_000;
+
+pub(crate) async fn upgrade(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if let Err(e) = speech_account(&plane, &extensions, &headers, &crate::synthesis::SYNTHESIZE) {
+        return byos_http::render_error(&e);
+    }
+    let connection = headers.get("x-connectionid").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    ws.protocols(["USP"])
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| async move {
+            tracing::info!(connection, "text to speech session started");
+            if let Err(e) = session(plane, socket).await {
+                tracing::info!(connection, error = %e, "text to speech session ended");
+            }
+        })
+        .into_response()
+}
+
+/// A client text message: its headers (names as sent) and body.
+struct Incoming<'a> {
+    path: &'a str,
+    request_id: &'a str,
+    body: &'a str,
+}
+
+fn parse(text: &str) -> Option<Incoming<'_>> {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    let header = |name: &str| {
+        head.split("\r\n")
+            .filter_map(|line| line.split_once(':'))
+            .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    };
+    Some(Incoming { path: header("Path")?, request_id: header("X-RequestId").unwrap_or_default(), body })
+}
+
+fn timestamp() -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    time::OffsetDateTime::now_utc().format(&format).unwrap_or_default()
+}
+
+/// A server text message, headers named exactly as the SDK needs them.
+fn text(request_id: &str, path: &str, body: &Value) -> Message {
+    let message = format!(
+        "X-RequestId:{request_id}\r\nContent-Type:application/json; charset=utf-8\r\nX-Timestamp:{}\r\nPath:{path}\r\n\r\n{body}",
+        timestamp()
+    );
+    Message::Text(message.into())
+}
+
+/// A server audio message: a big-endian u16 header length, the header block, the audio.
+fn audio(request_id: &str, chunk: &[u8]) -> Message {
+    let head = format!("X-RequestId:{request_id}\r\nX-Timestamp:{}\r\nPath:audio\r\n", timestamp());
+    let length = u16::try_from(head.len()).unwrap_or(u16::MAX);
+    let mut out = Vec::with_capacity(2 + head.len() + chunk.len());
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(chunk);
+    Message::Binary(out.into())
+}
+
+/// What the client asked for in its `synthesis.context`.
+#[derive(Default)]
+struct Context {
+    format: Option<String>,
+    word_boundaries: bool,
+}
+
+fn context(body: &str) -> Context {
+    let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let audio = &value["synthesis"]["audio"];
+    Context {
+        format: audio["outputFormat"].as_str().map(str::to_owned),
+        word_boundaries: audio["metadataOptions"]["wordBoundaryEnabled"].as_bool().unwrap_or(false),
+    }
+}
+
+/// Why a request ends the session (the close reason the SDK shows).
+struct Refusal(String);
+
+async fn session(plane: Plane, mut socket: WebSocket) -> Result<(), axum::Error> {
+    let mut asked = Context::default();
+    while let Some(message) = socket.recv().await {
+        let Message::Text(body) = message? else { continue };
+        let Some(incoming) = parse(body.as_str()) else { continue };
+        match incoming.path.to_ascii_lowercase().as_str() {
+            "synthesis.context" => asked = context(incoming.body),
+            "ssml" => {
+                let request_id = incoming.request_id.to_owned();
+                match speak(&plane, &asked, incoming.body).await {
+                    Ok((format, speech)) => {
+                        turn(&mut socket, &request_id, &format, &speech, asked.word_boundaries).await?
+                    }
+                    Err(Refusal(reason)) => {
+                        let frame = CloseFrame { code: INVALID_PAYLOAD, reason: reason.into() };
+                        return socket.send(Message::Close(Some(frame))).await;
+                    }
+                }
+            }
+            // speech.config, telemetry: nothing to answer.
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+async fn speak(plane: &Plane, asked: &Context, ssml: &str) -> Result<(OutputFormat, Synthesis), Refusal> {
+    let name = asked.format.as_deref().unwrap_or("raw-16khz-16bit-mono-pcm");
+    let format = OutputFormat::parse(name)
+        .map_err(|e| Refusal(format!("byos cannot produce the output format '{}' (PCM, mu-law or A-law only)", e.0)))?;
+    let ssml = byos_speech::tts::request(ssml).map_err(|e| Refusal(format!("the SSML is invalid: {e}")))?;
+    let speech = plane.service.tts.synthesize(&ssml).await.map_err(|e| match e {
+        SynthesizeError::Busy => Refusal("the speech synthesis engine is busy; retry later".into()),
+        SynthesizeError::Voice(e) => Refusal(e.to_string()),
+        SynthesizeError::Engine(e) => {
+            tracing::warn!(error = %e, "text to speech failed in the engine");
+            Refusal("the speech synthesis engine failed".into())
+        }
+    })?;
+    Ok((format, speech))
+}
+
+/// One answered request: turn.start, the word boundaries, the audio, turn.end.
+async fn turn(
+    socket: &mut WebSocket,
+    request_id: &str,
+    format: &OutputFormat,
+    speech: &Synthesis,
+    word_boundaries: bool,
+) -> Result<(), axum::Error> {
+    socket.send(text(request_id, "turn.start", &json!({"context": {"serviceTag": request_id}}))).await?;
+    if word_boundaries && !speech.words.is_empty() {
+        let metadata: Vec<Value> = speech
+            .words
+            .iter()
+            .map(|w| {
+                json!({"Type": "WordBoundary", "Data": {"Offset": w.offset_ms * TICKS_PER_MS,
+                    "Duration": w.duration_ms * TICKS_PER_MS,
+                    "text": {"Text": w.text, "Length": w.text.chars().count(), "BoundaryType": "WordBoundary"}}})
+            })
+            .collect();
+        socket.send(text(request_id, "audio.metadata", &json!({"Metadata": metadata}))).await?;
+    }
+    // The SDK writes the WAV header of riff formats itself and asks for raw ones.
+    let raw = OutputFormat { riff: false, ..*format };
+    let bytes = match raw.encode(speech.sample_rate, &speech.samples) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::warn!(error = %e, "synthesized audio could not be encoded");
+            Vec::new()
+        }
+    };
+    for chunk in bytes.chunks(AUDIO_CHUNK) {
+        socket.send(audio(request_id, chunk)).await?;
+    }
+    socket.send(text(request_id, "turn.end", &json!({}))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_messages_are_read_as_the_sdk_writes_them() {
+        let message = "X-Timestamp:2026-12-02T15:43:42.493Z\r\nPath:ssml\r\nx-requestid: abc\r\nContent-Type:application/ssml+xml\r\n\r\n<speak/>";
+        let incoming = parse(message).unwrap_or_else(|| panic!("parsed"));
+        assert_eq!((incoming.path, incoming.request_id, incoming.body), ("ssml", "abc", "<speak/>"));
+        let asked = context(
+            r#"{"synthesis":{"audio":{"outputFormat":"raw-24khz-16bit-mono-pcm","metadataOptions":{"wordBoundaryEnabled":true}}}}"#,
+        );
+        assert_eq!((asked.format.as_deref(), asked.word_boundaries), (Some("raw-24khz-16bit-mono-pcm"), true));
+        assert!(parse("no path here\r\n\r\n{}").is_none());
+    }
+
+    #[test]
+    fn audio_messages_carry_their_header_length_big_endian() {
+        let Message::Binary(bytes) = audio("rid", b"pcm") else { panic!("binary") };
+        let length = usize::from(u16::from_be_bytes([bytes[0], bytes[1]]));
+        let head = std::str::from_utf8(&bytes[2..2 + length]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(head.starts_with("X-RequestId:rid\r\n") && head.ends_with("Path:audio\r\n"), "{head}");
+        assert_eq!(&bytes[2 + length..], b"pcm");
+    }
+}

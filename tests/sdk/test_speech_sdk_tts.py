@@ -1,0 +1,105 @@
+"""Text to speech with Microsoft's own Speech SDK (azure-cognitiveservices-speech, unchanged) over its WebSocket
+protocol on a Speech account's endpoint: speak_text_async / speak_ssml_async to memory and to a file, output formats,
+word boundary events, the voices list, and the refusals the SDK must report (not hang on): a format byos cannot make,
+an Azure voice byos does not have, a wrong key. The CA is pinned with OPENSSL_SINGLE_TRUSTED_CERT."""
+
+import io
+import time
+import wave
+
+import azure.cognitiveservices.speech as speechsdk
+import pytest
+import requests
+
+import cognitive_support as cs
+
+
+@pytest.fixture(scope="module")
+def speech(admin_cognitive, make_rg, boot):
+    rg = make_rg("cs-sdktts")
+    account = cs.create_account(admin_cognitive, boot, rg, "SpeechServices")
+    return account.properties.endpoint, admin_cognitive.accounts.list_keys(rg, account.name).key1
+
+
+def config(speech, ca, key: str | None = None, voice: str = "en-US-SltFlite") -> speechsdk.SpeechConfig:
+    endpoint, account_key = speech
+    cfg = speechsdk.SpeechConfig(host=endpoint.replace("https://", "wss://").rstrip("/"), subscription=key or account_key)
+    with open(ca) as f:
+        cfg.set_property_by_name("OPENSSL_SINGLE_TRUSTED_CERT", f.read())
+    cfg.speech_synthesis_voice_name = voice
+    return cfg
+
+
+def heard(speech, ca, wav: bytes) -> str:
+    endpoint, key = speech
+    resp = requests.post(endpoint + "speech/recognition/conversation/cognitiveservices/v1", params={"language": "en-US"},
+                         data=wav, verify=ca, timeout=120, headers={"Ocp-Apim-Subscription-Key": key,
+                                                                    "Content-Type": "audio/wav"})
+    return resp.json().get("DisplayText", "").lower()
+
+
+def test_speak_text_to_a_file_and_hear_it_back(speech, ca, tmp_path):
+    out = tmp_path / "spoken.wav"
+    synthesizer = speechsdk.SpeechSynthesizer(speech_config=config(speech, ca),
+                                              audio_config=speechsdk.audio.AudioOutputConfig(filename=str(out)))
+    result = synthesizer.speak_text_async("hello world").get()
+    assert result.reason == speechsdk.ResultReason.SynthesizingAudioCompleted, result.cancellation_details
+    del synthesizer
+    with wave.open(str(out)) as w:
+        assert (w.getframerate(), w.getnchannels()) == (16000, 1) and w.getnframes() > 8000
+    assert {"hello", "world"} & set(heard(speech, ca, out.read_bytes()).strip(".").split())
+
+
+def test_ssml_in_another_format_with_word_boundaries(speech, ca):
+    cfg = config(speech, ca)
+    cfg.set_speech_synthesis_output_format(speechsdk.SpeechSynthesisOutputFormat.Riff24Khz16BitMonoPcm)
+    synthesizer = speechsdk.SpeechSynthesizer(speech_config=cfg, audio_config=None)
+    offsets = []
+    synthesizer.synthesis_word_boundary.connect(lambda e: offsets.append((e.text, e.audio_offset)))
+    ssml = ("<speak version='1.0' xmlns='http://www.w3.org/2001/10/synthesis' xml:lang='en-US'>"
+            "<voice name='en-US-AwbFlite'>one two three</voice></speak>")
+    result = synthesizer.speak_ssml_async(ssml).get()
+    assert result.reason == speechsdk.ResultReason.SynthesizingAudioCompleted, result.cancellation_details
+    with wave.open(io.BytesIO(result.audio_data)) as w:
+        assert w.getframerate() == 24000 and w.getnframes() > 12000
+    assert [t for t, _ in offsets] == ["one", "two", "three"], offsets
+    assert [o for _, o in offsets] == sorted(o for _, o in offsets)
+
+
+def test_two_requests_on_one_synthesizer(speech, ca):
+    synthesizer = speechsdk.SpeechSynthesizer(speech_config=config(speech, ca), audio_config=None)
+    for text in ("first request", "second request"):
+        result = synthesizer.speak_text_async(text).get()
+        assert result.reason == speechsdk.ResultReason.SynthesizingAudioCompleted, result.cancellation_details
+        assert len(result.audio_data) > 16000
+
+
+def _canceled(cfg, text="hello") -> tuple[speechsdk.CancellationDetails, float]:
+    started = time.monotonic()
+    result = speechsdk.SpeechSynthesizer(speech_config=cfg, audio_config=None).speak_text_async(text).get()
+    assert result.reason == speechsdk.ResultReason.Canceled, result.reason
+    return result.cancellation_details, time.monotonic() - started
+
+
+def test_a_format_byos_cannot_make_is_reported_with_its_reason(speech, ca):
+    cfg = config(speech, ca)
+    cfg.set_speech_synthesis_output_format(speechsdk.SpeechSynthesisOutputFormat.Audio16Khz32KBitRateMonoMp3)
+    details, took = _canceled(cfg)
+    assert "mp3" in details.error_details and took < 10, (details.error_details, took)
+
+
+def test_an_azure_voice_byos_does_not_have_is_reported_by_name(speech, ca):
+    details, took = _canceled(config(speech, ca, voice="en-US-AvaMultilingualNeural"))
+    assert "en-US-AvaMultilingualNeural" in details.error_details and took < 10, (details.error_details, took)
+
+
+def test_a_wrong_key_is_an_authentication_failure(speech, ca):
+    details, took = _canceled(config(speech, ca, key="0" * 32))
+    assert details.error_code == speechsdk.CancellationErrorCode.AuthenticationFailure and took < 10, \
+        (details.error_code, details.error_details, took)
+
+
+def test_the_sdk_lists_byos_voices(speech, ca):
+    result = speechsdk.SpeechSynthesizer(speech_config=config(speech, ca), audio_config=None).get_voices_async().get()
+    assert result.reason == speechsdk.ResultReason.VoicesListRetrieved, result.error_details
+    assert {"en-US-RmsFlite", "en-US-SltFlite"} <= {v.short_name for v in result.voices}
