@@ -16,7 +16,8 @@
 //! - [`models`]: Custom Speech models adapted from Language and Pronunciation datasets (routes,
 //!   with evaluations', in `models_http`); [`evaluations`]: word error rates of one or two models.
 //! - `synthesis`: text to speech REST (`POST /cognitiveservices/v1`, the voices list) on Flite;
-//!   `tts_socket`: the same over the Speech SDK's WebSocket protocol.
+//!   `tts_socket`: the same over the Speech SDK's WebSocket protocol; `stt_socket`: recognition
+//!   over that protocol.
 //! - [`dataplane`]: each account's data-plane listener at `properties.endpoint` (one port per
 //!   account, as the Speech SDK addresses an account by host and port only).
 //! - [`doctor`]: `byos doctor`, an account checked against the BYOS seed's hardening rules (read-only).
@@ -36,6 +37,7 @@ pub mod provider;
 mod recognition;
 mod records;
 mod speech_http;
+mod stt_socket;
 mod synthesis;
 mod transcribe;
 pub mod transcriptions;

@@ -17,7 +17,7 @@ use crate::dataplane::Plane;
 use crate::datasets::speech_error;
 use crate::speech_http::{LOCALES, speech_account};
 
-const RECOGNIZE: Action =
+pub(crate) const RECOGNIZE: Action =
     Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/frontend/action");
 /// The longest short audio (Azure: 60 seconds).
 const MAX_AUDIO_MS: u64 = 60_000;

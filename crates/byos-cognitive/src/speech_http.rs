@@ -71,8 +71,10 @@ pub(crate) fn routes() -> Router<Plane> {
         .route(
             "/speech/recognition/{mode}/cognitiveservices/v1",
             axum::routing::post(crate::recognition::recognize)
-                .layer(DefaultBodyLimit::max(crate::recognition::MAX_BODY_BYTES)),
+                .layer(DefaultBodyLimit::max(crate::recognition::MAX_BODY_BYTES))
+                .get(crate::stt_socket::upgrade_v1),
         )
+        .route("/stt/speech/universal/v2", axum::routing::get(crate::stt_socket::upgrade_v2))
         .route(
             "/speechtotext/v3.2/datasets/upload",
             axum::routing::post(upload).layer(DefaultBodyLimit::max(MAX_DATASET_BYTES + (1 << 20))),

@@ -22,7 +22,7 @@ const MAX_MESSAGE_BYTES: usize = 128 << 10;
 /// Audio goes out in messages of this size.
 const AUDIO_CHUNK: usize = 8 << 10;
 /// The close code the SDK reports as BadRequest with the reason (RFC 6455: invalid payload data).
-const INVALID_PAYLOAD: u16 = 1007;
+pub(crate) const INVALID_PAYLOAD: u16 = 1007;
 const TICKS_PER_MS: u64 = 10_000;
 
 pub(crate) async fn upgrade(
@@ -47,13 +47,13 @@ pub(crate) async fn upgrade(
 }
 
 /// A client text message: its headers (names as sent) and body.
-struct Incoming<'a> {
-    path: &'a str,
-    request_id: &'a str,
-    body: &'a str,
+pub(crate) struct Incoming<'a> {
+    pub(crate) path: &'a str,
+    pub(crate) request_id: &'a str,
+    pub(crate) body: &'a str,
 }
 
-fn parse(text: &str) -> Option<Incoming<'_>> {
+pub(crate) fn parse(text: &str) -> Option<Incoming<'_>> {
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
     let header = |name: &str| {
         head.split("\r\n")
@@ -71,7 +71,7 @@ fn timestamp() -> String {
 }
 
 /// A server text message, headers named exactly as the SDK needs them.
-fn text(request_id: &str, path: &str, body: &Value) -> Message {
+pub(crate) fn text(request_id: &str, path: &str, body: &Value) -> Message {
     let message = format!(
         "X-RequestId:{request_id}\r\nContent-Type:application/json; charset=utf-8\r\nX-Timestamp:{}\r\nPath:{path}\r\n\r\n{body}",
         timestamp()
@@ -106,6 +106,34 @@ fn context(body: &str) -> Context {
     }
 }
 
+/// A close frame's reason holds at most 123 bytes (RFC 6455: control frames carry 125).
+const MAX_CLOSE_REASON: usize = 123;
+
+/// `reason` cut to what a close frame holds, on a character boundary (a longer reason breaks the
+/// close handshake, and the SDK then reported the refusal only after its 40 s timeout).
+fn close_reason(reason: &str) -> &str {
+    let mut cut = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &reason[..cut]
+}
+
+/// Ends the session with `code` and `reason` (cut to what a close frame holds), then waits a little
+/// for the client's close so that it learns the reason at once rather than by a timeout.
+pub(crate) async fn refuse(mut socket: WebSocket, code: u16, reason: &str) -> Result<(), axum::Error> {
+    socket.send(Message::Close(Some(CloseFrame { code, reason: close_reason(reason).into() }))).await?;
+    let closed = async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), closed).await;
+    Ok(())
+}
+
 /// Why a request ends the session (the close reason the SDK shows).
 struct Refusal(String);
 
@@ -122,10 +150,7 @@ async fn session(plane: Plane, mut socket: WebSocket) -> Result<(), axum::Error>
                     Ok((format, speech)) => {
                         turn(&mut socket, &request_id, &format, &speech, asked.word_boundaries).await?
                     }
-                    Err(Refusal(reason)) => {
-                        let frame = CloseFrame { code: INVALID_PAYLOAD, reason: reason.into() };
-                        return socket.send(Message::Close(Some(frame))).await;
-                    }
+                    Err(Refusal(reason)) => return refuse(socket, INVALID_PAYLOAD, &reason).await,
                 }
             }
             // speech.config, telemetry: nothing to answer.
@@ -201,6 +226,14 @@ mod tests {
         );
         assert_eq!((asked.format.as_deref(), asked.word_boundaries), (Some("raw-24khz-16bit-mono-pcm"), true));
         assert!(parse("no path here\r\n\r\n{}").is_none());
+    }
+
+    #[test]
+    fn close_reasons_fit_a_close_frame() {
+        let long = "é".repeat(100);
+        let cut = close_reason(&long);
+        assert!(cut.len() <= MAX_CLOSE_REASON && cut.len() >= MAX_CLOSE_REASON - 1 && long.starts_with(cut));
+        assert_eq!(close_reason("short"), "short");
     }
 
     #[test]
