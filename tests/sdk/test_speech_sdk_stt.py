@@ -141,3 +141,22 @@ def test_a_wrong_key_is_reported_at_once(speech, ca, tmp_path):
     assert result.reason == speechsdk.ResultReason.Canceled
     assert result.cancellation_details.code == speechsdk.CancellationErrorCode.AuthenticationFailure
     assert time.monotonic() - started < 10
+
+
+def test_an_issued_token_authenticates_the_socket(speech, ca, tmp_path):
+    import requests
+
+    endpoint, key, _ = speech
+    token = requests.post(endpoint + "sts/v1.0/issueToken", headers={"Ocp-Apim-Subscription-Key": key},
+                          verify=ca, timeout=30).text
+    cfg = speechsdk.SpeechConfig(host=endpoint.replace("https://", "wss://").rstrip("/"))
+    cfg.authorization_token = token
+    with open(ca) as f:
+        cfg.set_property_by_name("OPENSSL_SINGLE_TRUSTED_CERT", f.read())
+    wav = tmp_path / "speech.wav"
+    flite("hello world", wav)
+    result = once(cfg, wav)
+    assert result.reason == speechsdk.ResultReason.RecognizedSpeech, result.cancellation_details
+    cfg.speech_synthesis_voice_name = "en-US-RmsFlite"
+    spoken = speechsdk.SpeechSynthesizer(speech_config=cfg, audio_config=None).speak_text_async("hello").get()
+    assert spoken.reason == speechsdk.ResultReason.SynthesizingAudioCompleted, spoken.cancellation_details
