@@ -195,10 +195,6 @@ fn store_failure(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal().with_format(byos_core::ErrorFormat::Speech)
 }
 
-fn artifact_failure(e: ArtifactError) -> ApiError {
-    e.to_api_error().with_format(byos_core::ErrorFormat::Speech)
-}
-
 impl CognitiveService {
     async fn put_dataset(&self, account: &LiveAccount, dataset: &Dataset) -> Result<(), ApiError> {
         let bytes = serde_json::to_vec(dataset).map_err(store_failure)?;
@@ -318,7 +314,7 @@ impl CognitiveService {
         self.artifacts
             .put(account, Area::Artifacts, &path, content, "application/octet-stream")
             .await
-            .map_err(artifact_failure)?;
+            .map_err(|e| e.to_speech_error())?;
         dataset.blocks.retain(|b| b.id != block_id);
         dataset.blocks.push(Block { id: block_id.to_owned(), size, path });
         dataset.last_action = now();
@@ -344,7 +340,7 @@ impl CognitiveService {
                 speech_error(400, "InvalidArgument", format!("The block '{block_id}' was not uploaded."))
             })?;
             content.extend_from_slice(
-                &self.artifacts.read(&account, Area::Artifacts, &block.path).await.map_err(artifact_failure)?,
+                &self.artifacts.read(&account, Area::Artifacts, &block.path).await.map_err(|e| e.to_speech_error())?,
             );
         }
         for block in std::mem::take(&mut dataset.blocks) {
@@ -493,16 +489,12 @@ impl CognitiveService {
     ) -> Result<Dataset, ApiError> {
         let _serialized = self.dataset_writes.lock().await;
         let mut dataset = self.dataset(account, id).await?;
-        let text = |name: &str| update.get(name).and_then(Value::as_str).map(str::to_owned);
-        if let Some(name) = text("displayName") {
-            dataset.display_name = name;
-        }
-        if update.contains_key("description") {
-            dataset.description = text("description");
-        }
-        if let Some(properties) = update.get("customProperties").and_then(Value::as_object) {
-            dataset.custom_properties = properties.clone();
-        }
+        crate::records::apply_description(
+            update,
+            &mut dataset.display_name,
+            &mut dataset.description,
+            &mut dataset.custom_properties,
+        );
         dataset.last_action = now();
         self.put_dataset(account, &dataset).await?;
         Ok(dataset)
@@ -521,7 +513,7 @@ impl CognitiveService {
         for path in paths {
             match self.artifacts.delete(account, Area::Artifacts, path).await {
                 Ok(()) | Err(ArtifactError::NotFound) => {}
-                Err(e) => return Err(artifact_failure(e)),
+                Err(e) => return Err(e.to_speech_error()),
             }
         }
         self.store.commit(Batch::new().delete(DATASETS, key(account, id))).await.map_err(store_failure)
@@ -534,7 +526,7 @@ impl CognitiveService {
         file: &DatasetFile,
         validity: std::time::Duration,
     ) -> Result<String, ApiError> {
-        self.artifacts.link(account, Area::Artifacts, &file.path, validity).await.map_err(artifact_failure)
+        self.artifacts.link(account, Area::Artifacts, &file.path, validity).await.map_err(|e| e.to_speech_error())
     }
 
     /// Adds the deletion of every dataset record of `account_id` to `batch` (its purge; their

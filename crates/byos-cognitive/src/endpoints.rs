@@ -97,10 +97,6 @@ fn store_failure(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal().with_format(byos_core::ErrorFormat::Speech)
 }
 
-fn artifact_failure(e: &ArtifactError) -> ApiError {
-    e.to_api_error().with_format(byos_core::ErrorFormat::Speech)
-}
-
 impl LogOwner {
     /// The owner's folder in `customspeech-audiologs`: its id in 32 hex digits, then the locale.
     fn folder(&self, locale: &str) -> String {
@@ -174,16 +170,12 @@ impl CognitiveService {
     ) -> Result<Endpoint, ApiError> {
         let _serialized = self.transcription_writes.lock().await;
         let mut endpoint = self.speech_endpoint(account, id).await?;
-        let text = |name: &str| update.get(name).and_then(Value::as_str).map(str::to_owned);
-        if let Some(name) = text("displayName") {
-            endpoint.display_name = name;
-        }
-        if update.contains_key("description") {
-            endpoint.description = text("description");
-        }
-        if let Some(properties) = update.get("customProperties").and_then(Value::as_object) {
-            endpoint.custom_properties = properties.clone();
-        }
+        crate::records::apply_description(
+            update,
+            &mut endpoint.display_name,
+            &mut endpoint.description,
+            &mut endpoint.custom_properties,
+        );
         if let Some(logging) = update.get("properties").and_then(|p| p.get("contentLoggingEnabled")) {
             endpoint.logging = logging
                 .as_bool()
@@ -227,21 +219,21 @@ impl CognitiveService {
         self.artifacts
             .put(account, Area::AudioLogs, &audio_path, audio, content_type)
             .await
-            .map_err(|e| artifact_failure(&e))?;
+            .map_err(|e| e.to_speech_error())?;
         let entry = json!({"AudioFileName": audio_path.rsplit('/').next(), "Timestamp": byos_core::time::rfc3339(at),
                            "RecognitionResult": result});
         let entry = Bytes::from(entry.to_string());
         self.artifacts
             .put(account, Area::AudioLogs, &format!("{base}.v2.json"), entry, "application/json")
             .await
-            .map_err(|e| artifact_failure(&e))?;
+            .map_err(|e| e.to_speech_error())?;
         Ok(())
     }
 
     /// The logs of `owner`, oldest first.
     pub async fn logs(&self, account: &LiveAccount, owner: &LogOwner, locale: &str) -> Result<Vec<LogFile>, ApiError> {
         let folder = owner.folder(locale);
-        let listed = self.artifacts.list(account, Area::AudioLogs, &folder).await.map_err(|e| artifact_failure(&e))?;
+        let listed = self.artifacts.list(account, Area::AudioLogs, &folder).await.map_err(|e| e.to_speech_error())?;
         let mut files: Vec<LogFile> = listed.iter().filter_map(|info| log_file(&folder, info)).collect();
         files.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(files)
@@ -285,7 +277,7 @@ impl CognitiveService {
     pub async fn delete_log_file(&self, account: &LiveAccount, file: &LogFile) -> Result<(), ApiError> {
         match self.artifacts.delete(account, Area::AudioLogs, &file.path).await {
             Ok(()) | Err(ArtifactError::NotFound) => Ok(()),
-            Err(e) => Err(artifact_failure(&e)),
+            Err(e) => Err(e.to_speech_error()),
         }
     }
 
@@ -296,7 +288,7 @@ impl CognitiveService {
         file: &LogFile,
         validity: std::time::Duration,
     ) -> Result<String, ApiError> {
-        self.artifacts.link(account, Area::AudioLogs, &file.path, validity).await.map_err(|e| artifact_failure(&e))
+        self.artifacts.link(account, Area::AudioLogs, &file.path, validity).await.map_err(|e| e.to_speech_error())
     }
 
     /// Deletes the endpoint and base-model logs older than [`LOG_RETENTION_DAYS`] at `today`, as

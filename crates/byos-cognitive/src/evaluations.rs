@@ -122,10 +122,6 @@ fn now() -> String {
     byos_core::time::rfc3339_now()
 }
 
-fn artifact_failure(e: &ArtifactError) -> ApiError {
-    e.to_api_error().with_format(byos_core::ErrorFormat::Speech)
-}
-
 impl CognitiveService {
     pub async fn evaluation(&self, account: &LiveAccount, id: &str) -> Result<Evaluation, ApiError> {
         EVALUATIONS.get(&self.store, account, id).await
@@ -239,7 +235,7 @@ impl CognitiveService {
             .find(|f| f.kind == "AcousticDataArchive")
             .ok_or_else(|| speech_error(400, "InvalidRequest", "The dataset has no audio archive."))?;
         let bytes =
-            self.artifacts.read(account, Area::Artifacts, &archive.path).await.map_err(|e| artifact_failure(&e))?;
+            self.artifacts.read(account, Area::Artifacts, &archive.path).await.map_err(|e| e.to_speech_error())?;
         let files = transcribed_audio(&bytes).map_err(|e| speech_error(400, "InvalidRequest", e.0))?;
         let mut models = Vec::new();
         for model in &evaluation.models {
@@ -279,7 +275,7 @@ impl CognitiveService {
         self.artifacts
             .put(account, Area::Artifacts, &path, body, "application/json")
             .await
-            .map_err(|e| artifact_failure(&e))?;
+            .map_err(|e| e.to_speech_error())?;
         let file = EvaluationFile {
             id: uuid::Uuid::new_v4().to_string(),
             name: "details.json".into(),
@@ -300,16 +296,12 @@ impl CognitiveService {
     ) -> Result<Evaluation, ApiError> {
         let _serialized = self.transcription_writes.lock().await;
         let mut evaluation = self.evaluation(account, id).await?;
-        let text = |name: &str| update.get(name).and_then(Value::as_str).map(str::to_owned);
-        if let Some(name) = text("displayName") {
-            evaluation.display_name = name;
-        }
-        if update.contains_key("description") {
-            evaluation.description = text("description");
-        }
-        if let Some(properties) = update.get("customProperties").and_then(Value::as_object) {
-            evaluation.custom_properties = properties.clone();
-        }
+        crate::records::apply_description(
+            update,
+            &mut evaluation.display_name,
+            &mut evaluation.description,
+            &mut evaluation.custom_properties,
+        );
         evaluation.last_action = now();
         EVALUATIONS.put(&self.store, account, &evaluation).await?;
         Ok(evaluation)
@@ -326,7 +318,7 @@ impl CognitiveService {
         for file in &evaluation.files {
             match self.artifacts.delete(account, Area::Artifacts, &file.path).await {
                 Ok(()) | Err(ArtifactError::NotFound) => {}
-                Err(e) => return Err(artifact_failure(&e)),
+                Err(e) => return Err(e.to_speech_error()),
             }
         }
         EVALUATIONS.delete(&self.store, account, id).await
@@ -338,7 +330,7 @@ impl CognitiveService {
         file: &EvaluationFile,
         validity: std::time::Duration,
     ) -> Result<String, ApiError> {
-        self.artifacts.link(account, Area::Artifacts, &file.path, validity).await.map_err(|e| artifact_failure(&e))
+        self.artifacts.link(account, Area::Artifacts, &file.path, validity).await.map_err(|e| e.to_speech_error())
     }
 
     pub(crate) async fn evaluations_purge_ops(&self, account_id: &str, batch: Batch) -> Result<Batch, ApiError> {

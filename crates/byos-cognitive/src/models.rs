@@ -74,10 +74,6 @@ fn now() -> String {
     byos_core::time::rfc3339_now()
 }
 
-fn artifact_failure(e: &ArtifactError) -> ApiError {
-    e.to_api_error().with_format(byos_core::ErrorFormat::Speech)
-}
-
 /// The path of a model's bytes in `customspeech-models`.
 pub fn model_path(id: &str) -> String {
     format!("{id}/model.bin")
@@ -211,7 +207,7 @@ impl CognitiveService {
             let dataset = self.dataset(account, id).await.map_err(fail)?;
             let Some(content) = dataset.files.iter().find(|f| f.kind == "LanguageData") else { continue };
             let bytes = self.artifacts.read(account, Area::Artifacts, &content.path).await;
-            let bytes = bytes.map_err(|e| fail(artifact_failure(&e)))?;
+            let bytes = bytes.map_err(|e| fail(e.to_speech_error()))?;
             let text = String::from_utf8_lossy(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes)).into_owned();
             let into = if dataset.kind == DatasetKind::Pronunciation { &mut pronunciations } else { &mut language };
             into.push_str(&text);
@@ -226,11 +222,11 @@ impl CognitiveService {
         let bytes = Bytes::from(adapted.to_bytes());
         let path = model_path(&model.id);
         let stored = self.artifacts.put(account, Area::Models, &path, bytes, "application/octet-stream").await;
-        stored.map_err(|e| fail(artifact_failure(&e)))?;
+        stored.map_err(|e| fail(e.to_speech_error()))?;
         let report_json = Bytes::from(json!({"modelId": model.id, "training": report}).to_string());
         let path = report_path(&model.id);
         let stored = self.artifacts.put(account, Area::Models, &path, report_json, "application/json").await;
-        stored.map_err(|e| fail(artifact_failure(&e)))?;
+        stored.map_err(|e| fail(e.to_speech_error()))?;
         Ok(report)
     }
 
@@ -244,7 +240,7 @@ impl CognitiveService {
     /// The adapted model `id` of the account, read from where it is kept (at every use).
     pub async fn adapted_model(&self, account: &LiveAccount, id: &str) -> Result<AdaptedModel, ApiError> {
         let bytes =
-            self.artifacts.read(account, Area::Models, &model_path(id)).await.map_err(|e| artifact_failure(&e))?;
+            self.artifacts.read(account, Area::Models, &model_path(id)).await.map_err(|e| e.to_speech_error())?;
         AdaptedModel::from_bytes(&bytes).map_err(|e| {
             tracing::error!(model = id, error = %e, "a stored model is unreadable");
             ApiError::internal().with_format(byos_core::ErrorFormat::Speech)
@@ -260,16 +256,12 @@ impl CognitiveService {
     ) -> Result<CustomModel, ApiError> {
         let _serialized = self.transcription_writes.lock().await;
         let mut model = self.custom_model(account, id).await?;
-        let text = |name: &str| update.get(name).and_then(Value::as_str).map(str::to_owned);
-        if let Some(name) = text("displayName") {
-            model.display_name = name;
-        }
-        if update.contains_key("description") {
-            model.description = text("description");
-        }
-        if let Some(properties) = update.get("customProperties").and_then(Value::as_object) {
-            model.custom_properties = properties.clone();
-        }
+        crate::records::apply_description(
+            update,
+            &mut model.display_name,
+            &mut model.description,
+            &mut model.custom_properties,
+        );
         model.last_action = now();
         MODELS.put(&self.store, account, &model).await?;
         Ok(model)
@@ -321,7 +313,7 @@ impl CognitiveService {
             ));
         }
         let bytes =
-            self.artifacts.read(account, Area::Models, &model_path(id)).await.map_err(|e| artifact_failure(&e))?;
+            self.artifacts.read(account, Area::Models, &model_path(id)).await.map_err(|e| e.to_speech_error())?;
         let created = now();
         let copy = CustomModel {
             id: uuid::Uuid::new_v4().to_string(),
@@ -333,7 +325,7 @@ impl CognitiveService {
         };
         let path = model_path(&copy.id);
         let stored = self.artifacts.put(target, Area::Models, &path, bytes, "application/octet-stream").await;
-        stored.map_err(|e| artifact_failure(&e))?;
+        stored.map_err(|e| e.to_speech_error())?;
         MODELS.put(&self.store, target, &copy).await?;
         Ok(copy)
     }

@@ -381,7 +381,7 @@ async fn report_file(
             Duration::from_secs(query.validity()),
         )
         .await
-        .map_err(|e| e.to_api_error().with_format(byos_core::ErrorFormat::Speech))?;
+        .map_err(|e| e.to_speech_error())?;
     Ok(json!({"self": api.url(account, &format!("/models/{}/files/{}", model.id, model.id)), "name": "report.json",
               "kind": "ModelReport", "createdDateTime": model.last_action, "links": {"contentUrl": link},
               "properties": {}}))

@@ -5,6 +5,7 @@ use byos_core::ApiError;
 use byos_store::{Batch, SharedStore, Table};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 
 use crate::LiveAccount;
 use crate::datasets::speech_error;
@@ -13,6 +14,26 @@ use crate::datasets::speech_error;
 pub(crate) trait Entity: Serialize + DeserializeOwned {
     fn id(&self) -> &str;
     fn created(&self) -> &str;
+}
+
+/// Applies what a PATCH of any speech entity may change about how it describes itself:
+/// `displayName`, `description` (null clears it) and `customProperties`.
+pub(crate) fn apply_description(
+    update: &Map<String, Value>,
+    display_name: &mut String,
+    description: &mut Option<String>,
+    custom_properties: &mut Map<String, Value>,
+) {
+    let text = |name: &str| update.get(name).and_then(Value::as_str).map(str::to_owned);
+    if let Some(name) = text("displayName") {
+        *display_name = name;
+    }
+    if update.contains_key("description") {
+        *description = text("description");
+    }
+    if let Some(properties) = update.get("customProperties").and_then(Value::as_object) {
+        *custom_properties = properties.clone();
+    }
 }
 
 /// One entity kind's table.

@@ -156,10 +156,6 @@ fn store_failure(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal().with_format(byos_core::ErrorFormat::Speech)
 }
 
-fn artifact_failure(e: &ArtifactError) -> ApiError {
-    e.to_api_error().with_format(byos_core::ErrorFormat::Speech)
-}
-
 /// A source as reports and results name it: its URL without the query (which may hold a SAS).
 fn shown(url: &str) -> &str {
     url.split_once('?').map_or(url, |(path, _)| path)
@@ -304,7 +300,7 @@ impl CognitiveService {
                 .artifacts
                 .list_bound(account, &container, &prefix)
                 .await
-                .map_err(|e| artifact_failure(&e))?
+                .map_err(|e| e.to_speech_error())?
                 .into_iter()
                 .map(|b| b.name)
                 .collect(),
@@ -405,7 +401,7 @@ impl CognitiveService {
             Input::Bound { container, blob, .. } => {
                 self.artifacts.read_bound(account, container, blob).await.map_err(|e| FileFailure {
                     kind: "InaccessibleCustomerStorage",
-                    message: artifact_failure(&e).message,
+                    message: e.to_speech_error().message,
                 })?
             }
         };
@@ -460,7 +456,7 @@ impl CognitiveService {
                 self.artifacts
                     .put(account, Area::Artifacts, path, content, "application/json")
                     .await
-                    .map_err(|e| Stop::failed(artifact_failure(&e)))?;
+                    .map_err(|e| Stop::failed(e.to_speech_error()))?;
                 Location::Artifact(path.to_owned())
             }
         };
@@ -564,16 +560,12 @@ impl CognitiveService {
     ) -> Result<Transcription, ApiError> {
         let _serialized = self.transcription_writes.lock().await;
         let mut job = self.transcription(account, id).await?;
-        let text = |name: &str| update.get(name).and_then(Value::as_str).map(str::to_owned);
-        if let Some(name) = text("displayName") {
-            job.display_name = name;
-        }
-        if update.contains_key("description") {
-            job.description = text("description");
-        }
-        if let Some(properties) = update.get("customProperties").and_then(Value::as_object) {
-            job.custom_properties = properties.clone();
-        }
+        crate::records::apply_description(
+            update,
+            &mut job.display_name,
+            &mut job.description,
+            &mut job.custom_properties,
+        );
         job.last_action = now();
         self.put_transcription(account, &job).await?;
         Ok(job)
@@ -593,7 +585,7 @@ impl CognitiveService {
             if let Location::Artifact(path) = &file.location {
                 match self.artifacts.delete(account, Area::Artifacts, path).await {
                     Ok(()) | Err(ArtifactError::NotFound) => {}
-                    Err(e) => return Err(artifact_failure(&e)),
+                    Err(e) => return Err(e.to_speech_error()),
                 }
             }
         }
@@ -611,7 +603,7 @@ impl CognitiveService {
     ) -> Result<String, ApiError> {
         match &file.location {
             Location::Artifact(path) => {
-                self.artifacts.link(account, Area::Artifacts, path, validity).await.map_err(|e| artifact_failure(&e))
+                self.artifacts.link(account, Area::Artifacts, path, validity).await.map_err(|e| e.to_speech_error())
             }
             Location::Destination(path) => {
                 let container = self.open_sources(job)?.destination_container_url.unwrap_or_default();

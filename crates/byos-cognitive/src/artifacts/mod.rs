@@ -77,6 +77,11 @@ pub enum ArtifactError {
 }
 
 impl ArtifactError {
+    /// [`ArtifactError::to_api_error`] in the Speech REST error format.
+    pub fn to_speech_error(&self) -> ApiError {
+        self.to_api_error().with_format(byos_core::ErrorFormat::Speech)
+    }
+
     /// The error a service answers with: `InaccessibleCustomerStorage` with byos's explanation.
     pub fn to_api_error(&self) -> ApiError {
         match self {
