@@ -2,7 +2,7 @@
 # Run every test: the Rust workspace's own tests, then the Azure SDK for Python tests (tests/sdk)
 # against a debug build of byos. Run from anywhere; extra arguments go to pytest (e.g. -k rbac -x).
 # Needs: cargo (Rust toolchain), python3 (3.11) with venv, apt (it installs the Debian packages the tests
-# use: PocketSphinx with its US English model, Flite). Exits non-zero if anything fails.
+# use: PocketSphinx with its US English model, Flite, eSpeak NG). Exits non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -11,7 +11,7 @@ PYTHON=${PYTHON:-python3}
 step() { printf '\n==> %s\n' "$*"; }
 
 # ---- Debian packages the tests use: the speech engine and its model, Flite for test speech ------------
-DEBS=(libpocketsphinx3 pocketsphinx-en-us flite libflite1 lame flac vorbis-tools)
+DEBS=(libpocketsphinx3 pocketsphinx-en-us flite libflite1 libespeak-ng1 espeak-ng-data lame flac vorbis-tools)
 missing_debs=()
 for deb in "${DEBS[@]}"; do
     dpkg -s "$deb" >/dev/null 2>&1 || missing_debs+=("$deb")
