@@ -93,6 +93,14 @@ fn authenticate(
             "the request carries no key and no token",
         ));
     };
+    // The Speech SDK's form of an Entra token for a resource: `aad#{resource id}#{token}`.
+    let token = match token.strip_prefix("aad#").and_then(|rest| rest.rsplit_once('#')) {
+        Some((resource, _)) if !resource.eq_ignore_ascii_case(&account.id) => {
+            return Err(unauthorized("Access denied due to invalid token.", "the token names another resource"));
+        }
+        Some((_, entra)) => entra,
+        None => token,
+    };
     let tokens = service.directory.tokens();
     match tokens.verify_resource_token(token, STS_AUDIENCE, byos_core::time::unix_now()) {
         Ok(resource) if resource.eq_ignore_ascii_case(&account.id) => return Ok(Caller::shared_key(origin)),

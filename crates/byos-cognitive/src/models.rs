@@ -230,11 +230,28 @@ impl CognitiveService {
         Ok(report)
     }
 
-    /// The engine's own pronunciation dictionary (what an adapted model's words are spelled from).
-    fn base_dictionary(&self) -> Result<Dictionary, String> {
+    /// The engine's own pronunciation dictionary (what an adapted model's words are spelled from),
+    /// read once.
+    fn base_dictionary(&self) -> Result<Arc<Dictionary>, String> {
+        static BASE: std::sync::OnceLock<Arc<Dictionary>> = std::sync::OnceLock::new();
+        if let Some(dictionary) = BASE.get() {
+            return Ok(Arc::clone(dictionary));
+        }
         let path = std::path::Path::new(byos_speech::pocketsphinx::DEBIAN_MODEL_DIR).join("cmudict-en-us.dict");
-        Dictionary::load(&path)
-            .map_err(|e| format!("The speech engine's dictionary {} is not readable: {e}.", path.display()))
+        let dictionary = Dictionary::load(&path)
+            .map_err(|e| format!("The speech engine's dictionary {} is not readable: {e}.", path.display()))?;
+        Ok(Arc::clone(BASE.get_or_init(|| Arc::new(dictionary))))
+    }
+
+    /// A live recognition's phrase list (`PhraseListGrammar`) as a model that biases the engine
+    /// towards its phrases: a language model of the phrases, interpolated with the base one as a
+    /// Custom Speech model's is. Words the engine cannot pronounce are left out.
+    pub(crate) async fn phrase_list_model(&self, phrases: Vec<String>) -> Result<AdaptedModel, String> {
+        let dictionary = self.base_dictionary()?;
+        tokio::task::spawn_blocking(move || AdaptedModel::build(&phrases.join("\n"), "", &dictionary))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
     }
 
     /// The adapted model `id` of the account, read from where it is kept (at every use).

@@ -39,11 +39,12 @@ pub enum RecognizeError {
     Engine(String),
 }
 
-/// Whether a job that finds the queue full fails or waits.
+/// Whether a job that finds the queue full fails or waits, or runs only on an idle worker.
 #[derive(Clone, Copy)]
 enum Queueing {
     Busy,
     Wait,
+    Spare,
 }
 
 /// The pool of speech-to-text workers.
@@ -93,10 +94,21 @@ impl SpeechEngine {
         exchange(samples, model, |request| self.run(request, Queueing::Wait)).await
     }
 
+    /// Recognizes one utterance with `model` only if a worker is idle now ([`RecognizeError::Busy`]
+    /// otherwise): a live recognition's partial results, worth having only on spare capacity.
+    pub async fn recognize_spare_with(
+        &self,
+        samples: &[i16],
+        model: Option<&AdaptedModel>,
+    ) -> Result<Recognition, RecognizeError> {
+        exchange(samples, model, |request| self.run(request, Queueing::Spare)).await
+    }
+
     async fn run(&self, request: Vec<u8>, queueing: Queueing) -> Result<Vec<u8>, RecognizeError> {
         let outcome = match queueing {
             Queueing::Busy => self.pool.run(request).await,
             Queueing::Wait => self.pool.run_waiting(request).await,
+            Queueing::Spare => self.pool.run_spare(request).await,
         };
         outcome.map_err(|e| match e {
             PoolError::Busy => RecognizeError::Busy,

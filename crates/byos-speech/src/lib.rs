@@ -9,7 +9,9 @@
 
 //! - [`engine`]: the speech-to-text engine as services use it (PocketSphinx in a worker pool) and
 //!   the request protocol of its workers.
-//! - [`segment`]: long audio cut into utterances at its pauses (a batch transcription's phrases).
+//! - [`segment`]: long audio cut into utterances at its pauses (a batch transcription's phrases),
+//!   and live audio as it arrives ([`segment::Endpointer`]).
+//! - [`live`]: a live stream's PCM (the Speech SDK's) downmixed and resampled chunk by chunk.
 //! - [`recognizer`]: what a speech-to-text engine answers ([`recognizer::Recognition`]) and the
 //!   trait each implements.
 //! - [`pocketsphinx`]: the speech-to-text engine (Debian's PocketSphinx and US English model,
@@ -27,6 +29,7 @@ pub mod adapt;
 pub mod audio;
 pub mod engine;
 pub mod flite;
+pub mod live;
 pub mod pocketsphinx;
 pub mod recognizer;
 pub mod segment;

@@ -9,6 +9,8 @@
 
 use std::io::{Read, Write};
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -55,6 +57,9 @@ struct Job {
 /// A supervised pool of worker processes running one engine.
 pub struct WorkerPool {
     jobs: mpsc::Sender<Job>,
+    size: usize,
+    /// Jobs queued or running.
+    pending: Arc<AtomicUsize>,
 }
 
 impl WorkerPool {
@@ -62,38 +67,59 @@ impl WorkerPool {
     /// `queue` waiting jobs; a job taking longer than `timeout` kills its worker.
     pub fn start(command: WorkerCommand, size: usize, queue: usize, timeout: Duration) -> Self {
         let (jobs, receiver) = mpsc::channel::<Job>(queue.max(1));
-        let receiver = std::sync::Arc::new(tokio::sync::Mutex::new(receiver));
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        let pending = Arc::new(AtomicUsize::new(0));
         for slot in 0..size.max(1) {
-            let (command, receiver) = (command.clone(), std::sync::Arc::clone(&receiver));
+            let (command, receiver) = (command.clone(), Arc::clone(&receiver));
+            let pending = Arc::clone(&pending);
             tokio::spawn(async move {
                 let mut worker = Slot { command, process: None, slot };
                 loop {
                     let job = receiver.lock().await.recv().await;
                     let Some(job) = job else { return };
                     let outcome = worker.run(&job.request, timeout).await;
+                    pending.fetch_sub(1, Ordering::Relaxed);
                     // The caller may have given up; its answer has nowhere to go.
                     let _ = job.reply.send(outcome);
                 }
             });
         }
-        WorkerPool { jobs }
+        WorkerPool { jobs, size: size.max(1), pending }
     }
 
     /// Runs one job on the next free worker.
     pub async fn run(&self, request: Vec<u8>) -> Result<Vec<u8>, PoolError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.try_send(Job { request, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => PoolError::Busy,
-            mpsc::error::TrySendError::Closed(_) => PoolError::Stopped,
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        self.jobs.try_send(Job { request, reply }).map_err(|e| {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            match e {
+                mpsc::error::TrySendError::Full(_) => PoolError::Busy,
+                mpsc::error::TrySendError::Closed(_) => PoolError::Stopped,
+            }
         })?;
         answer.await.unwrap_or(Err(PoolError::Stopped))
+    }
+
+    /// Runs one job only if a worker is idle now, else [`PoolError::Busy`]: work that is worth
+    /// doing only on spare capacity (a live recognition's partial results), so that it never
+    /// delays jobs that must be done.
+    pub async fn run_spare(&self, request: Vec<u8>) -> Result<Vec<u8>, PoolError> {
+        if self.pending.load(Ordering::Relaxed) >= self.size {
+            return Err(PoolError::Busy);
+        }
+        self.run(request).await
     }
 
     /// Runs one job, waiting for room in the queue rather than answering [`PoolError::Busy`]
     /// (background work, such as batch transcription, which has no client to tell to retry).
     pub async fn run_waiting(&self, request: Vec<u8>) -> Result<Vec<u8>, PoolError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job { request, reply }).await.map_err(|_| PoolError::Stopped)?;
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        if self.jobs.send(Job { request, reply }).await.is_err() {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            return Err(PoolError::Stopped);
+        }
         answer.await.unwrap_or(Err(PoolError::Stopped))
     }
 }
@@ -270,20 +296,34 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_is_busy() {
         let pool = WorkerPool::start(shell("exec sleep 60"), 1, 1, Duration::from_secs(30));
-        let pool = std::sync::Arc::new(pool);
+        let pool = Arc::new(pool);
         let first = tokio::spawn({
-            let pool = std::sync::Arc::clone(&pool);
+            let pool = Arc::clone(&pool);
             async move { pool.run(b"1".to_vec()).await }
         });
         tokio::time::sleep(Duration::from_millis(200)).await;
         let second = tokio::spawn({
-            let pool = std::sync::Arc::clone(&pool);
+            let pool = Arc::clone(&pool);
             async move { pool.run(b"2".to_vec()).await }
         });
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(pool.run(b"3".to_vec()).await, Err(PoolError::Busy));
         first.abort();
         second.abort();
+    }
+
+    #[tokio::test]
+    async fn spare_work_runs_only_on_an_idle_worker() {
+        let pool = Arc::new(WorkerPool::start(shell("exec cat"), 1, 4, Duration::from_secs(30)));
+        assert_eq!(pool.run_spare(b"idle".to_vec()).await, Ok(b"idle".to_vec()));
+        let hung = Arc::new(WorkerPool::start(shell("exec sleep 60"), 1, 4, Duration::from_secs(30)));
+        let first = tokio::spawn({
+            let hung = Arc::clone(&hung);
+            async move { hung.run(b"1".to_vec()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(hung.run_spare(b"2".to_vec()).await, Err(PoolError::Busy), "the only worker is busy");
+        first.abort();
     }
 
     #[test]
