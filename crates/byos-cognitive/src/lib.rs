@@ -100,6 +100,8 @@ pub struct Parts {
     pub speech: Arc<byos_speech::engine::SpeechEngine>,
     /// The text-to-speech engine's workers.
     pub tts: Arc<byos_speech::tts::TtsEngine>,
+    /// Speech SDK sockets open at once, at most.
+    pub max_live_sessions: usize,
 }
 
 /// The AI-services accounts service: shared by the ARM provider and every account's listener.
@@ -122,14 +124,29 @@ pub struct CognitiveService {
     pub(crate) speech: Arc<byos_speech::engine::SpeechEngine>,
     /// Synthesizes speech (worker processes).
     pub(crate) tts: Arc<byos_speech::tts::TtsEngine>,
+    /// A permit per open Speech SDK socket.
+    pub(crate) live_sessions: Arc<tokio::sync::Semaphore>,
     /// Live accounts by lowercased id.
     accounts: RwLock<HashMap<String, Arc<LiveAccount>>>,
 }
 
 impl CognitiveService {
     pub fn new(parts: Parts) -> Result<Arc<Self>, ApiError> {
-        let Parts { store, root, door, directory, listeners, storage, objects, customer_keys, ca_pem, speech, tts } =
-            parts;
+        let Parts {
+            store,
+            root,
+            door,
+            directory,
+            listeners,
+            storage,
+            objects,
+            customer_keys,
+            ca_pem,
+            speech,
+            tts,
+            max_live_sessions,
+        } = parts;
+        let live_sessions = Arc::new(tokio::sync::Semaphore::new(max_live_sessions));
         let http = fetch_client(&ca_pem)?;
         let listeners = ListenerSet::new(listeners);
         let cmk = Arc::new(customer_keys);
@@ -155,6 +172,7 @@ impl CognitiveService {
             transcription_writes: tokio::sync::Mutex::new(()),
             speech,
             tts,
+            live_sessions,
             accounts,
         }))
     }

@@ -41,13 +41,15 @@ use serde_json::{Value, json};
 use crate::dataplane::Plane;
 use crate::endpoints::{Endpoint, LogOwner};
 use crate::speech_http::{LOCALES, speech_account};
-use crate::tts_socket::{INVALID_PAYLOAD, parse, refuse, text};
+use crate::tts_socket::{INVALID_PAYLOAD, live_session, parse, refuse, text};
 use crate::{CognitiveService, LiveAccount};
 
 /// The most audio a logged turn may carry (10 minutes of 48 kHz stereo 16-bit): its log is kept
 /// in memory until the turn ends.
 const MAX_LOGGED_TURN_BYTES: usize = 10 * 60 * 48_000 * 4;
 const TICKS_PER_SECOND: u64 = 10_000_000;
+/// The largest client message taken (the SDK sends audio in 100 ms messages of a few KiB).
+const MAX_MESSAGE_BYTES: usize = 1 << 20;
 /// The close code of a turn byos failed to finish (RFC 6455: internal error).
 const INTERNAL_ERROR: u16 = 1011;
 /// The close code the SDK reports as TooManyRequests.
@@ -144,6 +146,10 @@ async fn start(
         Ok(admitted) => admitted,
         Err(e) => return byos_http::render_error(&e),
     };
+    let permit = match live_session(&plane.service) {
+        Ok(permit) => permit,
+        Err(refused) => return refused,
+    };
     let settings = Settings {
         interactive: mode.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("interactive")),
         detailed: query.format.as_deref().is_some_and(|f| f.eq_ignore_ascii_case("detailed")),
@@ -151,7 +157,9 @@ async fn start(
     };
     let connection = headers.get("x-connectionid").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     ws.protocols(["USP"])
+        .max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
+            let _open = permit;
             tracing::info!(connection, "speech to text session started");
             let session = Session { service: plane.service, account, endpoint, settings };
             if let Err(e) = session.run(socket).await {

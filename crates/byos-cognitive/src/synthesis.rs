@@ -20,7 +20,7 @@ pub(crate) const SYNTHESIZE: Action =
     Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/texttospeech/frontend/action");
 const VOICES: Action = Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/texttospeech/voices/read");
 /// The largest SSML document taken (Azure's limit for a request's SSML is 64 KiB of text).
-const MAX_SSML_BYTES: usize = 64 << 10;
+pub(crate) const MAX_SSML_BYTES: usize = 64 << 10;
 /// The format a request without `X-Microsoft-OutputFormat` gets.
 const DEFAULT_FORMAT: &str = "riff-16khz-16bit-mono-pcm";
 

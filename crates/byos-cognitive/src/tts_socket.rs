@@ -17,8 +17,9 @@ use serde_json::{Value, json};
 use crate::dataplane::Plane;
 use crate::speech_http::speech_account;
 
-/// The largest client message taken (SSML is at most 64 KiB; room for headers).
-const MAX_MESSAGE_BYTES: usize = 128 << 10;
+/// The largest client message taken: well over the SSML limit, so that longer SSML is refused with
+/// its reason rather than by the socket.
+const MAX_MESSAGE_BYTES: usize = 1 << 20;
 /// Audio goes out in messages of this size.
 const AUDIO_CHUNK: usize = 8 << 10;
 /// The close code the SDK reports as BadRequest with the reason (RFC 6455: invalid payload data).
@@ -34,16 +35,31 @@ pub(crate) async fn upgrade(
     if let Err(e) = speech_account(&plane, &extensions, &headers, &crate::synthesis::SYNTHESIZE) {
         return byos_http::render_error(&e);
     }
+    let permit = match live_session(&plane.service) {
+        Ok(permit) => permit,
+        Err(refused) => return refused,
+    };
     let connection = headers.get("x-connectionid").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     ws.protocols(["USP"])
         .max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
+            let _open = permit;
             tracing::info!(connection, "text to speech session started");
             if let Err(e) = session(plane, socket).await {
                 tracing::info!(connection, error = %e, "text to speech session ended");
             }
         })
         .into_response()
+}
+
+/// A permit for one more Speech SDK session, or the 429 the SDK reports as TooManyRequests (each
+/// session holds a socket and some audio: their number bounds the memory they take).
+pub(crate) fn live_session(service: &crate::CognitiveService) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+    std::sync::Arc::clone(&service.live_sessions).try_acquire_owned().map_err(|_| {
+        let retry = [(axum::http::header::RETRY_AFTER, "1")];
+        (axum::http::StatusCode::TOO_MANY_REQUESTS, retry, "Too many open speech sessions; retry later.")
+            .into_response()
+    })
 }
 
 /// A client text message: its headers (names as sent) and body.
@@ -161,6 +177,10 @@ async fn session(plane: Plane, mut socket: WebSocket) -> Result<(), axum::Error>
 }
 
 async fn speak(plane: &Plane, asked: &Context, ssml: &str) -> Result<(OutputFormat, Synthesis), Refusal> {
+    if ssml.len() > crate::synthesis::MAX_SSML_BYTES {
+        let limit = crate::synthesis::MAX_SSML_BYTES >> 10;
+        return Err(Refusal(format!("the SSML is {} bytes; byos takes at most {limit} KiB", ssml.len())));
+    }
     let name = asked.format.as_deref().unwrap_or("raw-16khz-16bit-mono-pcm");
     let format = OutputFormat::parse(name)
         .map_err(|e| Refusal(format!("byos cannot produce the output format '{}' (PCM, mu-law or A-law only)", e.0)))?;

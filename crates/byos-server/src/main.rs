@@ -41,6 +41,10 @@ struct Limits {
     /// limit is lower).
     #[arg(long, env = "BYOS_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_connections: Option<u64>,
+    /// Speech SDK sessions (recognition and synthesis sockets) open at most; more are refused
+    /// with 429 at the upgrade.
+    #[arg(long, env = "BYOS_MAX_SPEECH_SESSIONS", default_value_t = byos_server::serve::DEFAULT_MAX_SPEECH_SESSIONS as u64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    max_speech_sessions: u64,
 }
 
 impl Limits {
@@ -283,11 +287,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { dir, port, blob_port, cmk_cache_seconds, log_format, limits, approve_features } => {
             init_logging(log_format);
             let cmk_cache = std::time::Duration::from_secs(cmk_cache_seconds);
+            let max_speech_sessions = usize::try_from(limits.max_speech_sessions).unwrap_or(usize::MAX);
             let limits = limits.connection_limits();
             let config = ServeConfig {
                 blob_port,
                 cmk_cache,
                 limits,
+                max_speech_sessions,
                 approved_features: approve_features,
                 ..ServeConfig::new(dir.data_dir, port)
             };

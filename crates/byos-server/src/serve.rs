@@ -59,7 +59,12 @@ pub struct ServeConfig {
     pub speech_worker: Option<byos_speech::workers::WorkerCommand>,
     /// The command of a text-to-speech worker process (default: this program's `tts-worker`).
     pub tts_worker: Option<byos_speech::workers::WorkerCommand>,
+    /// Speech SDK sessions open at once, at most (`--max-speech-sessions`).
+    pub max_speech_sessions: usize,
 }
+
+/// Each live session holds about one utterance of audio (a few hundred KiB) and a socket.
+pub const DEFAULT_MAX_SPEECH_SESSIONS: usize = 1024;
 
 pub const DEFAULT_CMK_CACHE: Duration = Duration::from_secs(30);
 pub const MAX_CMK_CACHE: Duration = Duration::from_secs(60);
@@ -78,6 +83,7 @@ impl ServeConfig {
             approved_features: Vec::new(),
             speech_worker: None,
             tts_worker: None,
+            max_speech_sessions: DEFAULT_MAX_SPEECH_SESSIONS,
         }
     }
 
@@ -325,6 +331,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         ca_pem: ca.cert_pem.clone().into_bytes(),
         speech: Arc::new(speech_engine(config.speech_worker.clone())?),
         tts: Arc::new(tts_engine(config.tts_worker.clone())?),
+        max_live_sessions: config.max_speech_sessions,
     })?;
     let providers: Vec<Arc<dyn byos_arm::Provider>> = vec![
         Arc::new(byos_storage::provider::StorageProvider(Arc::clone(&storage))),
