@@ -111,6 +111,8 @@ fn audio(request_id: &str, chunk: &[u8]) -> Message {
 struct Context {
     format: Option<String>,
     word_boundaries: bool,
+    /// `audio.metadata` SessionEnd (the audio's length) before `turn.end`.
+    session_end: bool,
 }
 
 fn context(body: &str) -> Context {
@@ -119,6 +121,7 @@ fn context(body: &str) -> Context {
     Context {
         format: audio["outputFormat"].as_str().map(str::to_owned),
         word_boundaries: audio["metadataOptions"]["wordBoundaryEnabled"].as_bool().unwrap_or(false),
+        session_end: audio["metadataOptions"]["sessionEndEnabled"].as_bool().unwrap_or(false),
     }
 }
 
@@ -162,11 +165,12 @@ async fn session(plane: Plane, mut socket: WebSocket) -> Result<(), axum::Error>
             "synthesis.context" => asked = context(incoming.body),
             "ssml" => {
                 let request_id = incoming.request_id.to_owned();
-                match speak(&plane, &asked, incoming.body).await {
-                    Ok((format, speech)) => {
-                        turn(&mut socket, &request_id, &format, &speech, asked.word_boundaries).await?
-                    }
-                    Err(Refusal(reason)) => return refuse(socket, INVALID_PAYLOAD, &reason).await,
+                let answered = match speak(&plane, &asked, incoming.body).await {
+                    Ok((format, speech)) => turn(&mut socket, &request_id, &format, &speech, &asked).await?,
+                    Err(refusal) => Err(refusal),
+                };
+                if let Err(Refusal(reason)) = answered {
+                    return refuse(socket, INVALID_PAYLOAD, &reason).await;
                 }
             }
             // speech.config, telemetry: nothing to answer.
@@ -196,16 +200,26 @@ async fn speak(plane: &Plane, asked: &Context, ssml: &str) -> Result<(OutputForm
     Ok((format, speech))
 }
 
-/// One answered request: turn.start, the word boundaries, the audio, turn.end.
+/// One answered request: turn.start, the word boundaries, the audio, SessionEnd, turn.end; or,
+/// when the audio cannot be encoded, a refusal (never an empty or garbled answer).
 async fn turn(
     socket: &mut WebSocket,
     request_id: &str,
     format: &OutputFormat,
     speech: &Synthesis,
-    word_boundaries: bool,
-) -> Result<(), axum::Error> {
+    asked: &Context,
+) -> Result<Result<(), Refusal>, axum::Error> {
+    // The SDK writes the WAV header of riff formats itself and asks for raw ones.
+    let raw = OutputFormat { riff: false, ..*format };
+    let bytes = match raw.encode(speech.sample_rate, &speech.samples) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::warn!(error = %e, "synthesized audio could not be encoded");
+            return Ok(Err(Refusal(format!("the audio could not be encoded: {e}"))));
+        }
+    };
     socket.send(text(request_id, "turn.start", &json!({"context": {"serviceTag": request_id}}))).await?;
-    if word_boundaries && !speech.words.is_empty() {
+    if asked.word_boundaries && !speech.words.is_empty() {
         let metadata: Vec<Value> = speech
             .words
             .iter()
@@ -217,19 +231,15 @@ async fn turn(
             .collect();
         socket.send(text(request_id, "audio.metadata", &json!({"Metadata": metadata}))).await?;
     }
-    // The SDK writes the WAV header of riff formats itself and asks for raw ones.
-    let raw = OutputFormat { riff: false, ..*format };
-    let bytes = match raw.encode(speech.sample_rate, &speech.samples) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            tracing::warn!(error = %e, "synthesized audio could not be encoded");
-            Vec::new()
-        }
-    };
     for chunk in bytes.chunks(AUDIO_CHUNK) {
         socket.send(audio(request_id, chunk)).await?;
     }
-    socket.send(text(request_id, "turn.end", &json!({}))).await
+    if asked.session_end {
+        let length = speech.samples.len() as u64 * 10_000_000 / u64::from(speech.sample_rate.max(1));
+        let end = json!({"Metadata": [{"Type": "SessionEnd", "Data": {"Offset": length}}]});
+        socket.send(text(request_id, "audio.metadata", &end)).await?;
+    }
+    socket.send(text(request_id, "turn.end", &json!({}))).await.map(Ok)
 }
 
 #[cfg(test)]
@@ -245,6 +255,8 @@ mod tests {
             r#"{"synthesis":{"audio":{"outputFormat":"raw-24khz-16bit-mono-pcm","metadataOptions":{"wordBoundaryEnabled":true}}}}"#,
         );
         assert_eq!((asked.format.as_deref(), asked.word_boundaries), (Some("raw-24khz-16bit-mono-pcm"), true));
+        assert!(!asked.session_end);
+        assert!(context(r#"{"synthesis":{"audio":{"metadataOptions":{"sessionEndEnabled":true}}}}"#).session_end);
         assert!(parse("no path here\r\n\r\n{}").is_none());
     }
 
