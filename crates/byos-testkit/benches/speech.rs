@@ -16,7 +16,9 @@
 //! `BENCH_ROUNDS` (alternating rounds of 1 and 2, default 3), `BENCH_REQUESTS` (short-audio
 //! requests, default 60), `BENCH_FILES` (files of the large job, default 1000). Needs `flite` and Debian's `libpocketsphinx3` + `pocketsphinx-en-us`.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -27,6 +29,7 @@ use byos_testkit::TestServer;
 use futures_util::{StreamExt, stream};
 use reqwest::Method;
 use serde_json::{Value, json};
+use support::{SENTENCES, Utterance, byos_binary, env_usize, percentile, sorted, speak};
 
 /// How long one recognition may take (as the server's pool).
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
@@ -35,82 +38,11 @@ const SAS_VERSION: &str = "2022-11-02";
 const CONTAINER: &str = "audio";
 /// The large job's clip.
 const LARGE_JOB_SENTENCE: &str = "please call me tomorrow morning";
-/// Sentences of about 16 words: about 5 seconds each in Flite's `rms` voice.
-const SENTENCES: &[&str] = &[
-    "the committee will meet again on thursday afternoon to review the budget for the coming year",
-    "please remember to bring your passport and a copy of the booking when you come to the airport",
-    "the weather service expects heavy rain across the northern valleys with strong winds after midnight",
-    "our new office is on the third floor of the building next to the old railway station",
-    "she opened the window and listened to the children playing football in the park across the street",
-    "the engineers replaced the broken pump and the water came back to every house in the village",
-    "if the train is late again tomorrow we will take the bus and walk the rest of the way",
-    "the library will be closed on monday while the staff move the books into the new reading room",
-    "he wrote a long letter to his sister describing the mountains and the lakes he had seen",
-    "the market sells fresh bread and fruit every morning from seven until the early afternoon",
-    "turn left at the second traffic light and the hospital entrance is on your right hand side",
-    "the students finished the project a week early and presented their results to the whole school",
-];
-
-fn env_usize(name: &str, default: usize) -> anyhow::Result<usize> {
-    match std::env::var(name) {
-        Ok(value) => value.parse().with_context(|| format!("{name}={value} is not a number")),
-        Err(_) => Ok(default),
-    }
-}
-
-/// The `byos` release binary whose `engine-worker` the pools run.
-fn byos_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("BYOS_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe()?;
-    // target/release/deps/speech-<hash> -> target/release/byos
-    let binary = exe.parent().and_then(Path::parent).context("the bench's own path")?.join("byos");
-    if !binary.exists() {
-        bail!("{} is missing: run `cargo build --release -p byos-server` first (or set BYOS_BIN)", binary.display());
-    }
-    Ok(binary)
-}
-
-/// One spoken sentence: the WAV file Flite wrote and its 16 kHz samples.
-struct Utterance {
-    name: String,
-    wav: Vec<u8>,
-    samples: Vec<i16>,
-    seconds: f64,
-}
 
 fn synthesize(dir: &Path, index: usize) -> anyhow::Result<Utterance> {
     // Past the list, the same sentences in another voice, so that every file differs.
     let voice = ["rms", "slt", "awb"][(index / SENTENCES.len()) % 3];
     speak(dir, &format!("utterance{index}.wav"), SENTENCES[index % SENTENCES.len()], voice)
-}
-
-fn speak(dir: &Path, name: &str, sentence: &str, voice: &str) -> anyhow::Result<Utterance> {
-    let path = dir.join(name);
-    let status = std::process::Command::new("flite")
-        .args(["-voice", voice, "-t", sentence, "-o"])
-        .arg(&path)
-        .status()
-        .context("running flite (apt-get install flite)")?;
-    ensure!(status.success(), "flite failed: {status}");
-    let wav = std::fs::read(&path)?;
-    let decoded = byos_speech::audio::decode(&wav, "wav")?;
-    let samples = decoded.channels.into_iter().next().context("no channel")?;
-    Ok(Utterance { name: name.to_owned(), wav, seconds: decoded.duration_ms as f64 / 1000.0, samples })
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-fn sorted(mut values: Vec<f64>) -> Vec<f64> {
-    values.sort_by(f64::total_cmp);
-    values
 }
 
 /// A `/proc/<pid>/status` field in KiB.
@@ -219,8 +151,6 @@ struct Speech {
     key: String,
 }
 
-const API_VERSION: &str = "api-version=2025-09-01";
-
 /// Creates a resource group, a storage account with the audio container and a Speech account.
 async fn provision(server: &TestServer, client: &reqwest::Client) -> anyhow::Result<(Storage, Speech)> {
     let sub = server.boot_str(&["subscription_id"]);
@@ -240,16 +170,8 @@ async fn provision(server: &TestServer, client: &reqwest::Client) -> anyhow::Res
         key: base64::engine::general_purpose::STANDARD.decode(key)?,
     };
 
-    let account_id = format!("{group}/providers/Microsoft.CognitiveServices/accounts/speechbench");
-    let body = json!({"location": location, "kind": "SpeechServices", "sku": {"name": "S0"}, "properties": {}});
-    server.arm_as_admin(client, Method::PUT, &format!("{account_id}?{API_VERSION}"), Some(body)).await?;
-    let account = server.arm_as_admin(client, Method::GET, &format!("{account_id}?{API_VERSION}"), None).await?;
-    let endpoint = account["properties"]["endpoint"].as_str().context("properties.endpoint")?;
-    let keys = server.arm_as_admin(client, Method::POST, &format!("{account_id}/listKeys?{API_VERSION}"), None).await?;
-    let speech = Speech {
-        endpoint: if endpoint.ends_with('/') { endpoint.to_owned() } else { format!("{endpoint}/") },
-        key: keys["key1"].as_str().context("key1")?.to_owned(),
-    };
+    let (endpoint, key) = server.speech_account(client, "speechbench", "speechbench").await?;
+    let speech = Speech { endpoint, key };
     Ok((storage, speech))
 }
 

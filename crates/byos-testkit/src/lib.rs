@@ -8,6 +8,9 @@ use anyhow::{Context, bail};
 use byos_server::{RunningServer, ServeConfig};
 use serde_json::Value;
 
+/// A client WebSocket over TLS ([`TestServer::websocket`]).
+pub type WebSocket = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
 /// A running in-process byos with its bootstrap facts.
 pub struct TestServer {
     server: Option<RunningServer>,
@@ -67,6 +70,62 @@ impl TestServer {
     pub fn http1_client(&self) -> anyhow::Result<reqwest::Client> {
         let ca = reqwest::Certificate::from_pem(&self.ca_pem)?;
         Ok(reqwest::Client::builder().tls_certs_only([ca]).http1_only().build()?)
+    }
+
+    /// A WebSocket to `url` (`wss://`, on one of the server's listeners) with these request
+    /// headers, over TLS trusting byos's CA: the Speech SDK's sockets, as a bench or test drives them.
+    pub async fn websocket(&self, url: &str, headers: &[(&str, &str)]) -> anyhow::Result<WebSocket> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+        let mut request = url.into_client_request()?;
+        for (name, value) in headers {
+            request.headers_mut().insert(http::HeaderName::from_bytes(name.as_bytes())?, value.parse()?);
+        }
+        let host = request.uri().host().context("the URL has no host")?.trim_matches(['[', ']']).to_owned();
+        let port = request.uri().port_u16().unwrap_or(443);
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+        tcp.set_nodelay(true)?;
+        let name = rustls::pki_types::ServerName::try_from(host)?;
+        let tls = tokio_rustls::TlsConnector::from(self.tls_config()?).connect(name, tcp).await?;
+        let (socket, _) = tokio_tungstenite::client_async(request, tls).await?;
+        Ok(socket)
+    }
+
+    fn tls_config(&self) -> anyhow::Result<std::sync::Arc<rustls::ClientConfig>> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut self.ca_pem.as_slice()) {
+            roots.add(cert?)?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(std::sync::Arc::new(config))
+    }
+
+    /// Creates a Speech account `name` (S0) in resource group `group` of the bootstrap
+    /// subscription (created too); answers its data-plane endpoint (ending in `/`) and key 1.
+    pub async fn speech_account(
+        &self,
+        client: &reqwest::Client,
+        group: &str,
+        name: &str,
+    ) -> anyhow::Result<(String, String)> {
+        const API_VERSION: &str = "api-version=2025-09-01";
+        let location = Some(self.boot_str(&["location"])).filter(|l| !l.is_empty()).unwrap_or("eastus".into());
+        let group = format!("/subscriptions/{}/resourceGroups/{group}", self.boot_str(&["subscription_id"]));
+        self.arm_as_admin(client, reqwest::Method::PUT, &group, Some(serde_json::json!({"location": location})))
+            .await?;
+        let account_id = format!("{group}/providers/Microsoft.CognitiveServices/accounts/{name}?{API_VERSION}");
+        let body = serde_json::json!({"location": location, "kind": "SpeechServices", "sku": {"name": "S0"}, "properties": {}});
+        self.arm_as_admin(client, reqwest::Method::PUT, &account_id, Some(body)).await?;
+        let account = self.arm_as_admin(client, reqwest::Method::GET, &account_id, None).await?;
+        let endpoint = account["properties"]["endpoint"].as_str().context("properties.endpoint")?;
+        let keys_path = account_id.replace('?', "/listKeys?");
+        let keys = self.arm_as_admin(client, reqwest::Method::POST, &keys_path, None).await?;
+        let endpoint = if endpoint.ends_with('/') { endpoint.to_owned() } else { format!("{endpoint}/") };
+        Ok((endpoint, keys["key1"].as_str().context("key1")?.to_owned()))
     }
 
     /// `boot[a][b]...` as a string.
