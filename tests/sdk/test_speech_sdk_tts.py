@@ -103,3 +103,51 @@ def test_the_sdk_lists_byos_voices(speech, ca):
     result = speechsdk.SpeechSynthesizer(speech_config=config(speech, ca), audio_config=None).get_voices_async().get()
     assert result.reason == speechsdk.ResultReason.VoicesListRetrieved, result.error_details
     assert {"en-US-RmsFlite", "en-US-SltFlite"} <= {v.short_name for v in result.voices}
+
+
+F = speechsdk.SpeechSynthesisOutputFormat
+
+
+@pytest.mark.parametrize("fmt, rate, width, tag", [
+    (F.Riff8Khz16BitMonoPcm, 8000, 2, 1), (F.Riff16Khz16BitMonoPcm, 16000, 2, 1),
+    (F.Riff22050Hz16BitMonoPcm, 22050, 2, 1), (F.Riff24Khz16BitMonoPcm, 24000, 2, 1),
+    (F.Riff44100Hz16BitMonoPcm, 44100, 2, 1), (F.Riff48Khz16BitMonoPcm, 48000, 2, 1),
+    (F.Raw8Khz16BitMonoPcm, 8000, 2, None), (F.Raw22050Hz16BitMonoPcm, 22050, 2, None),
+    (F.Raw48Khz16BitMonoPcm, 48000, 2, None), (F.Riff8Khz8BitMonoMULaw, 8000, 1, 7),
+    (F.Raw8Khz8BitMonoMULaw, 8000, 1, None), (F.Riff8Khz8BitMonoALaw, 8000, 1, 6),
+    (F.Raw8Khz8BitMonoALaw, 8000, 1, None),
+])
+def test_every_pcm_and_g711_format_comes_out_at_its_rate(speech, ca, fmt, rate, width, tag):
+    """`tag`: the WAV format tag the SDK's header names (1 PCM, 6 A-law, 7 mu-law); None: headerless."""
+    cfg = config(speech, ca)
+    cfg.set_speech_synthesis_output_format(fmt)
+    synthesizer = speechsdk.SpeechSynthesizer(speech_config=cfg, audio_config=None)
+    result = synthesizer.speak_text_async("one two three four").get()
+    assert result.reason == speechsdk.ResultReason.SynthesizingAudioCompleted, result.cancellation_details
+    audio = result.audio_data
+    if tag is not None:
+        assert audio[:4] == b"RIFF" and audio[8:12] == b"WAVE"
+        at = audio.index(b"fmt ") + 8
+        header = (int.from_bytes(audio[at:at + 2], "little"), audio[at + 2], int.from_bytes(audio[at + 4:at + 8], "little"))
+        assert header == (tag, 1, rate), header
+        audio = audio[audio.index(b"data") + 8:]
+    else:
+        assert audio[:4] != b"RIFF"
+    seconds = len(audio) / (rate * width)
+    assert 0.8 < seconds < 4.0, f"{seconds:.2f} s of audio for four words"
+    assert len(set(audio[: rate * width // 2])) > 8, "not silence"
+    assert abs(result.audio_duration.total_seconds() - seconds) < 0.1
+
+
+def test_speak_to_a_pull_stream_reads_the_whole_audio(speech, ca):
+    stream = speechsdk.audio.PullAudioOutputStream()
+    synthesizer = speechsdk.SpeechSynthesizer(speech_config=config(speech, ca),
+                                              audio_config=speechsdk.audio.AudioOutputConfig(stream=stream))
+    result = synthesizer.speak_text_async("reading from a pull stream").get()
+    assert result.reason == speechsdk.ResultReason.SynthesizingAudioCompleted, result.cancellation_details
+    del synthesizer
+    pulled, buffer = b"", bytes(3200)
+    while (n := stream.read(buffer)) > 0:
+        pulled += buffer[:n]
+    assert len(pulled) > 16000 and len(set(pulled[:4000])) > 8
+    assert abs(len(pulled) / 32000 - result.audio_duration.total_seconds()) < 0.1
