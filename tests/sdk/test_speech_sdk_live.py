@@ -155,3 +155,40 @@ def test_entra_tokens_authenticate_the_socket_for_a_speech_user(speech, ca, tmp_
     other.authorization_token = f"aad#{account.id}x#{token}"
     wrong = once(other, wav)
     assert wrong.cancellation_details.code == speechsdk.CancellationErrorCode.AuthenticationFailure
+
+
+def timed_once(cfg, wav, **recognizer_args) -> tuple[speechsdk.SpeechRecognitionResult, float]:
+    recognizer = speechsdk.SpeechRecognizer(speech_config=cfg, audio_config=speechsdk.audio.AudioConfig(filename=str(wav)),
+                                            **recognizer_args)
+    started = time.monotonic()
+    result = recognizer.recognize_once()
+    return result, time.monotonic() - started
+
+
+@pytest.mark.parametrize("case", ["unsupported language", "unknown endpoint id", "not PCM"])
+def test_each_refusal_is_reported_by_the_sdk_within_seconds(speech, ca, tmp_path, case):
+    wav = tmp_path / "speech.wav"
+    flite("hello world", wav)
+    cfg = config(speech, ca)
+    if case == "unsupported language":  # refused at the upgrade (400), not retried
+        cfg.speech_recognition_language = "xx-XX"
+    elif case == "unknown endpoint id":
+        cfg.endpoint_id = "00000000-0000-0000-0000-000000000000"
+    else:
+        # A WAV of 8-bit A-law: the SDK passes its header through, byos refuses it with 1007.
+        rate, pcm = pcm_of(wav)
+        import audioop  # noqa: the deprecated module is still the standard library's G.711 encoder
+
+        with open(wav, "wb") as f:
+            alaw = audioop.lin2alaw(pcm, 2)
+            f.write(b"RIFF" + (36 + len(alaw)).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+                    + (6).to_bytes(2, "little") + (1).to_bytes(2, "little") + rate.to_bytes(4, "little")
+                    + rate.to_bytes(4, "little") + (1).to_bytes(2, "little") + (8).to_bytes(2, "little")
+                    + b"data" + len(alaw).to_bytes(4, "little") + alaw)
+    result, took = timed_once(cfg, wav)
+    assert result.reason == speechsdk.ResultReason.Canceled, (case, result.reason)
+    details = result.cancellation_details
+    assert details.code == speechsdk.CancellationErrorCode.BadRequest, (case, details.code, details.error_details)
+    assert took < 10, (case, took, details.error_details)
+    expected = {"not PCM": "1007. Error details: the audio format is not supported: audio format 6"}.get(case, "(400)")
+    assert expected in details.error_details, details.error_details
