@@ -177,7 +177,11 @@ def test_each_refusal_is_reported_by_the_sdk_within_seconds(speech, ca, tmp_path
     else:
         # A WAV of 8-bit A-law: the SDK passes its header through, byos refuses it with 1007.
         rate, pcm = pcm_of(wav)
-        import audioop  # noqa: the deprecated module is still the standard library's G.711 encoder
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import audioop  # the standard library's G.711 encoder, deprecated
 
         with open(wav, "wb") as f:
             alaw = audioop.lin2alaw(pcm, 2)
