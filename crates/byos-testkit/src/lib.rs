@@ -8,6 +8,8 @@ use anyhow::{Context, bail};
 use byos_server::{RunningServer, ServeConfig};
 use serde_json::Value;
 
+pub use tokio_tungstenite::tungstenite;
+
 /// A client WebSocket over TLS ([`TestServer::websocket`]).
 pub type WebSocket = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 mod artifacts;
 mod blob_api;
 mod graph;
+mod speech_sockets;
 mod transcriptions;
 mod unauthorized;
 
