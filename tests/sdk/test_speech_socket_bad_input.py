@@ -188,3 +188,22 @@ def test_oversized_ssml_closes_the_synthesis_socket_with_1007_and_the_limit(spee
         ws.send(f"X-RequestId:{'a' * 32}\r\nPath:ssml\r\nContent-Type:application/ssml+xml\r\n\r\n{ssml}")
         code, why = closed_with(ws)
     assert code == 1007 and "at most 64 KiB" in why, (code, why)
+
+
+def test_regression_an_upgraded_speech_socket_escaped_the_idle_timeout(private_server):
+    """A client that never sends audio held its socket (and a session) forever: the listeners stop watching a
+    connection once it is upgraded. Now the session closes it with 4000 and the reason."""
+    srv = private_server(env={"BYOS_IDLE_TIMEOUT_SECONDS": "2"})
+    boot = srv.boot
+    cred = bs.admin_credential(boot)
+    rg = bs.create_resource_group(bs.resource_client(boot, cred), boot, "idle")
+    client = cs.cognitive_client(boot, cred)
+    account = cs.create_account(client, boot, rg, "SpeechServices")
+    speech = (account.properties.endpoint, client.accounts.list_keys(rg, account.name).key1)
+    for path in (PATH, "/cognitiveservices/websocket/v1"):
+        started = time.monotonic()
+        with open_socket(*speech, boot["ca_file"], path) as ws:
+            start_turn(ws)
+            code, why = closed_with(ws, timeout=30)
+        assert (code, why) == (4000, "the client sent nothing for 2 s"), (path, code, why)
+        assert time.monotonic() - started < 10, "closed by the idle timeout, not left open"

@@ -102,6 +102,10 @@ pub struct Parts {
     pub tts: Arc<byos_speech::tts::TtsEngine>,
     /// Speech SDK sockets open at once, at most.
     pub max_live_sessions: usize,
+    /// A Speech SDK socket on which the client sends nothing this long, while nothing of its is
+    /// in flight, is closed (the listeners' idle timeout: an upgraded connection is no longer
+    /// theirs to watch).
+    pub live_idle_timeout: std::time::Duration,
 }
 
 /// The AI-services accounts service: shared by the ARM provider and every account's listener.
@@ -126,6 +130,7 @@ pub struct CognitiveService {
     pub(crate) tts: Arc<byos_speech::tts::TtsEngine>,
     /// A permit per open Speech SDK socket.
     pub(crate) live_sessions: Arc<tokio::sync::Semaphore>,
+    pub(crate) live_idle_timeout: std::time::Duration,
     /// Live accounts by lowercased id.
     accounts: RwLock<HashMap<String, Arc<LiveAccount>>>,
 }
@@ -145,6 +150,7 @@ impl CognitiveService {
             speech,
             tts,
             max_live_sessions,
+            live_idle_timeout,
         } = parts;
         let live_sessions = Arc::new(tokio::sync::Semaphore::new(max_live_sessions));
         let http = fetch_client(&ca_pem)?;
@@ -173,6 +179,7 @@ impl CognitiveService {
             speech,
             tts,
             live_sessions,
+            live_idle_timeout,
             accounts,
         }))
     }

@@ -41,7 +41,7 @@ use serde_json::{Value, json};
 use crate::dataplane::Plane;
 use crate::endpoints::{Endpoint, LogOwner};
 use crate::speech_http::{LOCALES, speech_account};
-use crate::tts_socket::{INVALID_PAYLOAD, live_session, parse, refuse, text};
+use crate::tts_socket::{IDLE, INVALID_PAYLOAD, idle_reason, live_session, parse, refuse, text};
 use crate::{CognitiveService, LiveAccount};
 
 /// The most audio a logged turn may carry (10 minutes of 48 kHz stereo 16-bit): its log is kept
@@ -302,17 +302,29 @@ impl Session {
         let mut turn: Option<Turn> = None;
         let mut flight = InFlight::default();
         let mut had_context = false;
+        let idle = self.service.live_idle_timeout;
+        let mut active_at = tokio::time::Instant::now();
         loop {
+            let waiting = flight.finals.is_empty() && flight.hypothesis.is_none();
             let step = tokio::select! {
                 message = socket.recv() => match message {
                     None | Some(Ok(Message::Close(_))) => return Ok(()),
                     Some(Err(e)) => return Err(e),
-                    Some(Ok(message)) => self.receive(&mut socket, &mut turn, &mut flight, &mut had_context, message).await,
+                    Some(Ok(message)) => {
+                        active_at = tokio::time::Instant::now();
+                        self.receive(&mut socket, &mut turn, &mut flight, &mut had_context, message).await
+                    }
                 },
+                // Idle: nothing from the client, and nothing in flight to answer it with.
+                () = tokio::time::sleep_until(active_at + idle), if waiting => {
+                    Err(Ending::Refused(Refusal(IDLE, idle_reason(idle))))
+                }
                 Some(recognized) = flight.finals.next(), if !flight.finals.is_empty() => {
+                    active_at = tokio::time::Instant::now();
                     self.final_result(&mut socket, &mut turn, &mut flight, recognized).await
                 }
                 Some(recognized) = next_hypothesis(&mut flight.hypothesis) => {
+                    active_at = tokio::time::Instant::now();
                     self.partial_result(&mut socket, &turn, recognized).await
                 }
             };

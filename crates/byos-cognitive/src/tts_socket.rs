@@ -52,6 +52,15 @@ pub(crate) async fn upgrade(
         .into_response()
 }
 
+/// The close code of a session the client left idle (the SDK reports ConnectionFailure and does
+/// not retry).
+pub(crate) const IDLE: u16 = 4000;
+
+/// The reason an idle session is closed with.
+pub(crate) fn idle_reason(timeout: std::time::Duration) -> String {
+    format!("the client sent nothing for {} s", timeout.as_secs())
+}
+
 /// A permit for one more Speech SDK session, or the 429 the SDK reports as TooManyRequests (each
 /// session holds a socket and some audio: their number bounds the memory they take).
 pub(crate) fn live_session(service: &crate::CognitiveService) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
@@ -158,7 +167,12 @@ struct Refusal(String);
 
 async fn session(plane: Plane, mut socket: WebSocket) -> Result<(), axum::Error> {
     let mut asked = Context::default();
-    while let Some(message) = socket.recv().await {
+    let idle = plane.service.live_idle_timeout;
+    loop {
+        let Ok(message) = tokio::time::timeout(idle, socket.recv()).await else {
+            return refuse(socket, IDLE, &idle_reason(idle)).await;
+        };
+        let Some(message) = message else { break };
         let Message::Text(body) = message? else { continue };
         let Some(incoming) = parse(body.as_str()) else { continue };
         match incoming.path.to_ascii_lowercase().as_str() {

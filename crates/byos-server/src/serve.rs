@@ -332,6 +332,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         speech: Arc::new(speech_engine(config.speech_worker.clone())?),
         tts: Arc::new(tts_engine(config.tts_worker.clone())?),
         max_live_sessions: config.max_speech_sessions,
+        live_idle_timeout: config.limits.idle_timeout,
     })?;
     let providers: Vec<Arc<dyn byos_arm::Provider>> = vec![
         Arc::new(byos_storage::provider::StorageProvider(Arc::clone(&storage))),
