@@ -158,14 +158,18 @@ def test_a_client_that_vanishes_mid_turn_leaves_the_server_serving(speech, ca, t
         assert "speech.phrase" in recognizes(speech, ca, tmp_path)
 
 
-def test_sockets_beyond_the_session_limit_are_refused_with_429_and_the_rest_work(private_server, tmp_path):
-    srv = private_server(env={"BYOS_MAX_SPEECH_SESSIONS": "4"})
-    boot = srv.boot
+def speech_on_a_server_of_its_own(private_server, env: dict, tag: str):
+    """A server started with `env`, and a Speech account on it: (bootstrap, (endpoint, key))."""
+    boot = private_server(env=env).boot
     cred = bs.admin_credential(boot)
-    rg = bs.create_resource_group(bs.resource_client(boot, cred), boot, "limit")
+    rg = bs.create_resource_group(bs.resource_client(boot, cred), boot, tag)
     client = cs.cognitive_client(boot, cred)
     account = cs.create_account(client, boot, rg, "SpeechServices")
-    speech = (account.properties.endpoint, client.accounts.list_keys(rg, account.name).key1)
+    return boot, (account.properties.endpoint, client.accounts.list_keys(rg, account.name).key1)
+
+
+def test_sockets_beyond_the_session_limit_are_refused_with_429_and_the_rest_work(private_server, tmp_path):
+    boot, speech = speech_on_a_server_of_its_own(private_server, {"BYOS_MAX_SPEECH_SESSIONS": "4"}, "limit")
     held, refused = 0, 0
     with contextlib.ExitStack() as sockets:
         for _ in range(12):
@@ -193,13 +197,7 @@ def test_oversized_ssml_closes_the_synthesis_socket_with_1007_and_the_limit(spee
 def test_regression_an_upgraded_speech_socket_escaped_the_idle_timeout(private_server):
     """A client that never sends audio held its socket (and a session) forever: the listeners stop watching a
     connection once it is upgraded. Now the session closes it with 4000 and the reason."""
-    srv = private_server(env={"BYOS_IDLE_TIMEOUT_SECONDS": "2"})
-    boot = srv.boot
-    cred = bs.admin_credential(boot)
-    rg = bs.create_resource_group(bs.resource_client(boot, cred), boot, "idle")
-    client = cs.cognitive_client(boot, cred)
-    account = cs.create_account(client, boot, rg, "SpeechServices")
-    speech = (account.properties.endpoint, client.accounts.list_keys(rg, account.name).key1)
+    boot, speech = speech_on_a_server_of_its_own(private_server, {"BYOS_IDLE_TIMEOUT_SECONDS": "2"}, "idle")
     for path in (PATH, "/cognitiveservices/websocket/v1"):
         started = time.monotonic()
         with open_socket(*speech, boot["ca_file"], path) as ws:
