@@ -20,12 +20,14 @@ from urllib.parse import urlparse
 
 import pytest
 import requests
+from azure.mgmt.storage.models import IPRule, NetworkRuleSet, ResourceAccessRule
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
 import byos_support as bs
 import cognitive_support as cs
 
 API = {"api-version": "2024-04-01"}
+SPEECH_USER = "f2dc8367-1007-4938-bd23-fe263f013447"
 SSML = "<speak version='1.0' xml:lang='en-US'><voice name='{voice}'>{text}</voice></speak>"
 RAINBOW = "The rainbow has seven colors. It arches over the hills."
 
@@ -97,8 +99,12 @@ def world(own):
     bs.update_storage_account(storage_client, customer, allow_blob_public_access=False, allow_shared_key_access=False)
     destination = bs.create_storage_account(storage_client, boot, rg, bs.storage_account_name("ttsdest"))
     ca = boot["ca_file"]
-    key = lambda account: client.accounts.list_keys(rg, account.name).key1  # noqa: E731
-    return {"own": own, "boot": boot, "admin": admin, "ca": ca, "customer": customer, "destination": destination,
+
+    def key(account) -> str:
+        return client.accounts.list_keys(rg, account.name).key1
+
+    return {"own": own, "boot": boot, "admin": admin, "auth": auth, "plain": plain, "byos_account": byos, "ca": ca,
+            "customer": customer, "storage_client": storage_client, "destination": destination,
             "api": Tts(plain.properties.endpoint, key(plain), ca), "byos": Tts(byos.properties.endpoint, key(byos), ca)}
 
 
@@ -225,6 +231,27 @@ def test_byos_outputs_are_in_the_customers_storage_behind_user_delegation_sas(wo
         assert list(container.list_blobs(name_starts_with=job["id"])) == [], "deleting removes them from BYOS too"
 
 
+def test_a_closed_firewall_lets_the_account_write_but_refuses_the_links_reader(world):
+    """Why the seed opens the firewall for text to speech: the account still writes its outputs as its identity
+    (a resource-instance rule), but the user delegation SAS link is read over the network, which the firewall
+    refuses from anywhere it does not allow."""
+    byos, ca, boot = world["byos"], world["ca"], world["boot"]
+    client_ip = "127.0.0.2"
+    closed = NetworkRuleSet(default_action="Deny", bypass="None", ip_rules=[IPRule(ip_address_or_range=client_ip)],
+                            resource_access_rules=[ResourceAccessRule(tenant_id=boot["tenant_id"],
+                                                                      resource_id=world["byos_account"].id)])
+    bs.update_storage_account(world["storage_client"], world["customer"], network_rule_set=closed)
+    try:
+        done = byos.run({"inputKind": "PlainText", "synthesisConfig": VOICE, "inputs": [{"content": "behind a wall"}]})
+        link = done["outputs"]["result"]
+        bs.expect_blob_refusal(lambda: bs.blob_at(link, None, ca).download_blob().readall(), statuses=(403,))
+        allowed = bs.blob_at(link, None, ca, source_ip=client_ip).download_blob().readall()
+        assert "0001.wav" in zipfile.ZipFile(io.BytesIO(allowed)).namelist()
+    finally:
+        bs.update_storage_account(world["storage_client"], world["customer"],
+                                  network_rule_set=NetworkRuleSet(default_action="Allow"))
+
+
 def test_outputs_go_to_the_destination_container(world):
     api, ca, dest = world["api"], world["ca"], world["destination"]
     service = bs.blob_service(dest.blob_url, dest.shared_key(), ca)
@@ -311,8 +338,9 @@ def test_a_job_past_its_time_to_live_is_deleted_with_its_outputs(world):
     byos, ca = world["byos"], world["ca"]
     container = bs.blob_service(world["customer"].blob_url, world["admin"], ca).get_container_client(
         "batchsynthesis-output")
-    done = byos.run({"inputKind": "PlainText", "synthesisConfig": VOICE, "inputs": [{"content": "short lived"}],
-                     "properties": {"timeToLiveInHours": 0}})
+    body = {"inputKind": "PlainText", "synthesisConfig": VOICE, "inputs": [{"content": "short lived"}]}
+    kept = byos.run({**body, "properties": {"timeToLiveInHours": 1}})
+    done = byos.run({**body, "properties": {"timeToLiveInHours": 0}})
     assert done["properties"]["timeToLiveInHours"] == 0
     # The retention watch runs every minute: the job goes at its next round.
     deadline = time.monotonic() + 90
@@ -320,6 +348,8 @@ def test_a_job_past_its_time_to_live_is_deleted_with_its_outputs(world):
         time.sleep(2)
     assert byos.get(done["id"]).status_code == 404, "expired"
     assert list(container.list_blobs(name_starts_with=done["id"])) == [], "its outputs in BYOS storage went too"
+    assert byos.get(kept["id"]).status_code == 200, "a job within its time to live is kept"
+    assert [b.name for b in container.list_blobs(name_starts_with=kept["id"])] == [f"{kept['id']}/results.zip"]
 
 
 def test_a_job_deleted_while_it_runs_stops_and_its_id_can_be_used_again(world):
@@ -338,6 +368,33 @@ def test_a_job_deleted_while_it_runs_stops_and_its_id_can_be_used_again(world):
     again = api.get(job_id).json()
     assert again["createdDateTime"] == done["createdDateTime"] and again["properties"]["succeededAudioCount"] == 1
     assert requests.get(again["outputs"]["result"], verify=ca, timeout=30).status_code == 200
+
+
+def test_batch_synthesis_needs_the_batch_text_to_speech_data_actions(world):
+    """An Entra principal is admitted by its roles: none refuses, Cognitive Services Speech User (BatchTextToSpeech/*)
+    admits; no credential at all is 401."""
+    api, boot, own = world["api"], world["boot"], world["own"]
+    url = api.url("batchsyntheses")
+    assert requests.get(url, params=API, verify=api.ca, timeout=30).status_code == 401
+
+    def principal(name: str) -> dict:
+        info = own.create_principal(bs.unique(f"byos-test-{name}"))
+        credential = bs.client_secret_credential(boot, info["client_id"], info["client_secret"])
+        token = credential.get_token("https://cognitiveservices.azure.com/.default").token
+        return {"object_id": info["object_id"], "headers": {"Authorization": f"Bearer {token}"}}
+
+    nobody = principal("tts-none")
+    refused = requests.get(url, params=API, headers=nobody["headers"], verify=api.ca, timeout=30)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "PermissionDenied", refused.text
+    assert "BatchTextToSpeech/batchsyntheses/read" in refused.json()["error"]["message"]
+    user = principal("tts-user")
+    bs.assign_role(world["auth"], world["plain"].id, SPEECH_USER, user["object_id"], sub=boot["subscription_id"])
+    body = {"inputKind": "PlainText", "synthesisConfig": VOICE, "inputs": [{"content": "by role"}]}
+    job_id = f"entra-{uuid.uuid4().hex[:8]}"
+    created = requests.put(f"{url}/{job_id}", params=API, json=body, headers=user["headers"], verify=api.ca,
+                           timeout=30)
+    assert created.status_code == 201, created.text
+    assert api.wait(job_id)["status"] == "Succeeded"
 
 
 def test_a_job_a_restart_interrupts_starts_over_and_finishes(world):

@@ -32,6 +32,7 @@ const API_VERSION: &str = "2024-04-01";
 const MAX_PAYLOAD_BYTES: usize = 2 << 20;
 /// A list's largest and default page.
 const MAX_PAGE: usize = 100;
+const NEEDS_VOICE: &str = "PlainText inputs need synthesisConfig.voice.";
 
 /// The batch synthesis routes.
 pub(crate) fn routes() -> Router<Plane> {
@@ -44,8 +45,13 @@ pub(crate) fn routes() -> Router<Plane> {
         .layer(axum::middleware::from_fn(require_api_version))
 }
 
+/// A request validation refuses, with the reason.
+fn refused(message: impl Into<String>) -> BatchSynthesisError {
+    BatchSynthesisError::Invalid(message.into())
+}
+
 fn invalid(message: impl Into<String>) -> ApiError {
-    BatchSynthesisError::Invalid(message.into()).to_api_error()
+    refused(message).to_api_error()
 }
 
 fn failed(e: BatchSynthesisError) -> ApiError {
@@ -115,25 +121,24 @@ struct CreateBody {
     properties: PropertiesBody,
 }
 
-type Invalid = BatchSynthesisError;
-
-fn synthesis_config(kind: InputKind, config: Option<ConfigBody>) -> Result<Option<SynthesisConfig>, Invalid> {
+fn synthesis_config(
+    kind: InputKind,
+    config: Option<ConfigBody>,
+) -> Result<Option<SynthesisConfig>, BatchSynthesisError> {
     let config = match (kind, config) {
         (InputKind::PlainText, None) => {
-            return Err(Invalid::Invalid("PlainText inputs need synthesisConfig.voice.".into()));
+            return Err(refused(NEEDS_VOICE));
         }
         // SSML says its own voices: Azure applies synthesisConfig to plain text only.
         (InputKind::Ssml, _) => return Ok(None),
         (InputKind::PlainText, Some(config)) => config,
     };
     if config.background_audio.is_some() || config.speaker_profile_id.is_some() {
-        return Err(Invalid::Invalid(
-            "Background audio and personal voices (speakerProfileId) are not supported by byos.".into(),
-        ));
+        return Err(refused("Background audio and personal voices (speakerProfileId) are not supported by byos."));
     }
     let voice = config.voice.filter(|v| !v.trim().is_empty());
-    let voice = voice.ok_or_else(|| Invalid::Invalid("PlainText inputs need synthesisConfig.voice.".into()))?;
-    byos_speech::tts::find_voice(&voice).map_err(|e| Invalid::Invalid(format!("synthesisConfig.voice: {e}.")))?;
+    let voice = voice.ok_or_else(|| refused(NEEDS_VOICE))?;
+    byos_speech::tts::find_voice(&voice).map_err(|e| refused(format!("synthesisConfig.voice: {e}.")))?;
     Ok(Some(SynthesisConfig {
         voice,
         style: config.style,
@@ -143,21 +148,22 @@ fn synthesis_config(kind: InputKind, config: Option<ConfigBody>) -> Result<Optio
     }))
 }
 
-fn options(p: &PropertiesBody) -> Result<Options, Invalid> {
+fn options(p: &PropertiesBody) -> Result<Options, BatchSynthesisError> {
     let format = p.output_format.as_deref().filter(|f| !f.trim().is_empty()).unwrap_or(DEFAULT_OUTPUT_FORMAT);
     byos_speech::tts::OutputFormat::parse(format)
-        .map_err(|e| Invalid::Invalid(format!("The outputFormat is not supported: {e}.")))?;
+        .map_err(|e| refused(format!("The outputFormat is not supported: {e}.")))?;
     let ttl = p.time_to_live_in_hours.unwrap_or(i64::from(MAX_TTL_HOURS));
-    let ttl = u32::try_from(ttl).ok().filter(|h| *h <= MAX_TTL_HOURS).ok_or_else(|| {
-        Invalid::Invalid(format!("timeToLiveInHours {ttl} is not between 0 and {MAX_TTL_HOURS} (31 days)."))
-    })?;
+    let ttl = u32::try_from(ttl)
+        .ok()
+        .filter(|h| *h <= MAX_TTL_HOURS)
+        .ok_or_else(|| refused(format!("timeToLiveInHours {ttl} is not between 0 and {MAX_TTL_HOURS} (31 days).")))?;
     if let Some(url) = &p.destination_container_url
         && !url.starts_with("https://")
     {
-        return Err(Invalid::Invalid("The destinationContainerUrl must be an https URL with a SAS.".into()));
+        return Err(refused("The destinationContainerUrl must be an https URL with a SAS."));
     }
     if p.destination_path.is_some() && p.destination_container_url.is_none() {
-        return Err(Invalid::Invalid("destinationPath can only be set with destinationContainerUrl.".into()));
+        return Err(refused("destinationPath can only be set with destinationContainerUrl."));
     }
     Ok(Options {
         output_format: format.trim().to_owned(),
@@ -172,27 +178,30 @@ fn options(p: &PropertiesBody) -> Result<Options, Invalid> {
 }
 
 /// Validates the request into what the domain takes: every input must be one byos can speak.
-fn new_batch_synthesis(id: &str, operation_id: Option<String>, body: CreateBody) -> Result<NewBatchSynthesis, Invalid> {
+fn new_batch_synthesis(
+    id: &str,
+    operation_id: Option<String>,
+    body: CreateBody,
+) -> Result<NewBatchSynthesis, BatchSynthesisError> {
     let pattern = "3 to 64 letters, digits, '.', '_' or '-', starting and ending with a letter or digit";
     if !valid_id(id) {
-        return Err(Invalid::Invalid(format!("The id '{id}' is not valid: {pattern}.")));
+        return Err(refused(format!("The id '{id}' is not valid: {pattern}.")));
     }
     if let Some(operation) = operation_id.as_deref().filter(|o| !valid_id(o)) {
-        return Err(Invalid::Invalid(format!("The Operation-Id '{operation}' is not valid: {pattern}.")));
+        return Err(refused(format!("The Operation-Id '{operation}' is not valid: {pattern}.")));
     }
-    let kind = body.input_kind.ok_or_else(|| Invalid::Invalid("The inputKind is required.".into()))?;
-    let kind = InputKind::parse(&kind)
-        .ok_or_else(|| Invalid::Invalid(format!("The inputKind '{kind}' is not PlainText or SSML.")))?;
-    let inputs =
-        body.inputs.filter(|i| !i.is_empty()).ok_or_else(|| Invalid::Invalid("The inputs is required.".into()))?;
+    let kind = body.input_kind.ok_or_else(|| refused("The inputKind is required."))?;
+    let kind =
+        InputKind::parse(&kind).ok_or_else(|| refused(format!("The inputKind '{kind}' is not PlainText or SSML.")))?;
+    let inputs = body.inputs.filter(|i| !i.is_empty()).ok_or_else(|| refused("The inputs is required."))?;
     if inputs.len() > MAX_INPUTS {
-        return Err(Invalid::Invalid(format!(
+        return Err(refused(format!(
             "{} inputs were given; a batch synthesis takes at most {MAX_INPUTS}.",
             inputs.len()
         )));
     }
     if !body.custom_voices.is_empty() {
-        return Err(Invalid::Invalid("Custom voices are not available in byos; use one of byos's voices.".into()));
+        return Err(refused("Custom voices are not available in byos; use one of byos's voices."));
     }
     let config = synthesis_config(kind, body.synthesis_config)?;
     let options = options(&body.properties)?;
@@ -200,9 +209,9 @@ fn new_batch_synthesis(id: &str, operation_id: Option<String>, body: CreateBody)
     for (index, input) in inputs.into_iter().enumerate() {
         let number = index + 1;
         let content = input.content.filter(|c| !c.trim().is_empty());
-        let content = content.ok_or_else(|| Invalid::Invalid(format!("Input {number} has no content.")))?;
+        let content = content.ok_or_else(|| refused(format!("Input {number} has no content.")))?;
         prepare(kind, config.as_ref(), &content)
-            .map_err(|e| Invalid::Invalid(format!("Input {number} cannot be synthesized: {e}.")))?;
+            .map_err(|e| refused(format!("Input {number} cannot be synthesized: {e}.")))?;
         contents.push(content);
     }
     Ok(NewBatchSynthesis {
