@@ -712,7 +712,7 @@ const QUERY: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// The URL of blob `name` in the container at `container_url` (its SAS kept).
-pub(crate) fn blob_url(container_url: &str, name: &str) -> String {
+fn blob_url(container_url: &str, name: &str) -> String {
     let (base, sas) = container_url.split_once('?').unwrap_or((container_url, ""));
     let container = base.trim_end_matches('/');
     let path = byos_storage::blob::api::blob_path("", name);
