@@ -850,9 +850,10 @@ impl CognitiveService {
             }
             (Place::Artifact, true) => {
                 // The folder as a plain URL (listing it takes the reader's own access); the summary signed.
-                let folder = self.artifacts.link(account, Area::Synthesis, &outputs.folder, std::time::Duration::ZERO);
+                let folder =
+                    self.artifacts.link(account, Area::Synthesis, &outputs.folder, std::time::Duration::ZERO).await?;
                 let summary = self.artifacts.link(account, Area::Synthesis, &summary_path, validity).await?;
-                Ok((folder.await?, Some(summary)))
+                Ok((folder, Some(summary)))
             }
         }
     }
@@ -870,7 +871,7 @@ impl CognitiveService {
             if !matches!(job.status, Status::NotStarted | Status::Running) {
                 continue;
             }
-            // A soft-deleted account's job starts over when it is restored; purged, it goes with it.
+            // A soft-deleted account's job waits: restored, it starts over at the next start; purged, it goes with it.
             let Some(account) = self.account(&account_key) else { continue };
             job.status = Status::NotStarted;
             job.outputs = None;
