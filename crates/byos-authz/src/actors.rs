@@ -19,11 +19,12 @@ pub fn grants(actor: Actor) -> &'static [&'static str] {
         // Records the key version an account's KEK was re-wrapped with (the unwrap and wrap run as the
         // account's own managed identity).
         Actor::CmkRotationWatch => &["Microsoft.Storage/storageAccounts/write"],
-        // Deletes transcriptions whose time to live has passed and endpoint logs past their retention
-        // (the files in the customer's storage are deleted by the account's own identity, as every
-        // artifact of the account).
+        // Deletes transcriptions and batch syntheses whose time to live has passed and endpoint logs
+        // past their retention (the files in the customer's storage are deleted by the account's own
+        // identity, as every artifact of the account).
         Actor::SpeechRetention => &[
             "Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/transcriptions/delete",
+            "Microsoft.CognitiveServices/accounts/BatchTextToSpeech/batchsyntheses/delete",
             "Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/endpoints/files/delete",
         ],
     }

@@ -9,6 +9,8 @@
 //! - [`datasets`]: Custom Speech datasets, kept through the artifact store and validated for real
 //!   (their routes in `speech_http`).
 //! - `recognition`: short-audio speech recognition on the engine workers.
+//! - [`batch_synthesis`]: text to speech batch synthesis jobs, outputs through the artifact store
+//!   (routes in `batch_synthesis_http`).
 //! - [`transcriptions`]: batch transcription jobs (their routes in `transcriptions_http`), each
 //!   file transcribed by `transcribe`.
 //! - [`endpoints`]: Custom Speech endpoints and their audio and transcription logs (routes in
@@ -24,6 +26,8 @@
 
 pub mod account;
 pub mod artifacts;
+pub mod batch_synthesis;
+mod batch_synthesis_http;
 pub mod cmk;
 pub mod dataplane;
 pub mod datasets;
@@ -124,6 +128,8 @@ pub struct CognitiveService {
     pub(crate) dataset_writes: tokio::sync::Mutex<()>,
     /// Serializes the changes of transcription records (a job's start and end, PATCH, DELETE).
     pub(crate) transcription_writes: tokio::sync::Mutex<()>,
+    /// Serializes the changes of batch synthesis records (create, a job's start and end, DELETE).
+    pub(crate) synthesis_writes: tokio::sync::Mutex<()>,
     /// Recognizes speech (worker processes).
     pub(crate) speech: Arc<byos_speech::engine::SpeechEngine>,
     /// Synthesizes speech (worker processes).
@@ -176,6 +182,7 @@ impl CognitiveService {
             http,
             dataset_writes,
             transcription_writes: tokio::sync::Mutex::new(()),
+            synthesis_writes: tokio::sync::Mutex::new(()),
             speech,
             tts,
             live_sessions,
@@ -240,6 +247,10 @@ impl CognitiveService {
         let resumed = self.resume_transcriptions().await?;
         if resumed > 0 {
             tracing::warn!(resumed, "transcriptions interrupted by a restart start over");
+        }
+        let syntheses = self.resume_batch_syntheses().await?;
+        if syntheses > 0 {
+            tracing::warn!(syntheses, "batch syntheses interrupted by a restart start over");
         }
         Ok(())
     }

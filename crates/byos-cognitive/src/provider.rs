@@ -844,6 +844,7 @@ async fn purge(service: &CognitiveService, deleted: &DeletedAccount) -> Result<(
     }
     let batch = service.datasets_purge_ops(&deleted.record.id, batch).await?;
     let batch = service.transcriptions_purge_ops(&deleted.record.id, batch).await?;
+    let batch = service.batch_syntheses_purge_ops(&deleted.record.id, batch).await?;
     let batch = service.endpoints_purge_ops(&deleted.record.id, batch).await?;
     let batch = service.models_purge_ops(&deleted.record.id, batch).await?;
     let batch = service.evaluations_purge_ops(&deleted.record.id, batch).await?;

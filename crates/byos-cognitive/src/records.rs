@@ -1,5 +1,6 @@
-//! The records of an account's speech entities (transcriptions, endpoints, models, evaluations):
-//! one table each, keyed `{account id}/{entity id}` (lowercased), each value the entity's JSON.
+//! The records of an account's speech entities (transcriptions, batch syntheses, endpoints, models,
+//! evaluations): one table each, keyed `{account id}/{entity id}` (lowercased), each value the
+//! entity's JSON.
 
 use byos_core::ApiError;
 use byos_store::{Batch, SharedStore, Table};

@@ -63,7 +63,7 @@ const DELETE: Action = Action::data("Microsoft.CognitiveServices/accounts/Speech
 /// The locales byos's speech engine knows (PocketSphinx's US English model).
 pub(crate) const LOCALES: [&str; 1] = ["en-US"];
 /// How long a file link lasts when the request does not say (Azure: 12 hours).
-const DEFAULT_SAS_VALIDITY_SECS: u64 = 12 * 3600;
+pub(crate) const DEFAULT_SAS_VALIDITY_SECS: u64 = 12 * 3600;
 
 /// The Speech routes of both API families, added to an account's router.
 pub(crate) fn routes() -> Router<Plane> {
@@ -81,6 +81,7 @@ pub(crate) fn routes() -> Router<Plane> {
         )
         .route("/speechtotext/v3.2/datasets/{id}/blocks:commit", axum::routing::post(commit_blocks))
         .merge(crate::synthesis::routes())
+        .merge(crate::batch_synthesis_http::routes())
         .merge(crate::transcriptions_http::routes(Api::V32))
         .merge(crate::endpoints_http::routes(Api::V32))
         .merge(crate::models_http::routes(Api::V32))

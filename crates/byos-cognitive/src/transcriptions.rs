@@ -218,16 +218,23 @@ impl CognitiveService {
         TRANSCRIPTIONS.list(&self.store, account).await
     }
 
-    fn seal_sources(&self, sources: &Sources) -> Result<String, ApiError> {
-        let plain = zeroize::Zeroizing::new(serde_json::to_vec(sources).map_err(store_failure)?);
+    /// What a background job must keep out of its record in plaintext (the URLs it reads and
+    /// writes, which may carry SAS; a batch synthesis's texts), sealed under the root key (base64).
+    pub(crate) fn seal_job_secrets(&self, secrets: &impl Serialize) -> Result<String, ApiError> {
+        let plain = zeroize::Zeroizing::new(serde_json::to_vec(secrets).map_err(store_failure)?);
         let sealed = self.root.seal(SealPurpose::JobCredentials, &plain).map_err(store_failure)?;
         Ok(base64::engine::general_purpose::STANDARD.encode(sealed))
     }
 
-    fn open_sources(&self, t: &Transcription) -> Result<Sources, ApiError> {
-        let sealed = base64::engine::general_purpose::STANDARD.decode(&t.sealed_sources).map_err(store_failure)?;
+    /// What [`Self::seal_job_secrets`] sealed.
+    pub(crate) fn open_job_secrets<T: serde::de::DeserializeOwned>(&self, sealed: &str) -> Result<T, ApiError> {
+        let sealed = base64::engine::general_purpose::STANDARD.decode(sealed).map_err(store_failure)?;
         let plain = self.root.open(SealPurpose::JobCredentials, &sealed).map_err(store_failure)?;
         serde_json::from_slice(&plain).map_err(store_failure)
+    }
+
+    fn open_sources(&self, t: &Transcription) -> Result<Sources, ApiError> {
+        self.open_job_secrets(&t.sealed_sources)
     }
 
     /// Records a new transcription (`NotStarted`) and starts it in the background.
@@ -253,7 +260,7 @@ impl CognitiveService {
             error: None,
             files: Vec::new(),
             duration_ms: None,
-            sealed_sources: self.seal_sources(&new.sources)?,
+            sealed_sources: self.seal_job_secrets(&new.sources)?,
         };
         self.put_transcription(&account, &transcription).await?;
         self.start_transcription(account, transcription.id.clone());
@@ -449,7 +456,7 @@ impl CognitiveService {
         let size = content.len() as u64;
         let location = match (&sources.destination_container_url, job.options.to_destination) {
             (Some(container), true) => {
-                self.put_destination(container, path, content).await.map_err(Stop::failed)?;
+                self.put_destination(container, path, content, "application/json").await.map_err(Stop::failed)?;
                 Location::Destination(path.to_owned())
             }
             _ => {
@@ -471,7 +478,13 @@ impl CognitiveService {
     }
 
     /// Puts a block blob into the destination container through its SAS URL.
-    async fn put_destination(&self, container_url: &str, path: &str, content: Bytes) -> Result<(), ApiError> {
+    pub(crate) async fn put_destination(
+        &self,
+        container_url: &str,
+        path: &str,
+        content: Bytes,
+        content_type: &str,
+    ) -> Result<(), ApiError> {
         let url = blob_url(container_url, path);
         let fail = |why: String| {
             speech_error(
@@ -485,7 +498,7 @@ impl CognitiveService {
             .put(&url)
             .header("x-ms-blob-type", "BlockBlob")
             .header("x-ms-version", "2021-12-02")
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .body(content)
             .send()
             .await
@@ -661,7 +674,8 @@ impl CognitiveService {
     }
 }
 
-/// Deletes expired transcriptions and endpoint logs every `interval`, until the service is dropped.
+/// Deletes expired transcriptions, batch syntheses and endpoint logs every `interval`, until the
+/// service is dropped.
 pub fn spawn_retention_watch(
     service: Arc<CognitiveService>,
     interval: std::time::Duration,
@@ -677,6 +691,9 @@ pub fn spawn_retention_watch(
             let Some(service) = weak.upgrade() else { return };
             if let Err(e) = service.expire_transcriptions(&watch, byos_core::time::unix_now()).await {
                 tracing::warn!(error = %e, "deleting expired transcriptions failed");
+            }
+            if let Err(e) = service.expire_batch_syntheses(&watch, byos_core::time::unix_now()).await {
+                tracing::warn!(error = %e, "deleting expired batch syntheses failed");
             }
             match service.expire_logs(&watch, time::OffsetDateTime::now_utc().date()).await {
                 Ok(0) => {}

@@ -36,6 +36,8 @@ pub enum Area {
     AudioLogs,
     /// Custom models (`customspeech-models`).
     Models,
+    /// Batch synthesis outputs (`batchsynthesis-output`, the container Azure's own links name).
+    Synthesis,
 }
 
 impl Area {
@@ -44,6 +46,7 @@ impl Area {
             Area::Artifacts => "customspeech-artifacts",
             Area::AudioLogs => "customspeech-audiologs",
             Area::Models => "customspeech-models",
+            Area::Synthesis => "batchsynthesis-output",
         }
     }
 }
@@ -122,7 +125,7 @@ fn link_audience(path: &str) -> String {
 impl Area {
     /// The area whose container is `name`.
     pub fn of_container(name: &str) -> Option<Area> {
-        [Area::Artifacts, Area::AudioLogs, Area::Models].into_iter().find(|a| a.container() == name)
+        [Area::Artifacts, Area::AudioLogs, Area::Models, Area::Synthesis].into_iter().find(|a| a.container() == name)
     }
 }
 

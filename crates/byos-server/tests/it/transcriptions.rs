@@ -1,5 +1,7 @@
-//! Batch transcription's `timeToLive`: a finished job of a BYOS account is kept until that much time
-//! has passed since it finished, then deleted with its result files in the customer's storage.
+//! Time to live: a finished batch transcription (`timeToLive`) of a BYOS account, or batch synthesis
+//! (`timeToLiveInHours`), is kept until that much time has passed since it finished, then deleted
+//! with its result files in the customer's storage; endpoint logs go after 30 days. Only the
+//! retention watch may delete them.
 
 use anyhow::Context;
 use byos_cognitive::artifacts::Area;
@@ -118,6 +120,61 @@ async fn endpoint_logs_are_deleted_after_thirty_days_by_the_retention_watch() ->
     cognitive.log_recognition(&live, &owner, "en-US", bytes::Bytes::from_static(b"x"), "wav", &json!({})).await?;
     let refused = cognitive.expire_logs(&other, today + time::Duration::days(31)).await.err().map(|e| e.status);
     anyhow::ensure!(refused == Some(403), "another actor may not delete logs: {refused:?}");
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn time_to_live_deletes_a_finished_batch_synthesis_with_its_outputs_and_only_as_the_retention_watch()
+-> anyhow::Result<()> {
+    use byos_cognitive::batch_synthesis::{InputKind, NewBatchSynthesis, Options, Secrets};
+
+    let server = TestServer::start().await?;
+    let client = server.client()?;
+    let sub = server.boot_str(&["subscription_id"]);
+    let group = format!("/subscriptions/{sub}/resourceGroups/synthttl");
+    server.arm_as_admin(&client, Method::PUT, &group, Some(json!({"location": "eastus"}))).await?;
+    let account_id = format!("{group}/providers/Microsoft.CognitiveServices/accounts/synthttl");
+    let speech = json!({"location": "eastus", "kind": "SpeechServices", "sku": {"name": "S0"}});
+    server.arm_as_admin(&client, Method::PUT, &format!("{account_id}?api-version=2025-09-01"), Some(speech)).await?;
+    let cognitive = &server.services()?.cognitive;
+    let live = cognitive.account(&account_id.to_ascii_lowercase()).context("the account is live")?;
+    // An input naming a voice byos lacks: the job still ends (Failed), with its summary kept.
+    let ssml = "<speak><voice name='en-US-JennyNeural'>hi</voice></speak>";
+    let new = NewBatchSynthesis {
+        id: "ttl-job".into(),
+        operation_id: None,
+        description: None,
+        input_kind: InputKind::Ssml,
+        synthesis_config: None,
+        options: Options { time_to_live_in_hours: 12, ..Options::default() },
+        secrets: Secrets { inputs: vec![ssml.into()], destination_container_url: None },
+    };
+    cognitive.create_batch_synthesis(std::sync::Arc::clone(&live), new).await?;
+    let mut finished = None;
+    for _ in 0..200 {
+        let now = cognitive.batch_synthesis(&live, "ttl-job").await?;
+        if matches!(now.status, Status::Succeeded | Status::Failed) {
+            finished = Some(now);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let ended = finished.context("the job finished")?.finished_at.context("a finished job says when")?;
+    let kept = cognitive.artifacts.list(&live, Area::Synthesis, "ttl-job/").await?;
+    anyhow::ensure!(kept.len() == 1, "results.zip is kept: {kept:?}");
+
+    let watch = byos_core::Caller::actor(byos_core::Actor::SpeechRetention);
+    anyhow::ensure!(cognitive.expire_batch_syntheses(&watch, ended + TWELVE_HOURS as i64 - 1).await? == 0);
+    anyhow::ensure!(cognitive.batch_synthesis(&live, "ttl-job").await.is_ok(), "not yet expired");
+    let other = byos_core::Caller::actor(byos_core::Actor::KeyRotation);
+    let refused = cognitive.expire_batch_syntheses(&other, ended + TWELVE_HOURS as i64).await;
+    let status = refused.err().map(|e| e.to_api_error().status);
+    anyhow::ensure!(status == Some(403), "another actor may not delete batch syntheses: {status:?}");
+    anyhow::ensure!(cognitive.expire_batch_syntheses(&watch, ended + TWELVE_HOURS as i64).await? == 1);
+    anyhow::ensure!(cognitive.batch_synthesis(&live, "ttl-job").await.is_err(), "the record is gone");
+    let left = cognitive.artifacts.list(&live, Area::Synthesis, "ttl-job/").await?;
+    anyhow::ensure!(left.is_empty(), "its outputs are gone too: {left:?}");
     server.stop().await;
     Ok(())
 }
