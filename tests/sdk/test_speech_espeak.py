@@ -5,6 +5,7 @@ speak_text_async with an eSpeak voice writing a WAV file and reporting word boun
 
 import array
 import io
+import time
 import wave
 
 import azure.cognitiveservices.speech as speechsdk
@@ -131,10 +132,14 @@ def test_the_sdk_speaks_german_to_a_file_with_word_boundaries(speech, ca, tmp_pa
         lambda e: words.append((e.text, e.audio_offset, e.duration.total_seconds())))
     result = synthesizer.speak_text_async(GERMAN).get()
     assert result.reason == speechsdk.ResultReason.SynthesizingAudioCompleted, result.cancellation_details
-    del synthesizer
     with wave.open(str(out)) as w:
         assert w.getnchannels() == 1 and 2 < w.getnframes() / w.getframerate() < 5
         assert max(abs(s) for s in samples(w)) > 2000
+    # The SDK may still be delivering word events on its own thread when the result is ready.
+    deadline = time.monotonic() + 5
+    while len(words) < len(GERMAN.split()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    del synthesizer
     assert [t for t, _, _ in words] == GERMAN.split(), words
     offsets = [o for _, o, _ in words]
     assert offsets == sorted(set(offsets)), words
