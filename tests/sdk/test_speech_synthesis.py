@@ -42,7 +42,7 @@ def test_the_voices_list_names_byos_voices_in_azures_shape(speech, ca):
     short = {v["ShortName"] for v in voices}
     assert {"en-US-RmsFlite", "en-US-SltFlite", "en-US-AwbFlite", "en-US-Kal16Flite"} <= short
     assert all({"Name", "DisplayName", "Gender", "Locale", "SampleRateHertz", "VoiceType"} <= set(v) for v in voices)
-    assert all("Flite" in v["DisplayName"] for v in voices), "honestly named"
+    assert all("(Flite)" in v["DisplayName"] or "(eSpeak NG)" in v["DisplayName"] for v in voices), "honestly named"
     tts = requests.get(endpoint + "tts/cognitiveservices/voices/list", headers={"Ocp-Apim-Subscription-Key": key},
                        verify=ca, timeout=30)
     assert tts.status_code == 200 and tts.json() == voices

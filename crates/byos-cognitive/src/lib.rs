@@ -17,7 +17,8 @@
 //!   `endpoints_http`).
 //! - [`models`]: Custom Speech models adapted from Language and Pronunciation datasets (routes,
 //!   with evaluations', in `models_http`); [`evaluations`]: word error rates of one or two models.
-//! - `synthesis`: text to speech REST (`POST /cognitiveservices/v1`, the voices list) on Flite;
+//! - `synthesis`: text to speech REST (`POST /cognitiveservices/v1`, the voices list) on Flite
+//!   (English) and eSpeak NG (other languages);
 //!   `tts_socket`: the same over the Speech SDK's WebSocket protocol; `stt_socket`: recognition
 //!   over that protocol.
 //! - [`dataplane`]: each account's data-plane listener at `properties.endpoint` (one port per

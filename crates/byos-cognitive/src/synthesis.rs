@@ -1,5 +1,5 @@
 //! Text to speech REST on an account's data plane: `POST /cognitiveservices/v1` (SSML in, audio in
-//! the `X-Microsoft-OutputFormat` out, synthesized by Flite in the TTS worker processes) and
+//! the `X-Microsoft-OutputFormat` out, synthesized by Flite or eSpeak NG in the TTS worker processes) and
 //! `GET /cognitiveservices/voices/list` (byos's own voices, in Azure's shape). Both also under `/tts/`,
 //! as the Speech SDK addresses them with an `endpoint=` configuration. Nothing is kept.
 

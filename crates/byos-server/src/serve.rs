@@ -250,7 +250,7 @@ fn speech_engine(
     Ok(byos_speech::engine::SpeechEngine::start(command, workers_per_pool(), SPEECH_JOB_TIMEOUT))
 }
 
-/// The text-to-speech worker pool (Flite), sized and supervised as the speech-to-text one.
+/// The text-to-speech worker pool (Flite and eSpeak NG), sized and supervised as the speech-to-text one.
 fn tts_engine(command: Option<byos_speech::workers::WorkerCommand>) -> anyhow::Result<byos_speech::tts::TtsEngine> {
     let command = worker_command(command, "tts-worker")?;
     Ok(byos_speech::tts::TtsEngine::start(command, workers_per_pool(), SPEECH_JOB_TIMEOUT))

@@ -2,8 +2,8 @@
 //! voices, loaded at run time, so that byos builds and starts on a machine without them (synthesis
 //! then reports the engine unavailable).
 //!
-//! Like [`crate::pocketsphinx`], this module calls C and is the only other place of byos allowed
-//! to. A [`Flite`] holds the library and the voices registered so far (each on its first use); it
+//! Like [`crate::pocketsphinx`] and [`crate::espeak`], this module calls C, one of the three
+//! places of byos allowed to. A [`Flite`] holds the library and the voices registered so far (each on its first use); it
 //! speaks one text at a time, to 16-bit mono samples at the voice's rate, with the word boundaries
 //! read from the utterance (the Word relation and the end times of its last and previous segments).
 #![allow(unsafe_code)]
@@ -329,12 +329,10 @@ mod tests {
     use super::*;
     use crate::pocketsphinx::{DEBIAN_MODEL_DIR, Model, PocketSphinx};
     use crate::recognizer::Recognizer;
-
-    /// Flite's voices are the library's globals: one test at a time changes them.
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    use crate::testing::pitch_hz;
 
     fn flite() -> (std::sync::MutexGuard<'static, ()>, Flite) {
-        let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = crate::testing::flite_to_myself();
         (guard, Flite::load().unwrap_or_else(|e| panic!("{e}: scripts/test.sh installs flite (libflite1)")))
     }
 
@@ -404,27 +402,6 @@ mod tests {
         };
         let (slow, fast) = (at("50%"), at("150%"));
         assert!(slow > fast * 2, "50%: {slow} samples, 150%: {fast}");
-    }
-
-    /// The median pitch of the loudest 40 ms frames: the lag of their autocorrelation's peak
-    /// between 60 and 400 Hz.
-    fn pitch_hz(speech: &Speech) -> f32 {
-        let (rate, frame) = (speech.sample_rate as usize, speech.sample_rate as usize / 25);
-        let frames: Vec<&[i16]> = speech.samples.chunks_exact(frame).collect();
-        let energy = |f: &[i16]| f.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>();
-        let loudest = frames.iter().map(|f| energy(f)).fold(0.0, f64::max);
-        let mut pitches: Vec<f32> = frames
-            .iter()
-            .filter(|f| energy(f) > loudest * 0.3)
-            .map(|f| {
-                let correlation =
-                    |lag: usize| f.iter().zip(&f[lag..]).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>();
-                let lag = (rate / 400..rate / 60).max_by(|&a, &b| correlation(a).total_cmp(&correlation(b)));
-                rate as f32 / lag.unwrap_or(1) as f32
-            })
-            .collect();
-        pitches.sort_by(f32::total_cmp);
-        pitches.get(pitches.len() / 2).copied().unwrap_or(0.0)
     }
 
     #[test]

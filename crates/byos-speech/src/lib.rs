@@ -22,12 +22,15 @@
 //! - [`tts`]: text to speech as services use it: byos's voices, output formats, the engine in a
 //!   worker pool and the request protocol of its workers.
 //! - [`ssml`]: SSML read into pieces of text with their voice and prosody, and pauses.
-//! - [`flite`]: the text-to-speech engine (Debian's Flite and its US English voices, loaded at
+//! - [`flite`]: the English text-to-speech engine (Debian's Flite and its US English voices,
+//!   loaded at run time).
+//! - [`espeak`]: the text-to-speech engine of the other languages (Debian's eSpeak NG, loaded at
 //!   run time).
 
 pub mod adapt;
 pub mod audio;
 pub mod engine;
+pub mod espeak;
 pub mod flite;
 pub mod live;
 pub mod pocketsphinx;

@@ -2,9 +2,10 @@
 //! (0.8+5prealpha) and its US English model (`pocketsphinx-en-us`), loaded at run time, so that byos
 //! builds and starts on a machine without them (recognition then reports the engine unavailable).
 //!
-//! The library is C; this module is the only place of byos that calls foreign code, through the
-//! handful of functions a recognition needs. A [`PocketSphinx`] is one decoder with its model loaded
-//! (seconds, so a worker keeps it); it recognizes one utterance of 16 kHz 16-bit mono audio at a time.
+//! The library is C; this module is one of the three places of byos that call foreign code (with
+//! [`crate::flite`] and [`crate::espeak`]), through the handful of functions a recognition needs.
+//! A [`PocketSphinx`] is one decoder with its model loaded (seconds, so a worker keeps it); it
+//! recognizes one utterance of 16 kHz 16-bit mono audio at a time.
 //!
 //! An adapted model gets a decoder of its own (kept for the next utterances with it): its language
 //! model is SphinxBase's interpolation of the adapted trigrams with the base model, and its

@@ -1,12 +1,14 @@
 //! Text to speech as services use it: byos's voices (listed in Azure's voices-list shape), the
-//! output formats byos makes, and [`TtsEngine`], Flite in supervised worker processes
-//! (`byos tts-worker`, [`serve_tts_worker`]).
+//! output formats byos makes, and [`TtsEngine`], the engines in supervised worker processes
+//! (`byos tts-worker`, [`serve_tts_worker`]): Flite for English, eSpeak NG for the other languages.
 //!
-//! Voices are byos's own, named for their engine: `en-US-RmsFlite` is Flite's `rms`. Their `Name`
-//! has the form Azure's voices have ("Microsoft Server Speech Text to Speech Voice (en-US,
-//! RmsFlite)"), because that is the form the Speech SDK was seen to parse; the voice part of it, the
-//! ShortName and the DisplayName all say Flite. An Azure voice byos does not have is refused, naming
-//! it and listing byos's: nothing is mapped silently.
+//! Voices are byos's own, named for their engine: `en-US-RmsFlite` is Flite's `rms`,
+//! `de-DE-FemaleEspeakNg` eSpeak NG's German with its female variant. Their `Name` has the form
+//! Azure's voices have ("Microsoft Server Speech Text to Speech Voice (en-US, RmsFlite)"), because
+//! that is the form the Speech SDK was seen to parse; the voice part of it, the ShortName and the
+//! DisplayName all say the engine. An Azure voice byos does not have is refused, naming it and
+//! listing byos's: nothing is mapped silently. English is Flite's only (PocketSphinx recognizes
+//! Flite's English, not eSpeak's).
 //!
 //! A request crossing the pipe is [`PROTOCOL`] then the [`Ssml`] as JSON (voices already checked).
 //! The answer is the sample rate (4 bytes, big-endian), the length of the word boundaries' JSON
@@ -14,6 +16,7 @@
 
 use std::time::Duration;
 
+use crate::espeak::{self, Espeak, EspeakVoice};
 use crate::flite::{Flite, FliteVoice};
 use crate::recognizer::EngineError;
 use crate::ssml::{self, Piece, Prosody, Ssml, SsmlError};
@@ -64,7 +67,24 @@ pub struct Voice {
     pub words_per_minute: String,
     /// The engine's voice (not listed).
     #[serde(skip)]
-    pub engine_voice: FliteVoice,
+    pub engine_voice: EngineVoice,
+}
+
+/// The engine that speaks a voice, and its voice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EngineVoice {
+    Flite(FliteVoice),
+    Espeak(EspeakVoice),
+}
+
+impl EngineVoice {
+    /// The engine's name of the voice.
+    pub fn name(self) -> String {
+        match self {
+            EngineVoice::Flite(voice) => voice.name().to_owned(),
+            EngineVoice::Espeak(voice) => voice.name(),
+        }
+    }
 }
 
 /// The Flite voices: (voice, its ShortName's speaker part, gender, words a minute as measured on a
@@ -78,28 +98,94 @@ const FLITE_VOICES: [(FliteVoice, &str, &str, u32); 4] = [
 /// Every Flite voice speaks at 16 kHz.
 const FLITE_RATE: u32 = 16_000;
 
-/// byos's voices, in the order they are listed.
+/// The locales byos speaks with eSpeak NG: (locale, eSpeak's language voice, Azure's LocaleName).
+/// Each was heard to be read as its language by the installed espeak-ng-data 1.51 (phonemes, not
+/// letter names, from a sentence of it); eSpeak's Japanese (kanji are spelled out as "Chinese
+/// letter"), Mandarin, Thai, Hebrew, Arabic and Korean were not, and are left out.
+const ESPEAK_LOCALES: [(&str, &str, &str); 33] = [
+    ("bg-BG", "bg", "Bulgarian (Bulgaria)"),
+    ("ca-ES", "ca", "Catalan"),
+    ("cs-CZ", "cs", "Czech (Czechia)"),
+    ("da-DK", "da", "Danish (Denmark)"),
+    ("de-DE", "de", "German (Germany)"),
+    ("el-GR", "el", "Greek (Greece)"),
+    ("es-ES", "es", "Spanish (Spain)"),
+    ("es-MX", "es-419", "Spanish (Mexico)"),
+    ("et-EE", "et", "Estonian (Estonia)"),
+    ("fi-FI", "fi", "Finnish (Finland)"),
+    ("fr-FR", "fr", "French (France)"),
+    ("hi-IN", "hi", "Hindi (India)"),
+    ("hr-HR", "hr", "Croatian (Croatia)"),
+    ("hu-HU", "hu", "Hungarian (Hungary)"),
+    ("id-ID", "id", "Indonesian (Indonesia)"),
+    ("it-IT", "it", "Italian (Italy)"),
+    ("lt-LT", "lt", "Lithuanian (Lithuania)"),
+    ("lv-LV", "lv", "Latvian (Latvia)"),
+    ("ms-MY", "ms", "Malay (Malaysia)"),
+    ("nb-NO", "nb", "Norwegian Bokmål (Norway)"),
+    ("nl-NL", "nl", "Dutch (Netherlands)"),
+    ("pl-PL", "pl", "Polish (Poland)"),
+    ("pt-BR", "pt-br", "Portuguese (Brazil)"),
+    ("pt-PT", "pt", "Portuguese (Portugal)"),
+    ("ro-RO", "ro", "Romanian (Romania)"),
+    ("ru-RU", "ru", "Russian (Russia)"),
+    ("sk-SK", "sk", "Slovak (Slovakia)"),
+    ("sl-SI", "sl", "Slovenian (Slovenia)"),
+    ("sr-RS", "sr", "Serbian (Cyrillic, Serbia)"),
+    ("sv-SE", "sv", "Swedish (Sweden)"),
+    ("tr-TR", "tr", "Turkish (Türkiye)"),
+    ("uk-UA", "uk", "Ukrainian (Ukraine)"),
+    ("vi-VN", "vi", "Vietnamese (Vietnam)"),
+];
+/// eSpeak NG speaks at 22.05 kHz (what espeak_Initialize answers with Debian's data).
+const ESPEAK_RATE: u32 = 22_050;
+
+/// byos's voices, in the order they are listed: Flite's, then eSpeak NG's by locale.
 pub fn voices() -> Vec<Voice> {
-    FLITE_VOICES
-        .iter()
-        .map(|&(engine_voice, speaker, gender, words_per_minute)| {
-            let voice = format!("{speaker}Flite");
-            Voice {
-                name: format!("Microsoft Server Speech Text to Speech Voice (en-US, {voice})"),
-                display_name: format!("{speaker} (Flite)"),
-                local_name: format!("{speaker} (Flite)"),
-                short_name: format!("en-US-{voice}"),
-                gender: gender.into(),
-                locale: "en-US".into(),
-                locale_name: "English (United States)".into(),
-                sample_rate_hertz: FLITE_RATE.to_string(),
-                voice_type: "Standard".into(),
-                status: "GA".into(),
-                words_per_minute: words_per_minute.to_string(),
-                engine_voice,
-            }
+    let flite = FLITE_VOICES.iter().map(|&(voice, speaker, gender, words_per_minute)| {
+        let locale = ("en-US", "English (United States)");
+        listed(locale, speaker, FLITE_NAMES, gender, FLITE_RATE, words_per_minute, EngineVoice::Flite(voice))
+    });
+    let espeak = ESPEAK_LOCALES.iter().flat_map(|&(locale, language, locale_name)| {
+        [("Male", false), ("Female", true)].map(|(gender, female)| {
+            let voice = EngineVoice::Espeak(EspeakVoice { language, female });
+            let words_per_minute = espeak::NORMAL_WORDS_PER_MINUTE;
+            listed((locale, locale_name), gender, ESPEAK_NAMES, gender, ESPEAK_RATE, words_per_minute, voice)
         })
-        .collect()
+    });
+    flite.chain(espeak).collect()
+}
+
+/// An engine's names in voice names: in a ShortName (`RmsFlite`) and in a DisplayName ("Rms (Flite)").
+const FLITE_NAMES: (&str, &str) = ("Flite", "Flite");
+const ESPEAK_NAMES: (&str, &str) = ("EspeakNg", "eSpeak NG");
+
+/// A voice's entry: `speaker` and the engine's names make its names.
+fn listed(
+    (locale, locale_name): (&str, &str),
+    speaker: &str,
+    (engine, engine_display): (&str, &str),
+    gender: &str,
+    sample_rate: u32,
+    words_per_minute: u32,
+    engine_voice: EngineVoice,
+) -> Voice {
+    let voice = format!("{speaker}{engine}");
+    let display_name = format!("{speaker} ({engine_display})");
+    Voice {
+        name: format!("Microsoft Server Speech Text to Speech Voice ({locale}, {voice})"),
+        display_name: display_name.clone(),
+        local_name: display_name,
+        short_name: format!("{locale}-{voice}"),
+        gender: gender.into(),
+        locale: locale.into(),
+        locale_name: locale_name.into(),
+        sample_rate_hertz: sample_rate.to_string(),
+        voice_type: "Standard".into(),
+        status: "GA".into(),
+        words_per_minute: words_per_minute.to_string(),
+        engine_voice,
+    }
 }
 
 /// A voice name byos does not have.
@@ -309,7 +395,7 @@ pub struct TtsEngine {
 }
 
 impl TtsEngine {
-    /// Starts a pool of `size` workers of `command` (each loads Flite on its first job).
+    /// Starts a pool of `size` workers of `command` (each loads an engine on the first job for one of its voices).
     pub fn start(command: WorkerCommand, size: usize, timeout: Duration) -> Self {
         let size = size.max(1);
         TtsEngine { pool: WorkerPool::start(command, size, size * 2, timeout) }
@@ -363,15 +449,58 @@ fn parse_answer(answer: &[u8]) -> Result<Synthesis, SynthesizeError> {
     Ok(Synthesis { sample_rate: u32::from_be_bytes(*rate), samples, words })
 }
 
-/// Speaks every piece of `ssml` with `engine`, one after the other at the first piece's rate,
-/// the word boundaries moved to where their piece starts.
-fn speak_all(engine: &mut impl Synthesizer, ssml: &Ssml) -> Result<Synthesis, String> {
+/// An engine of a worker, loaded on the first request for one of its voices (so that an English
+/// request never loads eSpeak NG, nor another Flite), or why it could not be.
+struct Lazy<S> {
+    load: fn() -> Result<S, EngineError>,
+    engine: Option<Result<S, EngineError>>,
+}
+
+impl<S> Lazy<S> {
+    fn new(load: fn() -> Result<S, EngineError>) -> Self {
+        Lazy { load, engine: None }
+    }
+
+    fn get(&mut self) -> Result<&mut S, EngineError> {
+        self.engine.get_or_insert_with(self.load).as_mut().map_err(|e| e.clone())
+    }
+
+    #[cfg(test)]
+    fn is_loaded(&self) -> bool {
+        self.engine.is_some()
+    }
+}
+
+/// A worker's engines: Flite's voices and eSpeak NG's.
+struct Engines<F, E> {
+    flite: Lazy<F>,
+    espeak: Lazy<E>,
+}
+
+impl<F: Synthesizer, E: Synthesizer> Engines<F, E> {
+    /// The engines, each to be loaded by its function on first use.
+    fn new(flite: fn() -> Result<F, EngineError>, espeak: fn() -> Result<E, EngineError>) -> Self {
+        Engines { flite: Lazy::new(flite), espeak: Lazy::new(espeak) }
+    }
+
+    /// Speaks `text` with the engine of `voice`.
+    fn speak(&mut self, voice: EngineVoice, text: &str, prosody: &Prosody) -> Result<Speech, EngineError> {
+        match voice {
+            EngineVoice::Flite(v) => self.flite.get()?.speak(v.name(), text, prosody),
+            EngineVoice::Espeak(v) => self.espeak.get()?.speak(&v.name(), text, prosody),
+        }
+    }
+}
+
+/// Speaks every piece of `ssml` with its voice's engine, one after the other at the first piece's
+/// rate, the word boundaries moved to where their piece starts.
+fn speak_all<F: Synthesizer, E: Synthesizer>(engines: &mut Engines<F, E>, ssml: &Ssml) -> Result<Synthesis, String> {
     let mut spoken: Vec<Result<Speech, u32>> = Vec::with_capacity(ssml.pieces.len());
     for piece in &ssml.pieces {
         spoken.push(match piece {
             Piece::Speech { voice, text, prosody } => {
                 let voice = find_voice(voice).map_err(|e| e.to_string())?;
-                Ok(engine.speak(voice.engine_voice.name(), text, prosody).map_err(|e| e.to_string())?)
+                Ok(engines.speak(voice.engine_voice, text, prosody).map_err(|e| e.to_string())?)
             }
             Piece::Pause { ms } => Err(*ms),
         });
@@ -393,26 +522,21 @@ fn speak_all(engine: &mut impl Synthesizer, ssml: &Ssml) -> Result<Synthesis, St
 }
 
 /// The worker's answer to one request.
-fn handle(engine: &mut Result<impl Synthesizer, EngineError>, body: &[u8]) -> Result<Vec<u8>, String> {
-    let engine = engine.as_mut().map_err(|e| e.to_string())?;
+fn handle<F: Synthesizer, E: Synthesizer>(engines: &mut Engines<F, E>, body: &[u8]) -> Result<Vec<u8>, String> {
     let (&version, json) = body.split_first().ok_or("the request is empty")?;
     if version != PROTOCOL {
         return Err(format!("the request's protocol {version} is not {PROTOCOL}"));
     }
     let ssml: Ssml = serde_json::from_slice(json).map_err(|e| format!("the request is unreadable: {e}"))?;
-    encode_answer(&speak_all(engine, &ssml)?)
+    encode_answer(&speak_all(engines, &ssml)?)
 }
 
-/// The worker process: loads Flite once, then speaks every request until its stdin closes.
-/// Without Flite it answers every job that it is unavailable (rather than dying and being
-/// restarted in a loop).
+/// The worker process: loads each engine on the first request for one of its voices, then
+/// speaks every request until its stdin closes. Without an engine it answers every job needing
+/// it that it is unavailable (rather than dying and being restarted in a loop).
 pub fn serve_tts_worker() -> std::io::Result<()> {
-    serve_synthesizer(Flite::load())
-}
-
-/// The worker process of any engine (`engine` is its loading, or why it could not be loaded).
-pub fn serve_synthesizer(mut engine: Result<impl Synthesizer, EngineError>) -> std::io::Result<()> {
-    workers::serve(|body| handle(&mut engine, body))
+    let mut engines = Engines::new(Flite::load, Espeak::load);
+    workers::serve(|body| handle(&mut engines, body))
 }
 
 #[cfg(test)]
@@ -504,9 +628,19 @@ mod tests {
 
     #[test]
     fn voices_are_found_by_either_name_in_any_case_and_others_refused() {
-        assert_eq!(find_voice("en-us-rmsflite").map(|v| v.engine_voice), Ok(FliteVoice::Rms));
+        assert_eq!(find_voice("en-us-rmsflite").map(|v| v.engine_voice), Ok(EngineVoice::Flite(FliteVoice::Rms)));
         let long = "Microsoft Server Speech Text to Speech Voice (en-US, Kal16Flite)";
-        assert_eq!(find_voice(long).map(|v| v.engine_voice), Ok(FliteVoice::Kal16));
+        assert_eq!(find_voice(long).map(|v| v.engine_voice), Ok(EngineVoice::Flite(FliteVoice::Kal16)));
+        let german = EspeakVoice { language: "de", female: true };
+        assert_eq!(find_voice("de-de-femaleespeakng").map(|v| v.engine_voice), Ok(EngineVoice::Espeak(german)));
+        let mexican = "Microsoft Server Speech Text to Speech Voice (es-MX, MaleEspeakNg)";
+        let spanish = EspeakVoice { language: "es-419", female: false };
+        assert_eq!(find_voice(mexican).map(|v| v.engine_voice), Ok(EngineVoice::Espeak(spanish)));
+        // English is Flite's only; an Azure voice of a locale eSpeak speaks is not mapped to it.
+        for lacking in ["en-US-MaleEspeakNg", "de-DE-KatjaNeural", "ja-JP-MaleEspeakNg"] {
+            let refused = find_voice(lacking).err().unwrap_or_else(|| panic!("{lacking} was found"));
+            assert!(refused.to_string().contains("de-DE-MaleEspeakNg"), "{refused}");
+        }
         let refused = find_voice("en-US-AvaMultilingualNeural").err().unwrap_or_else(|| panic!("Ava was found"));
         let message = refused.to_string();
         assert!(message.contains("en-US-AvaMultilingualNeural") && message.contains("en-US-SltFlite"), "{message}");
@@ -525,6 +659,80 @@ mod tests {
         }
         assert_eq!((&first["SampleRateHertz"], &first["WordsPerMinute"]), (&"16000".into(), &"189".into()));
         assert!(first.get("EngineVoice").is_none());
+        let german = list
+            .as_array()
+            .and_then(|l| l.iter().find(|v| v["ShortName"] == "de-DE-FemaleEspeakNg"))
+            .unwrap_or_else(|| panic!("no German voice in {list}"));
+        assert_eq!(german["Name"], "Microsoft Server Speech Text to Speech Voice (de-DE, FemaleEspeakNg)");
+        assert_eq!((&german["DisplayName"], &german["Gender"]), (&"Female (eSpeak NG)".into(), &"Female".into()));
+        assert_eq!((&german["Locale"], &german["LocaleName"]), (&"de-DE".into(), &"German (Germany)".into()));
+        assert_eq!((&german["SampleRateHertz"], &german["WordsPerMinute"]), (&"22050".into(), &"175".into()));
+        let all = voices();
+        let espeak = all.iter().filter(|v| matches!(v.engine_voice, EngineVoice::Espeak(_)));
+        assert_eq!(espeak.clone().count(), ESPEAK_LOCALES.len() * 2);
+        assert!(espeak.clone().all(|v| v.locale != "en-US" && v.display_name.ends_with("(eSpeak NG)")));
+        assert!(all.iter().filter(|v| v.locale == "en-US").all(|v| matches!(v.engine_voice, EngineVoice::Flite(_))));
+    }
+
+    /// A sentence of each locale byos speaks with eSpeak NG.
+    const SENTENCES: [(&str, &str); 33] = [
+        ("bg-BG", "Бързата кафява лисица прескача мързеливото куче."),
+        ("ca-ES", "La guineu marró ràpida salta per sobre del gos mandrós."),
+        ("cs-CZ", "Rychlá hnědá liška skáče přes líného psa."),
+        ("da-DK", "Den hurtige brune ræv springer over den dovne hund."),
+        ("de-DE", "Der schnelle braune Fuchs springt über den faulen Hund."),
+        ("el-GR", "Η γρήγορη καφέ αλεπού πηδά πάνω από το τεμπέλικο σκυλί."),
+        ("es-ES", "El rápido zorro marrón salta sobre el perro perezoso."),
+        ("es-MX", "El rápido zorro marrón salta sobre el perro perezoso."),
+        ("et-EE", "Kiire pruun rebane hüppab üle laisa koera."),
+        ("fi-FI", "Nopea ruskea kettu hyppää laiskan koiran yli."),
+        ("fr-FR", "Le renard brun rapide saute par-dessus le chien paresseux."),
+        ("hi-IN", "तेज़ भूरी लोमड़ी आलसी कुत्ते के ऊपर कूदती है।"),
+        ("hr-HR", "Brza smeđa lisica preskače lijenog psa."),
+        ("hu-HU", "A gyors barna róka átugrik a lusta kutya felett."),
+        ("id-ID", "Rubah cokelat yang cepat melompati anjing yang malas."),
+        ("it-IT", "La volpe marrone veloce salta sopra il cane pigro."),
+        ("lt-LT", "Greita ruda lapė peršoka tinginį šunį."),
+        ("lv-LV", "Ātrā brūnā lapsa pārlec pāri slinkajam sunim."),
+        ("ms-MY", "Musang coklat yang pantas melompati anjing yang malas."),
+        ("nb-NO", "Den raske brune reven hopper over den late hunden."),
+        ("nl-NL", "De snelle bruine vos springt over de luie hond."),
+        ("pl-PL", "Szybki brązowy lis przeskakuje nad leniwym psem."),
+        ("pt-BR", "A rápida raposa marrom pula sobre o cão preguiçoso."),
+        ("pt-PT", "A rápida raposa castanha salta sobre o cão preguiçoso."),
+        ("ro-RO", "Vulpea maro rapidă sare peste câinele leneș."),
+        ("ru-RU", "Быстрая коричневая лиса прыгает через ленивую собаку."),
+        ("sk-SK", "Rýchla hnedá líška skáče cez lenivého psa."),
+        ("sl-SI", "Hitra rjava lisica skoči čez lenega psa."),
+        ("sr-RS", "Брза смеђа лисица прескаче лењог пса."),
+        ("sv-SE", "Den snabba bruna räven hoppar över den lata hunden."),
+        ("tr-TR", "Hızlı kahverengi tilki tembel köpeğin üzerinden atlar."),
+        ("uk-UA", "Швидка коричнева лисиця стрибає через ледачого собаку."),
+        ("vi-VN", "Con cáo nâu nhanh nhẹn nhảy qua con chó lười."),
+    ];
+
+    #[test]
+    fn every_espeak_voice_speaks_a_sentence_of_its_locale_word_by_word() {
+        let mut espeak = Espeak::load().unwrap_or_else(|e| panic!("{e}: scripts/test.sh installs eSpeak NG"));
+        for voice in voices() {
+            let EngineVoice::Espeak(engine_voice) = voice.engine_voice else { continue };
+            let (_, sentence) = SENTENCES
+                .iter()
+                .find(|(locale, _)| *locale == voice.locale)
+                .unwrap_or_else(|| panic!("no sentence of {}", voice.locale));
+            let speech = espeak
+                .speak(&engine_voice.name(), sentence, &Prosody::default())
+                .unwrap_or_else(|e| panic!("{}: {e}", voice.short_name));
+            let seconds = speech.samples.len() as f32 / speech.sample_rate as f32;
+            // Some eight words: eSpeak's normal rate says them in about three seconds, a language
+            // it spelled out letter by letter would take far longer.
+            assert!((1.5..5.0).contains(&seconds), "{}: {seconds} s", voice.short_name);
+            let loudest = speech.samples.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+            assert!(loudest > 2_000, "{}: the loudest sample is {loudest}", voice.short_name);
+            let words = sentence.split_whitespace().count();
+            assert!(speech.words.len().abs_diff(words) <= 1, "{}: {:?}", voice.short_name, speech.words);
+            assert_eq!(voice.sample_rate_hertz, speech.sample_rate.to_string());
+        }
     }
 
     /// An engine that says each text as one sample per character, at 8 kHz for kal16 and 16 kHz
@@ -547,8 +755,8 @@ mod tests {
              <prosody volume='50'>ef</prosody></voice><voice name='en-US-Kal16Flite'>ghij</voice></speak>",
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let mut engine: Result<Counting, EngineError> = Ok(Counting);
-        let answer = handle(&mut engine, &encode_request(&ssml).unwrap_or_else(|e| panic!("{e}")))
+        let mut engines = Engines::new(|| Ok(Counting), || Ok(Counting));
+        let answer = handle(&mut engines, &encode_request(&ssml).unwrap_or_else(|e| panic!("{e}")))
             .unwrap_or_else(|e| panic!("{e}"));
         let synthesis = parse_answer(&answer).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(synthesis.sample_rate, 16_000);
@@ -561,18 +769,58 @@ mod tests {
 
     #[test]
     fn bad_requests_and_a_missing_engine_are_answered_as_errors() {
-        let mut engine: Result<Counting, EngineError> = Ok(Counting);
-        assert!(handle(&mut engine, &[]).is_err());
-        assert!(handle(&mut engine, &[PROTOCOL + 1]).is_err());
-        assert!(handle(&mut engine, &[PROTOCOL, b'{']).is_err());
+        let mut engines = Engines::new(|| Ok(Counting), || Ok(Counting));
+        assert!(handle(&mut engines, &[]).is_err());
+        assert!(handle(&mut engines, &[PROTOCOL + 1]).is_err());
+        assert!(handle(&mut engines, &[PROTOCOL, b'{']).is_err());
         let unknown = Ssml {
             language: None,
             pieces: vec![Piece::Speech { voice: "en-US-Ava".into(), text: "hi".into(), prosody: Prosody::default() }],
         };
         assert!(matches!(encode_request(&unknown), Err(SynthesizeError::Voice(_))));
-        let mut missing: Result<Counting, EngineError> = Err(EngineError::Unavailable("no flite".into()));
-        let ssml = ssml::plain_text("hi", "en-US-SltFlite");
-        let request = encode_request(&ssml).unwrap_or_else(|e| panic!("{e}"));
-        assert!(handle(&mut missing, &request).is_err_and(|e| e.contains("no flite")));
+        let mut missing: Engines<Counting, Counting> = Engines::new(
+            || Err(EngineError::Unavailable("no flite".into())),
+            || Err(EngineError::Unavailable("no espeak".into())),
+        );
+        let english = encode_request(&ssml::plain_text("hi", "en-US-SltFlite")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(handle(&mut missing, &english).is_err_and(|e| e.contains("no flite")));
+        let german = encode_request(&ssml::plain_text("hallo", "de-DE-MaleEspeakNg")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(handle(&mut missing, &german).is_err_and(|e| e.contains("no espeak")));
+    }
+
+    #[test]
+    fn each_engine_is_loaded_on_the_first_request_for_one_of_its_voices() {
+        let mut engines = Engines::new(|| Ok(Counting), || Ok(Counting));
+        let english = encode_request(&ssml::plain_text("hi", "en-US-RmsFlite")).unwrap_or_else(|e| panic!("{e}"));
+        handle(&mut engines, &english).unwrap_or_else(|e| panic!("{e}"));
+        assert!(engines.flite.is_loaded() && !engines.espeak.is_loaded());
+        let mut engines = Engines::new(|| Ok(Counting), || Ok(Counting));
+        let french =
+            encode_request(&ssml::plain_text("salut", "fr-FR-FemaleEspeakNg")).unwrap_or_else(|e| panic!("{e}"));
+        handle(&mut engines, &french).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!engines.flite.is_loaded() && engines.espeak.is_loaded());
+    }
+
+    #[test]
+    fn one_worker_speaks_a_flite_voice_and_an_espeak_voice_in_one_request() {
+        let ssml = request(
+            "<speak version='1.0' xml:lang='en-US'><voice name='en-US-SltFlite'>hello world</voice>\
+             <voice name='de-DE-MaleEspeakNg'>Guten Morgen</voice></speak>",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let _flite = crate::testing::flite_to_myself();
+        let mut engines = Engines::new(Flite::load, Espeak::load);
+        let answer = handle(&mut engines, &encode_request(&ssml).unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}: scripts/test.sh installs Flite and eSpeak NG"));
+        let synthesis = parse_answer(&answer).unwrap_or_else(|e| panic!("{e}"));
+        // Flite's 16 kHz first, so the whole at 16 kHz: eSpeak's 22.05 kHz resampled.
+        assert_eq!(synthesis.sample_rate, FLITE_RATE);
+        let words: Vec<&str> = synthesis.words.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(words, ["hello", "world", "Guten", "Morgen"]);
+        assert!(synthesis.words.windows(2).all(|w| w[1].offset_ms > w[0].offset_ms), "{:?}", synthesis.words);
+        // The German words are in the second part, which is speech too.
+        let guten = (synthesis.words[2].offset_ms * u64::from(FLITE_RATE) / 1000) as usize;
+        let german_peak = synthesis.samples[guten..].iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+        assert!(german_peak > 2_000, "the German part's loudest sample is {german_peak}");
     }
 }
