@@ -545,9 +545,11 @@ impl Session {
         let service = Arc::clone(&self.service);
         Box::pin(async move {
             let engine = &service.speech;
+            // A final result waits for a worker (an admitted session is answered late rather than
+            // cut off when the engine is momentarily full); a partial one takes only an idle worker.
             let heard = match spare {
                 true => engine.recognize_spare_with(&samples, model.as_deref()).await,
-                false => engine.recognize_with(&samples, model.as_deref()).await,
+                false => engine.recognize_waiting_with(&samples, model.as_deref()).await,
             };
             (span, heard)
         })
