@@ -225,7 +225,7 @@ async fn sessions_sustained(
     most: usize,
 ) -> anyhow::Result<()> {
     println!(
-        "\n2. sessions at once, each streaming {seconds} s of speech at real time (sustained: every turn ends within {:?} of its last byte)",
+        "\n3. sessions at once, each streaming {seconds} s of speech at real time (sustained: every turn ends within {:?} of its last byte)",
         MAX_LAG
     );
     let audio = long_session(sentences, seconds);
