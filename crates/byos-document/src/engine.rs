@@ -1,0 +1,192 @@
+//! The OCR engine as services use it: [`OcrEngine`], a pool of `byos ocr-worker` processes, and
+//! the protocol between it and them.
+//!
+//! A request is one page: a kind byte, then for an image page its width, height and dpi (each a
+//! 4-byte big-endian number) and its 8-bit gray pixels. The answer is the page's words, lines and
+//! paragraphs as JSON ([`Recognized`]); a refusal is a [`WorkerError`] as JSON in an error frame.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use byos_speech::workers::{MAX_FRAME, PoolError, WorkerCommand, WorkerPool};
+use serde::{Deserialize, Serialize};
+
+use crate::decode::GrayPage;
+use crate::tesseract::{Recognized, Tesseract};
+use crate::{PageText, ReadError, Unit};
+
+/// The kinds of request a worker answers.
+pub(crate) const IMAGE: u8 = 1;
+const IMAGE_HEADER: usize = 13;
+/// The most pixels one request carries: a larger page is scaled down to fit the pool's frames
+/// (Tesseract reads text at that size as well; the polygons are scaled back).
+const MAX_PIXELS: u64 = (MAX_FRAME - IMAGE_HEADER) as u64 * 9 / 10;
+
+/// Why a worker refused a request, as it tells the server.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum WorkerError {
+    Engine(String),
+    Corrupt(String),
+    Encrypted,
+}
+
+impl WorkerError {
+    pub(crate) fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"Engine\":\"{e}\"}}"))
+    }
+}
+
+impl From<WorkerError> for ReadError {
+    fn from(e: WorkerError) -> ReadError {
+        match e {
+            WorkerError::Engine(message) => ReadError::Engine(message),
+            WorkerError::Corrupt(message) => ReadError::Corrupt(message),
+            WorkerError::Encrypted => ReadError::Encrypted,
+        }
+    }
+}
+
+fn pool_error(e: PoolError) -> ReadError {
+    match e {
+        PoolError::Busy => ReadError::Busy,
+        PoolError::Failed(message) => {
+            serde_json::from_str::<WorkerError>(&message).map(ReadError::from).unwrap_or(ReadError::Engine(message))
+        }
+        other => ReadError::Engine(other.to_string()),
+    }
+}
+
+/// Tesseract in supervised worker processes (see `byos_speech::workers`).
+pub struct OcrEngine {
+    pool: Arc<WorkerPool>,
+    workers: usize,
+}
+
+impl OcrEngine {
+    /// `size` workers of `command` (each started on its first page), a page taking longer than
+    /// `timeout` kills its worker. Must be called within a Tokio runtime.
+    pub fn start(command: WorkerCommand, size: usize, timeout: Duration) -> Self {
+        let workers = size.max(1);
+        OcrEngine { pool: Arc::new(WorkerPool::start(command, workers, workers * 2, timeout)), workers }
+    }
+
+    /// How many pages of one document are read at once: one per worker.
+    pub(crate) fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// The pool, for tasks that read pages side by side.
+    pub(crate) fn pool(&self) -> Arc<WorkerPool> {
+        Arc::clone(&self.pool)
+    }
+}
+
+/// Runs one request, waiting for a worker (documents are read in the background of an
+/// asynchronous analysis: there is no client to tell to retry).
+pub(crate) async fn run(pool: &WorkerPool, request: Vec<u8>) -> Result<Vec<u8>, ReadError> {
+    pool.run_waiting(request).await.map_err(pool_error)
+}
+
+/// An image page ready to be sent: the request, and what its answer is measured against.
+pub(crate) struct ImageJob {
+    pub number: u32,
+    pub request: Vec<u8>,
+    /// The page's own size, in pixels.
+    pub width: u32,
+    pub height: u32,
+    /// The request's pixels per page pixel (below 1 when the page was scaled down to fit).
+    pub scale: f64,
+}
+
+impl ImageJob {
+    pub(crate) fn new(number: u32, page: GrayPage) -> Result<ImageJob, ReadError> {
+        let (width, height) = (page.width, page.height);
+        let (page, scale) = fit(page)?;
+        let mut request = Vec::with_capacity(IMAGE_HEADER + page.pixels.len());
+        request.push(IMAGE);
+        for n in [page.width, page.height, page.dpi] {
+            request.extend_from_slice(&n.to_be_bytes());
+        }
+        request.extend_from_slice(&page.pixels);
+        Ok(ImageJob { number, request, width, height, scale })
+    }
+
+    /// Reads the page on a worker.
+    pub(crate) async fn read(self, pool: &WorkerPool) -> Result<PageText, ReadError> {
+        let answer = run(pool, self.request).await?;
+        let recognized: Recognized = serde_json::from_slice(&answer)
+            .map_err(|e| ReadError::Engine(format!("the worker's answer is not understood: {e}")))?;
+        let mut page = PageText {
+            number: self.number,
+            width: self.width.into(),
+            height: self.height.into(),
+            unit: Unit::Pixel,
+            angle: 0.0,
+            words: recognized.words,
+            lines: recognized.lines,
+            paragraphs: recognized.paragraphs,
+        };
+        if self.scale != 1.0 {
+            scale_page(&mut page, 1.0 / self.scale);
+        }
+        Ok(page)
+    }
+}
+
+/// The page scaled down, if it must be, to at most [`MAX_PIXELS`].
+fn fit(page: GrayPage) -> Result<(GrayPage, f64), ReadError> {
+    let pixels = u64::from(page.width) * u64::from(page.height);
+    if pixels <= MAX_PIXELS {
+        return Ok((page, 1.0));
+    }
+    let scale = (MAX_PIXELS as f64 / pixels as f64).sqrt();
+    let (width, height) = ((page.width as f64 * scale) as u32, (page.height as f64 * scale) as u32);
+    let gray = image::GrayImage::from_raw(page.width, page.height, page.pixels)
+        .ok_or_else(|| ReadError::Corrupt("the page's pixels do not fill it".into()))?;
+    let smaller = image::imageops::resize(&gray, width, height, image::imageops::FilterType::Triangle);
+    let dpi = (f64::from(page.dpi) * scale) as u32;
+    Ok((GrayPage { width, height, dpi, pixels: smaller.into_raw() }, scale))
+}
+
+/// Multiplies every coordinate of the page's polygons by `factor`.
+pub(crate) fn scale_page(page: &mut PageText, factor: f64) {
+    let polygons = page.words.iter_mut().map(|w| &mut w.polygon);
+    let polygons = polygons.chain(page.lines.iter_mut().map(|l| &mut l.polygon));
+    for polygon in polygons.chain(page.paragraphs.iter_mut().map(|p| &mut p.polygon)) {
+        polygon.iter_mut().for_each(|c| *c *= factor);
+    }
+}
+
+/// The worker process's state: the engines, each loaded on its first use.
+#[derive(Default)]
+pub(crate) struct Worker {
+    tesseract: Option<Tesseract>,
+}
+
+impl Worker {
+    pub(crate) fn handle(&mut self, request: &[u8]) -> Result<Vec<u8>, WorkerError> {
+        match request.first() {
+            Some(&IMAGE) => {
+                let recognized = self.read_image(request)?;
+                serde_json::to_vec(&recognized).map_err(|e| WorkerError::Engine(e.to_string()))
+            }
+            _ => Err(WorkerError::Engine("the request is not one this worker knows".into())),
+        }
+    }
+
+    fn read_image(&mut self, request: &[u8]) -> Result<Recognized, WorkerError> {
+        let number = |at: usize| {
+            let bytes = request.get(at..at + 4).ok_or_else(|| WorkerError::Engine("a short request".into()))?;
+            Ok::<u32, WorkerError>(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+        };
+        let (width, height, dpi) = (number(1)?, number(5)?, number(9)?);
+        self.tesseract()?.read(&request[IMAGE_HEADER..], width, height, dpi).map_err(WorkerError::Engine)
+    }
+
+    pub(crate) fn tesseract(&mut self) -> Result<&mut Tesseract, WorkerError> {
+        if self.tesseract.is_none() {
+            self.tesseract = Some(Tesseract::load().map_err(WorkerError::Engine)?);
+        }
+        self.tesseract.as_mut().ok_or_else(|| WorkerError::Engine("Tesseract is not loaded".into()))
+    }
+}
