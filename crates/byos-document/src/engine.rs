@@ -1,9 +1,13 @@
 //! The OCR engine as services use it: [`OcrEngine`], a pool of `byos ocr-worker` processes, and
 //! the protocol between it and them.
 //!
-//! A request is one page: a kind byte, then for an image page its width, height and dpi (each a
-//! 4-byte big-endian number) and its 8-bit gray pixels. The answer is the page's words, lines and
-//! paragraphs as JSON ([`Recognized`]); a refusal is a [`WorkerError`] as JSON in an error frame.
+//! A request is a kind byte, then for an image page ([`IMAGE`]) its width, height and dpi (each a
+//! 4-byte big-endian number) and its 8-bit gray pixels, answered with the page's words, lines and
+//! paragraphs as JSON ([`Recognized`]). A PDF stays in the server, in a memfd the worker opens by
+//! its `/proc` path: [`PDF_OPEN`] (document id, 8 bytes; page 0, 4 bytes; the path) is answered
+//! with its page count, [`PDF_PAGE`] (the same with a page number from 1) with the page's
+//! [`PageText`] in inches; a worker keeps the last document it opened, by id. A refusal is a
+//! [`WorkerError`] as JSON in an error frame.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +16,14 @@ use byos_speech::workers::{MAX_FRAME, PoolError, WorkerCommand, WorkerPool};
 use serde::{Deserialize, Serialize};
 
 use crate::decode::GrayPage;
+use crate::poppler::{self, Page, PdfError, Poppler};
 use crate::tesseract::{Recognized, Tesseract};
 use crate::{PageText, ReadError, Unit};
 
 /// The kinds of request a worker answers.
 pub(crate) const IMAGE: u8 = 1;
+pub(crate) const PDF_OPEN: u8 = 2;
+pub(crate) const PDF_PAGE: u8 = 3;
 const IMAGE_HEADER: usize = 13;
 /// The most pixels one request carries: a larger page is scaled down to fit the pool's frames
 /// (Tesseract reads text at that size as well; the polygons are scaled back).
@@ -42,6 +49,16 @@ impl From<WorkerError> for ReadError {
             WorkerError::Engine(message) => ReadError::Engine(message),
             WorkerError::Corrupt(message) => ReadError::Corrupt(message),
             WorkerError::Encrypted => ReadError::Encrypted,
+        }
+    }
+}
+
+impl From<PdfError> for WorkerError {
+    fn from(e: PdfError) -> WorkerError {
+        match e {
+            PdfError::Unavailable(message) | PdfError::Failed(message) => WorkerError::Engine(message),
+            PdfError::Corrupt(message) => WorkerError::Corrupt(message),
+            PdfError::Encrypted => WorkerError::Encrypted,
         }
     }
 }
@@ -157,18 +174,83 @@ pub(crate) fn scale_page(page: &mut PageText, factor: f64) {
     }
 }
 
-/// The worker process's state: the engines, each loaded on its first use.
+/// A PDF in a memfd of this process, which workers open by its `/proc` path: in memory only,
+/// shared by every worker reading its pages, gone when dropped.
+pub(crate) struct SharedPdf {
+    // Kept open (the path names it) until every page is read.
+    _file: std::fs::File,
+    id: u64,
+    path: String,
+}
+
+impl SharedPdf {
+    pub(crate) fn new(bytes: &[u8]) -> Result<SharedPdf, ReadError> {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let engine = |e: std::io::Error| ReadError::Engine(format!("the document could not be held in memory: {e}"));
+        let fd =
+            rustix::fs::memfd_create("byos-document", rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| engine(e.into()))?;
+        let mut file = std::fs::File::from(fd);
+        // A copy in memory (no disk): quick next to reading a single page.
+        file.write_all(bytes).map_err(engine)?;
+        let path = format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd());
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(SharedPdf { _file: file, id, path })
+    }
+
+    pub(crate) fn request(&self, kind: u8, page: u32) -> Vec<u8> {
+        pdf_request(kind, self.id, page, &self.path)
+    }
+}
+
+/// What a PDF worker answers to [`PDF_OPEN`].
+#[derive(Serialize, Deserialize)]
+pub(crate) struct PdfInfo {
+    pub pages: u32,
+}
+
+/// A PDF request: the document's id, a page number (0 to open it), the path of its memfd.
+fn pdf_request(kind: u8, id: u64, page: u32, path: &str) -> Vec<u8> {
+    let mut request = vec![kind];
+    request.extend_from_slice(&id.to_be_bytes());
+    request.extend_from_slice(&page.to_be_bytes());
+    request.extend_from_slice(path.as_bytes());
+    request
+}
+
+fn parse_pdf_request(request: &[u8]) -> Result<(u64, u32, &str), WorkerError> {
+    let short = || WorkerError::Engine("a short request".into());
+    let id = request.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(short)?;
+    let page = request.get(9..13).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes).ok_or_else(short)?;
+    let path = std::str::from_utf8(&request[13..]).map_err(|_| WorkerError::Engine("the path is not UTF-8".into()))?;
+    Ok((id, page, path))
+}
+
+/// The worker process's state: the engines, each loaded on its first use, and the last PDF.
 #[derive(Default)]
 pub(crate) struct Worker {
     tesseract: Option<Tesseract>,
+    poppler: Option<Poppler>,
+    pdf: Option<(u64, poppler::Document)>,
+}
+
+fn json(value: &impl Serialize) -> Result<Vec<u8>, WorkerError> {
+    serde_json::to_vec(value).map_err(|e| WorkerError::Engine(e.to_string()))
 }
 
 impl Worker {
     pub(crate) fn handle(&mut self, request: &[u8]) -> Result<Vec<u8>, WorkerError> {
         match request.first() {
-            Some(&IMAGE) => {
-                let recognized = self.read_image(request)?;
-                serde_json::to_vec(&recognized).map_err(|e| WorkerError::Engine(e.to_string()))
+            Some(&IMAGE) => json(&self.read_image(request)?),
+            Some(&PDF_OPEN) => {
+                let (id, _, path) = parse_pdf_request(request)?;
+                let pages = self.open_pdf(id, path)?;
+                json(&PdfInfo { pages })
+            }
+            Some(&PDF_PAGE) => {
+                let (id, number, path) = parse_pdf_request(request)?;
+                json(&self.read_pdf_page(id, number, path)?)
             }
             _ => Err(WorkerError::Engine("the request is not one this worker knows".into())),
         }
@@ -183,10 +265,51 @@ impl Worker {
         self.tesseract()?.read(&request[IMAGE_HEADER..], width, height, dpi).map_err(WorkerError::Engine)
     }
 
-    pub(crate) fn tesseract(&mut self) -> Result<&mut Tesseract, WorkerError> {
+    fn tesseract(&mut self) -> Result<&mut Tesseract, WorkerError> {
         if self.tesseract.is_none() {
             self.tesseract = Some(Tesseract::load().map_err(WorkerError::Engine)?);
         }
         self.tesseract.as_mut().ok_or_else(|| WorkerError::Engine("Tesseract is not loaded".into()))
+    }
+
+    fn poppler(&mut self) -> Result<&Poppler, WorkerError> {
+        if self.poppler.is_none() {
+            self.poppler = Some(Poppler::load()?);
+        }
+        self.poppler.as_ref().ok_or_else(|| WorkerError::Engine("Poppler is not loaded".into()))
+    }
+
+    /// Opens document `id` unless it is the one open already; answers its page count.
+    fn open_pdf(&mut self, id: u64, path: &str) -> Result<u32, WorkerError> {
+        if self.pdf.as_ref().is_none_or(|(open, _)| *open != id) {
+            // The previous document goes first: one document's memory at a time.
+            self.pdf = None;
+            let document = self.poppler()?.open(path)?;
+            self.pdf = Some((id, document));
+        }
+        let (poppler, document) = self.open_document()?;
+        Ok(poppler.page_count(document))
+    }
+
+    /// Poppler and the document open in it.
+    fn open_document(&self) -> Result<(&Poppler, &poppler::Document), WorkerError> {
+        match (&self.poppler, &self.pdf) {
+            (Some(poppler), Some((_, document))) => Ok((poppler, document)),
+            _ => Err(WorkerError::Engine("no document is open".into())),
+        }
+    }
+
+    fn read_pdf_page(&mut self, id: u64, number: u32, path: &str) -> Result<PageText, WorkerError> {
+        self.open_pdf(id, path)?;
+        let (poppler, document) = self.open_document()?;
+        match poppler.read_page(document, number)? {
+            Page::Text(page) => Ok(page),
+            Page::Scanned(page, scan) => {
+                let dpi = scan.dpi.round() as u32;
+                let read =
+                    self.tesseract()?.read(&scan.pixels, scan.width, scan.height, dpi).map_err(WorkerError::Engine)?;
+                Ok(poppler::with(page, poppler::in_inches(read, scan.dpi)))
+            }
+        }
     }
 }

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 mod decode;
 mod engine;
+mod poppler;
 mod tesseract;
 
 pub use engine::OcrEngine;
@@ -140,7 +141,7 @@ pub async fn read(
     }
     match sniff(bytes) {
         None => Err(ReadError::Unsupported("not a PDF, JPEG, PNG, BMP or TIFF document".into())),
-        Some(Format::Pdf) => Err(ReadError::Unsupported("PDF documents are not read yet".into())),
+        Some(Format::Pdf) => read_pdf(engine, bytes, pages).await,
         Some(format) => read_image(engine, bytes.to_vec(), format, pages).await,
     }
 }
@@ -162,22 +163,84 @@ async fn read_image(
             decoded.blocking_send(page.and_then(|page| engine::ImageJob::new(number, page))).is_ok()
         })
     });
-    let mut reading = JoinSet::new();
-    let mut read = Vec::new();
+    let mut reading = Reading::new(engine.workers());
     while let Some(job) = next.recv().await {
         let job = job?;
-        while reading.len() >= engine.workers() {
-            read.push(joined(reading.join_next().await)?);
-        }
         let pool = engine.pool();
-        reading.spawn(async move { job.read(&pool).await });
+        reading.add(async move { job.read(&pool).await }).await?;
     }
-    while let Some(page) = reading.join_next().await {
-        read.push(joined(Some(page))?);
-    }
+    let read = reading.finish().await?;
     decoder.await.map_err(|e| ReadError::Engine(format!("the decoder failed: {e}")))?;
-    read.sort_by_key(|page| page.number);
     Ok(read)
+}
+
+/// A PDF: its page count from one worker, then its pages from all of them, the document shared
+/// with them in memory.
+async fn read_pdf(
+    engine: &OcrEngine,
+    bytes: &[u8],
+    pages: Option<&[RangeInclusive<u32>]>,
+) -> Result<Vec<PageText>, ReadError> {
+    let document = std::sync::Arc::new(engine::SharedPdf::new(bytes)?);
+    let pool = engine.pool();
+    let info = engine::run(&pool, document.request(engine::PDF_OPEN, 0)).await?;
+    let info: engine::PdfInfo = serde_json::from_slice(&info).map_err(not_understood)?;
+    if u64::from(info.pages) > MAX_PAGES {
+        return Err(ReadError::TooManyPages { pages: info.pages.into(), limit: MAX_PAGES });
+    }
+    if info.pages == 0 {
+        return Err(ReadError::Corrupt("the PDF has no pages".into()));
+    }
+    let mut reading = Reading::new(engine.workers());
+    for number in select(pages, info.pages)? {
+        let (pool, document) = (engine.pool(), std::sync::Arc::clone(&document));
+        reading
+            .add(async move {
+                let page = engine::run(&pool, document.request(engine::PDF_PAGE, number)).await?;
+                serde_json::from_slice::<PageText>(&page).map_err(not_understood)
+            })
+            .await?;
+    }
+    reading.finish().await
+}
+
+fn not_understood(e: serde_json::Error) -> ReadError {
+    ReadError::Engine(format!("the worker's answer is not understood: {e}"))
+}
+
+/// Pages being read side by side, at most `limit` at once; put back in page order at the end.
+struct Reading {
+    running: JoinSet<Result<PageText, ReadError>>,
+    read: Vec<PageText>,
+    limit: usize,
+}
+
+impl Reading {
+    fn new(limit: usize) -> Reading {
+        Reading { running: JoinSet::new(), read: Vec::new(), limit: limit.max(1) }
+    }
+
+    /// Starts reading a page once fewer than `limit` are; the first failure fails the document
+    /// (dropping the set stops the rest).
+    async fn add(
+        &mut self,
+        page: impl std::future::Future<Output = Result<PageText, ReadError>> + Send + 'static,
+    ) -> Result<(), ReadError> {
+        while self.running.len() >= self.limit {
+            let done = joined(self.running.join_next().await)?;
+            self.read.push(done);
+        }
+        self.running.spawn(page);
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<Vec<PageText>, ReadError> {
+        while let Some(page) = self.running.join_next().await {
+            self.read.push(joined(Some(page))?);
+        }
+        self.read.sort_by_key(|page| page.number);
+        Ok(self.read)
+    }
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ReadError> {

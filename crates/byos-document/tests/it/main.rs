@@ -1,7 +1,7 @@
 //! Documents read end to end: known text drawn into images (and PDFs), read through real
 //! `ocr-worker` processes by Tesseract.
 //!
-//! This test binary is its own worker: run as `read ocr-worker` it serves OCR requests (the
+//! This test binary is its own worker: run as `it ocr-worker` it serves OCR requests (the
 //! harness is off, so nothing else writes to its stdout); run without arguments it runs the tests.
 
 use std::io::Cursor;
@@ -27,7 +27,7 @@ fn main() {
         }
         return;
     }
-    let tests: [(&str, Test); 10] = [
+    let tests: [(&str, Test); 15] = [
         ("png_text_is_read_where_it_was_drawn", png_text_is_read_where_it_was_drawn),
         ("jpeg_and_bmp_are_read", jpeg_and_bmp_are_read),
         ("a_two_page_tiff_gives_both_pages_in_order", a_two_page_tiff_gives_both_pages_in_order),
@@ -38,14 +38,29 @@ fn main() {
         ("a_missing_worker_fails_the_read", a_missing_worker_fails_the_read),
         ("sniff_tells_formats", sniff_tells_formats),
         ("a_blank_page_has_no_words", a_blank_page_has_no_words),
+        ("a_text_pdf_gives_its_words_in_inches", a_text_pdf_gives_its_words_in_inches),
+        ("a_scanned_pdf_page_is_read_by_ocr", a_scanned_pdf_page_is_read_by_ocr),
+        ("an_encrypted_pdf_is_refused", an_encrypted_pdf_is_refused),
+        ("a_damaged_pdf_is_corrupt", a_damaged_pdf_is_corrupt),
+        ("a_pdf_of_too_many_pages_is_refused_quickly", a_pdf_of_too_many_pages_is_refused_quickly),
     ];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Enough of libtest's command line for cargo test and cargo nextest: `--list` (none of the
+    // tests is ignored), `--exact NAME`, a name filter.
+    if args.iter().any(|a| a == "--list") {
+        if !args.iter().any(|a| a == "--ignored") {
+            tests.iter().for_each(|(name, _)| println!("{name}: test"));
+        }
+        return;
+    }
+    let exact = args.iter().any(|a| a == "--exact");
+    let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
     let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
     // Engines start their pools on this runtime; each test blocks on its reads.
     let _runtime = runtime.enter();
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let mut failed = Vec::new();
     for (name, test) in tests {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+        if filter.as_deref().is_some_and(|f| if exact { name != f } else { !name.contains(f) }) {
             continue;
         }
         let started = Instant::now();
@@ -330,4 +345,143 @@ fn a_blank_page_has_no_words(engine: &OcrEngine) -> Result<(), String> {
     let blank = encode(&GrayImage::from_pixel(800, 600, Luma([255])), ImageFormat::Png);
     let pages = read_all(engine, &blank, None).map_err(|e| e.to_string())?;
     check(pages.len() == 1 && pages[0].words.is_empty() && pages[0].lines.is_empty(), || format!("{pages:?}"))
+}
+
+/// A PDF of `objects` (numbered from 1; the first is the catalog), with its cross-reference table.
+fn pdf(objects: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(object);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for offset in offsets {
+        out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    let trailer = format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1);
+    out.extend_from_slice(trailer.as_bytes());
+    out
+}
+
+fn stream(dictionary: &str, data: &[u8]) -> Vec<u8> {
+    let mut object = format!("<< {dictionary} /Length {} >>\nstream\n", data.len()).into_bytes();
+    object.extend_from_slice(data);
+    object.extend_from_slice(b"\nendstream");
+    object
+}
+
+/// Two pages: page 1 text in Helvetica 24 pt (US letter), page 2 the drawn image only (a scan
+/// at 200 dpi: 8.5 x 5.5 in).
+fn two_page_pdf(scan: &GrayImage) -> Vec<u8> {
+    let text = b"BT /F1 24 Tf 72 700 Td (Hello byos world) Tj ET\nBT /F1 24 Tf 72 664 Td (Second line here) Tj ET\n\
+BT /F1 24 Tf 72 500 Td (Another paragraph) Tj ET";
+    let objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R 6 0 R] /Count 2 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>"
+            .to_vec(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec(),
+        stream("", text),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 396] /Resources << /XObject << /Im1 7 0 R >> >> /Contents 8 0 R >>"
+            .to_vec(),
+        stream(
+            &format!("/Type /XObject /Subtype /Image /Width {} /Height {} /ColorSpace /DeviceGray /BitsPerComponent 8", scan.width(), scan.height()),
+            scan.as_raw(),
+        ),
+        stream("", b"q 612 0 0 396 0 0 cm /Im1 Do Q"),
+    ];
+    pdf(&objects)
+}
+
+fn a_text_pdf_gives_its_words_in_inches(engine: &OcrEngine) -> Result<(), String> {
+    let (scan, _) = draw(&[&FIRST]);
+    let pages = read_all(engine, &two_page_pdf(&scan), Some(&[1..=1])).map_err(|e| e.to_string())?;
+    check(pages.len() == 1, || format!("{} pages", pages.len()))?;
+    let page = &pages[0];
+    check(page.unit == Unit::Inch && page.width == 8.5 && page.height == 11.0, || format!("{page:?}"))?;
+    let words = texts(page);
+    check(words == ["Hello", "byos", "world", "Second", "line", "here", "Another", "paragraph"], || {
+        format!("{words:?}")
+    })?;
+    let hello = page.words[0].polygon;
+    println!("  text PDF: 'Hello' at {hello:?} in");
+    // Drawn at x = 72 pt (1 in), baseline 92 pt from the top (1.28 in), 24 pt high.
+    check((hello[0] - 1.0).abs() < 0.05 && hello[1] > 0.9 && hello[5] < 1.45 && hello[1] < hello[5], || {
+        format!("{hello:?}")
+    })?;
+    check(page.words.iter().all(|w| w.confidence == 1.0), || "confidence".into())?;
+    let lines: Vec<usize> = page.lines.iter().map(|l| l.words.len()).collect();
+    check(lines == [3, 3, 2], || format!("words per line {lines:?}"))?;
+    let paragraphs: Vec<usize> = page.paragraphs.iter().map(|p| p.lines.len()).collect();
+    check(paragraphs == [2, 1], || format!("lines per paragraph {paragraphs:?}"))
+}
+
+fn a_scanned_pdf_page_is_read_by_ocr(engine: &OcrEngine) -> Result<(), String> {
+    let (scan, drawn) = draw(&[&FIRST, &SECOND]);
+    let pages = read_all(engine, &two_page_pdf(&scan), None).map_err(|e| e.to_string())?;
+    let numbers: Vec<u32> = pages.iter().map(|p| p.number).collect();
+    check(numbers == [1, 2], || format!("pages {numbers:?}"))?;
+    let page = &pages[1];
+    check(page.unit == Unit::Inch && page.width == 8.5 && page.height == 5.5, || format!("{page:?}"))?;
+    let accuracy = accuracy(page, &drawn);
+    println!("  scanned PDF page: character accuracy {:.1}% ({} words)", accuracy * 100.0, page.words.len());
+    check(accuracy >= 0.95, || format!("scanned page: {:?}", texts(page)))?;
+    // The image fills the page at 200 dpi: its pixels / 200 are inches.
+    for word in &page.words {
+        let Some((_, [l, t, r, b])) = drawn.iter().find(|(w, _)| *w == word.text) else { continue };
+        let [x0, y0, x1, y1] = [word.polygon[0], word.polygon[1], word.polygon[4], word.polygon[5]];
+        let near = |inches: f64, pixels: f32| (inches - f64::from(pixels) / 200.0).abs() <= 0.1;
+        check(near(x0, *l) && near(x1, *r) && near(y0, *t) && near(y1, *b), || {
+            format!("{}: {:?}", word.text, word.polygon)
+        })?;
+        check((0.0..=1.0).contains(&word.confidence), || format!("confidence {}", word.confidence))?;
+    }
+    let paragraphs: Vec<usize> = page.paragraphs.iter().map(|p| p.lines.len()).collect();
+    check(paragraphs == [2, 1], || format!("lines per paragraph {paragraphs:?}"))
+}
+
+/// Encrypted with a user password by Debian's qpdf (scripts/test.sh installs it).
+fn an_encrypted_pdf_is_refused(engine: &OcrEngine) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("byos-document-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let (plain, locked) = (dir.join("plain.pdf"), dir.join("locked.pdf"));
+    std::fs::write(&plain, two_page_pdf(&draw(&[&FIRST]).0)).map_err(|e| e.to_string())?;
+    let encrypted = std::process::Command::new("qpdf")
+        .args(["--encrypt", "secret", "owner", "256", "--"])
+        .arg(&plain)
+        .arg(&locked)
+        .status()
+        .is_ok_and(|s| s.success());
+    check(encrypted, || "qpdf could not encrypt the test PDF (install Debian's qpdf)".into())?;
+    let bytes = std::fs::read(&locked).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let outcome = read_all(engine, &bytes, None);
+    check(outcome == Err(ReadError::Encrypted), || format!("{outcome:?}"))
+}
+
+fn a_damaged_pdf_is_corrupt(engine: &OcrEngine) -> Result<(), String> {
+    let outcome = read_all(engine, b"%PDF-1.7\nthis is not a PDF at all\n%%EOF\n", None);
+    check(matches!(outcome, Err(ReadError::Corrupt(_))), || format!("{outcome:?}"))
+}
+
+/// 10,001 pages (one shared empty content stream): refused from the count, no page read.
+fn a_pdf_of_too_many_pages_is_refused_quickly(engine: &OcrEngine) -> Result<(), String> {
+    const PAGES: usize = 10_001;
+    let kids: Vec<String> = (0..PAGES).map(|i| format!("{} 0 R", i + 4)).collect();
+    let mut objects = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        format!("<< /Type /Pages /Kids [{}] /Count {PAGES} >>", kids.join(" ")).into_bytes(),
+        stream("", b""),
+    ];
+    let page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R >>";
+    objects.extend(std::iter::repeat_n(page.to_vec(), PAGES));
+    let started = Instant::now();
+    let outcome = read_all(engine, &pdf(&objects), None);
+    let expected = Err(ReadError::TooManyPages { pages: PAGES as u64, limit: 2000 });
+    check(outcome == expected, || format!("{outcome:?}"))?;
+    check(started.elapsed() < Duration::from_secs(5), || format!("took {:?}", started.elapsed()))
 }
