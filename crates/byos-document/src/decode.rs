@@ -210,7 +210,6 @@ fn tiff_dpi(tiff: &mut Decoder<Cursor<&[u8]>>) -> u32 {
 
 /// The resolution a PNG (pHYs), JPEG (JFIF) or BMP header states, 0 when it states none.
 fn stated_dpi(bytes: &[u8], format: Format) -> u32 {
-    let be32 = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
     match format {
         Format::Png => png_dpi(bytes),
         Format::Jpeg if bytes.get(6..11) == Some(b"JFIF\0") => {
@@ -222,7 +221,8 @@ fn stated_dpi(bytes: &[u8], format: Format) -> u32 {
             }
         }
         Format::Bmp => {
-            let per_metre = be32(38).map(u32::swap_bytes).unwrap_or(0);
+            // BITMAPINFOHEADER's biXPelsPerMeter, little-endian.
+            let per_metre = bytes.get(38..42).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
             plausible_dpi(f64::from(per_metre) * 0.0254)
         }
         _ => 0,
@@ -251,4 +251,32 @@ fn png_dpi(bytes: &[u8]) -> u32 {
 /// 72 by default; below 70 Tesseract does better estimating).
 fn plausible_dpi(dpi: f64) -> u32 {
     if (70.0..=2400.0).contains(&dpi) { dpi.round() as u32 } else { 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stated_resolution_is_read_from_png_jpeg_and_bmp_headers() {
+        // A PNG signature, an IHDR chunk, then pHYs: 11811 pixels a metre (300 dpi), unit metre.
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        png.extend_from_slice(&[0; 13 + 4]);
+        png.extend_from_slice(b"\0\0\0\x09pHYs");
+        png.extend_from_slice(&[0, 0, 0x2e, 0x23, 0, 0, 0x2e, 0x23, 1]);
+        assert_eq!(stated_dpi(&png, Format::Png), 300);
+        let jfif = b"\xff\xd8\xff\xe0\0\x10JFIF\0\x01\x01\x01\x00\xc8\x00\xc8";
+        assert_eq!(stated_dpi(jfif, Format::Jpeg), 200, "JFIF density 200 dots an inch");
+        let mut bmp = vec![0u8; 54];
+        bmp[38..42].copy_from_slice(&3780u32.to_le_bytes());
+        assert_eq!(stated_dpi(&bmp, Format::Bmp), 96);
+        bmp[38..42].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(stated_dpi(&bmp, Format::Bmp), 0, "not stated: Tesseract estimates it");
+    }
+
+    #[test]
+    fn one_bit_rows_expand_to_black_and_white() {
+        // 10 pixels a row, padded to 2 bytes: 1 is white.
+        assert_eq!(expand_bits(&[0b1010_0000, 0b0100_0000], 10, 1), [255, 0, 255, 0, 0, 0, 0, 0, 0, 255]);
+    }
 }

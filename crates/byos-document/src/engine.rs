@@ -118,7 +118,7 @@ pub(crate) struct ImageJob {
 impl ImageJob {
     pub(crate) fn new(number: u32, page: GrayPage) -> Result<ImageJob, ReadError> {
         let (width, height) = (page.width, page.height);
-        let (page, scale) = fit(page)?;
+        let (page, scale) = fit(page, MAX_PIXELS)?;
         let mut request = Vec::with_capacity(IMAGE_HEADER + page.pixels.len());
         request.push(IMAGE);
         for n in [page.width, page.height, page.dpi] {
@@ -150,13 +150,13 @@ impl ImageJob {
     }
 }
 
-/// The page scaled down, if it must be, to at most [`MAX_PIXELS`].
-fn fit(page: GrayPage) -> Result<(GrayPage, f64), ReadError> {
+/// The page scaled down, if it must be, to at most `max_pixels`, and the scale.
+fn fit(page: GrayPage, max_pixels: u64) -> Result<(GrayPage, f64), ReadError> {
     let pixels = u64::from(page.width) * u64::from(page.height);
-    if pixels <= MAX_PIXELS {
+    if pixels <= max_pixels {
         return Ok((page, 1.0));
     }
-    let scale = (MAX_PIXELS as f64 / pixels as f64).sqrt();
+    let scale = (max_pixels as f64 / pixels as f64).sqrt();
     let (width, height) = ((page.width as f64 * scale) as u32, (page.height as f64 * scale) as u32);
     let gray = image::GrayImage::from_raw(page.width, page.height, page.pixels)
         .ok_or_else(|| ReadError::Corrupt("the page's pixels do not fill it".into()))?;
@@ -311,5 +311,53 @@ impl Worker {
                 Ok(poppler::with(page, poppler::in_inches(read, scan.dpi)))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_too_large_for_a_frame_is_scaled_down_and_its_polygons_back_up() {
+        // The largest page (10000 x 10000) is over the limit; the same arithmetic on a small one.
+        assert!(10_000 * 10_000 > MAX_PIXELS && (MAX_PIXELS as usize + IMAGE_HEADER) <= MAX_FRAME);
+        let page = GrayPage { width: 400, height: 300, dpi: 600, pixels: vec![255; 120_000] };
+        let (smaller, scale) = fit(page, 30_000).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((smaller.width, smaller.height, smaller.dpi), (200, 150, 300));
+        assert_eq!(smaller.pixels.len(), 30_000);
+        let mut page = PageText {
+            number: 1,
+            width: 400.0,
+            height: 300.0,
+            unit: Unit::Pixel,
+            angle: 0.0,
+            words: vec![crate::Word { text: "x".into(), polygon: [10.0; 8], confidence: 1.0 }],
+            lines: Vec::new(),
+            paragraphs: Vec::new(),
+        };
+        scale_page(&mut page, 1.0 / scale);
+        assert_eq!(page.words[0].polygon, [20.0; 8], "back in the page's own pixels");
+    }
+
+    #[test]
+    fn a_small_page_is_sent_as_it_is() {
+        let page = GrayPage { width: 60, height: 50, dpi: 0, pixels: vec![7; 3000] };
+        let job = ImageJob::new(3, page).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(job.scale, 1.0);
+        assert_eq!(&job.request[..IMAGE_HEADER], &[IMAGE, 0, 0, 0, 60, 0, 0, 0, 50, 0, 0, 0, 0]);
+        assert_eq!(job.request.len(), IMAGE_HEADER + 3000);
+    }
+
+    #[test]
+    fn worker_refusals_become_read_errors() {
+        let failed = |e: WorkerError| pool_error(PoolError::Failed(e.encode()));
+        assert_eq!(failed(WorkerError::Encrypted), ReadError::Encrypted);
+        assert_eq!(failed(WorkerError::Corrupt("bad xref".into())), ReadError::Corrupt("bad xref".into()));
+        assert!(
+            matches!(pool_error(PoolError::Crashed("signal 11".into())), ReadError::Engine(m) if m.contains("signal 11"))
+        );
+        assert_eq!(pool_error(PoolError::Failed("plain".into())), ReadError::Engine("plain".into()));
+        assert_eq!(pool_error(PoolError::Busy), ReadError::Busy);
     }
 }

@@ -46,6 +46,7 @@ struct Rectangle {
     y2: c_double,
 }
 
+type QuarkFn = unsafe extern "C" fn() -> u32;
 type NewFromDataFn = unsafe extern "C" fn(*mut c_char, c_int, *const c_char, *mut *mut GError) -> *mut c_void;
 type PageCountFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 type GetPageFn = unsafe extern "C" fn(*mut c_void, c_int) -> *mut c_void;
@@ -75,6 +76,7 @@ pub(crate) enum PdfError {
 pub(crate) struct Poppler {
     // Kept loaded for as long as the function pointers below are used.
     _libraries: [libloading::Library; 4],
+    error_quark: QuarkFn,
     new_from_data: NewFromDataFn,
     page_count: PageCountFn,
     get_page: GetPageFn,
@@ -120,6 +122,7 @@ impl Poppler {
             };
         }
         Ok(Poppler {
+            error_quark: symbol!(poppler, "poppler_error_quark"),
             new_from_data: symbol!(poppler, "poppler_document_new_from_data"),
             page_count: symbol!(poppler, "poppler_document_get_n_pages"),
             get_page: symbol!(poppler, "poppler_document_get_page"),
@@ -183,15 +186,16 @@ impl Poppler {
         }
         // SAFETY: a GError Poppler set; its message is a NUL-terminated string, copied before
         // the error is freed once.
-        let (code, message) = unsafe {
+        let (domain, code, message) = unsafe {
             let message = CStr::from_ptr((*error).message).to_string_lossy().into_owned();
-            let code = (*error).code;
+            let (domain, code) = ((*error).domain, (*error).code);
             (self.error_free)(error);
-            (code, message)
+            (domain, code, message)
         };
-        // Poppler reports a damaged file in its own domain or GLib's G_FILE_ERROR: only the
-        // encrypted code is told apart.
-        if code == ERROR_ENCRYPTED && message.to_ascii_lowercase().contains("encrypt") {
+        // SAFETY: takes nothing, returns Poppler's error domain.
+        let poppler_domain = unsafe { (self.error_quark)() };
+        // Every other error (Poppler's own or GLib's G_FILE_ERROR) says the file is damaged.
+        if domain == poppler_domain && code == ERROR_ENCRYPTED {
             PdfError::Encrypted
         } else {
             PdfError::Corrupt(message)
