@@ -30,6 +30,7 @@ type Init3Fn = unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char) -
 type SetImageFn = unsafe extern "C" fn(*mut c_void, *const c_uchar, c_int, c_int, c_int, c_int);
 type SetResolutionFn = unsafe extern "C" fn(*mut c_void, c_int);
 type SetModeFn = unsafe extern "C" fn(*mut c_void, c_int);
+type SetVariableFn = unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char) -> c_int;
 type RecognizeFn = unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int;
 type GetIteratorFn = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
 type PageIteratorFn = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
@@ -106,8 +107,14 @@ impl Tesseract {
             return Err(unavailable("its English data could not be loaded"));
         }
         let set_mode: SetModeFn = symbol!("TessBaseAPISetPageSegMode");
-        // SAFETY: an initialized handle; PSM_AUTO is one of capi.h's TessPageSegMode values.
-        unsafe { set_mode(api.as_ptr(), PSM_AUTO) };
+        let set_variable: SetVariableFn = symbol!("TessBaseAPISetVariable");
+        // SAFETY: an initialized handle; PSM_AUTO is one of capi.h's TessPageSegMode values, the
+        // variable's name and value NUL-terminated strings. Tesseract's notes ("Estimating
+        // resolution as ...", on every page without a stated dpi) would fill the server's log.
+        unsafe {
+            set_mode(api.as_ptr(), PSM_AUTO);
+            set_variable(api.as_ptr(), c"debug_file".as_ptr(), c"/dev/null".as_ptr());
+        }
         Ok(Tesseract {
             api,
             end: symbol!("TessBaseAPIEnd"),
