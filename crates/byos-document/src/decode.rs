@@ -3,7 +3,7 @@
 
 use std::io::Cursor;
 
-use image::ImageReader;
+use image::{ImageDecoder, ImageReader};
 use tiff::decoder::{Decoder, DecodingResult};
 use tiff::tags::{PhotometricInterpretation, Tag};
 
@@ -128,7 +128,12 @@ fn decode_single(bytes: &[u8], format: Format) -> Result<GrayPage, ReadError> {
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
     reader.limits(limits);
-    let gray = reader.decode().map_err(corrupt)?.into_luma8();
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    // Phone photos are stored sideways with an EXIF orientation: read them as they are shown.
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut decoded = image::DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    decoded.apply_orientation(orientation);
+    let gray = decoded.into_luma8();
     let (width, height) = gray.dimensions();
     Ok(GrayPage { width, height, dpi: stated_dpi(bytes, format), pixels: gray.into_raw() })
 }

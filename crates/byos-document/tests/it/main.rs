@@ -27,9 +27,10 @@ fn main() {
         }
         return;
     }
-    let tests: [(&str, Test); 15] = [
+    let tests: [(&str, Test); 16] = [
         ("png_text_is_read_where_it_was_drawn", png_text_is_read_where_it_was_drawn),
         ("jpeg_and_bmp_are_read", jpeg_and_bmp_are_read),
+        ("a_sideways_photo_is_read_upright", a_sideways_photo_is_read_upright),
         ("a_two_page_tiff_gives_both_pages_in_order", a_two_page_tiff_gives_both_pages_in_order),
         ("pages_selects_pages", pages_selects_pages),
         ("limits_are_refused", limits_are_refused),
@@ -228,6 +229,20 @@ fn jpeg_and_bmp_are_read(engine: &OcrEngine) -> Result<(), String> {
         check_page(label, &pages[0], &drawn, &[2, 1])?;
     }
     Ok(())
+}
+
+/// A JPEG stored turned a quarter to the left with EXIF orientation 6 (show it turned right).
+fn a_sideways_photo_is_read_upright(engine: &OcrEngine) -> Result<(), String> {
+    let (image, drawn) = draw(&[&FIRST, &SECOND]);
+    let mut jpeg = encode(&image::imageops::rotate270(&image), ImageFormat::Jpeg);
+    // After the JFIF segment: APP1 "Exif", a big-endian TIFF header and one IFD entry,
+    // Orientation (0x0112) SHORT 6.
+    let mut exif = vec![0xFF, 0xE1, 0, 34];
+    exif.extend_from_slice(b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0");
+    let after_jfif = 4 + usize::from(u16::from_be_bytes([jpeg[4], jpeg[5]]));
+    jpeg.splice(after_jfif..after_jfif, exif);
+    let pages = read_all(engine, &jpeg, None).map_err(|e| e.to_string())?;
+    check_page("JPEG turned by EXIF", &pages[0], &drawn, &[2, 1])
 }
 
 fn a_two_page_tiff_gives_both_pages_in_order(engine: &OcrEngine) -> Result<(), String> {
