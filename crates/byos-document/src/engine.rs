@@ -56,7 +56,7 @@ impl From<WorkerError> for ReadError {
 impl From<PdfError> for WorkerError {
     fn from(e: PdfError) -> WorkerError {
         match e {
-            PdfError::Unavailable(message) | PdfError::Failed(message) => WorkerError::Engine(message),
+            PdfError::Engine(message) => WorkerError::Engine(message),
             PdfError::Corrupt(message) => WorkerError::Corrupt(message),
             PdfError::Encrypted => WorkerError::Encrypted,
         }

@@ -66,10 +66,10 @@ type StrideFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 
 /// Why a document could not be opened or a page read.
 pub(crate) enum PdfError {
-    Unavailable(String),
+    /// The libraries are missing, or they failed (the message says which).
+    Engine(String),
     Encrypted,
     Corrupt(String),
-    Failed(String),
 }
 
 /// The libraries and the functions byos uses, resolved once per worker.
@@ -101,7 +101,7 @@ pub(crate) struct Poppler {
 }
 
 fn unavailable(e: impl std::fmt::Display) -> PdfError {
-    PdfError::Unavailable(format!("{e} ({INSTALL})"))
+    PdfError::Engine(format!("{e} ({INSTALL})"))
 }
 
 fn open_library(name: &str) -> Result<libloading::Library, PdfError> {
@@ -150,8 +150,8 @@ impl Poppler {
 
     /// Opens the PDF in the file at `path` (the server's memfd), mapped into memory.
     pub(crate) fn open(&self, path: &str) -> Result<Document, PdfError> {
-        let file = std::fs::File::open(path).map_err(|e| PdfError::Failed(format!("the document is gone: {e}")))?;
-        let len = file.metadata().map_err(|e| PdfError::Failed(e.to_string()))?.len() as usize;
+        let file = std::fs::File::open(path).map_err(|e| PdfError::Engine(format!("the document is gone: {e}")))?;
+        let len = file.metadata().map_err(|e| PdfError::Engine(e.to_string()))?.len() as usize;
         let length = c_int::try_from(len).map_err(|_| PdfError::Corrupt("the PDF is too large".into()))?;
         if len == 0 {
             return Err(PdfError::Corrupt("the PDF is empty".into()));
@@ -168,7 +168,7 @@ impl Poppler {
                 0,
             )
         }
-        .map_err(|e| PdfError::Failed(format!("mapping the document: {e}")))?;
+        .map_err(|e| PdfError::Engine(format!("mapping the document: {e}")))?;
         let map = Mapping { data, len };
         let mut error: *mut GError = std::ptr::null_mut();
         // SAFETY: `len` mapped bytes that outlive the document (`Document` drops it first);
@@ -184,10 +184,12 @@ impl Poppler {
         if error.is_null() {
             return PdfError::Corrupt("Poppler could not open the PDF".into());
         }
-        // SAFETY: a GError Poppler set; its message is a NUL-terminated string, copied before
-        // the error is freed once.
+        // SAFETY: a GError Poppler set; its message (if any) is a NUL-terminated string, copied
+        // before the error is freed once.
         let (domain, code, message) = unsafe {
-            let message = CStr::from_ptr((*error).message).to_string_lossy().into_owned();
+            let text = (*error).message;
+            let message =
+                if text.is_null() { String::new() } else { CStr::from_ptr(text).to_string_lossy().into_owned() };
             let (domain, code) = ((*error).domain, (*error).code);
             (self.error_free)(error);
             (domain, code, message)
@@ -209,7 +211,7 @@ impl Poppler {
 
     /// Page `number` (from 1): its embedded text, or, when it has none, its image to be read.
     pub(crate) fn read_page(&self, document: &Document, number: u32) -> Result<Page, PdfError> {
-        let index = c_int::try_from(number.saturating_sub(1)).map_err(|_| PdfError::Failed("no such page".into()))?;
+        let index = c_int::try_from(number.saturating_sub(1)).map_err(|_| PdfError::Engine("no such page".into()))?;
         // SAFETY: an open document; an index out of range gives null.
         let page = NonNull::new(unsafe { (self.get_page)(document.handle.as_ptr(), index) })
             .ok_or_else(|| PdfError::Corrupt(format!("page {number} cannot be read")))?;
@@ -274,7 +276,7 @@ impl Poppler {
         let surface = unsafe { (self.surface_create)(FORMAT_RGB24, w, h) };
         // SAFETY: cairo returns an error surface rather than null; its status says which.
         if surface.is_null() || unsafe { (self.surface_status)(surface) } != 0 {
-            return Err(PdfError::Failed("cairo could not make the page's image".into()));
+            return Err(PdfError::Engine("cairo could not make the page's image".into()));
         }
         let scale = dpi / POINTS_PER_INCH;
         // SAFETY: a valid surface; the context is destroyed before the surface is read.
@@ -295,7 +297,7 @@ impl Poppler {
             (self.surface_destroy)(surface);
             gray
         };
-        let gray = gray.ok_or_else(|| PdfError::Failed("cairo gave no pixels".into()))?;
+        let gray = gray.ok_or_else(|| PdfError::Engine("cairo gave no pixels".into()))?;
         Ok(Scan { pixels: gray, width: w as u32, height: h as u32, dpi })
     }
 }
