@@ -10,8 +10,9 @@ PYTHON=${PYTHON:-python3}
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# ---- Debian packages the tests use: the speech engine and its model, Flite for test speech ------------
-DEBS=(libpocketsphinx3 pocketsphinx-en-us flite libflite1 libespeak-ng1 espeak-ng-data lame flac vorbis-tools)
+# ---- Debian packages the tests use: the speech engine and its model, Flite for test speech, the OCR engine --
+DEBS=(libpocketsphinx3 pocketsphinx-en-us flite libflite1 libespeak-ng1 espeak-ng-data lame flac vorbis-tools
+      libtesseract5 tesseract-ocr-eng libpoppler-glib8 libcairo2 fonts-dejavu-core qpdf)
 missing_debs=()
 for deb in "${DEBS[@]}"; do
     dpkg -s "$deb" >/dev/null 2>&1 || missing_debs+=("$deb")

@@ -105,6 +105,8 @@ pub struct Parts {
     pub speech: Arc<byos_speech::engine::SpeechEngine>,
     /// The text-to-speech engine's workers.
     pub tts: Arc<byos_speech::tts::TtsEngine>,
+    /// The OCR engine's workers (Document Intelligence).
+    pub ocr: Arc<byos_document::OcrEngine>,
     /// Speech SDK sockets open at once, at most.
     pub max_live_sessions: usize,
     /// A Speech SDK socket on which the client sends nothing this long, while nothing of its is
@@ -135,6 +137,10 @@ pub struct CognitiveService {
     pub(crate) speech: Arc<byos_speech::engine::SpeechEngine>,
     /// Synthesizes speech (worker processes).
     pub(crate) tts: Arc<byos_speech::tts::TtsEngine>,
+    /// Reads documents (worker processes).
+    // Read by the Document Intelligence analyze routes, written alongside this engine.
+    #[allow(dead_code)]
+    pub(crate) ocr: Arc<byos_document::OcrEngine>,
     /// A permit per open Speech SDK socket.
     pub(crate) live_sessions: Arc<tokio::sync::Semaphore>,
     pub(crate) live_idle_timeout: std::time::Duration,
@@ -156,6 +162,7 @@ impl CognitiveService {
             ca_pem,
             speech,
             tts,
+            ocr,
             max_live_sessions,
             live_idle_timeout,
         } = parts;
@@ -186,6 +193,7 @@ impl CognitiveService {
             synthesis_writes: tokio::sync::Mutex::new(()),
             speech,
             tts,
+            ocr,
             live_sessions,
             live_idle_timeout,
             accounts,

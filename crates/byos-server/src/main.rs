@@ -118,6 +118,9 @@ enum Command {
     /// Run one text-to-speech engine worker (the server starts these itself; not for people).
     #[command(hide = true)]
     TtsWorker,
+    /// Run one OCR engine worker (the server starts these itself; not for people).
+    #[command(hide = true)]
+    OcrWorker,
     /// Check an AI-services account against the BYOS seed's hardening rules, read-only: each rule
     /// as pass / warn / fail with the az command that fixes it. Exits 0 when no rule fails, 1 when
     /// one does, 2 when nothing could be checked (unknown account, no server).
@@ -307,6 +310,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Feature { command } => feature(command).await?,
         Command::EngineWorker { model_dir } => byos_speech::engine::serve_worker(&model_dir)?,
         Command::TtsWorker => byos_speech::tts::serve_tts_worker()?,
+        Command::OcrWorker => byos_document::serve_ocr_worker()?,
         Command::Doctor { dir, account, json, text_to_speech } => {
             return Ok(doctor(&dir.data_dir, &account, json, text_to_speech).await);
         }

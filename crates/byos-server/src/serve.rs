@@ -59,6 +59,8 @@ pub struct ServeConfig {
     pub speech_worker: Option<byos_speech::workers::WorkerCommand>,
     /// The command of a text-to-speech worker process (default: this program's `tts-worker`).
     pub tts_worker: Option<byos_speech::workers::WorkerCommand>,
+    /// The command of an OCR worker process (default: this program's `ocr-worker`).
+    pub ocr_worker: Option<byos_speech::workers::WorkerCommand>,
     /// Speech SDK sessions open at once, at most (`--max-speech-sessions`).
     pub max_speech_sessions: usize,
 }
@@ -83,6 +85,7 @@ impl ServeConfig {
             approved_features: Vec::new(),
             speech_worker: None,
             tts_worker: None,
+            ocr_worker: None,
             max_speech_sessions: DEFAULT_MAX_SPEECH_SESSIONS,
         }
     }
@@ -256,6 +259,12 @@ fn tts_engine(command: Option<byos_speech::workers::WorkerCommand>) -> anyhow::R
     Ok(byos_speech::tts::TtsEngine::start(command, workers_per_pool(), SPEECH_JOB_TIMEOUT))
 }
 
+/// The OCR worker pool (Tesseract, Poppler), sized and supervised as the speech ones.
+fn ocr_engine(command: Option<byos_speech::workers::WorkerCommand>) -> anyhow::Result<byos_document::OcrEngine> {
+    let command = worker_command(command, "ocr-worker")?;
+    Ok(byos_document::OcrEngine::start(command, workers_per_pool(), SPEECH_JOB_TIMEOUT))
+}
+
 /// Starts every service and listener; returns once `bootstrap.json` is written.
 pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let data_dir = prepare_data_dir(&config.data_dir)?;
@@ -331,6 +340,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         ca_pem: ca.cert_pem.clone().into_bytes(),
         speech: Arc::new(speech_engine(config.speech_worker.clone())?),
         tts: Arc::new(tts_engine(config.tts_worker.clone())?),
+        ocr: Arc::new(ocr_engine(config.ocr_worker.clone())?),
         max_live_sessions: config.max_speech_sessions,
         live_idle_timeout: config.limits.idle_timeout,
     })?;

@@ -1,0 +1,471 @@
+//! PDF through Poppler's GLib API (Debian's `libpoppler-glib8`) and Cairo (`libcairo2`), loaded
+//! at run time like Tesseract: a text page gives its embedded words with their positions, a page
+//! without text (a scan) is rendered and read by Tesseract.
+//!
+//! With [`crate::tesseract`], one of the two modules of this crate that call C. The document is
+//! never written to disk: the server holds it in a memfd, which the worker maps (read only,
+//! shared pages) and hands Poppler as data in memory.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, c_char, c_double, c_int, c_uint, c_void};
+use std::ptr::NonNull;
+
+use crate::tesseract::Recognized;
+use crate::{Line, PageText, Paragraph, Polygon, Unit, Word};
+
+const POPPLER: &str = "libpoppler-glib.so.8";
+const GLIB: &str = "libglib-2.0.so.0";
+const GOBJECT: &str = "libgobject-2.0.so.0";
+const CAIRO: &str = "libcairo.so.2";
+const INSTALL: &str = "install Debian's libpoppler-glib8 and libcairo2";
+/// PopplerError's POPPLER_ERROR_ENCRYPTED.
+const ERROR_ENCRYPTED: c_int = 1;
+/// cairo_format_t's CAIRO_FORMAT_RGB24: 32 bits a pixel, xRGB in native byte order.
+const FORMAT_RGB24: c_int = 1;
+const POINTS_PER_INCH: f64 = 72.0;
+/// The resolution a scanned page is rendered at for Tesseract.
+const RENDER_DPI: f64 = 300.0;
+/// The longest side of a rendered page, in pixels (a larger page is rendered at a lower dpi).
+const MAX_RENDER_SIDE: f64 = 10_000.0;
+
+/// GLib's GError.
+#[repr(C)]
+struct GError {
+    domain: u32,
+    code: c_int,
+    message: *const c_char,
+}
+
+/// Poppler's PopplerRectangle: points from the page's top-left corner.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Rectangle {
+    x1: c_double,
+    y1: c_double,
+    x2: c_double,
+    y2: c_double,
+}
+
+type QuarkFn = unsafe extern "C" fn() -> u32;
+type NewFromDataFn = unsafe extern "C" fn(*mut c_char, c_int, *const c_char, *mut *mut GError) -> *mut c_void;
+type PageCountFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+type GetPageFn = unsafe extern "C" fn(*mut c_void, c_int) -> *mut c_void;
+type PageSizeFn = unsafe extern "C" fn(*mut c_void, *mut c_double, *mut c_double);
+type PageTextFn = unsafe extern "C" fn(*mut c_void) -> *mut c_char;
+type TextLayoutFn = unsafe extern "C" fn(*mut c_void, *mut *mut Rectangle, *mut c_uint) -> c_int;
+type RenderFn = unsafe extern "C" fn(*mut c_void, *mut c_void);
+type PointerFn = unsafe extern "C" fn(*mut c_void);
+type ErrorFreeFn = unsafe extern "C" fn(*mut GError);
+type SurfaceCreateFn = unsafe extern "C" fn(c_int, c_int, c_int) -> *mut c_void;
+type StatusFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+type CreateFn = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
+type ScaleFn = unsafe extern "C" fn(*mut c_void, c_double, c_double);
+type SourceRgbFn = unsafe extern "C" fn(*mut c_void, c_double, c_double, c_double);
+type DataFn = unsafe extern "C" fn(*mut c_void) -> *mut u8;
+type StrideFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+
+/// Why a document could not be opened or a page read.
+pub(crate) enum PdfError {
+    /// The libraries are missing, or they failed (the message says which).
+    Engine(String),
+    Encrypted,
+    Corrupt(String),
+}
+
+/// The libraries and the functions byos uses, resolved once per worker.
+pub(crate) struct Poppler {
+    // Kept loaded for as long as the function pointers below are used.
+    _libraries: [libloading::Library; 4],
+    error_quark: QuarkFn,
+    new_from_data: NewFromDataFn,
+    page_count: PageCountFn,
+    get_page: GetPageFn,
+    page_size: PageSizeFn,
+    page_text: PageTextFn,
+    text_layout: TextLayoutFn,
+    render: RenderFn,
+    object_unref: PointerFn,
+    free: PointerFn,
+    error_free: ErrorFreeFn,
+    surface_create: SurfaceCreateFn,
+    surface_status: StatusFn,
+    surface_flush: PointerFn,
+    surface_destroy: PointerFn,
+    surface_data: DataFn,
+    surface_stride: StrideFn,
+    cairo_create: CreateFn,
+    cairo_destroy: PointerFn,
+    cairo_scale: ScaleFn,
+    cairo_source_rgb: SourceRgbFn,
+    cairo_paint: PointerFn,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> PdfError {
+    PdfError::Engine(format!("{e} ({INSTALL})"))
+}
+
+fn open_library(name: &str) -> Result<libloading::Library, PdfError> {
+    // SAFETY: system libraries of Debian's poppler, glib and cairo packages; loading them runs
+    // only their initializers.
+    unsafe { libloading::Library::new(name) }.map_err(unavailable)
+}
+
+impl Poppler {
+    pub(crate) fn load() -> Result<Poppler, PdfError> {
+        let libraries = [open_library(POPPLER)?, open_library(GLIB)?, open_library(GOBJECT)?, open_library(CAIRO)?];
+        let [poppler, glib, gobject, cairo] = &libraries;
+        macro_rules! symbol {
+            ($library:expr, $name:literal) => {
+                // SAFETY: the type given is the function's C signature in the library's headers
+                // (poppler-glib 22, GLib 2.74, Cairo 1.16).
+                *unsafe { $library.get(concat!($name, "\0").as_bytes()) }.map_err(unavailable)?
+            };
+        }
+        Ok(Poppler {
+            error_quark: symbol!(poppler, "poppler_error_quark"),
+            new_from_data: symbol!(poppler, "poppler_document_new_from_data"),
+            page_count: symbol!(poppler, "poppler_document_get_n_pages"),
+            get_page: symbol!(poppler, "poppler_document_get_page"),
+            page_size: symbol!(poppler, "poppler_page_get_size"),
+            page_text: symbol!(poppler, "poppler_page_get_text"),
+            text_layout: symbol!(poppler, "poppler_page_get_text_layout"),
+            render: symbol!(poppler, "poppler_page_render"),
+            object_unref: symbol!(gobject, "g_object_unref"),
+            free: symbol!(glib, "g_free"),
+            error_free: symbol!(glib, "g_error_free"),
+            surface_create: symbol!(cairo, "cairo_image_surface_create"),
+            surface_status: symbol!(cairo, "cairo_surface_status"),
+            surface_flush: symbol!(cairo, "cairo_surface_flush"),
+            surface_destroy: symbol!(cairo, "cairo_surface_destroy"),
+            surface_data: symbol!(cairo, "cairo_image_surface_get_data"),
+            surface_stride: symbol!(cairo, "cairo_image_surface_get_stride"),
+            cairo_create: symbol!(cairo, "cairo_create"),
+            cairo_destroy: symbol!(cairo, "cairo_destroy"),
+            cairo_scale: symbol!(cairo, "cairo_scale"),
+            cairo_source_rgb: symbol!(cairo, "cairo_set_source_rgb"),
+            cairo_paint: symbol!(cairo, "cairo_paint"),
+            _libraries: libraries,
+        })
+    }
+
+    /// Opens the PDF in the file at `path` (the server's memfd), mapped into memory.
+    pub(crate) fn open(&self, path: &str) -> Result<Document, PdfError> {
+        let file = std::fs::File::open(path).map_err(|e| PdfError::Engine(format!("the document is gone: {e}")))?;
+        let len = file.metadata().map_err(|e| PdfError::Engine(e.to_string()))?.len() as usize;
+        let length = c_int::try_from(len).map_err(|_| PdfError::Corrupt("the PDF is too large".into()))?;
+        if len == 0 {
+            return Err(PdfError::Corrupt("the PDF is empty".into()));
+        }
+        // SAFETY: a read-only private mapping of the whole file; nobody writes the memfd after
+        // the server filled it (the server keeps it until every page is read).
+        let data = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ,
+                rustix::mm::MapFlags::PRIVATE,
+                &file,
+                0,
+            )
+        }
+        .map_err(|e| PdfError::Engine(format!("mapping the document: {e}")))?;
+        let map = Mapping { data, len };
+        let mut error: *mut GError = std::ptr::null_mut();
+        // SAFETY: `len` mapped bytes that outlive the document (`Document` drops it first);
+        // Poppler only reads them (the pointer is `char *` for historic reasons). No password.
+        let document = unsafe { (self.new_from_data)(data.cast(), length, std::ptr::null(), &mut error) };
+        match NonNull::new(document) {
+            Some(handle) => Ok(Document { handle, unref: self.object_unref, _map: map }),
+            None => Err(self.take_error(error)),
+        }
+    }
+
+    fn take_error(&self, error: *mut GError) -> PdfError {
+        if error.is_null() {
+            return PdfError::Corrupt("Poppler could not open the PDF".into());
+        }
+        // SAFETY: a GError Poppler set; its message (if any) is a NUL-terminated string, copied
+        // before the error is freed once.
+        let (domain, code, message) = unsafe {
+            let text = (*error).message;
+            let message =
+                if text.is_null() { String::new() } else { CStr::from_ptr(text).to_string_lossy().into_owned() };
+            let (domain, code) = ((*error).domain, (*error).code);
+            (self.error_free)(error);
+            (domain, code, message)
+        };
+        // SAFETY: takes nothing, returns Poppler's error domain.
+        let poppler_domain = unsafe { (self.error_quark)() };
+        // Every other error (Poppler's own or GLib's G_FILE_ERROR) says the file is damaged.
+        if domain == poppler_domain && code == ERROR_ENCRYPTED {
+            PdfError::Encrypted
+        } else {
+            PdfError::Corrupt(message)
+        }
+    }
+
+    pub(crate) fn page_count(&self, document: &Document) -> u32 {
+        // SAFETY: an open document.
+        u32::try_from(unsafe { (self.page_count)(document.handle.as_ptr()) }).unwrap_or(0)
+    }
+
+    /// Page `number` (from 1): its embedded text, or, when it has none, its image to be read.
+    pub(crate) fn read_page(&self, document: &Document, number: u32) -> Result<Page, PdfError> {
+        let index = c_int::try_from(number.saturating_sub(1)).map_err(|_| PdfError::Engine("no such page".into()))?;
+        // SAFETY: an open document; an index out of range gives null.
+        let page = NonNull::new(unsafe { (self.get_page)(document.handle.as_ptr(), index) })
+            .ok_or_else(|| PdfError::Corrupt(format!("page {number} cannot be read")))?;
+        let page = Object { handle: page, unref: self.object_unref };
+        let (mut width, mut height) = (0.0, 0.0);
+        // SAFETY: a live page; two doubles to write.
+        unsafe { (self.page_size)(page.handle.as_ptr(), &mut width, &mut height) };
+        let text = PageText {
+            number,
+            width: width / POINTS_PER_INCH,
+            height: height / POINTS_PER_INCH,
+            unit: Unit::Inch,
+            angle: 0.0,
+            words: Vec::new(),
+            lines: Vec::new(),
+            paragraphs: Vec::new(),
+        };
+        let embedded = self.embedded_text(&page);
+        if embedded.words.is_empty() {
+            let scan = self.render(&page, width, height)?;
+            return Ok(Page::Scanned(text, scan));
+        }
+        Ok(Page::Text(with(text, embedded)))
+    }
+
+    /// The page's embedded words in inches, from its text and one rectangle per character.
+    fn embedded_text(&self, page: &Object) -> Recognized {
+        // SAFETY: a live page; the text is GLib's to free.
+        let text = unsafe { (self.page_text)(page.handle.as_ptr()) };
+        if text.is_null() {
+            return Recognized::default();
+        }
+        // SAFETY: a NUL-terminated UTF-8 string from Poppler, copied before it is freed once.
+        let chars: Vec<char> = unsafe { CStr::from_ptr(text) }.to_string_lossy().chars().collect();
+        // SAFETY: the text returned above.
+        unsafe { (self.free)(text.cast()) };
+        if chars.iter().all(|c| c.is_whitespace()) {
+            return Recognized::default();
+        }
+        let (mut rectangles, mut count): (*mut Rectangle, c_uint) = (std::ptr::null_mut(), 0);
+        // SAFETY: a live page; Poppler writes an array of `count` rectangles for GLib to free.
+        let found = unsafe { (self.text_layout)(page.handle.as_ptr(), &mut rectangles, &mut count) } != 0;
+        if !found || rectangles.is_null() {
+            return Recognized::default();
+        }
+        // SAFETY: the `count` rectangles Poppler returned, copied before they are freed once.
+        let boxes = unsafe { std::slice::from_raw_parts(rectangles, count as usize) }.to_vec();
+        // SAFETY: the array returned above.
+        unsafe { (self.free)(rectangles.cast()) };
+        layout(&chars, &boxes)
+    }
+
+    /// The page rendered white-backed at up to 300 dpi as 8-bit gray.
+    fn render(&self, page: &Object, width: f64, height: f64) -> Result<Scan, PdfError> {
+        let dpi = RENDER_DPI.min(MAX_RENDER_SIDE * POINTS_PER_INCH / width.max(height).max(1.0));
+        let (w, h) = ((width / POINTS_PER_INCH * dpi).ceil(), (height / POINTS_PER_INCH * dpi).ceil());
+        if w < 1.0 || h < 1.0 {
+            return Err(PdfError::Corrupt("a page has no size".into()));
+        }
+        let (w, h) = (w as c_int, h as c_int);
+        // SAFETY: a new image surface of a valid format and size; destroyed below.
+        let surface = unsafe { (self.surface_create)(FORMAT_RGB24, w, h) };
+        // SAFETY: cairo returns an error surface rather than null; its status says which.
+        if surface.is_null() || unsafe { (self.surface_status)(surface) } != 0 {
+            return Err(PdfError::Engine("cairo could not make the page's image".into()));
+        }
+        let scale = dpi / POINTS_PER_INCH;
+        // SAFETY: a valid surface; the context is destroyed before the surface is read.
+        unsafe {
+            let cr = (self.cairo_create)(surface);
+            (self.cairo_source_rgb)(cr, 1.0, 1.0, 1.0);
+            (self.cairo_paint)(cr);
+            (self.cairo_scale)(cr, scale, scale);
+            (self.render)(page.handle.as_ptr(), cr);
+            (self.cairo_destroy)(cr);
+            (self.surface_flush)(surface);
+        }
+        // SAFETY: the surface's rows, `stride` bytes each, `h` of them, read before it is destroyed.
+        let gray = unsafe {
+            let (data, stride) = ((self.surface_data)(surface), (self.surface_stride)(surface) as usize);
+            let gray = (!data.is_null())
+                .then(|| gray_from_rgb24(std::slice::from_raw_parts(data, stride * h as usize), stride, w as usize));
+            (self.surface_destroy)(surface);
+            gray
+        };
+        let gray = gray.ok_or_else(|| PdfError::Engine("cairo gave no pixels".into()))?;
+        Ok(Scan { pixels: gray, width: w as u32, height: h as u32, dpi })
+    }
+}
+
+/// A page as Poppler gives it.
+pub(crate) enum Page {
+    /// With its embedded words, in inches.
+    Text(PageText),
+    /// Without text: the page (no words yet) and its image.
+    Scanned(PageText, Scan),
+}
+
+/// A rendered page: 8-bit gray pixels at `dpi`.
+pub(crate) struct Scan {
+    pub pixels: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    pub dpi: f64,
+}
+
+/// The page with what was read on it; Tesseract's pixels become inches at `dpi` when it is a scan.
+pub(crate) fn with(mut page: PageText, recognized: Recognized) -> PageText {
+    (page.words, page.lines, page.paragraphs) = (recognized.words, recognized.lines, recognized.paragraphs);
+    page
+}
+
+/// What Tesseract read on a scan at `dpi`, in inches.
+pub(crate) fn in_inches(mut recognized: Recognized, dpi: f64) -> Recognized {
+    scale(&mut recognized, 1.0 / dpi);
+    recognized
+}
+
+/// Rows of xRGB (native-endian 32-bit) pixels as 8-bit gray.
+fn gray_from_rgb24(data: &[u8], stride: usize, width: usize) -> Vec<u8> {
+    let mut gray = Vec::with_capacity(width * data.len() / stride.max(1));
+    for row in data.chunks_exact(stride) {
+        for px in row[..width * 4].chunks_exact(4) {
+            let pixel = u32::from_ne_bytes([px[0], px[1], px[2], px[3]]);
+            let [r, g, b] = [(pixel >> 16) & 0xFF, (pixel >> 8) & 0xFF, pixel & 0xFF];
+            gray.push(((r * 299 + g * 587 + b * 114) / 1000) as u8);
+        }
+    }
+    gray
+}
+
+/// Multiplies every polygon's coordinates by `factor` (pixels to inches).
+fn scale(recognized: &mut Recognized, factor: f64) {
+    let polygons = recognized.words.iter_mut().map(|w| &mut w.polygon);
+    let polygons = polygons.chain(recognized.lines.iter_mut().map(|l| &mut l.polygon));
+    for polygon in polygons.chain(recognized.paragraphs.iter_mut().map(|p| &mut p.polygon)) {
+        polygon.iter_mut().for_each(|c| *c *= factor);
+    }
+}
+
+/// A word being read: its text, bounds, and whether it begins a line.
+struct Pending {
+    text: String,
+    bounds: Rectangle,
+    begins_line: bool,
+}
+
+/// Words (split at whitespace), lines (at a newline or where the text moves down past the
+/// previous character) and paragraphs (where the gap to the next line exceeds a line's height).
+fn layout(chars: &[char], boxes: &[Rectangle]) -> Recognized {
+    let mut words: Vec<Pending> = Vec::new();
+    let mut current: Option<Pending> = None;
+    let (mut line_break, mut previous): (bool, Option<Rectangle>) = (true, None);
+    for (&c, &r) in chars.iter().zip(boxes) {
+        if c.is_whitespace() {
+            words.extend(current.take());
+            line_break |= c == '\n';
+            continue;
+        }
+        if previous.is_some_and(|p| r.y1 >= p.y2) {
+            words.extend(current.take());
+            line_break = true;
+        }
+        match current.as_mut() {
+            Some(word) => {
+                word.text.push(c);
+                word.bounds = union(word.bounds, r);
+            }
+            None => {
+                current = Some(Pending { text: c.to_string(), bounds: r, begins_line: std::mem::take(&mut line_break) })
+            }
+        }
+        previous = Some(r);
+    }
+    words.extend(current);
+    group(words)
+}
+
+fn union(a: Rectangle, b: Rectangle) -> Rectangle {
+    Rectangle { x1: a.x1.min(b.x1), y1: a.y1.min(b.y1), x2: a.x2.max(b.x2), y2: a.y2.max(b.y2) }
+}
+
+fn polygon(r: Rectangle) -> Polygon {
+    let [l, t, rt, b] = [r.x1, r.y1, r.x2, r.y2].map(|p| p / POINTS_PER_INCH);
+    [l, t, rt, t, rt, b, l, b]
+}
+
+/// Words, each marked when it begins a line, into lines and paragraphs.
+fn group(words: Vec<Pending>) -> Recognized {
+    let mut out = Recognized::default();
+    let mut line_boxes: Vec<Rectangle> = Vec::new();
+    for Pending { text, bounds, begins_line } in words {
+        let at = out.words.len();
+        if begins_line || line_boxes.is_empty() {
+            line_boxes.push(bounds);
+            out.lines.push(Line { words: at..at, polygon: polygon(bounds) });
+        }
+        if let (Some(line), Some(line_box)) = (out.lines.last_mut(), line_boxes.last_mut()) {
+            *line_box = union(*line_box, bounds);
+            line.words.end = at + 1;
+            line.polygon = polygon(*line_box);
+        }
+        out.words.push(Word { text, polygon: polygon(bounds), confidence: 1.0 });
+    }
+    let mut start = 0;
+    for i in 0..line_boxes.len() {
+        let last = i + 1 == line_boxes.len();
+        let (this, height) = (line_boxes[i], line_boxes[i].y2 - line_boxes[i].y1);
+        if last || line_boxes[i + 1].y1 - this.y2 > height {
+            let bounds = line_boxes[start..=i].iter().copied().reduce(union).unwrap_or(this);
+            out.paragraphs.push(Paragraph { lines: start..i + 1, polygon: polygon(bounds) });
+            start = i + 1;
+        }
+    }
+    out
+}
+
+/// A mapped file, unmapped when dropped.
+struct Mapping {
+    data: *mut c_void,
+    len: usize,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `open`, unmapped once, after the document that read it.
+        let _ = unsafe { rustix::mm::munmap(self.data, self.len) };
+    }
+}
+
+/// A GObject (page) released when dropped.
+struct Object {
+    handle: NonNull<c_void>,
+    unref: PointerFn,
+}
+
+impl Drop for Object {
+    fn drop(&mut self) {
+        // SAFETY: a reference Poppler gave us, released once.
+        unsafe { (self.unref)(self.handle.as_ptr()) };
+    }
+}
+
+/// An open PDF and the memory it reads.
+pub(crate) struct Document {
+    handle: NonNull<c_void>,
+    unref: PointerFn,
+    // Dropped after the document (fields drop in order, `drop` below runs first).
+    _map: Mapping,
+}
+
+impl Drop for Document {
+    fn drop(&mut self) {
+        // SAFETY: the document's reference, released once, before its data is unmapped.
+        unsafe { (self.unref)(self.handle.as_ptr()) };
+    }
+}
