@@ -47,6 +47,7 @@ pub fn router(service: Arc<CognitiveService>, account: String) -> Router {
         .route("/sts/v1.0/issuetoken", axum::routing::post(issue_token))
         .route("/artifacts/{container}/{*path}", axum::routing::get(artifact))
         .merge(crate::speech_http::routes())
+        .merge(crate::documents_http::routes())
         .fallback(not_served)
         .with_state(Plane { service, account })
 }

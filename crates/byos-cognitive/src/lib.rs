@@ -33,6 +33,9 @@ pub mod cmk;
 pub mod dataplane;
 pub mod datasets;
 pub mod doctor;
+mod document_result;
+pub mod documents;
+mod documents_http;
 pub mod endpoints;
 mod endpoints_http;
 pub mod evaluations;
@@ -138,11 +141,11 @@ pub struct CognitiveService {
     /// Synthesizes speech (worker processes).
     pub(crate) tts: Arc<byos_speech::tts::TtsEngine>,
     /// Reads documents (worker processes).
-    // Read by the Document Intelligence analyze routes, written alongside this engine.
-    #[allow(dead_code)]
     pub(crate) ocr: Arc<byos_document::OcrEngine>,
     /// A permit per open Speech SDK socket.
     pub(crate) live_sessions: Arc<tokio::sync::Semaphore>,
+    /// Document analyses and their results (in memory only, 24 hours).
+    pub(crate) analyses: documents::Analyses,
     pub(crate) live_idle_timeout: std::time::Duration,
     /// Live accounts by lowercased id.
     accounts: RwLock<HashMap<String, Arc<LiveAccount>>>,
@@ -196,6 +199,7 @@ impl CognitiveService {
             ocr,
             live_sessions,
             live_idle_timeout,
+            analyses: documents::Analyses::default(),
             accounts,
         }))
     }

@@ -100,7 +100,7 @@ impl hyper::body::Body for Noted {
 }
 
 /// `router` with repeated leading slashes of a request's path collapsed into one before routing,
-/// for the main listener: clients join a base URL ending in `/` with a path starting with one
+/// for the main listener and those opened at run time (accounts, vaults): clients join a base URL ending in `/` with a path starting with one
 /// (`az cloud register --endpoint-resource-manager https://host:port/` asks for
 /// `//metadata/endpoints`), and Azure's front door accepts that for every API behind it.
 pub fn collapsing_leading_slashes(router: Router) -> Router {
@@ -279,6 +279,8 @@ impl byos_http::Listeners for Hub {
         let port = listener.local_addr()?.port();
         let stop = self.stop.child_token();
         let guard = stop.clone().drop_guard();
+        // Clients that keep an endpoint's trailing slash (`DocumentIntelligenceClient`) ask for `//path`.
+        let router = collapsing_leading_slashes(router);
         tokio::spawn(serve_tls(listener, Arc::clone(&self.tls), router, stop, self.connections.clone()));
         Ok((port, byos_http::ListenerHandle(Box::new(guard))))
     }

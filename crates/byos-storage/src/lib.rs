@@ -111,6 +111,11 @@ impl StorageService {
         Ok(())
     }
 
+    /// `https://127.0.0.1:{blob port}`: where every account's endpoint begins.
+    pub fn blob_base(&self) -> &str {
+        &self.blob_base
+    }
+
     pub fn endpoint(&self, name: &str) -> String {
         format!("{}/{name}/", self.blob_base)
     }

@@ -66,6 +66,9 @@ pub enum ArtifactError {
     },
     #[error("the artifact does not exist")]
     NotFound,
+    /// Larger than the reader takes.
+    #[error("the blob is {size} bytes; at most {limit} are read")]
+    TooLarge { size: u64, limit: u64 },
     #[error("reading the artifact's content failed")]
     ReadFailed,
     /// The account's customer-managed key cannot be used now (revoked, access removed, identity
@@ -98,6 +101,11 @@ impl ArtifactError {
             )
             .with_explanation(explanation.clone()),
             ArtifactError::NotFound => ApiError::not_found("NotFound", "The artifact does not exist."),
+            ArtifactError::TooLarge { size, limit } => ApiError::new(
+                400,
+                "InvalidContentLength",
+                format!("The content is {size} bytes; at most {limit} are taken."),
+            ),
             ArtifactError::KeyUnavailable(reason) => ApiError::new(
                 403,
                 "CustomerManagedKeyUnavailable",
@@ -322,6 +330,61 @@ impl ArtifactStore {
         let reader = self.storage.read_blob(&binding.caller, at).await.map_err(|e| Self::classify(&binding, e))?;
         let chunks: Vec<Bytes> = reader.content.try_collect().await.map_err(|e| {
             tracing::warn!(error = %e, "artifact store: reading failed");
+            ArtifactError::ReadFailed
+        })?;
+        Ok(chunks.concat().into())
+    }
+
+    /// Where `url` points when it is a blob of one of byos's storage accounts given without a SAS:
+    /// (storage account name, container, blob). Such a URL is read as the reading account's identity.
+    pub fn identity_location(&self, url: &str) -> Option<(String, String, String)> {
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        if query.split('&').any(|pair| pair.starts_with("sig=")) {
+            return None;
+        }
+        let rest = path.strip_prefix(self.storage.blob_base())?.strip_prefix('/')?;
+        let mut parts = rest.splitn(3, '/');
+        let (name, container, blob) = (parts.next()?, parts.next()?, parts.next()?);
+        let blob = percent_encoding::percent_decode_str(blob).decode_utf8().ok()?;
+        (!name.is_empty() && !container.is_empty() && !blob.is_empty())
+            .then(|| (name.to_owned(), container.to_owned(), blob.into_owned()))
+    }
+
+    /// A blob of any of byos's storage accounts, read as `account`'s identity (the system-assigned
+    /// one, or the user-assigned one with `client_id`) through the storage service and the door:
+    /// its roles, the storage firewall's trusted-service and resource-instance rules, the storage's
+    /// customer-managed key decide. At most `limit` bytes.
+    pub async fn read_as_identity(
+        &self,
+        account: &LiveAccount,
+        client_id: Option<&str>,
+        (name, container, blob): (&str, &str, &str),
+        limit: u64,
+    ) -> Result<Bytes, ArtifactError> {
+        let storage_id = self.storage.account(name).map(|a| a.id.clone()).unwrap_or_else(|| name.to_owned());
+        let attached = AttachedIdentities {
+            resource_id: &account.id,
+            system: account.system_identity,
+            user: &account.user_identities,
+        };
+        let caller = self.directory.act_as(&attached, client_id).ok_or_else(|| ArtifactError::Inaccessible {
+            storage: storage_id.clone(),
+            check: None,
+            reason: match client_id {
+                Some(id) => format!("the account has no user-assigned identity with client id {id}"),
+                None => "the account has no system-assigned identity, and documents are read as that identity".into(),
+            },
+            explanation: json!({"check": "Identity", "resource": account.id,
+                                "fix": "enable the account's system-assigned identity and grant it Storage Blob Data Reader on the storage account"}),
+        })?;
+        let binding = Binding { storage_id, account_name: name.to_owned(), caller };
+        let at = BlobAddress { account: name, container, blob };
+        let reader = self.storage.read_blob(&binding.caller, at).await.map_err(|e| Self::classify(&binding, e))?;
+        if reader.info.size > limit {
+            return Err(ArtifactError::TooLarge { size: reader.info.size, limit });
+        }
+        let chunks: Vec<Bytes> = reader.content.try_collect().await.map_err(|e| {
+            tracing::warn!(error = %e, "reading a document as the account's identity failed");
             ArtifactError::ReadFailed
         })?;
         Ok(chunks.concat().into())

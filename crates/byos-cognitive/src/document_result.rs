@@ -1,0 +1,307 @@
+//! What an analysis answers: the pages the engine read ([`byos_document::PageText`]) in Azure's
+//! `AnalyzeResult` shape (2023-07-31 and 2024-11-30): one `content` string, and every word, line,
+//! paragraph and page pointing into it with spans counted in the caller's `stringIndexType`.
+//!
+//! `prebuilt-read` gives pages (words, lines) and paragraphs; `prebuilt-layout` the same, and in
+//! markdown its content separates paragraphs by blank lines and pages by `<!-- PageBreak -->`.
+//! Nothing the engine did not detect (tables, selection marks, figures) is invented.
+
+use byos_document::{PageText, Polygon, Unit};
+use serde_json::{Value, json};
+
+/// How spans count characters (`stringIndexType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StringIndex {
+    /// User-perceived characters (Azure's v4 default); byos counts Unicode scalar values, which is
+    /// the same for the text Tesseract and PDFs give outside combining sequences.
+    TextElements,
+    UnicodeCodePoint,
+    Utf16CodeUnit,
+}
+
+impl StringIndex {
+    pub fn parse(name: &str) -> Option<StringIndex> {
+        match name {
+            "textElements" => Some(StringIndex::TextElements),
+            "unicodeCodePoint" => Some(StringIndex::UnicodeCodePoint),
+            "utf16CodeUnit" => Some(StringIndex::Utf16CodeUnit),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StringIndex::TextElements => "textElements",
+            StringIndex::UnicodeCodePoint => "unicodeCodePoint",
+            StringIndex::Utf16CodeUnit => "utf16CodeUnit",
+        }
+    }
+
+    fn length(self, text: &str) -> usize {
+        match self {
+            StringIndex::TextElements | StringIndex::UnicodeCodePoint => text.chars().count(),
+            StringIndex::Utf16CodeUnit => text.encode_utf16().count(),
+        }
+    }
+}
+
+/// What the result is asked to hold.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub api_version: String,
+    pub model_id: String,
+    pub string_index: StringIndex,
+    /// `outputContentFormat=markdown` (v4 layout).
+    pub markdown: bool,
+    /// v4 results name their content format.
+    pub content_format: bool,
+}
+
+/// The content string being written, and its length in the caller's units.
+struct Content {
+    text: String,
+    length: usize,
+    index: StringIndex,
+}
+
+impl Content {
+    /// Appends `text`; answers its span.
+    fn push(&mut self, text: &str) -> Value {
+        let offset = self.length;
+        let length = self.index.length(text);
+        self.text.push_str(text);
+        self.length += length;
+        json!({"offset": offset, "length": length})
+    }
+
+    fn separate(&mut self, separator: &str) {
+        if !self.text.is_empty() {
+            self.push(separator);
+        }
+    }
+}
+
+fn polygon(p: &Polygon) -> Value {
+    json!(p.iter().map(|v| (v * 10_000.0).round() / 10_000.0).collect::<Vec<f64>>())
+}
+
+fn unit(unit: Unit) -> &'static str {
+    match unit {
+        Unit::Pixel => "pixel",
+        Unit::Inch => "inch",
+    }
+}
+
+/// The `AnalyzeResult` of `pages`.
+pub fn analyze_result(pages: &[PageText], shape: &Shape) -> Value {
+    let mut content = Content { text: String::new(), length: 0, index: shape.string_index };
+    let (line_gap, paragraph_gap, page_gap) =
+        if shape.markdown { ("\n", "\n\n", "\n\n<!-- PageBreak -->\n\n") } else { ("\n", "\n", "\n") };
+    let mut out_pages = Vec::new();
+    let mut paragraphs = Vec::new();
+    for (index, page) in pages.iter().enumerate() {
+        if index > 0 {
+            content.separate(page_gap);
+        }
+        let start = content.length;
+        let mut words = vec![Value::Null; page.words.len()];
+        let mut lines = Vec::with_capacity(page.lines.len());
+        let mut line_spans = vec![Value::Null; page.lines.len()];
+        let grouped = paragraph_groups(page);
+        for (p, group) in grouped.iter().enumerate() {
+            if p > 0 {
+                content.separate(paragraph_gap);
+            }
+            let paragraph_start = content.length;
+            let mut paragraph_text = Vec::new();
+            for (n, line_index) in group.clone().enumerate() {
+                if n > 0 {
+                    content.push(line_gap);
+                }
+                let line = &page.lines[line_index];
+                let line_start = content.length;
+                let mut texts = Vec::new();
+                for (w, word_index) in line.words.clone().enumerate() {
+                    if w > 0 {
+                        content.push(" ");
+                    }
+                    let word = &page.words[word_index];
+                    let span = content.push(&word.text);
+                    words[word_index] = json!({"content": word.text, "polygon": polygon(&word.polygon),
+                                               "confidence": (word.confidence * 1000.0).round() / 1000.0, "span": span});
+                    texts.push(word.text.as_str());
+                }
+                let text = texts.join(" ");
+                line_spans[line_index] = json!([{"offset": line_start, "length": content.length - line_start}]);
+                lines.push((line_index, json!({"content": text, "polygon": polygon(&line.polygon)})));
+                paragraph_text.push(text);
+            }
+            if let Some(paragraph) = page.paragraphs.get(p) {
+                paragraphs.push(json!({
+                    "content": paragraph_text.join(line_gap),
+                    "boundingRegions": [{"pageNumber": page.number, "polygon": polygon(&paragraph.polygon)}],
+                    "spans": [{"offset": paragraph_start, "length": content.length - paragraph_start}],
+                }));
+            }
+        }
+        let lines: Vec<Value> = lines
+            .into_iter()
+            .map(|(i, mut line)| {
+                line["spans"] = line_spans[i].take();
+                line
+            })
+            .collect();
+        out_pages.push(json!({
+            "pageNumber": page.number, "angle": page.angle, "width": page.width, "height": page.height,
+            "unit": unit(page.unit), "words": words.into_iter().filter(|w| !w.is_null()).collect::<Vec<_>>(),
+            "lines": lines, "spans": [{"offset": start, "length": content.length - start}],
+        }));
+    }
+    let mut result = json!({
+        "apiVersion": shape.api_version, "modelId": shape.model_id, "stringIndexType": shape.string_index.name(),
+        "content": content.text, "pages": out_pages, "paragraphs": paragraphs, "styles": [],
+    });
+    if shape.content_format {
+        result["contentFormat"] = json!(if shape.markdown { "markdown" } else { "text" });
+    }
+    result
+}
+
+/// v2.1's `analyzeResult` of `pages` (layout): `readResults` with lines and their words, and a
+/// `pageResults` entry per page with no tables (byos detects none).
+pub fn v2_analyze_result(pages: &[PageText]) -> Value {
+    let read_results: Vec<Value> = pages
+        .iter()
+        .map(|page| {
+            let lines: Vec<Value> = page
+                .lines
+                .iter()
+                .map(|line| {
+                    let words: Vec<Value> = page.words
+                        [line.words.start.min(page.words.len())..line.words.end.min(page.words.len())]
+                        .iter()
+                        .map(|w| {
+                            json!({"boundingBox": polygon(&w.polygon), "text": w.text,
+                                        "confidence": (w.confidence * 1000.0).round() / 1000.0})
+                        })
+                        .collect();
+                    let text: Vec<&str> = words.iter().filter_map(|w| w["text"].as_str()).collect();
+                    json!({"boundingBox": polygon(&line.polygon), "text": text.join(" "), "words": words})
+                })
+                .collect();
+            json!({"page": page.number, "angle": page.angle, "width": page.width, "height": page.height,
+                   "unit": unit(page.unit), "lines": lines})
+        })
+        .collect();
+    let page_results: Vec<Value> = pages.iter().map(|p| json!({"page": p.number, "tables": []})).collect();
+    json!({"version": "2.1.0", "readResults": read_results, "pageResults": page_results})
+}
+
+/// The lines of each paragraph of `page`; a page without paragraphs is one paragraph of all its
+/// lines (words outside any line are left out: the engine places every word in a line).
+fn paragraph_groups(page: &PageText) -> Vec<std::ops::Range<usize>> {
+    if page.paragraphs.is_empty() {
+        let all = 0..page.lines.len();
+        return if all.is_empty() { Vec::new() } else { std::iter::once(all).collect() };
+    }
+    page.paragraphs.iter().map(|p| p.lines.start.min(page.lines.len())..p.lines.end.min(page.lines.len())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use byos_document::{Line, Paragraph, Word};
+
+    fn word(text: &str, x: f64) -> Word {
+        Word { text: text.into(), polygon: [x, 0.0, x + 10.0, 0.0, x + 10.0, 5.0, x, 5.0], confidence: 0.9 }
+    }
+
+    fn page(number: u32) -> PageText {
+        let words = vec![word("Hello", 0.0), word("wörld", 20.0), word("again", 0.0)];
+        let polygon = [0.0, 0.0, 30.0, 0.0, 30.0, 5.0, 0.0, 5.0];
+        PageText {
+            number,
+            width: 100.0,
+            height: 200.0,
+            unit: Unit::Pixel,
+            angle: 0.0,
+            words,
+            lines: vec![Line { words: 0..2, polygon }, Line { words: 2..3, polygon }],
+            paragraphs: vec![Paragraph { lines: 0..1, polygon }, Paragraph { lines: 1..2, polygon }],
+        }
+    }
+
+    fn shape(index: StringIndex, markdown: bool) -> Shape {
+        Shape {
+            api_version: "2024-11-30".into(),
+            model_id: "prebuilt-read".into(),
+            string_index: index,
+            markdown,
+            content_format: true,
+        }
+    }
+
+    /// The text a span points at, counting in `index`'s units.
+    fn at(content: &str, span: &Value, index: StringIndex) -> String {
+        let (offset, length) =
+            (span["offset"].as_u64().unwrap_or(0) as usize, span["length"].as_u64().unwrap_or(0) as usize);
+        match index {
+            StringIndex::Utf16CodeUnit => {
+                let units: Vec<u16> = content.encode_utf16().collect();
+                String::from_utf16_lossy(&units[offset..offset + length])
+            }
+            _ => content.chars().skip(offset).take(length).collect(),
+        }
+    }
+
+    #[test]
+    fn every_span_points_at_its_text_in_each_index_type() {
+        for index in [StringIndex::TextElements, StringIndex::UnicodeCodePoint, StringIndex::Utf16CodeUnit] {
+            let result = analyze_result(&[page(1), page(2)], &shape(index, false));
+            let content = result["content"].as_str().unwrap_or_default();
+            assert_eq!(content, "Hello wörld\nagain\nHello wörld\nagain");
+            for page in result["pages"].as_array().into_iter().flatten() {
+                for word in page["words"].as_array().into_iter().flatten() {
+                    assert_eq!(at(content, &word["span"], index), word["content"].as_str().unwrap_or_default());
+                }
+                for line in page["lines"].as_array().into_iter().flatten() {
+                    assert_eq!(at(content, &line["spans"][0], index), line["content"].as_str().unwrap_or_default());
+                }
+            }
+            let paragraph = &result["paragraphs"][1];
+            assert_eq!(at(content, &paragraph["spans"][0], index), "again");
+            assert_eq!(paragraph["boundingRegions"][0]["pageNumber"], 1);
+            assert_eq!(result["pages"][1]["spans"][0]["offset"], 18);
+        }
+    }
+
+    #[test]
+    fn markdown_separates_paragraphs_and_pages() {
+        let result = analyze_result(&[page(1), page(2)], &shape(StringIndex::TextElements, true));
+        let content = result["content"].as_str().unwrap_or_default();
+        assert_eq!(content, "Hello wörld\n\nagain\n\n<!-- PageBreak -->\n\nHello wörld\n\nagain");
+        assert_eq!(result["contentFormat"], "markdown");
+        let last = &result["pages"][1]["words"][2];
+        assert_eq!(at(content, &last["span"], StringIndex::TextElements), "again");
+    }
+
+    #[test]
+    fn v2_read_results_hold_each_line_with_its_words() {
+        let result = v2_analyze_result(&[page(3)]);
+        let read = &result["readResults"][0];
+        assert_eq!((read["page"].as_u64(), read["unit"].as_str()), (Some(3), Some("pixel")));
+        assert_eq!(read["lines"][0]["text"], "Hello wörld");
+        assert_eq!(read["lines"][0]["words"][1]["text"], "wörld");
+        assert_eq!(read["lines"][1]["boundingBox"].as_array().map(Vec::len), Some(8));
+        assert_eq!(result["pageResults"][0], json!({"page": 3, "tables": []}));
+    }
+
+    #[test]
+    fn a_page_with_nothing_on_it_is_still_a_page() {
+        let empty = PageText { words: vec![], lines: vec![], paragraphs: vec![], ..page(1) };
+        let result = analyze_result(&[empty], &shape(StringIndex::TextElements, false));
+        assert_eq!(result["content"], "");
+        assert_eq!(result["pages"][0]["spans"][0], json!({"offset": 0, "length": 0}));
+        assert_eq!(result["paragraphs"], json!([]));
+    }
+}

@@ -1,0 +1,444 @@
+//! Document Intelligence analyze over HTTP: parse, call [`crate::documents`], render. One account
+//! (kinds FormRecognizer and CognitiveServices) serves both families the clients use:
+//! `/documentintelligence` (`DocumentIntelligenceClient`, 2024-11-30; also 2023-07-31 there) and
+//! `/formrecognizer` (`DocumentAnalysisClient`, 2023-07-31 and 2022-08-31).
+//!
+//! `POST …/documentModels/{modelId}:analyze` answers 202 with an absolute `Operation-Location`
+//! and `Retry-After: 1` (the v4 client polls every 30 s without it); `GET …/analyzeResults/{id}`
+//! the operation; v4 `DELETE` forgets it. Errors are `{"error":{"code","message","innererror"}}`.
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use byos_authz::Action;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::account::Kind;
+use crate::dataplane::{Plane, admitted};
+use crate::document_result::{Shape, StringIndex};
+use crate::documents::{AnalyzeRequest, DocumentError, PREBUILT_MODELS, Source, Status, parse_pages};
+use crate::{CognitiveService, LiveAccount};
+
+const ANALYZE: Action =
+    Action::data("Microsoft.CognitiveServices/accounts/FormRecognizer/documentmodels:analyze/action");
+const READ_RESULT: Action =
+    Action::data("Microsoft.CognitiveServices/accounts/FormRecognizer/documentmodels/analyzeresults/read");
+const DELETE_RESULT: Action =
+    Action::data("Microsoft.CognitiveServices/accounts/FormRecognizer/documentmodels/analyzeresults/delete");
+/// The largest request: a 500 MB document as base64 in JSON.
+const MAX_BODY_BYTES: usize = 700 << 20;
+/// The features byos honours (`ocrHighResolution`: Tesseract reads at the page's full resolution anyway).
+const FEATURES: [&str; 1] = ["ocrHighResolution"];
+
+/// Which family a route belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// `/documentintelligence`
+    Intelligence,
+    /// `/formrecognizer`
+    Recognizer,
+}
+
+impl Family {
+    fn base(self) -> &'static str {
+        match self {
+            Family::Intelligence => "/documentintelligence",
+            Family::Recognizer => "/formrecognizer",
+        }
+    }
+
+    fn versions(self) -> &'static [&'static str] {
+        match self {
+            Family::Intelligence => &["2024-11-30", "2023-07-31", "2022-08-31"],
+            Family::Recognizer => &["2023-07-31", "2022-08-31"],
+        }
+    }
+}
+
+pub(crate) fn routes() -> Router<Plane> {
+    let mut router = Router::new();
+    for family in [Family::Intelligence, Family::Recognizer] {
+        let base = family.base();
+        router = router
+            .route(
+                &format!("{base}/documentModels/{{model}}"),
+                axum::routing::post(move |s, e, h, p, q, b| analyze(family, s, e, h, p, q, b))
+                    .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+            )
+            .route(
+                &format!("{base}/documentModels/{{model}}/analyzeResults/{{id}}"),
+                axum::routing::get(move |s, e, h, p, q| result(family, s, e, h, p, q))
+                    .delete(move |s, e, h, p, q| delete(family, s, e, h, p, q)),
+            );
+    }
+    router
+        .route(
+            "/formrecognizer/v2.1/layout/analyze",
+            axum::routing::post(v2_analyze).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
+        .route("/formrecognizer/v2.1/layout/analyzeResults/{id}", axum::routing::get(v2_result))
+}
+
+#[derive(Deserialize)]
+struct AnalyzeQuery {
+    #[serde(rename = "api-version")]
+    api_version: Option<String>,
+    pages: Option<String>,
+    #[serde(rename = "stringIndexType")]
+    string_index_type: Option<String>,
+    #[serde(rename = "outputContentFormat")]
+    output_content_format: Option<String>,
+    features: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct VersionQuery {
+    #[serde(rename = "api-version")]
+    api_version: Option<String>,
+}
+
+fn render(outcome: Result<Response, DocumentError>) -> Response {
+    outcome.unwrap_or_else(|e| {
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+        (status, [("x-ms-error-code", e.code)], axum::Json(e.body())).into_response()
+    })
+}
+
+fn invalid(inner: &'static str, message: impl Into<String>) -> DocumentError {
+    DocumentError::new(400, "InvalidArgument", inner, message)
+}
+
+/// The api-version, checked against the family's.
+fn version(family: Family, asked: Option<&str>) -> Result<String, DocumentError> {
+    let Some(asked) = asked else {
+        return Err(invalid("ParameterMissing", "The api-version query parameter is required."));
+    };
+    if !family.versions().contains(&asked) {
+        let supported = family.versions().join(", ");
+        return Err(DocumentError::new(
+            404,
+            "NotFound",
+            "NotSupportedApiVersion",
+            format!("The API version '{asked}' is not supported on {}; use one of {supported}.", family.base()),
+        ));
+    }
+    Ok(asked.to_owned())
+}
+
+/// The account, when it serves Document Intelligence, with the caller admitted for `action`.
+fn document_account(
+    plane: &Plane,
+    extensions: &Extensions,
+    headers: &HeaderMap,
+    action: &Action,
+) -> Result<std::sync::Arc<LiveAccount>, DocumentError> {
+    let account = admitted(plane, extensions, headers, action).map_err(|e| {
+        let (code, inner) = match e.status {
+            401 => ("Unauthorized", "Unauthorized"),
+            404 => ("NotFound", "ResourceNotFound"),
+            _ => ("Forbidden", "AuthorizationFailed"),
+        };
+        let mut error = DocumentError::new(e.status, code, inner, e.message.clone());
+        error.explanation = e.additional_info.first().map(|info| info["info"].clone());
+        error
+    })?;
+    match account.settings.kind {
+        Kind::FormRecognizer | Kind::CognitiveServices => Ok(account),
+        Kind::SpeechServices => Err(DocumentError::new(404, "NotFound", "ResourceNotFound", "Resource not found.")),
+    }
+}
+
+async fn analyze(
+    family: Family,
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(segment): Path<String>,
+    Query(query): Query<AnalyzeQuery>,
+    body: Bytes,
+) -> Response {
+    render(
+        async {
+            let Some(model) = segment.strip_suffix(":analyze") else {
+                return Err(DocumentError::new(404, "NotFound", "ResourceNotFound", "Resource not found."));
+            };
+            let account = document_account(&plane, &extensions, &headers, &ANALYZE)?;
+            let api_version = version(family, query.api_version.as_deref())?;
+            let request = analyze_request(family, model, &api_version, &query, &headers, body)?;
+            let id = plane.service.start_analysis(account.clone(), request);
+            let location = format!(
+                "{}{}/documentModels/{model}/analyzeResults/{id}?api-version={api_version}",
+                CognitiveService::endpoint(account.settings.port).trim_end_matches('/'),
+                family.base()
+            );
+            Ok((
+                StatusCode::ACCEPTED,
+                [("operation-location", location), (header::RETRY_AFTER.as_str(), "1".into()), ("apim-request-id", id)],
+            )
+                .into_response())
+        }
+        .await,
+    )
+}
+
+/// The request as the query and body describe it.
+fn analyze_request(
+    family: Family,
+    model: &str,
+    api_version: &str,
+    query: &AnalyzeQuery,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<AnalyzeRequest, DocumentError> {
+    if !PREBUILT_MODELS.contains(&model) {
+        return Err(DocumentError::new(
+            404,
+            "NotFound",
+            "ModelNotFound",
+            format!("The requested model '{model}' was not found; byos has {}.", PREBUILT_MODELS.join(", ")),
+        ));
+    }
+    let v4 = family == Family::Intelligence && api_version == "2024-11-30";
+    let string_index = match query.string_index_type.as_deref() {
+        None => StringIndex::TextElements,
+        Some(name) => StringIndex::parse(name).ok_or_else(|| {
+            invalid("InvalidParameter", format!("The parameter stringIndexType '{name}' is invalid."))
+        })?,
+    };
+    let markdown = match query.output_content_format.as_deref() {
+        None | Some("text") => false,
+        Some("markdown") if v4 && model == "prebuilt-layout" => true,
+        Some("markdown") => {
+            return Err(invalid(
+                "InvalidParameter",
+                "outputContentFormat=markdown is available for prebuilt-layout in 2024-11-30.",
+            ));
+        }
+        Some(other) => {
+            return Err(invalid(
+                "InvalidParameter",
+                format!("The parameter outputContentFormat '{other}' is invalid."),
+            ));
+        }
+    };
+    if let Some(features) = &query.features {
+        let unsupported: Vec<&str> = features.split(',').map(str::trim).filter(|f| !FEATURES.contains(f)).collect();
+        if !unsupported.is_empty() {
+            return Err(invalid(
+                "InvalidParameter",
+                format!(
+                    "byos does not extract the features {}; it supports {}.",
+                    unsupported.join(", "),
+                    FEATURES.join(", ")
+                ),
+            ));
+        }
+    }
+    let pages = query.pages.as_deref().map(parse_pages).transpose()?;
+    let source = source(headers, body)?;
+    let shape = Shape {
+        api_version: api_version.to_owned(),
+        model_id: model.to_owned(),
+        string_index,
+        markdown,
+        content_format: v4,
+    };
+    Ok(AnalyzeRequest { source, pages, shape })
+}
+
+/// The document: JSON `urlSource` / `base64Source`, or the body's own bytes (sniffed: the v4
+/// client sends every document as `application/octet-stream`).
+fn source(headers: &HeaderMap, body: Bytes) -> Result<Source, DocumentError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("application/json"));
+    let bytes = if json {
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| invalid("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?;
+        if let Some(url) = value["urlSource"].as_str() {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(invalid(
+                    "InvalidContentSourceFormat",
+                    "Invalid content source: urlSource must be an absolute http(s) URL.",
+                ));
+            }
+            return Ok(Source::Url(url.to_owned()));
+        }
+        let Some(encoded) = value["base64Source"].as_str() else {
+            return Err(invalid("ParameterMissing", "The request has neither urlSource nor base64Source."));
+        };
+        Bytes::from(base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| {
+            invalid("InvalidContentSourceFormat", "Invalid content source: base64Source is not valid base64.")
+        })?)
+    } else {
+        body
+    };
+    if bytes.is_empty() {
+        return Err(DocumentError::new(400, "InvalidRequest", "InvalidContentLength", "The document is empty."));
+    }
+    if byos_document::sniff(&bytes).is_none() {
+        return Err(DocumentError::new(
+            400,
+            "InvalidRequest",
+            "UnsupportedContent",
+            "The content is not a supported document: byos reads PDF, JPEG, PNG, BMP and TIFF.",
+        ));
+    }
+    Ok(Source::Bytes(bytes))
+}
+
+fn result_not_found(id: &str) -> DocumentError {
+    DocumentError::new(404, "NotFound", "OperationNotFound", format!("The analyze result '{id}' was not found."))
+}
+
+/// What every poll answers: the status and its times.
+fn poll_body(analysis: &crate::documents::Analysis) -> Value {
+    json!({"status": analysis.status.name(), "createdDateTime": analysis.created,
+           "lastUpdatedDateTime": analysis.updated})
+}
+
+async fn result(
+    family: Family,
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path((model, id)): Path<(String, String)>,
+    Query(query): Query<VersionQuery>,
+) -> Response {
+    render((|| {
+        let account = document_account(&plane, &extensions, &headers, &READ_RESULT)?;
+        version(family, query.api_version.as_deref())?;
+        let analysis = plane
+            .service
+            .analysis(&account, &id)
+            .filter(|a| a.model_id == model)
+            .ok_or_else(|| result_not_found(&id))?;
+        let mut body = poll_body(&analysis);
+        if let Some(result) = analysis.result() {
+            body["analyzeResult"] = result;
+        }
+        if let Some(error) = &analysis.error {
+            body["error"] = error.body()["error"].take();
+        }
+        let retry = if analysis.status == Status::Running { Some([(header::RETRY_AFTER, "1")]) } else { None };
+        Ok(match retry {
+            Some(retry) => (retry, axum::Json(body)).into_response(),
+            None => axum::Json(body).into_response(),
+        })
+    })())
+}
+
+async fn delete(
+    family: Family,
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path((_model, id)): Path<(String, String)>,
+    Query(query): Query<VersionQuery>,
+) -> Response {
+    render((|| {
+        let account = document_account(&plane, &extensions, &headers, &DELETE_RESULT)?;
+        let api_version = version(family, query.api_version.as_deref())?;
+        if family != Family::Intelligence || api_version != "2024-11-30" {
+            return Err(DocumentError::new(
+                405,
+                "MethodNotAllowed",
+                "MethodNotAllowed",
+                "Deleting an analyze result needs 2024-11-30.",
+            ));
+        }
+        match plane.service.delete_analysis(&account, &id) {
+            true => Ok(StatusCode::NO_CONTENT.into_response()),
+            false => Err(result_not_found(&id)),
+        }
+    })())
+}
+
+// ---- Form Recognizer v2.1 (`FormRecognizerClient(api_version="2.1")`): layout ------------------------------
+
+#[derive(Deserialize)]
+struct V2Query {
+    pages: Option<String>,
+}
+
+/// v2.1 errors: `{"error":{"code","message"}}` with v2's codes.
+fn render_v2(outcome: Result<Response, DocumentError>) -> Response {
+    outcome.unwrap_or_else(|e| {
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+        (status, axum::Json(json!({"error": e.v2_body()}))).into_response()
+    })
+}
+
+async fn v2_analyze(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Query(query): Query<V2Query>,
+    body: Bytes,
+) -> Response {
+    render_v2((|| {
+        let account = document_account(&plane, &extensions, &headers, &ANALYZE)?;
+        let pages = query.pages.as_deref().map(parse_pages).transpose()?;
+        let source = v2_source(&headers, body)?;
+        let shape = Shape {
+            api_version: "2.1".into(),
+            model_id: "prebuilt-layout".into(),
+            string_index: StringIndex::TextElements,
+            markdown: false,
+            content_format: false,
+        };
+        let id = plane.service.start_analysis(account.clone(), AnalyzeRequest { source, pages, shape });
+        let location = format!(
+            "{}/formrecognizer/v2.1/layout/analyzeResults/{id}",
+            CognitiveService::endpoint(account.settings.port).trim_end_matches('/')
+        );
+        Ok((StatusCode::ACCEPTED, [("operation-location", location), ("apim-request-id", id)]).into_response())
+    })())
+}
+
+/// v2.1's document: JSON `{"source": url}` or the bytes themselves.
+fn v2_source(headers: &HeaderMap, body: Bytes) -> Result<Source, DocumentError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("application/json"));
+    if !json {
+        return source(headers, body);
+    }
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| invalid("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?;
+    match value["source"].as_str() {
+        Some(url) if url.starts_with("https://") || url.starts_with("http://") => Ok(Source::Url(url.to_owned())),
+        Some(_) => Err(invalid("InvalidContentSourceFormat", "The source is not a valid absolute http(s) URL.")),
+        None => Err(invalid("ParameterMissing", "The request has no source.")),
+    }
+}
+
+async fn v2_result(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    render_v2((|| {
+        let account = document_account(&plane, &extensions, &headers, &READ_RESULT)?;
+        let analysis = plane
+            .service
+            .analysis(&account, &id)
+            .filter(|a| a.shape.api_version == "2.1")
+            .ok_or_else(|| result_not_found(&id))?;
+        let mut body = poll_body(&analysis);
+        if let Some(pages) = &analysis.pages {
+            body["analyzeResult"] = crate::document_result::v2_analyze_result(pages);
+        }
+        if let Some(error) = &analysis.error {
+            body["analyzeResult"] = json!({"version": "2.1.0", "readResults": [], "errors": [error.v2_body()]});
+        }
+        Ok(axum::Json(body).into_response())
+    })())
+}

@@ -1,0 +1,317 @@
+"""Document Intelligence analyze with Microsoft's Python clients, unchanged: `DocumentIntelligenceClient` (1.0.2,
+2024-11-30) and `DocumentAnalysisClient` (3.3.3, 2023-07-31), `prebuilt-read` and `prebuilt-layout`, on documents
+rendered from known text (PNG, JPEG, multi-page TIFF, a scanned PDF) read by Tesseract: the words come back (the
+character accuracy is printed), with polygons and spans into `content`. Sources: raw bytes, base64, a SAS URL, and
+a plain URL into a locked-down storage account read as the account's managed identity; then each link of that chain
+broken gives its explained error. Bad input gets Azure's codes."""
+
+import base64
+import difflib
+import io
+import time
+
+import pytest
+from azure.ai.documentintelligence import DocumentIntelligenceClient
+from azure.ai.documentintelligence.models import AnalyzeDocumentRequest
+from azure.ai.formrecognizer import DocumentAnalysisClient
+from azure.core.credentials import AzureKeyCredential
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.mgmt.storage.models import IPRule, NetworkRuleSet, ResourceAccessRule
+from PIL import Image, ImageDraw, ImageFont
+
+import byos_support as bs
+import cognitive_support as cs
+
+LINES = ["INVOICE NUMBER 2024-117", "Customer: Ada Lovelace", "Total due: 1234.50 EUR"]
+CLIENT_IP = "127.0.0.2"
+
+
+def rendered(lines=LINES, size=(1400, 420), font_size=44) -> Image.Image:
+    image = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=font_size)
+    for i, line in enumerate(lines):
+        draw.text((60, 50 + i * (font_size + 40)), line, fill=0, font=font)
+    return image
+
+
+def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **kwargs)
+    return out.getvalue()
+
+
+def accuracy(expected: str, got: str) -> float:
+    return difflib.SequenceMatcher(None, " ".join(expected.split()), " ".join(got.split())).ratio()
+
+
+@pytest.fixture(scope="module")
+def world(admin_cognitive, make_rg, boot, admin_cred, make_account, assign):
+    rg = make_rg("docintel")
+    account = cs.create_account(admin_cognitive, boot, rg, "FormRecognizer", identity="SystemAssigned")
+    key = admin_cognitive.accounts.list_keys(rg, account.name).key1
+    endpoint = account.properties.endpoint
+    kwargs = {"connection_verify": boot["ca_file"]}
+    return {"account": account, "key": key, "endpoint": endpoint, "rg": rg, "ca": boot["ca_file"],
+            "di": DocumentIntelligenceClient(endpoint, AzureKeyCredential(key), **kwargs),
+            "fr": DocumentAnalysisClient(endpoint, AzureKeyCredential(key), **kwargs)}
+
+
+def analyze_v4(world, model: str, document: bytes, **kwargs):
+    poller = world["di"].begin_analyze_document(model, body=document, polling_interval=0.2, **kwargs)
+    return poller.result(timeout=120)
+
+
+def test_v4_read_of_a_png_gives_the_words_with_polygons_and_spans(world):
+    image = rendered()
+    result = analyze_v4(world, "prebuilt-read", encoded(image, "PNG"))
+    score = accuracy("\n".join(LINES), result.content)
+    print(f"\nprebuilt-read PNG character accuracy: {score:.3f}")
+    assert score >= 0.9, result.content
+    page = result.pages[0]
+    assert (page.page_number, page.unit, page.width, page.height) == (1, "pixel", image.width, image.height)
+    assert len(page.lines) == 3 and "Lovelace" in page.lines[1].content
+    for word in page.words:
+        assert result.content[word.span.offset:word.span.offset + word.span.length] == word.content
+        xs, ys = word.polygon[0::2], word.polygon[1::2]
+        assert 0 <= min(xs) < max(xs) <= image.width and 0 <= min(ys) < max(ys) <= image.height
+        assert 0 <= word.confidence <= 1
+    total = next(w for w in page.words if "1234" in w.content)
+    assert total.polygon[1] > page.words[0].polygon[1], "the third line is below the first"
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "BMP"])
+def test_other_image_formats_are_read(world, fmt):
+    result = analyze_v4(world, "prebuilt-read", encoded(rendered(), fmt))
+    assert accuracy("\n".join(LINES), result.content) >= 0.85, result.content
+
+
+def test_a_multi_page_tiff_and_the_pages_parameter(world):
+    first, second = rendered(["first page says hello"]), rendered(["second page says goodbye"])
+    tiff = encoded(first, "TIFF", save_all=True, append_images=[second])
+    both = analyze_v4(world, "prebuilt-read", tiff)
+    assert [p.page_number for p in both.pages] == [1, 2] and "goodbye" in both.content, both.content
+    only = analyze_v4(world, "prebuilt-read", tiff, pages="2")
+    assert [p.page_number for p in only.pages] == [2] and "hello" not in only.content, only.content
+
+
+def test_a_scanned_pdf_is_read_in_inches(world):
+    pdf = encoded(rendered(), "PDF", resolution=200.0)
+    result = analyze_v4(world, "prebuilt-read", pdf)
+    page = result.pages[0]
+    assert page.unit == "inch" and abs(page.width - 1400 / 200) < 0.05, (page.unit, page.width)
+    assert accuracy("\n".join(LINES), result.content) >= 0.85, result.content
+
+
+def test_v4_layout_as_markdown_and_base64(world):
+    request = AnalyzeDocumentRequest(bytes_source=encoded(rendered(), "PNG"))
+    poller = world["di"].begin_analyze_document("prebuilt-layout", request, output_content_format="markdown",
+                                                polling_interval=0.2)
+    result = poller.result(timeout=120)
+    assert result.content_format == "markdown" and result.paragraphs, result
+    assert "Lovelace" in result.content
+
+
+def test_v3_document_analysis_client_reads_layout(world):
+    poller = world["fr"].begin_analyze_document("prebuilt-layout", encoded(rendered(), "PNG"), polling_interval=0.2)
+    result = poller.result(timeout=120)
+    assert result.model_id == "prebuilt-layout" and result.api_version == "2023-07-31"
+    assert accuracy("\n".join(LINES), result.content) >= 0.9, result.content
+    word = result.pages[0].words[0]
+    assert result.content[word.span.offset:word.span.offset + word.span.length] == word.content
+
+
+def test_v2_1_form_recognizer_client_recognizes_content(world):
+    from azure.ai.formrecognizer import FormRecognizerClient
+
+    client = FormRecognizerClient(world["endpoint"], AzureKeyCredential(world["key"]), api_version="2.1",
+                                  connection_verify=world["ca"])
+    pages = client.begin_recognize_content(encoded(rendered(), "PNG"), polling_interval=0.2).result(timeout=120)
+    text = "\n".join(line.text for line in pages[0].lines)
+    assert (pages[0].page_number, pages[0].unit) == (1, "pixel") and accuracy("\n".join(LINES), text) >= 0.9, text
+    assert pages[0].lines[0].words[0].bounding_box and pages[0].tables == []
+    with pytest.raises(HttpResponseError) as refused:
+        client.begin_recognize_content(encoded(rendered(), "PNG")[:300]).result(timeout=60)
+    assert "InvalidImage" in str(refused.value), refused.value
+
+
+def raw(world, method: str, path: str, **kwargs):
+    import requests
+
+    headers = {"Ocp-Apim-Subscription-Key": world["key"], **kwargs.pop("headers", {})}
+    return requests.request(method, world["endpoint"] + path, headers=headers, verify=world["ca"], timeout=60, **kwargs)
+
+
+def poll(world, location: str) -> dict:
+    import requests
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        body = requests.get(location, headers={"Ocp-Apim-Subscription-Key": world["key"]}, verify=world["ca"],
+                            timeout=60).json()
+        if body["status"] not in ("notStarted", "running"):
+            return body
+        time.sleep(0.2)
+    raise AssertionError("the analysis did not finish")
+
+
+V4 = {"api-version": "2024-11-30"}
+
+
+def test_a_result_can_be_deleted_in_v4(world):
+    resp = raw(world, "POST", "documentintelligence/documentModels/prebuilt-read:analyze", params=V4,
+               data=encoded(rendered(), "PNG"), headers={"Content-Type": "application/octet-stream"})
+    assert resp.status_code == 202 and resp.headers["Retry-After"] == "1", resp.text
+    location = resp.headers["Operation-Location"]
+    assert location.startswith(world["endpoint"] + "documentintelligence/documentModels/prebuilt-read/analyzeResults/")
+    assert poll(world, location)["status"] == "succeeded"
+    path = location.removeprefix(world["endpoint"]).split("?")[0]
+    assert raw(world, "DELETE", path, params=V4).status_code == 204
+    gone = raw(world, "GET", path, params=V4)
+    assert gone.status_code == 404 and gone.json()["error"]["innererror"]["code"] == "OperationNotFound", gone.text
+
+
+# ---- bad input --------------------------------------------------------------------------------------------------
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims `width` x `height` (and whose data is far too short for it)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("case, body, status, inner", [
+    ("not a document", b"just some text, not a document", 400, "UnsupportedContent"),
+    ("no bytes", b"", 400, "InvalidContentLength"),
+])
+def test_what_is_not_a_document_is_refused_at_once(world, case, body, status, inner):
+    resp = raw(world, "POST", "documentintelligence/documentModels/prebuilt-read:analyze", params=V4, data=body,
+               headers={"Content-Type": "application/octet-stream"})
+    assert resp.status_code == status and resp.json()["error"]["innererror"]["code"] == inner, (case, resp.text)
+
+
+@pytest.mark.parametrize("case, document, inner", [
+    ("100,000 x 100,000 pixels", png_claiming(100_000, 100_000), "InvalidContentDimensions"),
+    ("10 x 10 pixels", png_claiming(10, 10), "InvalidContentDimensions"),
+    ("a corrupt PNG", encoded(rendered(), "PNG")[:200], "InvalidContent"),
+])
+def test_documents_that_cannot_be_read_fail_the_operation_with_the_code(world, case, document, inner):
+    started = time.monotonic()
+    resp = raw(world, "POST", "documentintelligence/documentModels/prebuilt-read:analyze", params=V4, data=document,
+               headers={"Content-Type": "application/octet-stream"})
+    assert resp.status_code == 202, (case, resp.text)
+    done = poll(world, resp.headers["Operation-Location"])
+    assert done["status"] == "failed" and done["error"]["innererror"]["code"] == inner, (case, done)
+    assert time.monotonic() - started < 30, "never a stuck running"
+
+
+def test_unknown_models_bad_parameters_and_versions_get_azures_errors(world):
+    with pytest.raises(ResourceNotFoundError):
+        analyze_v4(world, "prebuilt-nothing", encoded(rendered(), "PNG"))
+    with pytest.raises(HttpResponseError) as bad_pages:
+        analyze_v4(world, "prebuilt-read", encoded(rendered(), "PNG"), pages="3-1")
+    assert bad_pages.value.error.code == "InvalidArgument"
+    old = raw(world, "POST", "documentintelligence/documentModels/prebuilt-read:analyze",
+              params={"api-version": "2019-01-01"}, data=encoded(rendered(), "PNG"))
+    assert old.status_code == 404 and old.json()["error"]["innererror"]["code"] == "NotSupportedApiVersion"
+    unsupported = raw(world, "POST", "documentintelligence/documentModels/prebuilt-read:analyze",
+                      params={**V4, "features": "barcodes"}, data=encoded(rendered(), "PNG"))
+    assert unsupported.status_code == 400 and "barcodes" in unsupported.json()["error"]["message"]
+
+
+def test_a_speech_account_does_not_serve_documents(world, admin_cognitive, boot):
+    speech = cs.create_account(admin_cognitive, boot, world["rg"], "SpeechServices")
+    key = admin_cognitive.accounts.list_keys(world["rg"], speech.name).key1
+    client = DocumentIntelligenceClient(speech.properties.endpoint, AzureKeyCredential(key),
+                                        connection_verify=world["ca"])
+    with pytest.raises(ResourceNotFoundError):
+        client.begin_analyze_document("prebuilt-read", body=encoded(rendered(), "PNG")).result(timeout=60)
+
+
+# ---- sources in storage: a SAS URL, and the managed identity through a locked-down account -----------------------
+
+
+@pytest.fixture(scope="module")
+def storage(world, boot, admin_cred, assign):
+    """A storage account holding the document, locked down as the seed says: no public access, no shared key,
+    firewall default Deny with the trusted-services bypass; the FR account's identity is a Storage Blob Data Reader."""
+    admin = bs.admin_credential(boot)
+    storage_client = bs.storage_client(boot, admin)
+    account = bs.create_storage_account(storage_client, boot, world["rg"], bs.storage_account_name("docs"))
+    service = bs.blob_service(account.blob_url, account.shared_key(), boot["ca_file"])
+    container = service.create_container("forms")
+    container.upload_blob("invoice.png", encoded(rendered(), "PNG"))
+    from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+    import datetime as dt
+
+    # A second, open account for SAS URLs (a SAS is a credential of its own: no identity involved).
+    open_account = bs.create_storage_account(storage_client, boot, world["rg"], bs.storage_account_name("docsas"))
+    bs.blob_service(open_account.blob_url, open_account.shared_key(), boot["ca_file"]).create_container("forms") \
+        .upload_blob("invoice.png", encoded(rendered(), "PNG"))
+
+    def sas_url(hours: float) -> str:
+        sas = generate_blob_sas(open_account.name, "forms", "invoice.png", account_key=open_account.keys["key1"],
+                                permission=BlobSasPermissions(read=True),
+                                expiry=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=hours))
+        return f"{open_account.blob_url}forms/invoice.png?{sas}"
+    auth = bs.authorization_client(boot, admin)
+    role = bs.assign_role(auth, account.id, bs.STORAGE_BLOB_DATA_READER, world["account"].identity.principal_id,
+                          sub=boot["subscription_id"])
+    rules = NetworkRuleSet(default_action="Deny", bypass="AzureServices", ip_rules=[IPRule(ip_address_or_range=CLIENT_IP)])
+    bs.update_storage_account(storage_client, account, allow_blob_public_access=False, network_rule_set=rules)
+    return {"account": account, "client": storage_client, "auth": auth, "role": role, "sas_url": sas_url,
+            "plain_url": f"{account.blob_url}forms/invoice.png", "boot": boot}
+
+
+def analyze_url(world, url: str) -> dict:
+    resp = raw(world, "POST", "documentintelligence/documentModels/prebuilt-read:analyze", params=V4,
+               json={"urlSource": url})
+    assert resp.status_code == 202, resp.text
+    return poll(world, resp.headers["Operation-Location"])
+
+
+def test_a_plain_url_is_read_as_the_accounts_identity_through_the_trusted_services_exception(world, storage):
+    result = world["di"].begin_analyze_document("prebuilt-read", AnalyzeDocumentRequest(url_source=storage["plain_url"]),
+                                                polling_interval=0.2).result(timeout=120)
+    assert accuracy("\n".join(LINES), result.content) >= 0.9, result.content
+
+
+def test_each_broken_link_of_the_identity_chain_fails_with_its_explanation(world, storage):
+    missing = analyze_url(world, storage["plain_url"].replace("invoice.png", "nothing-here.png"))
+    assert missing["status"] == "failed" and missing["error"]["innererror"]["code"] == "ContentSourceNotAccessible"
+
+    closed = NetworkRuleSet(default_action="Deny", bypass="None", ip_rules=[IPRule(ip_address_or_range=CLIENT_IP)])
+    bs.update_storage_account(storage["client"], storage["account"], network_rule_set=closed)
+    walled = analyze_url(world, storage["plain_url"])
+    assert walled["status"] == "failed" and walled["error"]["innererror"]["code"] == "ContentSourceNotAccessible"
+    assert walled["error"]["innererror"]["byosExplanation"], walled
+    instance = NetworkRuleSet(default_action="Deny", bypass="None", ip_rules=[IPRule(ip_address_or_range=CLIENT_IP)],
+                              resource_access_rules=[ResourceAccessRule(tenant_id=storage["boot"]["tenant_id"],
+                                                                        resource_id=world["account"].id)])
+    bs.update_storage_account(storage["client"], storage["account"], network_rule_set=instance)
+    assert analyze_url(world, storage["plain_url"])["status"] == "succeeded", "a resource-instance rule admits it"
+
+    storage["auth"].role_assignments.delete_by_id(storage["role"].id)
+    unroled = analyze_url(world, storage["plain_url"])
+    assert unroled["status"] == "failed" and unroled["error"]["innererror"]["code"] == "ContentSourceNotAccessible"
+    assert "Storage Blob Data Reader" in str(unroled["error"]["innererror"]["byosExplanation"]) or \
+        "role" in unroled["error"]["message"].lower(), unroled
+
+
+def test_a_sas_url_is_fetched_as_given_and_an_expired_one_is_not_accessible(world, storage):
+    done = analyze_url(world, storage["sas_url"](1))
+    assert done["status"] == "succeeded" and "Lovelace" in done["analyzeResult"]["content"], done
+    expired = analyze_url(world, storage["sas_url"](-1))
+    assert expired["status"] == "failed" and expired["error"]["innererror"]["code"] == "ContentSourceNotAccessible"
+    assert "sig=" not in str(expired), "the SAS is not repeated"
+
+
+def test_a_url_to_a_host_that_is_not_byos_storage_is_not_accessible(world):
+    done = analyze_url(world, "https://example.invalid/form.png")
+    assert done["status"] == "failed" and done["error"]["innererror"]["code"] == "ContentSourceNotAccessible"
