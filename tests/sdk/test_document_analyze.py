@@ -315,3 +315,103 @@ def test_a_sas_url_is_fetched_as_given_and_an_expired_one_is_not_accessible(worl
 def test_a_url_to_a_host_that_is_not_byos_storage_is_not_accessible(world):
     done = analyze_url(world, "https://example.invalid/form.png")
     assert done["status"] == "failed" and done["error"]["innererror"]["code"] == "ContentSourceNotAccessible"
+
+
+# ---- custom template models ---------------------------------------------------------------------------------------
+
+FORMS = [("Ada Lovelace", "1843-07-10", "118.20"), ("Alan Turing", "1936-05-28", "42.00"),
+         ("Grace Hopper", "1952-03-14", "7.50"), ("Edsger Dijkstra", "1959-11-02", "300.95"),
+         ("Barbara Liskov", "1987-10-04", "64.10"), ("Donald Knuth", "1968-01-01", "2.56")]
+FIELDS = ["Name", "Date", "Total"]
+
+
+def form(values) -> tuple[bytes, dict]:
+    """A form of the same layout with these values, and its labels file (the labeling tool's format)."""
+    image = Image.new("L", (1200, 420), 255)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=40)
+    labels = []
+    for i, (field, value) in enumerate(zip(FIELDS, values)):
+        y = 60 + i * 110
+        draw.text((60, y), f"{field}:", fill=0, font=font)
+        draw.text((360, y), value, fill=0, font=font)
+        x0, y0, x1, y1 = draw.textbbox((360, y), value, font=font)
+        box = [x0 / 1200, y0 / 420, x1 / 1200, y0 / 420, x1 / 1200, y1 / 420, x0 / 1200, y1 / 420]
+        labels.append({"label": field, "key": None, "value": [{"page": 1, "text": value, "boundingBoxes": [box]}]})
+    return encoded(image, "PNG"), {"document": "form.png", "labels": labels}
+
+
+@pytest.fixture(scope="module")
+def training(world, boot, admin_cred):
+    """Five labeled forms in a container of an open storage account, and its SAS container URL."""
+    import datetime as dt
+    import json
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    admin = bs.admin_credential(boot)
+    storage_client = bs.storage_client(boot, admin)
+    account = bs.create_storage_account(storage_client, boot, world["rg"], bs.storage_account_name("train"))
+    container = bs.blob_service(account.blob_url, account.shared_key(), boot["ca_file"]).create_container("train")
+    for i, values in enumerate(FORMS[:5]):
+        document, labels = form(values)
+        labels["document"] = f"form{i}.png"
+        container.upload_blob(f"forms/form{i}.png", document)
+        container.upload_blob(f"forms/form{i}.png.labels.json", json.dumps(labels).encode())
+    container.upload_blob("forms/fields.json", json.dumps({"fields": [{"fieldKey": f, "fieldType": "string"} for f in FIELDS]}).encode())
+    sas = generate_container_sas(account.name, "train", account_key=account.keys["key1"],
+                                 permission=ContainerSasPermissions(read=True, list=True),
+                                 expiry=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2))
+    return {"url": f"{account.blob_url}train?{sas}"}
+
+
+def admin_client(world):
+    from azure.ai.documentintelligence import DocumentIntelligenceAdministrationClient
+
+    return DocumentIntelligenceAdministrationClient(world["endpoint"], AzureKeyCredential(world["key"]),
+                                                    connection_verify=world["ca"])
+
+
+def test_a_template_model_learned_from_five_labeled_forms_extracts_the_fields_of_a_sixth(world, training):
+    from azure.ai.documentintelligence.models import AzureBlobContentSource, BuildDocumentModelRequest
+
+    admin = admin_client(world)
+    request = BuildDocumentModelRequest(model_id="forms-template", build_mode="template", description="five forms",
+                                        azure_blob_source=AzureBlobContentSource(container_url=training["url"],
+                                                                                 prefix="forms/"))
+    model = admin.begin_build_document_model(request, polling_interval=0.2).result(timeout=120)
+    assert model.model_id == "forms-template" and model.description == "five forms"
+    assert set(model.doc_types["forms-template"].field_schema) == set(FIELDS)
+    assert "forms-template" in [m.model_id for m in admin.list_models()]
+    assert admin.get_model("forms-template").model_id == "forms-template"
+
+    sixth, _ = form(FORMS[5])
+    result = analyze_v4(world, "forms-template", sixth)
+    fields = result.documents[0].fields
+    got = {name: fields[name].value_string for name in FIELDS}
+    assert got == dict(zip(FIELDS, FORMS[5])), got
+    assert all(0 < fields[name].confidence <= 1 and fields[name].bounding_regions for name in FIELDS)
+
+    with pytest.raises(HttpResponseError) as exists:
+        admin.begin_build_document_model(request).result(timeout=60)
+    assert exists.value.status_code == 409
+    admin.delete_model("forms-template")
+    with pytest.raises(ResourceNotFoundError):
+        analyze_v4(world, "forms-template", sixth)
+
+
+def test_builds_byos_cannot_do_are_refused(world, training):
+    from azure.ai.documentintelligence.models import AzureBlobContentSource, BuildDocumentModelRequest
+
+    admin = admin_client(world)
+    neural = BuildDocumentModelRequest(model_id="forms-neural", build_mode="neural",
+                                       azure_blob_source=AzureBlobContentSource(container_url=training["url"]))
+    with pytest.raises(HttpResponseError) as refused:
+        admin.begin_build_document_model(neural).result(timeout=60)
+    assert refused.value.status_code == 400 and "template" in str(refused.value)
+    empty = BuildDocumentModelRequest(model_id="forms-empty", build_mode="template",
+                                      azure_blob_source=AzureBlobContentSource(container_url=training["url"],
+                                                                               prefix="nothing/"))
+    with pytest.raises(HttpResponseError) as missing:
+        admin.begin_build_document_model(empty, polling_interval=0.2).result(timeout=60)
+    assert "TrainingContentMissing" in str(missing.value), missing.value

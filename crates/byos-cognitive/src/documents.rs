@@ -19,6 +19,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::artifacts::ArtifactError;
+use crate::document_models::TemplateModel;
 use crate::document_result::{Shape, analyze_result};
 use crate::{CognitiveService, LiveAccount};
 
@@ -137,6 +138,8 @@ pub struct AnalyzeRequest {
     pub source: Source,
     pub pages: Option<Vec<RangeInclusive<u32>>>,
     pub shape: Shape,
+    /// A custom template model (read when the analysis was asked for), else a prebuilt one.
+    pub model: Option<Arc<TemplateModel>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,13 +170,19 @@ pub struct Analysis {
     pub updated: String,
     pub pages: Option<Arc<Vec<PageText>>>,
     pub error: Option<DocumentError>,
+    model: Option<Arc<TemplateModel>>,
     finished: Option<Instant>,
 }
 
 impl Analysis {
-    /// The v3/v4 `analyzeResult`, once it succeeded.
+    /// The v3/v4 `analyzeResult`, once it succeeded (with a custom model: its `documents`).
     pub fn result(&self) -> Option<Value> {
-        self.pages.as_ref().map(|pages| analyze_result(pages, &self.shape))
+        let pages = self.pages.as_ref()?;
+        let mut result = analyze_result(pages, &self.shape);
+        if let Some(model) = &self.model {
+            result["documents"] = model.extract(pages, &result);
+        }
+        Some(result)
     }
 }
 
@@ -221,7 +230,7 @@ impl Analyses {
 }
 
 /// Now, to the second (the 3.x clients parse `%Y-%m-%dT%H:%M:%SZ` and fail on fractions).
-fn now() -> String {
+pub(crate) fn now() -> String {
     let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     time::OffsetDateTime::now_utc().format(&format).unwrap_or_default()
 }
@@ -240,6 +249,7 @@ impl CognitiveService {
             updated: created,
             pages: None,
             error: None,
+            model: request.model.clone(),
             finished: None,
         };
         self.analyses.insert(key.clone(), analysis);
@@ -376,6 +386,7 @@ mod tests {
             updated: String::new(),
             pages: None,
             error: None,
+            model: None,
             finished,
         };
         let start = Instant::now();

@@ -67,7 +67,21 @@ pub(crate) fn routes() -> Router<Plane> {
             .route(
                 &format!("{base}/documentModels/{{model}}"),
                 axum::routing::post(move |s, e, h, p, q, b| analyze(family, s, e, h, p, q, b))
-                    .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+                    .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+                    .get(move |s, e, h, p, q| get_model(family, s, e, h, p, q))
+                    .delete(move |s, e, h, p, q| delete_model(family, s, e, h, p, q)),
+            )
+            .route(
+                &format!("{base}/documentModels:build"),
+                axum::routing::post(move |s, e, h, q, b| build(family, s, e, h, q, b)),
+            )
+            .route(
+                &format!("{base}/documentModels"),
+                axum::routing::get(move |s, e, h, q| list_models(family, s, e, h, q)),
+            )
+            .route(
+                &format!("{base}/operations/{{id}}"),
+                axum::routing::get(move |s, e, h, p, q| operation(family, s, e, h, p, q)),
             )
             .route(
                 &format!("{base}/documentModels/{{model}}/analyzeResults/{{id}}"),
@@ -106,6 +120,10 @@ fn render(outcome: Result<Response, DocumentError>) -> Response {
         let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
         (status, [("x-ms-error-code", e.code)], axum::Json(e.body())).into_response()
     })
+}
+
+fn model_not_found(model: &str) -> DocumentError {
+    DocumentError::new(404, "NotFound", "ModelNotFound", format!("The requested model '{model}' was not found."))
 }
 
 fn invalid(inner: &'static str, message: impl Into<String>) -> DocumentError {
@@ -168,7 +186,14 @@ async fn analyze(
             };
             let account = document_account(&plane, &extensions, &headers, &ANALYZE)?;
             let api_version = version(family, query.api_version.as_deref())?;
-            let request = analyze_request(family, model, &api_version, &query, &headers, body)?;
+            let custom = match PREBUILT_MODELS.contains(&model) {
+                true => None,
+                false => {
+                    Some(plane.service.document_model(&account, model).await?.ok_or_else(|| model_not_found(model))?)
+                }
+            };
+            let mut request = analyze_request(family, model, &api_version, &query, &headers, body)?;
+            request.model = custom.map(std::sync::Arc::new);
             let id = plane.service.start_analysis(account.clone(), request);
             let location = format!(
                 "{}{}/documentModels/{model}/analyzeResults/{id}?api-version={api_version}",
@@ -194,14 +219,6 @@ fn analyze_request(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<AnalyzeRequest, DocumentError> {
-    if !PREBUILT_MODELS.contains(&model) {
-        return Err(DocumentError::new(
-            404,
-            "NotFound",
-            "ModelNotFound",
-            format!("The requested model '{model}' was not found; byos has {}.", PREBUILT_MODELS.join(", ")),
-        ));
-    }
     let v4 = family == Family::Intelligence && api_version == "2024-11-30";
     let string_index = match query.string_index_type.as_deref() {
         None => StringIndex::TextElements,
@@ -247,7 +264,7 @@ fn analyze_request(
         markdown,
         content_format: v4,
     };
-    Ok(AnalyzeRequest { source, pages, shape })
+    Ok(AnalyzeRequest { source, pages, shape, model: None })
 }
 
 /// The document: JSON `urlSource` / `base64Source`, or the body's own bytes (sniffed: the v4
@@ -392,7 +409,7 @@ async fn v2_analyze(
             markdown: false,
             content_format: false,
         };
-        let id = plane.service.start_analysis(account.clone(), AnalyzeRequest { source, pages, shape });
+        let id = plane.service.start_analysis(account.clone(), AnalyzeRequest { source, pages, shape, model: None });
         let location = format!(
             "{}/formrecognizer/v2.1/layout/analyzeResults/{id}",
             CognitiveService::endpoint(account.settings.port).trim_end_matches('/')
@@ -441,4 +458,194 @@ async fn v2_result(
         }
         Ok(axum::Json(body).into_response())
     })())
+}
+
+// ---- custom template models: build, operations, get, list, delete ------------------------------------------
+
+const READ_MODEL: Action = Action::data("Microsoft.CognitiveServices/accounts/FormRecognizer/documentmodels/read");
+const WRITE_MODEL: Action = Action::data("Microsoft.CognitiveServices/accounts/FormRecognizer/documentmodels/write");
+const DELETE_MODEL: Action = Action::data("Microsoft.CognitiveServices/accounts/FormRecognizer/documentmodels/delete");
+/// When the prebuilt models were made, as their details say.
+const PREBUILT_CREATED: &str = "2024-11-30T00:00:00Z";
+
+fn base_url(account: &LiveAccount, family: Family) -> String {
+    format!("{}{}", CognitiveService::endpoint(account.settings.port).trim_end_matches('/'), family.base())
+}
+
+fn prebuilt_details(model: &str, api_version: &str) -> Value {
+    let description = match model {
+        "prebuilt-read" => "Extract text from documents.",
+        _ => "Extract text and layout information from documents.",
+    };
+    json!({"modelId": model, "description": description, "createdDateTime": PREBUILT_CREATED, "apiVersion": api_version})
+}
+
+async fn build(
+    family: Family,
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Query(query): Query<VersionQuery>,
+    body: Bytes,
+) -> Response {
+    render(
+        async {
+            let account = document_account(&plane, &extensions, &headers, &WRITE_MODEL)?;
+            let api_version = version(family, query.api_version.as_deref())?;
+            let request = build_request(&body, &api_version)?;
+            let id = plane.service.start_build(account.clone(), request).await?;
+            let location = format!("{}/operations/{id}?api-version={api_version}", base_url(&account, family));
+            Ok((StatusCode::ACCEPTED, [("operation-location", location), (header::RETRY_AFTER.as_str(), "1".into())])
+                .into_response())
+        }
+        .await,
+    )
+}
+
+fn build_request(body: &[u8], api_version: &str) -> Result<crate::document_models::BuildRequest, DocumentError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| invalid("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?;
+    let model_id = value["modelId"].as_str().ok_or_else(|| invalid("ParameterMissing", "The modelId is required."))?;
+    if !crate::document_models::valid_model_id(model_id) {
+        return Err(invalid(
+            "InvalidParameter",
+            format!(
+                "The modelId '{model_id}' is invalid: 2-64 letters, digits and ._~- starting with a letter or digit, not prebuilt-."
+            ),
+        ));
+    }
+    match value["buildMode"].as_str() {
+        Some("template") => {}
+        Some("neural") => {
+            return Err(invalid(
+                "InvalidParameter",
+                "byos builds template models only: neural models are not available.",
+            ));
+        }
+        _ => return Err(invalid("InvalidParameter", "The buildMode must be template.")),
+    }
+    let source = &value["azureBlobSource"];
+    let Some(container_url) = source["containerUrl"].as_str() else {
+        let other = if value["azureBlobFileListSource"].is_object() {
+            " (azureBlobFileListSource is not supported)"
+        } else {
+            ""
+        };
+        return Err(invalid("ParameterMissing", format!("The azureBlobSource.containerUrl is required{other}.")));
+    };
+    if !container_url.starts_with("https://") {
+        return Err(invalid("InvalidContentSourceFormat", "The containerUrl must be an absolute https URL."));
+    }
+    Ok(crate::document_models::BuildRequest {
+        model_id: model_id.to_owned(),
+        description: value["description"].as_str().map(str::to_owned),
+        tags: value["tags"].as_object().cloned().unwrap_or_default(),
+        container_url: container_url.to_owned(),
+        prefix: source["prefix"].as_str().unwrap_or_default().to_owned(),
+        api_version: api_version.to_owned(),
+    })
+}
+
+async fn operation(
+    family: Family,
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<VersionQuery>,
+) -> Response {
+    render((|| {
+        let account = document_account(&plane, &extensions, &headers, &READ_MODEL)?;
+        let api_version = version(family, query.api_version.as_deref())?;
+        let op = plane.service.model_operation(&account, &id).ok_or_else(|| {
+            DocumentError::new(404, "NotFound", "OperationNotFound", format!("The operation '{id}' was not found."))
+        })?;
+        let resource =
+            format!("{}/documentModels/{}?api-version={api_version}", base_url(&account, family), op.model_id);
+        let mut body = json!({"operationId": id, "status": op.status, "createdDateTime": op.created,
+                              "lastUpdatedDateTime": op.updated, "kind": "documentModelBuild",
+                              "resourceLocation": resource, "apiVersion": op.api_version, "tags": op.tags,
+                              "percentCompleted": if op.status == "running" { 0 } else { 100 }});
+        if let Some(model) = &op.result {
+            body["result"] = model.details();
+        }
+        if let Some(error) = &op.error {
+            body["error"] = error.body()["error"].take();
+        }
+        Ok(axum::Json(body).into_response())
+    })())
+}
+
+async fn get_model(
+    family: Family,
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(model): Path<String>,
+    Query(query): Query<VersionQuery>,
+) -> Response {
+    render(
+        async {
+            let account = document_account(&plane, &extensions, &headers, &READ_MODEL)?;
+            let api_version = version(family, query.api_version.as_deref())?;
+            if PREBUILT_MODELS.contains(&model.as_str()) {
+                return Ok(axum::Json(prebuilt_details(&model, &api_version)).into_response());
+            }
+            let found = plane.service.document_model(&account, &model).await?.ok_or_else(|| model_not_found(&model))?;
+            Ok(axum::Json(found.details()).into_response())
+        }
+        .await,
+    )
+}
+
+async fn list_models(
+    family: Family,
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Query(query): Query<VersionQuery>,
+) -> Response {
+    render(
+        async {
+            let account = document_account(&plane, &extensions, &headers, &READ_MODEL)?;
+            let api_version = version(family, query.api_version.as_deref())?;
+            let mut value: Vec<Value> = PREBUILT_MODELS.iter().map(|m| prebuilt_details(m, &api_version)).collect();
+            for id in plane.service.document_model_ids(&account).await? {
+                if let Some(model) = plane.service.document_model(&account, &id).await? {
+                    value.push(model.details());
+                }
+            }
+            Ok(axum::Json(json!({"value": value})).into_response())
+        }
+        .await,
+    )
+}
+
+async fn delete_model(
+    family: Family,
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(model): Path<String>,
+    Query(query): Query<VersionQuery>,
+) -> Response {
+    render(
+        async {
+            let account = document_account(&plane, &extensions, &headers, &DELETE_MODEL)?;
+            version(family, query.api_version.as_deref())?;
+            if PREBUILT_MODELS.contains(&model.as_str()) {
+                return Err(DocumentError::new(
+                    400,
+                    "InvalidRequest",
+                    "ModelReadOnly",
+                    format!("The model '{model}' is prebuilt and cannot be deleted."),
+                ));
+            }
+            match plane.service.delete_document_model(&account, &model).await? {
+                true => Ok(StatusCode::NO_CONTENT.into_response()),
+                false => Err(model_not_found(&model)),
+            }
+        }
+        .await,
+    )
 }

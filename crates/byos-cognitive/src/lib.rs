@@ -33,6 +33,7 @@ pub mod cmk;
 pub mod dataplane;
 pub mod datasets;
 pub mod doctor;
+pub mod document_models;
 mod document_result;
 pub mod documents;
 mod documents_http;
@@ -146,6 +147,8 @@ pub struct CognitiveService {
     pub(crate) live_sessions: Arc<tokio::sync::Semaphore>,
     /// Document analyses and their results (in memory only, 24 hours).
     pub(crate) analyses: documents::Analyses,
+    /// Document model builds (in memory; the models they make are kept as artifacts).
+    pub(crate) model_operations: document_models::ModelOperations,
     pub(crate) live_idle_timeout: std::time::Duration,
     /// Live accounts by lowercased id.
     accounts: RwLock<HashMap<String, Arc<LiveAccount>>>,
@@ -200,6 +203,7 @@ impl CognitiveService {
             live_sessions,
             live_idle_timeout,
             analyses: documents::Analyses::default(),
+            model_operations: document_models::ModelOperations::default(),
             accounts,
         }))
     }

@@ -323,7 +323,7 @@ impl CognitiveService {
     }
 
     /// The blob names of a container, listed through its SAS URL (every page).
-    async fn list_container(&self, container_url: &str) -> Result<Vec<String>, ApiError> {
+    pub(crate) async fn list_container(&self, container_url: &str) -> Result<Vec<String>, ApiError> {
         let (base, sas) = container_url.split_once('?').unwrap_or((container_url, ""));
         let mut names = Vec::new();
         let mut marker = String::new();
@@ -712,7 +712,7 @@ const QUERY: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// The URL of blob `name` in the container at `container_url` (its SAS kept).
-fn blob_url(container_url: &str, name: &str) -> String {
+pub(crate) fn blob_url(container_url: &str, name: &str) -> String {
     let (base, sas) = container_url.split_once('?').unwrap_or((container_url, ""));
     let container = base.trim_end_matches('/');
     let path = byos_storage::blob::api::blob_path("", name);

@@ -38,6 +38,8 @@ pub enum Area {
     Models,
     /// Batch synthesis outputs (`batchsynthesis-output`, the container Azure's own links name).
     Synthesis,
+    /// Document Intelligence custom models (`documentmodels`).
+    DocumentModels,
 }
 
 impl Area {
@@ -47,6 +49,7 @@ impl Area {
             Area::AudioLogs => "customspeech-audiologs",
             Area::Models => "customspeech-models",
             Area::Synthesis => "batchsynthesis-output",
+            Area::DocumentModels => "documentmodels",
         }
     }
 }
@@ -133,7 +136,9 @@ fn link_audience(path: &str) -> String {
 impl Area {
     /// The area whose container is `name`.
     pub fn of_container(name: &str) -> Option<Area> {
-        [Area::Artifacts, Area::AudioLogs, Area::Models, Area::Synthesis].into_iter().find(|a| a.container() == name)
+        [Area::Artifacts, Area::AudioLogs, Area::Models, Area::Synthesis, Area::DocumentModels]
+            .into_iter()
+            .find(|a| a.container() == name)
     }
 }
 
@@ -338,29 +343,36 @@ impl ArtifactStore {
     /// Where `url` points when it is a blob of one of byos's storage accounts given without a SAS:
     /// (storage account name, container, blob). Such a URL is read as the reading account's identity.
     pub fn identity_location(&self, url: &str) -> Option<(String, String, String)> {
+        let (name, container, blob) = self.storage_path(url)?;
+        (!blob.is_empty()).then_some((name, container, blob))
+    }
+
+    /// (storage account name, container) of a container URL into byos's storage given without a SAS.
+    pub fn identity_container(&self, url: &str) -> Option<(String, String)> {
+        self.storage_path(url).map(|(name, container, _)| (name, container))
+    }
+
+    /// (account name, container, blob path or "") of a URL on byos's blob listener without a SAS.
+    fn storage_path(&self, url: &str) -> Option<(String, String, String)> {
         let (path, query) = url.split_once('?').unwrap_or((url, ""));
         if query.split('&').any(|pair| pair.starts_with("sig=")) {
             return None;
         }
         let rest = path.strip_prefix(self.storage.blob_base())?.strip_prefix('/')?;
-        let mut parts = rest.splitn(3, '/');
-        let (name, container, blob) = (parts.next()?, parts.next()?, parts.next()?);
+        let mut parts = rest.trim_end_matches('/').splitn(3, '/');
+        let (name, container, blob) = (parts.next()?, parts.next()?, parts.next().unwrap_or_default());
         let blob = percent_encoding::percent_decode_str(blob).decode_utf8().ok()?;
-        (!name.is_empty() && !container.is_empty() && !blob.is_empty())
-            .then(|| (name.to_owned(), container.to_owned(), blob.into_owned()))
+        (!name.is_empty() && !container.is_empty()).then(|| (name.to_owned(), container.to_owned(), blob.into_owned()))
     }
 
-    /// A blob of any of byos's storage accounts, read as `account`'s identity (the system-assigned
-    /// one, or the user-assigned one with `client_id`) through the storage service and the door:
-    /// its roles, the storage firewall's trusted-service and resource-instance rules, the storage's
-    /// customer-managed key decide. At most `limit` bytes.
-    pub async fn read_as_identity(
+    /// `account`'s identity (the system-assigned one, or the user-assigned one with `client_id`)
+    /// as a caller of the storage account `name`.
+    fn identity_binding(
         &self,
         account: &LiveAccount,
         client_id: Option<&str>,
-        (name, container, blob): (&str, &str, &str),
-        limit: u64,
-    ) -> Result<Bytes, ArtifactError> {
+        name: &str,
+    ) -> Result<Binding, ArtifactError> {
         let storage_id = self.storage.account(name).map(|a| a.id.clone()).unwrap_or_else(|| name.to_owned());
         let attached = AttachedIdentities {
             resource_id: &account.id,
@@ -377,7 +389,20 @@ impl ArtifactStore {
             explanation: json!({"check": "Identity", "resource": account.id,
                                 "fix": "enable the account's system-assigned identity and grant it Storage Blob Data Reader on the storage account"}),
         })?;
-        let binding = Binding { storage_id, account_name: name.to_owned(), caller };
+        Ok(Binding { storage_id, account_name: name.to_owned(), caller })
+    }
+
+    /// A blob of any of byos's storage accounts, read as `account`'s identity through the storage
+    /// service and the door: its roles, the storage firewall's trusted-service and resource-instance
+    /// rules, the storage's customer-managed key decide. At most `limit` bytes.
+    pub async fn read_as_identity(
+        &self,
+        account: &LiveAccount,
+        client_id: Option<&str>,
+        (name, container, blob): (&str, &str, &str),
+        limit: u64,
+    ) -> Result<Bytes, ArtifactError> {
+        let binding = self.identity_binding(account, client_id, name)?;
         let at = BlobAddress { account: name, container, blob };
         let reader = self.storage.read_blob(&binding.caller, at).await.map_err(|e| Self::classify(&binding, e))?;
         if reader.info.size > limit {
@@ -388,6 +413,18 @@ impl ArtifactStore {
             ArtifactError::ReadFailed
         })?;
         Ok(chunks.concat().into())
+    }
+
+    /// The blobs under `prefix` of a container of any of byos's storage accounts, listed as
+    /// `account`'s identity (training data of Document Intelligence models).
+    pub async fn list_as_identity(
+        &self,
+        account: &LiveAccount,
+        (name, container): (&str, &str),
+        prefix: &str,
+    ) -> Result<Vec<ArtifactInfo>, ArtifactError> {
+        let binding = self.identity_binding(account, None, name)?;
+        self.storage.list_blobs(&binding.caller, name, container, prefix).await.map_err(|e| Self::classify(&binding, e))
     }
 
     /// The blobs under `prefix` of any container of the account's bound storage, listed as the

@@ -1,0 +1,557 @@
+//! Document Intelligence custom template models (`documentModels:build` with `buildMode:
+//! template`, 2023-07-31 and 2024-11-30), HTTP-free.
+//!
+//! A model is learned from the labeled documents of a container in the customer's storage (a SAS
+//! container URL, or a plain one read and listed as the account's identity): each `X.labels.json`
+//! (the labeling tool's format: per field, the page and the value's bounding boxes in page-relative
+//! 0-1 coordinates) next to its document `X`. A field's region is the union of its labeled boxes;
+//! analyzing a document of the same layout with the model reads its words and gives each field the
+//! words whose centres lie in that region. Models are service-held data: kept through the artifact
+//! store under the account's keys (customer-managed keys included) and read again at every use, so
+//! a revoked key makes the model unusable. `neural` build mode is refused: byos learns templates.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use byos_document::PageText;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::artifacts::{Area, ArtifactError};
+use crate::documents::DocumentError;
+use crate::{CognitiveService, LiveAccount};
+
+/// Template models an account may have (Azure S0: 5,000).
+const MAX_MODELS: usize = 5000;
+/// Labeled documents a build reads at most (Azure: 500 pages for template models).
+const MAX_TRAINING_DOCUMENTS: usize = 500;
+/// A labels file is at most this big (Azure: 10 MB).
+const MAX_LABELS_BYTES: u64 = 10 << 20;
+/// How far (page-relative) outside its learned region a word's centre may lie and still count.
+const MARGIN: f64 = 0.01;
+
+/// A field's learned region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldRegion {
+    /// 1-based.
+    pub page: u32,
+    /// x0, y0, x1, y1 in 0-1 page coordinates.
+    pub region: [f64; 4],
+    /// The share of the training documents that labeled it (its confidence).
+    pub coverage: f64,
+}
+
+/// A template model as kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateModel {
+    pub model_id: String,
+    pub description: Option<String>,
+    pub created: String,
+    pub api_version: String,
+    pub tags: Map<String, Value>,
+    pub fields: BTreeMap<String, FieldRegion>,
+    pub documents: usize,
+}
+
+impl TemplateModel {
+    /// `DocumentModelDetails` in the API's shape.
+    pub fn details(&self) -> Value {
+        let schema: Map<String, Value> =
+            self.fields.keys().map(|name| (name.clone(), json!({"type": "string"}))).collect();
+        let confidence: Map<String, Value> =
+            self.fields.iter().map(|(name, f)| (name.clone(), json!(round(f.coverage)))).collect();
+        let mut details = json!({
+            "modelId": self.model_id, "createdDateTime": self.created, "apiVersion": self.api_version,
+            "tags": self.tags, "buildMode": "template",
+            "docTypes": {self.model_id.clone(): {"buildMode": "template", "fieldSchema": schema, "fieldConfidence": confidence}},
+        });
+        if let Some(description) = &self.description {
+            details["description"] = json!(description);
+        }
+        details
+    }
+
+    /// The `documents` entry of an analysis of `pages` (whose `analyzeResult` is `result`): each
+    /// field with the words in its region, or absent words as an empty field.
+    pub fn extract(&self, pages: &[PageText], result: &Value) -> Value {
+        let mut fields = Map::new();
+        for (name, field) in &self.fields {
+            let Some((index, page)) = pages.iter().enumerate().find(|(_, p)| p.number == field.page) else {
+                fields.insert(name.clone(), json!({"type": "string", "confidence": 0.0}));
+                continue;
+            };
+            let words: Vec<usize> = (0..page.words.len()).filter(|w| inside(page, *w, &field.region)).collect();
+            fields.insert(name.clone(), field_value(page, index, &words, field, result));
+        }
+        let spans = json!([{"offset": 0, "length": result["content"].as_str().map_or(0, |c| c.chars().count())}]);
+        let regions: Vec<Value> = pages
+            .iter()
+            .map(|p| json!({"pageNumber": p.number, "polygon": [0.0, 0.0, p.width, 0.0, p.width, p.height, 0.0, p.height]}))
+            .collect();
+        let coverage = self.fields.values().map(|f| f.coverage).sum::<f64>() / self.fields.len().max(1) as f64;
+        json!([{"docType": self.model_id, "boundingRegions": regions, "spans": spans,
+                "fields": fields, "confidence": round(coverage)}])
+    }
+}
+
+fn round(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+/// Whether word `w`'s centre lies in `region` (page-relative, with a small margin).
+fn inside(page: &PageText, w: usize, region: &[f64; 4]) -> bool {
+    let p = &page.words[w].polygon;
+    let x = (p[0] + p[2] + p[4] + p[6]) / 4.0 / page.width.max(f64::EPSILON);
+    let y = (p[1] + p[3] + p[5] + p[7]) / 4.0 / page.height.max(f64::EPSILON);
+    x >= region[0] - MARGIN && x <= region[2] + MARGIN && y >= region[1] - MARGIN && y <= region[3] + MARGIN
+}
+
+/// A string field of `words` (indices into the page's words), with the spans the result gave them.
+fn field_value(page: &PageText, page_index: usize, words: &[usize], field: &FieldRegion, result: &Value) -> Value {
+    if words.is_empty() {
+        return json!({"type": "string", "confidence": round(field.coverage * 0.5)});
+    }
+    let text: Vec<&str> = words.iter().map(|w| page.words[*w].text.as_str()).collect();
+    let spans: Vec<Value> = words
+        .iter()
+        .filter_map(|w| result["pages"][page_index]["words"].get(*w).map(|word| word["span"].clone()))
+        .collect();
+    let confidence = words.iter().map(|w| page.words[*w].confidence).sum::<f64>() / words.len() as f64;
+    let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+    for w in words {
+        let p = &page.words[*w].polygon;
+        for corner in p.chunks(2) {
+            (x0, y0, x1, y1) = (x0.min(corner[0]), y0.min(corner[1]), x1.max(corner[0]), y1.max(corner[1]));
+        }
+    }
+    let value = text.join(" ");
+    json!({"type": "string", "valueString": value, "content": value, "spans": spans,
+           "boundingRegions": [{"pageNumber": page.number, "polygon": [x0, y0, x1, y0, x1, y1, x0, y1]}],
+           "confidence": round(confidence * field.coverage)})
+}
+
+/// One labeled document's fields: name -> (page, the union of its boxes).
+type Labeled = BTreeMap<String, (u32, [f64; 4])>;
+
+/// A labels file's fields.
+fn read_labels(bytes: &[u8]) -> Result<Labeled, String> {
+    let labels: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let mut fields = BTreeMap::new();
+    for label in labels["labels"].as_array().into_iter().flatten() {
+        let Some(name) = label["label"].as_str() else { continue };
+        let mut region: Option<(u32, [f64; 4])> = None;
+        for value in label["value"].as_array().into_iter().flatten() {
+            let page = value["page"].as_u64().unwrap_or(1) as u32;
+            for boxed in value["boundingBoxes"].as_array().into_iter().flatten() {
+                let numbers: Vec<f64> = boxed.as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
+                if numbers.len() != 8 || numbers.iter().any(|n| !(0.0..=1.0).contains(n)) {
+                    return Err(format!("the bounding box of {name} is not 8 numbers from 0 to 1"));
+                }
+                let xs = [numbers[0], numbers[2], numbers[4], numbers[6]];
+                let ys = [numbers[1], numbers[3], numbers[5], numbers[7]];
+                let b = [min(&xs), min(&ys), max(&xs), max(&ys)];
+                region = Some(match region {
+                    Some((p, r)) if p == page => (p, [r[0].min(b[0]), r[1].min(b[1]), r[2].max(b[2]), r[3].max(b[3])]),
+                    Some(other) => other,
+                    None => (page, b),
+                });
+            }
+        }
+        if let Some(region) = region {
+            fields.insert(name.to_owned(), region);
+        }
+    }
+    Ok(fields)
+}
+
+fn min(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::MAX, f64::min)
+}
+
+fn max(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::MIN, f64::max)
+}
+
+/// The regions learned from every labeled document: per field the union of its boxes on its most
+/// labeled page, and the share of documents that labeled it.
+fn learn(examples: &[Labeled]) -> BTreeMap<String, FieldRegion> {
+    let mut fields: BTreeMap<String, FieldRegion> = BTreeMap::new();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for example in examples {
+        for (name, (page, b)) in example {
+            *counts.entry(name.clone()).or_default() += 1;
+            fields
+                .entry(name.clone())
+                .and_modify(|f| {
+                    if f.page == *page {
+                        let r = &mut f.region;
+                        *r = [r[0].min(b[0]), r[1].min(b[1]), r[2].max(b[2]), r[3].max(b[3])];
+                    }
+                })
+                .or_insert(FieldRegion { page: *page, region: *b, coverage: 0.0 });
+        }
+    }
+    for (name, field) in &mut fields {
+        field.coverage = counts.get(name).copied().unwrap_or(0) as f64 / examples.len().max(1) as f64;
+    }
+    fields
+}
+
+/// A build as asked.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub model_id: String,
+    pub description: Option<String>,
+    pub tags: Map<String, Value>,
+    pub container_url: String,
+    pub prefix: String,
+    pub api_version: String,
+}
+
+/// A model operation as its poller sees it.
+#[derive(Debug, Clone)]
+pub struct ModelOperation {
+    pub model_id: String,
+    pub api_version: String,
+    pub status: &'static str,
+    pub created: String,
+    pub updated: String,
+    pub tags: Map<String, Value>,
+    pub result: Option<TemplateModel>,
+    pub error: Option<DocumentError>,
+}
+
+/// Build operations, by (account id, operation id); in memory (a restart forgets them; the models
+/// they made are kept).
+#[derive(Default)]
+pub struct ModelOperations {
+    kept: Mutex<BTreeMap<(String, String), ModelOperation>>,
+}
+
+impl ModelOperations {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), ModelOperation>> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn model_path(id: &str) -> String {
+    format!("{id}/model.json")
+}
+
+/// A model id as Azure takes it: `^[a-zA-Z0-9][a-zA-Z0-9._~-]{1,63}$`, not a prebuilt one.
+pub fn valid_model_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    id.len() >= 2
+        && id.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c))
+        && !id.starts_with("prebuilt-")
+}
+
+impl CognitiveService {
+    /// Starts building a template model; answers the operation id.
+    pub async fn start_build(
+        self: &Arc<Self>,
+        account: Arc<LiveAccount>,
+        request: BuildRequest,
+    ) -> Result<String, DocumentError> {
+        if self.document_model(&account, &request.model_id).await?.is_some() {
+            return Err(DocumentError::new(
+                409,
+                "Conflict",
+                "ModelExists",
+                format!("A model with the id '{}' already exists.", request.model_id),
+            ));
+        }
+        if self.document_model_ids(&account).await?.len() >= MAX_MODELS {
+            return Err(DocumentError::new(
+                400,
+                "InvalidRequest",
+                "DocumentModelLimit",
+                format!("The account has {MAX_MODELS} models, the most it may have."),
+            ));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let key = (account.id.to_ascii_lowercase(), id.clone());
+        let created = crate::documents::now();
+        let operation = ModelOperation {
+            model_id: request.model_id.clone(),
+            api_version: request.api_version.clone(),
+            status: "running",
+            created: created.clone(),
+            updated: created,
+            tags: request.tags.clone(),
+            result: None,
+            error: None,
+        };
+        self.model_operations.lock().insert(key.clone(), operation);
+        let service = Arc::clone(self);
+        tokio::spawn(async move {
+            let outcome = service.build_template(&account, &request).await;
+            let mut kept = service.model_operations.lock();
+            let Some(operation) = kept.get_mut(&key) else { return };
+            operation.updated = crate::documents::now();
+            match outcome {
+                Ok(model) => (operation.status, operation.result) = ("succeeded", Some(model)),
+                Err(e) => {
+                    tracing::info!(account = %account.id, model = %request.model_id, code = e.inner, "a model build failed");
+                    (operation.status, operation.error) = ("failed", Some(e));
+                }
+            }
+        });
+        Ok(id)
+    }
+
+    pub fn model_operation(&self, account: &LiveAccount, id: &str) -> Option<ModelOperation> {
+        self.model_operations.lock().get(&(account.id.to_ascii_lowercase(), id.to_owned())).cloned()
+    }
+
+    async fn build_template(
+        &self,
+        account: &LiveAccount,
+        request: &BuildRequest,
+    ) -> Result<TemplateModel, DocumentError> {
+        let files = self.training_files(account, &request.container_url, &request.prefix).await?;
+        let mut examples = Vec::new();
+        for labels_name in files.iter().filter(|n| n.ends_with(".labels.json")).take(MAX_TRAINING_DOCUMENTS) {
+            let document = labels_name.trim_end_matches(".labels.json");
+            if !files.iter().any(|n| n == document) {
+                continue;
+            }
+            let bytes = self.training_file(account, &request.container_url, labels_name).await?;
+            let fields = read_labels(&bytes).map_err(|why| {
+                DocumentError::new(
+                    400,
+                    "InvalidRequest",
+                    "InvalidContent",
+                    format!("The labels file {labels_name} is invalid: {why}."),
+                )
+            })?;
+            if !fields.is_empty() {
+                examples.push(fields);
+            }
+        }
+        if examples.is_empty() {
+            return Err(DocumentError::new(
+                400,
+                "InvalidRequest",
+                "TrainingContentMissing",
+                "No labeled documents were found: the container needs documents with their .labels.json files.",
+            ));
+        }
+        let model = TemplateModel {
+            model_id: request.model_id.clone(),
+            description: request.description.clone(),
+            created: crate::documents::now(),
+            api_version: request.api_version.clone(),
+            tags: request.tags.clone(),
+            fields: learn(&examples),
+            documents: examples.len(),
+        };
+        let bytes = Bytes::from(serde_json::to_vec(&model).map_err(|_| internal())?);
+        self.artifacts
+            .put(account, Area::DocumentModels, &model_path(&model.model_id), bytes, "application/json")
+            .await
+            .map_err(|e| storage_error(&e))?;
+        Ok(model)
+    }
+
+    /// The names of the training container's blobs under `prefix`.
+    async fn training_files(
+        &self,
+        account: &LiveAccount,
+        container_url: &str,
+        prefix: &str,
+    ) -> Result<Vec<String>, DocumentError> {
+        let inaccessible = |why: String| {
+            DocumentError::new(
+                400,
+                "InvalidRequest",
+                "ContentSourceNotAccessible",
+                format!("The training container is not accessible: {why}."),
+            )
+        };
+        let names = match self.artifacts.identity_container(container_url) {
+            Some((name, container)) => {
+                let listed = self.artifacts.list_as_identity(account, (&name, &container), prefix).await;
+                listed.map_err(|e| from_storage(&e))?.into_iter().map(|info| info.name).collect()
+            }
+            None => self.list_container(container_url).await.map_err(|e| inaccessible(e.message))?,
+        };
+        Ok(names.into_iter().filter(|n| n.starts_with(prefix)).collect())
+    }
+
+    async fn training_file(
+        &self,
+        account: &LiveAccount,
+        container_url: &str,
+        name: &str,
+    ) -> Result<Bytes, DocumentError> {
+        if let Some((storage, container)) = self.artifacts.identity_container(container_url) {
+            return self
+                .artifacts
+                .read_as_identity(account, None, (&storage, &container, name), MAX_LABELS_BYTES)
+                .await
+                .map_err(|e| from_storage(&e));
+        }
+        let url = crate::transcriptions::blob_url(container_url, name);
+        let response = self.http.get(&url).send().await.map_err(|e| {
+            DocumentError::new(
+                400,
+                "InvalidRequest",
+                "ContentSourceNotAccessible",
+                format!("{name} could not be read: {}.", crate::fetch_error(e)),
+            )
+        })?;
+        if !response.status().is_success() {
+            return Err(DocumentError::new(
+                400,
+                "InvalidRequest",
+                "ContentSourceNotAccessible",
+                format!("{name} could not be read: the storage answered {}.", response.status()),
+            ));
+        }
+        response.bytes().await.map_err(|_| internal())
+    }
+
+    /// The account's template model `id`, read from where it is kept (at every use).
+    pub async fn document_model(
+        &self,
+        account: &LiveAccount,
+        id: &str,
+    ) -> Result<Option<TemplateModel>, DocumentError> {
+        match self.artifacts.read(account, Area::DocumentModels, &model_path(id)).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|_| internal()),
+            Err(ArtifactError::NotFound) => Ok(None),
+            Err(e) => Err(storage_error(&e)),
+        }
+    }
+
+    pub async fn document_model_ids(&self, account: &LiveAccount) -> Result<Vec<String>, DocumentError> {
+        let listed = self.artifacts.list(account, Area::DocumentModels, "").await.map_err(|e| storage_error(&e))?;
+        Ok(listed.into_iter().filter_map(|info| info.name.strip_suffix("/model.json").map(str::to_owned)).collect())
+    }
+
+    pub async fn delete_document_model(&self, account: &LiveAccount, id: &str) -> Result<bool, DocumentError> {
+        if self.document_model(account, id).await?.is_none() {
+            return Ok(false);
+        }
+        self.artifacts.delete(account, Area::DocumentModels, &model_path(id)).await.map_err(|e| storage_error(&e))?;
+        Ok(true)
+    }
+}
+
+fn internal() -> DocumentError {
+    DocumentError::new(500, "InternalServerError", "Unknown", "byos could not keep or read the model.")
+}
+
+/// A failure of the account's own storage (the model's keeping): the CMK revoked is its own code.
+fn storage_error(e: &ArtifactError) -> DocumentError {
+    match e {
+        ArtifactError::KeyUnavailable(reason) => DocumentError::new(
+            403,
+            "Forbidden",
+            "InvalidDataProtectionKey",
+            format!("The account's customer-managed key cannot be used, so its models cannot be read: {reason}."),
+        ),
+        _ => internal(),
+    }
+}
+
+/// A failure of the customer's storage (the training data).
+fn from_storage(e: &ArtifactError) -> DocumentError {
+    let mut error = DocumentError::new(
+        400,
+        "InvalidRequest",
+        "ContentSourceNotAccessible",
+        format!("The training data is not accessible: {e}."),
+    );
+    if let ArtifactError::Inaccessible { explanation, .. } = e {
+        error.explanation = Some(explanation.clone());
+    }
+    error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use byos_document::{Line, Unit, Word};
+
+    fn labels(name_box: [f64; 4]) -> Vec<u8> {
+        let [x0, y0, x1, y1] = name_box;
+        json!({"document": "form.png", "labels": [
+            {"label": "Name", "value": [{"page": 1, "text": "x", "boundingBoxes": [[x0, y0, x1, y0, x1, y1, x0, y1]]}]},
+        ]})
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn regions_are_the_union_of_the_labeled_boxes_and_coverage_is_shared() {
+        let a = read_labels(&labels([0.1, 0.2, 0.3, 0.25])).unwrap_or_else(|e| panic!("{e}"));
+        let b = read_labels(&labels([0.12, 0.19, 0.35, 0.24])).unwrap_or_else(|e| panic!("{e}"));
+        let learned = learn(&[a, b, BTreeMap::new()]);
+        let name = &learned["Name"];
+        assert_eq!((name.page, name.region), (1, [0.1, 0.19, 0.35, 0.25]));
+        assert!((name.coverage - 2.0 / 3.0).abs() < 1e-9);
+        assert!(
+            read_labels(
+                b"{\"labels\":[{\"label\":\"X\",\"value\":[{\"page\":1,\"boundingBoxes\":[[2,0,0,0,0,0,0,0]]}]}]}"
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_field_gets_the_words_in_its_region() {
+        let word = |text: &str, x: f64, y: f64| Word {
+            text: text.into(),
+            polygon: [x, y, x + 40.0, y, x + 40.0, y + 10.0, x, y + 10.0],
+            confidence: 0.9,
+        };
+        let page = PageText {
+            number: 1,
+            width: 1000.0,
+            height: 1000.0,
+            unit: Unit::Pixel,
+            angle: 0.0,
+            words: vec![word("Name:", 100.0, 200.0), word("Ada", 300.0, 200.0), word("Lovelace", 350.0, 200.0)],
+            lines: vec![Line { words: 0..3, polygon: [0.0; 8] }],
+            paragraphs: vec![],
+        };
+        let mut fields = BTreeMap::new();
+        fields.insert("Name".to_owned(), FieldRegion { page: 1, region: [0.29, 0.19, 0.45, 0.22], coverage: 1.0 });
+        let model = TemplateModel {
+            model_id: "forms".into(),
+            description: None,
+            created: String::new(),
+            api_version: "2024-11-30".into(),
+            tags: Map::new(),
+            fields,
+            documents: 5,
+        };
+        let shape = crate::document_result::Shape {
+            api_version: "2024-11-30".into(),
+            model_id: "forms".into(),
+            string_index: crate::document_result::StringIndex::TextElements,
+            markdown: false,
+            content_format: true,
+        };
+        let result = crate::document_result::analyze_result(std::slice::from_ref(&page), &shape);
+        let documents = model.extract(&[page], &result);
+        let name = &documents[0]["fields"]["Name"];
+        assert_eq!(name["valueString"], "Ada Lovelace");
+        assert_eq!(name["spans"][0], json!({"offset": 6, "length": 3}));
+        assert_eq!(documents[0]["docType"], "forms");
+    }
+
+    #[test]
+    fn model_ids_follow_azures_pattern() {
+        assert!(valid_model_id("my-model_1.0~x"));
+        for bad in ["", "a", "-model", "prebuilt-read", "has space", &"x".repeat(65)] {
+            assert!(!valid_model_id(bad), "{bad:?}");
+        }
+    }
+}
