@@ -103,6 +103,48 @@ def test_a_scanned_pdf_is_read_in_inches(world):
     assert accuracy("\n".join(LINES), result.content) >= 0.85, result.content
 
 
+def text_pdf(lines) -> bytes:
+    """A one-page text PDF (US Letter, Helvetica 24 pt) written by hand: its text is embedded, not an image."""
+    stream = "BT /F1 24 Tf " + " ".join(f"72 {720 - 40 * i} Td ({line}) Tj -72 {-(720 - 40 * i)} Td"
+                                        for i, line in enumerate(lines)) + " ET"
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+               "/Resources << /Font << /F1 5 0 R >> >> >>",
+               f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream",
+               "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    out, offsets = b"%PDF-1.4\n", []
+    for n, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{n} 0 obj\n{body}\nendobj\n".encode()
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return out
+
+
+def test_a_text_pdf_gives_its_own_words_in_inches(world):
+    result = analyze_v4(world, "prebuilt-read", text_pdf(LINES))
+    page = result.pages[0]
+    assert (page.unit, round(page.width, 2), round(page.height, 2)) == ("inch", 8.5, 11.0), page
+    assert accuracy("\n".join(LINES), result.content) >= 0.98, result.content
+    first = page.words[0]
+    assert abs(first.polygon[0] - 1.0) < 0.1, first.polygon  # drawn at 72 pt = 1 inch from the left
+
+
+def test_an_encrypted_pdf_fails_with_invalid_content(world, tmp_path):
+    import subprocess
+
+    plain, locked = tmp_path / "plain.pdf", tmp_path / "locked.pdf"
+    plain.write_bytes(text_pdf(["secret text"]))
+    subprocess.run(["qpdf", "--encrypt", "user", "owner", "256", "--", str(plain), str(locked)], check=True)
+    resp = raw(world, "POST", "documentintelligence/documentModels/prebuilt-read:analyze", params=V4,
+               data=locked.read_bytes(), headers={"Content-Type": "application/octet-stream"})
+    done = poll(world, resp.headers["Operation-Location"])
+    assert done["status"] == "failed" and done["error"]["innererror"]["code"] == "InvalidContent", done
+    assert "encrypted" in done["error"]["message"], done
+
+
 def test_v4_layout_as_markdown_and_base64(world):
     request = AnalyzeDocumentRequest(bytes_source=encoded(rendered(), "PNG"))
     poller = world["di"].begin_analyze_document("prebuilt-layout", request, output_content_format="markdown",
@@ -282,6 +324,29 @@ def test_a_plain_url_is_read_as_the_accounts_identity_through_the_trusted_servic
     assert accuracy("\n".join(LINES), result.content) >= 0.9, result.content
 
 
+def test_a_template_model_is_trained_from_a_locked_container_as_the_accounts_identity(world, storage):
+    import json
+
+    from azure.ai.documentintelligence.models import AzureBlobContentSource, BuildDocumentModelRequest
+
+    # The customer uploads through a client the firewall admits (127.0.0.2) with an Entra role.
+    admin = bs.admin_credential(storage["boot"])
+    oid = bs.jwt_claims(admin.get_token("https://storage.azure.com/.default").token)["oid"]
+    bs.assign_role(storage["auth"], storage["account"].id, bs.STORAGE_BLOB_DATA_CONTRIBUTOR, oid,
+                   sub=storage["boot"]["subscription_id"])
+    service = bs.blob_service(storage["account"].blob_url, admin, world["ca"], source_ip=CLIENT_IP)
+    container = service.create_container("labeled")
+    for i, values in enumerate(FORMS[:5]):
+        document, labels = form(values)
+        container.upload_blob(f"form{i}.png", document)
+        container.upload_blob(f"form{i}.png.labels.json", json.dumps(labels).encode())
+    request = BuildDocumentModelRequest(model_id="forms-identity", build_mode="template", azure_blob_source=
+                                        AzureBlobContentSource(container_url=f"{storage['account'].blob_url}labeled"))
+    admin_client(world).begin_build_document_model(request, polling_interval=0.2).result(timeout=120)
+    fields = analyze_v4(world, "forms-identity", form(FORMS[5])[0]).documents[0].fields
+    assert fields["Name"].value_string == FORMS[5][0], fields
+
+
 def test_each_broken_link_of_the_identity_chain_fails_with_its_explanation(world, storage):
     missing = analyze_url(world, storage["plain_url"].replace("invoice.png", "nothing-here.png"))
     assert missing["status"] == "failed" and missing["error"]["innererror"]["code"] == "ContentSourceNotAccessible"
@@ -302,6 +367,15 @@ def test_each_broken_link_of_the_identity_chain_fails_with_its_explanation(world
     assert unroled["status"] == "failed" and unroled["error"]["innererror"]["code"] == "ContentSourceNotAccessible"
     assert "Storage Blob Data Reader" in str(unroled["error"]["innererror"]["byosExplanation"]) or \
         "role" in unroled["error"]["message"].lower(), unroled
+
+    client = cs.cognitive_client(storage["boot"], bs.admin_credential(storage["boot"]))
+    from azure.mgmt.cognitiveservices.models import Identity
+
+    client.accounts.begin_update(world["rg"], world["account"].name, cs.account_model(
+        storage["boot"], "FormRecognizer", identity="None")).result()
+    unidentified = analyze_url(world, storage["plain_url"])
+    assert unidentified["status"] == "failed", unidentified
+    assert "system-assigned identity" in unidentified["error"]["message"], unidentified
 
 
 def test_a_sas_url_is_fetched_as_given_and_an_expired_one_is_not_accessible(world, storage):
