@@ -489,3 +489,48 @@ def test_builds_byos_cannot_do_are_refused(world, training):
     with pytest.raises(HttpResponseError) as missing:
         admin.begin_build_document_model(empty, polling_interval=0.2).result(timeout=60)
     assert "TrainingContentMissing" in str(missing.value), missing.value
+
+
+def v2_clients(world):
+    from azure.ai.formrecognizer import FormRecognizerClient, FormTrainingClient
+
+    args = (world["endpoint"], AzureKeyCredential(world["key"]))
+    kwargs = {"api_version": "2.1", "connection_verify": world["ca"]}
+    return FormTrainingClient(*args, **kwargs), FormRecognizerClient(*args, **kwargs)
+
+
+def test_v2_1_labeled_training_and_custom_analysis(world, training):
+    trainer, recognizer = v2_clients(world)
+    model = trainer.begin_training(training["url"], use_training_labels=True, prefix="forms/", model_name="labeled",
+                                   polling_interval=0.2).result(timeout=120)
+    assert model.status == "ready" and model.model_name == "labeled", model
+    assert {f.name for f in model.submodels[0].fields.values()} >= set(FIELDS), model.submodels
+    assert len(model.training_documents) == 5
+    forms = recognizer.begin_recognize_custom_forms(model.model_id, form(FORMS[5])[0],
+                                                   polling_interval=0.2).result(timeout=120)
+    assert {name: forms[0].fields[name].value for name in FIELDS} == dict(zip(FIELDS, FORMS[5])), forms[0].fields
+    assert model.model_id in [m.model_id for m in trainer.list_custom_models()]
+    assert trainer.get_account_properties().custom_model_count >= 1
+    trainer.delete_model(model.model_id)
+    with pytest.raises(ResourceNotFoundError):
+        trainer.get_custom_model(model.model_id)
+
+
+def test_v2_1_unlabeled_training_finds_the_keys_and_their_values(world, training):
+    trainer, recognizer = v2_clients(world)
+    model = trainer.begin_training(training["url"], use_training_labels=False, prefix="forms/",
+                                   polling_interval=0.2).result(timeout=180)
+    keys = [f.label for f in model.submodels[0].fields.values()]
+    assert keys == ["Name:", "Date:", "Total:"], keys
+    forms = recognizer.begin_recognize_custom_forms(model.model_id, form(FORMS[5])[0],
+                                                   polling_interval=0.2).result(timeout=120)
+    pairs = {f.label_data.text: f.value for f in forms[0].fields.values()}
+    assert pairs == {"Name:": FORMS[5][0], "Date:": FORMS[5][1], "Total:": FORMS[5][2]}, pairs
+
+
+def test_v2_1_training_on_a_container_with_nothing_usable_is_invalid(world, training):
+    trainer, _ = v2_clients(world)
+    with pytest.raises(HttpResponseError) as invalid:
+        trainer.begin_training(training["url"], use_training_labels=False, prefix="nothing/",
+                               polling_interval=0.2).result(timeout=60)
+    assert "2014" in str(invalid.value), invalid.value

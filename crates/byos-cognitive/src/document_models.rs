@@ -53,6 +53,12 @@ pub struct TemplateModel {
     pub tags: Map<String, Value>,
     pub fields: BTreeMap<String, FieldRegion>,
     pub documents: usize,
+    /// v2.1 unlabeled models: the keys ("Name:") their training forms share, in the order found.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// v2.1: the training documents and their page counts.
+    #[serde(default)]
+    pub training: Vec<(String, u32)>,
 }
 
 impl TemplateModel {
@@ -199,15 +205,138 @@ fn learn(examples: &[Labeled]) -> BTreeMap<String, FieldRegion> {
     fields
 }
 
+/// The keys of a page: each line's words up to and including the first that ends with `:`.
+fn page_keys(page: &PageText) -> Vec<(String, usize, usize)> {
+    let mut keys = Vec::new();
+    for line in &page.lines {
+        let words = line.words.start.min(page.words.len())..line.words.end.min(page.words.len());
+        if let Some(end) = words.clone().find(|w| page.words[*w].text.ends_with(':')) {
+            let text: Vec<&str> = (words.start..=end).map(|w| page.words[w].text.as_str()).collect();
+            keys.push((text.join(" "), end + 1, words.end));
+        }
+    }
+    keys
+}
+
+fn bounding(page: &PageText, words: std::ops::Range<usize>) -> Value {
+    let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+    for w in words {
+        for corner in page.words[w].polygon.chunks(2) {
+            (x0, y0, x1, y1) = (x0.min(corner[0]), y0.min(corner[1]), x1.max(corner[0]), y1.max(corner[1]));
+        }
+    }
+    json!([x0, y0, x1, y0, x1, y1, x0, y1])
+}
+
+impl TemplateModel {
+    /// The keys the unlabeled training forms share, in the order first found.
+    pub fn learn_keys(pages: &[Vec<PageText>]) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::new();
+        for page in pages.iter().flatten() {
+            for (key, _, _) in page_keys(page) {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+        keys
+    }
+
+    /// v2.1 `pageResults` of an analysis: the key/value pairs of the model's keys (unlabeled models;
+    /// the value is the rest of the key's line), cluster 0.
+    pub fn v2_page_results(&self, pages: &[PageText]) -> Value {
+        let results: Vec<Value> = pages
+            .iter()
+            .map(|page| {
+                let pairs: Vec<Value> = page_keys(page)
+                    .into_iter()
+                    .filter(|(key, _, _)| self.keys.contains(key))
+                    .map(|(key, value_start, line_end)| {
+                        let key_start = value_start - key.split(' ').count();
+                        let value: Vec<&str> = (value_start..line_end).map(|w| page.words[w].text.as_str()).collect();
+                        let mut value_element = json!({"text": value.join(" ")});
+                        if value_start < line_end {
+                            value_element["boundingBox"] = bounding(page, value_start..line_end);
+                        }
+                        json!({"key": {"text": key, "boundingBox": bounding(page, key_start..value_start)},
+                               "value": value_element, "confidence": 0.9})
+                    })
+                    .collect();
+                json!({"page": page.number, "clusterId": 0, "keyValuePairs": pairs, "tables": []})
+            })
+            .collect();
+        json!(results)
+    }
+
+    /// v2.1 `documentResults` (labeled models): the fields found in their regions.
+    pub fn v2_document_results(&self, pages: &[PageText], result: &Value) -> Value {
+        let documents = self.extract(pages, result);
+        let mut fields = Map::new();
+        for (name, field) in documents[0]["fields"].as_object().into_iter().flatten() {
+            let mut value = json!({"type": "string", "confidence": field["confidence"]});
+            if let Some(text) = field["valueString"].as_str() {
+                let polygon = &field["boundingRegions"][0]["polygon"];
+                value["valueString"] = json!(text);
+                value["text"] = json!(text);
+                value["boundingBox"] = polygon.clone();
+                value["page"] = field["boundingRegions"][0]["pageNumber"].clone();
+            }
+            fields.insert(name.clone(), value);
+        }
+        let last = pages.iter().map(|p| p.number).max().unwrap_or(1);
+        json!([{"docType": format!("custom:{}", self.model_id), "modelId": self.model_id, "pageRange": [1, last],
+                "fields": fields, "docTypeConfidence": documents[0]["confidence"]}])
+    }
+
+    /// The v2.1 `Model` (with `keys` when asked).
+    pub fn v2_model(&self, include_keys: bool) -> Value {
+        let documents: Vec<Value> = self
+            .training
+            .iter()
+            .map(|(name, pages)| json!({"documentName": name, "pages": pages, "errors": [], "status": "succeeded"}))
+            .collect();
+        let mut train = json!({"trainingDocuments": documents, "errors": []});
+        if self.keys.is_empty() {
+            let fields: Vec<Value> =
+                self.fields.iter().map(|(n, f)| json!({"fieldName": n, "accuracy": round(f.coverage)})).collect();
+            let average = self.fields.values().map(|f| f.coverage).sum::<f64>() / self.fields.len().max(1) as f64;
+            train["fields"] = json!(fields);
+            train["averageModelAccuracy"] = json!(round(average));
+        }
+        let mut model = json!({"modelInfo": v2_model_info(&self.model_id, "ready", &self.created, &self.created, self.description.as_deref()),
+                               "trainResult": train});
+        if include_keys && !self.keys.is_empty() {
+            model["keys"] = json!({"clusters": {"0": self.keys}});
+        }
+        model
+    }
+}
+
+/// v2.1 `modelInfo`.
+pub fn v2_model_info(id: &str, status: &str, created: &str, updated: &str, name: Option<&str>) -> Value {
+    let mut info = json!({"modelId": id, "status": status, "createdDateTime": created, "lastUpdatedDateTime": updated,
+                          "attributes": {"isComposed": false}});
+    if let Some(name) = name {
+        info["modelName"] = json!(name);
+    }
+    info
+}
+
 /// A build as asked.
 #[derive(Debug, Clone)]
 pub struct BuildRequest {
+    /// What the operation is polled by (v2.1 polls the model itself: its id).
+    pub operation_id: String,
     pub model_id: String,
     pub description: Option<String>,
     pub tags: Map<String, Value>,
     pub container_url: String,
     pub prefix: String,
     pub api_version: String,
+    /// From `.labels.json` files (v3/v4 always; v2.1 `useLabelFile`), else from the forms' keys.
+    pub labeled: bool,
+    /// v2.1 `sourceFilter.includeSubFolders` (v3/v4: every blob under the prefix).
+    pub include_subfolders: bool,
 }
 
 /// A model operation as its poller sees it.
@@ -273,7 +402,7 @@ impl CognitiveService {
                 format!("The account has {MAX_MODELS} models, the most it may have."),
             ));
         }
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = request.operation_id.clone();
         let key = (account.id.to_ascii_lowercase(), id.clone());
         let created = crate::documents::now();
         let operation = ModelOperation {
@@ -313,14 +442,78 @@ impl CognitiveService {
         account: &LiveAccount,
         request: &BuildRequest,
     ) -> Result<TemplateModel, DocumentError> {
-        let files = self.training_files(account, &request.container_url, &request.prefix).await?;
+        let mut files = self.training_files(account, &request.container_url, &request.prefix).await?;
+        if !request.include_subfolders {
+            files.retain(|n| !n[request.prefix.len().min(n.len())..].contains('/'));
+        }
+        let mut model = match request.labeled {
+            true => self.learn_labeled(account, request, &files).await?,
+            false => self.learn_unlabeled(account, request, &files).await?,
+        };
+        model.created = crate::documents::now();
+        let bytes = Bytes::from(serde_json::to_vec(&model).map_err(|_| internal())?);
+        self.artifacts
+            .put(account, Area::DocumentModels, &model_path(&model.model_id), bytes, "application/json")
+            .await
+            .map_err(|e| storage_error(&e))?;
+        Ok(model)
+    }
+
+    fn empty_model(request: &BuildRequest) -> TemplateModel {
+        TemplateModel {
+            model_id: request.model_id.clone(),
+            description: request.description.clone(),
+            created: String::new(),
+            api_version: request.api_version.clone(),
+            tags: request.tags.clone(),
+            fields: BTreeMap::new(),
+            documents: 0,
+            keys: Vec::new(),
+            training: Vec::new(),
+        }
+    }
+
+    /// A model of the keys the training forms share (v2.1 unlabeled training): each form is read.
+    async fn learn_unlabeled(
+        &self,
+        account: &LiveAccount,
+        request: &BuildRequest,
+        files: &[String],
+    ) -> Result<TemplateModel, DocumentError> {
+        const FORMS: [&str; 7] = [".pdf", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"];
+        let forms = files.iter().filter(|n| FORMS.iter().any(|e| n.to_ascii_lowercase().ends_with(e)));
+        let mut read = Vec::new();
+        let mut training = Vec::new();
+        for name in forms.take(MAX_TRAINING_DOCUMENTS) {
+            let limit = byos_document::MAX_DOCUMENT_BYTES;
+            let bytes = self.training_file(account, &request.container_url, name, limit).await?;
+            // A form the engine cannot read is left out, as Azure leaves out invalid blobs.
+            let Ok(pages) = byos_document::read(&self.ocr, &bytes, None).await else { continue };
+            training.push((name.clone(), pages.len() as u32));
+            read.push(pages);
+        }
+        if read.is_empty() {
+            return Err(no_training_content("No forms (PDF, JPEG, PNG, TIFF, BMP) byos can read were found"));
+        }
+        let keys = TemplateModel::learn_keys(&read);
+        Ok(TemplateModel { documents: read.len(), keys, training, ..Self::empty_model(request) })
+    }
+
+    /// A model of the labeled regions (`X.labels.json` next to each document `X`).
+    async fn learn_labeled(
+        &self,
+        account: &LiveAccount,
+        request: &BuildRequest,
+        files: &[String],
+    ) -> Result<TemplateModel, DocumentError> {
         let mut examples = Vec::new();
+        let mut training = Vec::new();
         for labels_name in files.iter().filter(|n| n.ends_with(".labels.json")).take(MAX_TRAINING_DOCUMENTS) {
             let document = labels_name.trim_end_matches(".labels.json");
             if !files.iter().any(|n| n == document) {
                 continue;
             }
-            let bytes = self.training_file(account, &request.container_url, labels_name).await?;
+            let bytes = self.training_file(account, &request.container_url, labels_name, MAX_LABELS_BYTES).await?;
             let fields = read_labels(&bytes).map_err(|why| {
                 DocumentError::new(
                     400,
@@ -330,32 +523,22 @@ impl CognitiveService {
                 )
             })?;
             if !fields.is_empty() {
+                let pages = fields.values().map(|(page, _)| *page).max().unwrap_or(1);
+                training.push((document.to_owned(), pages));
                 examples.push(fields);
             }
         }
         if examples.is_empty() {
-            return Err(DocumentError::new(
-                400,
-                "InvalidRequest",
-                "TrainingContentMissing",
-                "No labeled documents were found: the container needs documents with their .labels.json files.",
+            return Err(no_training_content(
+                "No labeled documents were found: the container needs documents with their .labels.json files",
             ));
         }
-        let model = TemplateModel {
-            model_id: request.model_id.clone(),
-            description: request.description.clone(),
-            created: crate::documents::now(),
-            api_version: request.api_version.clone(),
-            tags: request.tags.clone(),
+        Ok(TemplateModel {
             fields: learn(&examples),
             documents: examples.len(),
-        };
-        let bytes = Bytes::from(serde_json::to_vec(&model).map_err(|_| internal())?);
-        self.artifacts
-            .put(account, Area::DocumentModels, &model_path(&model.model_id), bytes, "application/json")
-            .await
-            .map_err(|e| storage_error(&e))?;
-        Ok(model)
+            training,
+            ..Self::empty_model(request)
+        })
     }
 
     /// The names of the training container's blobs under `prefix`.
@@ -388,11 +571,12 @@ impl CognitiveService {
         account: &LiveAccount,
         container_url: &str,
         name: &str,
+        limit: u64,
     ) -> Result<Bytes, DocumentError> {
         if let Some((storage, container)) = self.artifacts.identity_container(container_url) {
             return self
                 .artifacts
-                .read_as_identity(account, None, (&storage, &container, name), MAX_LABELS_BYTES)
+                .read_as_identity(account, None, (&storage, &container, name), limit)
                 .await
                 .map_err(|e| from_storage(&e));
         }
@@ -441,6 +625,10 @@ impl CognitiveService {
         self.artifacts.delete(account, Area::DocumentModels, &model_path(id)).await.map_err(|e| storage_error(&e))?;
         Ok(true)
     }
+}
+
+fn no_training_content(why: &str) -> DocumentError {
+    DocumentError::new(400, "InvalidRequest", "TrainingContentMissing", format!("{why}."))
 }
 
 fn internal() -> DocumentError {
@@ -531,6 +719,8 @@ mod tests {
             tags: Map::new(),
             fields,
             documents: 5,
+            keys: Vec::new(),
+            training: Vec::new(),
         };
         let shape = crate::document_result::Shape {
             api_version: "2024-11-30".into(),

@@ -66,6 +66,7 @@ impl DocumentError {
             "ContentSourceNotAccessible" => "FailedToDownloadImage",
             "InvalidContentSourceFormat" => "InvalidImageURL",
             "InvalidParameter" | "ParameterMissing" => "BadArgument",
+            "TrainingContentMissing" => "2014",
             "ModelNotFound" | "OperationNotFound" | "ResourceNotFound" => "NotFound",
             "Unauthorized" => "401",
             "AuthorizationFailed" => "403",
@@ -175,6 +176,11 @@ pub struct Analysis {
 }
 
 impl Analysis {
+    /// The custom model it runs, if any.
+    pub fn model(&self) -> Option<&TemplateModel> {
+        self.model.as_deref()
+    }
+
     /// The v3/v4 `analyzeResult`, once it succeeded (with a custom model: its `documents`).
     pub fn result(&self) -> Option<Value> {
         let pages = self.pages.as_ref()?;

@@ -95,6 +95,13 @@ pub(crate) fn routes() -> Router<Plane> {
             axum::routing::post(v2_analyze).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
         )
         .route("/formrecognizer/v2.1/layout/analyzeResults/{id}", axum::routing::get(v2_result))
+        .route("/formrecognizer/v2.1/custom/models", axum::routing::post(v2_train).get(v2_list_models))
+        .route("/formrecognizer/v2.1/custom/models/{model}", axum::routing::get(v2_get_model).delete(v2_delete_model))
+        .route(
+            "/formrecognizer/v2.1/custom/models/{model}/analyze",
+            axum::routing::post(v2_analyze_custom).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
+        .route("/formrecognizer/v2.1/custom/models/{model}/analyzeResults/{id}", axum::routing::get(v2_custom_result))
 }
 
 #[derive(Deserialize)]
@@ -537,12 +544,15 @@ fn build_request(body: &[u8], api_version: &str) -> Result<crate::document_model
         return Err(invalid("InvalidContentSourceFormat", "The containerUrl must be an absolute https URL."));
     }
     Ok(crate::document_models::BuildRequest {
+        operation_id: uuid::Uuid::new_v4().to_string(),
         model_id: model_id.to_owned(),
         description: value["description"].as_str().map(str::to_owned),
         tags: value["tags"].as_object().cloned().unwrap_or_default(),
         container_url: container_url.to_owned(),
         prefix: source["prefix"].as_str().unwrap_or_default().to_owned(),
         api_version: api_version.to_owned(),
+        labeled: true,
+        include_subfolders: true,
     })
 }
 
@@ -648,4 +658,183 @@ async fn delete_model(
         }
         .await,
     )
+}
+
+// ---- v2.1 custom models (`FormTrainingClient` / `FormRecognizerClient`, api_version 2.1) ---------------------
+
+#[derive(Deserialize)]
+struct V2ModelQuery {
+    #[serde(rename = "includeKeys")]
+    include_keys: Option<bool>,
+    op: Option<String>,
+}
+
+fn v2_base(account: &LiveAccount) -> String {
+    format!("{}/formrecognizer/v2.1", CognitiveService::endpoint(account.settings.port).trim_end_matches('/'))
+}
+
+async fn v2_train(State(plane): State<Plane>, extensions: Extensions, headers: HeaderMap, body: Bytes) -> Response {
+    render_v2(
+        async {
+            let account = document_account(&plane, &extensions, &headers, &WRITE_MODEL)?;
+            let value: Value = serde_json::from_slice(&body)
+                .map_err(|e| invalid("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?;
+            let Some(source) = value["source"].as_str().filter(|s| s.starts_with("https://")) else {
+                return Err(invalid(
+                    "InvalidContentSourceFormat",
+                    "The source must be an absolute https container URL.",
+                ));
+            };
+            let id = uuid::Uuid::new_v4().to_string();
+            let filter = &value["sourceFilter"];
+            let request = crate::document_models::BuildRequest {
+                operation_id: id.clone(),
+                model_id: id.clone(),
+                description: value["modelName"].as_str().map(str::to_owned),
+                tags: serde_json::Map::new(),
+                container_url: source.to_owned(),
+                prefix: filter["prefix"].as_str().unwrap_or_default().to_owned(),
+                api_version: "2.1".into(),
+                labeled: value["useLabelFile"].as_bool().unwrap_or(false),
+                include_subfolders: filter["includeSubFolders"].as_bool().unwrap_or(false),
+            };
+            plane.service.start_build(account.clone(), request).await?;
+            let location = format!("{}/custom/models/{id}", v2_base(&account));
+            Ok((StatusCode::CREATED, [(header::LOCATION, location)]).into_response())
+        }
+        .await,
+    )
+}
+
+async fn v2_get_model(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(model): Path<String>,
+    Query(query): Query<V2ModelQuery>,
+) -> Response {
+    render_v2(
+        async {
+            let account = document_account(&plane, &extensions, &headers, &READ_MODEL)?;
+            if let Some(op) = plane.service.model_operation(&account, &model).filter(|op| op.status != "succeeded") {
+                let name = op.result.as_ref().and_then(|m| m.description.as_deref());
+                let status = if op.status == "running" { "creating" } else { "invalid" };
+                let mut body = json!({"modelInfo": crate::document_models::v2_model_info(&model, status, &op.created, &op.updated, name)});
+                if let Some(error) = &op.error {
+                    body["trainResult"] = json!({"trainingDocuments": [], "errors": [error.v2_body()]});
+                }
+                return Ok(axum::Json(body).into_response());
+            }
+            let found = plane.service.document_model(&account, &model).await?.ok_or_else(|| model_not_found(&model))?;
+            Ok(axum::Json(found.v2_model(query.include_keys.unwrap_or(false))).into_response())
+        }
+        .await,
+    )
+}
+
+async fn v2_list_models(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Query(query): Query<V2ModelQuery>,
+) -> Response {
+    render_v2(
+        async {
+            let account = document_account(&plane, &extensions, &headers, &READ_MODEL)?;
+            let ids = plane.service.document_model_ids(&account).await?;
+            if query.op.as_deref() == Some("summary") {
+                let summary =
+                    json!({"count": ids.len(), "limit": 5000, "lastUpdatedDateTime": crate::documents::now()});
+                return Ok(axum::Json(json!({"summary": summary})).into_response());
+            }
+            let mut list = Vec::new();
+            for id in ids {
+                if let Some(model) = plane.service.document_model(&account, &id).await? {
+                    list.push(model.v2_model(false)["modelInfo"].take());
+                }
+            }
+            Ok(axum::Json(json!({"modelList": list, "nextLink": ""})).into_response())
+        }
+        .await,
+    )
+}
+
+async fn v2_delete_model(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(model): Path<String>,
+) -> Response {
+    render_v2(
+        async {
+            let account = document_account(&plane, &extensions, &headers, &DELETE_MODEL)?;
+            match plane.service.delete_document_model(&account, &model).await? {
+                true => Ok(StatusCode::NO_CONTENT.into_response()),
+                false => Err(model_not_found(&model)),
+            }
+        }
+        .await,
+    )
+}
+
+async fn v2_analyze_custom(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(model): Path<String>,
+    Query(query): Query<V2Query>,
+    body: Bytes,
+) -> Response {
+    render_v2(
+        async {
+            let account = document_account(&plane, &extensions, &headers, &ANALYZE)?;
+            let found = plane.service.document_model(&account, &model).await?.ok_or_else(|| model_not_found(&model))?;
+            let pages = query.pages.as_deref().map(parse_pages).transpose()?;
+            let source = v2_source(&headers, body)?;
+            let shape = Shape {
+                api_version: "2.1".into(),
+                model_id: model.clone(),
+                string_index: StringIndex::TextElements,
+                markdown: false,
+                content_format: false,
+            };
+            let request = AnalyzeRequest { source, pages, shape, model: Some(std::sync::Arc::new(found)) };
+            let id = plane.service.start_analysis(account.clone(), request);
+            let location = format!("{}/custom/models/{model}/analyzeResults/{id}", v2_base(&account));
+            Ok((StatusCode::ACCEPTED, [("operation-location", location), ("apim-request-id", id)]).into_response())
+        }
+        .await,
+    )
+}
+
+async fn v2_custom_result(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path((model, id)): Path<(String, String)>,
+) -> Response {
+    render_v2((|| {
+        let account = document_account(&plane, &extensions, &headers, &READ_RESULT)?;
+        let analysis = plane
+            .service
+            .analysis(&account, &id)
+            .filter(|a| a.shape.api_version == "2.1" && a.model_id == model)
+            .ok_or_else(|| result_not_found(&id))?;
+        let mut body = poll_body(&analysis);
+        if let (Some(pages), Some(custom)) = (&analysis.pages, analysis.model()) {
+            let mut result = crate::document_result::v2_analyze_result(pages);
+            match custom.keys.is_empty() {
+                true => {
+                    result["documentResults"] =
+                        custom.v2_document_results(pages, &analysis.result().unwrap_or_default())
+                }
+                false => result["pageResults"] = custom.v2_page_results(pages),
+            }
+            body["analyzeResult"] = result;
+        }
+        if let Some(error) = &analysis.error {
+            body["analyzeResult"] = json!({"version": "2.1.0", "readResults": [], "errors": [error.v2_body()]});
+        }
+        Ok(axum::Json(body).into_response())
+    })())
 }
