@@ -132,6 +132,44 @@ def test_a_text_pdf_gives_its_own_words_in_inches(world):
     assert abs(first.polygon[0] - 1.0) < 0.1, first.polygon  # drawn at 72 pt = 1 inch from the left
 
 
+def many_page_pdf(pages: int) -> bytes:
+    """A PDF of `pages` pages that share one content stream (small however many pages it has)."""
+    stream = "BT /F1 24 Tf 72 720 Td (page) Tj ET"
+    kids = " ".join(f"{5 + i} 0 R" for i in range(pages))
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>", f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>",
+               f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream",
+               "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    objects += ["<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R "
+                "/Resources << /Font << /F1 4 0 R >> >> >>"] * pages
+    out, offsets = b"%PDF-1.4\n", []
+    for n, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{n} 0 obj\n{body}\nendobj\n".encode()
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return out
+
+
+@pytest.mark.parametrize("case, document, inner", [
+    ("a 10,000-page PDF", many_page_pdf(10_000), "InvalidContent"),
+    ("a truncated PDF", text_pdf(["cut short"])[:150], "InvalidContent"),
+])
+def test_pdfs_byos_cannot_analyze_fail_quickly_with_the_code(world, case, document, inner):
+    started = time.monotonic()
+    resp = raw(world, "POST", "documentintelligence/documentModels/prebuilt-read:analyze", params=V4, data=document,
+               headers={"Content-Type": "application/octet-stream"})
+    done = poll(world, resp.headers["Operation-Location"])
+    assert done["status"] == "failed" and done["error"]["innererror"]["code"] == inner, (case, done)
+    assert time.monotonic() - started < 30, case
+
+
+def test_the_pages_of_a_multi_page_pdf_can_be_chosen(world):
+    result = analyze_v4(world, "prebuilt-read", many_page_pdf(5), pages="2,4-5")
+    assert [p.page_number for p in result.pages] == [2, 4, 5]
+
+
 def test_an_encrypted_pdf_fails_with_invalid_content(world, tmp_path):
     import subprocess
 
