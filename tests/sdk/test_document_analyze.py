@@ -512,6 +512,33 @@ def test_a_template_model_learned_from_five_labeled_forms_extracts_the_fields_of
         analyze_v4(world, "forms-template", sixth)
 
 
+def test_a_model_is_copied_to_another_account_with_its_authorization(world, training, admin_cognitive, boot):
+    from azure.ai.documentintelligence import DocumentIntelligenceAdministrationClient
+    from azure.ai.documentintelligence.models import (AuthorizeCopyRequest, AzureBlobContentSource,
+                                                      BuildDocumentModelRequest)
+
+    source = admin_client(world)
+    source.begin_build_document_model(BuildDocumentModelRequest(
+        model_id="forms-to-copy", build_mode="template",
+        azure_blob_source=AzureBlobContentSource(container_url=training["url"], prefix="forms/")),
+        polling_interval=0.2).result(timeout=120)
+    other = cs.create_account(admin_cognitive, boot, world["rg"], "FormRecognizer")
+    other_key = admin_cognitive.accounts.list_keys(world["rg"], other.name).key1
+    target = DocumentIntelligenceAdministrationClient(other.properties.endpoint, AzureKeyCredential(other_key),
+                                                      connection_verify=world["ca"])
+    authorization = target.authorize_model_copy(AuthorizeCopyRequest(model_id="copied-forms"))
+    assert authorization.target_resource_id == other.id
+    source.begin_copy_model_to("forms-to-copy", authorization, polling_interval=0.2).result(timeout=120)
+    assert target.get_model("copied-forms").model_id == "copied-forms"
+    client = DocumentIntelligenceClient(other.properties.endpoint, AzureKeyCredential(other_key),
+                                        connection_verify=world["ca"])
+    result = client.begin_analyze_document("copied-forms", body=form(FORMS[5])[0], polling_interval=0.2).result(timeout=120)
+    assert result.documents[0].fields["Name"].value_string == FORMS[5][0]
+    with pytest.raises(HttpResponseError) as reused:
+        source.begin_copy_model_to("forms-to-copy", authorization).result(timeout=60)
+    assert reused.value.status_code == 401, "an authorization is used once"
+
+
 def test_builds_byos_cannot_do_are_refused(world, training):
     from azure.ai.documentintelligence.models import AzureBlobContentSource, BuildDocumentModelRequest
 

@@ -342,6 +342,10 @@ pub struct BuildRequest {
 /// A model operation as its poller sees it.
 #[derive(Debug, Clone)]
 pub struct ModelOperation {
+    /// `documentModelBuild` or `documentModelCopyTo`.
+    pub kind: &'static str,
+    /// The listener port of the account the model is made in, when not the operation's own (a copy).
+    pub target_port: Option<u16>,
     pub model_id: String,
     pub api_version: String,
     pub status: &'static str,
@@ -363,6 +367,17 @@ impl ModelOperations {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), ModelOperation>> {
         self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// A copy authorization a target account issued (in memory, 48 hours, used once).
+#[derive(Debug, Clone)]
+pub struct CopyAuthorization {
+    pub target_account: String,
+    pub model_id: String,
+    pub description: Option<String>,
+    pub tags: Map<String, Value>,
+    pub token: String,
+    pub expires: time::OffsetDateTime,
 }
 
 fn model_path(id: &str) -> String {
@@ -387,12 +402,7 @@ impl CognitiveService {
         request: BuildRequest,
     ) -> Result<String, DocumentError> {
         if self.document_model(&account, &request.model_id).await?.is_some() {
-            return Err(DocumentError::new(
-                409,
-                "Conflict",
-                "ModelExists",
-                format!("A model with the id '{}' already exists.", request.model_id),
-            ));
+            return Err(model_exists(&request.model_id));
         }
         if self.document_model_ids(&account).await?.len() >= MAX_MODELS {
             return Err(DocumentError::new(
@@ -402,33 +412,144 @@ impl CognitiveService {
                 format!("The account has {MAX_MODELS} models, the most it may have."),
             ));
         }
+        let operation =
+            self.new_operation("documentModelBuild", &request.model_id, &request.api_version, &request.tags);
         let id = request.operation_id.clone();
-        let key = (account.id.to_ascii_lowercase(), id.clone());
+        let service = Arc::clone(self);
+        let builder = Arc::clone(&account);
+        self.run_operation(&account, &id, operation, async move { service.build_template(&builder, &request).await });
+        Ok(id)
+    }
+
+    fn new_operation(
+        &self,
+        kind: &'static str,
+        model_id: &str,
+        api_version: &str,
+        tags: &Map<String, Value>,
+    ) -> ModelOperation {
         let created = crate::documents::now();
-        let operation = ModelOperation {
-            model_id: request.model_id.clone(),
-            api_version: request.api_version.clone(),
+        ModelOperation {
+            kind,
+            target_port: None,
+            model_id: model_id.to_owned(),
+            api_version: api_version.to_owned(),
             status: "running",
             created: created.clone(),
             updated: created,
-            tags: request.tags.clone(),
+            tags: tags.clone(),
             result: None,
             error: None,
-        };
+        }
+    }
+
+    /// Registers `operation` as `id` of `account` and runs `work` to its end in the background.
+    fn run_operation(
+        self: &Arc<Self>,
+        account: &LiveAccount,
+        id: &str,
+        operation: ModelOperation,
+        work: impl std::future::Future<Output = Result<TemplateModel, DocumentError>> + Send + 'static,
+    ) {
+        let key = (account.id.to_ascii_lowercase(), id.to_owned());
+        let kind = operation.kind;
         self.model_operations.lock().insert(key.clone(), operation);
         let service = Arc::clone(self);
         tokio::spawn(async move {
-            let outcome = service.build_template(&account, &request).await;
+            let outcome = work.await;
             let mut kept = service.model_operations.lock();
             let Some(operation) = kept.get_mut(&key) else { return };
             operation.updated = crate::documents::now();
             match outcome {
                 Ok(model) => (operation.status, operation.result) = ("succeeded", Some(model)),
                 Err(e) => {
-                    tracing::info!(account = %account.id, model = %request.model_id, code = e.inner, "a model build failed");
+                    tracing::info!(account = %key.0, operation = %key.1, kind, code = e.inner, "a model operation failed");
                     (operation.status, operation.error) = ("failed", Some(e));
                 }
             }
+        });
+    }
+
+    /// A copy authorization for model `model_id` in `target` (`documentModels:authorizeCopy`): the
+    /// token the source account presents to copy a model in, valid 48 hours.
+    pub async fn authorize_copy(
+        &self,
+        target: &LiveAccount,
+        model_id: &str,
+        description: Option<String>,
+        tags: Map<String, Value>,
+    ) -> Result<CopyAuthorization, DocumentError> {
+        if self.document_model(target, model_id).await?.is_some() {
+            return Err(model_exists(model_id));
+        }
+        let token = byos_crypto::random_bytes::<32>().map_err(|_| internal())?;
+        let authorization = CopyAuthorization {
+            target_account: target.id.clone(),
+            model_id: model_id.to_owned(),
+            description,
+            tags,
+            token: base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, token),
+            expires: time::OffsetDateTime::now_utc() + time::Duration::hours(48),
+        };
+        let mut kept = self.copy_authorizations.lock().unwrap_or_else(|e| e.into_inner());
+        kept.retain(|a| a.expires > time::OffsetDateTime::now_utc());
+        kept.push(authorization.clone());
+        Ok(authorization)
+    }
+
+    /// Starts copying `model_id` of `source` into the account that issued `token` for
+    /// `target_model_id` (`documentModels/{id}:copyTo`); answers the operation id.
+    pub async fn start_copy(
+        self: &Arc<Self>,
+        source: Arc<LiveAccount>,
+        model_id: &str,
+        (target_account, target_model_id, token): (&str, &str, &str),
+        api_version: &str,
+    ) -> Result<String, DocumentError> {
+        let model = self.document_model(&source, model_id).await?.ok_or_else(|| model_not_found(model_id))?;
+        let authorization = {
+            let mut kept = self.copy_authorizations.lock().unwrap_or_else(|e| e.into_inner());
+            let now = time::OffsetDateTime::now_utc();
+            let found = kept.iter().position(|a| {
+                a.expires > now
+                    && a.target_account.eq_ignore_ascii_case(target_account)
+                    && a.model_id == target_model_id
+                    && byos_crypto::constant_time_eq(a.token.as_bytes(), token.as_bytes())
+            });
+            found.map(|at| kept.remove(at))
+        };
+        let authorization = authorization.ok_or_else(|| {
+            DocumentError::new(
+                401,
+                "Unauthorized",
+                "InvalidCopyAuthorization",
+                "The copy authorization is not valid: unknown, used or expired.",
+            )
+        })?;
+        let target = self.account(&target_account.to_ascii_lowercase()).ok_or_else(|| {
+            DocumentError::new(400, "InvalidArgument", "InvalidParameter", "The target resource does not exist.")
+        })?;
+        let mut operation =
+            self.new_operation("documentModelCopyTo", target_model_id, api_version, &authorization.tags);
+        operation.target_port = Some(target.settings.port);
+        let id = uuid::Uuid::new_v4().to_string();
+        let service = Arc::clone(self);
+        let copied = TemplateModel {
+            model_id: authorization.model_id.clone(),
+            description: authorization.description.clone().or(model.description.clone()),
+            tags: authorization.tags.clone(),
+            created: crate::documents::now(),
+            ..model
+        };
+        self.run_operation(&source, &id, operation, async move {
+            let bytes = Bytes::from(serde_json::to_vec(&copied).map_err(|_| internal())?);
+            let path = model_path(&copied.model_id);
+            service
+                .artifacts
+                .put(&target, Area::DocumentModels, &path, bytes, "application/json")
+                .await
+                .map_err(|e| storage_error(&e))?;
+            Ok(copied)
         });
         Ok(id)
     }
@@ -625,6 +746,14 @@ impl CognitiveService {
         self.artifacts.delete(account, Area::DocumentModels, &model_path(id)).await.map_err(|e| storage_error(&e))?;
         Ok(true)
     }
+}
+
+fn model_exists(id: &str) -> DocumentError {
+    DocumentError::new(409, "Conflict", "ModelExists", format!("A model with the id '{id}' already exists."))
+}
+
+pub(crate) fn model_not_found(id: &str) -> DocumentError {
+    DocumentError::new(404, "NotFound", "ModelNotFound", format!("The requested model '{id}' was not found."))
 }
 
 fn no_training_content(why: &str) -> DocumentError {

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use crate::account::Kind;
 use crate::dataplane::{Plane, admitted};
+use crate::document_models::model_not_found;
 use crate::document_result::{Shape, StringIndex};
 use crate::documents::{AnalyzeRequest, DocumentError, PREBUILT_MODELS, Source, Status, parse_pages};
 use crate::{CognitiveService, LiveAccount};
@@ -80,6 +81,10 @@ pub(crate) fn routes() -> Router<Plane> {
                 axum::routing::get(move |s, e, h, q| list_models(family, s, e, h, q)),
             )
             .route(
+                &format!("{base}/documentModels:authorizeCopy"),
+                axum::routing::post(move |s, e, h, q, b| authorize_copy(family, s, e, h, q, b)),
+            )
+            .route(
                 &format!("{base}/operations/{{id}}"),
                 axum::routing::get(move |s, e, h, p, q| operation(family, s, e, h, p, q)),
             )
@@ -127,10 +132,6 @@ fn render(outcome: Result<Response, DocumentError>) -> Response {
         let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
         (status, [("x-ms-error-code", e.code)], axum::Json(e.body())).into_response()
     })
-}
-
-fn model_not_found(model: &str) -> DocumentError {
-    DocumentError::new(404, "NotFound", "ModelNotFound", format!("The requested model '{model}' was not found."))
 }
 
 fn invalid(inner: &'static str, message: impl Into<String>) -> DocumentError {
@@ -188,6 +189,9 @@ async fn analyze(
 ) -> Response {
     render(
         async {
+            if let Some(model) = segment.strip_suffix(":copyTo") {
+                return copy_to(family, &plane, &extensions, &headers, model, &query, &body).await;
+            }
             let Some(model) = segment.strip_suffix(":analyze") else {
                 return Err(DocumentError::new(404, "NotFound", "ResourceNotFound", "Resource not found."));
             };
@@ -570,10 +574,11 @@ async fn operation(
         let op = plane.service.model_operation(&account, &id).ok_or_else(|| {
             DocumentError::new(404, "NotFound", "OperationNotFound", format!("The operation '{id}' was not found."))
         })?;
-        let resource =
-            format!("{}/documentModels/{}?api-version={api_version}", base_url(&account, family), op.model_id);
+        let port = op.target_port.unwrap_or(account.settings.port);
+        let base = format!("{}{}", CognitiveService::endpoint(port).trim_end_matches('/'), family.base());
+        let resource = format!("{base}/documentModels/{}?api-version={api_version}", op.model_id);
         let mut body = json!({"operationId": id, "status": op.status, "createdDateTime": op.created,
-                              "lastUpdatedDateTime": op.updated, "kind": "documentModelBuild",
+                              "lastUpdatedDateTime": op.updated, "kind": op.kind,
                               "resourceLocation": resource, "apiVersion": op.api_version, "tags": op.tags,
                               "percentCompleted": if op.status == "running" { 0 } else { 100 }});
         if let Some(model) = &op.result {
@@ -837,4 +842,62 @@ async fn v2_custom_result(
         }
         Ok(axum::Json(body).into_response())
     })())
+}
+
+async fn authorize_copy(
+    family: Family,
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Query(query): Query<VersionQuery>,
+    body: Bytes,
+) -> Response {
+    render(
+        async {
+            let account = document_account(&plane, &extensions, &headers, &WRITE_MODEL)?;
+            let api_version = version(family, query.api_version.as_deref())?;
+            let value: Value = serde_json::from_slice(&body)
+                .map_err(|e| invalid("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?;
+            let model_id = value["modelId"].as_str().filter(|id| crate::document_models::valid_model_id(id));
+            let model_id = model_id.ok_or_else(|| invalid("InvalidParameter", "A valid modelId is required."))?;
+            let description = value["description"].as_str().map(str::to_owned);
+            let tags = value["tags"].as_object().cloned().unwrap_or_default();
+            let granted = plane.service.authorize_copy(&account, model_id, description, tags).await?;
+            let location =
+                format!("{}/documentModels/{model_id}?api-version={api_version}", base_url(&account, family));
+            let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+            Ok(axum::Json(json!({
+                "targetResourceId": account.id, "targetResourceRegion": account.location,
+                "targetModelId": model_id, "targetModelLocation": location, "accessToken": granted.token,
+                "expirationDateTime": granted.expires.format(&format).unwrap_or_default(),
+            }))
+            .into_response())
+        }
+        .await,
+    )
+}
+
+async fn copy_to(
+    family: Family,
+    plane: &Plane,
+    extensions: &Extensions,
+    headers: &HeaderMap,
+    model: &str,
+    query: &AnalyzeQuery,
+    body: &[u8],
+) -> Result<Response, DocumentError> {
+    let account = document_account(plane, extensions, headers, &WRITE_MODEL)?;
+    let api_version = version(family, query.api_version.as_deref())?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| invalid("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?;
+    let field = |name: &str| {
+        value[name]
+            .as_str()
+            .ok_or_else(|| invalid("ParameterMissing", format!("The copy authorization has no {name}.")))
+    };
+    let target = (field("targetResourceId")?, field("targetModelId")?, field("accessToken")?);
+    let id = plane.service.start_copy(account.clone(), model, target, &api_version).await?;
+    let location = format!("{}/operations/{id}?api-version={api_version}", base_url(&account, family));
+    Ok((StatusCode::ACCEPTED, [("operation-location", location), (header::RETRY_AFTER.as_str(), "1".into())])
+        .into_response())
 }

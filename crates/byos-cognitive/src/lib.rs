@@ -149,6 +149,8 @@ pub struct CognitiveService {
     pub(crate) analyses: documents::Analyses,
     /// Document model builds (in memory; the models they make are kept as artifacts).
     pub(crate) model_operations: document_models::ModelOperations,
+    /// Copy authorizations accounts issued (`documentModels:authorizeCopy`), in memory.
+    pub(crate) copy_authorizations: std::sync::Mutex<Vec<document_models::CopyAuthorization>>,
     pub(crate) live_idle_timeout: std::time::Duration,
     /// Live accounts by lowercased id.
     accounts: RwLock<HashMap<String, Arc<LiveAccount>>>,
@@ -204,6 +206,7 @@ impl CognitiveService {
             live_idle_timeout,
             analyses: documents::Analyses::default(),
             model_operations: document_models::ModelOperations::default(),
+            copy_authorizations: std::sync::Mutex::default(),
             accounts,
         }))
     }
