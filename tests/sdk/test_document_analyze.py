@@ -437,20 +437,31 @@ FORMS = [("Ada Lovelace", "1843-07-10", "118.20"), ("Alan Turing", "1936-05-28",
 FIELDS = ["Name", "Date", "Total"]
 
 
-def form(values) -> tuple[bytes, dict]:
-    """A form of the same layout with these values, and its labels file (the labeling tool's format)."""
+RECEIPTS = [("Corner Bakery", "12.40"), ("City Books", "31.99"), ("Green Grocer", "8.75"), ("Night Pharmacy", "19.20"),
+            ("Harbour Cafe", "4.60"), ("Station Kiosk", "2.30")]
+RECEIPT_FIELDS = ["Shop", "Amount"]
+
+
+def form(values, fields=FIELDS, at=(60, 360, 60)) -> tuple[bytes, dict]:
+    """A form of one layout with these values, and its labels file (the labeling tool's format). `at`: the x of the
+    keys, the x of the values, the y of the first line."""
     image = Image.new("L", (1200, 420), 255)
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=40)
     labels = []
-    for i, (field, value) in enumerate(zip(FIELDS, values)):
-        y = 60 + i * 110
-        draw.text((60, y), f"{field}:", fill=0, font=font)
-        draw.text((360, y), value, fill=0, font=font)
-        x0, y0, x1, y1 = draw.textbbox((360, y), value, font=font)
+    key_x, value_x, top = at
+    for i, (field, value) in enumerate(zip(fields, values)):
+        y = top + i * 110
+        draw.text((key_x, y), f"{field}:", fill=0, font=font)
+        draw.text((value_x, y), value, fill=0, font=font)
+        x0, y0, x1, y1 = draw.textbbox((value_x, y), value, font=font)
         box = [x0 / 1200, y0 / 420, x1 / 1200, y0 / 420, x1 / 1200, y1 / 420, x0 / 1200, y1 / 420]
         labels.append({"label": field, "key": None, "value": [{"page": 1, "text": value, "boundingBoxes": [box]}]})
     return encoded(image, "PNG"), {"document": "form.png", "labels": labels}
+
+
+def receipt(values) -> tuple[bytes, dict]:
+    return form(values, RECEIPT_FIELDS, at=(500, 760, 200))
 
 
 @pytest.fixture(scope="module")
@@ -470,6 +481,10 @@ def training(world, boot, admin_cred):
         labels["document"] = f"form{i}.png"
         container.upload_blob(f"forms/form{i}.png", document)
         container.upload_blob(f"forms/form{i}.png.labels.json", json.dumps(labels).encode())
+    for i, values in enumerate(RECEIPTS[:5]):
+        document, labels = receipt(values)
+        container.upload_blob(f"receipts/r{i}.png", document)
+        container.upload_blob(f"receipts/r{i}.png.labels.json", json.dumps(labels).encode())
     container.upload_blob("forms/fields.json", json.dumps({"fields": [{"fieldKey": f, "fieldType": "string"} for f in FIELDS]}).encode())
     sas = generate_container_sas(account.name, "train", account_key=account.keys["key1"],
                                  permission=ContainerSasPermissions(read=True, list=True),
@@ -537,6 +552,25 @@ def test_a_model_is_copied_to_another_account_with_its_authorization(world, trai
     with pytest.raises(HttpResponseError) as reused:
         source.begin_copy_model_to("forms-to-copy", authorization).result(timeout=60)
     assert reused.value.status_code == 401, "an authorization is used once"
+
+
+def test_a_composed_model_picks_the_component_whose_fields_the_document_fills(world, training):
+    from azure.ai.formrecognizer import DocumentModelAdministrationClient
+
+    admin = DocumentModelAdministrationClient(world["endpoint"], AzureKeyCredential(world["key"]),
+                                              connection_verify=world["ca"])
+    for model_id, prefix in (("compose-forms", "forms/"), ("compose-receipts", "receipts/")):
+        admin.begin_build_document_model("template", blob_container_url=training["url"], prefix=prefix,
+                                         model_id=model_id, polling_interval=0.2).result(timeout=120)
+    composed = admin.begin_compose_document_model(["compose-forms", "compose-receipts"], model_id="composed",
+                                                  polling_interval=0.2).result(timeout=120)
+    assert set(composed.doc_types) == {"compose-forms", "compose-receipts"}, composed.doc_types
+    analyzer = world["fr"]
+    on_receipt = analyzer.begin_analyze_document("composed", receipt(RECEIPTS[5])[0], polling_interval=0.2).result(timeout=120)
+    assert on_receipt.documents[0].doc_type == "compose-receipts", on_receipt.documents[0].doc_type
+    assert on_receipt.documents[0].fields["Shop"].value == RECEIPTS[5][0]
+    on_form = analyzer.begin_analyze_document("composed", form(FORMS[5])[0], polling_interval=0.2).result(timeout=120)
+    assert on_form.documents[0].doc_type == "compose-forms" and on_form.documents[0].fields["Name"].value == FORMS[5][0]
 
 
 def test_builds_byos_cannot_do_are_refused(world, training):

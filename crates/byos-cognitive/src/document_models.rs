@@ -59,11 +59,27 @@ pub struct TemplateModel {
     /// v2.1: the training documents and their page counts.
     #[serde(default)]
     pub training: Vec<(String, u32)>,
+    /// A composed model: copies of its component models (analysis picks the one whose fields the
+    /// document fills best).
+    #[serde(default)]
+    pub components: Vec<TemplateModel>,
 }
 
 impl TemplateModel {
     /// `DocumentModelDetails` in the API's shape.
     pub fn details(&self) -> Value {
+        let mut details = self.own_details();
+        if !self.components.is_empty() {
+            let mut doc_types = Map::new();
+            for component in &self.components {
+                doc_types.extend(component.own_details()["docTypes"].as_object().cloned().unwrap_or_default());
+            }
+            details["docTypes"] = json!(doc_types);
+        }
+        details
+    }
+
+    fn own_details(&self) -> Value {
         let schema: Map<String, Value> =
             self.fields.keys().map(|name| (name.clone(), json!({"type": "string"}))).collect();
         let confidence: Map<String, Value> =
@@ -82,6 +98,19 @@ impl TemplateModel {
     /// The `documents` entry of an analysis of `pages` (whose `analyzeResult` is `result`): each
     /// field with the words in its region, or absent words as an empty field.
     pub fn extract(&self, pages: &[PageText], result: &Value) -> Value {
+        if self.components.is_empty() {
+            return self.extract_own(pages, result);
+        }
+        let filled = |documents: &Value| {
+            documents[0]["fields"]
+                .as_object()
+                .map_or(0, |f| f.values().filter(|v| v["valueString"].is_string()).count())
+        };
+        let best = self.components.iter().map(|c| c.extract_own(pages, result)).max_by_key(filled);
+        best.unwrap_or_else(|| json!([]))
+    }
+
+    fn extract_own(&self, pages: &[PageText], result: &Value) -> Value {
         let mut fields = Map::new();
         for (name, field) in &self.fields {
             let Some((index, page)) = pages.iter().enumerate().find(|(_, p)| p.number == field.page) else {
@@ -591,7 +620,52 @@ impl CognitiveService {
             documents: 0,
             keys: Vec::new(),
             training: Vec::new(),
+            components: Vec::new(),
         }
+    }
+
+    /// Starts composing `components` (model ids of the account) into `model_id`; answers the
+    /// operation id.
+    pub async fn start_compose(
+        self: &Arc<Self>,
+        account: Arc<LiveAccount>,
+        request: BuildRequest,
+        components: Vec<String>,
+    ) -> Result<String, DocumentError> {
+        if self.document_model(&account, &request.model_id).await?.is_some() {
+            return Err(model_exists(&request.model_id));
+        }
+        let mut models = Vec::new();
+        for id in &components {
+            let model = self.document_model(&account, id).await?.ok_or_else(|| model_not_found(id))?;
+            if !model.components.is_empty() {
+                return Err(DocumentError::new(
+                    400,
+                    "InvalidRequest",
+                    "ModelComposeError",
+                    format!("The model '{id}' is itself composed."),
+                ));
+            }
+            models.push(model);
+        }
+        let operation =
+            self.new_operation("documentModelCompose", &request.model_id, &request.api_version, &request.tags);
+        let id = request.operation_id.clone();
+        let service = Arc::clone(self);
+        let composer = Arc::clone(&account);
+        self.run_operation(&account, &id, operation, async move {
+            let composed =
+                TemplateModel { components: models, created: crate::documents::now(), ..Self::empty_model(&request) };
+            let bytes = Bytes::from(serde_json::to_vec(&composed).map_err(|_| internal())?);
+            let path = model_path(&composed.model_id);
+            service
+                .artifacts
+                .put(&composer, Area::DocumentModels, &path, bytes, "application/json")
+                .await
+                .map_err(|e| storage_error(&e))?;
+            Ok(composed)
+        });
+        Ok(id)
     }
 
     /// A model of the keys the training forms share (v2.1 unlabeled training): each form is read.
@@ -850,6 +924,7 @@ mod tests {
             documents: 5,
             keys: Vec::new(),
             training: Vec::new(),
+            components: Vec::new(),
         };
         let shape = crate::document_result::Shape {
             api_version: "2024-11-30".into(),

@@ -81,6 +81,10 @@ pub(crate) fn routes() -> Router<Plane> {
                 axum::routing::get(move |s, e, h, q| list_models(family, s, e, h, q)),
             )
             .route(
+                &format!("{base}/documentModels:compose"),
+                axum::routing::post(move |s, e, h, q, b| compose(family, s, e, h, q, b)),
+            )
+            .route(
                 &format!("{base}/documentModels:authorizeCopy"),
                 axum::routing::post(move |s, e, h, q, b| authorize_copy(family, s, e, h, q, b)),
             )
@@ -900,4 +904,57 @@ async fn copy_to(
     let location = format!("{}/operations/{id}?api-version={api_version}", base_url(&account, family));
     Ok((StatusCode::ACCEPTED, [("operation-location", location), (header::RETRY_AFTER.as_str(), "1".into())])
         .into_response())
+}
+
+/// `documentModels:compose` with `componentModels` (2023-07-31); 2024-11-30 composes through a
+/// document classifier, which byos does not have.
+async fn compose(
+    family: Family,
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Query(query): Query<VersionQuery>,
+    body: Bytes,
+) -> Response {
+    render(
+        async {
+            let account = document_account(&plane, &extensions, &headers, &WRITE_MODEL)?;
+            let api_version = version(family, query.api_version.as_deref())?;
+            let value: Value = serde_json::from_slice(&body)
+                .map_err(|e| invalid("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?;
+            if value["classifierId"].is_string() || api_version == "2024-11-30" {
+                return Err(invalid(
+                    "InvalidParameter",
+                    "Composing with a document classifier (2024-11-30) is not available: byos has no classifiers; compose with componentModels in 2023-07-31.",
+                ));
+            }
+            let model_id = value["modelId"].as_str().filter(|id| crate::document_models::valid_model_id(id));
+            let model_id = model_id.ok_or_else(|| invalid("InvalidParameter", "A valid modelId is required."))?;
+            let components: Vec<String> = value["componentModels"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["modelId"].as_str().map(str::to_owned))
+                .collect();
+            if components.len() < 2 || components.len() > 200 {
+                return Err(invalid("InvalidParameter", "componentModels must name 2 to 200 models."));
+            }
+            let request = crate::document_models::BuildRequest {
+                operation_id: uuid::Uuid::new_v4().to_string(),
+                model_id: model_id.to_owned(),
+                description: value["description"].as_str().map(str::to_owned),
+                tags: value["tags"].as_object().cloned().unwrap_or_default(),
+                container_url: String::new(),
+                prefix: String::new(),
+                api_version: api_version.clone(),
+                labeled: true,
+                include_subfolders: false,
+            };
+            let id = plane.service.start_compose(account.clone(), request, components).await?;
+            let location = format!("{}/operations/{id}?api-version={api_version}", base_url(&account, family));
+            Ok((StatusCode::ACCEPTED, [("operation-location", location), (header::RETRY_AFTER.as_str(), "1".into())])
+                .into_response())
+        }
+        .await,
+    )
 }
