@@ -633,3 +633,41 @@ def test_v2_1_training_on_a_container_with_nothing_usable_is_invalid(world, trai
         trainer.begin_training(training["url"], use_training_labels=False, prefix="nothing/",
                                polling_interval=0.2).result(timeout=60)
     assert "2014" in str(invalid.value), invalid.value
+
+
+def test_a_model_under_a_revoked_customer_key_is_unusable_until_the_key_returns(world, training, admin_cognitive, boot,
+                                                                                make_vault, key_client, admin_cred,
+                                                                                assign):
+    from azure.ai.documentintelligence.models import AzureBlobContentSource, BuildDocumentModelRequest
+    from azure.mgmt.cognitiveservices.models import Account, AccountProperties, Encryption, KeyVaultProperties
+
+    vault = make_vault(rg=world["rg"], tag="dicmk", rbac=True, purge_protection=True)
+    keys = key_client(vault.uri, admin_cred)
+    key = keys.create_rsa_key(bs.unique("di"), size=2048)
+    account = cs.create_account(admin_cognitive, boot, world["rg"], "FormRecognizer", identity="SystemAssigned")
+    assign(vault.id, bs.KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER, account.identity.principal_id)
+    encryption = Encryption(key_source="Microsoft.KeyVault", key_vault_properties=KeyVaultProperties(
+        key_name=key.name, key_version=key.properties.version, key_vault_uri=vault.uri))
+    admin_cognitive.accounts.begin_update(world["rg"], account.name,
+                                          Account(properties=AccountProperties(encryption=encryption))).result()
+    account_key = admin_cognitive.accounts.list_keys(world["rg"], account.name).key1
+    cmk_world = {**world, "endpoint": account.properties.endpoint, "key": account_key,
+                 "di": DocumentIntelligenceClient(account.properties.endpoint, AzureKeyCredential(account_key),
+                                                  connection_verify=world["ca"])}
+    admin = admin_client(cmk_world)
+    admin.begin_build_document_model(BuildDocumentModelRequest(
+        model_id="under-cmk", build_mode="template",
+        azure_blob_source=AzureBlobContentSource(container_url=training["url"], prefix="forms/")),
+        polling_interval=0.2).result(timeout=120)
+    sixth = form(FORMS[5])[0]
+    assert analyze_v4(cmk_world, "under-cmk", sixth).documents[0].fields["Name"].value_string == FORMS[5][0]
+
+    keys.update_key_properties(key.name, enabled=False)
+    time.sleep(2)  # the test servers cache an unwrapped account key for 1 s
+    with pytest.raises(HttpResponseError) as revoked:
+        analyze_v4(cmk_world, "under-cmk", sixth)
+    assert revoked.value.status_code == 403 and "InvalidDataProtectionKey" in str(revoked.value), revoked.value
+
+    keys.update_key_properties(key.name, enabled=True)
+    time.sleep(2)
+    assert analyze_v4(cmk_world, "under-cmk", sixth).documents[0].fields["Name"].value_string == FORMS[5][0]
