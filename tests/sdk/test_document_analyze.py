@@ -671,3 +671,22 @@ def test_a_model_under_a_revoked_customer_key_is_unusable_until_the_key_returns(
     keys.update_key_properties(key.name, enabled=True)
     time.sleep(2)
     assert analyze_v4(cmk_world, "under-cmk", sixth).documents[0].fields["Name"].value_string == FORMS[5][0]
+
+
+def test_the_free_tier_analyzes_two_pages_and_takes_at_most_4_mb(private_server):
+    boot = private_server().boot
+    cred = bs.admin_credential(boot)
+    rg = bs.create_resource_group(bs.resource_client(boot, cred), boot, "free")
+    client = cs.cognitive_client(boot, cred)
+    account = cs.create_account(client, boot, rg, "FormRecognizer", sku="F0")
+    key = client.accounts.list_keys(rg, account.name).key1
+    free = {"endpoint": account.properties.endpoint, "key": key, "ca": boot["ca_file"],
+            "di": DocumentIntelligenceClient(account.properties.endpoint, AzureKeyCredential(key),
+                                             connection_verify=boot["ca_file"])}
+    assert [p.page_number for p in analyze_v4(free, "prebuilt-read", many_page_pdf(5)).pages] == [1, 2]
+    big = encoded(Image.effect_noise((2600, 2600), 100).convert("L"), "PNG")
+    assert len(big) > 4 << 20, len(big)
+    resp = raw(free, "POST", "documentintelligence/documentModels/prebuilt-read:analyze", params=V4, data=big,
+               headers={"Content-Type": "application/octet-stream"})
+    done = poll(free, resp.headers["Operation-Location"])
+    assert done["status"] == "failed" and done["error"]["innererror"]["code"] == "InvalidContentLength", done

@@ -22,8 +22,9 @@ use crate::artifacts::{Area, ArtifactError};
 use crate::documents::DocumentError;
 use crate::{CognitiveService, LiveAccount};
 
-/// Template models an account may have (Azure S0: 5,000).
+/// Template models an account may have (Azure: 5,000 on S0, 500 on F0).
 const MAX_MODELS: usize = 5000;
+const FREE_MAX_MODELS: usize = 500;
 /// Labeled documents a build reads at most (Azure: 500 pages for template models).
 const MAX_TRAINING_DOCUMENTS: usize = 500;
 /// A labels file is at most this big (Azure: 10 MB).
@@ -433,12 +434,13 @@ impl CognitiveService {
         if self.document_model(&account, &request.model_id).await?.is_some() {
             return Err(model_exists(&request.model_id));
         }
-        if self.document_model_ids(&account).await?.len() >= MAX_MODELS {
+        let most = if account.settings.sku == "F0" { FREE_MAX_MODELS } else { MAX_MODELS };
+        if self.document_model_ids(&account).await?.len() >= most {
             return Err(DocumentError::new(
                 400,
                 "InvalidRequest",
                 "DocumentModelLimit",
-                format!("The account has {MAX_MODELS} models, the most it may have."),
+                format!("The account has {most} models, the most its tier allows."),
             ));
         }
         let operation =

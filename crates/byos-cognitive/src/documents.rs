@@ -29,6 +29,15 @@ pub const PREBUILT_MODELS: [&str; 2] = ["prebuilt-read", "prebuilt-layout"];
 const RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// Analyses kept at once, over every account (the oldest finished go first).
 const MAX_KEPT: usize = 2000;
+/// The free tier (F0) takes documents of at most 4 MB and analyzes their first two pages (Azure's limits).
+const FREE_MAX_BYTES: u64 = 4 << 20;
+const FREE_PAGES: u32 = 2;
+
+/// The pages a free-tier analysis reads: those asked for, within the first two.
+fn free_pages(asked: Option<&[RangeInclusive<u32>]>) -> Vec<RangeInclusive<u32>> {
+    let asked = asked.map(<[_]>::to_vec).unwrap_or_else(|| vec![1..=FREE_PAGES]);
+    asked.into_iter().filter(|r| *r.start() <= FREE_PAGES).map(|r| *r.start()..=(*r.end()).min(FREE_PAGES)).collect()
+}
 
 /// An Azure error of the v3/v4 shape: top-level code, inner code, message, HTTP status.
 #[derive(Debug, Clone, PartialEq)]
@@ -288,7 +297,13 @@ impl CognitiveService {
             Source::Bytes(bytes) => bytes.clone(),
             Source::Url(url) => self.fetch_document(account, url).await?,
         };
-        byos_document::read(&self.ocr, &bytes, request.pages.as_deref()).await.map_err(|e| DocumentError::from_read(&e))
+        let free = account.settings.sku == "F0";
+        if free && bytes.len() as u64 > FREE_MAX_BYTES {
+            let too_large = ReadError::TooLarge { size: bytes.len() as u64, limit: FREE_MAX_BYTES };
+            return Err(DocumentError::from_read(&too_large));
+        }
+        let pages = if free { Some(free_pages(request.pages.as_deref())) } else { request.pages.clone() };
+        byos_document::read(&self.ocr, &bytes, pages.as_deref()).await.map_err(|e| DocumentError::from_read(&e))
     }
 
     /// The document at `url`: as the account's identity when it is a blob of byos's storage given
@@ -363,6 +378,13 @@ mod tests {
             let refused = parse_pages(bad).err().map(|e| e.inner);
             assert_eq!(refused, Some("InvalidParameter"), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_free_tier_reads_at_most_the_first_two_pages() {
+        assert_eq!(free_pages(None), vec![1..=2]);
+        assert_eq!(free_pages(Some(&[2..=5, 7..=7])), vec![2..=2]);
+        assert!(free_pages(Some(&[3..=4])).is_empty());
     }
 
     #[test]
