@@ -690,3 +690,28 @@ def test_the_free_tier_analyzes_two_pages_and_takes_at_most_4_mb(private_server)
                headers={"Content-Type": "application/octet-stream"})
     done = poll(free, resp.headers["Operation-Location"])
     assert done["status"] == "failed" and done["error"]["innererror"]["code"] == "InvalidContentLength", done
+
+
+def test_v2_1_compose_and_copy(world, training, admin_cognitive, boot):
+    trainer, recognizer = v2_clients(world)
+    forms = trainer.begin_training(training["url"], use_training_labels=True, prefix="forms/",
+                                   polling_interval=0.2).result(timeout=120)
+    receipts = trainer.begin_training(training["url"], use_training_labels=True, prefix="receipts/",
+                                      polling_interval=0.2).result(timeout=120)
+    composed = trainer.begin_create_composed_model([forms.model_id, receipts.model_id], model_name="both",
+                                                   polling_interval=0.2).result(timeout=120)
+    assert composed.properties.is_composed_model and len(composed.submodels) == 2, composed
+    found = recognizer.begin_recognize_custom_forms(composed.model_id, receipt(RECEIPTS[5])[0],
+                                                   polling_interval=0.2).result(timeout=120)
+    assert found[0].form_type == f"custom:{receipts.model_id}" and found[0].fields["Shop"].value == RECEIPTS[5][0]
+
+    from azure.ai.formrecognizer import FormTrainingClient
+
+    other = cs.create_account(admin_cognitive, boot, world["rg"], "FormRecognizer")
+    other_key = admin_cognitive.accounts.list_keys(world["rg"], other.name).key1
+    target = FormTrainingClient(other.properties.endpoint, AzureKeyCredential(other_key), api_version="2.1",
+                                connection_verify=world["ca"])
+    authorization = target.get_copy_authorization(other.id, other.location)
+    copied = trainer.begin_copy_model(forms.model_id, authorization, polling_interval=0.2).result(timeout=120)
+    assert copied.model_id == authorization["modelId"] and copied.status == "ready", copied
+    assert target.get_custom_model(copied.model_id).model_id == copied.model_id

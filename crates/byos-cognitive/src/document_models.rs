@@ -314,12 +314,33 @@ impl TemplateModel {
             fields.insert(name.clone(), value);
         }
         let last = pages.iter().map(|p| p.number).max().unwrap_or(1);
-        json!([{"docType": format!("custom:{}", self.model_id), "modelId": self.model_id, "pageRange": [1, last],
+        // A composed model answers with the component that fitted.
+        let model_id = documents[0]["docType"].as_str().unwrap_or(&self.model_id).to_owned();
+        json!([{"docType": format!("custom:{model_id}"), "modelId": model_id, "pageRange": [1, last],
                 "fields": fields, "docTypeConfidence": documents[0]["confidence"]}])
     }
 
-    /// The v2.1 `Model` (with `keys` when asked).
+    /// The v2.1 `Model` (with `keys` when asked; a composed model with its components' results).
     pub fn v2_model(&self, include_keys: bool) -> Value {
+        if self.components.is_empty() {
+            return self.v2_own_model(include_keys);
+        }
+        let results: Vec<Value> = self
+            .components
+            .iter()
+            .map(|c| {
+                let mut train = c.v2_own_model(false)["trainResult"].take();
+                train["modelId"] = json!(c.model_id);
+                train
+            })
+            .collect();
+        let mut info =
+            v2_model_info(&self.model_id, "ready", &self.created, &self.created, self.description.as_deref());
+        info["attributes"]["isComposed"] = json!(true);
+        json!({"modelInfo": info, "composedTrainResults": results})
+    }
+
+    fn v2_own_model(&self, include_keys: bool) -> Value {
         let documents: Vec<Value> = self
             .training
             .iter()

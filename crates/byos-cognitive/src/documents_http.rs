@@ -105,6 +105,10 @@ pub(crate) fn routes() -> Router<Plane> {
         )
         .route("/formrecognizer/v2.1/layout/analyzeResults/{id}", axum::routing::get(v2_result))
         .route("/formrecognizer/v2.1/custom/models", axum::routing::post(v2_train).get(v2_list_models))
+        .route("/formrecognizer/v2.1/custom/models/compose", axum::routing::post(v2_compose))
+        .route("/formrecognizer/v2.1/custom/models/copyAuthorization", axum::routing::post(v2_copy_authorization))
+        .route("/formrecognizer/v2.1/custom/models/{model}/copy", axum::routing::post(v2_copy))
+        .route("/formrecognizer/v2.1/custom/models/{model}/copyResults/{id}", axum::routing::get(v2_copy_result))
         .route("/formrecognizer/v2.1/custom/models/{model}", axum::routing::get(v2_get_model).delete(v2_delete_model))
         .route(
             "/formrecognizer/v2.1/custom/models/{model}/analyze",
@@ -957,4 +961,99 @@ async fn compose(
         }
         .await,
     )
+}
+
+async fn v2_compose(State(plane): State<Plane>, extensions: Extensions, headers: HeaderMap, body: Bytes) -> Response {
+    render_v2(
+        async {
+            let account = document_account(&plane, &extensions, &headers, &WRITE_MODEL)?;
+            let value: Value = serde_json::from_slice(&body)
+                .map_err(|e| invalid("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?;
+            let components: Vec<String> = value["modelIds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|id| id.as_str().map(str::to_owned))
+                .collect();
+            if components.len() < 2 || components.len() > 200 {
+                return Err(invalid("InvalidParameter", "modelIds must name 2 to 200 models."));
+            }
+            let id = uuid::Uuid::new_v4().to_string();
+            let request = crate::document_models::BuildRequest {
+                operation_id: id.clone(),
+                model_id: id.clone(),
+                description: value["modelName"].as_str().map(str::to_owned),
+                tags: serde_json::Map::new(),
+                container_url: String::new(),
+                prefix: String::new(),
+                api_version: "2.1".into(),
+                labeled: true,
+                include_subfolders: false,
+            };
+            plane.service.start_compose(account.clone(), request, components).await?;
+            Ok((StatusCode::CREATED, [(header::LOCATION, format!("{}/custom/models/{id}", v2_base(&account)))])
+                .into_response())
+        }
+        .await,
+    )
+}
+
+async fn v2_copy_authorization(State(plane): State<Plane>, extensions: Extensions, headers: HeaderMap) -> Response {
+    render_v2(
+        async {
+            let account = document_account(&plane, &extensions, &headers, &WRITE_MODEL)?;
+            let id = uuid::Uuid::new_v4().to_string();
+            let granted = plane.service.authorize_copy(&account, &id, None, serde_json::Map::new()).await?;
+            let body = json!({"modelId": id, "accessToken": granted.token,
+                              "expirationDateTimeTicks": granted.expires.unix_timestamp()});
+            let location = format!("{}/custom/models/{id}", v2_base(&account));
+            Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(body)).into_response())
+        }
+        .await,
+    )
+}
+
+async fn v2_copy(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path(model): Path<String>,
+    body: Bytes,
+) -> Response {
+    render_v2(
+        async {
+            let account = document_account(&plane, &extensions, &headers, &WRITE_MODEL)?;
+            let value: Value = serde_json::from_slice(&body)
+                .map_err(|e| invalid("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?;
+            let missing = |name: &str| invalid("ParameterMissing", format!("The copy request has no {name}."));
+            let target = value["targetResourceId"].as_str().ok_or_else(|| missing("targetResourceId"))?;
+            let authorization = &value["copyAuthorization"];
+            let target_model = authorization["modelId"].as_str().ok_or_else(|| missing("copyAuthorization.modelId"))?;
+            let token =
+                authorization["accessToken"].as_str().ok_or_else(|| missing("copyAuthorization.accessToken"))?;
+            let id = plane.service.start_copy(account.clone(), &model, (target, target_model, token), "2.1").await?;
+            let location = format!("{}/custom/models/{model}/copyResults/{id}", v2_base(&account));
+            Ok((StatusCode::ACCEPTED, [("operation-location", location)]).into_response())
+        }
+        .await,
+    )
+}
+
+async fn v2_copy_result(
+    State(plane): State<Plane>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Path((_model, id)): Path<(String, String)>,
+) -> Response {
+    render_v2((|| {
+        let account = document_account(&plane, &extensions, &headers, &READ_MODEL)?;
+        let op = plane.service.model_operation(&account, &id).ok_or_else(|| result_not_found(&id))?;
+        let mut copy = json!({"modelId": op.model_id});
+        if let Some(error) = &op.error {
+            copy["errors"] = json!([error.v2_body()]);
+        }
+        Ok(axum::Json(json!({"status": op.status, "createdDateTime": op.created, "lastUpdatedDateTime": op.updated,
+                              "copyResult": copy}))
+        .into_response())
+    })())
 }
