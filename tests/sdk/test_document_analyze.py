@@ -715,3 +715,37 @@ def test_v2_1_compose_and_copy(world, training, admin_cognitive, boot):
     copied = trainer.begin_copy_model(forms.model_id, authorization, polling_interval=0.2).result(timeout=120)
     assert copied.model_id == authorization["modelId"] and copied.status == "ready", copied
     assert target.get_custom_model(copied.model_id).model_id == copied.model_id
+
+
+def test_a_source_in_storage_whose_customer_key_is_revoked_is_not_accessible(world, boot, admin_keyvault, make_vault,
+                                                                             key_client, admin_cred, assign):
+    """The last link of the chain: the storage account's own customer-managed key. The account's identity may read,
+    the firewall admits it, but with the key disabled the blob cannot be decrypted for anyone."""
+    from azure.mgmt.storage.models import Identity as StorageIdentity
+
+    admin = bs.admin_credential(boot)
+    storage_client = bs.storage_client(boot, admin)
+    account = bs.create_storage_account(storage_client, boot, world["rg"], bs.storage_account_name("docmk"),
+                                        identity=StorageIdentity(type="SystemAssigned"))
+    vault = make_vault(rg=world["rg"], tag="docmk", purge_protection=True)
+    key = key_client(vault.uri, admin_cred).create_rsa_key(bs.unique("st"), size=2048)
+    bs.update_access_policy(admin_keyvault, vault, "add", boot["tenant_id"], account.resource.identity.principal_id,
+                            bs.CMK_KEY_PERMISSIONS)
+    bs.enable_cmk(storage_client, account, vault, key.name)
+    bs.blob_service(account.blob_url, account.shared_key(), boot["ca_file"]).create_container("forms") \
+        .upload_blob("invoice.png", encoded(rendered(), "PNG"))
+    # An account of its own: an earlier test takes the module account's identity away.
+    reader = cs.create_account(cs.cognitive_client(boot, admin), boot, world["rg"], "FormRecognizer",
+                               identity="SystemAssigned")
+    reader_key = cs.cognitive_client(boot, admin).accounts.list_keys(world["rg"], reader.name).key1
+    own = {**world, "endpoint": reader.properties.endpoint, "key": reader_key}
+    auth = bs.authorization_client(boot, admin)
+    bs.assign_role(auth, account.id, bs.STORAGE_BLOB_DATA_READER, reader.identity.principal_id,
+                   sub=boot["subscription_id"])
+    url = f"{account.blob_url}forms/invoice.png"
+    assert analyze_url(own, url)["status"] == "succeeded"
+    key_client(vault.uri, admin_cred).update_key_properties(key.name, enabled=False)
+    time.sleep(2)  # the test servers cache an unwrapped storage key for 1 s
+    revoked = analyze_url(own, url)
+    assert revoked["status"] == "failed" and revoked["error"]["innererror"]["code"] == "ContentSourceNotAccessible"
+    assert "customer-managed key" in revoked["error"]["message"], revoked
