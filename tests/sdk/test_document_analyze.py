@@ -192,6 +192,42 @@ def test_v4_layout_as_markdown_and_base64(world):
     assert "Lovelace" in result.content
 
 
+TABLE = [["Item", "Qty", "Price"], ["Apples", "3", "2.40"], ["Bread", "1", "3.10"]]
+
+
+def ruled_table() -> bytes:
+    """A page with a ruled 3 x 3 table (rules drawn as lines) and a heading above it."""
+    image = Image.new("L", (1400, 700), 255)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=40)
+    draw.text((100, 40), "Shopping list", fill=0, font=font)
+    x0, y0, cell_w, cell_h = 100, 150, 380, 120
+    for r in range(len(TABLE) + 1):
+        draw.line([(x0, y0 + r * cell_h), (x0 + 3 * cell_w, y0 + r * cell_h)], fill=0, width=3)
+    for c in range(4):
+        draw.line([(x0 + c * cell_w, y0), (x0 + c * cell_w, y0 + 3 * cell_h)], fill=0, width=3)
+    for r, row in enumerate(TABLE):
+        for c, text in enumerate(row):
+            draw.text((x0 + c * cell_w + 30, y0 + r * cell_h + 35), text, fill=0, font=font)
+    return encoded(image, "PNG")
+
+
+def test_layout_finds_a_ruled_table_and_read_does_not(world):
+    result = analyze_v4(world, "prebuilt-layout", ruled_table())
+    assert len(result.tables) == 1, result.tables
+    table = result.tables[0]
+    assert (table.row_count, table.column_count) == (3, 3)
+    cells = {(c.row_index, c.column_index): c.content for c in table.cells}
+    assert cells == {(r, c): text for r, row in enumerate(TABLE) for c, text in enumerate(row)}, cells
+    for cell in table.cells:
+        span = cell.spans[0]
+        assert result.content[span.offset:span.offset + span.length] == cell.content
+    read = analyze_v4(world, "prebuilt-read", ruled_table())
+    assert not read.tables, "prebuilt-read gives no tables"
+    plain = analyze_v4(world, "prebuilt-layout", encoded(rendered(), "PNG"))
+    assert not plain.tables, "text without rules is no table"
+
+
 def test_v3_document_analysis_client_reads_layout(world):
     poller = world["fr"].begin_analyze_document("prebuilt-layout", encoded(rendered(), "PNG"), polling_interval=0.2)
     result = poller.result(timeout=120)

@@ -934,6 +934,7 @@ mod tests {
             words: vec![word("Name:", 100.0, 200.0), word("Ada", 300.0, 200.0), word("Lovelace", 350.0, 200.0)],
             lines: vec![Line { words: 0..3, polygon: [0.0; 8] }],
             paragraphs: vec![],
+            tables: vec![],
         };
         let mut fields = BTreeMap::new();
         fields.insert("Name".to_owned(), FieldRegion { page: 1, region: [0.29, 0.19, 0.45, 0.22], coverage: 1.0 });

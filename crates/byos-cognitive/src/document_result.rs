@@ -6,7 +6,7 @@
 //! markdown its content separates paragraphs by blank lines and pages by `<!-- PageBreak -->`.
 //! Nothing the engine did not detect (tables, selection marks, figures) is invented.
 
-use byos_document::{PageText, Polygon, Unit};
+use byos_document::{PageText, Polygon, Table, Unit};
 use serde_json::{Value, json};
 
 /// How spans count characters (`stringIndexType`).
@@ -99,6 +99,7 @@ pub fn analyze_result(pages: &[PageText], shape: &Shape) -> Value {
         if shape.markdown { ("\n", "\n\n", "\n\n<!-- PageBreak -->\n\n") } else { ("\n", "\n", "\n") };
     let mut out_pages = Vec::new();
     let mut paragraphs = Vec::new();
+    let mut tables = Vec::new();
     for (index, page) in pages.iter().enumerate() {
         if index > 0 {
             content.separate(page_gap);
@@ -151,6 +152,9 @@ pub fn analyze_result(pages: &[PageText], shape: &Shape) -> Value {
                 line
             })
             .collect();
+        if shape.model_id != "prebuilt-read" {
+            tables.extend(page.tables.iter().map(|t| table_json(page, t, &words)));
+        }
         out_pages.push(json!({
             "pageNumber": page.number, "angle": page.angle, "width": page.width, "height": page.height,
             "unit": unit(page.unit), "words": words.into_iter().filter(|w| !w.is_null()).collect::<Vec<_>>(),
@@ -161,14 +165,64 @@ pub fn analyze_result(pages: &[PageText], shape: &Shape) -> Value {
         "apiVersion": shape.api_version, "modelId": shape.model_id, "stringIndexType": shape.string_index.name(),
         "content": content.text, "pages": out_pages, "paragraphs": paragraphs, "styles": [],
     });
+    if shape.model_id != "prebuilt-read" {
+        result["tables"] = json!(tables);
+    }
     if shape.content_format {
         result["contentFormat"] = json!(if shape.markdown { "markdown" } else { "text" });
     }
     result
 }
 
+/// A table of `page` (v3/v4): each cell's content and spans from its words (`words`: the page's
+/// rendered words, by index).
+fn table_json(page: &PageText, table: &Table, words: &[Value]) -> Value {
+    let region = |polygon: &Polygon| json!([{"pageNumber": page.number, "polygon": self::polygon(polygon)}]);
+    let cells: Vec<Value> = table
+        .cells
+        .iter()
+        .map(|cell| {
+            let texts: Vec<&str> =
+                cell.words.iter().filter_map(|w| page.words.get(*w)).map(|w| w.text.as_str()).collect();
+            let spans: Vec<Value> =
+                cell.words.iter().filter_map(|w| words.get(*w)).map(|w| w["span"].clone()).collect();
+            json!({"kind": "content", "rowIndex": cell.row, "columnIndex": cell.column, "content": texts.join(" "),
+                   "boundingRegions": region(&cell.polygon), "spans": spans})
+        })
+        .collect();
+    let spans: Vec<Value> = table
+        .cells
+        .iter()
+        .flat_map(|c| c.words.iter())
+        .filter_map(|w| words.get(*w))
+        .map(|w| w["span"].clone())
+        .collect();
+    json!({"rowCount": table.rows, "columnCount": table.columns, "cells": cells,
+           "boundingRegions": region(&table.polygon), "spans": spans})
+}
+
+/// A table of `page` in v2.1's `pageResults` shape.
+fn v2_table_json(page: &PageText, table: &Table) -> Value {
+    let cells: Vec<Value> = table
+        .cells
+        .iter()
+        .map(|cell| {
+            let words: Vec<&byos_document::Word> = cell.words.iter().filter_map(|w| page.words.get(*w)).collect();
+            let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+            let confidence = if words.is_empty() {
+                1.0
+            } else {
+                words.iter().map(|w| w.confidence).sum::<f64>() / words.len() as f64
+            };
+            json!({"rowIndex": cell.row, "columnIndex": cell.column, "text": texts.join(" "),
+                   "boundingBox": polygon(&cell.polygon), "confidence": (confidence * 1000.0).round() / 1000.0})
+        })
+        .collect();
+    json!({"rows": table.rows, "columns": table.columns, "cells": cells, "boundingBox": polygon(&table.polygon)})
+}
+
 /// v2.1's `analyzeResult` of `pages` (layout): `readResults` with lines and their words, and a
-/// `pageResults` entry per page with no tables (byos detects none).
+/// `pageResults` entry per page with its ruled tables.
 pub fn v2_analyze_result(pages: &[PageText]) -> Value {
     let read_results: Vec<Value> = pages
         .iter()
@@ -193,7 +247,10 @@ pub fn v2_analyze_result(pages: &[PageText]) -> Value {
                    "unit": unit(page.unit), "lines": lines})
         })
         .collect();
-    let page_results: Vec<Value> = pages.iter().map(|p| json!({"page": p.number, "tables": []})).collect();
+    let page_results: Vec<Value> = pages
+        .iter()
+        .map(|p| json!({"page": p.number, "tables": p.tables.iter().map(|t| v2_table_json(p, t)).collect::<Vec<_>>()}))
+        .collect();
     json!({"version": "2.1.0", "readResults": read_results, "pageResults": page_results})
 }
 
@@ -228,6 +285,7 @@ mod tests {
             words,
             lines: vec![Line { words: 0..2, polygon }, Line { words: 2..3, polygon }],
             paragraphs: vec![Paragraph { lines: 0..1, polygon }, Paragraph { lines: 1..2, polygon }],
+            tables: vec![],
         }
     }
 
@@ -297,8 +355,30 @@ mod tests {
     }
 
     #[test]
+    fn layout_gives_the_ruled_tables_with_their_cells_and_read_does_not() {
+        let cell = |row, column, words: Vec<usize>| byos_document::Cell { row, column, words, polygon: [0.0; 8] };
+        let table =
+            Table { rows: 1, columns: 2, cells: vec![cell(0, 0, vec![0]), cell(0, 1, vec![1])], polygon: [0.0; 8] };
+        let with_table = PageText { tables: vec![table], ..page(1) };
+        let layout = Shape { model_id: "prebuilt-layout".into(), ..shape(StringIndex::TextElements, false) };
+        let result = analyze_result(std::slice::from_ref(&with_table), &layout);
+        let content = result["content"].as_str().unwrap_or_default();
+        let cells = &result["tables"][0]["cells"];
+        assert_eq!(
+            (result["tables"][0]["rowCount"].as_u64(), result["tables"][0]["columnCount"].as_u64()),
+            (Some(1), Some(2))
+        );
+        assert_eq!((cells[1]["content"].as_str(), cells[1]["columnIndex"].as_u64()), (Some("wörld"), Some(1)));
+        assert_eq!(at(content, &cells[1]["spans"][0], StringIndex::TextElements), "wörld");
+        let read = analyze_result(std::slice::from_ref(&with_table), &shape(StringIndex::TextElements, false));
+        assert!(read.get("tables").is_none(), "prebuilt-read gives no tables");
+        let v2 = v2_analyze_result(&[with_table]);
+        assert_eq!(v2["pageResults"][0]["tables"][0]["cells"][0]["text"], "Hello");
+    }
+
+    #[test]
     fn a_page_with_nothing_on_it_is_still_a_page() {
-        let empty = PageText { words: vec![], lines: vec![], paragraphs: vec![], ..page(1) };
+        let empty = PageText { words: vec![], lines: vec![], paragraphs: vec![], tables: vec![], ..page(1) };
         let result = analyze_result(&[empty], &shape(StringIndex::TextElements, false));
         assert_eq!(result["content"], "");
         assert_eq!(result["pages"][0]["spans"][0], json!({"offset": 0, "length": 0}));

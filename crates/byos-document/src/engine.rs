@@ -142,6 +142,7 @@ impl ImageJob {
             words: recognized.words,
             lines: recognized.lines,
             paragraphs: recognized.paragraphs,
+            tables: recognized.tables,
         };
         if self.scale != 1.0 {
             scale_page(&mut page, 1.0 / self.scale);
@@ -167,9 +168,7 @@ fn fit(page: GrayPage, max_pixels: u64) -> Result<(GrayPage, f64), ReadError> {
 
 /// Multiplies every coordinate of the page's polygons by `factor`.
 pub(crate) fn scale_page(page: &mut PageText, factor: f64) {
-    let polygons = page.words.iter_mut().map(|w| &mut w.polygon);
-    let polygons = polygons.chain(page.lines.iter_mut().map(|l| &mut l.polygon));
-    for polygon in polygons.chain(page.paragraphs.iter_mut().map(|p| &mut p.polygon)) {
+    for polygon in page.polygons_mut() {
         polygon.iter_mut().for_each(|c| *c *= factor);
     }
 }
@@ -335,6 +334,7 @@ mod tests {
             words: vec![crate::Word { text: "x".into(), polygon: [10.0; 8], confidence: 1.0 }],
             lines: Vec::new(),
             paragraphs: Vec::new(),
+            tables: Vec::new(),
         };
         scale_page(&mut page, 1.0 / scale);
         assert_eq!(page.words[0].polygon, [20.0; 8], "back in the page's own pixels");

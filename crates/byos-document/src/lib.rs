@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 mod decode;
 mod engine;
 mod poppler;
+mod tables;
 mod tesseract;
 
 pub use engine::OcrEngine;
@@ -70,6 +71,45 @@ pub struct PageText {
     pub words: Vec<Word>,
     pub lines: Vec<Line>,
     pub paragraphs: Vec<Paragraph>,
+    /// Ruled tables found on the page's image (images and scanned pages; none for text PDFs).
+    #[serde(default)]
+    pub tables: Vec<Table>,
+}
+
+/// A ruled table: a grid of `rows` × `columns` cells.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    pub rows: usize,
+    pub columns: usize,
+    /// Row by row.
+    pub cells: Vec<Cell>,
+    pub polygon: Polygon,
+}
+
+/// A cell of a table: its place and the page's words in it (indices into the page's words).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    pub row: usize,
+    pub column: usize,
+    pub words: Vec<usize>,
+    pub polygon: Polygon,
+}
+
+impl PageText {
+    /// Every polygon of the page: its words', lines', paragraphs', tables' and cells'.
+    pub(crate) fn polygons_mut(&mut self) -> impl Iterator<Item = &mut Polygon> {
+        let words = self.words.iter_mut().map(|w| &mut w.polygon);
+        let lines = self.lines.iter_mut().map(|l| &mut l.polygon);
+        let paragraphs = self.paragraphs.iter_mut().map(|p| &mut p.polygon);
+        words.chain(lines).chain(paragraphs).chain(self.tables.iter_mut().flat_map(Table::polygons_mut))
+    }
+}
+
+impl Table {
+    /// The table's polygon and its cells'.
+    pub(crate) fn polygons_mut(&mut self) -> impl Iterator<Item = &mut Polygon> {
+        std::iter::once(&mut self.polygon).chain(self.cells.iter_mut().map(|c| &mut c.polygon))
+    }
 }
 
 /// The formats byos reads, told by their first bytes (the v4 client sends every document as

@@ -228,6 +228,7 @@ impl Poppler {
             words: Vec::new(),
             lines: Vec::new(),
             paragraphs: Vec::new(),
+            tables: Vec::new(),
         };
         let embedded = self.embedded_text(&page);
         if embedded.words.is_empty() {
@@ -321,6 +322,7 @@ pub(crate) struct Scan {
 /// The page with what was read on it; Tesseract's pixels become inches at `dpi` when it is a scan.
 pub(crate) fn with(mut page: PageText, recognized: Recognized) -> PageText {
     (page.words, page.lines, page.paragraphs) = (recognized.words, recognized.lines, recognized.paragraphs);
+    page.tables = recognized.tables;
     page
 }
 
@@ -347,7 +349,8 @@ fn gray_from_rgb24(data: &[u8], stride: usize, width: usize) -> Vec<u8> {
 fn scale(recognized: &mut Recognized, factor: f64) {
     let polygons = recognized.words.iter_mut().map(|w| &mut w.polygon);
     let polygons = polygons.chain(recognized.lines.iter_mut().map(|l| &mut l.polygon));
-    for polygon in polygons.chain(recognized.paragraphs.iter_mut().map(|p| &mut p.polygon)) {
+    let tables = recognized.tables.iter_mut().flat_map(crate::Table::polygons_mut);
+    for polygon in polygons.chain(recognized.paragraphs.iter_mut().map(|p| &mut p.polygon)).chain(tables) {
         polygon.iter_mut().for_each(|c| *c *= factor);
     }
 }

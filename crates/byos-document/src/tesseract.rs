@@ -55,6 +55,8 @@ pub(crate) struct Recognized {
     pub words: Vec<Word>,
     pub lines: Vec<Line>,
     pub paragraphs: Vec<Paragraph>,
+    #[serde(default)]
+    pub tables: Vec<crate::Table>,
 }
 
 /// The library, the functions byos uses, and one initialized `TessBaseAPI`.
@@ -144,10 +146,14 @@ impl Tesseract {
         if pixels.len() != width as usize * height as usize {
             return Err(format!("{} bytes are not a {width}x{height} gray page", pixels.len()));
         }
+        let grids = crate::tables::grids(pixels, width, height);
+        let clean = crate::tables::without_rules(pixels, width, &grids);
+        let image = clean.as_deref().unwrap_or(pixels);
         let api = self.api.as_ptr();
-        // SAFETY: `pixels` holds w*h bytes (checked) and outlives the recognition below: the
-        // image is cleared before this function returns. One byte per pixel, w bytes per line.
-        unsafe { (self.set_image)(api, pixels.as_ptr(), w, h, 1, w) };
+        // SAFETY: `image` holds w*h bytes (the size checked above for `pixels`) and outlives the
+        // recognition below: the image is cleared before this function returns. One byte per
+        // pixel, w bytes per line.
+        unsafe { (self.set_image)(api, image.as_ptr(), w, h, 1, w) };
         if dpi > 0 {
             // SAFETY: a handle with an image set.
             unsafe { (self.set_resolution)(api, c_int::try_from(dpi).unwrap_or(c_int::MAX)) };
@@ -156,7 +162,8 @@ impl Tesseract {
         let outcome = if unsafe { (self.recognize)(api, std::ptr::null_mut()) } == 0 {
             // SAFETY: recognition succeeded on this handle.
             let iterator = unsafe { (self.get_iterator)(api) };
-            let recognized = NonNull::new(iterator).map(|it| self.walk(it)).unwrap_or_default();
+            let mut recognized = NonNull::new(iterator).map(|it| self.walk(it)).unwrap_or_default();
+            recognized.tables = crate::tables::tables(&grids, &recognized.words);
             if !iterator.is_null() {
                 // SAFETY: the iterator made above, not used again.
                 unsafe { (self.delete_iterator)(iterator) };
@@ -165,7 +172,7 @@ impl Tesseract {
         } else {
             Err("Tesseract could not recognize the page".into())
         };
-        // SAFETY: drops the image and results (Tesseract never keeps a pointer into `pixels` after this).
+        // SAFETY: drops the image and results (Tesseract never keeps a pointer into `image` after this).
         unsafe { (self.clear)(api) };
         outcome
     }
