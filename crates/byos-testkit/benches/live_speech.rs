@@ -15,6 +15,8 @@
 //! (default 12), `BENCH_SESSION_SECONDS` (default 12), `BENCH_MAX_SESSIONS` (default 32). Needs
 //! `flite` and Debian's `libpocketsphinx3` + `pocketsphinx-en-us`.
 
+#[path = "support/speech.rs"]
+mod spoken;
 mod support;
 
 use std::time::{Duration, Instant};
@@ -25,7 +27,8 @@ use byos_speech::tts::TtsEngine;
 use byos_speech::workers::WorkerCommand;
 use byos_testkit::{TestServer, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use support::{SENTENCES, Utterance, byos_binary, env_usize, percentile, sorted, speak};
+use spoken::{Utterance, speak};
+use support::{SENTENCES, byos_binary, env_usize, percentile, sorted};
 use tokio_tungstenite::tungstenite::Message;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);

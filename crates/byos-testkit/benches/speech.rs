@@ -16,6 +16,10 @@
 //! `BENCH_ROUNDS` (alternating rounds of 1 and 2, default 3), `BENCH_REQUESTS` (short-audio
 //! requests, default 60), `BENCH_FILES` (files of the large job, default 1000). Needs `flite` and Debian's `libpocketsphinx3` + `pocketsphinx-en-us`.
 
+#[path = "support/processes.rs"]
+mod processes;
+#[path = "support/speech.rs"]
+mod spoken;
 mod support;
 
 use std::path::Path;
@@ -27,9 +31,11 @@ use byos_speech::engine::SpeechEngine;
 use byos_speech::workers::WorkerCommand;
 use byos_testkit::TestServer;
 use futures_util::{StreamExt, stream};
+use processes::{cpu_seconds, worker_processes};
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{SENTENCES, Utterance, byos_binary, env_usize, percentile, sorted, speak};
+use spoken::{Utterance, speak};
+use support::{SENTENCES, byos_binary, env_usize, percentile, sorted};
 
 /// How long one recognition may take (as the server's pool).
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
@@ -51,43 +57,6 @@ fn status_kib(pid: &str, field: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(field))?;
     line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()
 }
-
-/// This process's engine workers (children running `engine-worker`).
-fn engine_workers() -> Vec<String> {
-    let mut children = Vec::new();
-    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-        for task in tasks.flatten() {
-            if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
-                children.extend(list.split_whitespace().map(str::to_owned));
-            }
-        }
-    }
-    children.retain(|pid| {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"engine-worker"))
-    });
-    children.sort();
-    children.dedup();
-    children
-}
-
-/// CPU time (user + system) of these processes so far, in seconds (`self`: this process).
-fn cpu_seconds(pids: &[String]) -> f64 {
-    let ticks: u64 = pids
-        .iter()
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
-            let rest = &stat[stat.rfind(')')? + 2..];
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        })
-        .sum();
-    ticks as f64 / CLOCK_TICKS
-}
-
-/// `sysconf(_SC_CLK_TCK)` on Linux.
-const CLOCK_TICKS: f64 = 100.0;
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
@@ -321,7 +290,7 @@ async fn main() -> anyhow::Result<()> {
     for result in warm {
         result?;
     }
-    let alone_pids = engine_workers();
+    let alone_pids = worker_processes("engine-worker");
     let server = TestServer::start_with(|config| config.speech_worker = Some(command.clone())).await?;
     let client = server.client()?;
     let (storage, speech) = provision(&server, &client).await?;
@@ -344,7 +313,8 @@ async fn main() -> anyhow::Result<()> {
         let status = result?;
         ensure!(status == "Success", "warm-up recognition: {status}");
     }
-    let server_pids: Vec<String> = engine_workers().into_iter().filter(|p| !alone_pids.contains(p)).collect();
+    let server_pids: Vec<String> =
+        worker_processes("engine-worker").into_iter().filter(|p| !alone_pids.contains(p)).collect();
     println!(
         "  server up, {count} blobs uploaded; both pools warm (bench pool {alone_pids:?}, server pool {server_pids:?})"
     );
@@ -420,7 +390,7 @@ async fn main() -> anyhow::Result<()> {
     let (mut peak_workers_rss, mut last) = (0u64, Duration::ZERO);
     let (job, large_wall) = speech
         .transcribe(&client, many, |elapsed| {
-            let rss: u64 = engine_workers().iter().filter_map(|pid| status_kib(pid, "VmRSS:")).sum();
+            let rss: u64 = worker_processes("engine-worker").iter().filter_map(|pid| status_kib(pid, "VmRSS:")).sum();
             peak_workers_rss = peak_workers_rss.max(rss);
             if elapsed - last >= Duration::from_secs(15) {
                 last = elapsed;
@@ -435,7 +405,7 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?;
     let server_peak = status_kib("self", "VmHWM:").unwrap_or(0);
-    let worker_pids = engine_workers();
+    let worker_pids = worker_processes("engine-worker");
     let worker_peaks: Vec<u64> = worker_pids.iter().filter_map(|pid| status_kib(pid, "VmHWM:")).collect();
     check_report(&speech.report(&client, &job).await?, files)?;
     let large_rate = many_seconds / large_wall.as_secs_f64();

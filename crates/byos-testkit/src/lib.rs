@@ -114,13 +114,41 @@ impl TestServer {
         group: &str,
         name: &str,
     ) -> anyhow::Result<(String, String)> {
+        self.cognitive_account(client, group, name, serde_json::json!({"kind": "SpeechServices"})).await
+    }
+
+    /// Creates a Document Intelligence account `name` (kind FormRecognizer, S0) with a
+    /// system-assigned identity (what reads URL sources in byos storage), as
+    /// [`TestServer::speech_account`] does.
+    pub async fn document_account(
+        &self,
+        client: &reqwest::Client,
+        group: &str,
+        name: &str,
+    ) -> anyhow::Result<(String, String)> {
+        let fields = serde_json::json!({"kind": "FormRecognizer", "identity": {"type": "SystemAssigned"}});
+        self.cognitive_account(client, group, name, fields).await
+    }
+
+    /// Creates a Cognitive Services account of the kind (and identity) `fields` give; its endpoint
+    /// (ending in `/`) and key 1.
+    async fn cognitive_account(
+        &self,
+        client: &reqwest::Client,
+        group: &str,
+        name: &str,
+        fields: Value,
+    ) -> anyhow::Result<(String, String)> {
         const API_VERSION: &str = "api-version=2025-09-01";
         let location = Some(self.boot_str(&["location"])).filter(|l| !l.is_empty()).unwrap_or("eastus".into());
         let group = format!("/subscriptions/{}/resourceGroups/{group}", self.boot_str(&["subscription_id"]));
         self.arm_as_admin(client, reqwest::Method::PUT, &group, Some(serde_json::json!({"location": location})))
             .await?;
         let account_id = format!("{group}/providers/Microsoft.CognitiveServices/accounts/{name}?{API_VERSION}");
-        let body = serde_json::json!({"location": location, "kind": "SpeechServices", "sku": {"name": "S0"}, "properties": {}});
+        let mut body = serde_json::json!({"location": location, "sku": {"name": "S0"}, "properties": {}});
+        if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
+            body.extend(fields);
+        }
         self.arm_as_admin(client, reqwest::Method::PUT, &account_id, Some(body)).await?;
         let account = self.arm_as_admin(client, reqwest::Method::GET, &account_id, None).await?;
         let endpoint = account["properties"]["endpoint"].as_str().context("properties.endpoint")?;

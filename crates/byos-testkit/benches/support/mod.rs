@@ -1,9 +1,10 @@
-//! What the speech benchmarks share: their knobs, the release binary whose workers they run,
-//! sentences spoken by Flite, percentiles.
+//! What the benchmarks share: their knobs, the release binary whose workers they run, sentences
+//! (spoken by Flite, printed on pages), percentiles. The speech benchmarks' Flite helpers are in
+//! `speech.rs` next to this file.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, bail};
 
 /// Sentences of about 16 words: about 5 seconds each in Flite's `rms` voice.
 pub const SENTENCES: &[&str] = &[
@@ -28,7 +29,7 @@ pub fn env_usize(name: &str, default: usize) -> anyhow::Result<usize> {
     }
 }
 
-/// The `byos` release binary whose `engine-worker` the pools run.
+/// The `byos` release binary whose workers (`engine-worker`, `ocr-worker`, ...) the pools run.
 pub fn byos_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("BYOS_BIN") {
         return Ok(PathBuf::from(path));
@@ -40,28 +41,6 @@ pub fn byos_binary() -> anyhow::Result<PathBuf> {
         bail!("{} is missing: run `cargo build --release -p byos-server` first (or set BYOS_BIN)", binary.display());
     }
     Ok(binary)
-}
-
-/// One spoken sentence: the WAV file Flite wrote and its 16 kHz samples.
-pub struct Utterance {
-    pub name: String,
-    pub wav: Vec<u8>,
-    pub samples: Vec<i16>,
-    pub seconds: f64,
-}
-
-pub fn speak(dir: &Path, name: &str, sentence: &str, voice: &str) -> anyhow::Result<Utterance> {
-    let path = dir.join(name);
-    let status = std::process::Command::new("flite")
-        .args(["-voice", voice, "-t", sentence, "-o"])
-        .arg(&path)
-        .status()
-        .context("running flite (apt-get install flite)")?;
-    ensure!(status.success(), "flite failed: {status}");
-    let wav = std::fs::read(&path)?;
-    let decoded = byos_speech::audio::decode(&wav, "wav")?;
-    let samples = decoded.channels.into_iter().next().context("no channel")?;
-    Ok(Utterance { name: name.to_owned(), wav, seconds: decoded.duration_ms as f64 / 1000.0, samples })
 }
 
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
