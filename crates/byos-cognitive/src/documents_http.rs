@@ -142,6 +142,12 @@ fn render(outcome: Result<Response, DocumentError>) -> Response {
     })
 }
 
+/// A request's JSON body.
+fn json_body(body: &[u8]) -> Result<Value, DocumentError> {
+    serde_json::from_slice(body)
+        .map_err(|e| invalid("InvalidParameter", format!("The request body is not valid JSON: {e}.")))
+}
+
 fn invalid(inner: &'static str, message: impl Into<String>) -> DocumentError {
     DocumentError::new(400, "InvalidArgument", inner, message)
 }
@@ -294,8 +300,7 @@ fn source(headers: &HeaderMap, body: Bytes) -> Result<Source, DocumentError> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("application/json"));
     let bytes = if json {
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|e| invalid("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?;
+        let value: Value = json_body(&body)?;
         if let Some(url) = value["urlSource"].as_str() {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 return Err(invalid(
@@ -446,8 +451,7 @@ fn v2_source(headers: &HeaderMap, body: Bytes) -> Result<Source, DocumentError> 
     if !json {
         return source(headers, body);
     }
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| invalid("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?;
+    let value: Value = json_body(&body)?;
     match value["source"].as_str() {
         Some(url) if url.starts_with("https://") || url.starts_with("http://") => Ok(Source::Url(url.to_owned())),
         Some(_) => Err(invalid("InvalidContentSourceFormat", "The source is not a valid absolute http(s) URL.")),
@@ -522,8 +526,7 @@ async fn build(
 }
 
 fn build_request(body: &[u8], api_version: &str) -> Result<crate::document_models::BuildRequest, DocumentError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| invalid("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?;
+    let value: Value = json_body(body)?;
     let model_id = value["modelId"].as_str().ok_or_else(|| invalid("ParameterMissing", "The modelId is required."))?;
     if !crate::document_models::valid_model_id(model_id) {
         return Err(invalid(
@@ -690,8 +693,7 @@ async fn v2_train(State(plane): State<Plane>, extensions: Extensions, headers: H
     render_v2(
         async {
             let account = document_account(&plane, &extensions, &headers, &WRITE_MODEL)?;
-            let value: Value = serde_json::from_slice(&body)
-                .map_err(|e| invalid("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?;
+            let value: Value = json_body(&body)?;
             let Some(source) = value["source"].as_str().filter(|s| s.starts_with("https://")) else {
                 return Err(invalid(
                     "InvalidContentSourceFormat",
@@ -864,8 +866,7 @@ async fn authorize_copy(
         async {
             let account = document_account(&plane, &extensions, &headers, &WRITE_MODEL)?;
             let api_version = version(family, query.api_version.as_deref())?;
-            let value: Value = serde_json::from_slice(&body)
-                .map_err(|e| invalid("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?;
+            let value: Value = json_body(&body)?;
             let model_id = value["modelId"].as_str().filter(|id| crate::document_models::valid_model_id(id));
             let model_id = model_id.ok_or_else(|| invalid("InvalidParameter", "A valid modelId is required."))?;
             let description = value["description"].as_str().map(str::to_owned);
@@ -896,8 +897,7 @@ async fn copy_to(
 ) -> Result<Response, DocumentError> {
     let account = document_account(plane, extensions, headers, &WRITE_MODEL)?;
     let api_version = version(family, query.api_version.as_deref())?;
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| invalid("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?;
+    let value: Value = json_body(body)?;
     let field = |name: &str| {
         value[name]
             .as_str()
@@ -924,8 +924,7 @@ async fn compose(
         async {
             let account = document_account(&plane, &extensions, &headers, &WRITE_MODEL)?;
             let api_version = version(family, query.api_version.as_deref())?;
-            let value: Value = serde_json::from_slice(&body)
-                .map_err(|e| invalid("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?;
+            let value: Value = json_body(&body)?;
             if value["classifierId"].is_string() || api_version == "2024-11-30" {
                 return Err(invalid(
                     "InvalidParameter",
@@ -967,8 +966,7 @@ async fn v2_compose(State(plane): State<Plane>, extensions: Extensions, headers:
     render_v2(
         async {
             let account = document_account(&plane, &extensions, &headers, &WRITE_MODEL)?;
-            let value: Value = serde_json::from_slice(&body)
-                .map_err(|e| invalid("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?;
+            let value: Value = json_body(&body)?;
             let components: Vec<String> = value["modelIds"]
                 .as_array()
                 .into_iter()
@@ -1023,8 +1021,7 @@ async fn v2_copy(
     render_v2(
         async {
             let account = document_account(&plane, &extensions, &headers, &WRITE_MODEL)?;
-            let value: Value = serde_json::from_slice(&body)
-                .map_err(|e| invalid("InvalidParameter", format!("The request body is not valid JSON: {e}.")))?;
+            let value: Value = json_body(&body)?;
             let missing = |name: &str| invalid("ParameterMissing", format!("The copy request has no {name}."));
             let target = value["targetResourceId"].as_str().ok_or_else(|| missing("targetResourceId"))?;
             let authorization = &value["copyAuthorization"];
