@@ -785,3 +785,30 @@ def test_a_source_in_storage_whose_customer_key_is_revoked_is_not_accessible(wor
     revoked = analyze_url(own, url)
     assert revoked["status"] == "failed" and revoked["error"]["innererror"]["code"] == "ContentSourceNotAccessible"
     assert "customer-managed key" in revoked["error"]["message"], revoked
+
+
+def test_an_account_with_only_a_user_assigned_identity_reads_as_that_identity(world, boot, admin_cognitive,
+                                                                              make_identity):
+    """The seed's other case: a user-assigned identity, which several resources may share."""
+    from azure.mgmt.cognitiveservices.models import Identity, UserAssignedIdentity
+
+    shared = make_identity(world["rg"])
+    model = cs.account_model(boot, "FormRecognizer")
+    model.identity = Identity(type="UserAssigned", user_assigned_identities={shared.id: UserAssignedIdentity()})
+    account = admin_cognitive.accounts.begin_create(world["rg"], cs.account_name("uami"), model).result()
+    key = admin_cognitive.accounts.list_keys(world["rg"], account.name).key1
+    admin = bs.admin_credential(boot)
+    storage_client = bs.storage_client(boot, admin)
+    storage = bs.create_storage_account(storage_client, boot, world["rg"], bs.storage_account_name("douami"))
+    bs.blob_service(storage.blob_url, storage.shared_key(), boot["ca_file"]).create_container("forms") \
+        .upload_blob("invoice.png", encoded(rendered(), "PNG"))
+    bs.update_storage_account(storage_client, storage, allow_blob_public_access=False,
+                              network_rule_set=NetworkRuleSet(default_action="Deny", bypass="AzureServices"))
+    own = {**world, "endpoint": account.properties.endpoint, "key": key}
+    url = f"{storage.blob_url}forms/invoice.png"
+    denied = analyze_url(own, url)
+    assert denied["status"] == "failed" and denied["error"]["innererror"]["code"] == "ContentSourceNotAccessible"
+    bs.assign_role(bs.authorization_client(boot, admin), storage.id, bs.STORAGE_BLOB_DATA_READER, shared.principal_id,
+                   sub=boot["subscription_id"])
+    done = analyze_url(own, url)
+    assert done["status"] == "succeeded" and "Lovelace" in done["analyzeResult"]["content"], done

@@ -794,7 +794,7 @@ impl CognitiveService {
         if let Some((storage, container)) = self.artifacts.identity_container(container_url) {
             return self
                 .artifacts
-                .read_as_identity(account, None, (&storage, &container, name), limit)
+                .read_as_identity(account, (&storage, &container, name), limit)
                 .await
                 .map_err(|e| from_storage(&e));
         }

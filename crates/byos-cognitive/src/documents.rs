@@ -5,8 +5,8 @@
 //! to disk, and a restart forgets them as a finished operation's 24 hours would).
 //!
 //! A source URL into one of byos's storage accounts given without a SAS is read as the account's
-//! system-assigned identity (Document Intelligence reaches storage only as that one) through the
-//! storage service and the door; a SAS URL is fetched as given (HTTPS, byos's CA).
+//! managed identity (system-assigned, or the user-assigned one when it has no system-assigned one)
+//! through the storage service and the door; a SAS URL is fetched as given (HTTPS, byos's CA).
 //! Every failure is the documented error code with byos's explanation of what refused.
 
 use std::collections::HashMap;
@@ -313,7 +313,7 @@ impl CognitiveService {
         if let Some((name, container, blob)) = self.artifacts.identity_location(url) {
             return self
                 .artifacts
-                .read_as_identity(account, None, (&name, &container, &blob), limit)
+                .read_as_identity(account, (&name, &container, &blob), limit)
                 .await
                 .map_err(|e| DocumentError::from_storage(&e));
         }

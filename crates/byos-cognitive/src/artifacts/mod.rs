@@ -365,29 +365,25 @@ impl ArtifactStore {
         (!name.is_empty() && !container.is_empty()).then(|| (name.to_owned(), container.to_owned(), blob.into_owned()))
     }
 
-    /// `account`'s identity (the system-assigned one, or the user-assigned one with `client_id`)
-    /// as a caller of the storage account `name`.
-    fn identity_binding(
-        &self,
-        account: &LiveAccount,
-        client_id: Option<&str>,
-        name: &str,
-    ) -> Result<Binding, ArtifactError> {
+    /// `account`'s identity as a caller of the storage account `name`: its system-assigned one, or,
+    /// when it has none, its (first) user-assigned one, which several resources may share.
+    fn identity_binding(&self, account: &LiveAccount, name: &str) -> Result<Binding, ArtifactError> {
         let storage_id = self.storage.account(name).map(|a| a.id.clone()).unwrap_or_else(|| name.to_owned());
         let attached = AttachedIdentities {
             resource_id: &account.id,
             system: account.system_identity,
             user: &account.user_identities,
         };
-        let caller = self.directory.act_as(&attached, client_id).ok_or_else(|| ArtifactError::Inaccessible {
+        let user = match account.system_identity {
+            Some(_) => None,
+            None => account.user_identities.first().map(String::as_str),
+        };
+        let caller = self.directory.act_as(&attached, user).ok_or_else(|| ArtifactError::Inaccessible {
             storage: storage_id.clone(),
             check: None,
-            reason: match client_id {
-                Some(id) => format!("the account has no user-assigned identity with client id {id}"),
-                None => "the account has no system-assigned identity, and documents are read as that identity".into(),
-            },
+            reason: "the account has no system-assigned identity (nor a user-assigned one), and documents are read as its identity".into(),
             explanation: json!({"check": "Identity", "resource": account.id,
-                                "fix": "enable the account's system-assigned identity and grant it Storage Blob Data Reader on the storage account"}),
+                                "fix": "enable the account's system-assigned identity (or attach a user-assigned one) and grant it Storage Blob Data Reader on the storage account"}),
         })?;
         Ok(Binding { storage_id, account_name: name.to_owned(), caller })
     }
@@ -398,11 +394,10 @@ impl ArtifactStore {
     pub async fn read_as_identity(
         &self,
         account: &LiveAccount,
-        client_id: Option<&str>,
         (name, container, blob): (&str, &str, &str),
         limit: u64,
     ) -> Result<Bytes, ArtifactError> {
-        let binding = self.identity_binding(account, client_id, name)?;
+        let binding = self.identity_binding(account, name)?;
         let at = BlobAddress { account: name, container, blob };
         let reader = self.storage.read_blob(&binding.caller, at).await.map_err(|e| Self::classify(&binding, e))?;
         if reader.info.size > limit {
@@ -423,7 +418,7 @@ impl ArtifactStore {
         (name, container): (&str, &str),
         prefix: &str,
     ) -> Result<Vec<ArtifactInfo>, ArtifactError> {
-        let binding = self.identity_binding(account, None, name)?;
+        let binding = self.identity_binding(account, name)?;
         self.storage.list_blobs(&binding.caller, name, container, prefix).await.map_err(|e| Self::classify(&binding, e))
     }
 
