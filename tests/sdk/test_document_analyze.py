@@ -228,6 +228,24 @@ def test_layout_finds_a_ruled_table_and_read_does_not(world):
     assert not plain.tables, "text without rules is no table"
 
 
+def test_layout_finds_check_boxes_and_whether_they_are_ticked(world):
+    image = Image.new("L", (1200, 400), 255)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=40)
+    for i, (label, ticked) in enumerate([("Invoice paid", True), ("Send reminder", False)]):
+        x, y = 80, 80 + i * 140
+        draw.rectangle([x, y, x + 44, y + 44], outline=0, width=3)
+        if ticked:
+            draw.line([(x + 8, y + 8), (x + 36, y + 36)], fill=0, width=4)
+            draw.line([(x + 36, y + 8), (x + 8, y + 36)], fill=0, width=4)
+        draw.text((x + 80, y), label, fill=0, font=font)
+    result = analyze_v4(world, "prebuilt-layout", encoded(image, "PNG"))
+    marks = sorted(result.pages[0].selection_marks, key=lambda m: m.polygon[1])
+    assert [m.state for m in marks] == ["selected", "unselected"], marks
+    assert ":selected:" in result.content and "Invoice paid" in result.content, result.content
+    assert "Send reminder" in result.content
+
+
 def test_v3_document_analysis_client_reads_layout(world):
     poller = world["fr"].begin_analyze_document("prebuilt-layout", encoded(rendered(), "PNG"), polling_interval=0.2)
     result = poller.result(timeout=120)

@@ -935,6 +935,7 @@ mod tests {
             lines: vec![Line { words: 0..3, polygon: [0.0; 8] }],
             paragraphs: vec![],
             tables: vec![],
+            selection_marks: vec![],
         };
         let mut fields = BTreeMap::new();
         fields.insert("Name".to_owned(), FieldRegion { page: 1, region: [0.29, 0.19, 0.45, 0.22], coverage: 1.0 });

@@ -6,7 +6,7 @@
 //! markdown its content separates paragraphs by blank lines and pages by `<!-- PageBreak -->`.
 //! Nothing the engine did not detect (tables, selection marks, figures) is invented.
 
-use byos_document::{PageText, Polygon, Table, Unit};
+use byos_document::{PageText, Polygon, SelectionState, Table, Unit};
 use serde_json::{Value, json};
 
 /// How spans count characters (`stringIndexType`).
@@ -152,13 +152,26 @@ pub fn analyze_result(pages: &[PageText], shape: &Shape) -> Value {
                 line
             })
             .collect();
-        if shape.model_id != "prebuilt-read" {
+        let layout = shape.model_id != "prebuilt-read";
+        if layout {
             tables.extend(page.tables.iter().map(|t| table_json(page, t, &words)));
         }
+        // Layout puts each mark in `content` as `:selected:` / `:unselected:`, after the page's text.
+        let marks: Vec<Value> = page
+            .selection_marks
+            .iter()
+            .filter(|_| layout)
+            .map(|mark| {
+                content.separate(paragraph_gap);
+                let span = content.push(mark_token(mark.state));
+                json!({"state": state_name(mark.state), "polygon": polygon(&mark.polygon),
+                       "confidence": mark.confidence, "span": span})
+            })
+            .collect();
         out_pages.push(json!({
             "pageNumber": page.number, "angle": page.angle, "width": page.width, "height": page.height,
             "unit": unit(page.unit), "words": words.into_iter().filter(|w| !w.is_null()).collect::<Vec<_>>(),
-            "lines": lines, "spans": [{"offset": start, "length": content.length - start}],
+            "lines": lines, "selectionMarks": marks, "spans": [{"offset": start, "length": content.length - start}],
         }));
     }
     let mut result = json!({
@@ -172,6 +185,20 @@ pub fn analyze_result(pages: &[PageText], shape: &Shape) -> Value {
         result["contentFormat"] = json!(if shape.markdown { "markdown" } else { "text" });
     }
     result
+}
+
+fn state_name(state: SelectionState) -> &'static str {
+    match state {
+        SelectionState::Selected => "selected",
+        SelectionState::Unselected => "unselected",
+    }
+}
+
+fn mark_token(state: SelectionState) -> &'static str {
+    match state {
+        SelectionState::Selected => ":selected:",
+        SelectionState::Unselected => ":unselected:",
+    }
 }
 
 /// A table of `page` (v3/v4): each cell's content and spans from its words (`words`: the page's
@@ -244,7 +271,9 @@ pub fn v2_analyze_result(pages: &[PageText]) -> Value {
                 })
                 .collect();
             json!({"page": page.number, "angle": page.angle, "width": page.width, "height": page.height,
-                   "unit": unit(page.unit), "lines": lines})
+                   "unit": unit(page.unit), "lines": lines, "selectionMarks": page.selection_marks.iter().map(|m| {
+                       json!({"boundingBox": polygon(&m.polygon), "confidence": m.confidence, "state": state_name(m.state)})
+                   }).collect::<Vec<_>>()})
         })
         .collect();
     let page_results: Vec<Value> = pages
@@ -286,6 +315,7 @@ mod tests {
             lines: vec![Line { words: 0..2, polygon }, Line { words: 2..3, polygon }],
             paragraphs: vec![Paragraph { lines: 0..1, polygon }, Paragraph { lines: 1..2, polygon }],
             tables: vec![],
+            selection_marks: vec![],
         }
     }
 
@@ -377,8 +407,32 @@ mod tests {
     }
 
     #[test]
+    fn layout_writes_selection_marks_into_the_content() {
+        let mark =
+            byos_document::SelectionMark { state: SelectionState::Selected, polygon: [1.0; 8], confidence: 0.95 };
+        let marked = PageText { selection_marks: vec![mark], ..page(1) };
+        let layout = Shape { model_id: "prebuilt-layout".into(), ..shape(StringIndex::Utf16CodeUnit, false) };
+        let result = analyze_result(std::slice::from_ref(&marked), &layout);
+        let content = result["content"].as_str().unwrap_or_default();
+        let found = &result["pages"][0]["selectionMarks"][0];
+        assert_eq!(found["state"], "selected");
+        assert_eq!(at(content, &found["span"], StringIndex::Utf16CodeUnit), ":selected:");
+        assert!(content.ends_with("again\n:selected:"), "{content:?}");
+        let read = analyze_result(std::slice::from_ref(&marked), &shape(StringIndex::TextElements, false));
+        assert_eq!(read["pages"][0]["selectionMarks"], json!([]));
+        assert_eq!(v2_analyze_result(&[marked])["readResults"][0]["selectionMarks"][0]["state"], "selected");
+    }
+
+    #[test]
     fn a_page_with_nothing_on_it_is_still_a_page() {
-        let empty = PageText { words: vec![], lines: vec![], paragraphs: vec![], tables: vec![], ..page(1) };
+        let empty = PageText {
+            words: vec![],
+            lines: vec![],
+            paragraphs: vec![],
+            tables: vec![],
+            selection_marks: vec![],
+            ..page(1)
+        };
         let result = analyze_result(&[empty], &shape(StringIndex::TextElements, false));
         assert_eq!(result["content"], "");
         assert_eq!(result["pages"][0]["spans"][0], json!({"offset": 0, "length": 0}));

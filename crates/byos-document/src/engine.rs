@@ -143,6 +143,7 @@ impl ImageJob {
             lines: recognized.lines,
             paragraphs: recognized.paragraphs,
             tables: recognized.tables,
+            selection_marks: recognized.selection_marks,
         };
         if self.scale != 1.0 {
             scale_page(&mut page, 1.0 / self.scale);
@@ -335,6 +336,7 @@ mod tests {
             lines: Vec::new(),
             paragraphs: Vec::new(),
             tables: Vec::new(),
+            selection_marks: Vec::new(),
         };
         scale_page(&mut page, 1.0 / scale);
         assert_eq!(page.words[0].polygon, [20.0; 8], "back in the page's own pixels");

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 mod decode;
 mod engine;
+mod marks;
 mod poppler;
 mod tables;
 mod tesseract;
@@ -74,6 +75,26 @@ pub struct PageText {
     /// Ruled tables found on the page's image (images and scanned pages; none for text PDFs).
     #[serde(default)]
     pub tables: Vec<Table>,
+    /// Check boxes found on the page's image.
+    #[serde(default)]
+    pub selection_marks: Vec<SelectionMark>,
+}
+
+/// Whether a selection mark is ticked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SelectionState {
+    Selected,
+    Unselected,
+}
+
+/// A check box drawn on the page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelectionMark {
+    pub state: SelectionState,
+    pub polygon: Polygon,
+    /// 0 to 1: how closed its outline is.
+    pub confidence: f64,
 }
 
 /// A ruled table: a grid of `rows` × `columns` cells.
@@ -101,7 +122,8 @@ impl PageText {
         let words = self.words.iter_mut().map(|w| &mut w.polygon);
         let lines = self.lines.iter_mut().map(|l| &mut l.polygon);
         let paragraphs = self.paragraphs.iter_mut().map(|p| &mut p.polygon);
-        words.chain(lines).chain(paragraphs).chain(self.tables.iter_mut().flat_map(Table::polygons_mut))
+        let marks = self.selection_marks.iter_mut().map(|m| &mut m.polygon);
+        words.chain(lines).chain(paragraphs).chain(self.tables.iter_mut().flat_map(Table::polygons_mut)).chain(marks)
     }
 }
 

@@ -229,6 +229,7 @@ impl Poppler {
             lines: Vec::new(),
             paragraphs: Vec::new(),
             tables: Vec::new(),
+            selection_marks: Vec::new(),
         };
         let embedded = self.embedded_text(&page);
         if embedded.words.is_empty() {
@@ -323,6 +324,7 @@ pub(crate) struct Scan {
 pub(crate) fn with(mut page: PageText, recognized: Recognized) -> PageText {
     (page.words, page.lines, page.paragraphs) = (recognized.words, recognized.lines, recognized.paragraphs);
     page.tables = recognized.tables;
+    page.selection_marks = recognized.selection_marks;
     page
 }
 
@@ -350,6 +352,7 @@ fn scale(recognized: &mut Recognized, factor: f64) {
     let polygons = recognized.words.iter_mut().map(|w| &mut w.polygon);
     let polygons = polygons.chain(recognized.lines.iter_mut().map(|l| &mut l.polygon));
     let tables = recognized.tables.iter_mut().flat_map(crate::Table::polygons_mut);
+    let tables = tables.chain(recognized.selection_marks.iter_mut().map(|m| &mut m.polygon));
     for polygon in polygons.chain(recognized.paragraphs.iter_mut().map(|p| &mut p.polygon)).chain(tables) {
         polygon.iter_mut().for_each(|c| *c *= factor);
     }

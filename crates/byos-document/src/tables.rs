@@ -48,9 +48,15 @@ pub(crate) fn grids(pixels: &[u8], width: u32, height: u32) -> Vec<Grid> {
     find_grids(&horizontal, &vertical)
 }
 
-/// The page with the grids' rules painted white (None when there are none), for reading its text.
-pub(crate) fn without_rules(pixels: &[u8], width: u32, grids: &[Grid]) -> Option<Vec<u8>> {
-    if grids.is_empty() {
+/// The page with the grids' rules and the check boxes painted white (None when there are none),
+/// for reading its text: boxes would be read as letters.
+pub(crate) fn without_rules(
+    pixels: &[u8],
+    width: u32,
+    grids: &[Grid],
+    marks: &[crate::SelectionMark],
+) -> Option<Vec<u8>> {
+    if grids.is_empty() && marks.is_empty() {
         return None;
     }
     let mut clean = pixels.to_vec();
@@ -69,6 +75,12 @@ pub(crate) fn without_rules(pixels: &[u8], width: u32, grids: &[Grid]) -> Option
             for x in rule.at.saturating_sub(1)..=rule.at + rule.thickness {
                 (rule.from..=rule.to).for_each(|y| white(x, y));
             }
+        }
+    }
+    for mark in marks {
+        let p = mark.polygon;
+        for y in p[1] as u32..=p[5] as u32 {
+            (p[0] as u32..=p[2] as u32).for_each(|x| white(x, y));
         }
     }
     Some(clean)
@@ -223,7 +235,7 @@ mod tests {
         let words = [word("a", 60.0, 45.0), word("b", 160.0, 45.0), word("c", 160.0, 145.0), word("out", 500.0, 300.0)];
         let found = grids(&pixels, width, height);
         let tables = tables(&found, &words);
-        let clean = without_rules(&pixels, width, &found).unwrap_or_default();
+        let clean = without_rules(&pixels, width, &found, &[]).unwrap_or_default();
         assert!(clean.iter().all(|p| *p == 255), "the rules are erased");
         assert_eq!(tables.len(), 1, "{tables:?}");
         let table = &tables[0];
@@ -261,6 +273,6 @@ mod tests {
         }
         assert!(grids(&pixels, width, height).is_empty());
         assert!(grids(&[], 10, 10).is_empty());
-        assert!(without_rules(&pixels, width, &[]).is_none());
+        assert!(without_rules(&pixels, width, &[], &[]).is_none());
     }
 }

@@ -57,6 +57,8 @@ pub(crate) struct Recognized {
     pub paragraphs: Vec<Paragraph>,
     #[serde(default)]
     pub tables: Vec<crate::Table>,
+    #[serde(default)]
+    pub selection_marks: Vec<crate::SelectionMark>,
 }
 
 /// The library, the functions byos uses, and one initialized `TessBaseAPI`.
@@ -147,7 +149,8 @@ impl Tesseract {
             return Err(format!("{} bytes are not a {width}x{height} gray page", pixels.len()));
         }
         let grids = crate::tables::grids(pixels, width, height);
-        let clean = crate::tables::without_rules(pixels, width, &grids);
+        let marks = crate::marks::selection_marks(pixels, width, height);
+        let clean = crate::tables::without_rules(pixels, width, &grids, &marks);
         let image = clean.as_deref().unwrap_or(pixels);
         let api = self.api.as_ptr();
         // SAFETY: `image` holds w*h bytes (the size checked above for `pixels`) and outlives the
@@ -164,6 +167,7 @@ impl Tesseract {
             let iterator = unsafe { (self.get_iterator)(api) };
             let mut recognized = NonNull::new(iterator).map(|it| self.walk(it)).unwrap_or_default();
             recognized.tables = crate::tables::tables(&grids, &recognized.words);
+            recognized.selection_marks = marks;
             if !iterator.is_null() {
                 // SAFETY: the iterator made above, not used again.
                 unsafe { (self.delete_iterator)(iterator) };
