@@ -830,3 +830,19 @@ def test_an_account_with_only_a_user_assigned_identity_reads_as_that_identity(wo
                    sub=boot["subscription_id"])
     done = analyze_url(own, url)
     assert done["status"] == "succeeded" and "Lovelace" in done["analyzeResult"]["content"], done
+
+
+def test_v2_1_unlabeled_training_clusters_the_forms_by_layout(world, training):
+    trainer, recognizer = v2_clients(world)
+    model = trainer.begin_training(training["url"], use_training_labels=False, include_subfolders=True,
+                                   polling_interval=0.2).result(timeout=240)
+    layouts = sorted(sorted(f.label for f in sub.fields.values()) for sub in model.submodels)
+    assert layouts == [sorted(f"{k}:" for k in RECEIPT_FIELDS), sorted(f"{k}:" for k in FIELDS)], layouts
+    on_receipt = recognizer.begin_recognize_custom_forms(model.model_id, receipt(RECEIPTS[5])[0],
+                                                        polling_interval=0.2).result(timeout=120)[0]
+    on_form = recognizer.begin_recognize_custom_forms(model.model_id, form(FORMS[5])[0],
+                                                     polling_interval=0.2).result(timeout=120)[0]
+    assert on_receipt.form_type != on_form.form_type, (on_receipt.form_type, on_form.form_type)
+    assert {f.label_data.text: f.value for f in on_receipt.fields.values()} == {"Shop:": RECEIPTS[5][0],
+                                                                                "Amount:": RECEIPTS[5][1]}
+    assert {f.label_data.text for f in on_form.fields.values()} == {"Name:", "Date:", "Total:"}

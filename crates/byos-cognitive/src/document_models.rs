@@ -54,9 +54,12 @@ pub struct TemplateModel {
     pub tags: Map<String, Value>,
     pub fields: BTreeMap<String, FieldRegion>,
     pub documents: usize,
-    /// v2.1 unlabeled models: the keys ("Name:") their training forms share, in the order found.
+    /// v2.1 unlabeled models: every key ("Name:") their training forms have, in the order found.
     #[serde(default)]
     pub keys: Vec<String>,
+    /// ... and the forms' layouts: clusters of forms with (mostly) the same keys, each its keys.
+    #[serde(default)]
+    pub clusters: Vec<Vec<String>>,
     /// v2.1: the training documents and their page counts.
     #[serde(default)]
     pub training: Vec<(String, u32)>,
@@ -248,6 +251,13 @@ fn page_keys(page: &PageText) -> Vec<(String, usize, usize)> {
     keys
 }
 
+/// |a ∩ b| / |a ∪ b| of two key lists.
+fn similarity(a: &[String], b: &[String]) -> f64 {
+    let shared = a.iter().filter(|k| b.contains(k)).count();
+    let all = a.len() + b.len() - shared;
+    if all == 0 { 0.0 } else { shared as f64 / all as f64 }
+}
+
 fn bounding(page: &PageText, words: std::ops::Range<usize>) -> Value {
     let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
     for w in words {
@@ -272,15 +282,41 @@ impl TemplateModel {
         keys
     }
 
-    /// v2.1 `pageResults` of an analysis: the key/value pairs of the model's keys (unlabeled models;
-    /// the value is the rest of the key's line), cluster 0.
+    /// The training forms clustered by layout: a form joins the first cluster whose keys it shares
+    /// at least half of (by Jaccard similarity), else starts one.
+    pub fn learn_clusters(forms: &[Vec<PageText>]) -> Vec<Vec<String>> {
+        let mut clusters: Vec<Vec<String>> = Vec::new();
+        for form in forms {
+            let keys = Self::learn_keys(std::slice::from_ref(form));
+            if keys.is_empty() {
+                continue;
+            }
+            match clusters.iter_mut().find(|c| similarity(c, &keys) >= 0.5) {
+                Some(cluster) => cluster.extend(keys.into_iter().filter(|k| !cluster.contains(k)).collect::<Vec<_>>()),
+                None => clusters.push(keys),
+            }
+        }
+        clusters
+    }
+
+    /// The cluster whose keys `page` has the most of (0 when none).
+    fn cluster_of(&self, page: &PageText) -> usize {
+        let found: Vec<String> = page_keys(page).into_iter().map(|(key, _, _)| key).collect();
+        let score = |keys: &Vec<String>| keys.iter().filter(|k| found.contains(k)).count();
+        (0..self.clusters.len()).max_by_key(|i| (score(&self.clusters[*i]), std::cmp::Reverse(*i))).unwrap_or(0)
+    }
+
+    /// v2.1 `pageResults` of an analysis: each page's cluster (the layout it matches best) and the
+    /// key/value pairs of that cluster's keys (the value is the rest of the key's line).
     pub fn v2_page_results(&self, pages: &[PageText]) -> Value {
         let results: Vec<Value> = pages
             .iter()
             .map(|page| {
+                let cluster = self.cluster_of(page);
+                let keys = self.clusters.get(cluster).unwrap_or(&self.keys);
                 let pairs: Vec<Value> = page_keys(page)
                     .into_iter()
-                    .filter(|(key, _, _)| self.keys.contains(key))
+                    .filter(|(key, _, _)| keys.contains(key))
                     .map(|(key, value_start, line_end)| {
                         let key_start = value_start - key.split(' ').count();
                         let value: Vec<&str> = (value_start..line_end).map(|w| page.words[w].text.as_str()).collect();
@@ -292,7 +328,7 @@ impl TemplateModel {
                                "value": value_element, "confidence": 0.9})
                     })
                     .collect();
-                json!({"page": page.number, "clusterId": 0, "keyValuePairs": pairs, "tables": []})
+                json!({"page": page.number, "clusterId": cluster, "keyValuePairs": pairs, "tables": []})
             })
             .collect();
         json!(results)
@@ -357,7 +393,11 @@ impl TemplateModel {
         let mut model = json!({"modelInfo": v2_model_info(&self.model_id, "ready", &self.created, &self.created, self.description.as_deref()),
                                "trainResult": train});
         if include_keys && !self.keys.is_empty() {
-            model["keys"] = json!({"clusters": {"0": self.keys}});
+            let clusters: Map<String, Value> = match self.clusters.is_empty() {
+                true => std::iter::once(("0".to_owned(), json!(self.keys))).collect(),
+                false => self.clusters.iter().enumerate().map(|(i, keys)| (i.to_string(), json!(keys))).collect(),
+            };
+            model["keys"] = json!({"clusters": clusters});
         }
         model
     }
@@ -642,6 +682,7 @@ impl CognitiveService {
             fields: BTreeMap::new(),
             documents: 0,
             keys: Vec::new(),
+            clusters: Vec::new(),
             training: Vec::new(),
             components: Vec::new(),
         }
@@ -714,7 +755,8 @@ impl CognitiveService {
             return Err(no_training_content("No forms (PDF, JPEG, PNG, TIFF, BMP) byos can read were found"));
         }
         let keys = TemplateModel::learn_keys(&read);
-        Ok(TemplateModel { documents: read.len(), keys, training, ..Self::empty_model(request) })
+        let clusters = TemplateModel::learn_clusters(&read);
+        Ok(TemplateModel { documents: read.len(), keys, clusters, training, ..Self::empty_model(request) })
     }
 
     /// A model of the labeled regions (`X.labels.json` next to each document `X`).
@@ -948,6 +990,7 @@ mod tests {
             fields,
             documents: 5,
             keys: Vec::new(),
+            clusters: Vec::new(),
             training: Vec::new(),
             components: Vec::new(),
         };
