@@ -158,5 +158,6 @@ def test_an_issued_token_authenticates_the_socket(speech, ca, tmp_path):
     result = once(cfg, wav)
     assert result.reason == speechsdk.ResultReason.RecognizedSpeech, result.cancellation_details
     cfg.speech_synthesis_voice_name = "en-US-RmsFlite"
-    spoken = speechsdk.SpeechSynthesizer(speech_config=cfg, audio_config=None).speak_text_async("hello").get()
+    synthesizer = speechsdk.SpeechSynthesizer(speech_config=cfg, audio_config=None)
+    spoken = synthesizer.speak_text_async("hello").get()
     assert spoken.reason == speechsdk.ResultReason.SynthesizingAudioCompleted, spoken.cancellation_details

@@ -80,7 +80,10 @@ def test_two_requests_on_one_synthesizer(speech, ca):
 
 def _canceled(cfg, text="hello") -> tuple[speechsdk.CancellationDetails, float]:
     started = time.monotonic()
-    result = speechsdk.SpeechSynthesizer(speech_config=cfg, audio_config=None).speak_text_async(text).get()
+    # The synthesizer must outlive the request: a temporary one is disposed while the SDK's background thread
+    # starts, and that thread then opened no connection until the SDK's 40 s first-audio timeout (SDK log).
+    synthesizer = speechsdk.SpeechSynthesizer(speech_config=cfg, audio_config=None)
+    result = synthesizer.speak_text_async(text).get()
     assert result.reason == speechsdk.ResultReason.Canceled, result.reason
     return result.cancellation_details, time.monotonic() - started
 
@@ -104,7 +107,8 @@ def test_a_wrong_key_is_an_authentication_failure(speech, ca):
 
 
 def test_the_sdk_lists_byos_voices(speech, ca):
-    result = speechsdk.SpeechSynthesizer(speech_config=config(speech, ca), audio_config=None).get_voices_async().get()
+    synthesizer = speechsdk.SpeechSynthesizer(speech_config=config(speech, ca), audio_config=None)
+    result = synthesizer.get_voices_async().get()
     assert result.reason == speechsdk.ResultReason.VoicesListRetrieved, result.error_details
     assert {"en-US-RmsFlite", "en-US-SltFlite"} <= {v.short_name for v in result.voices}
 
