@@ -50,8 +50,8 @@ def create_endpoint(api, logging: bool) -> dict:
     return endpoint
 
 
-def recognize(api, audio: bytes, cid: str | None) -> requests.Response:
-    params = {"language": "en-US", **({"cid": cid} if cid else {})}
+def recognize(api, audio: bytes, cid: str | None, store_audio: bool = False) -> requests.Response:
+    params = {"language": "en-US", **({"cid": cid} if cid else {}), **({"storeAudio": "true"} if store_audio else {})}
     return requests.post(api.endpoint + RECOGNIZE, params=params, data=audio, verify=api.ca, timeout=120, headers={
         "Ocp-Apim-Subscription-Key": api.key, "Content-Type": "audio/wav; codecs=audio/pcm; samplerate=16000"})
 
@@ -112,6 +112,27 @@ def test_logs_are_deleted_one_by_one_by_end_date_and_with_their_endpoint(api, tm
     assert api.delete(endpoint["self"]).status_code == 204
     assert api.get(endpoint["self"]).status_code == 404
     assert requests.get(audio_link, verify=api.ca, timeout=30).status_code == 404, "the endpoint's logs went with it"
+
+
+def test_store_audio_logs_a_recognition_under_the_base_model_or_an_endpoint_that_does_not_log(
+        admin_cognitive, make_rg, boot, ca, tmp_path):
+    rg = make_rg("cs-store")
+    account = cs.create_account(admin_cognitive, boot, rg, "SpeechServices")
+    api = cs.SpeechRest(account.properties.endpoint, admin_cognitive.accounts.list_keys(rg, account.name).key1, ca)
+    base_logs = api.url("endpoints/base/en-US/files/logs")
+    assert recognize(api, flite("not kept", tmp_path), None).status_code == 200
+    assert api.get(base_logs).json()["values"] == [], "without storeAudio nothing is kept"
+    resp = recognize(api, flite("keep this", tmp_path), None, store_audio=True)
+    assert resp.status_code == 200, resp.text
+    files = api.get(base_logs).json()["values"]
+    assert sorted(f["kind"] for f in files) == ["Audio", "Transcription"], files
+    entry = next(f for f in files if f["kind"] == "Transcription")
+    assert requests.get(entry["links"]["contentUrl"], verify=ca, timeout=30).json()["RecognitionResult"] == resp.json()
+    quiet = create_endpoint(api, logging=False)
+    cid = quiet["self"].rsplit("/", 1)[1]
+    assert recognize(api, flite("asked for", tmp_path), cid, store_audio=True).status_code == 200
+    assert len(logs(api, quiet)) == 2, "the session's storeAudio logs under an endpoint that does not log"
+    assert len(api.get(base_logs).json()["values"]) == 2, "not under the base model"
 
 
 def test_an_unknown_or_foreign_cid_is_400(api, admin_cognitive, make_rg, boot, ca, tmp_path):

@@ -13,6 +13,7 @@ import wave
 
 import azure.cognitiveservices.speech as speechsdk
 import pytest
+import requests
 
 import cognitive_support as cs
 
@@ -133,6 +134,24 @@ def test_an_endpoint_with_logging_logs_each_turn(speech, ca, tmp_path):
     assert sorted(f["kind"] for f in files) == ["Audio", "Transcription"], files
 
 
+def test_enable_audio_logging_logs_the_base_models_turns(speech, ca, tmp_path):
+    _, _, api = speech
+    base_logs = api.url("endpoints/base/en-US/files/logs")
+    before = len(api.get(base_logs).json()["values"])
+    cfg = config(speech, ca)
+    cfg.enable_audio_logging()
+    wav = tmp_path / "speech.wav"
+    flite("log the base model", wav)
+    result = once(cfg, wav)
+    assert result.reason == speechsdk.ResultReason.RecognizedSpeech, result.cancellation_details
+    files = api.get(base_logs).json()["values"]
+    assert len(files) == before + 2 and {"Audio", "Transcription"} <= {f["kind"] for f in files}, files
+    audio = next(f for f in reversed(files) if f["kind"] == "Audio")
+    logged = requests.get(audio["links"]["contentUrl"], verify=ca, timeout=30).content
+    with wave.open(io.BytesIO(logged)) as w:
+        assert w.getnframes() > 8000, "the turn's audio is logged"
+
+
 def test_a_wrong_key_is_reported_at_once(speech, ca, tmp_path):
     wav = tmp_path / "speech.wav"
     flite("hello", wav)
@@ -144,7 +163,6 @@ def test_a_wrong_key_is_reported_at_once(speech, ca, tmp_path):
 
 
 def test_an_issued_token_authenticates_the_socket(speech, ca, tmp_path):
-    import requests
 
     endpoint, key, _ = speech
     token = requests.post(endpoint + "sts/v1.0/issueToken", headers={"Ocp-Apim-Subscription-Key": key},

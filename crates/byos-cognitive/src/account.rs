@@ -27,6 +27,11 @@ pub enum Kind {
 impl Kind {
     pub const ALL: [Kind; 3] = [Kind::SpeechServices, Kind::FormRecognizer, Kind::CognitiveServices];
 
+    /// Whether accounts of this kind serve the Speech APIs.
+    pub fn serves_speech(self) -> bool {
+        matches!(self, Kind::SpeechServices | Kind::CognitiveServices)
+    }
+
     /// The kind a request names (case-insensitively, stored as Azure spells it); any other is
     /// Azure's `InvalidApiSetId`.
     pub fn parse(text: &str) -> Result<Kind, ApiError> {

@@ -465,19 +465,9 @@ impl CognitiveService {
 
     /// Fetches a dataset's content from `url` over HTTPS (byos's own CA is trusted).
     async fn fetch(&self, url: &str) -> Result<Bytes, Invalid> {
-        let fail = |why: String| Invalid(format!("The content could not be fetched from contentUrl: {why}."));
-        let response = self.http.get(url).send().await.map_err(|e| fail(crate::fetch_error(e)))?;
-        if !response.status().is_success() {
-            return Err(fail(format!("the server answered {}", response.status())));
-        }
-        if response.content_length().is_some_and(|l| l > MAX_DATASET_BYTES as u64) {
-            return Err(fail(format!("it is larger than {MAX_DATASET_BYTES} bytes")));
-        }
-        let bytes = response.bytes().await.map_err(|e| fail(crate::fetch_error(e)))?;
-        if bytes.len() > MAX_DATASET_BYTES {
-            return Err(fail(format!("it is larger than {MAX_DATASET_BYTES} bytes")));
-        }
-        Ok(bytes)
+        crate::fetch::fetch_limited(&self.http, url, MAX_DATASET_BYTES as u64)
+            .await
+            .map_err(|e| Invalid(format!("The content could not be fetched from contentUrl: {e}.")))
     }
 
     /// Changes what a dataset says about itself (`displayName`, `description`, `customProperties`).

@@ -413,21 +413,53 @@ pub fn v2_model_info(id: &str, status: &str, created: &str, updated: &str, name:
     info
 }
 
-/// A build as asked.
+/// The model an operation makes, as asked.
 #[derive(Debug, Clone)]
-pub struct BuildRequest {
+pub struct NewModel {
     /// What the operation is polled by (v2.1 polls the model itself: its id).
     pub operation_id: String,
     pub model_id: String,
     pub description: Option<String>,
     pub tags: Map<String, Value>,
+    pub api_version: String,
+}
+
+impl NewModel {
+    /// A model the client names (v3/v4): its operation has an id of its own.
+    pub fn named(model_id: &str, description: Option<&str>, tags: Map<String, Value>, api_version: &str) -> Self {
+        Self {
+            operation_id: uuid::Uuid::new_v4().to_string(),
+            model_id: model_id.to_owned(),
+            description: description.map(str::to_owned),
+            tags,
+            api_version: api_version.to_owned(),
+        }
+    }
+
+    /// A v2.1 model: byos names it, and it is polled by that name.
+    pub fn v2(name: Option<&str>) -> Self {
+        let id = uuid::Uuid::new_v4().to_string();
+        Self { operation_id: id.clone(), ..Self::named(&id, name, Map::new(), "2.1") }
+    }
+}
+
+/// A build as asked: the model, and the training container it learns from.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub model: NewModel,
     pub container_url: String,
     pub prefix: String,
-    pub api_version: String,
     /// From `.labels.json` files (v3/v4 always; v2.1 `useLabelFile`), else from the forms' keys.
     pub labeled: bool,
     /// v2.1 `sourceFilter.includeSubFolders` (v3/v4: every blob under the prefix).
     pub include_subfolders: bool,
+}
+
+/// A compose as asked: the model, and the ids of the account's models it is made of.
+#[derive(Debug, Clone)]
+pub struct ComposeRequest {
+    pub model: NewModel,
+    pub components: Vec<String>,
 }
 
 /// A model operation as its poller sees it.
@@ -492,9 +524,7 @@ impl CognitiveService {
         account: Arc<LiveAccount>,
         request: BuildRequest,
     ) -> Result<String, DocumentError> {
-        if self.document_model(&account, &request.model_id).await?.is_some() {
-            return Err(model_exists(&request.model_id));
-        }
+        self.check_new_model(&account, &request.model).await?;
         let most = if account.settings.sku == "F0" { FREE_MAX_MODELS } else { MAX_MODELS };
         if self.document_model_ids(&account).await?.len() >= most {
             return Err(DocumentError::new(
@@ -504,35 +534,46 @@ impl CognitiveService {
                 format!("The account has {most} models, the most its tier allows."),
             ));
         }
-        let operation =
-            self.new_operation("documentModelBuild", &request.model_id, &request.api_version, &request.tags);
-        let id = request.operation_id.clone();
+        let operation = self.new_operation("documentModelBuild", &request.model);
+        let id = request.model.operation_id.clone();
         let service = Arc::clone(self);
         let builder = Arc::clone(&account);
         self.run_operation(&account, &id, operation, async move { service.build_template(&builder, &request).await });
         Ok(id)
     }
 
-    fn new_operation(
-        &self,
-        kind: &'static str,
-        model_id: &str,
-        api_version: &str,
-        tags: &Map<String, Value>,
-    ) -> ModelOperation {
+    /// Refuses a model id the account already has.
+    async fn check_new_model(&self, account: &LiveAccount, model: &NewModel) -> Result<(), DocumentError> {
+        match self.document_model(account, &model.model_id).await? {
+            Some(_) => Err(model_exists(&model.model_id)),
+            None => Ok(()),
+        }
+    }
+
+    fn new_operation(&self, kind: &'static str, model: &NewModel) -> ModelOperation {
         let created = crate::documents::now();
         ModelOperation {
             kind,
             target_port: None,
-            model_id: model_id.to_owned(),
-            api_version: api_version.to_owned(),
+            model_id: model.model_id.clone(),
+            api_version: model.api_version.clone(),
             status: "running",
             created: created.clone(),
             updated: created,
-            tags: tags.clone(),
+            tags: model.tags.clone(),
             result: None,
             error: None,
         }
+    }
+
+    /// Keeps `model` in `account`'s service storage (encrypted under the account's keys).
+    async fn keep_model(&self, account: &LiveAccount, model: &TemplateModel) -> Result<(), DocumentError> {
+        let bytes = Bytes::from(serde_json::to_vec(model).map_err(|_| internal())?);
+        self.artifacts
+            .put(account, Area::DocumentModels, &model_path(&model.model_id), bytes, "application/json")
+            .await
+            .map_err(|e| storage_error(&e))?;
+        Ok(())
     }
 
     /// Registers `operation` as `id` of `account` and runs `work` to its end in the background.
@@ -621,10 +662,10 @@ impl CognitiveService {
         let target = self.account(&target_account.to_ascii_lowercase()).ok_or_else(|| {
             DocumentError::new(400, "InvalidArgument", "InvalidParameter", "The target resource does not exist.")
         })?;
-        let mut operation =
-            self.new_operation("documentModelCopyTo", target_model_id, api_version, &authorization.tags);
+        let target_model = NewModel::named(target_model_id, None, authorization.tags.clone(), api_version);
+        let mut operation = self.new_operation("documentModelCopyTo", &target_model);
         operation.target_port = Some(target.settings.port);
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = target_model.operation_id;
         let service = Arc::clone(self);
         let copied = TemplateModel {
             model_id: authorization.model_id.clone(),
@@ -634,13 +675,7 @@ impl CognitiveService {
             ..model
         };
         self.run_operation(&source, &id, operation, async move {
-            let bytes = Bytes::from(serde_json::to_vec(&copied).map_err(|_| internal())?);
-            let path = model_path(&copied.model_id);
-            service
-                .artifacts
-                .put(&target, Area::DocumentModels, &path, bytes, "application/json")
-                .await
-                .map_err(|e| storage_error(&e))?;
+            service.keep_model(&target, &copied).await?;
             Ok(copied)
         });
         Ok(id)
@@ -664,21 +699,17 @@ impl CognitiveService {
             false => self.learn_unlabeled(account, request, &files).await?,
         };
         model.created = crate::documents::now();
-        let bytes = Bytes::from(serde_json::to_vec(&model).map_err(|_| internal())?);
-        self.artifacts
-            .put(account, Area::DocumentModels, &model_path(&model.model_id), bytes, "application/json")
-            .await
-            .map_err(|e| storage_error(&e))?;
+        self.keep_model(account, &model).await?;
         Ok(model)
     }
 
-    fn empty_model(request: &BuildRequest) -> TemplateModel {
+    fn empty_model(model: &NewModel) -> TemplateModel {
         TemplateModel {
-            model_id: request.model_id.clone(),
-            description: request.description.clone(),
+            model_id: model.model_id.clone(),
+            description: model.description.clone(),
             created: String::new(),
-            api_version: request.api_version.clone(),
-            tags: request.tags.clone(),
+            api_version: model.api_version.clone(),
+            tags: model.tags.clone(),
             fields: BTreeMap::new(),
             documents: 0,
             keys: Vec::new(),
@@ -688,19 +719,16 @@ impl CognitiveService {
         }
     }
 
-    /// Starts composing `components` (model ids of the account) into `model_id`; answers the
-    /// operation id.
+    /// Starts composing the request's components (model ids of the account) into its model; answers
+    /// the operation id.
     pub async fn start_compose(
         self: &Arc<Self>,
         account: Arc<LiveAccount>,
-        request: BuildRequest,
-        components: Vec<String>,
+        request: ComposeRequest,
     ) -> Result<String, DocumentError> {
-        if self.document_model(&account, &request.model_id).await?.is_some() {
-            return Err(model_exists(&request.model_id));
-        }
+        self.check_new_model(&account, &request.model).await?;
         let mut models = Vec::new();
-        for id in &components {
+        for id in &request.components {
             let model = self.document_model(&account, id).await?.ok_or_else(|| model_not_found(id))?;
             if !model.components.is_empty() {
                 return Err(DocumentError::new(
@@ -712,21 +740,17 @@ impl CognitiveService {
             }
             models.push(model);
         }
-        let operation =
-            self.new_operation("documentModelCompose", &request.model_id, &request.api_version, &request.tags);
-        let id = request.operation_id.clone();
+        let operation = self.new_operation("documentModelCompose", &request.model);
+        let id = request.model.operation_id.clone();
         let service = Arc::clone(self);
         let composer = Arc::clone(&account);
         self.run_operation(&account, &id, operation, async move {
-            let composed =
-                TemplateModel { components: models, created: crate::documents::now(), ..Self::empty_model(&request) };
-            let bytes = Bytes::from(serde_json::to_vec(&composed).map_err(|_| internal())?);
-            let path = model_path(&composed.model_id);
-            service
-                .artifacts
-                .put(&composer, Area::DocumentModels, &path, bytes, "application/json")
-                .await
-                .map_err(|e| storage_error(&e))?;
+            let composed = TemplateModel {
+                components: models,
+                created: crate::documents::now(),
+                ..Self::empty_model(&request.model)
+            };
+            service.keep_model(&composer, &composed).await?;
             Ok(composed)
         });
         Ok(id)
@@ -756,7 +780,7 @@ impl CognitiveService {
         }
         let keys = TemplateModel::learn_keys(&read);
         let clusters = TemplateModel::learn_clusters(&read);
-        Ok(TemplateModel { documents: read.len(), keys, clusters, training, ..Self::empty_model(request) })
+        Ok(TemplateModel { documents: read.len(), keys, clusters, training, ..Self::empty_model(&request.model) })
     }
 
     /// A model of the labeled regions (`X.labels.json` next to each document `X`).
@@ -797,7 +821,7 @@ impl CognitiveService {
             fields: learn(&examples),
             documents: examples.len(),
             training,
-            ..Self::empty_model(request)
+            ..Self::empty_model(&request.model)
         })
     }
 
@@ -841,23 +865,14 @@ impl CognitiveService {
                 .map_err(|e| from_storage(&e));
         }
         let url = crate::transcriptions::blob_url(container_url, name);
-        let response = self.http.get(&url).send().await.map_err(|e| {
+        crate::fetch::fetch_limited(&self.http, &url, limit).await.map_err(|e| {
             DocumentError::new(
                 400,
                 "InvalidRequest",
                 "ContentSourceNotAccessible",
-                format!("{name} could not be read: {}.", crate::fetch_error(e)),
+                format!("{name} could not be read: {e}."),
             )
-        })?;
-        if !response.status().is_success() {
-            return Err(DocumentError::new(
-                400,
-                "InvalidRequest",
-                "ContentSourceNotAccessible",
-                format!("{name} could not be read: the storage answered {}.", response.status()),
-            ));
-        }
-        response.bytes().await.map_err(|_| internal())
+        })
     }
 
     /// The account's template model `id`, read from where it is kept (at every use).

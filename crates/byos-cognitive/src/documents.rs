@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::artifacts::ArtifactError;
 use crate::document_models::TemplateModel;
 use crate::document_result::{Shape, analyze_result};
+use crate::fetch::FetchError;
 use crate::{CognitiveService, LiveAccount};
 
 /// The prebuilt models byos runs.
@@ -317,29 +318,20 @@ impl CognitiveService {
                 .await
                 .map_err(|e| DocumentError::from_storage(&e));
         }
-        let inaccessible = |why: String| {
-            DocumentError::new(
+        crate::fetch::fetch_limited(&self.http, url, limit).await.map_err(|e| match e {
+            FetchError::TooLarge { limit } => DocumentError::new(
+                400,
+                "InvalidRequest",
+                "InvalidContentLength",
+                format!("The document is larger than the {limit} bytes that are taken."),
+            ),
+            FetchError::Unreachable(why) => DocumentError::new(
                 400,
                 "InvalidRequest",
                 "ContentSourceNotAccessible",
                 format!("Content is not accessible: {why}."),
-            )
-        };
-        let response = self.http.get(url).send().await.map_err(|e| inaccessible(crate::fetch_error(e)))?;
-        if !response.status().is_success() {
-            return Err(inaccessible(format!("the source answered {}", response.status())));
-        }
-        if response.content_length().is_some_and(|l| l > limit) {
-            return Err(DocumentError::from_read(&ReadError::TooLarge {
-                size: response.content_length().unwrap_or(0),
-                limit,
-            }));
-        }
-        let bytes = response.bytes().await.map_err(|e| inaccessible(crate::fetch_error(e)))?;
-        if bytes.len() as u64 > limit {
-            return Err(DocumentError::from_read(&ReadError::TooLarge { size: bytes.len() as u64, limit }));
-        }
-        Ok(bytes)
+            ),
+        })
     }
 }
 

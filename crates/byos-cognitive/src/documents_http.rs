@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::account::Kind;
 use crate::dataplane::{Plane, admitted};
-use crate::document_models::model_not_found;
+use crate::document_models::{BuildRequest, ComposeRequest, NewModel, model_not_found};
 use crate::document_result::{Shape, StringIndex};
 use crate::documents::{AnalyzeRequest, DocumentError, PREBUILT_MODELS, Source, Status, parse_pages};
 use crate::{CognitiveService, LiveAccount};
@@ -517,15 +517,35 @@ async fn build(
             let api_version = version(family, query.api_version.as_deref())?;
             let request = build_request(&body, &api_version)?;
             let id = plane.service.start_build(account.clone(), request).await?;
-            let location = format!("{}/operations/{id}?api-version={api_version}", base_url(&account, family));
-            Ok((StatusCode::ACCEPTED, [("operation-location", location), (header::RETRY_AFTER.as_str(), "1".into())])
-                .into_response())
+            Ok(operation_accepted(&account, family, &id, &api_version))
         }
         .await,
     )
 }
 
-fn build_request(body: &[u8], api_version: &str) -> Result<crate::document_models::BuildRequest, DocumentError> {
+/// 202 with the model operation to poll.
+fn operation_accepted(account: &LiveAccount, family: Family, id: &str, api_version: &str) -> Response {
+    let location = format!("{}/operations/{id}?api-version={api_version}", base_url(account, family));
+    (StatusCode::ACCEPTED, [("operation-location", location), (header::RETRY_AFTER.as_str(), "1".into())])
+        .into_response()
+}
+
+/// The model a v3/v4 body asks for (`description`, `tags`).
+fn new_model(value: &Value, model_id: &str, api_version: &str) -> NewModel {
+    let tags = value["tags"].as_object().cloned().unwrap_or_default();
+    NewModel::named(model_id, value["description"].as_str(), tags, api_version)
+}
+
+/// The component model ids of a compose request (`field` names them: 2 to 200).
+fn component_ids<'a>(named: impl Iterator<Item = &'a Value>, field: &str) -> Result<Vec<String>, DocumentError> {
+    let components: Vec<String> = named.filter_map(|id| id.as_str().map(str::to_owned)).collect();
+    match components.len() {
+        2..=200 => Ok(components),
+        _ => Err(invalid("InvalidParameter", format!("{field} must name 2 to 200 models."))),
+    }
+}
+
+fn build_request(body: &[u8], api_version: &str) -> Result<BuildRequest, DocumentError> {
     let value: Value = json_body(body)?;
     let model_id = value["modelId"].as_str().ok_or_else(|| invalid("ParameterMissing", "The modelId is required."))?;
     if !crate::document_models::valid_model_id(model_id) {
@@ -558,14 +578,10 @@ fn build_request(body: &[u8], api_version: &str) -> Result<crate::document_model
     if !container_url.starts_with("https://") {
         return Err(invalid("InvalidContentSourceFormat", "The containerUrl must be an absolute https URL."));
     }
-    Ok(crate::document_models::BuildRequest {
-        operation_id: uuid::Uuid::new_v4().to_string(),
-        model_id: model_id.to_owned(),
-        description: value["description"].as_str().map(str::to_owned),
-        tags: value["tags"].as_object().cloned().unwrap_or_default(),
+    Ok(BuildRequest {
+        model: new_model(&value, model_id, api_version),
         container_url: container_url.to_owned(),
         prefix: source["prefix"].as_str().unwrap_or_default().to_owned(),
-        api_version: api_version.to_owned(),
         labeled: true,
         include_subfolders: true,
     })
@@ -700,20 +716,15 @@ async fn v2_train(State(plane): State<Plane>, extensions: Extensions, headers: H
                     "The source must be an absolute https container URL.",
                 ));
             };
-            let id = uuid::Uuid::new_v4().to_string();
             let filter = &value["sourceFilter"];
-            let request = crate::document_models::BuildRequest {
-                operation_id: id.clone(),
-                model_id: id.clone(),
-                description: value["modelName"].as_str().map(str::to_owned),
-                tags: serde_json::Map::new(),
+            let request = BuildRequest {
+                model: NewModel::v2(value["modelName"].as_str()),
                 container_url: source.to_owned(),
                 prefix: filter["prefix"].as_str().unwrap_or_default().to_owned(),
-                api_version: "2.1".into(),
                 labeled: value["useLabelFile"].as_bool().unwrap_or(false),
                 include_subfolders: filter["includeSubFolders"].as_bool().unwrap_or(false),
             };
-            plane.service.start_build(account.clone(), request).await?;
+            let id = plane.service.start_build(account.clone(), request).await?;
             let location = format!("{}/custom/models/{id}", v2_base(&account));
             Ok((StatusCode::CREATED, [(header::LOCATION, location)]).into_response())
         }
@@ -905,9 +916,7 @@ async fn copy_to(
     };
     let target = (field("targetResourceId")?, field("targetModelId")?, field("accessToken")?);
     let id = plane.service.start_copy(account.clone(), model, target, &api_version).await?;
-    let location = format!("{}/operations/{id}?api-version={api_version}", base_url(&account, family));
-    Ok((StatusCode::ACCEPTED, [("operation-location", location), (header::RETRY_AFTER.as_str(), "1".into())])
-        .into_response())
+    Ok(operation_accepted(&account, family, &id, &api_version))
 }
 
 /// `documentModels:compose` with `componentModels` (2023-07-31); 2024-11-30 composes through a
@@ -933,30 +942,11 @@ async fn compose(
             }
             let model_id = value["modelId"].as_str().filter(|id| crate::document_models::valid_model_id(id));
             let model_id = model_id.ok_or_else(|| invalid("InvalidParameter", "A valid modelId is required."))?;
-            let components: Vec<String> = value["componentModels"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c["modelId"].as_str().map(str::to_owned))
-                .collect();
-            if components.len() < 2 || components.len() > 200 {
-                return Err(invalid("InvalidParameter", "componentModels must name 2 to 200 models."));
-            }
-            let request = crate::document_models::BuildRequest {
-                operation_id: uuid::Uuid::new_v4().to_string(),
-                model_id: model_id.to_owned(),
-                description: value["description"].as_str().map(str::to_owned),
-                tags: value["tags"].as_object().cloned().unwrap_or_default(),
-                container_url: String::new(),
-                prefix: String::new(),
-                api_version: api_version.clone(),
-                labeled: true,
-                include_subfolders: false,
-            };
-            let id = plane.service.start_compose(account.clone(), request, components).await?;
-            let location = format!("{}/operations/{id}?api-version={api_version}", base_url(&account, family));
-            Ok((StatusCode::ACCEPTED, [("operation-location", location), (header::RETRY_AFTER.as_str(), "1".into())])
-                .into_response())
+            let named = value["componentModels"].as_array().into_iter().flatten().map(|c| &c["modelId"]);
+            let components = component_ids(named, "componentModels")?;
+            let request = ComposeRequest { model: new_model(&value, model_id, &api_version), components };
+            let id = plane.service.start_compose(account.clone(), request).await?;
+            Ok(operation_accepted(&account, family, &id, &api_version))
         }
         .await,
     )
@@ -967,28 +957,9 @@ async fn v2_compose(State(plane): State<Plane>, extensions: Extensions, headers:
         async {
             let account = document_account(&plane, &extensions, &headers, &WRITE_MODEL)?;
             let value: Value = json_body(&body)?;
-            let components: Vec<String> = value["modelIds"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|id| id.as_str().map(str::to_owned))
-                .collect();
-            if components.len() < 2 || components.len() > 200 {
-                return Err(invalid("InvalidParameter", "modelIds must name 2 to 200 models."));
-            }
-            let id = uuid::Uuid::new_v4().to_string();
-            let request = crate::document_models::BuildRequest {
-                operation_id: id.clone(),
-                model_id: id.clone(),
-                description: value["modelName"].as_str().map(str::to_owned),
-                tags: serde_json::Map::new(),
-                container_url: String::new(),
-                prefix: String::new(),
-                api_version: "2.1".into(),
-                labeled: true,
-                include_subfolders: false,
-            };
-            plane.service.start_compose(account.clone(), request, components).await?;
+            let components = component_ids(value["modelIds"].as_array().into_iter().flatten(), "modelIds")?;
+            let request = ComposeRequest { model: NewModel::v2(value["modelName"].as_str()), components };
+            let id = plane.service.start_compose(account.clone(), request).await?;
             Ok((StatusCode::CREATED, [(header::LOCATION, format!("{}/custom/models/{id}", v2_base(&account)))])
                 .into_response())
         }

@@ -299,8 +299,8 @@ impl CognitiveService {
         for (account, endpoint) in ENDPOINTS.all::<Endpoint>(&self.store).await? {
             owners.push((account, LogOwner::Endpoint(endpoint.id), endpoint.locale));
         }
-        let accounts: std::collections::BTreeSet<String> = owners.iter().map(|(a, ..)| a.clone()).collect();
-        for account in accounts {
+        // Every live speech account may have base-model logs (`storeAudio=true`), endpoints or not.
+        for account in self.speech_account_keys() {
             for locale in crate::speech_http::LOCALES {
                 owners.push((account.clone(), LogOwner::Base(locale.to_owned()), locale.to_owned()));
             }
@@ -319,6 +319,23 @@ impl CognitiveService {
     pub(crate) async fn endpoints_purge_ops(&self, account_id: &str, batch: Batch) -> Result<Batch, ApiError> {
         ENDPOINTS.purge_ops(&self.store, account_id, batch).await
     }
+}
+
+/// Where a recognition is logged, if it is, and under which locale. An endpoint that logs is logged
+/// whatever the session asks (in Azure the endpoint's setting wins); otherwise a session that asks
+/// (`storeAudio=true`: the Speech SDK's `enable_audio_logging()`) is logged under its endpoint, or
+/// under the base model of its `locale`.
+pub fn log_owner(endpoint: Option<&Endpoint>, store_audio: bool, locale: &str) -> Option<(LogOwner, String)> {
+    match endpoint {
+        Some(e) if e.logging || store_audio => Some((LogOwner::Endpoint(e.id.clone()), e.locale.clone())),
+        Some(_) => None,
+        None => store_audio.then(|| (LogOwner::Base(locale.to_owned()), locale.to_owned())),
+    }
+}
+
+/// The session's `storeAudio` query parameter: `true` (any case) asks for logging.
+pub fn asks_to_store(store_audio: Option<&str>) -> bool {
+    store_audio.is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 /// The parsed `endDate` of `DELETE .../files/logs?endDate=yyyy-mm-dd`.

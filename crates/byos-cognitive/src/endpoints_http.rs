@@ -101,7 +101,7 @@ struct CreateBody {
 
 fn locale_of(locale: Option<&str>) -> Result<String, ApiError> {
     let locale = locale.ok_or_else(|| bad("InvalidPayload", "The endpoint's locale is required."))?;
-    LOCALES.iter().find(|l| l.eq_ignore_ascii_case(locale)).map(|l| (*l).to_owned()).ok_or_else(|| {
+    crate::speech_http::known_locale(locale).map(str::to_owned).ok_or_else(|| {
         bad("InvalidLocale", format!("The locale '{locale}' is not supported; byos recognizes {}.", LOCALES.join(", ")))
     })
 }

@@ -40,6 +40,7 @@ mod documents_http;
 pub mod endpoints;
 mod endpoints_http;
 pub mod evaluations;
+mod fetch;
 pub mod models;
 mod models_http;
 pub mod provider;
@@ -175,7 +176,7 @@ impl CognitiveService {
             live_idle_timeout,
         } = parts;
         let live_sessions = Arc::new(tokio::sync::Semaphore::new(max_live_sessions));
-        let http = fetch_client(&ca_pem)?;
+        let http = fetch::fetch_client(&ca_pem)?;
         let listeners = ListenerSet::new(listeners);
         let cmk = Arc::new(customer_keys);
         let artifacts = artifacts::ArtifactStore::new(
@@ -214,6 +215,12 @@ impl CognitiveService {
     /// The live account with lowercased id `key`.
     pub fn account(&self, key: &str) -> Option<Arc<LiveAccount>> {
         self.accounts.read().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+
+    /// The keys of the live accounts that serve speech.
+    pub(crate) fn speech_account_keys(&self) -> Vec<String> {
+        let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
+        accounts.values().filter(|a| a.settings.kind.serves_speech()).map(|a| resource_key(&a.id)).collect()
     }
 
     /// Re-reads an account's keys and installs the record as the live account (after every
@@ -308,22 +315,4 @@ impl CognitiveService {
         self.accounts.write().unwrap_or_else(|e| e.into_inner()).remove(&key);
         self.listeners.close(&key);
     }
-}
-
-/// Why fetching a URL failed, without the URL (it may carry the client's SAS, which reports and
-/// records must not repeat).
-pub(crate) fn fetch_error(e: reqwest::Error) -> String {
-    e.without_url().to_string()
-}
-
-/// The client that fetches content by URL: HTTPS only, trusting byos's own CA (the machine is
-/// offline: its URLs are byos's), bounded in time.
-fn fetch_client(ca_pem: &[u8]) -> Result<reqwest::Client, ApiError> {
-    let ca = reqwest::Certificate::from_pem(ca_pem).or_internal()?;
-    reqwest::Client::builder()
-        .tls_certs_only([ca])
-        .https_only(true)
-        .timeout(std::time::Duration::from_secs(300))
-        .build()
-        .or_internal()
 }

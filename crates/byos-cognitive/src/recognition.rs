@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::dataplane::Plane;
 use crate::datasets::speech_error;
-use crate::speech_http::{LOCALES, speech_account};
+use crate::speech_http::{LOCALES, known_locale, speech_account};
 
 pub(crate) const RECOGNIZE: Action =
     Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/frontend/action");
@@ -33,6 +33,8 @@ pub(crate) struct RecognizeQuery {
     language: Option<String>,
     format: Option<String>,
     cid: Option<String>,
+    #[serde(rename = "storeAudio")]
+    store_audio: Option<String>,
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -92,12 +94,12 @@ pub(crate) async fn recognize(
             return Err(ApiError::not_found("404", "Resource not found"));
         }
         let language = query.language.as_deref().ok_or_else(|| invalid("The language query parameter is required."))?;
-        if !LOCALES.iter().any(|l| l.eq_ignore_ascii_case(language)) {
+        let Some(locale) = known_locale(language) else {
             return Err(invalid(format!(
                 "The language '{language}' is not supported; byos recognizes {}.",
                 LOCALES.join(", ")
             )));
-        }
+        };
         let detailed = match query.format.as_deref().unwrap_or("simple") {
             f if f.eq_ignore_ascii_case("simple") => false,
             f if f.eq_ignore_ascii_case("detailed") => true,
@@ -144,9 +146,9 @@ pub(crate) async fn recognize(
             }
         };
         // The customer asked for this recognition to be logged: without its log it is not answered.
-        if let Some(endpoint) = endpoint.filter(|e| e.logging) {
-            let owner = crate::endpoints::LogOwner::Endpoint(endpoint.id.clone());
-            plane.service.log_recognition(&account, &owner, &endpoint.locale, body, ext, &result).await?;
+        let store_audio = crate::endpoints::asks_to_store(query.store_audio.as_deref());
+        if let Some((owner, locale)) = crate::endpoints::log_owner(endpoint.as_ref(), store_audio, locale) {
+            plane.service.log_recognition(&account, &owner, &locale, body, ext, &result).await?;
         }
         Ok(axum::Json(result).into_response())
     }

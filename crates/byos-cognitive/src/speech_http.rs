@@ -13,7 +13,6 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::account::Kind;
 use crate::dataplane::{Plane, admitted};
 use crate::datasets::{
     Content, Dataset, DatasetFile, DatasetKind, MAX_BLOCK_BYTES, MAX_DATASET_BYTES, NewDataset, speech_error,
@@ -62,6 +61,11 @@ const WRITE: Action = Action::data("Microsoft.CognitiveServices/accounts/SpeechS
 const DELETE: Action = Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/datasets/delete");
 /// The locales byos's speech engine knows (PocketSphinx's US English model).
 pub(crate) const LOCALES: [&str; 1] = ["en-US"];
+
+/// `locale` as byos names it (`en-us` → `en-US`), when byos recognizes it.
+pub(crate) fn known_locale(locale: &str) -> Option<&'static str> {
+    LOCALES.iter().find(|l| l.eq_ignore_ascii_case(locale)).copied()
+}
 /// How long a file link lasts when the request does not say (Azure: 12 hours).
 pub(crate) const DEFAULT_SAS_VALIDITY_SECS: u64 = 12 * 3600;
 
@@ -144,9 +148,9 @@ pub(crate) fn speech_account(
     action: &Action,
 ) -> Result<Arc<LiveAccount>, ApiError> {
     let account = admitted(plane, extensions, headers, action)?;
-    match account.settings.kind {
-        Kind::SpeechServices | Kind::CognitiveServices => Ok(account),
-        Kind::FormRecognizer => Err(ApiError::not_found("404", "Resource not found")),
+    match account.settings.kind.serves_speech() {
+        true => Ok(account),
+        false => Err(ApiError::not_found("404", "Resource not found")),
     }
 }
 
@@ -200,7 +204,7 @@ fn invalid(message: impl Into<String>) -> ApiError {
 fn new_dataset(kind: Option<&str>, locale: Option<&str>, display_name: Option<&str>) -> Result<NewDataset, ApiError> {
     let kind = DatasetKind::parse(kind.ok_or_else(|| invalid("The dataset's kind is required."))?)?;
     let locale = locale.ok_or_else(|| invalid("The dataset's locale is required."))?;
-    let locale = LOCALES.iter().find(|l| l.eq_ignore_ascii_case(locale)).ok_or_else(|| {
+    let locale = known_locale(locale).ok_or_else(|| {
         invalid(format!(
             "The locale '{locale}' is not supported; byos's speech engine supports {}.",
             LOCALES.join(", ")
@@ -211,7 +215,7 @@ fn new_dataset(kind: Option<&str>, locale: Option<&str>, display_name: Option<&s
         .ok_or_else(|| invalid("The dataset's displayName is required."))?;
     Ok(NewDataset {
         kind,
-        locale: (*locale).to_owned(),
+        locale: locale.to_owned(),
         display_name: display_name.to_owned(),
         description: None,
         custom_properties: Map::new(),

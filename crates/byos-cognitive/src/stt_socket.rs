@@ -14,7 +14,7 @@
 //! only, so that they never delay a final result. `turn.end` closes every turn, an empty one too.
 //! A phrase list (`dgi`) becomes a small adapted model that biases the engine towards its phrases;
 //! `cid=` selects an endpoint (its model, and its logging: the turn's audio and phrases are logged
-//! as a REST recognition's). Offsets are ticks from the turn's first byte. Only the audio of the
+//! as a REST recognition's); `storeAudio=true` logs too, under the endpoint or the base model. Offsets are ticks from the turn's first byte. Only the audio of the
 //! utterance being heard is kept (all of the turn only when it is to be logged).
 
 use std::future::Future;
@@ -40,7 +40,7 @@ use serde_json::{Value, json};
 
 use crate::dataplane::Plane;
 use crate::endpoints::{Endpoint, LogOwner};
-use crate::speech_http::{LOCALES, speech_account};
+use crate::speech_http::{LOCALES, known_locale, speech_account};
 use crate::tts_socket::{IDLE, INVALID_PAYLOAD, idle_reason, live_session, parse, refuse, text};
 use crate::{CognitiveService, LiveAccount};
 
@@ -91,6 +91,8 @@ pub(crate) struct SocketQuery {
     language: Option<String>,
     format: Option<String>,
     cid: Option<String>,
+    #[serde(rename = "storeAudio")]
+    store_audio: Option<String>,
 }
 
 /// GET on a short-audio path: the SDK's recognition socket.
@@ -126,23 +128,25 @@ async fn start(
 ) -> Response {
     let admitted = async {
         let account = speech_account(&plane, &extensions, &headers, &crate::recognition::RECOGNIZE)?;
-        if let Some(language) = &query.language
-            && !LOCALES.iter().any(|l| l.eq_ignore_ascii_case(language))
-        {
+        // universal/v2 names the language in each speech.context: byos recognizes one.
+        let language = query.language.as_deref().unwrap_or(LOCALES[0]);
+        let Some(locale) = known_locale(language) else {
             return Err(crate::datasets::speech_error(
                 400,
                 "BadRequest",
                 format!("The language '{language}' is not supported."),
             ));
-        }
+        };
         let endpoint = match &query.cid {
             Some(cid) => Some(crate::endpoints::endpoint_for_recognition(&plane.service, &account, cid).await?),
             None => None,
         };
-        Ok((account, endpoint))
+        let store_audio = crate::endpoints::asks_to_store(query.store_audio.as_deref());
+        let log = crate::endpoints::log_owner(endpoint.as_ref(), store_audio, locale);
+        Ok((account, endpoint, log))
     }
     .await;
-    let (account, endpoint) = match admitted {
+    let (account, endpoint, log) = match admitted {
         Ok(admitted) => admitted,
         Err(e) => return byos_http::render_error(&e),
     };
@@ -161,7 +165,7 @@ async fn start(
         .on_upgrade(move |socket| async move {
             let _open = permit;
             tracing::info!(connection, "speech to text session started");
-            let session = Session { service: plane.service, account, endpoint, settings };
+            let session = Session { service: plane.service, account, endpoint, log, settings };
             if let Err(e) = session.run(socket).await {
                 tracing::info!(connection, error = %e, "speech to text session ended");
             }
@@ -181,6 +185,8 @@ struct Session {
     service: Arc<CognitiveService>,
     account: Arc<LiveAccount>,
     endpoint: Option<Endpoint>,
+    /// Where each turn is logged (its owner and locale), when it is.
+    log: Option<(LogOwner, String)>,
     settings: Settings,
 }
 
@@ -405,14 +411,13 @@ impl Session {
             settings.initial_silence_ms = ms;
         }
         let model = self.model(&phrase_list(&context)).await?;
-        let logged = self.endpoint.as_ref().is_some_and(|e| e.logging);
         Ok(Turn {
             request_id,
             settings,
             model,
             audio: None,
             endpointer: Endpointer::new(),
-            log: logged.then(Vec::new),
+            log: self.log.is_some().then(Vec::new),
             results: Vec::new(),
             speech_heard: false,
             utterance_told: false,
@@ -671,13 +676,12 @@ impl Session {
 
     /// Logs the turn when its endpoint asks for it, then `turn.end`.
     async fn close_turn(&self, socket: &mut WebSocket, turn: Turn) -> Result<(), Ending> {
-        if let (Some(endpoint), Some(log)) = (self.endpoint.as_ref().filter(|e| e.logging), turn.log)
+        if let (Some((owner, locale)), Some(log)) = (&self.log, turn.log)
             && let Some(wav) = as_wav(log)
         {
-            let owner = LogOwner::Endpoint(endpoint.id.clone());
             let logged = self
                 .service
-                .log_recognition(&self.account, &owner, &endpoint.locale, Bytes::from(wav), "wav", &json!(turn.results))
+                .log_recognition(&self.account, owner, locale, Bytes::from(wav), "wav", &json!(turn.results))
                 .await;
             if let Err(e) = logged {
                 // The customer asked for this turn to be logged: without its log it is not answered.

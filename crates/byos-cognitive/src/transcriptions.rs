@@ -33,6 +33,8 @@ pub(crate) const TRANSCRIPTIONS: Records = Records::new(Table("cs_transcriptions
 pub const MAX_CONTENT_URLS: usize = 1000;
 /// A container source holds at most this many blobs (Azure: 10,000).
 const MAX_CONTAINER_BLOBS: usize = 10_000;
+/// The largest page of a container listing read (5,000 names of at most 1,024 bytes, with room for their XML).
+const MAX_LISTING_BYTES: u64 = 16 << 20;
 /// The largest audio file byos reads (held in memory while it is decoded).
 pub(crate) const MAX_AUDIO_BYTES: u64 = 256 << 20;
 /// Azure's bounds for `timeToLive`: 6 hours to 31 days.
@@ -333,11 +335,10 @@ impl CognitiveService {
                 url.push_str(&format!("&marker={}", percent_encoding::utf8_percent_encode(&marker, QUERY)));
             }
             let fail = |why: String| invalid_data(format!("The contentContainerUrl could not be listed: {why}."));
-            let response = self.http.get(&url).send().await.map_err(|e| fail(crate::fetch_error(e)))?;
-            if !response.status().is_success() {
-                return Err(fail(format!("the storage answered {}", response.status())));
-            }
-            let body = response.text().await.map_err(|e| fail(crate::fetch_error(e)))?;
+            let body = crate::fetch::fetch_limited(&self.http, &url, MAX_LISTING_BYTES)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let body = String::from_utf8(body.into()).map_err(|_| fail("the listing is not UTF-8".into()))?;
             let (page, next) = parse_blob_list(&body).map_err(fail)?;
             names.extend(page);
             if next.is_empty() || names.len() > MAX_CONTAINER_BLOBS {
@@ -423,22 +424,10 @@ impl CognitiveService {
 
     /// Fetches an audio file by URL (HTTPS, byos's CA trusted), at most [`MAX_AUDIO_BYTES`].
     async fn fetch_audio(&self, url: &str) -> Result<Bytes, FileFailure> {
-        let fail = |why: String| FileFailure {
+        crate::fetch::fetch_limited(&self.http, url, MAX_AUDIO_BYTES).await.map_err(|e| FileFailure {
             kind: "InvalidData",
-            message: format!("The audio could not be read from its URL: {why}."),
-        };
-        let response = self.http.get(url).send().await.map_err(|e| fail(crate::fetch_error(e)))?;
-        if !response.status().is_success() {
-            return Err(fail(format!("the server answered {}", response.status())));
-        }
-        if response.content_length().is_some_and(|l| l > MAX_AUDIO_BYTES) {
-            return Err(fail(format!("it is larger than {MAX_AUDIO_BYTES} bytes")));
-        }
-        let bytes = response.bytes().await.map_err(|e| fail(crate::fetch_error(e)))?;
-        if bytes.len() as u64 > MAX_AUDIO_BYTES {
-            return Err(fail(format!("it is larger than {MAX_AUDIO_BYTES} bytes")));
-        }
-        Ok(bytes)
+            message: format!("The audio could not be read from its URL: {e}."),
+        })
     }
 
     /// Writes a result file where the job's results go.
@@ -502,7 +491,7 @@ impl CognitiveService {
             .body(content)
             .send()
             .await
-            .map_err(|e| fail(crate::fetch_error(e)))?;
+            .map_err(|e| fail(crate::fetch::fetch_error(e)))?;
         if !response.status().is_success() {
             return Err(fail(format!("the storage answered {}", response.status())));
         }

@@ -178,3 +178,27 @@ async fn time_to_live_deletes_a_finished_batch_synthesis_with_its_outputs_and_on
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn regression_base_model_logs_of_an_account_without_endpoints_were_never_expired() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client()?;
+    let sub = server.boot_str(&["subscription_id"]);
+    let group = format!("/subscriptions/{sub}/resourceGroups/baselogs");
+    server.arm_as_admin(&client, Method::PUT, &group, Some(json!({"location": "eastus"}))).await?;
+    let account_id = format!("{group}/providers/Microsoft.CognitiveServices/accounts/baselogs");
+    let speech = json!({"location": "eastus", "kind": "SpeechServices", "sku": {"name": "S0"}});
+    server.arm_as_admin(&client, Method::PUT, &format!("{account_id}?api-version=2025-09-01"), Some(speech)).await?;
+    let cognitive = &server.services()?.cognitive;
+    let live = cognitive.account(&account_id.to_ascii_lowercase()).context("the account is live")?;
+    let owner = byos_cognitive::endpoints::LogOwner::Base("en-US".into());
+    let audio = bytes::Bytes::from_static(b"RIFF....WAVE");
+    cognitive.log_recognition(&live, &owner, "en-US", audio, "wav", &json!({"RecognitionStatus": "Success"})).await?;
+    let watch = byos_core::Caller::actor(byos_core::Actor::SpeechRetention);
+    let today = time::OffsetDateTime::now_utc().date();
+    let deleted = cognitive.expire_logs(&watch, today + time::Duration::days(31)).await?;
+    anyhow::ensure!(deleted == 2, "the base model's audio and result went after 30 days: {deleted}");
+    anyhow::ensure!(cognitive.logs(&live, &owner, "en-US").await?.is_empty(), "the logs are gone");
+    server.stop().await;
+    Ok(())
+}
