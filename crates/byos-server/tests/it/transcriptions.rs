@@ -1,9 +1,10 @@
 //! Time to live: a finished batch transcription (`timeToLive`) of a BYOS account, or batch synthesis
 //! (`timeToLiveInHours`), is kept until that much time has passed since it finished, then deleted
-//! with its result files in the customer's storage; endpoint logs go after 30 days. Only the
+//! with its result files in the customer's storage; endpoint and base-model logs go after 30 days. Only the
 //! retention watch may delete them.
 
 use anyhow::Context;
+use byos_cognitive::LiveAccount;
 use byos_cognitive::artifacts::Area;
 use byos_cognitive::datasets::Status;
 use byos_cognitive::transcriptions::{NewTranscription, Options, Sources};
@@ -14,6 +15,20 @@ use serde_json::{Value, json};
 use crate::artifacts::{STORAGE_BLOB_DATA_CONTRIBUTOR, byos_feature};
 
 const TWELVE_HOURS: u64 = 12 * 3600;
+
+/// A server with one S0 Speech account `name` (without BYOS) in resource group `group`, live.
+async fn speech_account(group: &str, name: &str) -> anyhow::Result<(TestServer, std::sync::Arc<LiveAccount>)> {
+    let server = TestServer::start().await?;
+    let client = server.client()?;
+    let sub = server.boot_str(&["subscription_id"]);
+    let group = format!("/subscriptions/{sub}/resourceGroups/{group}");
+    server.arm_as_admin(&client, Method::PUT, &group, Some(json!({"location": "eastus"}))).await?;
+    let account_id = format!("{group}/providers/Microsoft.CognitiveServices/accounts/{name}");
+    let speech = json!({"location": "eastus", "kind": "SpeechServices", "sku": {"name": "S0"}});
+    server.arm_as_admin(&client, Method::PUT, &format!("{account_id}?api-version=2025-09-01"), Some(speech)).await?;
+    let live = server.services()?.cognitive.account(&account_id.to_ascii_lowercase()).context("the account is live")?;
+    Ok((server, live))
+}
 
 #[tokio::test]
 async fn time_to_live_deletes_a_finished_byos_transcription_and_its_files() -> anyhow::Result<()> {
@@ -84,16 +99,8 @@ async fn time_to_live_deletes_a_finished_byos_transcription_and_its_files() -> a
 
 #[tokio::test]
 async fn endpoint_logs_are_deleted_after_thirty_days_by_the_retention_watch() -> anyhow::Result<()> {
-    let server = TestServer::start().await?;
-    let client = server.client()?;
-    let sub = server.boot_str(&["subscription_id"]);
-    let group = format!("/subscriptions/{sub}/resourceGroups/logs");
-    server.arm_as_admin(&client, Method::PUT, &group, Some(json!({"location": "eastus"}))).await?;
-    let account_id = format!("{group}/providers/Microsoft.CognitiveServices/accounts/logspeech");
-    let speech = json!({"location": "eastus", "kind": "SpeechServices", "sku": {"name": "S0"}});
-    server.arm_as_admin(&client, Method::PUT, &format!("{account_id}?api-version=2025-09-01"), Some(speech)).await?;
+    let (server, live) = speech_account("logs", "logspeech").await?;
     let cognitive = &server.services()?.cognitive;
-    let live = cognitive.account(&account_id.to_ascii_lowercase()).context("the account is live")?;
     let new = byos_cognitive::endpoints::NewEndpoint {
         display_name: "logged".into(),
         description: None,
@@ -129,16 +136,8 @@ async fn time_to_live_deletes_a_finished_batch_synthesis_with_its_outputs_and_on
 -> anyhow::Result<()> {
     use byos_cognitive::batch_synthesis::{InputKind, NewBatchSynthesis, Options, Secrets};
 
-    let server = TestServer::start().await?;
-    let client = server.client()?;
-    let sub = server.boot_str(&["subscription_id"]);
-    let group = format!("/subscriptions/{sub}/resourceGroups/synthttl");
-    server.arm_as_admin(&client, Method::PUT, &group, Some(json!({"location": "eastus"}))).await?;
-    let account_id = format!("{group}/providers/Microsoft.CognitiveServices/accounts/synthttl");
-    let speech = json!({"location": "eastus", "kind": "SpeechServices", "sku": {"name": "S0"}});
-    server.arm_as_admin(&client, Method::PUT, &format!("{account_id}?api-version=2025-09-01"), Some(speech)).await?;
+    let (server, live) = speech_account("synthttl", "synthttl").await?;
     let cognitive = &server.services()?.cognitive;
-    let live = cognitive.account(&account_id.to_ascii_lowercase()).context("the account is live")?;
     // An input naming a voice byos lacks: the job still ends (Failed), with its summary kept.
     let ssml = "<speak><voice name='en-US-JennyNeural'>hi</voice></speak>";
     let new = NewBatchSynthesis {
@@ -181,16 +180,8 @@ async fn time_to_live_deletes_a_finished_batch_synthesis_with_its_outputs_and_on
 
 #[tokio::test]
 async fn regression_base_model_logs_of_an_account_without_endpoints_were_never_expired() -> anyhow::Result<()> {
-    let server = TestServer::start().await?;
-    let client = server.client()?;
-    let sub = server.boot_str(&["subscription_id"]);
-    let group = format!("/subscriptions/{sub}/resourceGroups/baselogs");
-    server.arm_as_admin(&client, Method::PUT, &group, Some(json!({"location": "eastus"}))).await?;
-    let account_id = format!("{group}/providers/Microsoft.CognitiveServices/accounts/baselogs");
-    let speech = json!({"location": "eastus", "kind": "SpeechServices", "sku": {"name": "S0"}});
-    server.arm_as_admin(&client, Method::PUT, &format!("{account_id}?api-version=2025-09-01"), Some(speech)).await?;
+    let (server, live) = speech_account("baselogs", "baselogs").await?;
     let cognitive = &server.services()?.cognitive;
-    let live = cognitive.account(&account_id.to_ascii_lowercase()).context("the account is live")?;
     let owner = byos_cognitive::endpoints::LogOwner::Base("en-US".into());
     let audio = bytes::Bytes::from_static(b"RIFF....WAVE");
     cognitive.log_recognition(&live, &owner, "en-US", audio, "wav", &json!({"RecognitionStatus": "Success"})).await?;
