@@ -135,8 +135,8 @@ pub struct ConnectionLimits {
     /// A connection with no bytes moving either way is closed after this, whether it waits for the
     /// next request or stalls in the middle of one (a body trickling in, a response not read).
     pub idle_timeout: Duration,
-    /// Open HTTPS connections, over every listener; more wait in the kernel's backlog until one
-    /// closes. The operator's control socket is not counted.
+    /// Open HTTPS connections, over every listener, those upgraded to WebSockets included; more
+    /// wait in the kernel's backlog until one closes. The operator's control socket is not counted.
     pub max_connections: usize,
 }
 
@@ -199,10 +199,14 @@ async fn idle(activity: &Activity, limits: ConnectionLimits) {
     }
 }
 
-/// A connection's stream that stamps its [`Activity`] whenever bytes move.
+/// A connection's stream that stamps its [`Activity`] whenever bytes move, and holds the
+/// connection's slot for as long as the stream lives: a connection upgraded to a WebSocket outlives
+/// its HTTP serving, and still counts against `max_connections` until its socket closes.
 struct Watched<S> {
     inner: S,
     activity: Arc<Activity>,
+    /// None on the operator's control socket, which is not counted.
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
@@ -395,9 +399,8 @@ pub async fn serve_tls(
         let _ = tcp.set_nodelay(true);
         let (acceptor, router, stop, limits) = (acceptor.clone(), router.clone(), stop.clone(), connections.limits);
         connections.tracker.spawn(async move {
-            let _slot = slot;
             let activity = Activity::new();
-            let tcp = Watched { inner: tcp, activity: Arc::clone(&activity) };
+            let tcp = Watched { inner: tcp, activity: Arc::clone(&activity), _slot: Some(slot) };
             let mut tls_stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -455,7 +458,7 @@ pub async fn serve_control(listener: UnixListener, router: Router, stop: Cancell
         let (router, stop, limits) = (router.clone(), stop.clone(), connections.limits);
         connections.tracker.spawn(async move {
             let activity = Activity::new();
-            let stream = Watched { inner: stream, activity: Arc::clone(&activity) };
+            let stream = Watched { inner: stream, activity: Arc::clone(&activity), _slot: None };
             let service = service(router, OperatorSocket, Arc::clone(&activity));
             let builder = builder(limits);
             let connection = builder.serve_connection(TokioIo::new(stream), service);

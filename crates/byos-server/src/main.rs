@@ -37,8 +37,8 @@ struct Limits {
     /// Seconds a connection may stay open with no request in flight and no bytes moving.
     #[arg(long, env = "BYOS_IDLE_TIMEOUT_SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86400))]
     idle_timeout_seconds: u64,
-    /// Open HTTPS connections at most, over all listeners (default: 4096, fewer if the open-files
-    /// limit is lower).
+    /// Open HTTPS connections at most, over all listeners, WebSockets included (default: 4096,
+    /// fewer if the open-files limit is lower).
     #[arg(long, env = "BYOS_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_connections: Option<u64>,
     /// Speech SDK sessions (recognition and synthesis sockets) open at most; more are refused

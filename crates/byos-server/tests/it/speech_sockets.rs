@@ -84,3 +84,38 @@ async fn ten_thousand_speech_sockets_at_once_are_admitted_to_the_limit_and_refus
     assert!(text.contains("Path:turn.start"), "{text}");
     Ok(())
 }
+
+/// Connection slots of the server in the regression test below.
+const SLOTS: usize = 8;
+
+#[tokio::test]
+async fn regression_an_upgraded_socket_gave_back_its_connection_slot_while_it_stayed_open() -> anyhow::Result<()> {
+    let server = TestServer::start_with(|config| config.limits.max_connections = SLOTS).await?;
+    let client = server.client()?;
+    let (endpoint, key) = server.speech_account(&client, "slots", "slots").await?;
+    let url = format!("{}cognitiveservices/websocket/v1", endpoint.replacen("https://", "wss://", 1));
+    // Sockets are opened until one waits: then every slot is held (some perhaps by other connections).
+    let mut open = Vec::new();
+    let mut waiting = loop {
+        let mut next = Box::pin(attempt(&server, &url, &key));
+        match tokio::time::timeout(std::time::Duration::from_secs(1), &mut next).await {
+            Ok(outcome) => open.push(admitted(outcome?)?),
+            Err(_) => break next,
+        }
+        anyhow::ensure!(open.len() <= SLOTS, "{} upgraded sockets open on {SLOTS} connection slots", open.len());
+    };
+    anyhow::ensure!(!open.is_empty(), "no socket was admitted");
+    let mut closed = open.pop().unwrap_or_else(|| panic!("a socket"));
+    closed.close().await?;
+    drop(closed);
+    let served = tokio::time::timeout(std::time::Duration::from_secs(10), &mut waiting).await?;
+    anyhow::ensure!(matches!(served, Ok(Attempt::Admitted(_))), "a closed socket frees its slot for the waiting one");
+    Ok(())
+}
+
+fn admitted(attempt: Attempt) -> anyhow::Result<Box<WebSocket>> {
+    match attempt {
+        Attempt::Admitted(socket) => Ok(socket),
+        Attempt::Refused => anyhow::bail!("refused"),
+    }
+}
