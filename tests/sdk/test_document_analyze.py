@@ -103,10 +103,11 @@ def test_a_scanned_pdf_is_read_in_inches(world):
     assert accuracy("\n".join(LINES), result.content) >= 0.85, result.content
 
 
-def text_pdf(lines) -> bytes:
-    """A one-page text PDF (US Letter, Helvetica 24 pt) written by hand: its text is embedded, not an image."""
+def text_pdf(lines, drawn: str = "") -> bytes:
+    """A one-page text PDF (US Letter, Helvetica 24 pt) written by hand: its text is embedded, not an image;
+    `drawn` is more of the page's content (paths, placed text)."""
     stream = "BT /F1 24 Tf " + " ".join(f"72 {720 - 40 * i} Td ({line}) Tj -72 {-(720 - 40 * i)} Td"
-                                        for i, line in enumerate(lines)) + " ET"
+                                        for i, line in enumerate(lines)) + " ET " + drawn
     objects = ["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
                "/Resources << /Font << /F1 5 0 R >> >> >>",
@@ -226,6 +227,26 @@ def test_layout_finds_a_ruled_table_and_read_does_not(world):
     assert not read.tables, "prebuilt-read gives no tables"
     plain = analyze_v4(world, "prebuilt-layout", encoded(rendered(), "PNG"))
     assert not plain.tables, "text without rules is no table"
+
+
+def test_layout_finds_the_ruled_table_and_check_boxes_drawn_on_a_text_pdf(world):
+    x0, top, cell_w, cell_h = 72, 640, 144, 36
+    rules = [f"{x0} {top - 3 * cell_h} {3 * cell_w} {3 * cell_h} re S"]
+    rules += [f"{x0 + c * cell_w} {top - 3 * cell_h} m {x0 + c * cell_w} {top} l S" for c in (1, 2)]
+    rules += [f"{x0} {top - r * cell_h} m {x0 + 3 * cell_w} {top - r * cell_h} l S" for r in (1, 2)]
+    cells = [f"BT /F1 14 Tf {x0 + c * cell_w + 10} {top - (r + 1) * cell_h + 12} Td ({text}) Tj ET"
+             for r, row in enumerate(TABLE) for c, text in enumerate(row)]
+    boxes = "540 600 14 14 re S 540 560 14 14 re S 543 563 m 551 571 l 543 571 m 551 563 l S"
+    pdf = text_pdf(["Shopping list"], " ".join(["1 w", *rules, *cells, boxes]))
+    result = analyze_v4(world, "prebuilt-layout", pdf)
+    assert result.pages[0].unit == "inch" and len(result.tables) == 1, result.tables
+    table = result.tables[0]
+    assert (table.row_count, table.column_count) == (3, 3)
+    got = {(c.row_index, c.column_index): c.content for c in table.cells}
+    assert got == {(r, c): text for r, row in enumerate(TABLE) for c, text in enumerate(row)}, got
+    assert abs(table.bounding_regions[0].polygon[0] - 1.0) < 0.05, "the table in the page's inches"
+    marks = sorted(result.pages[0].selection_marks, key=lambda m: m.polygon[1])
+    assert [m.state for m in marks] == ["unselected", "selected"], marks
 
 
 def test_layout_finds_check_boxes_and_whether_they_are_ticked(world):

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use byos_document::PageText;
+use byos_document::{Detail, PageText};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -771,7 +771,7 @@ impl CognitiveService {
             let limit = byos_document::MAX_DOCUMENT_BYTES;
             let bytes = self.training_file(account, &request.container_url, name, limit).await?;
             // A form the engine cannot read is left out, as Azure leaves out invalid blobs.
-            let Ok(pages) = byos_document::read(&self.ocr, &bytes, None).await else { continue };
+            let Ok(pages) = byos_document::read(&self.ocr, &bytes, None, Detail::Text).await else { continue };
             training.push((name.clone(), pages.len() as u32));
             read.push(pages);
         }

@@ -14,7 +14,7 @@ use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use byos_document::{PageText, ReadError};
+use byos_document::{Detail, PageText, ReadError};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -304,7 +304,9 @@ impl CognitiveService {
             return Err(DocumentError::from_read(&too_large));
         }
         let pages = if free { Some(free_pages(request.pages.as_deref())) } else { request.pages.clone() };
-        byos_document::read(&self.ocr, &bytes, pages.as_deref()).await.map_err(|e| DocumentError::from_read(&e))
+        // prebuilt-read gives no tables or selection marks: a text PDF's pages need not be rendered for them.
+        let detail = if request.shape.model_id == "prebuilt-read" { Detail::Text } else { Detail::Layout };
+        byos_document::read(&self.ocr, &bytes, pages.as_deref(), detail).await.map_err(|e| DocumentError::from_read(&e))
     }
 
     /// The document at `url`: as the account's identity when it is a blob of byos's storage given

@@ -6,7 +6,8 @@
 //! paragraphs as JSON ([`Recognized`]). A PDF stays in the server, in a memfd the worker opens by
 //! its `/proc` path: [`PDF_OPEN`] (document id, 8 bytes; page 0, 4 bytes; the path) is answered
 //! with its page count, [`PDF_PAGE`] (the same with a page number from 1) with the page's
-//! [`PageText`] in inches; a worker keeps the last document it opened, by id. A refusal is a
+//! [`PageText`] in inches, [`PDF_LAYOUT_PAGE`] with the tables and check boxes drawn on a text page
+//! too; a worker keeps the last document it opened, by id. A refusal is a
 //! [`WorkerError`] as JSON in an error frame.
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::{PageText, ReadError, Unit};
 pub(crate) const IMAGE: u8 = 1;
 pub(crate) const PDF_OPEN: u8 = 2;
 pub(crate) const PDF_PAGE: u8 = 3;
+pub(crate) const PDF_LAYOUT_PAGE: u8 = 4;
 const IMAGE_HEADER: usize = 13;
 /// The most pixels one request carries: a larger page is scaled down to fit the pool's frames
 /// (Tesseract reads text at that size as well; the polygons are scaled back).
@@ -248,9 +250,10 @@ impl Worker {
                 let pages = self.open_pdf(id, path)?;
                 json(&PdfInfo { pages })
             }
-            Some(&PDF_PAGE) => {
+            Some(&kind @ (PDF_PAGE | PDF_LAYOUT_PAGE)) => {
                 let (id, number, path) = parse_pdf_request(request)?;
-                json(&self.read_pdf_page(id, number, path)?)
+                let detail = if kind == PDF_PAGE { crate::Detail::Text } else { crate::Detail::Layout };
+                json(&self.read_pdf_page(id, number, path, detail)?)
             }
             _ => Err(WorkerError::Engine("the request is not one this worker knows".into())),
         }
@@ -299,10 +302,16 @@ impl Worker {
         }
     }
 
-    fn read_pdf_page(&mut self, id: u64, number: u32, path: &str) -> Result<PageText, WorkerError> {
+    fn read_pdf_page(
+        &mut self,
+        id: u64,
+        number: u32,
+        path: &str,
+        detail: crate::Detail,
+    ) -> Result<PageText, WorkerError> {
         self.open_pdf(id, path)?;
         let (poppler, document) = self.open_document()?;
-        match poppler.read_page(document, number)? {
+        match poppler.read_page(document, number, detail)? {
             Page::Text(page) => Ok(page),
             Page::Scanned(page, scan) => {
                 let dpi = scan.dpi.round() as u32;

@@ -185,6 +185,15 @@ pub fn sniff(bytes: &[u8]) -> Option<Format> {
     decode::sniff(bytes)
 }
 
+/// How much of a PDF's text page is read: its own words (`prebuilt-read`), or also the ruled tables
+/// and check boxes drawn on it, for which it is rendered (layout, custom models). Images and scans
+/// are rendered anyway: theirs are always found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    Text,
+    Layout,
+}
+
 /// Reads a document: every page (or only `pages`, 1-based inclusive ranges), in order.
 ///
 /// Pages are decoded one at a time off the async threads and read by as many workers at once as
@@ -193,6 +202,7 @@ pub async fn read(
     engine: &OcrEngine,
     bytes: &[u8],
     pages: Option<&[RangeInclusive<u32>]>,
+    detail: Detail,
 ) -> Result<Vec<PageText>, ReadError> {
     let size = bytes.len() as u64;
     if size == 0 {
@@ -203,7 +213,7 @@ pub async fn read(
     }
     match sniff(bytes) {
         None => Err(ReadError::Unsupported("not a PDF, JPEG, PNG, BMP or TIFF document".into())),
-        Some(Format::Pdf) => read_pdf(engine, bytes, pages).await,
+        Some(Format::Pdf) => read_pdf(engine, bytes, pages, detail).await,
         Some(format) => read_image(engine, bytes.to_vec(), format, pages).await,
     }
 }
@@ -242,7 +252,12 @@ async fn read_pdf(
     engine: &OcrEngine,
     bytes: &[u8],
     pages: Option<&[RangeInclusive<u32>]>,
+    detail: Detail,
 ) -> Result<Vec<PageText>, ReadError> {
+    let kind = match detail {
+        Detail::Text => engine::PDF_PAGE,
+        Detail::Layout => engine::PDF_LAYOUT_PAGE,
+    };
     let document = std::sync::Arc::new(engine::SharedPdf::new(bytes)?);
     let pool = engine.pool();
     let info = engine::run(&pool, document.request(engine::PDF_OPEN, 0)).await?;
@@ -258,7 +273,7 @@ async fn read_pdf(
         let (pool, document) = (engine.pool(), std::sync::Arc::clone(&document));
         reading
             .add(async move {
-                let page = engine::run(&pool, document.request(engine::PDF_PAGE, number)).await?;
+                let page = engine::run(&pool, document.request(kind, number)).await?;
                 serde_json::from_slice::<PageText>(&page).map_err(not_understood)
             })
             .await?;
@@ -360,10 +375,10 @@ mod tests {
     async fn empty_oversized_and_unknown_documents_are_refused_before_any_worker() {
         let never = byos_speech::workers::WorkerCommand { program: "/nonexistent".into(), args: Vec::new() };
         let engine = OcrEngine::start(never, 1, std::time::Duration::from_secs(1));
-        assert_eq!(read(&engine, b"", None).await, Err(ReadError::Empty));
-        assert!(matches!(read(&engine, b"GIF89a", None).await, Err(ReadError::Unsupported(_))));
+        assert_eq!(read(&engine, b"", None, Detail::Text).await, Err(ReadError::Empty));
+        assert!(matches!(read(&engine, b"GIF89a", None, Detail::Text).await, Err(ReadError::Unsupported(_))));
         let huge = vec![0u8; MAX_DOCUMENT_BYTES as usize + 1];
         let too_large = ReadError::TooLarge { size: MAX_DOCUMENT_BYTES + 1, limit: MAX_DOCUMENT_BYTES };
-        assert_eq!(read(&engine, &huge, None).await, Err(too_large));
+        assert_eq!(read(&engine, &huge, None, Detail::Text).await, Err(too_large));
     }
 }

@@ -1,6 +1,7 @@
 //! PDF through Poppler's GLib API (Debian's `libpoppler-glib8`) and Cairo (`libcairo2`), loaded
-//! at run time like Tesseract: a text page gives its embedded words with their positions, a page
-//! without text (a scan) is rendered and read by Tesseract.
+//! at run time like Tesseract: a text page gives its embedded words with their positions (and, for
+//! layout, is rendered for the tables and check boxes drawn on it), a page without text (a scan) is
+//! rendered and read by Tesseract.
 //!
 //! With [`crate::tesseract`], one of the two modules of this crate that call C. The document is
 //! never written to disk: the server holds it in a memfd, which the worker maps (read only,
@@ -11,7 +12,7 @@ use std::ffi::{CStr, c_char, c_double, c_int, c_uint, c_void};
 use std::ptr::NonNull;
 
 use crate::tesseract::Recognized;
-use crate::{Line, PageText, Paragraph, Polygon, Unit, Word};
+use crate::{Detail, Line, PageText, Paragraph, Polygon, Unit, Word};
 
 const POPPLER: &str = "libpoppler-glib.so.8";
 const GLIB: &str = "libglib-2.0.so.0";
@@ -25,6 +26,9 @@ const FORMAT_RGB24: c_int = 1;
 const POINTS_PER_INCH: f64 = 72.0;
 /// The resolution a scanned page is rendered at for Tesseract.
 const RENDER_DPI: f64 = 300.0;
+/// The resolution a text page is rendered at to find the rules and boxes drawn on it: a quarter of
+/// a scan's pixels, still several pixels per rule and a dozen or more per check box side.
+const DRAWN_DPI: f64 = 150.0;
 /// The longest side of a rendered page, in pixels (a larger page is rendered at a lower dpi).
 const MAX_RENDER_SIDE: f64 = 10_000.0;
 
@@ -209,8 +213,9 @@ impl Poppler {
         u32::try_from(unsafe { (self.page_count)(document.handle.as_ptr()) }).unwrap_or(0)
     }
 
-    /// Page `number` (from 1): its embedded text, or, when it has none, its image to be read.
-    pub(crate) fn read_page(&self, document: &Document, number: u32) -> Result<Page, PdfError> {
+    /// Page `number` (from 1): its embedded text (with the tables and check boxes drawn on it for
+    /// [`Detail::Layout`]), or, when it has no text, its image to be read.
+    pub(crate) fn read_page(&self, document: &Document, number: u32, detail: Detail) -> Result<Page, PdfError> {
         let index = c_int::try_from(number.saturating_sub(1)).map_err(|_| PdfError::Engine("no such page".into()))?;
         // SAFETY: an open document; an index out of range gives null.
         let page = NonNull::new(unsafe { (self.get_page)(document.handle.as_ptr(), index) })
@@ -233,10 +238,15 @@ impl Poppler {
         };
         let embedded = self.embedded_text(&page);
         if embedded.words.is_empty() {
-            let scan = self.render(&page, width, height)?;
-            return Ok(Page::Scanned(text, scan));
+            return Ok(Page::Scanned(text, self.render(&page, width, height, RENDER_DPI)?));
         }
-        Ok(Page::Text(with(text, embedded)))
+        match detail {
+            Detail::Text => Ok(Page::Text(with(text, embedded))),
+            Detail::Layout => {
+                let drawn = self.render(&page, width, height, DRAWN_DPI)?;
+                Ok(Page::Text(with(text, with_drawn(embedded, &drawn))))
+            }
+        }
     }
 
     /// The page's embedded words in inches, from its text and one rectangle per character.
@@ -266,9 +276,9 @@ impl Poppler {
         layout(&chars, &boxes)
     }
 
-    /// The page rendered white-backed at up to 300 dpi as 8-bit gray.
-    fn render(&self, page: &Object, width: f64, height: f64) -> Result<Scan, PdfError> {
-        let dpi = RENDER_DPI.min(MAX_RENDER_SIDE * POINTS_PER_INCH / width.max(height).max(1.0));
+    /// The page rendered white-backed at up to `dpi` as 8-bit gray.
+    fn render(&self, page: &Object, width: f64, height: f64, dpi: f64) -> Result<Scan, PdfError> {
+        let dpi = dpi.min(MAX_RENDER_SIDE * POINTS_PER_INCH / width.max(height).max(1.0));
         let (w, h) = ((width / POINTS_PER_INCH * dpi).ceil(), (height / POINTS_PER_INCH * dpi).ceil());
         if w < 1.0 || h < 1.0 {
             return Err(PdfError::Corrupt("a page has no size".into()));
@@ -328,6 +338,17 @@ pub(crate) fn with(mut page: PageText, recognized: Recognized) -> PageText {
     page
 }
 
+/// A text page's own words (in inches) with the ruled tables and check boxes drawn on it, found in
+/// its rendering as on a scan: a PDF's text layer says nothing of the lines drawn around it.
+fn with_drawn(mut embedded: Recognized, scan: &Scan) -> Recognized {
+    let grids = crate::tables::grids(&scan.pixels, scan.width, scan.height);
+    let marks = crate::marks::selection_marks(&scan.pixels, scan.width, scan.height);
+    scale(&mut embedded, scan.dpi);
+    embedded.tables = crate::tables::tables(&grids, &embedded.words);
+    embedded.selection_marks = marks;
+    in_inches(embedded, scan.dpi)
+}
+
 /// What Tesseract read on a scan at `dpi`, in inches.
 pub(crate) fn in_inches(mut recognized: Recognized, dpi: f64) -> Recognized {
     scale(&mut recognized, 1.0 / dpi);
@@ -358,6 +379,10 @@ fn scale(recognized: &mut Recognized, factor: f64) {
     }
 }
 
+/// A gap between two characters wider than this share of their height parts two words (a space
+/// is about 0.28 em wide; letters of a word touch or nearly).
+const WORD_GAP: f64 = 0.3;
+
 /// A word being read: its text, bounds, and whether it begins a line.
 struct Pending {
     text: String,
@@ -365,8 +390,9 @@ struct Pending {
     begins_line: bool,
 }
 
-/// Words (split at whitespace), lines (at a newline or where the text moves down past the
-/// previous character) and paragraphs (where the gap to the next line exceeds a line's height).
+/// Words (split at whitespace, and where characters stand apart), lines (at a newline or where the
+/// text moves down past the previous character) and paragraphs (where the gap to the next line
+/// exceeds a line's height).
 fn layout(chars: &[char], boxes: &[Rectangle]) -> Recognized {
     let mut words: Vec<Pending> = Vec::new();
     let mut current: Option<Pending> = None;
@@ -380,6 +406,9 @@ fn layout(chars: &[char], boxes: &[Rectangle]) -> Recognized {
         if previous.is_some_and(|p| r.y1 >= p.y2) {
             words.extend(current.take());
             line_break = true;
+        } else if previous.is_some_and(|p| r.x1 - p.x2 > WORD_GAP * (r.y2 - r.y1)) {
+            // Text placed apart on one line (table cells, columns) comes without a space between.
+            words.extend(current.take());
         }
         match current.as_mut() {
             Some(word) => {

@@ -134,7 +134,7 @@ async fn engine_throughput(
     let results: Vec<_> = stream::iter(pages)
         .map(|p| {
             let (engine, png) = (std::sync::Arc::clone(engine), p.png.clone());
-            tokio::spawn(async move { byos_document::read(&engine, &png, None).await })
+            tokio::spawn(async move { byos_document::read(&engine, &png, None, byos_document::Detail::Text).await })
         })
         .buffer_unordered(in_flight)
         .collect()
@@ -150,7 +150,7 @@ async fn engine_throughput(
 /// One page through the engine alone, in milliseconds.
 async fn engine_latency(engine: &OcrEngine, page: &Page) -> anyhow::Result<f64> {
     let start = Instant::now();
-    byos_document::read(engine, &page.png, None).await?;
+    byos_document::read(engine, &page.png, None, byos_document::Detail::Text).await?;
     Ok(milliseconds(start.elapsed()))
 }
 

@@ -9,7 +9,7 @@ use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use ab_glyph::{Font, FontRef, PxScale, ScaleFont, point};
-use byos_document::{Format, OcrEngine, PageText, ReadError, Unit, read, sniff};
+use byos_document::{Detail, Format, OcrEngine, PageText, ReadError, SelectionState, Unit, read, sniff};
 use byos_speech::workers::WorkerCommand;
 use image::{GrayImage, ImageFormat, Luma};
 
@@ -27,7 +27,7 @@ fn main() {
         }
         return;
     }
-    let tests: [(&str, Test); 16] = [
+    let tests: [(&str, Test); 17] = [
         ("png_text_is_read_where_it_was_drawn", png_text_is_read_where_it_was_drawn),
         ("jpeg_and_bmp_are_read", jpeg_and_bmp_are_read),
         ("a_sideways_photo_is_read_upright", a_sideways_photo_is_read_upright),
@@ -41,6 +41,10 @@ fn main() {
         ("a_blank_page_has_no_words", a_blank_page_has_no_words),
         ("a_text_pdf_gives_its_words_in_inches", a_text_pdf_gives_its_words_in_inches),
         ("a_scanned_pdf_page_is_read_by_ocr", a_scanned_pdf_page_is_read_by_ocr),
+        (
+            "regression_a_text_pdfs_ruled_table_and_check_boxes_were_not_found",
+            regression_a_text_pdfs_ruled_table_and_check_boxes_were_not_found,
+        ),
         ("an_encrypted_pdf_is_refused", an_encrypted_pdf_is_refused),
         ("a_damaged_pdf_is_corrupt", a_damaged_pdf_is_corrupt),
         ("a_pdf_of_too_many_pages_is_refused_quickly", a_pdf_of_too_many_pages_is_refused_quickly),
@@ -99,7 +103,7 @@ fn read_all(
     bytes: &[u8],
     pages: Option<&[RangeInclusive<u32>]>,
 ) -> Result<Vec<PageText>, ReadError> {
-    block_on(read(engine, bytes, pages))
+    block_on(read(engine, bytes, pages, Detail::Text))
 }
 
 /// Where a word was drawn: left, top, right, bottom in pixels.
@@ -433,6 +437,47 @@ fn a_text_pdf_gives_its_words_in_inches(engine: &OcrEngine) -> Result<(), String
     check(lines == [3, 3, 2], || format!("words per line {lines:?}"))?;
     let paragraphs: Vec<usize> = page.paragraphs.iter().map(|p| p.lines.len()).collect();
     check(paragraphs == [2, 1], || format!("lines per paragraph {paragraphs:?}"))
+}
+
+/// A text page (Helvetica 14 pt) with a ruled 2 x 2 table drawn around its words, and two check
+/// boxes (14 pt squares), the second crossed.
+fn ruled_text_pdf() -> Vec<u8> {
+    let content = b"1 w 72 600 300 80 re S 222 600 m 222 680 l S 72 640 m 372 640 l S\n\
+BT /F1 14 Tf 80 655 Td (Name) Tj ET BT /F1 14 Tf 230 655 Td (Total) Tj ET\n\
+BT /F1 14 Tf 80 615 Td (Ada) Tj ET BT /F1 14 Tf 230 615 Td (42) Tj ET\n\
+400 650 14 14 re S 400 610 14 14 re S 403 613 m 411 621 l 403 621 m 411 613 l S\n\
+BT /F1 14 Tf 420 652 Td (Yes) Tj ET BT /F1 14 Tf 420 612 Td (No) Tj ET";
+    let objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>"
+            .to_vec(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec(),
+        stream("", content),
+    ];
+    pdf(&objects)
+}
+
+fn regression_a_text_pdfs_ruled_table_and_check_boxes_were_not_found(engine: &OcrEngine) -> Result<(), String> {
+    let text_only = read_all(engine, &ruled_text_pdf(), None).map_err(|e| e.to_string())?;
+    check(text_only[0].tables.is_empty() && text_only[0].selection_marks.is_empty(), || "read as text".into())?;
+    let pages = block_on(read(engine, &ruled_text_pdf(), None, Detail::Layout)).map_err(|e| e.to_string())?;
+    let page = &pages[0];
+    check(texts(page) == ["Name", "Total", "Yes", "Ada", "42", "No"], || format!("{:?}", texts(page)))?;
+    check(page.tables.len() == 1, || format!("tables {:?}", page.tables))?;
+    let table = &page.tables[0];
+    check((table.rows, table.columns) == (2, 2), || format!("{table:?}"))?;
+    let cells: Vec<Vec<&str>> =
+        table.cells.iter().map(|c| c.words.iter().map(|&w| page.words[w].text.as_str()).collect()).collect();
+    check(cells == [vec!["Name"], vec!["Total"], vec!["Ada"], vec!["42"]], || format!("cells {cells:?}"))?;
+    // The table spans 72 to 372 pt across (1 to 5.17 in), in the page's inches like its words.
+    check((table.polygon[0] - 1.0).abs() < 0.05 && (table.polygon[2] - 372.0 / 72.0).abs() < 0.05, || {
+        format!("table at {:?}", table.polygon)
+    })?;
+    let mut marks: Vec<_> = page.selection_marks.iter().map(|m| (m.polygon[1], m.state)).collect();
+    marks.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let states: Vec<_> = marks.iter().map(|(_, state)| *state).collect();
+    check(states == [SelectionState::Unselected, SelectionState::Selected], || format!("marks {marks:?}"))
 }
 
 fn a_scanned_pdf_page_is_read_by_ocr(engine: &OcrEngine) -> Result<(), String> {
