@@ -169,6 +169,17 @@ def test_bad_endpoint_definitions_are_refused(api, body, inner):
     assert resp.status_code == 400 and resp.json()["innerError"]["code"] == inner, resp.text
 
 
+def test_an_update_that_is_not_a_json_object_is_refused_and_changes_nothing(api):
+    endpoint = create_endpoint(api, logging=False)
+    for body in (b"not json", b"[1, 2]"):
+        resp = api.patch(endpoint["self"], data=body, headers={"Content-Type": "application/json"})
+        assert resp.status_code == 400 and resp.json()["innerError"]["code"] == "InvalidPayload", resp.text
+    assert api.get(endpoint["self"]).json() == endpoint
+    dataset = api.upload("Language", b"hello world\n").json()
+    resp = api.patch(dataset["self"], data=b"{", headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400 and resp.json()["innerError"]["code"] == "InvalidPayload", resp.text
+
+
 def test_a_bad_end_date_is_400(api):
     endpoint = create_endpoint(api, logging=False)
     resp = api.delete(endpoint["self"] + "/files/logs", params={"endDate": "yesterday"})

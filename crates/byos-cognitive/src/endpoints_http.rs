@@ -2,6 +2,7 @@
 //! `properties.loggingEnabled`, PATCH takes `properties.contentLoggingEnabled`, as Azure) and their
 //! logs, plus the base model's logs (`/endpoints/base/{locale}/files/logs`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -14,12 +15,13 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::LiveAccount;
 use crate::dataplane::Plane;
 use crate::datasets::speech_error;
 use crate::endpoints::{Endpoint, LogFile, LogOwner, NewEndpoint, parse_end_date};
+use crate::entity_http::SpeechEntity;
 use crate::speech_http::{Api, FileQuery, LOCALES, Page, render, speech_account};
 use crate::transcriptions_http::{bad, check_model, model_url};
+use crate::{CognitiveService, LiveAccount};
 
 const READ: Action = Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/endpoints/read");
 const WRITE: Action = Action::data("Microsoft.CognitiveServices/accounts/SpeechServices/speechrest/endpoints/write");
@@ -34,7 +36,7 @@ pub(crate) fn routes(api: Api) -> Router<Plane> {
     let base = format!("{}/endpoints", api.base());
     Router::new()
         .route(&base, axum::routing::get(list).post(create))
-        .route(&format!("{base}/{{id}}"), axum::routing::get(get).patch(update).delete(delete))
+        .route(&format!("{base}/{{id}}"), crate::entity_http::by_id::<Endpoint>())
         .route(&format!("{base}/{{id}}/files/logs"), axum::routing::get(logs).delete(delete_logs))
         .route(&format!("{base}/{{id}}/files/logs/{{log}}"), axum::routing::get(log).delete(delete_log))
         .route(&format!("{base}/base/{{locale}}/files/logs"), axum::routing::get(base_logs).delete(delete_base_logs))
@@ -157,64 +159,6 @@ async fn list(
             let account = speech_account(&plane, &extensions, &headers, &READ)?;
             let all = plane.service.speech_endpoints(&account).await?;
             Ok(axum::Json(page.render(api, &account, "/endpoints", &all, |e| wire(api, &account, e))).into_response())
-        }
-        .await,
-    )
-}
-
-async fn get(
-    State(plane): State<Plane>,
-    axum::Extension(api): axum::Extension<Api>,
-    extensions: Extensions,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    render(
-        async {
-            let account = speech_account(&plane, &extensions, &headers, &READ)?;
-            let endpoint = plane.service.speech_endpoint(&account, &id).await?;
-            Ok(axum::Json(wire(api, &account, &endpoint)).into_response())
-        }
-        .await,
-    )
-}
-
-async fn update(
-    State(plane): State<Plane>,
-    axum::Extension(api): axum::Extension<Api>,
-    extensions: Extensions,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    render(
-        async {
-            let account = speech_account(&plane, &extensions, &headers, &WRITE)?;
-            let update: Map<String, Value> = serde_json::from_slice(&body)
-                .map_err(|e| bad("InvalidPayload", format!("The request body is not an endpoint update: {e}.")))?;
-            let model_url = update.get("model").and_then(|m| m.get("self")).and_then(Value::as_str);
-            let model = match model_url {
-                Some(url) => Some(check_model(&plane.service, &account, Some(url)).await?),
-                None => None,
-            };
-            let endpoint = plane.service.update_endpoint(&account, &id, &update, model).await?;
-            Ok(axum::Json(wire(api, &account, &endpoint)).into_response())
-        }
-        .await,
-    )
-}
-
-async fn delete(
-    State(plane): State<Plane>,
-    extensions: Extensions,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    render(
-        async {
-            let account = speech_account(&plane, &extensions, &headers, &DELETE)?;
-            plane.service.delete_endpoint(&account, &id).await?;
-            Ok(StatusCode::NO_CONTENT.into_response())
         }
         .await,
     )
@@ -415,4 +359,37 @@ async fn delete_base_log(
     Path((locale, log_id)): Path<(String, String)>,
 ) -> Response {
     remove_logs(plane, extensions, headers, (None, Some(locale), Some(log_id)), None).await
+}
+
+impl SpeechEntity for Endpoint {
+    const READ: Action = READ;
+    const WRITE: Action = WRITE;
+    const DELETE: Action = DELETE;
+    const UPDATE: &'static str = "endpoint update";
+
+    async fn get(service: &Arc<CognitiveService>, account: &LiveAccount, id: &str) -> Result<Self, ApiError> {
+        service.speech_endpoint(account, id).await
+    }
+
+    async fn update(
+        service: &Arc<CognitiveService>,
+        account: &LiveAccount,
+        id: &str,
+        update: &Map<String, Value>,
+    ) -> Result<Self, ApiError> {
+        let model_url = update.get("model").and_then(|m| m.get("self")).and_then(Value::as_str);
+        let model = match model_url {
+            Some(url) => Some(check_model(service, account, Some(url)).await?),
+            None => None,
+        };
+        service.update_endpoint(account, id, update, model).await
+    }
+
+    async fn delete(service: &Arc<CognitiveService>, account: &LiveAccount, id: &str) -> Result<(), ApiError> {
+        service.delete_endpoint(account, id).await
+    }
+
+    fn wire(api: Api, account: &LiveAccount, entity: &Self) -> Value {
+        wire(api, account, entity)
+    }
 }

@@ -39,6 +39,7 @@ pub mod documents;
 mod documents_http;
 pub mod endpoints;
 mod endpoints_http;
+mod entity_http;
 pub mod evaluations;
 mod fetch;
 pub mod models;

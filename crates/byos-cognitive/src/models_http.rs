@@ -44,17 +44,11 @@ pub(crate) fn routes(api: Api) -> Router<Plane> {
         .route(&models, axum::routing::get(list_models).post(create_model))
         .route(&format!("{models}/base"), axum::routing::get(base_models))
         .route(&format!("{models}/base/{{id}}"), axum::routing::get(base_model))
-        .route(
-            &format!("{models}/{{id}}"),
-            axum::routing::get(get_model).patch(update_model).delete(delete_model).post(copy_to),
-        )
+        .route(&format!("{models}/{{id}}"), crate::entity_http::by_id::<CustomModel>().post(copy_to))
         .route(&format!("{models}/{{id}}/files"), axum::routing::get(model_files))
         .route(&format!("{models}/{{id}}/files/{{file}}"), axum::routing::get(model_file))
         .route(&evaluations, axum::routing::get(list_evaluations).post(create_evaluation))
-        .route(
-            &format!("{evaluations}/{{id}}"),
-            axum::routing::get(get_evaluation).patch(update_evaluation).delete(delete_evaluation),
-        )
+        .route(&format!("{evaluations}/{{id}}"), crate::entity_http::by_id::<Evaluation>())
         .route(&format!("{evaluations}/{{id}}/files"), axum::routing::get(evaluation_files))
         .route(&format!("{evaluations}/{{id}}/files/{{file}}"), axum::routing::get(evaluation_file))
         .layer(axum::Extension(api))
@@ -228,58 +222,6 @@ async fn base_model(
         }
         Ok(axum::Json(base_wire(api, &account)).into_response())
     })())
-}
-
-async fn get_model(
-    State(plane): State<Plane>,
-    axum::Extension(api): axum::Extension<Api>,
-    extensions: Extensions,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    render(
-        async {
-            let account = speech_account(&plane, &extensions, &headers, &MODELS_READ)?;
-            let model = plane.service.custom_model(&account, &id).await?;
-            Ok(axum::Json(model_wire(api, &account, &model)).into_response())
-        }
-        .await,
-    )
-}
-
-async fn update_model(
-    State(plane): State<Plane>,
-    axum::Extension(api): axum::Extension<Api>,
-    extensions: Extensions,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    render(
-        async {
-            let account = speech_account(&plane, &extensions, &headers, &MODELS_WRITE)?;
-            let update: Map<String, Value> = parse(&body, "model update")?;
-            let model = plane.service.update_model(&account, &id, &update).await?;
-            Ok(axum::Json(model_wire(api, &account, &model)).into_response())
-        }
-        .await,
-    )
-}
-
-async fn delete_model(
-    State(plane): State<Plane>,
-    extensions: Extensions,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    render(
-        async {
-            let account = speech_account(&plane, &extensions, &headers, &MODELS_DELETE)?;
-            plane.service.delete_model(&account, &id).await?;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        .await,
-    )
 }
 
 #[derive(Deserialize)]
@@ -498,58 +440,6 @@ async fn list_evaluations(
     )
 }
 
-async fn get_evaluation(
-    State(plane): State<Plane>,
-    axum::Extension(api): axum::Extension<Api>,
-    extensions: Extensions,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    render(
-        async {
-            let account = speech_account(&plane, &extensions, &headers, &EVALUATIONS_READ)?;
-            let evaluation = plane.service.evaluation(&account, &id).await?;
-            Ok(axum::Json(evaluation_wire(api, &account, &evaluation)).into_response())
-        }
-        .await,
-    )
-}
-
-async fn update_evaluation(
-    State(plane): State<Plane>,
-    axum::Extension(api): axum::Extension<Api>,
-    extensions: Extensions,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    render(
-        async {
-            let account = speech_account(&plane, &extensions, &headers, &EVALUATIONS_WRITE)?;
-            let update: Map<String, Value> = parse(&body, "evaluation update")?;
-            let evaluation = plane.service.update_evaluation(&account, &id, &update).await?;
-            Ok(axum::Json(evaluation_wire(api, &account, &evaluation)).into_response())
-        }
-        .await,
-    )
-}
-
-async fn delete_evaluation(
-    State(plane): State<Plane>,
-    extensions: Extensions,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    render(
-        async {
-            let account = speech_account(&plane, &extensions, &headers, &EVALUATIONS_DELETE)?;
-            plane.service.delete_evaluation(&account, &id).await?;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        .await,
-    )
-}
-
 async fn evaluation_file_wire(
     plane: &Plane,
     api: Api,
@@ -609,3 +499,17 @@ async fn evaluation_file(
         .await,
     )
 }
+
+crate::entity_http::speech_entity!(CustomModel {
+    actions: (MODELS_READ, MODELS_WRITE, MODELS_DELETE),
+    update: "model update",
+    service: (custom_model, update_model, delete_model),
+    wire: model_wire,
+});
+
+crate::entity_http::speech_entity!(Evaluation {
+    actions: (EVALUATIONS_READ, EVALUATIONS_WRITE, EVALUATIONS_DELETE),
+    update: "evaluation update",
+    service: (evaluation, update_evaluation, delete_evaluation),
+    wire: evaluation_wire,
+});

@@ -105,10 +105,7 @@ fn family(api: Api) -> Router<Plane> {
     Router::new()
         .route(&format!("{base}/datasets/locales"), axum::routing::get(locales))
         .route(&format!("{base}/datasets"), axum::routing::get(list).post(create))
-        .route(
-            &format!("{base}/datasets/{{id}}"),
-            axum::routing::get(get).patch(update).delete(delete).post(commit_by_suffix),
-        )
+        .route(&format!("{base}/datasets/{{id}}"), crate::entity_http::by_id::<Dataset>().post(commit_by_suffix))
         .route(
             &format!("{base}/datasets/{{id}}/blocks"),
             axum::routing::get(blocks).put(put_block).layer(DefaultBodyLimit::max(MAX_BLOCK_BYTES + (1 << 16))),
@@ -386,58 +383,6 @@ async fn readable(
     Ok((account, dataset))
 }
 
-async fn get(
-    State(plane): State<Plane>,
-    axum::Extension(api): axum::Extension<Api>,
-    extensions: Extensions,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    render(
-        async {
-            let (account, dataset) = readable(&plane, &extensions, &headers, &id).await?;
-            Ok(axum::Json(wire(api, &account, &dataset)).into_response())
-        }
-        .await,
-    )
-}
-
-async fn update(
-    State(plane): State<Plane>,
-    axum::Extension(api): axum::Extension<Api>,
-    extensions: Extensions,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    render(
-        async {
-            let account = speech_account(&plane, &extensions, &headers, &WRITE)?;
-            let update: Map<String, Value> = serde_json::from_slice(&body)
-                .map_err(|e| invalid(format!("The request body is not a dataset update: {e}.")))?;
-            let dataset = plane.service.update_dataset(&account, &id, &update).await?;
-            Ok(axum::Json(wire(api, &account, &dataset)).into_response())
-        }
-        .await,
-    )
-}
-
-async fn delete(
-    State(plane): State<Plane>,
-    extensions: Extensions,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    render(
-        async {
-            let account = speech_account(&plane, &extensions, &headers, &DELETE)?;
-            plane.service.delete_dataset(&account, &id).await?;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        .await,
-    )
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct FileQuery {
@@ -597,3 +542,10 @@ async fn commit_by_suffix(
         _ => byos_http::render_error(&speech_error(405, "InvalidRequest", "POST is not an operation of a dataset.")),
     }
 }
+
+crate::entity_http::speech_entity!(Dataset {
+    actions: (READ, WRITE, DELETE),
+    update: "dataset update",
+    service: (dataset, update_dataset, delete_dataset),
+    wire: wire,
+});

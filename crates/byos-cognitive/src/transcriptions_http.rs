@@ -58,7 +58,7 @@ pub(crate) fn routes(api: Api) -> Router<Plane> {
     };
     let router = router
         .route(&format!("{collection}/locales"), axum::routing::get(locales))
-        .route(&format!("{collection}/{{id}}"), axum::routing::get(get).patch(update).delete(delete))
+        .route(&format!("{collection}/{{id}}"), crate::entity_http::by_id::<Transcription>())
         .route(&format!("{collection}/{{id}}/files"), axum::routing::get(files))
         .route(&format!("{collection}/{{id}}/files/{{file}}"), axum::routing::get(file));
     router.layer(axum::Extension(api))
@@ -397,58 +397,6 @@ async fn readable(
     Ok((account, t))
 }
 
-async fn get(
-    State(plane): State<Plane>,
-    axum::Extension(api): axum::Extension<Api>,
-    extensions: Extensions,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    render(
-        async {
-            let (account, t) = readable(&plane, &extensions, &headers, &id).await?;
-            Ok(axum::Json(wire(api, &account, &t)).into_response())
-        }
-        .await,
-    )
-}
-
-async fn update(
-    State(plane): State<Plane>,
-    axum::Extension(api): axum::Extension<Api>,
-    extensions: Extensions,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    render(
-        async {
-            let account = speech_account(&plane, &extensions, &headers, &WRITE)?;
-            let update: Map<String, Value> = serde_json::from_slice(&body)
-                .map_err(|e| bad("InvalidPayload", format!("The request body is not a transcription update: {e}.")))?;
-            let t = plane.service.update_transcription(&account, &id, &update).await?;
-            Ok(axum::Json(wire(api, &account, &t)).into_response())
-        }
-        .await,
-    )
-}
-
-async fn delete(
-    State(plane): State<Plane>,
-    extensions: Extensions,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    render(
-        async {
-            let account = speech_account(&plane, &extensions, &headers, &DELETE)?;
-            plane.service.delete_transcription(&account, &id).await?;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        .await,
-    )
-}
-
 /// How long a file's link lasts: 2024-11-15 gives a BYOS account's readers plain URLs (they need
 /// their own access to the customer's storage), v3.2 a SAS unless `sasValidityInSeconds=0`.
 fn link_validity(api: Api, account: &LiveAccount, query: &FileQuery) -> Duration {
@@ -654,6 +602,13 @@ async fn transcribe_now(
         .await,
     )
 }
+
+crate::entity_http::speech_entity!(Transcription {
+    actions: (READ, WRITE, DELETE),
+    update: "transcription update",
+    service: (transcription, update_transcription, delete_transcription),
+    wire: wire,
+});
 
 #[cfg(test)]
 mod tests {
