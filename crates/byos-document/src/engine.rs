@@ -312,7 +312,15 @@ impl Worker {
         self.open_pdf(id, path)?;
         let (poppler, document) = self.open_document()?;
         match poppler.read_page(document, number, detail)? {
-            Page::Text(page) => Ok(page),
+            Page::Text(mut page, pictures) => {
+                for picture in pictures {
+                    let scan = &picture.scan;
+                    let dpi = scan.dpi.round() as u32;
+                    let read = self.tesseract()?.read(&scan.pixels, scan.width, scan.height, dpi);
+                    poppler::append(&mut page, picture.placed(read.map_err(WorkerError::Engine)?));
+                }
+                Ok(page)
+            }
             Page::Scanned(page, scan) => {
                 let dpi = scan.dpi.round() as u32;
                 let read =

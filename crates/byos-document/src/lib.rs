@@ -72,7 +72,8 @@ pub struct PageText {
     pub words: Vec<Word>,
     pub lines: Vec<Line>,
     pub paragraphs: Vec<Paragraph>,
-    /// Ruled tables found on the page's image (images and scanned pages; none for text PDFs).
+    /// Ruled tables found on the page's image (images, scanned pages, and text PDF pages read for
+    /// layout).
     #[serde(default)]
     pub tables: Vec<Table>,
     /// Check boxes found on the page's image.

@@ -1,7 +1,7 @@
 //! PDF through Poppler's GLib API (Debian's `libpoppler-glib8`) and Cairo (`libcairo2`), loaded
 //! at run time like Tesseract: a text page gives its embedded words with their positions (and, for
-//! layout, is rendered for the tables and check boxes drawn on it), a page without text (a scan) is
-//! rendered and read by Tesseract.
+//! layout, is rendered for the tables and check boxes drawn on it; the images on it are cut from its
+//! rendering for Tesseract to read), a page without text (a scan) is rendered and read by Tesseract.
 //!
 //! With [`crate::tesseract`], one of the two modules of this crate that call C. The document is
 //! never written to disk: the server holds it in a memfd, which the worker maps (read only,
@@ -50,6 +50,21 @@ struct Rectangle {
     y2: c_double,
 }
 
+/// GLib's doubly linked list node.
+#[repr(C)]
+struct GList {
+    data: *mut c_void,
+    next: *mut GList,
+    prev: *mut GList,
+}
+
+/// Poppler's PopplerImageMapping: where an image is drawn on the page.
+#[repr(C)]
+struct ImageMapping {
+    area: Rectangle,
+    image_id: c_int,
+}
+
 type QuarkFn = unsafe extern "C" fn() -> u32;
 type NewFromDataFn = unsafe extern "C" fn(*mut c_char, c_int, *const c_char, *mut *mut GError) -> *mut c_void;
 type PageCountFn = unsafe extern "C" fn(*mut c_void) -> c_int;
@@ -57,6 +72,8 @@ type GetPageFn = unsafe extern "C" fn(*mut c_void, c_int) -> *mut c_void;
 type PageSizeFn = unsafe extern "C" fn(*mut c_void, *mut c_double, *mut c_double);
 type PageTextFn = unsafe extern "C" fn(*mut c_void) -> *mut c_char;
 type TextLayoutFn = unsafe extern "C" fn(*mut c_void, *mut *mut Rectangle, *mut c_uint) -> c_int;
+type ImageMappingFn = unsafe extern "C" fn(*mut c_void) -> *mut GList;
+type FreeListFn = unsafe extern "C" fn(*mut GList);
 type RenderFn = unsafe extern "C" fn(*mut c_void, *mut c_void);
 type PointerFn = unsafe extern "C" fn(*mut c_void);
 type ErrorFreeFn = unsafe extern "C" fn(*mut GError);
@@ -87,6 +104,8 @@ pub(crate) struct Poppler {
     page_size: PageSizeFn,
     page_text: PageTextFn,
     text_layout: TextLayoutFn,
+    image_mapping: ImageMappingFn,
+    free_image_mapping: FreeListFn,
     render: RenderFn,
     object_unref: PointerFn,
     free: PointerFn,
@@ -133,6 +152,8 @@ impl Poppler {
             page_size: symbol!(poppler, "poppler_page_get_size"),
             page_text: symbol!(poppler, "poppler_page_get_text"),
             text_layout: symbol!(poppler, "poppler_page_get_text_layout"),
+            image_mapping: symbol!(poppler, "poppler_page_get_image_mapping"),
+            free_image_mapping: symbol!(poppler, "poppler_page_free_image_mapping"),
             render: symbol!(poppler, "poppler_page_render"),
             object_unref: symbol!(gobject, "g_object_unref"),
             free: symbol!(glib, "g_free"),
@@ -240,13 +261,65 @@ impl Poppler {
         if embedded.words.is_empty() {
             return Ok(Page::Scanned(text, self.render(&page, width, height, RENDER_DPI)?));
         }
-        match detail {
-            Detail::Text => Ok(Page::Text(with(text, embedded))),
-            Detail::Layout => {
-                let drawn = self.render(&page, width, height, DRAWN_DPI)?;
-                Ok(Page::Text(with(text, with_drawn(embedded, &drawn))))
-            }
+        let pictures = self.pictures(&page, (width, height), &embedded)?;
+        let text = match detail {
+            Detail::Text => with(text, embedded),
+            Detail::Layout => with(text, with_drawn(embedded, &self.render(&page, width, height, DRAWN_DPI)?)),
+        };
+        Ok(Page::Text(text, pictures))
+    }
+
+    /// The images drawn on a text page that may hold text of their own (large enough, and not
+    /// under the page's text: a searchable scan's text layer already says what its image shows),
+    /// cut from the page rendered at 300 dpi, to be read by Tesseract.
+    fn pictures(
+        &self,
+        page: &Object,
+        (width, height): (f64, f64),
+        embedded: &Recognized,
+    ) -> Result<Vec<Picture>, PdfError> {
+        let covered = |area: &Rectangle| {
+            embedded.words.iter().any(|w| {
+                let (x, y) = (
+                    (w.polygon[0] + w.polygon[2]) / 2.0 * POINTS_PER_INCH,
+                    (w.polygon[1] + w.polygon[5]) / 2.0 * POINTS_PER_INCH,
+                );
+                (area.x1..=area.x2).contains(&x) && (area.y1..=area.y2).contains(&y)
+            })
+        };
+        let areas: Vec<Rectangle> = self
+            .image_areas(page)
+            .into_iter()
+            .filter(|a| a.x2 - a.x1 >= MIN_PICTURE.0 && a.y2 - a.y1 >= MIN_PICTURE.1 && !covered(a))
+            .take(MAX_PICTURES)
+            .collect();
+        if areas.is_empty() {
+            return Ok(Vec::new());
         }
+        let scan = self.render(page, width, height, RENDER_DPI)?;
+        Ok(areas.iter().filter_map(|area| Picture::cut(&scan, area)).collect())
+    }
+
+    /// Where the page's images are drawn, in points from its top-left corner.
+    fn image_areas(&self, page: &Object) -> Vec<Rectangle> {
+        // SAFETY: a live page; the list (of PopplerImageMapping) is Poppler's to free, below.
+        let list = unsafe { (self.image_mapping)(page.handle.as_ptr()) };
+        let mut areas = Vec::new();
+        let mut node = list;
+        while !node.is_null() {
+            // SAFETY: a node of the list Poppler returned, its data an ImageMapping.
+            let (data, next) = unsafe { ((*node).data.cast::<ImageMapping>(), (*node).next) };
+            if !data.is_null() {
+                // SAFETY: as above; copied before the list is freed.
+                areas.push(unsafe { (*data).area });
+            }
+            node = next;
+        }
+        if !list.is_null() {
+            // SAFETY: the list returned above, freed once with its mappings.
+            unsafe { (self.free_image_mapping)(list) };
+        }
+        areas
     }
 
     /// The page's embedded words in inches, from its text and one rectangle per character.
@@ -314,10 +387,15 @@ impl Poppler {
     }
 }
 
+/// The smallest image (width, height in points) read for text: a line of small print.
+const MIN_PICTURE: (f64, f64) = (36.0, 10.0);
+/// The most images of one page read (all within the worker's time for a page).
+const MAX_PICTURES: usize = 16;
+
 /// A page as Poppler gives it.
 pub(crate) enum Page {
-    /// With its embedded words, in inches.
-    Text(PageText),
+    /// With its embedded words, in inches, and the pictures on it still to be read.
+    Text(PageText, Vec<Picture>),
     /// Without text: the page (no words yet) and its image.
     Scanned(PageText, Scan),
 }
@@ -328,6 +406,61 @@ pub(crate) struct Scan {
     pub width: u32,
     pub height: u32,
     pub dpi: f64,
+}
+
+/// An image drawn on a text page, cut from the page's rendering: its pixels and where its top-left
+/// corner lies on the page, in inches.
+pub(crate) struct Picture {
+    pub scan: Scan,
+    pub left: f64,
+    pub top: f64,
+}
+
+impl Picture {
+    /// The part of `scan` under `area` (points), when it has pixels.
+    fn cut(scan: &Scan, area: &Rectangle) -> Option<Picture> {
+        let to_pixels =
+            |points: f64, most: u32| ((points / POINTS_PER_INCH * scan.dpi).round().max(0.0) as u32).min(most);
+        let (x0, x1) = (to_pixels(area.x1, scan.width), to_pixels(area.x2, scan.width));
+        let (y0, y1) = (to_pixels(area.y1, scan.height), to_pixels(area.y2, scan.height));
+        let (width, height) = (x1.checked_sub(x0)?, y1.checked_sub(y0)?);
+        if width == 0 || height == 0 {
+            return None;
+        }
+        let row = scan.width as usize;
+        let pixels = (y0..y1)
+            .flat_map(|y| &scan.pixels[y as usize * row + x0 as usize..y as usize * row + x1 as usize])
+            .copied()
+            .collect();
+        let (left, top) = (f64::from(x0) / scan.dpi, f64::from(y0) / scan.dpi);
+        Some(Picture { scan: Scan { pixels, width, height, dpi: scan.dpi }, left, top })
+    }
+
+    /// What Tesseract read on the picture, placed on the page in inches.
+    pub(crate) fn placed(&self, mut read: Recognized) -> Recognized {
+        let (factor, left, top) = (1.0 / self.scan.dpi, self.left, self.top);
+        for polygon in polygons_mut(&mut read) {
+            for (i, c) in polygon.iter_mut().enumerate() {
+                *c = *c * factor + if i % 2 == 0 { left } else { top };
+            }
+        }
+        read
+    }
+}
+
+/// `read` added to the end of the page: its words, lines, paragraphs, tables and marks after the
+/// page's own.
+pub(crate) fn append(page: &mut PageText, read: Recognized) {
+    let (words, lines) = (page.words.len(), page.lines.len());
+    page.words.extend(read.words);
+    page.lines.extend(read.lines.into_iter().map(|l| Line { words: l.words.start + words..l.words.end + words, ..l }));
+    let paragraphs = read.paragraphs.into_iter();
+    page.paragraphs.extend(paragraphs.map(|p| Paragraph { lines: p.lines.start + lines..p.lines.end + lines, ..p }));
+    page.tables.extend(read.tables.into_iter().map(|mut t| {
+        t.cells.iter_mut().for_each(|c| c.words.iter_mut().for_each(|w| *w += words));
+        t
+    }));
+    page.selection_marks.extend(read.selection_marks);
 }
 
 /// The page with what was read on it; Tesseract's pixels become inches at `dpi` when it is a scan.
@@ -368,13 +501,18 @@ fn gray_from_rgb24(data: &[u8], stride: usize, width: usize) -> Vec<u8> {
     gray
 }
 
-/// Multiplies every polygon's coordinates by `factor` (pixels to inches).
-fn scale(recognized: &mut Recognized, factor: f64) {
+/// Every polygon of what was read: its words', lines', paragraphs', tables' and marks'.
+fn polygons_mut(recognized: &mut Recognized) -> impl Iterator<Item = &mut Polygon> {
     let polygons = recognized.words.iter_mut().map(|w| &mut w.polygon);
     let polygons = polygons.chain(recognized.lines.iter_mut().map(|l| &mut l.polygon));
     let tables = recognized.tables.iter_mut().flat_map(crate::Table::polygons_mut);
     let tables = tables.chain(recognized.selection_marks.iter_mut().map(|m| &mut m.polygon));
-    for polygon in polygons.chain(recognized.paragraphs.iter_mut().map(|p| &mut p.polygon)).chain(tables) {
+    polygons.chain(recognized.paragraphs.iter_mut().map(|p| &mut p.polygon)).chain(tables)
+}
+
+/// Multiplies every polygon's coordinates by `factor` (pixels to inches).
+fn scale(recognized: &mut Recognized, factor: f64) {
+    for polygon in polygons_mut(recognized) {
         polygon.iter_mut().for_each(|c| *c *= factor);
     }
 }

@@ -27,7 +27,7 @@ fn main() {
         }
         return;
     }
-    let tests: [(&str, Test); 17] = [
+    let tests: [(&str, Test); 19] = [
         ("png_text_is_read_where_it_was_drawn", png_text_is_read_where_it_was_drawn),
         ("jpeg_and_bmp_are_read", jpeg_and_bmp_are_read),
         ("a_sideways_photo_is_read_upright", a_sideways_photo_is_read_upright),
@@ -41,6 +41,8 @@ fn main() {
         ("a_blank_page_has_no_words", a_blank_page_has_no_words),
         ("a_text_pdf_gives_its_words_in_inches", a_text_pdf_gives_its_words_in_inches),
         ("a_scanned_pdf_page_is_read_by_ocr", a_scanned_pdf_page_is_read_by_ocr),
+        ("an_image_on_a_text_page_is_read_too", an_image_on_a_text_page_is_read_too),
+        ("a_searchable_scan_is_not_read_twice", a_searchable_scan_is_not_read_twice),
         (
             "regression_a_text_pdfs_ruled_table_and_check_boxes_were_not_found",
             regression_a_text_pdfs_ruled_table_and_check_boxes_were_not_found,
@@ -437,6 +439,53 @@ fn a_text_pdf_gives_its_words_in_inches(engine: &OcrEngine) -> Result<(), String
     check(lines == [3, 3, 2], || format!("words per line {lines:?}"))?;
     let paragraphs: Vec<usize> = page.paragraphs.iter().map(|p| p.lines.len()).collect();
     check(paragraphs == [2, 1], || format!("lines per paragraph {paragraphs:?}"))
+}
+
+/// A text page (US Letter) with `text` (content operators) over `scan` drawn on its lower half
+/// (8.5 x 5.5 in).
+fn text_and_image_pdf(text: &[u8], scan: &GrayImage) -> Vec<u8> {
+    let content = [b"q 612 0 0 396 0 0 cm /Im1 Do Q\n".as_slice(), text].concat();
+    let objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> /XObject << /Im1 5 0 R >> >> /Contents 6 0 R >>"
+            .to_vec(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec(),
+        stream(
+            &format!("/Type /XObject /Subtype /Image /Width {} /Height {} /ColorSpace /DeviceGray /BitsPerComponent 8", scan.width(), scan.height()),
+            scan.as_raw(),
+        ),
+        stream("", &content),
+    ];
+    pdf(&objects)
+}
+
+fn an_image_on_a_text_page_is_read_too(engine: &OcrEngine) -> Result<(), String> {
+    let (scan, drawn) = draw(&[&SECOND]);
+    let document = text_and_image_pdf(b"BT /F1 24 Tf 72 700 Td (Hello byos world) Tj ET", &scan);
+    let pages = read_all(engine, &document, None).map_err(|e| e.to_string())?;
+    let page = &pages[0];
+    let words = texts(page);
+    check(words.len() > 3 && words[..3] == ["Hello", "byos", "world"], || format!("{words:?}"))?;
+    let pictured = PageText { words: page.words[3..].to_vec(), ..page.clone() };
+    let accuracy = accuracy(&pictured, &drawn);
+    println!("  image on a text page: character accuracy {:.1}%", accuracy * 100.0);
+    check(accuracy >= 0.95, || format!("accuracy {accuracy:.3}: {words:?}"))?;
+    // The image covers the lower half (5.5 to 11 in); its first line was drawn at 150 / 200 in.
+    let invoice = &page.words[3].polygon;
+    check(invoice[1] > 5.5 + 0.5 && invoice[5] < 5.5 + 1.0 && (invoice[0] - 0.6).abs() < 0.1, || {
+        format!("'{}' at {invoice:?}", page.words[3].text)
+    })?;
+    let words_in_lines: usize = page.lines.iter().map(|l| l.words.len()).sum();
+    check(words_in_lines == page.words.len() && page.paragraphs.len() >= 2, || format!("{:?}", page.lines))
+}
+
+fn a_searchable_scan_is_not_read_twice(engine: &OcrEngine) -> Result<(), String> {
+    let (scan, _) = draw(&[&SECOND]);
+    // Invisible text (render mode 3) over the image: the scan's own text layer.
+    let text = b"BT /F1 24 Tf 72 700 Td (Hello) Tj ET BT 3 Tr /F1 24 Tf 72 300 Td (Invoice number) Tj ET";
+    let pages = read_all(engine, &text_and_image_pdf(text, &scan), None).map_err(|e| e.to_string())?;
+    check(texts(&pages[0]) == ["Hello", "Invoice", "number"], || format!("{:?}", texts(&pages[0])))
 }
 
 /// A text page (Helvetica 14 pt) with a ruled 2 x 2 table drawn around its words, and two check
