@@ -70,6 +70,24 @@ def test_ssml_in_another_format_with_word_boundaries(speech, ca):
     assert [o for _, o in offsets] == sorted(o for _, o in offsets)
 
 
+def test_sentence_boundaries_when_asked(speech, ca):
+    cfg = config(speech, ca)
+    cfg.set_property(speechsdk.PropertyId.SpeechServiceResponse_RequestSentenceBoundary, "true")
+    synthesizer = speechsdk.SpeechSynthesizer(speech_config=cfg, audio_config=None)
+    events = []
+    synthesizer.synthesis_word_boundary.connect(lambda e: events.append((e.boundary_type, e.text, e.audio_offset)))
+    result = synthesizer.speak_text_async("Good morning everyone. See you soon.").get()
+    assert result.reason == speechsdk.ResultReason.SynthesizingAudioCompleted, result.cancellation_details
+    deadline = time.monotonic() + 5
+    while len(events) < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sentences = [(text, offset) for kind, text, offset in events if kind == speechsdk.SpeechSynthesisBoundaryType.Sentence]
+    assert [text for text, _ in sentences] == ["Good morning everyone.", "See you soon."], events
+    assert sentences[0][1] < sentences[1][1]
+    words = [text for kind, text, _ in events if kind == speechsdk.SpeechSynthesisBoundaryType.Word]
+    assert [w.lower() for w in words[:3]] == ["good", "morning", "everyone"], events
+
+
 def test_two_requests_on_one_synthesizer(speech, ca):
     synthesizer = speechsdk.SpeechSynthesizer(speech_config=config(speech, ca), audio_config=None)
     for text in ("first request", "second request"):

@@ -324,19 +324,6 @@ pub fn prepare(kind: InputKind, config: Option<&SynthesisConfig>, content: &str)
     Ok(ssml)
 }
 
-/// The text an input says (its pieces, in order).
-fn spoken_text(ssml: &Ssml) -> String {
-    let texts: Vec<&str> = ssml
-        .pieces
-        .iter()
-        .filter_map(|p| match p {
-            Piece::Speech { text, .. } => Some(text.as_str()),
-            Piece::Pause { .. } => None,
-        })
-        .collect();
-    texts.join(" ")
-}
-
 /// One input spoken: its audio in the job's format without a WAV header, its length and where its
 /// words and sentences are.
 #[derive(Clone, Debug, PartialEq)]
@@ -353,45 +340,6 @@ pub(crate) type Outcome = Result<Spoken, String>;
 /// A boundary as Azure's `[nnnn].word.json` and `[nnnn].sentence.json` give it (milliseconds).
 fn boundary_json(text: &str, offset_ms: u64, duration_ms: u64) -> Value {
     json!({"Text": text, "AudioOffset": offset_ms, "Duration": duration_ms})
-}
-
-/// The sentences of `text` (ended by `.`, `!` or `?` before a space or the end).
-fn split_sentences(text: &str) -> Vec<&str> {
-    let mut sentences = Vec::new();
-    let mut start = 0;
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    for (i, &(at, c)) in chars.iter().enumerate() {
-        let ends = matches!(c, '.' | '!' | '?') && chars.get(i + 1).is_none_or(|(_, next)| next.is_whitespace());
-        if ends {
-            let end = at + c.len_utf8();
-            sentences.push(text[start..end].trim());
-            start = end;
-        }
-    }
-    sentences.push(text[start..].trim());
-    sentences.retain(|s| !s.is_empty());
-    sentences
-}
-
-/// Where each sentence of `text` is, from its words' boundaries: a sentence takes as many of the
-/// engine's words as it has written words (tokens with a letter or digit), the last sentence the
-/// rest. The engine says a written number as several words, so a sentence with numbers ends a
-/// little early: Flite reports words, not sentences.
-fn sentence_boundaries(text: &str, words: &[WordBoundary]) -> Vec<Value> {
-    let sentences = split_sentences(text);
-    let mut rest = words;
-    let mut out = Vec::new();
-    for (i, sentence) in sentences.iter().enumerate() {
-        let written = sentence.split_whitespace().filter(|t| t.chars().any(char::is_alphanumeric)).count();
-        let take = if i + 1 == sentences.len() { rest.len() } else { written.min(rest.len()) };
-        let (mine, after) = rest.split_at(take);
-        rest = after;
-        if let (Some(first), Some(last)) = (mine.first(), mine.last()) {
-            let end = last.offset_ms + last.duration_ms;
-            out.push(boundary_json(sentence, first.offset_ms, end.saturating_sub(first.offset_ms)));
-        }
-    }
-    out
 }
 
 /// A file of a job's outputs.
@@ -472,7 +420,10 @@ pub(crate) fn build_outputs(
             files.push(OutputFile { name: format!("{number:04}.word.json"), content: json_bytes(&json!(words)) });
         }
         if options.sentence_boundary_enabled {
-            let sentences = sentence_boundaries(&spoken.text, &spoken.words);
+            let sentences: Vec<Value> = byos_speech::tts::sentences(&spoken.text, &spoken.words)
+                .iter()
+                .map(|s| boundary_json(&s.text, s.offset_ms, s.duration_ms))
+                .collect();
             files.push(OutputFile {
                 name: format!("{number:04}.sentence.json"),
                 content: json_bytes(&json!(sentences)),
@@ -716,7 +667,7 @@ impl CognitiveService {
         let raw = OutputFormat { riff: false, ..format };
         let audio = raw.encode(speech.sample_rate, &speech.samples).map_err(|e| e.to_string())?;
         let duration_ms = speech.samples.len() as u64 * 1000 / u64::from(speech.sample_rate.max(1));
-        Ok(Spoken { audio, duration_ms, words: speech.words, text: spoken_text(&ssml) })
+        Ok(Spoken { audio, duration_ms, words: speech.words, text: ssml.spoken_text() })
     }
 
     /// Writes the output files into the job's folder, in the destination container or as
@@ -942,7 +893,7 @@ mod tests {
     fn inputs_are_read_as_their_kind_says() {
         let config = SynthesisConfig { voice: "en-US-SltFlite".into(), ..SynthesisConfig::default() };
         let plain = prepare(InputKind::PlainText, Some(&config), "Fish & <chips>.").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(spoken_text(&plain), "Fish & <chips>.", "plain text is escaped, not read as markup");
+        assert_eq!(plain.spoken_text(), "Fish & <chips>.", "plain text is escaped, not read as markup");
         assert!(prepare(InputKind::PlainText, None, "hi").is_err_and(|e| e.contains("synthesisConfig.voice")));
         let unknown = SynthesisConfig { voice: "en-US-JennyNeural".into(), ..SynthesisConfig::default() };
         let refused = prepare(InputKind::PlainText, Some(&unknown), "hi").err().unwrap_or_default();
@@ -950,7 +901,7 @@ mod tests {
         assert!(prepare(InputKind::Ssml, None, "<speak><voice name='en-US-RmsFlite'>hi").is_err());
         assert!(prepare(InputKind::Ssml, None, "not xml at all").is_err());
         let ssml = "<speak version='1.0'><voice name='en-US-RmsFlite'>one</voice><voice name='en-US-AwbFlite'>two</voice></speak>";
-        assert_eq!(prepare(InputKind::Ssml, None, ssml).map(|s| spoken_text(&s)), Ok("one two".into()));
+        assert_eq!(prepare(InputKind::Ssml, None, ssml).map(|s| s.spoken_text()), Ok("one two".into()));
         assert!(
             prepare(InputKind::Ssml, None, "<speak><voice name='en-US-RmsFlite'><break time='1s'/></voice></speak>")
                 .is_err_and(|e| e.contains("nothing to say"))
@@ -970,21 +921,6 @@ mod tests {
         let Some(Piece::Speech { prosody, .. }) = ssml.pieces.first() else { panic!("no speech: {ssml:?}") };
         assert!((prosody.rate - 1.5).abs() < 1e-3 && prosody.volume < 1.0, "{prosody:?}");
         assert!((prosody.pitch_factor - 1.0).abs() < 1e-6, "the invalid pitch is ignored: {prosody:?}");
-    }
-
-    #[test]
-    fn sentences_take_their_words() {
-        assert_eq!(split_sentences("One two. Three?  Four 4.5 five"), ["One two.", "Three?", "Four 4.5 five"]);
-        let words = [word("one", 10, 100), word("two", 120, 100), word("three", 400, 200), word("four", 700, 50)];
-        let sentences = sentence_boundaries("One two. Three four.", &words);
-        assert_eq!(
-            sentences,
-            [
-                json!({"Text": "One two.", "AudioOffset": 10, "Duration": 210}),
-                json!({"Text": "Three four.", "AudioOffset": 400, "Duration": 350})
-            ]
-        );
-        assert!(sentence_boundaries("Nothing said.", &[]).is_empty());
     }
 
     #[test]

@@ -120,6 +120,8 @@ fn audio(request_id: &str, chunk: &[u8]) -> Message {
 struct Context {
     format: Option<String>,
     word_boundaries: bool,
+    /// `SpeechServiceResponse_RequestSentenceBoundary`.
+    sentence_boundaries: bool,
     /// `audio.metadata` SessionEnd (the audio's length) before `turn.end`.
     session_end: bool,
 }
@@ -130,6 +132,7 @@ fn context(body: &str) -> Context {
     Context {
         format: audio["outputFormat"].as_str().map(str::to_owned),
         word_boundaries: audio["metadataOptions"]["wordBoundaryEnabled"].as_bool().unwrap_or(false),
+        sentence_boundaries: audio["metadataOptions"]["sentenceBoundaryEnabled"].as_bool().unwrap_or(false),
         session_end: audio["metadataOptions"]["sessionEndEnabled"].as_bool().unwrap_or(false),
     }
 }
@@ -180,7 +183,7 @@ async fn session(plane: Plane, mut socket: WebSocket) -> Result<(), axum::Error>
             "ssml" => {
                 let request_id = incoming.request_id.to_owned();
                 let answered = match speak(&plane, &asked, incoming.body).await {
-                    Ok((format, speech)) => turn(&mut socket, &request_id, &format, &speech, &asked).await?,
+                    Ok((format, spoken)) => turn(&mut socket, &request_id, &format, &spoken, &asked).await?,
                     Err(refusal) => Err(refusal),
                 };
                 if let Err(Refusal(reason)) = answered {
@@ -194,7 +197,13 @@ async fn session(plane: Plane, mut socket: WebSocket) -> Result<(), axum::Error>
     Ok(())
 }
 
-async fn speak(plane: &Plane, asked: &Context, ssml: &str) -> Result<(OutputFormat, Synthesis), Refusal> {
+/// A request spoken: its audio and word boundaries, and the text it said.
+struct Spoken {
+    speech: Synthesis,
+    text: String,
+}
+
+async fn speak(plane: &Plane, asked: &Context, ssml: &str) -> Result<(OutputFormat, Spoken), Refusal> {
     if ssml.len() > crate::synthesis::MAX_SSML_BYTES {
         let limit = crate::synthesis::MAX_SSML_BYTES >> 10;
         return Err(Refusal(format!("the SSML is {} bytes; byos takes at most {limit} KiB", ssml.len())));
@@ -211,7 +220,27 @@ async fn speak(plane: &Plane, asked: &Context, ssml: &str) -> Result<(OutputForm
             Refusal("the speech synthesis engine failed".into())
         }
     })?;
-    Ok((format, speech))
+    Ok((format, Spoken { speech, text: ssml.spoken_text() }))
+}
+
+/// A boundary as `audio.metadata` carries it (`kind`: WordBoundary or SentenceBoundary).
+fn boundary(kind: &str, at: &byos_speech::tts::WordBoundary) -> Value {
+    json!({"Type": kind, "Data": {"Offset": at.offset_ms * TICKS_PER_MS, "Duration": at.duration_ms * TICKS_PER_MS,
+        "text": {"Text": at.text, "Length": at.text.chars().count(), "BoundaryType": kind}}})
+}
+
+/// The boundaries asked for, in the order they are heard (a sentence before its first word).
+fn boundaries(spoken: &Spoken, asked: &Context) -> Vec<Value> {
+    let mut at: Vec<(u64, Value)> = Vec::new();
+    if asked.sentence_boundaries {
+        let sentences = byos_speech::tts::sentences(&spoken.text, &spoken.speech.words);
+        at.extend(sentences.iter().map(|s| (s.offset_ms, boundary("SentenceBoundary", s))));
+    }
+    if asked.word_boundaries {
+        at.extend(spoken.speech.words.iter().map(|w| (w.offset_ms, boundary("WordBoundary", w))));
+    }
+    at.sort_by_key(|(offset, _)| *offset);
+    at.into_iter().map(|(_, value)| value).collect()
 }
 
 /// One answered request: turn.start, the word boundaries, the audio, SessionEnd, turn.end; or,
@@ -220,9 +249,10 @@ async fn turn(
     socket: &mut WebSocket,
     request_id: &str,
     format: &OutputFormat,
-    speech: &Synthesis,
+    spoken: &Spoken,
     asked: &Context,
 ) -> Result<Result<(), Refusal>, axum::Error> {
+    let speech = &spoken.speech;
     // The SDK writes the WAV header of riff formats itself and asks for raw ones.
     let raw = OutputFormat { riff: false, ..*format };
     let bytes = match raw.encode(speech.sample_rate, &speech.samples) {
@@ -233,16 +263,8 @@ async fn turn(
         }
     };
     socket.send(text(request_id, "turn.start", &json!({"context": {"serviceTag": request_id}}))).await?;
-    if asked.word_boundaries && !speech.words.is_empty() {
-        let metadata: Vec<Value> = speech
-            .words
-            .iter()
-            .map(|w| {
-                json!({"Type": "WordBoundary", "Data": {"Offset": w.offset_ms * TICKS_PER_MS,
-                    "Duration": w.duration_ms * TICKS_PER_MS,
-                    "text": {"Text": w.text, "Length": w.text.chars().count(), "BoundaryType": "WordBoundary"}}})
-            })
-            .collect();
+    let metadata = boundaries(spoken, asked);
+    if !metadata.is_empty() {
         socket.send(text(request_id, "audio.metadata", &json!({"Metadata": metadata}))).await?;
     }
     for chunk in bytes.chunks(AUDIO_CHUNK) {

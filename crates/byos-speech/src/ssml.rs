@@ -79,6 +79,19 @@ pub struct Ssml {
 }
 
 impl Ssml {
+    /// The text the request says (its pieces, in order).
+    pub fn spoken_text(&self) -> String {
+        let texts: Vec<&str> = self
+            .pieces
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Speech { text, .. } => Some(text.as_str()),
+                Piece::Pause { .. } => None,
+            })
+            .collect();
+        texts.join(" ")
+    }
+
     /// The voices named, each once, in order of first use.
     pub fn voices(&self) -> Vec<&str> {
         let mut voices: Vec<&str> = Vec::new();

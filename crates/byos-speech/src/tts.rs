@@ -33,6 +33,46 @@ pub struct WordBoundary {
     pub duration_ms: u64,
 }
 
+/// The sentences of `text` (ended by `.`, `!` or `?` before a space or the end).
+fn split_sentences(text: &str) -> Vec<&str> {
+    let mut sentences = Vec::new();
+    let mut start = 0;
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    for (i, &(at, c)) in chars.iter().enumerate() {
+        let ends = matches!(c, '.' | '!' | '?') && chars.get(i + 1).is_none_or(|(_, next)| next.is_whitespace());
+        if ends {
+            let end = at + c.len_utf8();
+            sentences.push(text[start..end].trim());
+            start = end;
+        }
+    }
+    sentences.push(text[start..].trim());
+    sentences.retain(|s| !s.is_empty());
+    sentences
+}
+
+/// Where each sentence of `text` is in its audio, from the words' boundaries: a sentence takes as
+/// many of the engine's words as it has written words (tokens with a letter or digit), the last
+/// sentence the rest. The engine says a written number as several words, so a sentence with numbers
+/// ends a little early: the engines report words, not sentences.
+pub fn sentences(text: &str, words: &[WordBoundary]) -> Vec<WordBoundary> {
+    let sentences = split_sentences(text);
+    let mut rest = words;
+    let mut out = Vec::new();
+    for (i, sentence) in sentences.iter().enumerate() {
+        let written = sentence.split_whitespace().filter(|t| t.chars().any(char::is_alphanumeric)).count();
+        let take = if i + 1 == sentences.len() { rest.len() } else { written.min(rest.len()) };
+        let (mine, after) = rest.split_at(take);
+        rest = after;
+        if let (Some(first), Some(last)) = (mine.first(), mine.last()) {
+            let end = last.offset_ms + last.duration_ms;
+            let duration_ms = end.saturating_sub(first.offset_ms);
+            out.push(WordBoundary { text: (*sentence).to_owned(), offset_ms: first.offset_ms, duration_ms });
+        }
+    }
+    out
+}
+
 /// What an engine says for one text: mono samples at its voice's rate and where the words are.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Speech {
@@ -542,6 +582,21 @@ pub fn serve_tts_worker() -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn word(text: &str, offset_ms: u64, duration_ms: u64) -> WordBoundary {
+        WordBoundary { text: text.into(), offset_ms, duration_ms }
+    }
+
+    #[test]
+    fn sentences_take_their_words() {
+        assert_eq!(split_sentences("One two. Three?  Four 4.5 five"), ["One two.", "Three?", "Four 4.5 five"]);
+        let words = [word("one", 10, 100), word("two", 120, 100), word("three", 400, 200), word("four", 700, 50)];
+        assert_eq!(
+            sentences("One two. Three four.", &words),
+            [word("One two.", 10, 210), word("Three four.", 400, 350)]
+        );
+        assert!(sentences("Nothing said.", &[]).is_empty());
+    }
 
     #[test]
     fn azure_format_names_byos_makes_are_read_and_others_refused() {
