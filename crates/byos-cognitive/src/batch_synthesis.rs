@@ -667,7 +667,9 @@ impl CognitiveService {
         let raw = OutputFormat { riff: false, ..format };
         let audio = raw.encode(speech.sample_rate, &speech.samples).map_err(|e| e.to_string())?;
         let duration_ms = speech.samples.len() as u64 * 1000 / u64::from(speech.sample_rate.max(1));
-        Ok(Spoken { audio, duration_ms, words: speech.words, text: ssml.spoken_text() })
+        let (text, mut words) = (ssml.spoken_text(), speech.words);
+        byos_speech::tts::as_written(&text, &mut words);
+        Ok(Spoken { audio, duration_ms, words, text })
     }
 
     /// Writes the output files into the job's folder, in the destination container or as

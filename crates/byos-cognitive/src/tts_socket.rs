@@ -220,7 +220,10 @@ async fn speak(plane: &Plane, asked: &Context, ssml: &str) -> Result<(OutputForm
             Refusal("the speech synthesis engine failed".into())
         }
     })?;
-    Ok((format, Spoken { speech, text: ssml.spoken_text() }))
+    let mut speech = speech;
+    let text = ssml.spoken_text();
+    byos_speech::tts::as_written(&text, &mut speech.words);
+    Ok((format, Spoken { speech, text }))
 }
 
 /// A boundary as `audio.metadata` carries it (`kind`: WordBoundary or SentenceBoundary).

@@ -33,6 +33,26 @@ pub struct WordBoundary {
     pub duration_ms: u64,
 }
 
+/// The words as `text` writes them (Flite reports `good` for `Good`; Azure gives the text's own):
+/// each word takes the next written token it equals but for case, looking a few tokens ahead; a
+/// word the text does not write so (a number said as words) keeps the engine's spelling.
+pub fn as_written(text: &str, words: &mut [WordBoundary]) {
+    const LOOK_AHEAD: usize = 3;
+    let tokens: Vec<&str> = text
+        .split_whitespace()
+        .map(|t| t.trim_matches(|c: char| !c.is_alphanumeric() && c != '\''))
+        .filter(|t| !t.is_empty())
+        .collect();
+    let mut next = 0;
+    for word in words {
+        let ahead = tokens.iter().enumerate().skip(next).take(LOOK_AHEAD);
+        if let Some((at, token)) = ahead.into_iter().find(|(_, t)| t.eq_ignore_ascii_case(&word.text)) {
+            word.text = (*token).to_owned();
+            next = at + 1;
+        }
+    }
+}
+
 /// The sentences of `text` (ended by `.`, `!` or `?` before a space or the end).
 fn split_sentences(text: &str) -> Vec<&str> {
     let mut sentences = Vec::new();
@@ -585,6 +605,15 @@ mod tests {
 
     fn word(text: &str, offset_ms: u64, duration_ms: u64) -> WordBoundary {
         WordBoundary { text: text.into(), offset_ms, duration_ms }
+    }
+
+    #[test]
+    fn words_take_the_texts_casing_where_it_writes_them() {
+        let mut words =
+            [word("good", 0, 1), word("morning", 1, 1), word("forty", 2, 1), word("two", 3, 1), word("ada", 4, 1)];
+        as_written("Good MORNING, 42 Ada!", &mut words);
+        let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(texts, ["Good", "MORNING", "forty", "two", "Ada"]);
     }
 
     #[test]
