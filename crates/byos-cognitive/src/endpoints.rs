@@ -311,7 +311,13 @@ impl CognitiveService {
             let Some(account) = self.account(&account_key) else { continue };
             let scope = byos_core::Scope::parse(&account.id).map_err(store_failure)?;
             self.door.authorize(watch, &DELETE_LOG, &scope).map_err(|denial| denial.to_api_error())?;
-            deleted += self.delete_logs(&account, &owner, &locale, Some(until)).await?;
+            // One account whose storage cannot be reached does not keep the others' logs.
+            match self.delete_logs(&account, &owner, &locale, Some(until)).await {
+                Ok(count) => deleted += count,
+                Err(e) => {
+                    tracing::warn!(account = %account.id, error = %e.message, "expired logs could not be deleted")
+                }
+            }
         }
         Ok(deleted)
     }

@@ -316,8 +316,11 @@ impl Worker {
                 for picture in pictures {
                     let scan = &picture.scan;
                     let dpi = scan.dpi.round() as u32;
-                    let read = self.tesseract()?.read(&scan.pixels, scan.width, scan.height, dpi);
-                    poppler::append(&mut page, picture.placed(read.map_err(WorkerError::Engine)?));
+                    // A picture that cannot be read leaves the page its own text.
+                    match self.tesseract()?.read(&scan.pixels, scan.width, scan.height, dpi) {
+                        Ok(read) => poppler::append(&mut page, picture.placed(read)),
+                        Err(e) => tracing::warn!(page = number, error = %e, "a picture on a text page was not read"),
+                    }
                 }
                 Ok(page)
             }

@@ -292,6 +292,11 @@ impl Poppler {
             .into_iter()
             .filter(|a| a.x2 - a.x1 >= MIN_PICTURE.0 && a.y2 - a.y1 >= MIN_PICTURE.1 && !covered(a))
             .take(MAX_PICTURES)
+            .scan(0.0, |pixels, area| {
+                // Within the worker's time for a page: at most two full pages of pictures.
+                *pixels += (area.x2 - area.x1) * (area.y2 - area.y1) * (RENDER_DPI / POINTS_PER_INCH).powi(2);
+                (*pixels <= MAX_PICTURE_PIXELS).then_some(area)
+            })
             .collect();
         if areas.is_empty() {
             return Ok(Vec::new());
@@ -300,7 +305,8 @@ impl Poppler {
         Ok(areas.iter().filter_map(|area| Picture::cut(&scan, area)).collect())
     }
 
-    /// Where the page's images are drawn, in points from its top-left corner.
+    /// Where the page's images are drawn, in points from its (crop box's) top-left corner, as its
+    /// words are.
     fn image_areas(&self, page: &Object) -> Vec<Rectangle> {
         // SAFETY: a live page; the list (of PopplerImageMapping) is Poppler's to free, below.
         let list = unsafe { (self.image_mapping)(page.handle.as_ptr()) };
@@ -389,8 +395,10 @@ impl Poppler {
 
 /// The smallest image (width, height in points) read for text: a line of small print.
 const MIN_PICTURE: (f64, f64) = (36.0, 10.0);
-/// The most images of one page read (all within the worker's time for a page).
+/// The most images of one page read, and their most pixels at 300 dpi (two US Letter pages), all
+/// within the worker's time for a page.
 const MAX_PICTURES: usize = 16;
+const MAX_PICTURE_PIXELS: f64 = 2.0 * 2550.0 * 3300.0;
 
 /// A page as Poppler gives it.
 pub(crate) enum Page {
@@ -448,19 +456,15 @@ impl Picture {
     }
 }
 
-/// `read` added to the end of the page: its words, lines, paragraphs, tables and marks after the
-/// page's own.
+/// `read` added to the end of the page: its words, lines and paragraphs after the page's own.
 pub(crate) fn append(page: &mut PageText, read: Recognized) {
     let (words, lines) = (page.words.len(), page.lines.len());
     page.words.extend(read.words);
     page.lines.extend(read.lines.into_iter().map(|l| Line { words: l.words.start + words..l.words.end + words, ..l }));
     let paragraphs = read.paragraphs.into_iter();
     page.paragraphs.extend(paragraphs.map(|p| Paragraph { lines: p.lines.start + lines..p.lines.end + lines, ..p }));
-    page.tables.extend(read.tables.into_iter().map(|mut t| {
-        t.cells.iter_mut().for_each(|c| c.words.iter_mut().for_each(|w| *w += words));
-        t
-    }));
-    page.selection_marks.extend(read.selection_marks);
+    // The tables and marks of the pictures are not taken: the page's own rendering (layout) has
+    // them already, and prebuilt-read gives none.
 }
 
 /// The page with what was read on it; Tesseract's pixels become inches at `dpi` when it is a scan.

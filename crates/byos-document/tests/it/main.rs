@@ -444,12 +444,17 @@ fn a_text_pdf_gives_its_words_in_inches(engine: &OcrEngine) -> Result<(), String
 /// A text page (US Letter) with `text` (content operators) over `scan` drawn on its lower half
 /// (8.5 x 5.5 in).
 fn text_and_image_pdf(text: &[u8], scan: &GrayImage) -> Vec<u8> {
+    text_and_image_pdf_in(text, scan, "/MediaBox [0 0 612 792]")
+}
+
+/// The same on a page of these boxes (`/MediaBox ...`, `/CropBox ...`).
+fn text_and_image_pdf_in(text: &[u8], scan: &GrayImage, boxes: &str) -> Vec<u8> {
     let content = [b"q 612 0 0 396 0 0 cm /Im1 Do Q\n".as_slice(), text].concat();
     let objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> /XObject << /Im1 5 0 R >> >> /Contents 6 0 R >>"
-            .to_vec(),
+        format!("<< /Type /Page /Parent 2 0 R {boxes} /Resources << /Font << /F1 4 0 R >> /XObject << /Im1 5 0 R >> >> /Contents 6 0 R >>")
+            .into_bytes(),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec(),
         stream(
             &format!("/Type /XObject /Subtype /Image /Width {} /Height {} /ColorSpace /DeviceGray /BitsPerComponent 8", scan.width(), scan.height()),
@@ -477,7 +482,19 @@ fn an_image_on_a_text_page_is_read_too(engine: &OcrEngine) -> Result<(), String>
         format!("'{}' at {invoice:?}", page.words[3].text)
     })?;
     let words_in_lines: usize = page.lines.iter().map(|l| l.words.len()).sum();
-    check(words_in_lines == page.words.len() && page.paragraphs.len() >= 2, || format!("{:?}", page.lines))
+    check(words_in_lines == page.words.len() && page.paragraphs.len() >= 2, || format!("{:?}", page.lines))?;
+    // A crop box off the media box's corner moves everything 0.5 in up and left: the image's
+    // words too (they are cut where Poppler renders the image).
+    let boxes = "/MediaBox [0 0 612 792] /CropBox [36 36 576 756]";
+    let cropped = text_and_image_pdf_in(b"BT /F1 24 Tf 72 700 Td (Hello byos world) Tj ET", &scan, boxes);
+    let cropped = read_all(engine, &cropped, None).map_err(|e| e.to_string())?;
+    let words = &cropped[0].words;
+    check(words.len() > 3 && words[3].text == "Invoice", || format!("cropped: {:?}", texts(&cropped[0])))?;
+    let (hello, invoice) = (&words[0].polygon, &words[3].polygon);
+    check((hello[0] - 0.5).abs() < 0.05 && (invoice[0] - (page.words[3].polygon[0] - 0.5)).abs() < 0.05, || {
+        format!("cropped: 'Hello' at {hello:?}, 'Invoice' at {invoice:?}")
+    })?;
+    check((invoice[1] - (page.words[3].polygon[1] - 0.5)).abs() < 0.05, || format!("cropped: 'Invoice' at {invoice:?}"))
 }
 
 fn a_searchable_scan_is_not_read_twice(engine: &OcrEngine) -> Result<(), String> {
