@@ -535,6 +535,22 @@ def form(values, fields=FIELDS, at=(60, 360, 60)) -> tuple[bytes, dict]:
     return encoded(image, "PNG"), {"document": "form.png", "labels": labels}
 
 
+def form_ocr(values, fields=FIELDS, at=(60, 360, 60)) -> dict:
+    """The labeling tool's layout result (v2.1 shape) for `form(values, fields, at)`: its keys and values as words."""
+    draw = ImageDraw.Draw(Image.new("L", (1200, 420), 255))
+    font = ImageFont.load_default(size=40)
+    key_x, value_x, top = at
+    words = []
+    for i, (field, value) in enumerate(zip(fields, values)):
+        y = top + i * 110
+        for text, x in ((f"{field}:", key_x), (value, value_x)):
+            x0, y0, x1, y1 = draw.textbbox((x, y), text, font=font)
+            words.append({"text": text, "boundingBox": [x0, y0, x1, y0, x1, y1, x0, y1], "confidence": 1})
+    lines = [{"text": w["text"], "boundingBox": w["boundingBox"], "words": [w]} for w in words]
+    return {"status": "succeeded", "analyzeResult": {"version": "2.1.0", "readResults": [
+        {"page": 1, "angle": 0, "width": 1200, "height": 420, "unit": "pixel", "lines": lines}]}}
+
+
 def receipt(values) -> tuple[bytes, dict]:
     return form(values, RECEIPT_FIELDS, at=(500, 760, 200))
 
@@ -556,10 +572,16 @@ def training(world, boot, admin_cred):
         labels["document"] = f"form{i}.png"
         container.upload_blob(f"forms/form{i}.png", document)
         container.upload_blob(f"forms/form{i}.png.labels.json", json.dumps(labels).encode())
+        if i < 2:  # the others' words come from reading them
+            container.upload_blob(f"forms/form{i}.png.ocr.json", json.dumps(form_ocr(values)).encode())
     for i, values in enumerate(RECEIPTS[:5]):
         document, labels = receipt(values)
         container.upload_blob(f"receipts/r{i}.png", document)
         container.upload_blob(f"receipts/r{i}.png.labels.json", json.dumps(labels).encode())
+    document, labels = form(FORMS[0])
+    container.upload_blob("broken-ocr/form.png", document)
+    container.upload_blob("broken-ocr/form.png.labels.json", json.dumps(labels).encode())
+    container.upload_blob("broken-ocr/form.png.ocr.json", b'{"analyzeResult": {"readResults": "none"}}')
     container.upload_blob("forms/fields.json", json.dumps({"fields": [{"fieldKey": f, "fieldType": "string"} for f in FIELDS]}).encode())
     sas = generate_container_sas(account.name, "train", account_key=account.keys["key1"],
                                  permission=ContainerSasPermissions(read=True, list=True),
@@ -600,6 +622,35 @@ def test_a_template_model_learned_from_five_labeled_forms_extracts_the_fields_of
     admin.delete_model("forms-template")
     with pytest.raises(ResourceNotFoundError):
         analyze_v4(world, "forms-template", sixth)
+
+
+def test_a_template_model_reads_the_fields_of_a_form_printed_with_an_offset(world, training):
+    """The model places its fields relative to the words every training form shares (its anchors: the keys), so a
+    form printed 100 px to the right and 60 px lower than the training forms is still read."""
+    from azure.ai.documentintelligence.models import AzureBlobContentSource, BuildDocumentModelRequest
+
+    request = BuildDocumentModelRequest(model_id="forms-anchored", build_mode="template",
+                                        azure_blob_source=AzureBlobContentSource(container_url=training["url"],
+                                                                                 prefix="forms/"))
+    admin_client(world).begin_build_document_model(request, polling_interval=0.2).result(timeout=120)
+    shifted, _ = form(FORMS[5], at=(160, 460, 120))
+    fields = analyze_v4(world, "forms-anchored", shifted).documents[0].fields
+    assert {name: fields[name].value_string for name in FIELDS} == dict(zip(FIELDS, FORMS[5])), fields
+    polygon = fields["Name"].bounding_regions[0].polygon
+    assert polygon[0] > 440, polygon  # where the value is on this form, not where it was on the training forms
+
+
+def test_a_broken_ocr_file_fails_the_build_with_invalid_content(world, training):
+    from azure.ai.documentintelligence.models import AzureBlobContentSource, BuildDocumentModelRequest
+
+    request = BuildDocumentModelRequest(model_id="broken-ocr", build_mode="template",
+                                        azure_blob_source=AzureBlobContentSource(container_url=training["url"],
+                                                                                 prefix="broken-ocr/"))
+    with pytest.raises(HttpResponseError) as failed:
+        admin_client(world).begin_build_document_model(request, polling_interval=0.2).result(timeout=120)
+    assert failed.value.error.code == "InvalidRequest", failed.value
+    inner = failed.value.error.innererror
+    assert inner["code"] == "InvalidContent" and "broken-ocr/form.png.ocr.json is invalid" in inner["message"], inner
 
 
 def test_a_model_is_copied_to_another_account_with_its_authorization(world, training, admin_cognitive, boot):

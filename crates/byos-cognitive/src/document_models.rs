@@ -5,8 +5,10 @@
 //! container URL, or a plain one read and listed as the account's identity): each `X.labels.json`
 //! (the labeling tool's format: per field, the page and the value's bounding boxes in page-relative
 //! 0-1 coordinates) next to its document `X`. A field's region is the union of its labeled boxes;
-//! analyzing a document of the same layout with the model reads its words and gives each field the
-//! words whose centres lie in that region. Models are service-held data: kept through the artifact
+//! analyzing a document of the same layout with the model reads its words, aligns the page to the
+//! template by the printed text the training documents share (`template_anchors`, learned from each
+//! document's `X.ocr.json` where the labeling tool left one, else from the document read by the
+//! engine) and gives each field the words whose centres lie in its region. Models are service-held data: kept through the artifact
 //! store under the account's keys (customer-managed keys included) and read again at every use, so
 //! a revoked key makes the model unusable. `neural` build mode is refused: byos learns templates.
 
@@ -20,6 +22,7 @@ use serde_json::{Map, Value, json};
 
 use crate::artifacts::{Area, ArtifactError};
 use crate::documents::DocumentError;
+use crate::template_anchors::{self, Alignment, Anchor, Placed};
 use crate::{CognitiveService, LiveAccount};
 
 /// Template models an account may have (Azure: 5,000 on S0, 500 on F0).
@@ -29,6 +32,9 @@ const FREE_MAX_MODELS: usize = 500;
 const MAX_TRAINING_DOCUMENTS: usize = 500;
 /// A labels file is at most this big (Azure: 10 MB).
 const MAX_LABELS_BYTES: u64 = 10 << 20;
+/// A labeling tool's `.ocr.json` is at most this big (a layout result: every word of up to 500
+/// pages with its box).
+const MAX_OCR_BYTES: u64 = 50 << 20;
 /// How far (page-relative) outside its learned region a word's centre may lie and still count.
 const MARGIN: f64 = 0.01;
 
@@ -67,6 +73,10 @@ pub struct TemplateModel {
     /// document fills best).
     #[serde(default)]
     pub components: Vec<TemplateModel>,
+    /// Labeled models: the printed text a document is aligned to the template by (models built
+    /// before anchors were learned have none and use their regions as learned).
+    #[serde(default)]
+    pub anchors: Vec<Anchor>,
 }
 
 impl TemplateModel {
@@ -116,12 +126,16 @@ impl TemplateModel {
 
     fn extract_own(&self, pages: &[PageText], result: &Value) -> Value {
         let mut fields = Map::new();
+        let mut alignments: BTreeMap<u32, Alignment> = BTreeMap::new();
         for (name, field) in &self.fields {
             let Some((index, page)) = pages.iter().enumerate().find(|(_, p)| p.number == field.page) else {
                 fields.insert(name.clone(), json!({"type": "string", "confidence": 0.0}));
                 continue;
             };
-            let words: Vec<usize> = (0..page.words.len()).filter(|w| inside(page, *w, &field.region)).collect();
+            let alignment =
+                alignments.entry(page.number).or_insert_with(|| template_anchors::align(&self.anchors, page));
+            let region = alignment.region(&field.region);
+            let words: Vec<usize> = (0..page.words.len()).filter(|w| inside(page, *w, &region)).collect();
             fields.insert(name.clone(), field_value(page, index, &words, field, result));
         }
         let spans = json!([{"offset": 0, "length": result["content"].as_str().map_or(0, |c| c.chars().count())}]);
@@ -716,6 +730,7 @@ impl CognitiveService {
             clusters: Vec::new(),
             training: Vec::new(),
             components: Vec::new(),
+            anchors: Vec::new(),
         }
     }
 
@@ -792,6 +807,7 @@ impl CognitiveService {
     ) -> Result<TemplateModel, DocumentError> {
         let mut examples = Vec::new();
         let mut training = Vec::new();
+        let mut placed = Vec::new();
         for labels_name in files.iter().filter(|n| n.ends_with(".labels.json")).take(MAX_TRAINING_DOCUMENTS) {
             let document = labels_name.trim_end_matches(".labels.json");
             if !files.iter().any(|n| n == document) {
@@ -807,9 +823,12 @@ impl CognitiveService {
                 )
             })?;
             if !fields.is_empty() {
-                let pages = fields.values().map(|(page, _)| *page).max().unwrap_or(1);
+                let words = self.training_words(account, request, files, document).await?;
+                let labeled_pages = fields.values().map(|(page, _)| *page).max().unwrap_or(1);
+                let pages = words.iter().map(|(page, _, _)| *page).max().unwrap_or(0).max(labeled_pages);
                 training.push((document.to_owned(), pages));
                 examples.push(fields);
+                placed.push(words);
             }
         }
         if examples.is_empty() {
@@ -817,12 +836,45 @@ impl CognitiveService {
                 "No labeled documents were found: the container needs documents with their .labels.json files",
             ));
         }
+        let fields = learn(&examples);
+        let regions: Vec<(u32, [f64; 4])> = fields.values().map(|f| (f.page, f.region)).collect();
         Ok(TemplateModel {
-            fields: learn(&examples),
+            anchors: template_anchors::learn(&placed, &regions),
+            fields,
             documents: examples.len(),
             training,
             ..Self::empty_model(&request.model)
         })
+    }
+
+    /// A labeled training document's words, to learn the template's anchors from: its
+    /// `.ocr.json` (the labeling tool's layout result) where there is one, else the document read by
+    /// the engine (none if it cannot be read: its labels still count).
+    async fn training_words(
+        &self,
+        account: &LiveAccount,
+        request: &BuildRequest,
+        files: &[String],
+        document: &str,
+    ) -> Result<Placed, DocumentError> {
+        let ocr_name = format!("{document}.ocr.json");
+        if files.contains(&ocr_name) {
+            let bytes = self.training_file(account, &request.container_url, &ocr_name, MAX_OCR_BYTES).await?;
+            return template_anchors::from_ocr_json(&bytes).map_err(|why| {
+                DocumentError::new(
+                    400,
+                    "InvalidRequest",
+                    "InvalidContent",
+                    format!("The OCR file {ocr_name} is invalid: {why}."),
+                )
+            });
+        }
+        let bytes =
+            self.training_file(account, &request.container_url, document, byos_document::MAX_DOCUMENT_BYTES).await?;
+        match byos_document::read(&self.ocr, &bytes, None, Detail::Text).await {
+            Ok(pages) => Ok(template_anchors::placed(&pages)),
+            Err(_) => Ok(Placed::new()),
+        }
     }
 
     /// The names of the training container's blobs under `prefix`.
@@ -1008,6 +1060,7 @@ mod tests {
             clusters: Vec::new(),
             training: Vec::new(),
             components: Vec::new(),
+            anchors: Vec::new(),
         };
         let shape = crate::document_result::Shape {
             api_version: "2024-11-30".into(),

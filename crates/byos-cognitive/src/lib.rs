@@ -21,6 +21,8 @@
 //!   (English) and eSpeak NG (other languages);
 //!   `tts_socket`: the same over the Speech SDK's WebSocket protocol; `stt_socket`: recognition
 //!   over that protocol.
+//! - [`document_models`]: Document Intelligence template models, aligned to each document by
+//!   [`template_anchors`].
 //! - [`dataplane`]: each account's data-plane listener at `properties.endpoint` (one port per
 //!   account, as the Speech SDK addresses an account by host and port only).
 //! - [`doctor`]: `byos doctor`, an account checked against the BYOS seed's hardening rules (read-only).
@@ -50,6 +52,7 @@ mod records;
 mod speech_http;
 mod stt_socket;
 mod synthesis;
+pub mod template_anchors;
 mod transcribe;
 pub mod transcriptions;
 mod transcriptions_http;
