@@ -155,10 +155,7 @@ fn round(value: f64) -> f64 {
 
 /// Whether word `w`'s centre lies in `region` (page-relative, with a small margin).
 fn inside(page: &PageText, w: usize, region: &[f64; 4]) -> bool {
-    let p = &page.words[w].polygon;
-    let x = (p[0] + p[2] + p[4] + p[6]) / 4.0 / page.width.max(f64::EPSILON);
-    let y = (p[1] + p[3] + p[5] + p[7]) / 4.0 / page.height.max(f64::EPSILON);
-    x >= region[0] - MARGIN && x <= region[2] + MARGIN && y >= region[1] - MARGIN && y <= region[3] + MARGIN
+    template_anchors::within(region, template_anchors::word_centre(page, &page.words[w]), MARGIN)
 }
 
 /// A string field of `words` (indices into the page's words), with the spans the result gave them.

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use byos_document::PageText;
+use byos_document::{PageText, Word};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -43,12 +43,22 @@ pub fn placed(pages: &[PageText]) -> Placed {
     let mut words = Vec::new();
     for page in pages {
         for word in &page.words {
-            let p = &word.polygon;
-            let at = [centre([p[0], p[2], p[4], p[6]], page.width), centre([p[1], p[3], p[5], p[7]], page.height)];
-            words.push((page.number, word.text.clone(), at));
+            words.push((page.number, word.text.clone(), word_centre(page, word)));
         }
     }
     words
+}
+
+/// The centre of a word of `page` in 0-1 page coordinates.
+pub fn word_centre(page: &PageText, word: &Word) -> [f64; 2] {
+    let p = &word.polygon;
+    [centre([p[0], p[2], p[4], p[6]], page.width), centre([p[1], p[3], p[5], p[7]], page.height)]
+}
+
+/// Whether the point `at` lies in `region` (`[x0, y0, x1, y1]`) widened by `margin` on every side.
+pub fn within(region: &[f64; 4], at: [f64; 2], margin: f64) -> bool {
+    let [x, y] = at;
+    x >= region[0] - margin && x <= region[2] + margin && y >= region[1] - margin && y <= region[3] + margin
 }
 
 fn centre(values: [f64; 4], extent: f64) -> f64 {
@@ -122,9 +132,7 @@ pub fn learn(documents: &[Placed], excluded: &[(u32, [f64; 4])]) -> Vec<Anchor> 
             places.entry(*key).or_default().push(*at);
         }
     }
-    let in_field = |page: u32, at: [f64; 2]| {
-        excluded.iter().any(|(p, r)| *p == page && at[0] >= r[0] && at[0] <= r[2] && at[1] >= r[1] && at[1] <= r[3])
-    };
+    let in_field = |page: u32, at: [f64; 2]| excluded.iter().any(|(p, r)| *p == page && within(r, at, 0.0));
     let mut found: Vec<(usize, Anchor)> = Vec::new();
     for ((page, text), at) in places {
         let m = [median(at.iter().map(|a| a[0]).collect()), median(at.iter().map(|a| a[1]).collect())];
@@ -164,6 +172,11 @@ impl Alignment {
         let (sy, oy) = self.y;
         [sx * r[0] + ox, sy * r[1] + oy, sx * r[2] + ox, sy * r[3] + oy]
     }
+
+    /// A learned point where this page has it.
+    fn point(&self, at: [f64; 2]) -> [f64; 2] {
+        [self.x.0 * at[0] + self.x.1, self.y.0 * at[1] + self.y.1]
+    }
 }
 
 /// The alignment of `page` to the template from the anchors it has, else the identity. The fit is
@@ -182,7 +195,7 @@ pub fn align(anchors: &[Anchor], page: &PageText) -> Alignment {
         let axis = |i: usize| fit(&pairs.iter().map(|(a, d)| (a[i], d[i])).collect::<Vec<_>>());
         let alignment = Alignment { x: axis(0), y: axis(1) };
         let miss = |(a, d): &([f64; 2], [f64; 2])| {
-            let at = alignment.region(&[a[0], a[1], a[0], a[1]]);
+            let at = alignment.point(*a);
             (at[0] - d[0]).abs().max((at[1] - d[1]).abs())
         };
         let Some((worst, residual)) = pairs.iter().map(miss).enumerate().max_by(|a, b| a.1.total_cmp(&b.1)) else {
@@ -217,7 +230,7 @@ fn fit(pairs: &[(f64, f64)]) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use byos_document::{Unit, Word};
+    use byos_document::Unit;
 
     fn page(words: &[(&str, f64, f64)]) -> PageText {
         let words = words
